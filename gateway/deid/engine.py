@@ -1,0 +1,356 @@
+"""The tag de-identification engine: one walk of a dataset under a compiled profile.
+
+Every element is looked up once in the profile's tag -> action map; sequences are walked at
+any depth with the same table (PS3.15 E.1.1: the actions apply to attributes wherever they
+occur, including inside sequence items). Pixel data is never decoded or copied.
+
+Rules where the standard leaves a choice (documented in the README too):
+- combined codes (X/Z, X/D, Z/D, X/Z/D, X/Z/U*): the least-retaining action that keeps the
+  instance valid for its IOD (see `requirements.py`);
+- D on a sequence (Content Sequence, Graphic Annotation Sequence, ...): the items are kept
+  for their structure, and every free-text or name value in them that the table does not
+  name is replaced by a dummy; coded entries (Code Value, Coding Scheme, Code Meaning),
+  numbers and relationships are kept;
+- C on a sequence: the items are walked and their free text cleaned (identifiers of this
+  instance removed, dates shifted);
+- C on a date or date-time: shifted by the patient's offset (Modified Dates option); times
+  are kept, since the shift is a whole number of days;
+- C on binary values (OB/OW/UN) cannot be cleaned: they are removed;
+- X on Overlay Data removes the whole overlay (every element of that 60xx group), since an
+  overlay plane without its data is invalid (PS3.3 C.9.2, Overlay Data is Type 1);
+- Patient's Name and Patient ID become the site-scoped pseudonym (see `profile.PSEUDONYM`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from gateway.deid.actions import (
+    FREE_TEXT_VRS,
+    TEXT_VRS,
+    clean_dates_in_text,
+    dummy_value,
+    shift_da,
+    shift_dt,
+)
+from gateway.deid.profile import PSEUDONYM, CompiledProfile
+from gateway.deid.pseudonyms import Pseudonyms, patient_key
+from gateway.deid.requirements import choose_action, required_type
+from gateway.deid.standard import BASIC_PROFILE_CODE, TABLE_E1_1_EDITION, Option
+from gateway.identifiers import Identifiers, vr_of
+
+__version__ = "0.1.0"
+
+# This project's Implementation Class UID (PS3.7 D.3.3.2): a fixed 2.25 UUID-derived UID.
+IMPLEMENTATION_CLASS_UID = "2.25.24671494228297195857051802859060108074"
+IMPLEMENTATION_VERSION_NAME = "DICOMGW_" + __version__
+
+MAX_DEPTH = 64
+
+_CODE_ITEM_TAGS = (0x00080100, 0x00080102, 0x00080119, 0x00080120)  # Code Value, Scheme, ...
+
+
+class DeidError(Exception):
+    """An instance the engine cannot make safe; the message carries no patient data."""
+
+
+class _Mode(Enum):
+    NORMAL = "normal"
+    DUMMY = "dummy"  # inside a sequence whose action is D
+    CLEAN = "clean"  # inside a sequence whose action is C
+
+
+@dataclass
+class DeidResult:
+    """What the engine did to one instance: its new identity, and what it replaced."""
+
+    patient_pseudonym: str
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    date_shift_days: int | None
+    remapped_uids: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Instance:
+    root: Dataset
+    identifiers: Identifiers
+    shift_days: int | None
+    pseudonym: str
+    remapped: set[str] = field(default_factory=set)
+
+
+class Engine:
+    """Applies a compiled profile to datasets, with the pseudonyms of one site."""
+
+    def __init__(self, profile: CompiledProfile, pseudonyms: Pseudonyms) -> None:
+        self.profile = profile
+        self.pseudonyms = pseudonyms
+        self._modified_dates = profile.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES)
+
+    def deidentify(self, ds: Dataset, identifiers: Identifiers) -> DeidResult:
+        """De-identify `ds` in place; raise DeidError when it cannot be made safe."""
+        key = patient_key(
+            str(ds.get("PatientID", "") or ""),
+            str(ds.get("IssuerOfPatientID", "") or ""),
+            str(ds.get("PatientName", "") or ""),
+            str(ds.get("PatientBirthDate", "") or ""),
+            str(ds.get("StudyInstanceUID", "") or ""),
+        )
+        shift = self.pseudonyms.date_shift_days(key) if self._modified_dates else None
+        inst = _Instance(ds, identifiers, shift, self.pseudonyms.patient_id(key))
+        self._walk(ds, inst, parent=None, mode=_Mode.NORMAL, depth=0)
+        ds.PatientName = inst.pseudonym
+        ds.PatientID = inst.pseudonym
+        self._mark(ds)
+        self._rewrite_file_meta(ds)
+        return DeidResult(
+            patient_pseudonym=inst.pseudonym,
+            study_uid=str(ds.get("StudyInstanceUID", "")),
+            series_uid=str(ds.get("SeriesInstanceUID", "")),
+            sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+            date_shift_days=shift,
+            remapped_uids=inst.remapped,
+        )
+
+    # -- the walk -------------------------------------------------------------------------
+
+    def _walk(
+        self, ds: Dataset, inst: _Instance, parent: int | None, mode: _Mode, depth: int
+    ) -> None:
+        if depth > MAX_DEPTH:
+            raise DeidError(f"sequence nesting deeper than {MAX_DEPTH} levels")
+        code_item = mode is _Mode.DUMMY and any(t in ds for t in _CODE_ITEM_TAGS)
+        private: list[int] = []
+        removed_overlays: set[int] = set()
+        for tag in list(ds.keys()):
+            t = int(tag)
+            group = t >> 16
+            if group & 1:
+                private.append(t)
+                continue
+            if group == 0 or t & 0xFFFF == 0:
+                # Command elements and group lengths never belong in a stored instance.
+                del ds[t]
+                continue
+            if group in removed_overlays:
+                del ds[t]
+                continue
+            action = self.profile.action_for(t)
+            if action is None:
+                self._retained(ds, t, inst, mode, code_item, depth)
+                continue
+            if "/" in action:
+                action = choose_action(action, required_type(t, parent, inst.root))
+            if action == "X" and 0x6000 <= group <= 0x601E and t & 0xFFFF == 0x3000:
+                removed_overlays.add(group)
+                for other in [int(x) for x in ds.keys() if int(x) >> 16 == group]:
+                    del ds[other]
+                continue
+            self._apply(ds, t, action, inst, mode, depth)
+        if private:
+            self._private(ds, private, inst, depth)
+
+    def _retained(
+        self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, code_item: bool, depth: int
+    ) -> None:
+        """An attribute Table E.1-1 does not name: kept, unless inside a D or C sequence."""
+        vr = vr_of(ds, t)
+        if vr == "SQ":
+            self._walk_items(ds, t, inst, mode, depth)
+        elif mode is _Mode.DUMMY and vr in FREE_TEXT_VRS and not code_item:
+            self._set(ds, t, vr, dummy_value(vr))
+        elif mode is _Mode.CLEAN and vr in TEXT_VRS:
+            self._clean_text(ds, t, vr, inst)
+
+    def _walk_items(self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, depth: int) -> None:
+        for item in ds[t].value or ():
+            self._walk(item, inst, parent=t, mode=mode, depth=depth + 1)
+
+    def _apply(
+        self, ds: Dataset, t: int, action: str, inst: _Instance, mode: _Mode, depth: int
+    ) -> None:
+        if action == "X":
+            del ds[t]
+            return
+        if action == "K" and t >> 16 == 0x7FE0:
+            return  # never touch pixel data
+        vr = vr_of(ds, t)
+        if action == "Z":
+            self._set(ds, t, vr, Sequence() if vr == "SQ" else None)
+        elif action == "K":
+            if vr == "SQ":
+                self._walk_items(ds, t, inst, mode, depth)
+        elif action == PSEUDONYM:
+            self._set(ds, t, vr, inst.pseudonym)
+        elif vr == "SQ":
+            # D: dummy the free text of the items; C: clean it; U: walk (UIDs are in the table).
+            sub = {"D": _Mode.DUMMY, "C": _Mode.CLEAN}.get(action, mode)
+            self._walk_items(ds, t, inst, sub, depth)
+        elif vr == "UI" and action in ("U", "D", "C"):
+            self._remap_uids(ds, t, inst)
+        elif action == "D":
+            self._set(ds, t, vr, dummy_value(vr))
+        elif action == "U":
+            self._set(ds, t, vr, dummy_value(vr))
+        elif action == "C":
+            self._clean(ds, t, vr, inst)
+        else:
+            raise DeidError(f"unknown action {action!r} for ({t >> 16:04X},{t & 0xFFFF:04X})")
+
+    @staticmethod
+    def _set(ds: Dataset, t: int, vr: str, value: object) -> None:
+        ds[t] = DataElement(t, vr, value)
+
+    def _remap_uids(self, ds: Dataset, t: int, inst: _Instance) -> None:
+        elem = ds[t]
+        values = elem.value
+        if not values:
+            return
+        originals = list(values) if isinstance(values, MultiValue | list) else [values]
+        remapped = []
+        for uid in originals:
+            text = str(uid).strip()
+            if text:
+                inst.remapped.add(text)
+                remapped.append(self.pseudonyms.uid(text))
+        self._set(ds, t, "UI", remapped if len(remapped) > 1 else remapped[0])
+
+    def _clean(self, ds: Dataset, t: int, vr: str, inst: _Instance) -> None:
+        """C: keep the value's meaning, drop what identifies (PS3.15 E.3)."""
+        if vr in ("DA", "DT"):
+            self._shift_dates(ds, t, vr, inst)
+        elif vr == "AE":
+            tokens = [
+                "AE" + self.pseudonyms.token("ae", str(v), 10) for v in _as_list(ds[t].value)
+            ]
+            self._set(ds, t, vr, tokens if len(tokens) > 1 else (tokens or [None])[0])
+        elif vr in TEXT_VRS:
+            self._clean_text(ds, t, vr, inst)
+        elif vr in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
+            del ds[t]
+        # TM, numbers and other VRs: nothing in them identifies once dates move by whole days.
+
+    def _shift_dates(self, ds: Dataset, t: int, vr: str, inst: _Instance) -> None:
+        if inst.shift_days is None:
+            self._set(ds, t, vr, None)
+            return
+        shift = shift_da if vr == "DA" else shift_dt
+        shifted = [shift(str(v), inst.shift_days) for v in _as_list(ds[t].value)]
+        if any(s is None for s in shifted):
+            # A date we cannot read cannot be shifted; an empty value retains nothing.
+            self._set(ds, t, vr, None)
+        else:
+            self._set(ds, t, vr, shifted if len(shifted) > 1 else (shifted or [None])[0])
+
+    def _clean_text(self, ds: Dataset, t: int, vr: str, inst: _Instance) -> None:
+        replacement = "X" if vr == "CS" else "*"
+        cleaned = [
+            clean_dates_in_text(inst.identifiers.scrub(str(v), replacement), inst.shift_days)
+            for v in _as_list(ds[t].value)
+        ]
+        self._set(ds, t, vr, cleaned if len(cleaned) > 1 else (cleaned or [None])[0])
+
+    # -- private attributes (PS3.15 E.3.10) -------------------------------------------------
+
+    def _private(self, ds: Dataset, tags: list[int], inst: _Instance, depth: int) -> None:
+        """Remove private attributes, except the safe ones under Retain Safe Private."""
+        keep_safe = self.profile.private_action == "C"
+        creators: dict[tuple[int, int], str] = {}
+        if keep_safe:
+            for t in tags:
+                element = t & 0xFFFF
+                if 0x0010 <= element <= 0x00FF:
+                    creators[(t >> 16, element)] = str(ds[t].value or "").strip()
+        kept_blocks: set[tuple[int, int]] = set()
+        for t in tags:
+            group, element = t >> 16, t & 0xFFFF
+            if element <= 0x00FF:
+                continue  # creators and group length: decided after their data elements
+            block = (group, element >> 8)
+            creator = creators.get(block)
+            if keep_safe and (creator, group, element & 0xFF) in self.profile.safe_private:
+                kept_blocks.add(block)
+                if vr_of(ds, t) == "SQ":
+                    self._walk_items(ds, t, inst, _Mode.NORMAL, depth)
+            else:
+                del ds[t]
+        for t in tags:
+            group, element = t >> 16, t & 0xFFFF
+            if element <= 0x00FF and (group, element) not in kept_blocks:
+                del ds[t]
+
+    # -- what the output says about itself --------------------------------------------------
+
+    def _mark(self, ds: Dataset) -> None:
+        """PS3.15 E.1.1 / PS3.3 C.7.1.1: say that and how the instance was de-identified."""
+        profile = self.profile
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = [
+            f"DICOM-GATEWAY {__version__}",
+            f"PS3.15 {TABLE_E1_1_EDITION} BASIC PROFILE",
+            f"PROFILE {profile.name}"[:64],
+        ]
+        codes = [BASIC_PROFILE_CODE] + [
+            (opt.code, opt.meaning) for opt in sorted(profile.options, key=lambda o: o.code)
+        ]
+        items = []
+        for value, meaning in codes:
+            item = Dataset()
+            item.CodeValue = value
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = meaning
+            items.append(item)
+        ds.DeidentificationMethodCodeSequence = items
+        if profile.has(Option.RETAIN_LONGITUDINAL_FULL_DATES):
+            ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+        elif profile.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES):
+            ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        else:
+            ds.LongitudinalTemporalInformationModified = "REMOVED"
+
+    @staticmethod
+    def _rewrite_file_meta(ds: Dataset) -> None:
+        """A new file meta: nothing of the sender's (AE titles, private info) survives."""
+        old = getattr(ds, "file_meta", None) or FileMetaDataset()
+        syntax = old.get("TransferSyntaxUID")
+        if not syntax:
+            implicit, little = getattr(ds, "original_encoding", (True, True))
+            if implicit is None:
+                implicit, little = True, True
+            syntax = (
+                ImplicitVRLittleEndian
+                if implicit
+                else ExplicitVRLittleEndian
+                if little
+                else ExplicitVRBigEndian
+            )
+        meta = FileMetaDataset()
+        if "SOPClassUID" in ds:
+            meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        if "SOPInstanceUID" in ds:
+            meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        meta.TransferSyntaxUID = syntax
+        meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+        ds.file_meta = meta
+
+
+def _as_list(value: object) -> list[object]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, MultiValue | list | tuple):
+        return list(value)
+    return [value]

@@ -1,0 +1,121 @@
+"""Per-instance processing: de-identify, then verify; the answer is clean, or a quarantine.
+
+CTP-style one-method contract (see STYLE.md): `process_instance(ds, engine)` returns a
+`Clean` instance or a `Quarantine` that carries a reason code, the stage and a message with
+no patient data. Nothing here touches files; callers decide where bytes go.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from gateway.deid.engine import DeidError, DeidResult, Engine
+from gateway.identifiers import collect_identifiers
+from gateway.verify import find_leaks
+
+log = logging.getLogger(__name__)
+
+# Native (uncompressed) transfer syntaxes, whose pixel data length we can check without
+# decoding anything.
+_NATIVE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """Why an instance was not released. `message` never holds patient data."""
+
+    reason: str
+    stage: str
+    message: str
+
+
+@dataclass
+class Clean:
+    dataset: Dataset
+    result: DeidResult
+
+
+def configure_pydicom() -> None:
+    """Keep pydicom from logging element values: its validation warnings quote them.
+
+    Values are not validated on read (a malformed one surfaces as an error instead) and
+    pydicom's logger only reports errors.
+    """
+    import warnings
+
+    from pydicom import config
+
+    config.settings.reading_validation_mode = config.IGNORE
+    config.settings.writing_validation_mode = config.IGNORE
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")
+
+
+def transfer_syntax(ds: Dataset) -> str:
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax:
+        return str(syntax)
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    if implicit is False:
+        return "1.2.840.10008.1.2.1" if little is not False else "1.2.840.10008.1.2.2"
+    return "1.2.840.10008.1.2"
+
+
+def _check_readable(ds: Dataset) -> Quarantine | None:
+    syntax = UID(transfer_syntax(ds))
+    if not syntax.is_transfer_syntax:
+        return Quarantine("unsupported-transfer-syntax", "read", f"transfer syntax {syntax}")
+    if not ds.get("SOPClassUID") or not ds.get("SOPInstanceUID"):
+        return Quarantine("not-an-instance", "read", "no SOP Class UID or SOP Instance UID")
+    if str(syntax) in _NATIVE and "PixelData" in ds:
+        expected = _native_pixel_length(ds)
+        actual = len(ds.get_item("PixelData").value or b"")
+        if expected is not None and actual < expected:
+            return Quarantine(
+                "truncated-pixel-data", "read", f"pixel data has {actual} of {expected} bytes"
+            )
+    return None
+
+
+def _native_pixel_length(ds: Dataset) -> int | None:
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    total_bits = rows * columns * samples * frames * bits
+    return (total_bits + 7) // 8
+
+
+def process_instance(ds: Dataset, engine: Engine) -> Clean | Quarantine:
+    """De-identify one instance and let it pass only if the verify gate finds nothing."""
+    try:
+        problem = _check_readable(ds)
+        if problem is not None:
+            return problem
+        identifiers = collect_identifiers(ds, engine.profile.keeps)
+    except Exception as exc:  # a malformed element surfaces when it is first read
+        return Quarantine("unreadable", "read", f"cannot parse the dataset ({type(exc).__name__})")
+    try:
+        result = engine.deidentify(ds, identifiers)
+    except DeidError as exc:
+        return Quarantine("deid-failed", "deid", str(exc))
+    except Exception as exc:
+        return Quarantine("deid-failed", "deid", f"cannot de-identify ({type(exc).__name__})")
+    identifiers.add_uids(result.remapped_uids)
+    try:
+        leaks = find_leaks(ds, identifiers)
+    except Exception as exc:
+        return Quarantine("verify-failed", "verify", f"cannot verify ({type(exc).__name__})")
+    if leaks:
+        shown = "; ".join(str(leak) for leak in leaks[:10])
+        more = f" (+{len(leaks) - 10} more)" if len(leaks) > 10 else ""
+        return Quarantine("identifier-found", "verify", shown + more)
+    return Clean(ds, result)

@@ -1,0 +1,121 @@
+"""The site secret that keys every pseudonym HMAC.
+
+Gateways holding the same secret produce the same pseudonyms without talking to each other,
+and anyone holding it can test guesses of patient identifiers against pseudonyms; so it is
+created once, never overwritten, kept owner-only, and its contents never appear in a
+message. This module is a leaf: it imports nothing from the `gateway` package.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import string
+from pathlib import Path
+
+__all__ = [
+    "SECRET_BYTES",
+    "SECRET_FILENAME",
+    "SiteSecretError",
+    "create_site_secret",
+    "read_site_secret",
+]
+
+SECRET_FILENAME = "site-secret.key"
+SECRET_BYTES = 32  # 256-bit HMAC key (RFC 2104: at least the hash output length)
+_HEX_DIGITS = frozenset(string.hexdigits.encode("ascii"))
+
+
+class SiteSecretError(Exception):
+    """The site secret cannot be created or used; the message names the file."""
+
+
+def create_site_secret(directory: Path) -> Path:
+    """Write a new random secret to `directory/site-secret.key` and return its path.
+
+    Refuses to replace an existing secret: a new one would silently change every
+    pseudonym the site has ever issued.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        pass  # an existing folder keeps the mode its owner gave it
+    except OSError as exc:
+        raise SiteSecretError(f"cannot create folder {directory}: {exc.strerror}") from None
+    else:
+        os.chmod(directory, 0o700)  # mkdir's mode is reduced by the umask
+    path = directory / SECRET_FILENAME
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise SiteSecretError(
+            f"refusing to overwrite the existing site secret {path}: every pseudonym depends "
+            "on it; move it away first if you really mean to replace it"
+        ) from None
+    except OSError as exc:
+        raise SiteSecretError(f"cannot create site secret {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # exact mode whatever the umask
+            handle.write(secrets.token_bytes(SECRET_BYTES).hex().encode("ascii") + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        path.unlink(missing_ok=True)  # ours (O_EXCL): never leave a half-written secret
+        raise SiteSecretError(f"cannot write site secret {path}: {exc.strerror}") from None
+    _fsync_directory(directory)
+    return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the new directory entry durable too, where the platform allows it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_site_secret(path: Path) -> bytes:
+    """Return the secret's raw bytes (at least 32), checking it is private and well formed."""
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise SiteSecretError(
+            f"site secret not found: {path} (create one with `dicom-gateway keys init`)"
+        ) from None
+    except OSError as exc:
+        raise SiteSecretError(f"cannot read site secret {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SiteSecretError(f"site secret {path} is not a regular file")
+    if os.name == "posix" and info.st_mode & 0o077:
+        raise SiteSecretError(
+            f"site secret {path} is accessible by group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {path}`"
+        )
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise SiteSecretError(f"cannot read site secret {path}: {exc.strerror}") from None
+    # The contents are secret: messages below describe them, never quote them.
+    text = content.strip()
+    if not text or any(byte not in _HEX_DIGITS for byte in text) or len(text) % 2:
+        raise SiteSecretError(
+            f"site secret {path} has the wrong format: expected hexadecimal digits only "
+            f"({2 * SECRET_BYTES} or more, one line)"
+        )
+    key = bytes.fromhex(text.decode("ascii"))
+    if len(key) < SECRET_BYTES:
+        raise SiteSecretError(
+            f"site secret {path} is too short: {len(key)} bytes, need at least {SECRET_BYTES}"
+        )
+    return key

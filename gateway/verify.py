@@ -1,0 +1,110 @@
+"""The last gate: search a de-identified instance for the input's identifying values.
+
+The engine follows the table; this gate does not trust it. It searches every element at
+every depth, private ones and the file meta included, for the identifiers collected from
+the input (normalised: case, `^` separators, white space) and for every original UID that
+was remapped. A hit means the instance must not be written; the leak report names where
+(the tag path) and what kind of value, never the value itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+
+from gateway.identifiers import Identifiers, normalise, string_values, vr_of
+
+# Bulk data that is not text: searching it costs time and finds noise, never a name.
+_BULK_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009, 0x54001010, 0x00420011})
+_BULK_GROUPS = frozenset({0x7FE0})
+_BINARY_VRS = frozenset({"OB", "OW", "UN", "OF", "OD", "OL", "OV"})
+_TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+_MAX_BINARY_SCAN = 1 << 20
+# Vocabularies, not prose: coded entries (Code Value, Coding Scheme Designator and Version,
+# Code Meaning), CS defined terms, and the equipment's maker and model. A name part that is
+# also an ordinary word or a vendor name ("HEAD", "PERFUSION", "TOSHIBA") is no leak there;
+# a whole identifying value still is.
+_VOCABULARY_TAGS = frozenset({0x00080100, 0x00080102, 0x00080103, 0x00080104})
+_EQUIPMENT_TAGS = frozenset({0x00080070, 0x00081090})
+# Standard UIDs (SOP classes, transfer syntaxes, coding schemes) identify nobody, even when
+# a malformed input used one where an instance UID belongs.
+_DICOM_ROOT = "1.2.840.10008."
+# Placeholders such as "0" or "1.2" in a malformed input are not anybody's UID.
+_MIN_UID_LENGTH = 8
+
+
+@dataclass(frozen=True)
+class Leak:
+    """Where an identifier was found; `path` is a tag path like `(0040,A730)[0](0040,A160)`."""
+
+    path: str
+    kind: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} found at {self.path}"
+
+
+def _is_overlay_or_curve_data(tag: int) -> bool:
+    group, element = tag >> 16, tag & 0xFFFF
+    return (0x6000 <= group <= 0x601E and element == 0x3000) or (
+        0x5000 <= group <= 0x501E and element == 0x3000
+    )
+
+
+def _texts(ds: Dataset, path: str, out: list[tuple[str, str, str, int]], depth: int) -> None:
+    """(path, VR, normalised text, tag) for every searchable value of `ds`, at every depth."""
+    if depth > 64:
+        raise ValueError("sequence nesting deeper than 64 levels")
+    for tag in list(ds.keys()):
+        t = int(tag)
+        if t in _BULK_TAGS or t >> 16 in _BULK_GROUPS or _is_overlay_or_curve_data(t):
+            continue
+        vr = vr_of(ds, t)
+        where = f"{path}({t >> 16:04X},{t & 0xFFFF:04X})"
+        if vr == "SQ":
+            for index, item in enumerate(ds[t].value or ()):
+                _texts(item, f"{where}[{index}]", out, depth + 1)
+        elif vr in _TEXT_VRS:
+            for text in string_values(ds[t]):
+                out.append((where, vr, normalise(text), t))
+        elif vr in _BINARY_VRS:
+            value = ds[t].value
+            if isinstance(value, bytes) and 0 < len(value) <= _MAX_BINARY_SCAN:
+                out.append((where, vr, normalise(value.decode("latin-1")), t))
+
+
+def find_leaks(ds: Dataset, identifiers: Identifiers) -> list[Leak]:
+    """Every place in `ds` (and its file meta) where an identifier of the input survives."""
+    values: list[tuple[str, str, str, int]] = []
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        _texts(meta, "meta:", values, 0)
+    _texts(ds, "", values, 0)
+    leaks: list[Leak] = []
+    pattern = identifiers.pattern()
+    value_pattern = identifiers.value_pattern()
+    uids = {
+        u for u in identifiers.uids if len(u) >= _MIN_UID_LENGTH and not u.startswith(_DICOM_ROOT)
+    }
+    long_uids = [u for u in uids if len(u) >= 10]
+    for path, vr, text, tag in values:
+        if vr == "UI":
+            # A UID is a whole value: compared exactly, never searched for names or IDs (a
+            # 2.25 decimal UID holds every short number somewhere).
+            if text in uids:
+                leaks.append(Leak(path, "original UID"))
+        elif text in identifiers.exact:
+            leaks.append(Leak(path, "identifying value"))
+        elif tag in _EQUIPMENT_TAGS:
+            continue
+        elif vr == "CS" or tag in _VOCABULARY_TAGS:
+            if value_pattern is not None and value_pattern.search(text):
+                leaks.append(Leak(path, "identifying value"))
+        elif pattern is not None and pattern.search(text):
+            leaks.append(Leak(path, "identifying value"))
+        elif long_uids and any(u in text for u in long_uids):
+            leaks.append(Leak(path, "original UID in text"))
+    return leaks

@@ -1,0 +1,144 @@
+"""The site secret as an operator handles it: created once, kept private, read back."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from gateway.site_secret import (
+    SECRET_FILENAME,
+    SiteSecretError,
+    create_site_secret,
+    read_site_secret,
+)
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def write_secret(path: Path, content: str, mode: int = 0o600) -> Path:
+    path.write_text(content)
+    path.chmod(mode)
+    return path
+
+
+def test_keys_init_creates_a_private_file_of_64_hex_digits(tmp_path: Path) -> None:
+    path = create_site_secret(tmp_path)
+
+    assert path == tmp_path / SECRET_FILENAME == tmp_path / "site-secret.key"
+    assert mode_of(path) == 0o600
+    text = path.read_text()
+    assert text.endswith("\n")
+    assert len(text.strip()) == 64
+    int(text, 16)  # hex digits only
+
+
+def test_keys_init_creates_a_private_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "certs"
+
+    create_site_secret(folder)
+
+    assert mode_of(folder) == 0o700
+
+
+def test_keys_init_gives_a_different_secret_each_site(tmp_path: Path) -> None:
+    first = read_site_secret(create_site_secret(tmp_path / "a"))
+    second = read_site_secret(create_site_secret(tmp_path / "b"))
+
+    assert first != second
+
+
+def test_keys_init_twice_keeps_the_first_secret(tmp_path: Path) -> None:
+    path = create_site_secret(tmp_path)
+    before = path.read_bytes()
+
+    with pytest.raises(SiteSecretError, match="refusing to overwrite") as caught:
+        create_site_secret(tmp_path)
+
+    assert str(path) in str(caught.value)
+    assert path.read_bytes() == before
+    assert mode_of(path) == 0o600
+
+
+def test_the_secret_reads_back_as_the_bytes_written(tmp_path: Path) -> None:
+    path = create_site_secret(tmp_path)
+
+    key = read_site_secret(path)
+
+    assert len(key) == 32
+    assert key.hex() == path.read_text().strip()
+
+
+def test_a_longer_secret_written_by_hand_is_accepted(tmp_path: Path) -> None:
+    path = write_secret(tmp_path / SECRET_FILENAME, "AB" * 48 + "\n")
+
+    assert read_site_secret(path) == bytes([0xAB]) * 48
+
+
+def test_secret_not_created_yet(tmp_path: Path) -> None:
+    path = tmp_path / SECRET_FILENAME
+
+    with pytest.raises(SiteSecretError, match="not found") as caught:
+        read_site_secret(path)
+
+    assert str(path) in str(caught.value)
+    assert "keys init" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["not a secret at all\n", "zz" * 32 + "\n", "abc\n", "", "ab cd" * 16 + "\n"],
+    ids=["words", "not-hex", "odd-length", "empty", "spaces"],
+)
+def test_secret_in_the_wrong_format(tmp_path: Path, content: str) -> None:
+    path = write_secret(tmp_path / SECRET_FILENAME, content)
+
+    with pytest.raises(SiteSecretError, match="wrong format") as caught:
+        read_site_secret(path)
+
+    assert str(path) in str(caught.value)
+
+
+def test_secret_too_short(tmp_path: Path) -> None:
+    path = write_secret(tmp_path / SECRET_FILENAME, "ab" * 16 + "\n")
+
+    with pytest.raises(SiteSecretError, match="too short: 16 bytes") as caught:
+        read_site_secret(path)
+
+    assert str(path) in str(caught.value)
+
+
+def test_messages_never_quote_the_secret(tmp_path: Path) -> None:
+    path = write_secret(tmp_path / SECRET_FILENAME, "c0ffee" * 4 + "\n")
+
+    with pytest.raises(SiteSecretError) as caught:
+        read_site_secret(path)
+
+    assert "c0ffee" not in str(caught.value)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660])
+def test_secret_readable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
+    path = create_site_secret(tmp_path)
+    path.chmod(mode)
+
+    with pytest.raises(SiteSecretError, match="chmod 600") as caught:
+        read_site_secret(path)
+
+    assert str(path) in str(caught.value)
+    assert f"{mode:04o}" in str(caught.value)
+
+
+def test_secret_path_is_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / SECRET_FILENAME
+    folder.mkdir(mode=0o700)
+
+    with pytest.raises(SiteSecretError, match="not a regular file") as caught:
+        read_site_secret(folder)
+
+    assert str(folder) in str(caught.value)

@@ -108,6 +108,14 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sample(args: argparse.Namespace) -> int:
+    from gateway.synthetic import make_demo_sample
+
+    paths = make_demo_sample(Path(args.dir))
+    print(f"{len(paths)} synthetic identified instances written to {Path(args.dir).resolve()}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dicom-gateway", description="DICOM de-identification gateway"
@@ -135,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     init = key_commands.add_parser("init", help="create a site secret")
     init.add_argument("--dir", default="certs", help="folder for site-secret.key (default certs)")
     init.set_defaults(func=cmd_keys_init)
+    sample = commands.add_parser(
+        "sample", help="write a small synthetic study with made-up patient data, for trials"
+    )
+    sample.add_argument("dir", metavar="DIR")
+    sample.set_defaults(func=cmd_sample)
     return parser
 
 

@@ -17,7 +17,9 @@ Rules where the standard leaves a choice (documented in the README too):
   are kept, since the shift is a whole number of days;
 - C on binary values (OB/OW/UN) cannot be cleaned: they are removed;
 - X on Overlay Data removes the whole overlay (every element of that 60xx group), since an
-  overlay plane without its data is invalid (PS3.3 C.9.2, Overlay Data is Type 1);
+  overlay plane without its data is invalid (PS3.3 C.9.2, Overlay Data is Type 1). C on
+  Overlay or Curve Data (Clean Graphics) does the same until the pixel stage can clean the
+  bitmaps: a bitmap cannot be cleaned by the tag engine;
 - Patient's Name and Patient ID become the site-scoped pseudonym (see `profile.PSEUDONYM`).
 """
 
@@ -58,7 +60,23 @@ IMPLEMENTATION_VERSION_NAME = "DICOMGW_" + __version__
 
 MAX_DEPTH = 64
 
-_CODE_ITEM_TAGS = (0x00080100, 0x00080102, 0x00080119, 0x00080120)  # Code Value, Scheme, ...
+# The parts of a coded entry (PS3.3 8.8 Code Sequence Macro): vocabulary, not free text, so
+# kept inside a sequence whose free text is replaced by dummies.
+_CODED_ENTRY_TAGS = frozenset(
+    {
+        0x00080100,  # Code Value
+        0x00080102,  # Coding Scheme Designator
+        0x00080103,  # Coding Scheme Version
+        0x00080104,  # Code Meaning
+        0x00080105,  # Mapping Resource
+        0x0008010F,  # Context Identifier
+        0x00080117,  # Context UID
+        0x00080118,  # Mapping Resource UID
+        0x00080119,  # Long Code Value
+        0x00080120,  # URN Code Value
+        0x00080122,  # Mapping Resource Name
+    }
+)
 
 
 class DeidError(Exception):
@@ -132,7 +150,6 @@ class Engine:
     ) -> None:
         if depth > MAX_DEPTH:
             raise DeidError(f"sequence nesting deeper than {MAX_DEPTH} levels")
-        code_item = mode is _Mode.DUMMY and any(t in ds for t in _CODE_ITEM_TAGS)
         private: list[int] = []
         removed_overlays: set[int] = set()
         for tag in list(ds.keys()):
@@ -146,31 +163,30 @@ class Engine:
                 del ds[t]
                 continue
             if group in removed_overlays:
-                del ds[t]
-                continue
+                continue  # already removed with its Overlay Data
             action = self.profile.action_for(t)
             if action is None:
-                self._retained(ds, t, inst, mode, code_item, depth)
+                self._retained(ds, t, inst, mode, depth)
                 continue
             if "/" in action:
                 action = choose_action(action, required_type(t, parent, inst.root))
-            if action == "X" and 0x6000 <= group <= 0x601E and t & 0xFFFF == 0x3000:
+            if action == "C" and 0x5000 <= group <= 0x501E:
+                action = "X"  # curves (retired) are binary; nothing in them can be cleaned
+            if action in ("X", "C") and 0x6000 <= group <= 0x601E and t & 0xFFFF == 0x3000:
                 removed_overlays.add(group)
-                for other in [int(x) for x in ds.keys() if int(x) >> 16 == group]:
+                for other in [int(x) for x in ds.keys() if int(x) >> 16 == group]:  # noqa: SIM118
                     del ds[other]
                 continue
             self._apply(ds, t, action, inst, mode, depth)
         if private:
             self._private(ds, private, inst, depth)
 
-    def _retained(
-        self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, code_item: bool, depth: int
-    ) -> None:
+    def _retained(self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, depth: int) -> None:
         """An attribute Table E.1-1 does not name: kept, unless inside a D or C sequence."""
         vr = vr_of(ds, t)
         if vr == "SQ":
             self._walk_items(ds, t, inst, mode, depth)
-        elif mode is _Mode.DUMMY and vr in FREE_TEXT_VRS and not code_item:
+        elif mode is _Mode.DUMMY and vr in FREE_TEXT_VRS and t not in _CODED_ENTRY_TAGS:
             self._set(ds, t, vr, dummy_value(vr))
         elif mode is _Mode.CLEAN and vr in TEXT_VRS:
             self._clean_text(ds, t, vr, inst)
@@ -189,7 +205,7 @@ class Engine:
             return  # never touch pixel data
         vr = vr_of(ds, t)
         if action == "Z":
-            self._set(ds, t, vr, Sequence() if vr == "SQ" else None)
+            self._set(ds, t, vr, _empty(vr))
         elif action == "K":
             if vr == "SQ":
                 self._walk_items(ds, t, inst, mode, depth)
@@ -201,9 +217,7 @@ class Engine:
             self._walk_items(ds, t, inst, sub, depth)
         elif vr == "UI" and action in ("U", "D", "C"):
             self._remap_uids(ds, t, inst)
-        elif action == "D":
-            self._set(ds, t, vr, dummy_value(vr))
-        elif action == "U":
+        elif action == "D" or action == "U":
             self._set(ds, t, vr, dummy_value(vr))
         elif action == "C":
             self._clean(ds, t, vr, inst)
@@ -245,13 +259,13 @@ class Engine:
 
     def _shift_dates(self, ds: Dataset, t: int, vr: str, inst: _Instance) -> None:
         if inst.shift_days is None:
-            self._set(ds, t, vr, None)
+            self._set(ds, t, vr, _empty(vr))
             return
         shift = shift_da if vr == "DA" else shift_dt
         shifted = [shift(str(v), inst.shift_days) for v in _as_list(ds[t].value)]
         if any(s is None for s in shifted):
             # A date we cannot read cannot be shifted; an empty value retains nothing.
-            self._set(ds, t, vr, None)
+            self._set(ds, t, vr, _empty(vr))
         else:
             self._set(ds, t, vr, shifted if len(shifted) > 1 else (shifted or [None])[0])
 
@@ -346,6 +360,19 @@ class Engine:
         meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
         meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
         ds.file_meta = meta
+
+
+_STRING_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR",
+     "UT"}
+)
+
+
+def _empty(vr: str) -> object:
+    """Z: a zero-length value of the element's VR."""
+    if vr == "SQ":
+        return Sequence()
+    return "" if vr in _STRING_VRS else None
 
 
 def _as_list(value: object) -> list[object]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from functools import cache
 from importlib import resources
 
@@ -21,7 +21,7 @@ _E1_1_FILE = "ps3.15_table_e1-1.csv"
 _E3_10_1_FILE = "ps3.15_table_e3.10-1.csv"
 
 
-class Option(str, Enum):
+class Option(StrEnum):
     """The ten options of Table E.1-1, named as in a profile file.
 
     The value is the profile-file name; `code` and `meaning` are the CID 7050 concept used in

@@ -1,0 +1,59 @@
+# dicom-gateway: `make run` and `make test` set everything up on a fresh Debian machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= conf/gateway.yaml
+SECRET := certs/site-secret.key
+SAMPLE := var/sample-input
+EXPORT := var/export
+# Debian packages: dicom3tools (dciodvfy, output validity tests).
+APT_PACKAGES := dicom3tools
+
+.PHONY: all setup system run test lint bench clean
+
+all: test
+
+system:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null; then echo "install:$$missing (no apt-get here)"; exit 1; fi; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "installing system packages:$$missing"; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml | system
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: system $(STAMP)
+
+$(SECRET): | $(STAMP)
+	$(BIN)/dicom-gateway keys init --dir $(dir $(SECRET))
+
+# Until the network service exists, `run` de-identifies a bundled synthetic sample offline.
+run: setup $(SECRET)
+	@test -d $(SAMPLE) || $(BIN)/dicom-gateway sample $(SAMPLE)
+	$(BIN)/dicom-gateway check-config -c $(CONFIG)
+	$(BIN)/dicom-gateway anonymize $(SAMPLE) $(EXPORT) -c $(CONFIG)
+	@echo "de-identified sample written under $(abspath $(EXPORT))"
+
+lint: setup
+	$(BIN)/ruff check gateway tests bench
+
+test: setup
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python bench/engine.py
+
+clean:
+	rm -rf $(VENV) var build *.egg-info .pytest_cache .ruff_cache

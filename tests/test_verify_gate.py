@@ -1,0 +1,146 @@
+"""The verify gate finds identifiers the table cannot know about, and quarantines them."""
+
+from __future__ import annotations
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+
+from gateway.deid.engine import Engine
+from gateway.deid.profile import compile_profile, default_profile
+from gateway.deid.pseudonyms import Pseudonyms
+from gateway.deid.standard import Option
+from gateway.identifiers import Identifiers, collect_identifiers
+from gateway.pipeline import Clean, Quarantine, process_instance
+from gateway.verify import find_leaks
+
+SECRET = b"verify-gate-test-secret-32-bytes"
+NAME = "Brightwater^Ysolde^M"
+PATIENT_ID = "BW-20417"
+
+
+def _instance() -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1125.7.1"
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.2.1125.7.2"
+    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.2.1125.7.3"
+    ds.PatientName = NAME
+    ds.PatientID = PATIENT_ID
+    ds.PatientBirthDate = "19710309"
+    ds.AccessionNumber = "ACC778899"
+    ds.InstitutionName = "Saint Elsewhere General"
+    return ds
+
+
+def _engine(*options: Option) -> Engine:
+    profile = compile_profile(options) if options else default_profile()
+    return Engine(profile, Pseudonyms(SECRET, "VERIFY-SITE"))
+
+
+def test_clean_instance_passes_and_carries_no_identifier() -> None:
+    outcome = process_instance(_instance(), _engine())
+    assert isinstance(outcome, Clean)
+    assert outcome.dataset.PatientID.startswith(outcome.result.patient_pseudonym)
+
+
+def test_name_in_an_attribute_the_table_does_not_list_is_quarantined() -> None:
+    ds = _instance()
+    ds.SequenceName = "ysolde"  # Sequence Name is not in Table E.1-1, so it is retained
+    outcome = process_instance(ds, _engine())
+    assert isinstance(outcome, Quarantine)
+    assert outcome.reason == "identifier-found"
+    assert "(0018,0024)" in outcome.message
+    assert "ysolde" not in outcome.message.lower()
+
+
+def test_birth_date_written_in_free_text_is_found() -> None:
+    ds = _instance()
+    ds.ContentLabel = "X"
+    item = Dataset()
+    item.TextValue = "born 09.03.1971, seen today"  # a retained attribute inside a sequence
+    ds.add_new(0x00409096, "SQ", Sequence([item]))  # Real World Value Mapping Sequence
+    outcome = process_instance(ds, _engine())
+    assert isinstance(outcome, Quarantine)
+    assert "(0040,9096)[0](0040,A160)" in outcome.message
+
+
+def test_identifier_in_a_retained_safe_private_attribute_is_found() -> None:
+    ds = _instance()
+    block = ds.private_block(0x7053, "Philips PET Private Group", create=True)
+    block.add_new(0x00, "DS", "1.5")
+    block.add_new(0x09, "DS", "2.5")
+    ds.add_new(0x00181030, "LO", "x")
+    engine = _engine(Option.RETAIN_SAFE_PRIVATE, Option.RETAIN_LONGITUDINAL_MODIFIED_DATES)
+    outcome = process_instance(ds, engine)
+    assert isinstance(outcome, Clean)  # numbers only: nothing to find
+
+    ds = _instance()
+    # GEMS_PARM_01 (0043,xx27) is safe by Table E.3.10-1 (SH); a site stuffed the ID in it.
+    ds.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0x27, "SH", PATIENT_ID)
+    outcome = process_instance(ds, engine)
+    assert isinstance(outcome, Quarantine)
+    assert "(0043,1027)" in outcome.message
+
+
+def test_original_uid_quoted_in_text_is_found() -> None:
+    ds = _instance()
+    item = Dataset()
+    item.TextValue = f"see {ds.StudyInstanceUID}"
+    ds.add_new(0x00409096, "SQ", Sequence([item]))
+    outcome = process_instance(ds, _engine())
+    assert isinstance(outcome, Quarantine)
+    assert "original UID in text" in outcome.message
+
+
+def test_name_parts_are_matched_as_words_not_inside_other_words() -> None:
+    ids = Identifiers()
+    ids.add_value("Lee^Ann", "PN")
+    leaked = Dataset()
+    leaked.SequenceName = "ann"
+    assert find_leaks(leaked, ids)
+    harmless = Dataset()
+    harmless.SequenceName = "ANNOTATED"
+    harmless.ConvolutionKernel = "STANDARD"
+    assert not find_leaks(harmless, ids)
+
+
+def test_short_ids_match_only_whole_values() -> None:
+    ids = Identifiers()
+    ids.add_value("12", "LO")  # e.g. a Study ID: too short to search inside text
+    ds = Dataset()
+    ds.SequenceName = "sequence 12 b"
+    assert not find_leaks(ds, ids)
+    ds.ConvolutionKernel = "12"
+    assert [str(leak) for leak in find_leaks(ds, ids)] == ["identifying value found at (0018,1210)"]
+
+
+def test_code_meanings_are_vocabulary_for_name_parts_but_not_for_whole_names() -> None:
+    ids = Identifiers()
+    ids.add_value("Head^Ysolde", "PN")
+    item = Dataset()
+    item.CodeValue = "T-D1100"
+    item.CodingSchemeDesignator = "SRT"
+    item.CodeMeaning = "Head"
+    ds = Dataset()
+    ds.AnatomicRegionSequence = [item]
+    assert not find_leaks(ds, ids)
+    item.CodeMeaning = "Head Ysolde"
+    assert find_leaks(ds, ids)
+
+
+def test_values_kept_by_the_profile_are_not_collected() -> None:
+    ds = _instance()
+    engine = _engine(Option.RETAIN_INSTITUTION_IDENTITY)
+    ids = collect_identifiers(ds, engine.profile.keeps)
+    assert "saint elsewhere general" not in ids.values
+    assert isinstance(process_instance(ds, engine), Clean)
+
+
+def test_leak_report_never_quotes_the_value() -> None:
+    ds = _instance()
+    ds.SequenceName = "Brightwater"
+    outcome = process_instance(ds, _engine())
+    assert isinstance(outcome, Quarantine)
+    assert "brightwater" not in outcome.message.lower()

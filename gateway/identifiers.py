@@ -57,6 +57,10 @@ _DATE_VR = "DA"
 MIN_SUBSTRING_LENGTH = 5
 MIN_NAME_COMPONENT_LENGTH = 3
 
+# Values the engine itself writes (D dummies): an input that already went through a
+# de-identifier carries them, and they identify nobody.
+_OUR_DUMMIES = frozenset({"deidentified", "19000101"})
+
 _SEPARATORS = re.compile(r"[\s^=]+")
 _WORD_EDGE = r"(?<![a-z0-9]){}(?![a-z0-9])"
 
@@ -91,7 +95,7 @@ class Identifiers:
 
     def add_value(self, raw: str, vr: str) -> None:
         text = normalise(raw)
-        if not text:
+        if not text or text in _OUR_DUMMIES:
             return
         if vr == _DATE_VR:
             self.values.update(date_spellings(text))

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cache
 
+from pydicom.datadict import DicomDictionary
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -117,6 +119,7 @@ class Engine:
         self.profile = profile
         self.pseudonyms = pseudonyms
         self._modified_dates = profile.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES)
+        self._remap_unlisted_uids = not profile.has(Option.RETAIN_UIDS)
 
     def deidentify(self, ds: Dataset, identifiers: Identifiers) -> DeidResult:
         """De-identify `ds` in place; raise DeidError when it cannot be made safe."""
@@ -158,8 +161,9 @@ class Engine:
             if group & 1:
                 private.append(t)
                 continue
-            if group == 0 or t & 0xFFFF == 0:
-                # Command elements and group lengths never belong in a stored instance.
+            if group in (0x0000, 0x0002) or t & 0xFFFF == 0:
+                # Command elements, group lengths and file meta elements misplaced in the
+                # body never belong in a stored instance (the file meta is rebuilt).
                 del ds[t]
                 continue
             if group in removed_overlays:
@@ -186,6 +190,8 @@ class Engine:
         vr = vr_of(ds, t)
         if vr == "SQ":
             self._walk_items(ds, t, inst, mode, depth)
+        elif vr == "UI" and self._remap_unlisted_uids and t not in _vocabulary_uid_tags():
+            self._remap_uids(ds, t, inst)
         elif mode is _Mode.DUMMY and vr in FREE_TEXT_VRS and t not in _CODED_ENTRY_TAGS:
             self._set(ds, t, vr, dummy_value(vr))
         elif mode is _Mode.CLEAN and vr in TEXT_VRS:
@@ -237,7 +243,9 @@ class Engine:
         remapped = []
         for uid in originals:
             text = str(uid).strip()
-            if text:
+            if text.startswith(_DICOM_ROOT):
+                remapped.append(text)  # a UID of the standard itself identifies nobody
+            elif text:
                 inst.remapped.add(text)
                 remapped.append(self.pseudonyms.uid(text))
         self._set(ds, t, "UI", remapped if len(remapped) > 1 else remapped[0])
@@ -360,6 +368,39 @@ class Engine:
         meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
         meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
         ds.file_meta = meta
+
+
+_DICOM_ROOT = "1.2.840.10008."
+_VOCABULARY_UID_KEYWORDS = frozenset(
+    {
+        "CodingSchemeUID",
+        "ContextUID",
+        "ContextGroupExtensionCreatorUID",
+        "MappingResourceUID",
+        "CreatorVersionUID",
+        "PrivateInformationCreatorUID",
+        "SegmentationTemplateUID",
+        "RepositoryUniqueID",
+        "HomeCommunityID",
+    }
+)
+
+
+@cache
+def _vocabulary_uid_tags() -> frozenset[int]:
+    """UI attributes that name a class, syntax or vocabulary, not an instance.
+
+    Table E.1-1 lists the instance UIDs it knows; newer instance-like UIDs it does not list
+    (Multi-frame Source SOP Instance UID, Target Frame of Reference UID, Assertion UID, ...)
+    are remapped like U, so the output never keeps an instance UID of the input. Class and
+    syntax UIDs, coding schemes and context groups are kept.
+    """
+    return frozenset(
+        tag
+        for tag, (vr, _vm, _name, _retired, keyword) in DicomDictionary.items()
+        if vr == "UI"
+        and (keyword.endswith(("ClassUID", "SyntaxUID")) or keyword in _VOCABULARY_UID_KEYWORDS)
+    )
 
 
 _STRING_VRS = frozenset(

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -105,11 +106,17 @@ def _init_worker(settings: EngineSettings) -> None:
     _worker_engine = Engine(settings.profile, Pseudonyms(settings.secret, settings.site_id))
 
 
-def _read(path: Path):  # -> Dataset | str (why it is not DICOM)
+def _read(path: Path):  # -> Dataset | Quarantine | str (why it is not DICOM)
     if path.name.upper() == "DICOMDIR":
         return "DICOMDIR (a media directory, not an instance)"
     try:
-        return dcmread(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = dcmread(path)
+        if any("End of file reached" in str(w.message) for w in caught):
+            # An undefined-length item or sequence ran off the end: the file is cut short.
+            return Quarantine("truncated", "read", "file ends before its last element")
+        return ds
     except InvalidDicomError:
         pass
     except Exception as exc:
@@ -130,7 +137,7 @@ def process_file(path: Path, output_dir: Path) -> FileOutcome:
     read = _read(path)
     if isinstance(read, str):
         return FileOutcome("skipped", path, read)
-    outcome = process_instance(read, _worker_engine)
+    outcome = read if isinstance(read, Quarantine) else process_instance(read, _worker_engine)
     if isinstance(outcome, Quarantine):
         entry = quarantine.put(
             _worker_settings.storage_dir,

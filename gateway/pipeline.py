@@ -66,7 +66,36 @@ def transfer_syntax(ds: Dataset) -> str:
     return "1.2.840.10008.1.2"
 
 
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def truncated_element(ds: Dataset) -> int | None:
+    """The first top-level element whose value is shorter than its declared length.
+
+    pydicom stops quietly at the end of a file cut short and keeps the partial value; a
+    partial value (a sequence cut in half, a name cut after three letters) cannot be trusted
+    to be de-identified, so such an instance is quarantined.
+    """
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        length = getattr(raw, "length", None)
+        value = getattr(raw, "value", None)
+        if (
+            isinstance(value, bytes)
+            and length is not None
+            and length != _UNDEFINED_LENGTH
+            and len(value) < length
+        ):
+            return int(tag)
+    return None
+
+
 def _check_readable(ds: Dataset) -> Quarantine | None:
+    cut = truncated_element(ds)
+    if cut is not None:
+        return Quarantine(
+            "truncated", "read", f"file ends inside element ({cut >> 16:04X},{cut & 0xFFFF:04X})"
+        )
     syntax = UID(transfer_syntax(ds))
     if not syntax.is_transfer_syntax:
         return Quarantine("unsupported-transfer-syntax", "read", f"transfer syntax {syntax}")

@@ -38,7 +38,7 @@ __all__ = [
 PRIVATE_GROUP = 0x0009
 PRIVATE_CREATOR = "ACME_PHI_01"
 
-# pydicom's registered example root (PS3.5 9.1): clearly not a real device's UID, and
+# pydicom's UID root (PS3.5 9.1): not any real device's UID, and
 # deterministic when seeded through `entropy_srcs`.
 _UID_PREFIX = "1.2.826.0.1.3680043.8.498."
 _IMPLEMENTATION_CLASS_UID = _UID_PREFIX + "1"
@@ -46,6 +46,7 @@ _IMPLEMENTATION_VERSION = "ACME_SYNTH_1"
 
 # Small built-in word lists. Every word is at least six letters, so a byte scan for it in a
 # compressed image of a real file cannot hit by chance.
+# fmt: off
 _FAMILY_NAMES = (
     "HARTWELL", "OKONKWO", "LINDQVIST", "ABERNATHY", "FAIRWEATHER", "MONTGOMERY",
     "VASQUEZRIOS", "PEMBERTON", "KOWALCZYK", "DRUMMOND", "THORNBURY", "ACHTERBERG",
@@ -65,17 +66,20 @@ _PHYSICIANS = (
     "STRICKLAND^Beatrix", "MACALLISTER^Fergus",
 )
 _OPERATORS = ("GALLAGHER^Siobhan", "PETROVSKY^Anatoly", "DELACROIX^Amelie", "BRANDVOLD^Torstein")
+# fmt: on
 
 
 @dataclass(frozen=True)
 class SyntheticPatient:
     """Every identifying value planted in a synthetic study (the defaults are the demo's).
 
-    Person names are PN values, `FAMILY^Given^Middle`; dates are DA values.
+    The defaults' identifiers have their own prefixes (NBG, NBS, NBR), so the demo patient
+    never shares an ID with a `random_patient`. Person names are PN values
+    (`FAMILY^Given^Middle`); dates are DA values.
     """
 
     name: str = "HARTWELL^Maureen^Elspeth"
-    patient_id: str = "MRN4821937"
+    patient_id: str = "NBG4821937"
     issuer: str = "NORTHBRIDGE_MRN"
     other_patient_id: str = "NHS9438812675"
     birth_date: str = "19800314"
@@ -83,8 +87,8 @@ class SyntheticPatient:
     address: str = "42 Larkspur Lane, Northbridge NB4 7QT"
     telephone: str = "555-0142-3381"
     accession: str = "ACC24011700917"
-    study_id: str = "STU7730194"
-    requested_procedure_id: str = "RPID5518203"
+    study_id: str = "NBS7730194"
+    requested_procedure_id: str = "NBR5518203"
     institution: str = "Northbridge General Hospital"
     institution_address: str = "1 Infirmary Road, Northbridge NB1 2AA"
     referring: str = "WHITCOMBE^Harriet"
@@ -160,7 +164,8 @@ class SyntheticPatient:
 
 
 def random_patient(seed: int) -> SyntheticPatient:
-    """A different made-up patient per seed; IDs are unique per seed, names usually are."""
+    """A different made-up patient per seed: IDs differ for every seed below ten million,
+    names (from the small word lists) usually do."""
     rng = random.Random(f"synthetic-patient-{seed}")
     family = rng.choice(_FAMILY_NAMES)
     town = rng.choice(_TOWNS)
@@ -195,7 +200,7 @@ def random_patient(seed: int) -> SyntheticPatient:
 
 
 def _base_image(rows: int, columns: int, seed: int) -> np.ndarray:
-    """A cheap CT-like slice: a disc of soft tissue in air with a ramp; values in -1024..2047."""
+    """A cheap CT-like slice: a disc of soft tissue in air with a ramp; values in -1000..103."""
     y, x = np.ogrid[:rows, :columns]
     cy, cx = rows / 2, columns / 2
     radius = min(rows, columns) * 0.42
@@ -252,47 +257,13 @@ def _header(
     columns: int,
     previous_sop: str | None,
 ) -> Dataset:
-    """One CT instance's attributes (PS3.3 A.3.3, CT Image IOD), set in tag order with the
-    module each belongs to."""
+    """One instance's attributes, module by module as the CT Image IOD lists them
+    (PS3.3 A.3.3); pydicom writes them in tag order whatever the order here."""
     ds = Dataset()
     number = index + 1
     date = patient.study_date
     surname = patient.family_name.capitalize()
 
-    # SOP Common (C.12.1)
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.InstanceCreationDate = date
-    ds.InstanceCreationTime = "101502"
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = _uid(ids.sop_prefix, index)
-    # General Study (C.7.2.1)
-    ds.StudyDate = date
-    ds.SeriesDate = date
-    ds.AcquisitionDate = date
-    ds.ContentDate = date
-    ds.StudyTime = "100512"
-    ds.SeriesTime = "101033"
-    ds.AcquisitionTime = f"1011{number % 60:02d}"
-    ds.ContentTime = f"1012{number % 60:02d}"
-    ds.AccessionNumber = patient.accession
-    ds.Modality = "CT"
-    ds.Manufacturer = "ACME Medical Systems"
-    ds.InstitutionName = patient.institution
-    ds.InstitutionAddress = patient.institution_address
-    ds.ReferringPhysicianName = patient.referring
-    ds.StationName = patient.station
-    ds.StudyDescription = f"CT CHEST W CONTRAST {surname} follow-up"
-    ds.SeriesDescription = f"AXIAL 5MM {surname}"
-    ds.PerformingPhysicianName = patient.performing
-    ds.OperatorsName = patient.operator
-    ds.ManufacturerModelName = "Acme CT 64"
-    if previous_sop is not None:
-        # General Image (C.7.6.1): Image SOP Instance Reference Macro (PS3.3 10.3).
-        reference = Dataset()
-        reference.ReferencedSOPClassUID = CTImageStorage
-        reference.ReferencedSOPInstanceUID = previous_sop
-        ds.ReferencedImageSequence = Sequence([reference])
     # Patient (C.7.1.1)
     ds.PatientName = patient.name
     ds.PatientID = patient.patient_id
@@ -304,34 +275,30 @@ def _header(
     other.IssuerOfPatientID = "NHS"
     other.TypeOfPatientID = "TEXT"
     ds.OtherPatientIDsSequence = Sequence([other])
+    # Patient Demographic (C.2.2), not in the CT IOD: dciodvfy warns, a real PACS sends it.
     ds.PatientAddress = patient.address
     ds.PatientTelephoneNumbers = patient.telephone
-    # CT Image (C.8.2.1) and General Equipment (C.7.5.1)
-    ds.BodyPartExamined = "CHEST"  # unpaired, so Laterality (Type 2C) is not required
-    ds.SliceThickness = "5"
-    ds.KVP = "120"
-    ds.DeviceSerialNumber = "ACME64-00417"
-    ds.SoftwareVersions = "4.2.1"
-    ds.PatientPosition = "FFS"
-    # Study and series identity (C.7.2.1, C.7.3.1)
+
+    # General Study (C.7.2.1)
     ds.StudyInstanceUID = ids.study
-    ds.SeriesInstanceUID = ids.series
+    ds.StudyDate = date
+    ds.StudyTime = "100512"
+    ds.ReferringPhysicianName = patient.referring
     ds.StudyID = patient.study_id
+    ds.AccessionNumber = patient.accession
+    ds.StudyDescription = f"CT CHEST W CONTRAST {surname} follow-up"
+
+    # General Series (C.7.3.1), with a Request Attributes Sequence item (macro 10.6)
+    ds.Modality = "CT"
+    ds.SeriesInstanceUID = ids.series
     ds.SeriesNumber = 2
-    ds.AcquisitionNumber = 1
-    ds.InstanceNumber = number
-    # Image Plane (C.7.6.2) and Frame of Reference (C.7.4.1)
-    z = -5.0 * index
-    ds.ImagePositionPatient = [-250.0, -250.0, z]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.FrameOfReferenceUID = ids.frame_of_reference
-    ds.PositionReferenceIndicator = ""
-    ds.SliceLocation = z
-    ds.ImageComments = (
-        f"Patient {patient.display_name}, born {patient.birth_date_iso}; "
-        f"slice {number} of {instances}"
-    )
-    # Request Attributes Sequence (General Series, C.7.3.1; Request Attributes Macro 10.6)
+    ds.SeriesDate = date
+    ds.SeriesTime = "101033"
+    ds.SeriesDescription = f"AXIAL 5MM {surname}"
+    ds.PerformingPhysicianName = patient.performing
+    ds.OperatorsName = patient.operator
+    ds.BodyPartExamined = "CHEST"  # unpaired, so Laterality (Type 2C) is not required
+    ds.PatientPosition = "FFS"
     request = Dataset()
     request.AccessionNumber = patient.accession
     request.RequestedProcedureID = patient.requested_procedure_id
@@ -342,21 +309,72 @@ def _header(
         [_code("CTCHESTC", "99ACME", "CT chest with contrast")]
     )
     ds.RequestAttributesSequence = Sequence([request])
-    # Image Pixel (C.7.6.3) and CT Image (C.8.2.1)
+
+    # Frame of Reference (C.7.4.1)
+    ds.FrameOfReferenceUID = ids.frame_of_reference
+    ds.PositionReferenceIndicator = ""
+
+    # General Equipment (C.7.5.1)
+    ds.Manufacturer = "ACME Medical Systems"
+    ds.InstitutionName = patient.institution
+    ds.InstitutionAddress = patient.institution_address
+    ds.StationName = patient.station
+    ds.ManufacturerModelName = "Acme CT 64"
+    ds.DeviceSerialNumber = "ACME64-00417"
+    ds.SoftwareVersions = "4.2.1"
+
+    # General Image (C.7.6.1)
+    ds.InstanceNumber = number
+    ds.ContentDate = date
+    ds.ContentTime = f"1012{number % 60:02d}"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.AcquisitionNumber = 1
+    ds.AcquisitionDate = date
+    ds.AcquisitionTime = f"1011{number % 60:02d}"
+    ds.ImageComments = (
+        f"Patient {patient.display_name}, born {patient.birth_date_iso}; "
+        f"slice {number} of {instances}"
+    )
+    if previous_sop is not None:
+        # Image SOP Instance Reference Macro (PS3.3 10.3)
+        reference = Dataset()
+        reference.ReferencedSOPClassUID = CTImageStorage
+        reference.ReferencedSOPInstanceUID = previous_sop
+        ds.ReferencedImageSequence = Sequence([reference])
+
+    # Image Plane (C.7.6.2)
+    z = -5.0 * index
+    ds.PixelSpacing = [round(500.0 / rows, 6), round(500.0 / columns, 6)]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [-250.0, -250.0, z]
+    ds.SliceThickness = "5"
+    ds.SliceLocation = z
+
+    # Image Pixel (C.7.6.3); Pixel Data is added by the caller
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows = rows
     ds.Columns = columns
-    ds.PixelSpacing = [round(500.0 / rows, 6), round(500.0 / columns, 6)]
     ds.BitsAllocated = 16
     ds.BitsStored = 12
     ds.HighBit = 11
     ds.PixelRepresentation = 1
-    ds.WindowCenter = "40"
-    ds.WindowWidth = "400"
+
+    # CT Image (C.8.2.1) and VOI LUT (C.11.2)
     ds.RescaleIntercept = "0"
     ds.RescaleSlope = "1"
     ds.RescaleType = "HU"
+    ds.KVP = "120"
+    ds.WindowCenter = "40"
+    ds.WindowWidth = "400"
+
+    # SOP Common (C.12.1)
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = _uid(ids.sop_prefix, index)
+    ds.InstanceCreationDate = date
+    ds.InstanceCreationTime = "101502"
+
     _add_private_block(ds, patient)
     return ds
 

@@ -51,6 +51,7 @@ class PlantedIdentifiers:
 
     top_level: dict[int, str] = field(default_factory=dict)
     nested_in: str = ""  # tag path of the existing sequence item that got a Person Name
+    written: list[str] = field(default_factory=list)  # every value as planted, anywhere
 
     def needles(self, kept: Callable[[int], bool] = lambda tag: False) -> set[str]:
         """Lower-case strings that must not occur in the output's bytes.
@@ -92,6 +93,7 @@ def plant_identifiers(ds: Dataset) -> PlantedIdentifiers:
         tag = int(Tag(keyword))
         ds.add_new(tag, vr, value)
         planted.top_level[tag] = value
+        planted.written.append(value)
     other = Dataset()
     other.PatientID = PLANTED_OTHER_PATIENT_ID
     other.TypeOfPatientID = "TEXT"
@@ -107,6 +109,7 @@ def plant_identifiers(ds: Dataset) -> PlantedIdentifiers:
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         meta.SourceApplicationEntityTitle = PLANTED_SOURCE_AE
+        planted.written.append(PLANTED_SOURCE_AE)
     return planted
 
 

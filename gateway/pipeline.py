@@ -101,17 +101,21 @@ def _check_readable(ds: Dataset) -> Quarantine | None:
         return Quarantine("unsupported-transfer-syntax", "read", f"transfer syntax {syntax}")
     if not ds.get("SOPClassUID") or not ds.get("SOPInstanceUID"):
         return Quarantine("not-an-instance", "read", "no SOP Class UID or SOP Instance UID")
-    if str(syntax) in _NATIVE and "PixelData" in ds:
-        expected = _native_pixel_length(ds)
+    if "PixelData" in ds:
+        expected = _expected_pixel_length(ds)
+        if expected is None:
+            return Quarantine(
+                "invalid-value", "read", "image pixel attributes are missing or not numbers"
+            )
         actual = len(ds.get_item("PixelData").value or b"")
-        if expected is not None and actual < expected:
+        if str(syntax) in _NATIVE and actual < expected:
             return Quarantine(
                 "truncated-pixel-data", "read", f"pixel data has {actual} of {expected} bytes"
             )
     return None
 
 
-def _native_pixel_length(ds: Dataset) -> int | None:
+def _expected_pixel_length(ds: Dataset) -> int | None:
     try:
         rows, columns = int(ds.Rows), int(ds.Columns)
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
@@ -138,7 +142,7 @@ def process_instance(ds: Dataset, engine: Engine) -> Clean | Quarantine:
         return Quarantine("deid-failed", "deid", str(exc))
     except Exception as exc:
         return Quarantine("deid-failed", "deid", f"cannot de-identify ({type(exc).__name__})")
-    identifiers.add_uids(result.remapped_uids)
+    identifiers.add_uids(result.remapped_uids - result.kept_uids)
     try:
         leaks = find_leaks(ds, identifiers)
     except Exception as exc:

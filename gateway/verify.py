@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from gateway.identifiers import Identifiers, normalise, string_values, vr_of
@@ -54,10 +55,26 @@ def _is_overlay_or_curve_data(tag: int) -> bool:
     )
 
 
-def _texts(ds: Dataset, path: str, out: list[tuple[str, str, str, int]], depth: int) -> None:
+# Character sets whose bytes read as Latin-1 give the text itself: raw values in them are
+# searched without pydicom converting (and later re-encoding) every element.
+_LATIN1_CHARSETS = frozenset({"", "ISO_IR 6", "ISO_IR 100", "ISO 2022 IR 6", "ISO 2022 IR 100"})
+
+
+def _latin1(ds: Dataset, inherited: bool) -> bool:
+    if 0x00080005 not in ds:
+        return inherited
+    charset = ds[0x00080005].value or ""
+    names = [charset] if isinstance(charset, str) else list(charset)
+    return all(str(name).strip() in _LATIN1_CHARSETS for name in names)
+
+
+def _texts(
+    ds: Dataset, path: str, out: list[tuple[str, str, str, int]], depth: int, latin1: bool
+) -> None:
     """(path, VR, normalised text, tag) for every searchable value of `ds`, at every depth."""
     if depth > 64:
         raise ValueError("sequence nesting deeper than 64 levels")
+    latin1 = _latin1(ds, latin1)
     for tag in list(ds.keys()):
         t = int(tag)
         if t in _BULK_TAGS or t >> 16 in _BULK_GROUPS or _is_overlay_or_curve_data(t):
@@ -66,10 +83,17 @@ def _texts(ds: Dataset, path: str, out: list[tuple[str, str, str, int]], depth: 
         where = f"{path}({t >> 16:04X},{t & 0xFFFF:04X})"
         if vr == "SQ":
             for index, item in enumerate(ds[t].value or ()):
-                _texts(item, f"{where}[{index}]", out, depth + 1)
+                _texts(item, f"{where}[{index}]", out, depth + 1, latin1)
         elif vr in _TEXT_VRS:
-            for text in string_values(ds[t]):
-                out.append((where, vr, normalise(text), t))
+            raw = ds.get_item(t)
+            if latin1 and isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+                for part in raw.value.decode("latin-1").split("\\"):
+                    text = part.strip(" \x00")
+                    if text:
+                        out.append((where, vr, normalise(text), t))
+            else:
+                for text in string_values(ds[t]):
+                    out.append((where, vr, normalise(text), t))
         elif vr in _BINARY_VRS:
             value = ds[t].value
             if isinstance(value, bytes) and 0 < len(value) <= _MAX_BINARY_SCAN:
@@ -81,8 +105,8 @@ def find_leaks(ds: Dataset, identifiers: Identifiers) -> list[Leak]:
     values: list[tuple[str, str, str, int]] = []
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
-        _texts(meta, "meta:", values, 0)
-    _texts(ds, "", values, 0)
+        _texts(meta, "meta:", values, 0, True)
+    _texts(ds, "", values, 0, True)
     leaks: list[Leak] = []
     pattern = identifiers.pattern()
     value_pattern = identifiers.value_pattern()

@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 
 PLANTED_NAME = "Zyxwick^Quorbelle"
 PLANTED_PATIENT_ID = "ZQ-998877-X"
@@ -74,13 +75,33 @@ class PlantedIdentifiers:
         return {needle.lower() for needle in found}
 
 
+def _cut_short(raw: object) -> bool:
+    """A value pydicom read only in part because the file ended inside it."""
+    value, length = getattr(raw, "value", None), getattr(raw, "length", None)
+    return isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length
+
+
+def _is_sequence(ds: Dataset, tag: BaseTag) -> bool:
+    vr = ds.get_item(tag).VR
+    if vr in (None, "UN"):  # implicit VR, or a sequence sent as UN (PS3.5 6.2.2)
+        try:
+            return dictionary_VR(tag) == "SQ"
+        except KeyError:
+            return False
+    return vr == "SQ"
+
+
 def _public_items(ds: Dataset, path: str, depth: int) -> Iterator[tuple[int, str, Dataset]]:
-    """(depth, path, item) for every item of every public sequence, at any depth."""
-    for elem in ds:
-        if elem.tag.is_private or elem.VR != "SQ":
+    """(depth, path, item) for every item of every public sequence, at any depth.
+
+    Leaves alone what a reader left unparsed because the file was cut short inside it: the
+    pipeline must still see that, as the gateway would.
+    """
+    for tag in list(ds.keys()):
+        if tag.is_private or _cut_short(ds.get_item(tag)) or not _is_sequence(ds, tag):
             continue
-        for index, item in enumerate(elem.value or ()):
-            where = f"{path}{elem.tag}[{index}]"
+        for index, item in enumerate(ds[tag].value or ()):
+            where = f"{path}{tag}[{index}]"
             yield depth + 1, where, item
             yield from _public_items(item, where, depth + 1)
 
@@ -103,9 +124,7 @@ def plant_identifiers(ds: Dataset) -> PlantedIdentifiers:
         # The deepest existing item: PS3.15 E.1.1 actions apply wherever an attribute occurs.
         _, planted.nested_in, item = deepest
         item.PersonName = PLANTED_NAME
-    ds.private_block(0x0011, PLANTED_PRIVATE_CREATOR, create=True).add_new(
-        0x01, "LO", PLANTED_NAME
-    )
+    ds.private_block(0x0011, PLANTED_PRIVATE_CREATOR, create=True).add_new(0x01, "LO", PLANTED_NAME)
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
         meta.SourceApplicationEntityTitle = PLANTED_SOURCE_AE

@@ -101,6 +101,9 @@ class DeidResult:
     sop_instance_uid: str
     date_shift_days: int | None
     remapped_uids: set[str] = field(default_factory=set)
+    # UIDs the profile left as they are somewhere in the output (K, Retain UIDs): public by
+    # the profile's choice even where the same value was remapped elsewhere.
+    kept_uids: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -110,6 +113,7 @@ class _Instance:
     shift_days: int | None
     pseudonym: str
     remapped: set[str] = field(default_factory=set)
+    kept: set[str] = field(default_factory=set)
 
 
 class Engine:
@@ -144,6 +148,7 @@ class Engine:
             sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
             date_shift_days=shift,
             remapped_uids=inst.remapped,
+            kept_uids=inst.kept,
         )
 
     # -- the walk -------------------------------------------------------------------------
@@ -190,8 +195,11 @@ class Engine:
         vr = vr_of(ds, t)
         if vr == "SQ":
             self._walk_items(ds, t, inst, mode, depth)
-        elif vr == "UI" and self._remap_unlisted_uids and t not in _vocabulary_uid_tags():
-            self._remap_uids(ds, t, inst)
+        elif vr == "UI":
+            if self._remap_unlisted_uids and t not in _vocabulary_uid_tags():
+                self._remap_uids(ds, t, inst)
+            else:
+                _keep_uids(ds, t, inst)
         elif mode is _Mode.DUMMY and vr in FREE_TEXT_VRS and t not in _CODED_ENTRY_TAGS:
             self._set(ds, t, vr, dummy_value(vr))
         elif mode is _Mode.CLEAN and vr in TEXT_VRS:
@@ -215,6 +223,8 @@ class Engine:
         elif action == "K":
             if vr == "SQ":
                 self._walk_items(ds, t, inst, mode, depth)
+            elif vr == "UI":
+                _keep_uids(ds, t, inst)
         elif action == PSEUDONYM:
             self._set(ds, t, vr, inst.pseudonym)
         elif vr == "SQ":
@@ -414,6 +424,10 @@ def _empty(vr: str) -> object:
     if vr == "SQ":
         return Sequence()
     return "" if vr in _STRING_VRS else None
+
+
+def _keep_uids(ds: Dataset, t: int, inst: _Instance) -> None:
+    inst.kept.update(str(uid).strip() for uid in _as_list(ds[t].value))
 
 
 def _as_list(value: object) -> list[object]:

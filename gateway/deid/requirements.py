@@ -23,6 +23,28 @@ from pydicom.dataset import Dataset
 # SOP Class UID prefixes of IOD families.
 _SR_FAMILY = "1.2.840.10008.5.1.4.1.1.88."
 _DX_MG_IO_FAMILY = "1.2.840.10008.5.1.4.1.1.1."
+_RT_FAMILY = "1.2.840.10008.5.1.4.1.1.481."
+_WAVEFORM_FAMILY = "1.2.840.10008.5.1.4.1.1.9."
+
+# IODs built on the Multi-frame Functional Groups and Enhanced General Equipment modules
+# (PS3.3 C.7.6.16, C.7.5.2), recognised by SOP Class because a malformed or minimal
+# instance may lack the functional group sequences themselves.
+_FUNCTIONAL_GROUP_CLASSES = frozenset(
+    "1.2.840.10008.5.1.4.1.1." + suffix
+    for suffix in (
+        "2.1", "2.2",  # Enhanced CT, Legacy Converted Enhanced CT
+        "4.1", "4.2", "4.3", "4.4",  # Enhanced MR, MR Spectroscopy, Enhanced MR Color, Legacy
+        "6.2", "6.3",  # Enhanced US Volume, Photoacoustic
+        "12.1.1", "12.2.1",  # Enhanced XA, Enhanced XRF
+        "13.1.1", "13.1.2", "13.1.3", "13.1.4", "13.1.5",  # X-Ray 3D, Breast Tomosynthesis
+        "14.1", "14.2",  # Intravascular OCT
+        "30",  # Parametric Map
+        "66.4", "66.7",  # Segmentation, Label Map Segmentation
+        "77.1.5.4", "77.1.5.7", "77.1.5.8",  # Ophthalmic Tomography and OCT B-scan/en face
+        "77.1.6",  # VL Whole Slide Microscopy
+        "128.1", "130",  # Legacy Converted Enhanced PET, Enhanced PET
+    )
+)
 
 _SHARED_GROUPS = 0x52009229
 _PER_FRAME_GROUPS = 0x52009230
@@ -32,6 +54,10 @@ _PATIENT_SPECIES_CODE_SEQUENCE = 0x00102202
 _CONTENT_DATE = 0x00080023
 _CONTENT_TIME = 0x00080033
 _ACQUISITION_DATETIME = 0x0008002A
+_OPERATORS_NAME = 0x00081070
+_REFERENCED_PPS_SEQUENCE = 0x00081111
+_SOURCE_IMAGE_SEQUENCE = 0x00082112
+_DERIVATION_IMAGE_SEQUENCE = 0x00089124
 _DEVICE_SERIAL_NUMBER = 0x00181000
 _CONTRAST_BOLUS_AGENT = 0x00180010
 _ACQUISITION_CONTEXT_SEQUENCE = 0x00400555
@@ -44,37 +70,55 @@ _ION_BEAM_SEQUENCE = 0x300A03A2
 
 
 def _sop_class(root: Dataset) -> str:
-    return str(root.get("SOPClassUID", ""))
+    return str(root.get("SOPClassUID", "")).strip()
 
 
 def _has_functional_groups(root: Dataset) -> bool:
     """Multi-frame IODs with functional groups (Enhanced CT/MR/PET/XA, SEG, ...)."""
-    return _SHARED_GROUPS in root or _PER_FRAME_GROUPS in root
+    return (
+        _sop_class(root) in _FUNCTIONAL_GROUP_CLASSES
+        or _SHARED_GROUPS in root
+        or _PER_FRAME_GROUPS in root
+    )
+
+
+def _is_original(root: Dataset) -> bool:
+    image_type = root.get("ImageType") or ""
+    first = image_type if isinstance(image_type, str) else image_type[0]
+    return str(first).strip().upper() in ("ORIGINAL", "MIXED")
 
 
 def required_type(tag: int, parent: int | None, root: Dataset) -> int:
     """1, 2 or 3: the attribute's type in this instance, at top level or in `parent` sequence."""
+    sop_class = _sop_class(root)
     if parent is None:
         if tag in (_CONTENT_DATE, _CONTENT_TIME):
-            # PS3.3 C.17.2 SR Document General: Type 1; C.7.6.1 General Image: Type 2C.
-            return 1 if _sop_class(root).startswith(_SR_FAMILY) else 2
+            # PS3.3 C.17.2 SR Document General, C.7.6.16 Multi-frame Functional Groups and
+            # C.10.8 Waveform Identification: Type 1; C.7.6.1 General Image: Type 2C.
+            if sop_class.startswith((_SR_FAMILY, _WAVEFORM_FAMILY)):
+                return 1
+            return 1 if _has_functional_groups(root) else 2
         if tag == _ACQUISITION_DATETIME:
-            # PS3.3 C.8.13.1 Enhanced MR Image (and the Enhanced CT/PET/XA equivalents): 1C for
-            # ORIGINAL or MIXED images.
-            if _has_functional_groups(root):
-                image_type = root.get("ImageType") or [""]
-                return 1 if str(image_type[0]).upper() in ("ORIGINAL", "MIXED") else 3
-            return 3
+            # PS3.3 C.10.8 Waveform Identification: Type 1. C.8.13.1 Enhanced MR Image (and
+            # the Enhanced CT/PET/XA equivalents): 1C for ORIGINAL or MIXED images.
+            if sop_class.startswith(_WAVEFORM_FAMILY):
+                return 1
+            return 1 if _has_functional_groups(root) and _is_original(root) else 3
         if tag == _DEVICE_SERIAL_NUMBER:
             # PS3.3 C.7.5.2 Enhanced General Equipment: Type 1.
             return 1 if _has_functional_groups(root) else 3
+        if tag == _OPERATORS_NAME:
+            return 2 if sop_class.startswith(_RT_FAMILY) else 3  # PS3.3 C.8.8.1 RT Series
+        if tag == _REFERENCED_PPS_SEQUENCE:
+            # PS3.3 C.17.1 SR Document Series: Type 2.
+            return 2 if sop_class.startswith(_SR_FAMILY) else 3
         if tag == _CONTRAST_BOLUS_AGENT:
             return 2  # PS3.3 C.7.6.4 Contrast/Bolus: Type 2 whenever the module is present.
         if tag == _ACQUISITION_CONTEXT_SEQUENCE:
             # PS3.3 C.7.6.14 Acquisition Context: Type 2; the module is mandatory in the
-            # functional-group IODs and DX/MG/IO.
-            is_dx = _sop_class(root).startswith(_DX_MG_IO_FAMILY)
-            return 2 if _has_functional_groups(root) or is_dx else 3
+            # functional-group IODs, DX/MG/IO and the waveform IODs.
+            family = sop_class.startswith((_DX_MG_IO_FAMILY, _WAVEFORM_FAMILY))
+            return 2 if family or _has_functional_groups(root) else 3
         if tag == _PATIENT_SEX_NEUTERED:
             # PS3.3 C.7.1.1 Patient: Type 2C, required when the patient is an animal.
             animal = _PATIENT_SPECIES_DESCRIPTION in root or _PATIENT_SPECIES_CODE_SEQUENCE in root
@@ -84,6 +128,11 @@ def required_type(tag: int, parent: int | None, root: Dataset) -> int:
         return 3
     if tag == _TREATMENT_MACHINE_NAME and parent in (_BEAM_SEQUENCE, _ION_BEAM_SEQUENCE):
         return 2  # PS3.3 C.8.8.14 RT Beams / C.8.8.25 RT Ion Beams: Type 2.
+    if tag == _SOURCE_IMAGE_SEQUENCE and parent == _DERIVATION_IMAGE_SEQUENCE:
+        # PS3.3 C.7.6.16.2.6 Derivation Image Macro: Type 2, but emptying it leaves the
+        # Common Instance Reference Module (C.12.2) naming instances nothing refers to, so
+        # the references are kept with remapped UIDs (U), as for Type 1.
+        return 1
     return 3
 
 

@@ -154,3 +154,12 @@ def test_profile_file_names_options_and_rejects_unknown_ones(tmp_path) -> None:
     )
     with pytest.raises(ProfileError, match="exclude each other"):
         load_profile(both)
+
+
+def test_dates_the_table_does_not_list_move_with_the_patient() -> None:
+    engine = Engine(default_profile(), Pseudonyms(SECRET, "SITE"))
+    assert engine.profile.action_for(0x00141020) is None  # Expiry Date: not in Table E.1-1
+    ds = _study("1.2.826.0.1.4", "20200115")
+    ds.ExpiryDate = "20200115"
+    engine.deidentify(ds, collect_identifiers(ds, engine.profile.keeps))
+    assert ds.ExpiryDate == ds.StudyDate != "20200115"

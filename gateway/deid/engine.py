@@ -200,6 +200,11 @@ class Engine:
                 self._remap_uids(ds, t, inst)
             else:
                 _keep_uids(ds, t, inst)
+        elif vr in ("DA", "DT") and self._modified_dates:
+            # Every date of the patient moves, also those the table does not list (Expiry
+            # Date, Date of Gain Calibration, ...), so no original date sits beside a shifted
+            # one and intervals between them stay true.
+            self._shift_dates(ds, t, vr, inst)
         elif mode is _Mode.DUMMY and vr in FREE_TEXT_VRS and t not in _CODED_ENTRY_TAGS:
             self._set(ds, t, vr, dummy_value(vr))
         elif mode is _Mode.CLEAN and vr in TEXT_VRS:

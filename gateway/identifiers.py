@@ -126,6 +126,15 @@ class Identifiers:
             self._value_pattern = _alternation(self.values, ())
         return self._value_pattern
 
+    def found_in(self, text: str) -> bool:
+        """True when any identifier occurs in `text` (values separated by `\\` checked apart)."""
+        pattern = self.pattern()
+        for part in text.split("\\"):
+            normalised = normalise(part.strip(" \x00"))
+            if normalised in self.exact or (pattern is not None and pattern.search(normalised)):
+                return True
+        return False
+
     def scrub(self, text: str, replacement: str = "*") -> str:
         """Free text with every identifier replaced; used by the Clean (C) action."""
         if normalise(text) in self.exact:

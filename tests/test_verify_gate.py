@@ -45,25 +45,32 @@ def test_clean_instance_passes_and_carries_no_identifier() -> None:
     assert outcome.dataset.PatientID.startswith(outcome.result.patient_pseudonym)
 
 
-def test_name_in_an_attribute_the_table_does_not_list_is_quarantined() -> None:
+def test_name_in_free_text_the_table_retains_is_cut_out_not_quarantined() -> None:
     ds = _instance()
-    ds.SequenceName = "ysolde"  # Sequence Name is not in Table E.1-1, so it is retained
+    ds.SequenceName = "ysolde t2"  # Sequence Name is not in Table E.1-1, so it is retained
+    outcome = process_instance(ds, _engine())
+    assert isinstance(outcome, Clean)
+    assert outcome.dataset.SequenceName == "* t2"
+
+
+def test_name_in_a_value_the_engine_cannot_clean_is_quarantined() -> None:
+    ds = _instance()
+    # An unknown public element read as UN: retained as bytes, which the engine cannot clean.
+    ds.add_new(0x43200010, "UN", b"for Brightwater Ysolde ")
     outcome = process_instance(ds, _engine())
     assert isinstance(outcome, Quarantine)
     assert outcome.reason == "identifier-found"
-    assert "(0018,0024)" in outcome.message
-    assert "ysolde" not in outcome.message.lower()
+    assert outcome.message == "identifying value found at (4320,0010)"
 
 
-def test_birth_date_written_in_free_text_is_found() -> None:
+def test_birth_date_written_in_retained_free_text_is_cut_out() -> None:
     ds = _instance()
-    ds.ContentLabel = "X"
     item = Dataset()
     item.TextValue = "born 09.03.1971, seen today"  # a retained attribute inside a sequence
     ds.add_new(0x00409096, "SQ", Sequence([item]))  # Real World Value Mapping Sequence
     outcome = process_instance(ds, _engine())
-    assert isinstance(outcome, Quarantine)
-    assert "(0040,9096)[0](0040,A160)" in outcome.message
+    assert isinstance(outcome, Clean)
+    assert outcome.dataset[0x00409096].value[0].TextValue == "born *, seen today"
 
 
 def test_identifier_in_a_retained_safe_private_attribute_is_found() -> None:
@@ -140,7 +147,7 @@ def test_values_kept_by_the_profile_are_not_collected() -> None:
 
 def test_leak_report_never_quotes_the_value() -> None:
     ds = _instance()
-    ds.SequenceName = "Brightwater"
+    ds.add_new(0x43200010, "UN", b"Brightwater")
     outcome = process_instance(ds, _engine())
     assert isinstance(outcome, Quarantine)
     assert "brightwater" not in outcome.message.lower()

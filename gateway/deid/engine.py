@@ -30,7 +30,7 @@ from enum import Enum
 from functools import cache
 
 from pydicom.datadict import DicomDictionary
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -209,6 +209,8 @@ class Engine:
             self._set(ds, t, vr, dummy_value(vr))
         elif mode is _Mode.CLEAN and vr in TEXT_VRS:
             self._clean_text(ds, t, vr, inst)
+        elif vr in _SCRUBBED_VRS and t not in _CODED_ENTRY_TAGS:
+            self._scrub_retained(ds, t, vr, inst)
 
     def _walk_items(self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, depth: int) -> None:
         for item in ds[t].value or ():
@@ -291,6 +293,25 @@ class Engine:
             self._set(ds, t, vr, _empty(vr))
         else:
             self._set(ds, t, vr, shifted if len(shifted) > 1 else (shifted or [None])[0])
+
+    def _scrub_retained(self, ds: Dataset, t: int, vr: str, inst: _Instance) -> None:
+        """Free text the table retains still loses this patient's identifiers.
+
+        A modality that writes the patient's name into, say, Sequence Name would otherwise
+        send the instance to quarantine; the value is kept with the name cut out. Raw values
+        are checked before pydicom converts them, so clean text costs one regex search.
+        """
+        raw = ds.get_item(t)
+        if (
+            isinstance(raw, RawDataElement)
+            and isinstance(raw.value, bytes)
+            and not inst.identifiers.found_in(raw.value.decode("latin-1"))
+        ):
+            return
+        values = [str(v) for v in _as_list(ds[t].value)]
+        scrubbed = [inst.identifiers.scrub(v) for v in values]
+        if scrubbed != values:
+            self._set(ds, t, vr, scrubbed if len(scrubbed) > 1 else scrubbed[0])
 
     def _clean_text(self, ds: Dataset, t: int, vr: str, inst: _Instance) -> None:
         replacement = "X" if vr == "CS" else "*"
@@ -384,6 +405,9 @@ class Engine:
         meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
         ds.file_meta = meta
 
+
+# Retained free text searched for this instance's identifiers (CS, AE and UI are codes).
+_SCRUBBED_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN"})
 
 _DICOM_ROOT = "1.2.840.10008."
 _VOCABULARY_UID_KEYWORDS = frozenset(

@@ -1,0 +1,418 @@
+"""The durable per-study buffer between the SCP and the worker pool, and its state machine.
+
+Guarantee: `store()` returns only when the instance file and its row in `state.db` are on
+disk (fsync), so the SCP may answer success. Files live under `spool/<round>/`; the state
+of every study round lives in SQLite (WAL, synchronous=FULL). A round is one batch of a
+study: instances that arrive while an earlier round of the same study is being processed
+start a new round, processed and forwarded on its own, so nothing is lost or mixed with
+half-processed state.
+
+Round states::
+
+    receiving --quiet period--> processing --outbox written--> forwarding --OK--> (deleted)
+        ^                           |                              |  RETRY: backoff
+        +----- worker crash --------+                              +--> failed --release-->
+                                                                        forwarding
+
+On start-up the spool recovers: `processing` rounds go back to `receiving` (their outbox is
+cleared and they are processed again), temporary and unrecorded files are removed (they
+were never acknowledged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+STATE_DB = "state.db"
+SPOOL_DIR = "spool"
+OUTBOX_DIR = "outbox"
+_TMP = "tmp"
+_OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rounds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    study_uid TEXT NOT NULL,
+    state TEXT NOT NULL,
+    first_received REAL NOT NULL,
+    last_received REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS rounds_by_study ON rounds (study_uid, state);
+CREATE INDEX IF NOT EXISTS rounds_by_state ON rounds (state);
+CREATE TABLE IF NOT EXISTS instances (
+    round_id INTEGER NOT NULL REFERENCES rounds (id),
+    sop_instance_uid TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL,
+    transfer_syntax TEXT NOT NULL,
+    calling_ae TEXT NOT NULL,
+    file TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    received REAL NOT NULL,
+    PRIMARY KEY (round_id, sop_instance_uid)
+);
+"""
+
+
+class SpoolWriteError(Exception):
+    """The instance could not be made durable (disk full, I/O error). Nothing was kept."""
+
+    def __init__(self, message: str, *, out_of_space: bool) -> None:
+        super().__init__(message)
+        self.out_of_space = out_of_space
+
+
+class RoundState(StrEnum):
+    RECEIVING = "receiving"
+    PROCESSING = "processing"
+    FORWARDING = "forwarding"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SpooledInstance:
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class StudyRound:
+    id: int
+    study_uid: str
+    state: RoundState
+    first_received: float
+    last_received: float
+    attempts: int
+    next_attempt: float
+    message: str
+    instances: int
+
+    @property
+    def study_hash(self) -> str:
+        return uid_hash(self.study_uid)
+
+
+def uid_hash(uid: str) -> str:
+    """What logs and audit records carry instead of an original UID."""
+    return hashlib.sha256(uid.encode("utf-8")).hexdigest()[:16]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """Instances on disk plus the state of every study round, safe across crashes."""
+
+    def __init__(self, storage_dir: Path) -> None:
+        self.storage_dir = Path(storage_dir)
+        self.spool_dir = self.storage_dir / SPOOL_DIR
+        self.outbox_root = self.storage_dir / OUTBOX_DIR
+        self._tmp = self.spool_dir / _TMP
+        for folder in (self.storage_dir, self.spool_dir, self._tmp, self.outbox_root):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.storage_dir / STATE_DB, check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._recover()
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def store(
+        self,
+        encoded: bytes,
+        *,
+        sop_instance_uid: str,
+        sop_class_uid: str,
+        study_uid: str,
+        transfer_syntax: str,
+        calling_ae: str,
+    ) -> None:
+        """Make one received instance durable; only then may the SCP answer success."""
+        temporary = self._tmp / f"{secrets.token_hex(8)}.part"
+        try:
+            self._write_synced(temporary, encoded)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise SpoolWriteError(
+                f"cannot write to the spool ({exc.strerror})",
+                out_of_space=exc.errno in _OUT_OF_SPACE,
+            ) from exc
+        now = time.time()
+        with self._lock:
+            final: Path | None = None
+            replaced = False
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                round_id = self._receiving_round(study_uid, now)
+                folder = self.spool_dir / str(round_id)
+                if not folder.is_dir():
+                    folder.mkdir()
+                    _fsync_dir(self.spool_dir)
+                final = folder / f"{uid_hash(sop_instance_uid)}.dcm"
+                replaced = final.exists()
+                os.replace(temporary, final)
+                _fsync_dir(folder)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        round_id,
+                        sop_instance_uid,
+                        sop_class_uid,
+                        transfer_syntax,
+                        calling_ae,
+                        str(final.relative_to(self.spool_dir)),
+                        len(encoded),
+                        now,
+                    ),
+                )
+                self._db.execute(
+                    "UPDATE rounds SET last_received = ? WHERE id = ?", (now, round_id)
+                )
+                self._db.execute("COMMIT")
+            except (OSError, sqlite3.Error) as exc:
+                self._rollback()
+                temporary.unlink(missing_ok=True)
+                if final is not None and not replaced:
+                    final.unlink(missing_ok=True)
+                out_of_space = (isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE) or (
+                    isinstance(exc, sqlite3.Error) and "full" in str(exc)
+                )
+                raise SpoolWriteError(
+                    f"cannot record the instance ({type(exc).__name__})",
+                    out_of_space=out_of_space,
+                ) from exc
+
+    @staticmethod
+    def _write_synced(path: Path, data: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _receiving_round(self, study_uid: str, now: float) -> int:
+        row = self._db.execute(
+            "SELECT id FROM rounds WHERE study_uid = ? AND state = ? ORDER BY id DESC LIMIT 1",
+            (study_uid, RoundState.RECEIVING),
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        cursor = self._db.execute(
+            "INSERT INTO rounds (study_uid, state, first_received, last_received) "
+            "VALUES (?, ?, ?, ?)",
+            (study_uid, RoundState.RECEIVING, now, now),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
+
+    # -- the state machine -----------------------------------------------------------------
+
+    def _rounds(self, where: str, args: tuple[object, ...] = ()) -> list[StudyRound]:
+        rows = self._db.execute(
+            "SELECT r.id, r.study_uid, r.state, r.first_received, r.last_received, r.attempts, "
+            "r.next_attempt, r.message, (SELECT COUNT(*) FROM instances i WHERE i.round_id = r.id) "
+            f"FROM rounds r WHERE {where} ORDER BY r.id",
+            args,
+        ).fetchall()
+        return [
+            StudyRound(row[0], row[1], RoundState(row[2]), *row[3:8], instances=row[8])
+            for row in rows
+        ]
+
+    def due_rounds(self, quiet_seconds: float, now: float | None = None) -> list[StudyRound]:
+        """Receiving rounds whose study has been quiet long enough to be complete."""
+        cutoff = (time.time() if now is None else now) - quiet_seconds
+        with self._lock:
+            return self._rounds(
+                "r.state = ? AND r.last_received <= ?", (RoundState.RECEIVING, cutoff)
+            )
+
+    def claim(self, round_id: int) -> list[SpooledInstance] | None:
+        """receiving -> processing; the instances to process, or None if it was not receiving."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE rounds SET state = ? WHERE id = ? AND state = ?",
+                (RoundState.PROCESSING, round_id, RoundState.RECEIVING),
+            )
+            if cursor.rowcount != 1:
+                return None
+            rows = self._db.execute(
+                "SELECT sop_instance_uid, sop_class_uid, transfer_syntax, file FROM instances "
+                "WHERE round_id = ? ORDER BY received",
+                (round_id,),
+            ).fetchall()
+        return [SpooledInstance(r[0], r[1], r[2], self.spool_dir / r[3]) for r in rows]
+
+    def outbox(self, round_id: int) -> Path:
+        """Where the worker writes the round's de-identified instances."""
+        return self.outbox_root / str(round_id)
+
+    def processed(self, round_id: int, message: str = "") -> None:
+        """processing -> forwarding, due now: the outbox holds the clean instances."""
+        self._set_state(round_id, RoundState.FORWARDING, RoundState.PROCESSING, 0, 0.0, message)
+
+    def process_again(self, round_id: int, message: str) -> None:
+        """processing -> receiving, due now: a worker died; nothing is lost, it runs again."""
+        shutil.rmtree(self.outbox(round_id), ignore_errors=True)
+        with self._lock:
+            self._db.execute(
+                "UPDATE rounds SET state = ?, last_received = 0, message = ? "
+                "WHERE id = ? AND state = ?",
+                (RoundState.RECEIVING, message, round_id, RoundState.PROCESSING),
+            )
+
+    def forward_due(self, now: float | None = None) -> list[StudyRound]:
+        moment = time.time() if now is None else now
+        with self._lock:
+            return self._rounds(
+                "r.state = ? AND r.next_attempt <= ?", (RoundState.FORWARDING, moment)
+            )
+
+    def forward_failed(
+        self, round_id: int, attempts: int, next_attempt: float | None, message: str
+    ) -> None:
+        """A failed forward: retry at `next_attempt`, or (None) wait in the failed state."""
+        if next_attempt is None:
+            self._set_state(
+                round_id, RoundState.FAILED, RoundState.FORWARDING, attempts, 0.0, message
+            )
+        else:
+            self._set_state(
+                round_id, RoundState.FORWARDING, RoundState.FORWARDING, attempts, next_attempt,
+                message,
+            )
+
+    def release(self, round_id: int) -> bool:
+        """failed -> forwarding, due now (the `quarantine release` command)."""
+        return self._set_state(round_id, RoundState.FORWARDING, RoundState.FAILED, 0, 0.0, "")
+
+    def failed_rounds(self) -> list[StudyRound]:
+        with self._lock:
+            return self._rounds("r.state = ?", (RoundState.FAILED,))
+
+    def get_round(self, round_id: int) -> StudyRound | None:
+        with self._lock:
+            found = self._rounds("r.id = ?", (round_id,))
+        return found[0] if found else None
+
+    def finish(self, round_id: int) -> None:
+        """A confirmed forward: delete the round's spool and outbox copies and its rows."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM instances WHERE round_id = ?", (round_id,))
+            self._db.execute("DELETE FROM rounds WHERE id = ?", (round_id,))
+            self._db.execute("COMMIT")
+        shutil.rmtree(self.spool_dir / str(round_id), ignore_errors=True)
+        shutil.rmtree(self.outbox(round_id), ignore_errors=True)
+
+    def _set_state(
+        self,
+        round_id: int,
+        new: RoundState,
+        expected: RoundState,
+        attempts: int,
+        next_attempt: float,
+        message: str,
+    ) -> bool:
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE rounds SET state = ?, attempts = ?, next_attempt = ?, message = ? "
+                "WHERE id = ? AND state = ?",
+                (new, attempts, next_attempt, message, round_id, expected),
+            )
+            return cursor.rowcount == 1
+
+    # -- health and recovery ---------------------------------------------------------------
+
+    def writable(self) -> bool:
+        """Can a file be created and synced in the spool right now? (/healthz)"""
+        probe = self._tmp / f"health-{secrets.token_hex(4)}"
+        try:
+            self._write_synced(probe, b"ok")
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.unlink(missing_ok=True)
+
+    def queue_depth(self) -> int:
+        """Instances received and not yet forwarded."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM instances").fetchone()[0])
+
+    def _recover(self) -> None:
+        """After a crash: re-run interrupted processing, drop what was never acknowledged."""
+        with self._lock:
+            interrupted = [
+                int(row[0])
+                for row in self._db.execute(
+                    "SELECT id FROM rounds WHERE state = ?", (RoundState.PROCESSING,)
+                )
+            ]
+            self._db.execute(
+                "UPDATE rounds SET state = ?, last_received = 0 WHERE state = ?",
+                (RoundState.RECEIVING, RoundState.PROCESSING),
+            )
+            recorded = {
+                row[0] for row in self._db.execute("SELECT file FROM instances").fetchall()
+            }
+            live_rounds = {
+                str(row[0]) for row in self._db.execute("SELECT id FROM rounds").fetchall()
+            }
+        for round_id in interrupted:
+            shutil.rmtree(self.outbox(round_id), ignore_errors=True)
+        for leftover in self._tmp.iterdir():
+            leftover.unlink(missing_ok=True)
+        for folder in self.spool_dir.iterdir():
+            if folder.name == _TMP or not folder.is_dir():
+                continue
+            for file in folder.iterdir():
+                if str(file.relative_to(self.spool_dir)) not in recorded:
+                    log.warning("removing unacknowledged spool file %s", file.name)
+                    file.unlink(missing_ok=True)
+            if folder.name not in live_rounds and not any(folder.iterdir()):
+                folder.rmdir()
+        for folder in self.outbox_root.iterdir():
+            if folder.name not in live_rounds:
+                shutil.rmtree(folder, ignore_errors=True)
+        if interrupted:
+            log.info("recovered %d interrupted study rounds", len(interrupted))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

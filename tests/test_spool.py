@@ -1,0 +1,114 @@
+"""The spool keeps every acknowledged instance across crashes, per study round."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from gateway.spool import RoundState, Spool
+
+STUDY = "1.2.826.0.1.3680043.2.1125.9.1"
+
+
+def _store(spool: Spool, sop: str, payload: bytes = b"DICM", study: str = STUDY) -> None:
+    spool.store(
+        payload,
+        sop_instance_uid=sop,
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+        study_uid=study,
+        transfer_syntax="1.2.840.10008.1.2.1",
+        calling_ae="MODALITY",
+    )
+
+
+def test_a_study_is_due_after_its_quiet_period_and_claimed_once(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    _store(spool, "1.1")
+    _store(spool, "1.2")
+    assert spool.due_rounds(quiet_seconds=3600) == []
+    due = spool.due_rounds(quiet_seconds=0)
+    assert [(r.study_uid, r.instances) for r in due] == [(STUDY, 2)]
+    claimed = spool.claim(due[0].id)
+    assert claimed is not None and {i.sop_instance_uid for i in claimed} == {"1.1", "1.2"}
+    assert all(i.path.read_bytes() == b"DICM" for i in claimed)
+    assert spool.claim(due[0].id) is None
+    assert spool.queue_depth() == 2
+
+
+def test_duplicate_sop_instance_replaces_the_earlier_copy(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    _store(spool, "1.1", b"first")
+    _store(spool, "1.1", b"second")
+    (due,) = spool.due_rounds(quiet_seconds=0)
+    claimed = spool.claim(due.id)
+    assert claimed is not None and len(claimed) == 1
+    assert claimed[0].path.read_bytes() == b"second"
+
+
+def test_instance_arriving_while_its_study_is_processed_starts_a_new_round(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    _store(spool, "1.1")
+    (first,) = spool.due_rounds(quiet_seconds=0)
+    assert spool.claim(first.id)
+    _store(spool, "1.2")
+    (second,) = spool.due_rounds(quiet_seconds=0)
+    assert second.id != first.id and second.instances == 1
+    assert spool.get_round(first.id).state is RoundState.PROCESSING
+
+
+def test_forwarding_retries_fail_and_release(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    _store(spool, "1.1")
+    (due,) = spool.due_rounds(quiet_seconds=0)
+    spool.claim(due.id)
+    spool.outbox(due.id).mkdir(parents=True)
+    spool.processed(due.id)
+    assert [r.id for r in spool.forward_due()] == [due.id]
+    spool.forward_failed(due.id, attempts=1, next_attempt=9e12, message="refused")
+    assert spool.forward_due() == []
+    spool.forward_failed(due.id, attempts=2, next_attempt=None, message="gave up")
+    assert [r.message for r in spool.failed_rounds()] == ["gave up"]
+    assert spool.release(due.id)
+    assert [r.id for r in spool.forward_due()] == [due.id]
+    spool.finish(due.id)
+    assert spool.queue_depth() == 0
+    assert not spool.outbox(due.id).exists()
+    assert not (spool.spool_dir / str(due.id)).exists()
+
+
+def test_restart_reprocesses_interrupted_rounds_and_drops_unacknowledged_files(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path)
+    _store(spool, "1.1")
+    (due,) = spool.due_rounds(quiet_seconds=0)
+    spool.claim(due.id)
+    spool.outbox(due.id).mkdir(parents=True)
+    (spool.outbox(due.id) / "half.dcm").write_bytes(b"half-written")
+    (spool.spool_dir / "tmp" / "x.part").write_bytes(b"never acknowledged")
+    (spool.spool_dir / str(due.id) / "orphan.dcm").write_bytes(b"renamed, not recorded")
+    spool.close()
+
+    again = Spool(tmp_path)
+    (redo,) = again.due_rounds(quiet_seconds=3600)  # due at once: it was complete before
+    assert redo.id == due.id and redo.state is RoundState.RECEIVING
+    assert not again.outbox(due.id).exists()
+    assert list((again.spool_dir / "tmp").iterdir()) == []
+    assert [p.name for p in (again.spool_dir / str(due.id)).iterdir()] == [
+        again.claim(due.id)[0].path.name
+    ]
+
+
+def test_state_survives_in_sqlite_with_full_sync(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    _store(spool, "1.1")
+    spool.close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT COUNT(*) FROM instances").fetchone()[0] == 1
+
+
+def test_health_probe_reports_a_writable_spool(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    assert spool.writable()
+    assert list((spool.spool_dir / "tmp").iterdir()) == []

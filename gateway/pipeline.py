@@ -7,13 +7,26 @@ no patient data. Nothing here touches files; callers decide where bytes go.
 
 from __future__ import annotations
 
+import io
 import logging
-from dataclasses import dataclass
+import os
+import secrets
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID
 
+from gateway import quarantine
 from gateway.deid.engine import DeidError, DeidResult, Engine
+from gateway.deid.profile import CompiledProfile
+from gateway.deid.pseudonyms import Pseudonyms
 from gateway.identifiers import collect_identifiers
 from gateway.verify import find_leaks
 
@@ -152,3 +165,154 @@ def process_instance(ds: Dataset, engine: Engine) -> Clean | Quarantine:
         more = f" (+{len(leaks) - 10} more)" if len(leaks) > 10 else ""
         return Quarantine("identifier-found", "verify", shown + more)
     return Clean(ds, result)
+
+
+# -- files: read, de-identify, verify, write (shared by offline mode and the service) -----
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What a worker process needs to build its engine (picklable)."""
+
+    profile: CompiledProfile
+    secret: bytes = field(repr=False)
+    site_id: str
+    storage_dir: Path
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    status: str  # "written" | "quarantined" | "skipped"
+    source: Path
+    detail: str = ""
+    output: Path | None = None
+    study_uid: str = ""  # the pseudonymous Study Instance UID of a written file
+
+
+_engine: Engine | None = None
+_settings: EngineSettings | None = None
+
+
+def init_worker(settings: EngineSettings) -> None:
+    """Process-pool initializer: one engine per worker process, built once."""
+    global _engine, _settings
+    configure_pydicom()
+    _settings = settings
+    _engine = Engine(settings.profile, Pseudonyms(settings.secret, settings.site_id))
+
+
+def read_instance(path: Path) -> Dataset | Quarantine | str:
+    """The dataset, a Quarantine for a file cut short, or why the file is not DICOM."""
+    if path.name.upper() == "DICOMDIR":
+        return "DICOMDIR (a media directory, not an instance)"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = dcmread(path)
+        if any("End of file reached" in str(w.message) for w in caught):
+            # An undefined-length item or sequence ran off the end: the file is cut short.
+            return Quarantine("truncated", "read", "file ends before its last element")
+        return ds
+    except InvalidDicomError:
+        pass
+    except Exception as exc:
+        return f"cannot read as DICOM ({type(exc).__name__})"
+    # No preamble: accept it only if it parses as a dataset that is an instance.
+    try:
+        ds = dcmread(path, force=True)
+        if ds.get("SOPClassUID") and ds.get("SOPInstanceUID"):
+            return ds
+    except Exception as exc:
+        return f"cannot read as DICOM ({type(exc).__name__})"
+    return "not a DICOM file"
+
+
+def write_synced(target: Path, ds: Dataset) -> None:
+    """Encode and write atomically and durably: temporary file, fsync, rename."""
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    temporary = target.parent / f".tmp-{secrets.token_hex(6)}"
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(buffer.getbuffer())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def deidentify_file(
+    path: Path, target_for: Callable[[DeidResult], Path], origin: str
+) -> FileOutcome:
+    """Read, de-identify, verify and write one file (in a worker process).
+
+    `target_for` places a clean instance; anything else goes to the quarantine under the
+    storage folder with its reason. Never writes an instance that did not pass the gate.
+    """
+    assert _engine is not None and _settings is not None, "init_worker was not called"
+    read = read_instance(path)
+    if isinstance(read, str):
+        return FileOutcome("skipped", path, read)
+    outcome = read if isinstance(read, Quarantine) else process_instance(read, _engine)
+    if isinstance(outcome, Clean):
+        target = target_for(outcome.result)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write_synced(target, outcome.dataset)
+            return FileOutcome("written", path, output=target, study_uid=outcome.result.study_uid)
+        except Exception as exc:
+            outcome = Quarantine(
+                "write-failed",
+                "write",
+                f"cannot encode the de-identified instance ({type(exc).__name__})",
+            )
+    entry = quarantine.put(
+        _settings.storage_dir,
+        path,
+        reason=outcome.reason,
+        stage=outcome.stage,
+        message=outcome.message,
+        origin=origin,
+    )
+    return FileOutcome("quarantined", path, f"{outcome.reason}: {entry.id}")
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """One study round through the worker: counts and the pseudonymous study UIDs."""
+
+    instances_in: int
+    written: int
+    quarantined: int
+    study_uids: tuple[str, ...]
+    seconds: float
+    reasons: tuple[str, ...] = ()
+
+
+def _outbox_target(outbox: Path, result: DeidResult) -> Path:
+    return outbox / f"{result.sop_instance_uid}.dcm"
+
+
+def process_round(files: list[Path], outbox: Path) -> RoundResult:
+    """De-identify a study round from the spool into its outbox (in a worker process)."""
+    started = time.monotonic()
+    outbox.mkdir(parents=True, exist_ok=True)
+    outcomes = [
+        deidentify_file(path, lambda result: _outbox_target(outbox, result), "gateway")
+        for path in files
+    ]
+    fd = os.open(outbox, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    written = [o for o in outcomes if o.status == "written"]
+    return RoundResult(
+        instances_in=len(files),
+        written=len(written),
+        quarantined=len(outcomes) - len(written),
+        study_uids=tuple(sorted({o.study_uid for o in written})),
+        seconds=time.monotonic() - started,
+        reasons=tuple(o.detail.split(":")[0] for o in outcomes if o.status != "written"),
+    )

@@ -7,9 +7,14 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gateway"
 
-LEAVES = {"gateway.config", "gateway.site_secret", "gateway.identifiers"}
+LEAVES = {
+    "gateway.config",
+    "gateway.site_secret",
+    "gateway.identifiers",
+    "gateway.metrics",
+}
 STORES = {"gateway.quarantine", "gateway.spool", "gateway.keystore", "gateway.audit"}
-TOP = {"gateway.cli", "gateway.service", "gateway.offline"}
+TOP = {"gateway.cli", "gateway.service", "gateway.offline", "gateway.scheduler"}
 
 
 def _layer(module: str) -> str:
@@ -21,6 +26,8 @@ def _layer(module: str) -> str:
         return "store"
     if module == "gateway.pipeline":
         return "pipeline"
+    if module.startswith("gateway.net"):
+        return "net"
     if module == "gateway.synthetic":
         return "tool"
     if module in TOP:
@@ -34,7 +41,9 @@ ALLOWED = {
     "store": {"leaf"},
     "pipeline": {"leaf", "engine", "store"},
     "tool": {"leaf"},
-    "top": {"leaf", "engine", "store", "pipeline", "tool", "top"},
+    # DESIGN: net/scp imports spool; net/scu imports spool and quarantine; tls is shared.
+    "net": {"leaf", "store", "net"},
+    "top": {"leaf", "engine", "store", "pipeline", "net", "tool", "top"},
 }
 
 

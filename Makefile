@@ -8,10 +8,11 @@ CONFIG ?= conf/gateway.yaml
 SECRET := certs/site-secret.key
 SAMPLE := var/sample-input
 EXPORT := var/export
-# Debian packages: dicom3tools (dciodvfy, output validity tests).
-APT_PACKAGES := dicom3tools
+# Debian packages: dicom3tools (dciodvfy, output validity tests), dcmtk (storescu/storescp
+# peers and the benchmark baseline), orthanc (a real archive in the end-to-end tests).
+APT_PACKAGES := dicom3tools dcmtk orthanc
 
-.PHONY: all setup system run test lint bench clean
+.PHONY: all setup system run demo test lint bench clean
 
 all: test
 
@@ -38,10 +39,15 @@ setup: system $(STAMP)
 $(SECRET): | $(STAMP)
 	$(BIN)/dicom-gateway keys init --dir $(dir $(SECRET))
 
-# Until the network service exists, `run` de-identifies a bundled synthetic sample offline.
+# The service on the embedded defaults: DICOM on 127.0.0.1:11112 (AE DEID_GW), clean
+# studies exported under var/export, /healthz and /metrics on 127.0.0.1:9102. Ctrl-C drains.
 run: setup $(SECRET)
-	@test -d $(SAMPLE) || $(BIN)/dicom-gateway sample $(SAMPLE)
 	$(BIN)/dicom-gateway check-config -c $(CONFIG)
+	$(BIN)/dicom-gateway run -c $(CONFIG)
+
+# The offline engine over a bundled synthetic sample (what `make run` did before the service).
+demo: setup $(SECRET)
+	@test -d $(SAMPLE) || $(BIN)/dicom-gateway sample $(SAMPLE)
 	$(BIN)/dicom-gateway anonymize $(SAMPLE) $(EXPORT) -c $(CONFIG)
 	@echo "de-identified sample written under $(abspath $(EXPORT))"
 

@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -108,6 +109,109 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _load_with_secret(config_path: Path):  # -> (config, profile, secret) | None
+    from gateway.site_secret import SiteSecretError, read_site_secret
+
+    loaded = _load(config_path)
+    if isinstance(loaded, list):
+        _print_problems(loaded)
+        return None
+    config, profile = loaded
+    try:
+        secret = read_site_secret(config.keys.secret)
+    except SiteSecretError as exc:
+        print(f"{config_path}: 'keys.secret': {exc}", file=sys.stderr)
+        return None
+    return config, profile, secret
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.pipeline import configure_pydicom
+    from gateway.service import GatewayService
+
+    loaded = _load_with_secret(args.config)
+    if loaded is None:
+        return EXIT_USAGE
+    config, profile, secret = loaded
+    if config.deid.ocr:
+        print(f"{args.config}: 'deid.ocr': OCR is not available in this version", file=sys.stderr)
+        return EXIT_USAGE
+    configure_pydicom()
+    # pynetdicom logs every request at INFO and whole datasets at DEBUG: keep it to warnings.
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    try:
+        service = GatewayService(config, profile, secret)
+    except OSError as exc:
+        print(f"error: cannot open the storage folder ({exc.strerror})", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        service.run_forever()
+    except OSError as exc:
+        print(f"error: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from gateway import quarantine
+    from gateway.config import ConfigError, load_config
+    from gateway.spool import Spool
+
+    try:
+        config = load_config(args.config, check_files=False)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return EXIT_USAGE
+    storage = config.storage_dir
+    if args.quarantine_command == "list":
+        entries = quarantine.entries(storage)
+        spool = Spool(storage)
+        failed = spool.failed_rounds()
+        spool.close()
+        for entry in entries:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.created))
+            print(f"{entry.id}\tinstance\t{when}\t{entry.stage}/{entry.reason}\t{entry.message}")
+        for study_round in failed:
+            print(
+                f"round-{study_round.id}\tstudy\t{study_round.instances} instances\t"
+                f"forward/failed\t{study_round.message}"
+            )
+        print(f"{len(entries)} quarantined instances, {len(failed)} studies failed to forward")
+        return EXIT_OK
+    if args.quarantine_command == "release":
+        return _release(storage, args.id)
+    removed = quarantine.purge(storage, older_than_days=args.older_than)
+    print(f"purged {removed} quarantined instances")
+    return EXIT_OK
+
+
+def _release(storage: Path, entry_id: str) -> int:
+    from gateway import quarantine
+    from gateway.spool import Spool
+
+    spool = Spool(storage)
+    try:
+        if entry_id.startswith("round-") and entry_id[6:].isdigit():
+            if spool.release(int(entry_id[6:])):
+                print(f"{entry_id}: queued for forwarding again")
+                return EXIT_OK
+            print(f"error: {entry_id} is not a failed study", file=sys.stderr)
+            return EXIT_FAILURE
+        try:
+            quarantine.release(storage, entry_id, spool)
+        except KeyError:
+            print(f"error: no quarantine entry {entry_id}", file=sys.stderr)
+            return EXIT_FAILURE
+        except ValueError as exc:
+            print(f"error: {entry_id}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"{entry_id}: back in the spool; it is processed again with its study")
+        return EXIT_OK
+    finally:
+        spool.close()
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from gateway.synthetic import make_demo_sample
 
@@ -143,6 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
     init = key_commands.add_parser("init", help="create a site secret")
     init.add_argument("--dir", default="certs", help="folder for site-secret.key (default certs)")
     init.set_defaults(func=cmd_keys_init)
+    run = commands.add_parser("run", help="run the gateway service (SCP, workers, forwarding)")
+    run.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    run.set_defaults(func=cmd_run)
+
+    held = commands.add_parser("quarantine", help="instances and studies held back")
+    held.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    held_commands = held.add_subparsers(dest="quarantine_command", required=True)
+    held_commands.add_parser("list", help="quarantined instances and failed studies")
+    release = held_commands.add_parser("release", help="re-queue a failed study or an instance")
+    release.add_argument("id", metavar="ID")
+    purge = held_commands.add_parser("purge", help="delete quarantined instances")
+    purge.add_argument("--older-than", type=float, default=None, metavar="DAYS")
+    held.set_defaults(func=cmd_quarantine)
+
     sample = commands.add_parser(
         "sample", help="write a small synthetic study with made-up patient data, for trials"
     )

@@ -14,6 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 QUARANTINE_DIR = "quarantine"
 ORIGINAL_NAME = "original.dcm"
@@ -89,3 +90,61 @@ def entries(storage_dir: Path) -> list[QuarantineEntry]:
             )
         )
     return found
+
+
+def purge(storage_dir: Path, older_than_days: float | None = None) -> int:
+    """Delete quarantined instances (all, or those older than N days); returns how many."""
+    cutoff = None if older_than_days is None else time.time() - older_than_days * 86400
+    removed = 0
+    for entry in entries(storage_dir):
+        if cutoff is None or entry.created < cutoff:
+            shutil.rmtree(entry.path)
+            removed += 1
+    return removed
+
+
+class Requeue(Protocol):
+    """Where a released instance goes back: the spool (`Spool.store`)."""
+
+    def store(
+        self,
+        encoded: bytes,
+        *,
+        sop_instance_uid: str,
+        sop_class_uid: str,
+        study_uid: str,
+        transfer_syntax: str,
+        calling_ae: str,
+    ) -> None: ...
+
+
+def release(storage_dir: Path, entry_id: str, spool: Requeue) -> None:
+    """Put a quarantined instance back into the spool, to be processed again.
+
+    For an instance held after a profile or software fix. The entry is removed only once
+    the spool has the instance durably. KeyError: no such entry; ValueError: the original
+    cannot be read as an instance.
+    """
+    folder = quarantine_root(storage_dir) / entry_id
+    original = folder / ORIGINAL_NAME
+    if not entry_id or "/" in entry_id or not original.is_file():
+        raise KeyError(entry_id)
+    from pydicom import dcmread
+
+    try:
+        header = dcmread(original, stop_before_pixels=True, force=True)
+        sop_instance_uid = str(header.SOPInstanceUID)
+        sop_class_uid = str(header.SOPClassUID)
+        study_uid = str(header.get("StudyInstanceUID", "") or "")
+        syntax = str(header.file_meta.TransferSyntaxUID)
+    except Exception as exc:
+        raise ValueError(f"the original is not a readable instance ({type(exc).__name__})") from exc
+    spool.store(
+        original.read_bytes(),
+        sop_instance_uid=sop_instance_uid,
+        sop_class_uid=sop_class_uid,
+        study_uid=study_uid,
+        transfer_syntax=syntax,
+        calling_ae="QUARANTINE",
+    )
+    shutil.rmtree(folder)

@@ -286,14 +286,23 @@ class Spool:
         """processing -> forwarding, due now: the outbox holds the clean instances."""
         self._set_state(round_id, RoundState.FORWARDING, RoundState.PROCESSING, 0, 0.0, message)
 
-    def process_again(self, round_id: int, message: str) -> None:
-        """processing -> receiving, due now: a worker died; nothing is lost, it runs again."""
+    def process_again(self, round_id: int, message: str, *, delayed: bool = False) -> None:
+        """processing -> receiving: a worker died; nothing is lost, it runs again.
+
+        Due at once, or (`delayed`) after another quiet period.
+        """
         shutil.rmtree(self.outbox(round_id), ignore_errors=True)
         with self._lock:
             self._db.execute(
-                "UPDATE rounds SET state = ?, last_received = 0, message = ? "
+                "UPDATE rounds SET state = ?, last_received = ?, message = ? "
                 "WHERE id = ? AND state = ?",
-                (RoundState.RECEIVING, message, round_id, RoundState.PROCESSING),
+                (
+                    RoundState.RECEIVING,
+                    time.time() if delayed else 0.0,
+                    message,
+                    round_id,
+                    RoundState.PROCESSING,
+                ),
             )
 
     def forward_due(self, now: float | None = None) -> list[StudyRound]:

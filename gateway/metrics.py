@@ -1,0 +1,187 @@
+"""Prometheus metrics and the /healthz probe, served on a local HTTP port.
+
+The registry is owned by a `Metrics` instance, not prometheus_client's global one, so two
+gateways (or two tests) in one process never share counters. This module is a leaf: it
+imports nothing from the `gateway` package. Labels never carry patient data; the only label
+is the pipeline stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = ["PREFIX", "Metrics", "MetricsServer"]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "dicom_gateway_"
+
+# Per-study processing runs from under a second (a few slices) to minutes (a whole-body CT
+# with OCR), so the buckets span that range.
+_PROCESSING_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, math.inf)
+
+
+class Metrics:
+    """The gateway's counters, one gauge and one histogram, in a registry of their own.
+
+    Counters are prometheus_client objects: `metrics.instances_received.inc()`,
+    `metrics.failures.labels(stage="receive").inc()`,
+    `with metrics.processing_seconds.time(): ...`.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.instances_received = Counter(
+            f"{PREFIX}instances_received",
+            "Instances acknowledged to a sender (durable in the spool)",
+            registry=reg,
+        )
+        self.studies_completed = Counter(
+            f"{PREFIX}studies_completed",
+            "Studies declared complete after their quiet period",
+            registry=reg,
+        )
+        self.studies_forwarded = Counter(
+            f"{PREFIX}studies_forwarded",
+            "Studies de-identified and delivered to the destination",
+            registry=reg,
+        )
+        self.instances_quarantined = Counter(
+            f"{PREFIX}instances_quarantined",
+            "Instances held back because they could not be shown to be clean",
+            registry=reg,
+        )
+        self.failures = Counter(
+            f"{PREFIX}failures",
+            "Failures by pipeline stage (receive, association, deid, verify, forward, ...)",
+            ["stage"],
+            registry=reg,
+        )
+        self.forward_retries = Counter(
+            f"{PREFIX}forward_retries",
+            "Forwarding attempts that will be retried (refused, aborted, 0xA7xx)",
+            registry=reg,
+        )
+        self.processing_seconds = Histogram(
+            f"{PREFIX}processing_seconds",
+            "Time to de-identify and verify one study",
+            buckets=_PROCESSING_BUCKETS,
+            registry=reg,
+        )
+        self.queue_depth = Gauge(
+            f"{PREFIX}queue_depth",
+            "Instances received and not yet forwarded (read at scrape time)",
+            registry=reg,
+        )
+        self._queue_depth_source: Callable[[], int] | None = None
+        self.queue_depth.set_function(self._read_queue_depth)
+
+    def measure_queue_depth(self, source: Callable[[], int]) -> None:
+        """Read the queue depth from `source` (e.g. `spool.queue_depth`) at every scrape.
+
+        Read at scrape time rather than pushed, so the figure is never stale and the spool
+        needs no reference to the metrics.
+        """
+        self._queue_depth_source = source
+
+    def _read_queue_depth(self) -> float:
+        source = self._queue_depth_source
+        if source is None:
+            return math.nan
+        try:
+            return float(source())
+        except Exception as exc:  # a broken source must not break the whole scrape
+            log.warning("queue depth unavailable: %s", type(exc).__name__)
+            return math.nan
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text exposition format."""
+        return generate_latest(self.registry)
+
+    def start_http(self, host: str, port: int, healthy: Callable[[], bool]) -> MetricsServer:
+        """Serve /healthz and /metrics from a daemon thread; port 0 picks a free port.
+
+        `healthy()` is called on every probe (200 "ok" when true, 503 otherwise); it should
+        be cheap, e.g. "the SCP is accepting and the spool is writable".
+        """
+        server = MetricsServer((host, port), _handler_class(self, healthy))
+        thread = threading.Thread(
+            target=server.serve_forever, name=f"metrics-http:{server.port}", daemon=True
+        )
+        thread.start()
+        server.thread = thread
+        log.info("metrics and health on http://%s:%d", host, server.port)
+        return server
+
+
+class MetricsServer(ThreadingHTTPServer):
+    """The HTTP server returned by `Metrics.start_http`; `shutdown()` also frees the port."""
+
+    daemon_threads = True
+    thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the free one chosen when asked for port 0)."""
+        return int(self.server_address[1])
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.server_close()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+
+def _handler_class(metrics: Metrics, healthy: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
+    """A request handler bound to this registry and probe (no module-level state)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "dicom-gateway"
+        sys_version = ""
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/healthz":
+                ok = _is_healthy(healthy)
+                status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
+                self._reply(status, b"ok\n" if ok else b"unhealthy\n", "text/plain")
+            elif path == "/metrics":
+                self._reply(HTTPStatus.OK, metrics.render(), CONTENT_TYPE_LATEST)
+            else:
+                self._reply(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
+
+        def _reply(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            # The default writes every request to stderr; a scraper every 15 s is noise.
+            log.debug("http %s", format % args)
+
+    return Handler
+
+
+def _is_healthy(healthy: Callable[[], bool]) -> bool:
+    try:
+        return bool(healthy())
+    except Exception as exc:  # a probe that fails is a failed probe, not a 500
+        log.warning("health check raised %s", type(exc).__name__)
+        return False

@@ -1,0 +1,306 @@
+"""Storage and Verification SCP: receive an instance, make it durable, acknowledge it.
+
+The C-STORE handler only spools and answers (STYLE.md, "handlers that only answer"): the
+dataset is kept exactly as the peer encoded it, the only parse is a stop-early header read
+for the Study Instance UID, and de-identification happens later in the worker pool. A
+success status is sent only once `Spool.store` has made file and state row durable
+(DESIGN.md, "Acknowledged means durable").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import socket
+import time
+from io import BytesIO
+from typing import TYPE_CHECKING
+
+from pydicom import uid as dicom_uid
+from pydicom.filereader import read_partial
+from pydicom.tag import BaseTag, Tag
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+
+from gateway.spool import SpoolWriteError
+
+if TYPE_CHECKING:
+    from ssl import SSLContext
+
+    from pynetdicom.events import Event
+    from pynetdicom.transport import ThreadedAssociationServer
+
+    from gateway.config import ListenConfig
+    from gateway.metrics import Metrics
+    from gateway.spool import Spool
+
+__all__ = [
+    "MAXIMUM_PDU_SIZE",
+    "STATUS_CANNOT_UNDERSTAND",
+    "STATUS_DOES_NOT_MATCH",
+    "STATUS_OUT_OF_RESOURCES",
+    "STATUS_PROCESSING_FAILURE",
+    "STATUS_SUCCESS",
+    "TRANSFER_SYNTAXES",
+    "build_scp_ae",
+    "start_scp",
+    "stop_scp",
+]
+
+log = logging.getLogger(__name__)
+
+# C-STORE response statuses, PS3.4 B.2.3.
+STATUS_SUCCESS = 0x0000
+STATUS_OUT_OF_RESOURCES = 0xA700  # Refused: Out of Resources (the sender retries later)
+STATUS_DOES_NOT_MATCH = 0xA900  # Error: Data Set does not match SOP Class
+STATUS_CANNOT_UNDERSTAND = 0xC210  # Error: Cannot understand (unparseable)
+STATUS_PROCESSING_FAILURE = 0xC211  # our own failure; pynetdicom uses it for handler errors
+
+# Every transfer syntax pydicom can both read and decode the pixels of (the pipeline must be
+# able to redact burned-in text, so a syntax without a decoder would only ever quarantine).
+# Encapsulated video (MPEG, HEVC), JPIP-referenced pixels and JPEG 2000 Part 2 are left out:
+# a sender that offers them as well as a native syntax gets the native one.
+TRANSFER_SYNTAXES: tuple[str, ...] = (
+    dicom_uid.ExplicitVRLittleEndian,  # first: pynetdicom prefers the requestor's order,
+    dicom_uid.ImplicitVRLittleEndian,  # but keep the PS3.5 default-capable ones up front
+    dicom_uid.DeflatedExplicitVRLittleEndian,
+    dicom_uid.ExplicitVRBigEndian,
+    dicom_uid.JPEGBaseline8Bit,
+    dicom_uid.JPEGExtended12Bit,
+    dicom_uid.JPEGLossless,
+    dicom_uid.JPEGLosslessSV1,
+    dicom_uid.JPEGLSLossless,
+    dicom_uid.JPEGLSNearLossless,
+    dicom_uid.JPEG2000Lossless,
+    dicom_uid.JPEG2000,
+    dicom_uid.HTJ2KLossless,
+    dicom_uid.HTJ2KLosslessRPCL,
+    dicom_uid.HTJ2K,
+    dicom_uid.RLELossless,
+)
+
+# 0 tells the requestor "no limit" (PS3.8 D.1): it may send each dataset in as few P-DATA
+# PDUs as it likes, which is what makes large images fast (see the figures in the report).
+MAXIMUM_PDU_SIZE = 0
+
+_STUDY_UID = Tag("StudyInstanceUID")
+_SOP_INSTANCE_UID = Tag("SOPInstanceUID")
+# PS3.5 9.1 allows only digits and dots, up to 64 characters, but real senders break the
+# character rule (leading zeros, letters) and de-identification replaces every UID anyway,
+# so only what would break grouping is refused: empty, too long, multi-valued, control
+# characters.
+_UID_SHAPE = re.compile(r"[\x21-\x5b\x5d-\x7e]{1,64}")
+
+
+def build_scp_ae(ae_title: str, *, allowed_calling_aes: list[str], max_associations: int) -> AE:
+    """An AE that accepts every storage SOP class pynetdicom knows, plus Verification.
+
+    An empty `allowed_calling_aes` accepts any calling AE; otherwise any other calling AE
+    gets an association rejection (PS3.8 7.1.1.9: rejected-permanent, calling AE title not
+    recognized).
+    """
+    ae = AE(ae_title=ae_title)
+    # The 128-context limit applies only to contexts we request as an SCU; an SCP may
+    # support any number.
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, list(TRANSFER_SYNTAXES))
+    ae.add_supported_context(Verification, [*TRANSFER_SYNTAXES[:2], dicom_uid.ExplicitVRBigEndian])
+    if allowed_calling_aes:
+        ae.require_calling_aet = list(allowed_calling_aes)
+    ae.maximum_associations = max_associations
+    ae.maximum_pdu_size = MAXIMUM_PDU_SIZE
+    return ae
+
+
+def start_scp(
+    listen: ListenConfig,
+    spool: Spool,
+    metrics: Metrics | None = None,
+    *,
+    ssl_context: SSLContext | None = None,
+) -> ThreadedAssociationServer:
+    """Start listening in the background; the handlers are bound here, not globally.
+
+    Port 0 binds a free port; read it back from `server.server_address[1]`.
+    """
+    ae = build_scp_ae(
+        listen.ae_title,
+        allowed_calling_aes=list(listen.allowed_calling_aes),
+        max_associations=listen.max_associations,
+    )
+    handlers = [
+        (evt.EVT_CONN_OPEN, _on_connection_open),
+        (evt.EVT_REJECTED, _on_rejected, [frozenset(listen.allowed_calling_aes), metrics]),
+        (evt.EVT_C_STORE, _on_store, [spool, metrics]),
+    ]
+    server = ae.start_server(
+        (listen.host, listen.port), block=False, ssl_context=ssl_context, evt_handlers=handlers
+    )
+    log.info(
+        "SCP %s listening on %s:%d (%d calling AEs allowed%s)",
+        listen.ae_title,
+        server.server_address[0],
+        server.server_address[1],
+        len(listen.allowed_calling_aes),
+        "" if listen.allowed_calling_aes else ": any",
+    )
+    return server
+
+
+def stop_scp(server: ThreadedAssociationServer, timeout: float = 30.0) -> bool:
+    """Drain on SIGTERM: stop accepting, let open associations finish, then abort the rest.
+
+    Waits at most `timeout` seconds. An association aborted here had its unanswered
+    instance either not spooled or spooled without a success status; the sender treats
+    it as failed and sends it again, and the spool keeps one copy. Returns True when every
+    association ended on its own.
+    """
+    if getattr(server, "_gateway_stopped", False):
+        return True
+    server._gateway_stopped = True  # type: ignore[attr-defined]
+    server.shutdown()  # stops the accept loop and closes the listening socket
+    deadline = time.monotonic() + timeout
+    for assoc in server.active_associations:
+        assoc.join(max(0.0, deadline - time.monotonic()))
+    left = server.active_associations
+    for assoc in left:
+        log.warning(
+            "aborting association from %s: still open after %.0f s drain",
+            assoc.requestor.ae_title,
+            timeout,
+        )
+        assoc.abort()
+    log.info("SCP stopped")
+    return not left
+
+
+def _on_connection_open(event: Event) -> None:
+    """Disable Nagle on the accepted socket.
+
+    pynetdicom never sets TCP_NODELAY; without it the small C-STORE-RSP waits for the
+    peer's delayed ACK (~40-50 ms on Linux), which caps a sender at ~20 instances/s.
+    """
+    try:
+        sock = event.assoc.dul.socket.socket
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError as exc:
+        log.warning("could not set TCP_NODELAY: %s", exc)
+
+
+def _on_rejected(event: Event, allowed: frozenset[str], metrics: Metrics | None) -> None:
+    """Say why an association was rejected; an AE title is configuration, not patient data."""
+    calling = event.assoc.requestor.ae_title
+    if allowed and calling not in allowed:
+        log.warning("rejected association from %r: calling AE not allowed", calling)
+    else:
+        log.warning("rejected association from %r (e.g. too many associations)", calling)
+    if metrics is not None:
+        metrics.failures.labels(stage="association").inc()
+
+
+class _NotUnderstood(Exception):
+    """The request cannot be stored as it is; carries the status to answer with."""
+
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(why)
+        self.status = status
+
+
+def _on_store(event: Event, spool: Spool, metrics: Metrics | None) -> int:
+    """Spool the instance as received and answer; never raises, never de-identifies."""
+    calling = event.assoc.requestor.ae_title
+    try:
+        request = event.request
+        sop_class_uid = _uid(request.AffectedSOPClassUID, "SOP Class UID")
+        sop_instance_uid = _uid(request.AffectedSOPInstanceUID, "SOP Instance UID")
+        encoded = event.encoded_dataset(include_meta=True)
+        study_uid = _study_uid(encoded, sop_instance_uid)
+        spool.store(
+            encoded,
+            sop_instance_uid=sop_instance_uid,
+            sop_class_uid=sop_class_uid,
+            study_uid=study_uid,
+            transfer_syntax=str(event.context.transfer_syntax),
+            calling_ae=calling,
+        )
+    except _NotUnderstood as exc:
+        log.warning("refused instance from %r: %s (status 0x%04X)", calling, exc, exc.status)
+        return _failed(metrics, exc.status)
+    except SpoolWriteError as exc:
+        log.error(
+            "could not spool instance from %r (%s): %s",
+            calling,
+            "out of space" if exc.out_of_space else "write error",
+            exc,  # SpoolWriteError messages name the failure, never the data
+        )
+        return _failed(metrics, STATUS_OUT_OF_RESOURCES)
+    except Exception as exc:  # the handler must answer, whatever happened
+        # The exception text may quote element values; log its type only.
+        log.error("failed to store instance from %r: %s", calling, type(exc).__name__)
+        return _failed(metrics, STATUS_PROCESSING_FAILURE)
+    if metrics is not None:
+        metrics.instances_received.inc()
+    log.debug("stored instance %s from %r", _short_hash(sop_instance_uid), calling)
+    return STATUS_SUCCESS
+
+
+def _failed(metrics: Metrics | None, status: int) -> int:
+    if metrics is not None:
+        metrics.failures.labels(stage="receive").inc()
+    return status
+
+
+def _uid(value: object, what: str) -> str:
+    text = str(value or "").strip().rstrip("\0")
+    if not _UID_SHAPE.fullmatch(text):
+        raise _NotUnderstood(STATUS_CANNOT_UNDERSTAND, f"{what} in the request is not a UID")
+    return text
+
+
+def _past_study_uid(tag: BaseTag, vr: str | None, length: int) -> bool:
+    return tag > _STUDY_UID
+
+
+def _study_uid(encoded: bytes, sop_instance_uid: str) -> str:
+    """The Study Instance UID, from a header read that stops right after it.
+
+    Elements are in ascending tag order (PS3.5 7.1), so reading stops at the first tag past
+    (0020,000D), long before the pixel data; values on the way are not decoded.
+    """
+    try:
+        ds = read_partial(
+            BytesIO(encoded),
+            stop_when=_past_study_uid,
+            specific_tags=[_SOP_INSTANCE_UID, _STUDY_UID],
+        )
+        study_value = _text(ds.get(_STUDY_UID))
+        instance_value = _text(ds.get(_SOP_INSTANCE_UID))
+    except Exception as exc:
+        raise _NotUnderstood(
+            STATUS_CANNOT_UNDERSTAND, f"dataset unreadable ({type(exc).__name__})"
+        ) from exc
+    # PS3.3 C.7.2.1: Study Instance UID is Type 1 in every composite IOD, so a dataset
+    # without a usable one does not match its SOP Class.
+    if not study_value:
+        raise _NotUnderstood(STATUS_DOES_NOT_MATCH, "no Study Instance UID")
+    if not _UID_SHAPE.fullmatch(study_value):
+        raise _NotUnderstood(STATUS_DOES_NOT_MATCH, "Study Instance UID is not a UID")
+    # The spool keys instances on the request's UID; a dataset that says otherwise would be
+    # de-duplicated and forwarded under the wrong identity.
+    if instance_value != sop_instance_uid:
+        raise _NotUnderstood(
+            STATUS_DOES_NOT_MATCH, "SOP Instance UID differs between request and dataset"
+        )
+    return study_value
+
+
+def _text(element: object) -> str:
+    value = getattr(element, "value", None)
+    return "" if value is None else str(value).strip().rstrip("\0")
+
+
+def _short_hash(value: str) -> str:
+    """A UID's stand-in for logs (DESIGN.md: log UIDs' hashes)."""
+    return hashlib.sha256(value.encode("ascii", "replace")).hexdigest()[:12]

@@ -1,0 +1,312 @@
+"""`dicom-gateway run`: the stages wired together.
+
+receive (net/scp) -> spool -> quiet period (scheduler tick) -> worker pool (de-identify,
+verify, outbox) -> forward (net/scu or folder) -> spool.finish. Every state change goes
+through the spool's state.db, so a restart at any instant resumes without loss, and a round
+is forwarded only from its outbox, which holds nothing that did not pass the verify gate.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from gateway.audit import AuditLog
+from gateway.config import GatewayConfig
+from gateway.deid.profile import CompiledProfile
+from gateway.metrics import Metrics
+from gateway.net.scp import start_scp, stop_scp
+from gateway.net.scu import ForwardOutcome, ForwardResult, forward_to_ae, forward_to_folder
+from gateway.pipeline import EngineSettings, RoundResult, init_worker, process_round
+from gateway.spool import Spool, StudyRound, uid_hash
+
+log = logging.getLogger(__name__)
+
+AUDIT_FILE = "audit.jsonl"
+FORWARD_THREADS = 4
+
+
+@dataclass
+class _Work:
+    """What the service remembers of a round between its stages (for the audit record)."""
+
+    round: StudyRound
+    processed: RoundResult | None = None
+    crashes: int = 0
+
+
+class GatewayService:
+    """Owns the SCP, the spool, the worker pool, the forwarders and the HTTP endpoints."""
+
+    def __init__(self, config: GatewayConfig, profile: CompiledProfile, secret: bytes) -> None:
+        self.config = config
+        self.profile = profile
+        self.settings = EngineSettings(profile, secret, config.site_id, config.storage_dir)
+        self.spool = Spool(config.storage_dir)
+        self.metrics = Metrics()
+        self.metrics.measure_queue_depth(self.spool.queue_depth)
+        self.audit = AuditLog(config.storage_dir / AUDIT_FILE)
+        self._pool = self._new_pool()
+        self._forwarders = ThreadPoolExecutor(FORWARD_THREADS, thread_name_prefix="forward")
+        self._lock = threading.Lock()
+        self._work: dict[int, _Work] = {}
+        self._busy: set[int] = set()
+        self._scheduler = BackgroundScheduler(daemon=True)
+        self._stopping = threading.Event()
+        self.scp = None
+        self.http = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.config.workers, initializer=init_worker, initargs=(self.settings,)
+        )
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.http = self.metrics.start_http(
+            self.config.http.host, self.config.http.port, self.healthy
+        )
+        self.scp = start_scp(self.config.listen, self.spool, self.metrics)
+        quiet = self.config.study.quiet_seconds
+        tick = max(0.2, min(1.0, quiet / 4))
+        self._scheduler.add_job(
+            self.tick, "interval", seconds=tick, max_instances=1, coalesce=True, id="tick"
+        )
+        self._scheduler.start()
+        log.info(
+            "gateway running: %d workers, quiet period %.1f s, destination %s",
+            self.config.workers,
+            quiet,
+            self._destination_name(),
+        )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM: stop accepting, finish open associations and in-flight work, flush state."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        if self.scp is not None:
+            stop_scp(self.scp, timeout)
+        self._scheduler.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._forwarders.shutdown(wait=True, cancel_futures=True)
+        if self.http is not None:
+            self.http.shutdown()
+        self.spool.close()
+        log.info("gateway stopped")
+
+    def run_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then drain."""
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: object) -> None:
+            log.info("signal %d: draining", signum)
+            stop.set()
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            while not stop.wait(1.0):
+                pass
+        finally:
+            self.stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def healthy(self) -> bool:
+        """/healthz: the SCP is listening and the spool takes files."""
+        listening = self.scp is not None and not self._stopping.is_set()
+        return listening and self.spool.writable()
+
+    def _destination_name(self) -> str:
+        dest = self.config.destination
+        if dest.folder is not None:
+            return f"folder {dest.folder}"
+        return f"{dest.ae_title}@{dest.host}:{dest.port}"
+
+    # -- the scheduler's tick: complete studies to workers, outboxes to forwarders -----------
+
+    def tick(self) -> None:
+        if self._stopping.is_set():
+            return
+        try:
+            for due in self.spool.due_rounds(self.config.study.quiet_seconds):
+                self._start_processing(due)
+            for due in self.spool.forward_due():
+                self._start_forwarding(due)
+        except Exception:
+            log.exception("scheduler tick failed")
+
+    def _claim_busy(self, round_id: int) -> bool:
+        with self._lock:
+            if round_id in self._busy:
+                return False
+            self._busy.add(round_id)
+            return True
+
+    def _release_busy(self, round_id: int) -> None:
+        with self._lock:
+            self._busy.discard(round_id)
+
+    def _start_processing(self, due: StudyRound) -> None:
+        if not self._claim_busy(due.id):
+            return
+        files = self.spool.claim(due.id)
+        if files is None:
+            self._release_busy(due.id)
+            return
+        self.metrics.studies_completed.inc()
+        with self._lock:
+            work = self._work.setdefault(due.id, _Work(due))
+        log.info("study %s round %d complete: %d instances", due.study_hash, due.id, len(files))
+        paths = [instance.path for instance in files]
+        try:
+            future = self._pool.submit(process_round, paths, self.spool.outbox(due.id))
+        except (BrokenProcessPool, RuntimeError):
+            self._worker_died(work, "the worker pool is not running")
+            return
+        future.add_done_callback(lambda f: self._processed(work, f))
+
+    def _processed(self, work: _Work, future: Future[RoundResult]) -> None:
+        round_id = work.round.id
+        try:
+            result = future.result()
+        except BrokenProcessPool:
+            self._worker_died(work, "a worker process died")
+            return
+        except Exception as exc:
+            log.error("round %d: processing failed (%s)", round_id, type(exc).__name__)
+            self._worker_died(work, f"processing failed ({type(exc).__name__})")
+            return
+        work.processed = result
+        self.metrics.processing_seconds.observe(result.seconds)
+        self.metrics.instances_quarantined.inc(result.quarantined)
+        if result.quarantined:
+            self.metrics.failures.labels(stage="deid").inc(result.quarantined)
+        self.spool.processed(round_id)
+        if result.written == 0:
+            # Nothing clean to send: the originals are in the quarantine; the round is done.
+            self._finish(work, ForwardResult(ForwardOutcome.OK, 0, 0, "nothing to forward"), 0.0)
+        self._release_busy(round_id)
+
+    def _worker_died(self, work: _Work, why: str) -> None:
+        """A crash quarantines nothing and loses nothing: the round is processed again.
+
+        After the first crash the round waits a quiet period before it runs again, so a
+        study that kills workers does not spin; it is never dropped.
+        """
+        work.crashes += 1
+        self.metrics.failures.labels(stage="worker").inc()
+        log.error("round %d: %s (%d times); processing it again", work.round.id, why, work.crashes)
+        self.spool.process_again(work.round.id, why, delayed=work.crashes > 1)
+        with self._lock:
+            if not self._stopping.is_set():
+                old, self._pool = self._pool, self._new_pool()
+                old.shutdown(wait=False, cancel_futures=False)
+        self._release_busy(work.round.id)
+
+    def _start_forwarding(self, due: StudyRound) -> None:
+        if not self._claim_busy(due.id):
+            return
+        with self._lock:
+            work = self._work.setdefault(due.id, _Work(due))
+        work.round = due
+        try:
+            self._forwarders.submit(self._forward, work)
+        except RuntimeError:
+            self._release_busy(due.id)
+
+    def _forward(self, work: _Work) -> None:
+        round_id = work.round.id
+        started = time.monotonic()
+        try:
+            files = sorted(self.spool.outbox(round_id).glob("*.dcm"))
+            result = self._send(files)
+        except Exception as exc:  # a bug must not kill the forwarding thread silently
+            log.exception("round %d: forwarding crashed", round_id)
+            result = ForwardResult(ForwardOutcome.RETRY, 0, 0, type(exc).__name__)
+        seconds = time.monotonic() - started
+        try:
+            if result.outcome is ForwardOutcome.OK:
+                self._finish(work, result, seconds)
+            else:
+                self._retry_later(work, result)
+        finally:
+            self._release_busy(round_id)
+
+    def _send(self, files: list[Path]) -> ForwardResult:
+        dest = self.config.destination
+        if dest.folder is not None:
+            return forward_to_folder(files, dest.folder)
+        assert dest.ae_title and dest.host and dest.port
+        return forward_to_ae(
+            files,
+            ae_title=dest.ae_title,
+            host=dest.host,
+            port=dest.port,
+            calling_ae=self.config.listen.ae_title,
+        )
+
+    def _retry_later(self, work: _Work, result: ForwardResult) -> None:
+        retry = self.config.destination.retry
+        attempts = work.round.attempts + 1
+        self.metrics.failures.labels(stage="forward").inc()
+        if result.outcome is ForwardOutcome.FAIL or attempts >= retry.max_attempts:
+            log.error(
+                "round %d: forwarding failed after %d attempts: %s",
+                work.round.id,
+                attempts,
+                result.message,
+            )
+            self.spool.forward_failed(work.round.id, attempts, None, result.message)
+            self._audit(work, result, "failed", 0.0)
+            return
+        delay = min(retry.initial_seconds * 2 ** (attempts - 1), retry.max_seconds)
+        self.metrics.forward_retries.inc()
+        log.warning(
+            "round %d: forwarding attempt %d failed (%s); next in %.0f s",
+            work.round.id,
+            attempts,
+            result.message,
+            delay,
+        )
+        self.spool.forward_failed(work.round.id, attempts, time.time() + delay, result.message)
+
+    def _finish(self, work: _Work, result: ForwardResult, seconds: float) -> None:
+        self.spool.finish(work.round.id)
+        self.metrics.studies_forwarded.inc()
+        self._audit(work, result, "forwarded", seconds)
+        with self._lock:
+            self._work.pop(work.round.id, None)
+        log.info(
+            "study %s round %d forwarded: %d instances", work.round.study_hash, work.round.id,
+            result.sent,
+        )
+
+    def _audit(self, work: _Work, result: ForwardResult, outcome: str, seconds: float) -> None:
+        processed = work.processed
+        self.audit.record(
+            "study_round",
+            round=work.round.id,
+            study_hash=uid_hash(work.round.study_uid),
+            pseudo_study_uids=list(processed.study_uids) if processed else [],
+            instances_in=processed.instances_in if processed else work.round.instances,
+            instances_out=result.sent,
+            instances_quarantined=processed.quarantined if processed else None,
+            quarantine_reasons=sorted(set(processed.reasons)) if processed else [],
+            profile=self.profile.name,
+            processing_seconds=round(processed.seconds, 3) if processed else None,
+            forward_seconds=round(seconds, 3),
+            destination=self._destination_name(),
+            result=outcome,
+            message=result.message,
+        )

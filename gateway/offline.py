@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.deid.engine import DeidResult
+from gateway.layout import export_path
 from gateway.pipeline import EngineSettings, FileOutcome, deidentify_file, init_worker
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,8 @@ def input_files(input_dir: Path, exclude: Path | None = None) -> Iterator[Path]:
                 yield path
 
 
-def output_path(output_dir: Path, patient: str, study: str, series: str, sop: str) -> Path:
-    return output_dir / patient / study / series / f"{sop}.dcm"
-
-
 def _output_target(output_dir: Path, result: DeidResult) -> Path:
-    return output_path(
+    return export_path(
         output_dir,
         result.patient_pseudonym,
         result.study_uid or "NO-STUDY",

@@ -28,6 +28,7 @@ from gateway.deid.engine import DeidError, DeidResult, Engine
 from gateway.deid.profile import CompiledProfile
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.identifiers import collect_identifiers
+from gateway.transfer_syntaxes import SUPPORTED
 from gateway.verify import find_leaks
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def _check_readable(ds: Dataset) -> Quarantine | None:
             "truncated", "read", f"file ends inside element ({cut >> 16:04X},{cut & 0xFFFF:04X})"
         )
     syntax = UID(transfer_syntax(ds))
-    if not syntax.is_transfer_syntax:
+    if syntax not in SUPPORTED:
         return Quarantine("unsupported-transfer-syntax", "read", f"transfer syntax {syntax}")
     if not ds.get("SOPClassUID") or not ds.get("SOPInstanceUID"):
         return Quarantine("not-an-instance", "read", "no SOP Class UID or SOP Instance UID")

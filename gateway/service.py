@@ -23,8 +23,10 @@ from gateway.audit import AuditLog
 from gateway.config import GatewayConfig
 from gateway.deid.profile import CompiledProfile
 from gateway.metrics import Metrics
+from gateway.net.folder import forward_to_folder
+from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scp import start_scp, stop_scp
-from gateway.net.scu import ForwardOutcome, ForwardResult, forward_to_ae, forward_to_folder
+from gateway.net.scu import forward_to_ae
 from gateway.pipeline import EngineSettings, RoundResult, init_worker, process_round
 from gateway.spool import Spool, StudyRound, uid_hash
 

@@ -12,6 +12,8 @@ LEAVES = {
     "gateway.site_secret",
     "gateway.identifiers",
     "gateway.metrics",
+    "gateway.layout",
+    "gateway.transfer_syntaxes",
 }
 STORES = {"gateway.quarantine", "gateway.spool", "gateway.keystore", "gateway.audit"}
 TOP = {"gateway.cli", "gateway.service", "gateway.offline", "gateway.scheduler"}

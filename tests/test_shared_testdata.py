@@ -193,9 +193,7 @@ def _clean(released: Released) -> tuple[Clean, Dataset]:
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
-@pytest.mark.parametrize(
-    "name", sorted(QUARANTINED)
-)
+@pytest.mark.parametrize("name", sorted(QUARANTINED))
 def test_bad_or_unsupported_sample_is_quarantined_with_its_reason(
     released: Callable[[str, str], Released], name: str, profile: str
 ) -> None:
@@ -218,9 +216,7 @@ def test_file_without_sop_uids_is_not_an_instance(name: str) -> None:
     assert outcome.stage == "read"
 
 
-@pytest.mark.parametrize(
-    "name", sorted(QUARANTINED)
-)
+@pytest.mark.parametrize("name", sorted(QUARANTINED))
 def test_offline_mode_writes_nothing_for_a_bad_sample(tmp_path: Path, name: str) -> None:
     source = tmp_path / "in"
     source.mkdir()

@@ -133,8 +133,11 @@ def _run(tag: int, options: tuple[Option, ...]) -> tuple[Dataset, object, Engine
 
 
 def _is_empty(value: object) -> bool:
-    return value is None or value == "" or value == b"" or (
-        isinstance(value, Sequence | list) and len(value) == 0
+    return (
+        value is None
+        or value == ""
+        or value == b""
+        or (isinstance(value, Sequence | list) and len(value) == 0)
     )
 
 

@@ -24,10 +24,12 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
 from gateway.spool import SpoolWriteError
+from gateway.transfer_syntaxes import SUPPORTED
 
 if TYPE_CHECKING:
     from ssl import SSLContext
 
+    from pynetdicom.association import Association
     from pynetdicom.events import Event
     from pynetdicom.transport import ThreadedAssociationServer
 
@@ -57,28 +59,7 @@ STATUS_DOES_NOT_MATCH = 0xA900  # Error: Data Set does not match SOP Class
 STATUS_CANNOT_UNDERSTAND = 0xC210  # Error: Cannot understand (unparseable)
 STATUS_PROCESSING_FAILURE = 0xC211  # our own failure; pynetdicom uses it for handler errors
 
-# Every transfer syntax pydicom can both read and decode the pixels of (the pipeline must be
-# able to redact burned-in text, so a syntax without a decoder would only ever quarantine).
-# Encapsulated video (MPEG, HEVC), JPIP-referenced pixels and JPEG 2000 Part 2 are left out:
-# a sender that offers them as well as a native syntax gets the native one.
-TRANSFER_SYNTAXES: tuple[str, ...] = (
-    dicom_uid.ExplicitVRLittleEndian,  # first: pynetdicom prefers the requestor's order,
-    dicom_uid.ImplicitVRLittleEndian,  # but keep the PS3.5 default-capable ones up front
-    dicom_uid.DeflatedExplicitVRLittleEndian,
-    dicom_uid.ExplicitVRBigEndian,
-    dicom_uid.JPEGBaseline8Bit,
-    dicom_uid.JPEGExtended12Bit,
-    dicom_uid.JPEGLossless,
-    dicom_uid.JPEGLosslessSV1,
-    dicom_uid.JPEGLSLossless,
-    dicom_uid.JPEGLSNearLossless,
-    dicom_uid.JPEG2000Lossless,
-    dicom_uid.JPEG2000,
-    dicom_uid.HTJ2KLossless,
-    dicom_uid.HTJ2KLosslessRPCL,
-    dicom_uid.HTJ2K,
-    dicom_uid.RLELossless,
-)
+TRANSFER_SYNTAXES: tuple[str, ...] = SUPPORTED
 
 # 0 tells the requestor "no limit" (PS3.8 D.1): it may send each dataset in as few P-DATA
 # PDUs as it likes, which is what makes large images fast (see the figures in the report).
@@ -161,9 +142,19 @@ def stop_scp(server: ThreadedAssociationServer, timeout: float = 30.0) -> bool:
     server._gateway_stopped = True  # type: ignore[attr-defined]
     server.shutdown()  # stops the accept loop and closes the listening socket
     deadline = time.monotonic() + timeout
-    for assoc in server.active_associations:
-        assoc.join(max(0.0, deadline - time.monotonic()))
-    left = server.active_associations
+    # Look again after each round of joins: a connection accepted just before the shutdown
+    # only shows up once its handler thread has started the association.
+    while True:
+        left = []
+        for assoc in server.active_associations:
+            if _awaiting_request(assoc):
+                _drop_idle_connection(assoc)
+            else:
+                left.append(assoc)
+        if not left or time.monotonic() >= deadline:
+            break
+        for assoc in left:
+            assoc.join(min(0.5, max(0.0, deadline - time.monotonic())))
     for assoc in left:
         log.warning(
             "aborting association from %s: still open after %.0f s drain",
@@ -175,11 +166,35 @@ def stop_scp(server: ThreadedAssociationServer, timeout: float = 30.0) -> bool:
     return not left
 
 
-def _on_connection_open(event: Event) -> None:
-    """Disable Nagle on the accepted socket.
+def _awaiting_request(assoc: Association) -> bool:
+    """Connected but no A-ASSOCIATE-RQ yet (PS3.8 9.2 state Sta2): a load-balancer probe,
+    a port scan, or a sender about to start. There is nothing in flight to wait for."""
+    return bool(assoc.dul.state_machine.current_state == "Sta2")
 
-    pynetdicom never sets TCP_NODELAY; without it the small C-STORE-RSP waits for the
-    peer's delayed ACK (~40-50 ms on Linux), which caps a sender at ~20 instances/s.
+
+def _drop_idle_connection(assoc: Association) -> None:
+    """Close a connection that never asked for an association, without waiting for it.
+
+    pynetdicom would hold it until its ACSE timeout (30 s) ran out; a drain must not.
+    """
+    try:
+        sock = assoc.dul.socket.socket if assoc.dul.socket is not None else None
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed by the peer
+    # The acceptor's reactor is blocked waiting for the A-ASSOCIATE-RQ; None is what it gets
+    # when that wait times out, after which it closes the connection and ends the thread.
+    assoc.dul.to_user_queue.put(None)
+
+
+def _on_connection_open(event: Event) -> None:
+    """Disable Nagle on the accepted socket; pynetdicom never sets TCP_NODELAY.
+
+    With Nagle on, a peer that writes twice before reading (command PDU, then dataset PDU)
+    waits for the other side's delayed ACK, ~40 ms per exchange: ~20 instances/s. The
+    sender's setting decides C-STORE (our response is a single write), so this is cheap
+    insurance for exchanges where we write more than once per round trip.
     """
     try:
         sock = event.assoc.dul.socket.socket

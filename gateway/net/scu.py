@@ -1,22 +1,15 @@
-"""Forwarding SCU: hands a finished, de-identified study to the destination AE or folder.
+"""Forwarding SCU: hands a finished, de-identified study to the destination AE.
 
-Three outcomes, like CTP's export stages (STYLE.md): OK (all stored), RETRY (the destination's
-trouble: no connection, rejected, aborted, timed out, out of resources; the caller resends the
-whole study later and the destination replaces duplicates by SOP Instance UID) and FAIL (the
-study's trouble: an instance the peer refuses to understand, or a file we cannot read; resending
-cannot help). Network and disk errors never raise; only programming errors do.
+Outcomes as in `net/outcome.py`; the destination replaces duplicates by SOP Instance UID, so
+a RETRY resends the whole study. Network errors never raise; only programming errors do.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import secrets
 import socket
-from collections import Counter
+import threading
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,13 +17,15 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, _config, evt
-from pynetdicom.pdu_primitives import A_ASSOCIATE
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext, build_context
+
+from gateway.net.outcome import ForwardOutcome, ForwardResult, Tally
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
 
-__all__ = ["ForwardOutcome", "ForwardResult", "forward_to_ae", "forward_to_folder"]
+__all__ = ["forward_to_ae"]
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +39,6 @@ _config.STORE_SEND_CHUNKED_DATASET = True
 # PS3.8 9.3.2.2: presentation context IDs are the odd numbers 1..255.
 MAX_CONTEXTS = 128
 _NATIVE_LE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
-_COPY_CHUNK = 1 << 20
-
-
-class ForwardOutcome(Enum):
-    OK = "ok"
-    RETRY = "retry"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True)
-class ForwardResult:
-    """What happened to a study. `message` holds counts and status codes, no patient data."""
-
-    outcome: ForwardOutcome
-    sent: int
-    failed: int
-    message: str
 
 
 @dataclass(frozen=True)
@@ -68,40 +46,6 @@ class _Instance:
     path: Path
     sop_class: UID
     transfer_syntax: UID
-
-
-@dataclass
-class _Tally:
-    """Running counts over one study; FAIL outranks RETRY (resending cannot fix it)."""
-
-    total: int
-    sent: int = 0
-    warnings: int = 0
-    failed: int = 0
-    retry_reason: str = ""
-    problems: Counter[str] | None = None
-
-    def fail(self, reason: str, count: int = 1) -> None:
-        self.failed += count
-        if self.problems is None:
-            self.problems = Counter()
-        self.problems[reason] += count
-
-    def result(self, destination: str) -> ForwardResult:
-        text = f"sent {self.sent} of {self.total} instance(s) to {destination}"
-        if self.warnings:
-            text += f" ({self.warnings} with a warning status)"
-        if self.problems:
-            text += "; failed: " + ", ".join(f"{n} x {why}" for why, n in self.problems.items())
-        if self.failed:
-            outcome = ForwardOutcome.FAIL
-        elif self.retry_reason:
-            outcome = ForwardOutcome.RETRY
-        else:
-            outcome = ForwardOutcome.OK
-        if self.retry_reason:
-            text += f"; stopped: {self.retry_reason}"
-        return ForwardResult(outcome, self.sent, self.failed, text)
 
 
 # --- DICOM destination -----------------------------------------------------------------------
@@ -123,7 +67,7 @@ def forward_to_ae(
     syntax the peer refuses can still be decoded and sent uncompressed.
     """
     destination = f"{ae_title}@{host}:{port}"
-    tally = _Tally(total=len(files))
+    tally = Tally(total=len(files))
     instances: list[_Instance] = []
     for path in files:
         instance = _read_header(Path(path))
@@ -215,9 +159,60 @@ def _disable_nagle(event: evt.Event) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class _ReactorGate(threading.Event):
+    """Stands in for pynetdicom's reactor checkpoint to keep the reactor parked while we send.
+
+    pynetdicom (3.0.4) pauses its association reactor around each send_c_store() and restarts
+    it afterwards, but the next send_c_store() only waits on a flag that the restarted reactor
+    may not have reset yet; with a fast peer the reactor then takes our C-STORE response off
+    the queue ("Received unexpected C-STORE service message") and we wait for the DIMSE
+    timeout. While `held`, the restart is a no-op, so from the first request on the reactor
+    stays parked until the study is sent. It only serves requests that the peer initiates,
+    which a Storage SCP does not send, and aborts are still seen by send_c_store().
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = False
+        super().set()
+
+    def set(self) -> None:
+        if not self.held:
+            super().set()
+
+    def release_hold(self) -> None:
+        self.held = False
+        super().set()
+
+
+def _install_reactor_gate(event: evt.Event) -> None:
+    """Runs on EVT_CONN_OPEN, before the association's reactor loop starts."""
+    if isinstance(getattr(event.assoc, "_reactor_checkpoint", None), threading.Event):
+        event.assoc._reactor_checkpoint = _ReactorGate()
+
+
+@dataclass
+class _Negotiation:
+    """What the DUL saw while associating. Kept from its events because pynetdicom can
+    report a quick A-ASSOCIATE-RJ (peer rejects and closes at once) as a failed connection:
+    its ACSE checks the socket after the DUL has already closed it."""
+
+    connected: bool = False
+    rejection: str = ""
+
+    def on_connection_open(self, event: evt.Event) -> None:
+        self.connected = True
+
+    def on_pdu(self, event: evt.Event) -> None:
+        pdu = event.pdu
+        if isinstance(pdu, A_ASSOCIATE_RJ) and not self.rejection:
+            # PS3.8 9.3.4: result, source and reason codes; no patient data.
+            self.rejection = f"{pdu.result_str}; {pdu.source_str}; {pdu.reason_str}"
+
+
 def _send_group(
     group: list[_Instance],
-    tally: _Tally,
+    tally: Tally,
     *,
     ae_title: str,
     host: str,
@@ -225,15 +220,7 @@ def _send_group(
     calling_ae: str,
     timeout: float,
 ) -> None:
-    rejection: list[str] = []
-
-    def on_acse_recv(event: evt.Event) -> None:
-        primitive = event.primitive
-        if isinstance(primitive, A_ASSOCIATE) and primitive.result in (0x01, 0x02):
-            rejection.append(
-                f"{primitive.result_str}, {primitive.source_str}: {primitive.reason_str}"
-            )
-
+    seen = _Negotiation()
     ae = AE(ae_title=calling_ae)
     ae.connection_timeout = timeout
     ae.acse_timeout = timeout
@@ -246,14 +233,24 @@ def _send_group(
         contexts=contexts,
         ae_title=ae_title,
         max_pdu=0,  # we receive any size; we send at most what the peer announced
-        evt_handlers=[(evt.EVT_CONN_OPEN, _disable_nagle), (evt.EVT_ACSE_RECV, on_acse_recv)],
+        evt_handlers=[
+            (evt.EVT_CONN_OPEN, _disable_nagle),
+            (evt.EVT_CONN_OPEN, _install_reactor_gate),
+            (evt.EVT_CONN_OPEN, seen.on_connection_open),
+            (evt.EVT_PDU_RECV, seen.on_pdu),
+        ],
     )
+    gate = getattr(assoc, "_reactor_checkpoint", None)
     try:
         if not assoc.is_established:
-            _association_failed(assoc, group, tally, rejection, len(contexts))
+            _association_failed(assoc, group, tally, seen, len(contexts))
             return
+        if isinstance(gate, _ReactorGate):
+            gate.held = True
         _store_all(assoc, group, tally)
     finally:
+        if isinstance(gate, _ReactorGate):
+            gate.release_hold()
         if assoc.is_established:
             assoc.release()
 
@@ -261,22 +258,22 @@ def _send_group(
 def _association_failed(
     assoc: Association,
     group: list[_Instance],
-    tally: _Tally,
-    rejection: list[str],
+    tally: Tally,
+    seen: _Negotiation,
     proposed: int,
 ) -> None:
-    if rejection:
-        tally.retry_reason = f"association rejected ({rejection[0]})"
-    elif assoc.is_aborted and assoc.rejected_contexts and not assoc.accepted_contexts:
+    if seen.rejection:
+        tally.retry_reason = f"association rejected ({seen.rejection})"
+    elif not seen.connected:
+        tally.retry_reason = "no connection (refused, unreachable or timed out)"
+    elif assoc.rejected_contexts and not assoc.accepted_contexts:
         # The peer takes none of these SOP classes in any syntax we can produce.
         tally.fail(f"peer accepted none of {proposed} presentation contexts", len(group))
-    elif assoc.is_aborted:
-        tally.retry_reason = "association aborted during negotiation"
     else:
-        tally.retry_reason = "no association (connection refused or timed out)"
+        tally.retry_reason = "association aborted or timed out during negotiation"
 
 
-def _store_all(assoc: Association, group: list[_Instance], tally: _Tally) -> None:
+def _store_all(assoc: Association, group: list[_Instance], tally: Tally) -> None:
     accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
     message_id = 0
     for instance in group:
@@ -326,7 +323,7 @@ def _decoded(instance: _Instance) -> Dataset | None:
         return None
 
 
-def _count_status(status: Dataset, tally: _Tally) -> bool:
+def _count_status(status: Dataset, tally: Tally) -> bool:
     """Count one C-STORE response; False when the association is no longer usable or the
     peer is out of resources, so the rest of the study waits for a retry."""
     code = status.get("Status") if status else None
@@ -350,117 +347,3 @@ def _count_status(status: Dataset, tally: _Tally) -> bool:
         # 0xCxxx cannot understand, 0xA9xx does not match SOP class, 0x0122 not supported...
         tally.fail(f"status 0x{code:04X}")
     return True
-
-
-# --- folder destination ----------------------------------------------------------------------
-
-
-class _SourceError(Exception):
-    """Reading the outbox file failed (the instance's fault, not the destination's)."""
-
-
-def _output_path(folder: Path, patient: str, study: str, series: str, sop: str) -> Path:
-    # The layout of gateway.offline.output_path. net/scu may not import gateway.offline (it
-    # sits above the pipeline), so the one line is repeated here.
-    return folder / patient / study / series / f"{sop}.dcm"
-
-
-def _path_part(value: object, default: str | None) -> str | None:
-    """A header value usable as one folder name, or None when it could escape the folder."""
-    text = str(value).strip() if value is not None else ""
-    if not text:
-        return default
-    if text in (".", "..") or any(c in text for c in "/\\\0"):
-        return None
-    return text
-
-
-def forward_to_folder(files: list[Path], folder: Path) -> ForwardResult:
-    """Copy each file to `folder/<PatientID>/<Study>/<Series>/<SOP Instance UID>.dcm`.
-
-    Each copy is written to a temporary file, fsynced and renamed over the target, so a
-    reader never sees half a file and sending the study again just replaces it.
-    """
-    folder = Path(folder)
-    tally = _Tally(total=len(files))
-    for path in files:
-        target = _target_for(Path(path), folder, tally)
-        if target is None:
-            continue
-        try:
-            _copy_durably(Path(path), target)
-        except _SourceError:
-            tally.fail("unreadable file")
-            continue
-        except OSError as exc:
-            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-            name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
-            tally.retry_reason = (
-                "destination folder is full" if full else f"cannot write to the folder ({name})"
-            )
-            break
-        tally.sent += 1
-    result = tally.result(f"folder {folder}")
-    level = logging.INFO if result.outcome is ForwardOutcome.OK else logging.WARNING
-    log.log(level, "forward %s: %s", result.outcome.value, result.message)
-    return result
-
-
-def _target_for(path: Path, folder: Path, tally: _Tally) -> Path | None:
-    try:
-        ds = dcmread(
-            path,
-            stop_before_pixels=True,
-            specific_tags=["PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"],
-        )
-        sop = ds.get("SOPInstanceUID") or ds.file_meta.get("MediaStorageSOPInstanceUID")
-    except Exception as exc:  # an outbox file we cannot parse: that instance fails
-        log.warning("cannot read the header of an outbox file (%s)", type(exc).__name__)
-        tally.fail("unreadable file")
-        return None
-    parts = (
-        _path_part(ds.get("PatientID"), "NO-PATIENT"),
-        _path_part(ds.get("StudyInstanceUID"), "NO-STUDY"),
-        _path_part(ds.get("SeriesInstanceUID"), "NO-SERIES"),
-        _path_part(sop, None),
-    )
-    if any(part is None for part in parts):
-        tally.fail("identifier unusable as a file name")
-        return None
-    patient, study, series, sop_uid = (str(part) for part in parts)
-    return _output_path(folder, patient, study, series, sop_uid)
-
-
-def _copy_durably(source: Path, target: Path) -> None:
-    """Copy via tmp + fsync + os.replace + directory fsync. _SourceError for read errors,
-    OSError for write errors."""
-    try:
-        reader = open(source, "rb")  # noqa: SIM115 - closed below, errors told apart
-    except OSError as exc:
-        raise _SourceError from exc
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.parent / f".tmp-{secrets.token_hex(6)}"
-        try:
-            with open(temporary, "wb") as writer:
-                while True:
-                    try:
-                        chunk = reader.read(_COPY_CHUNK)
-                    except OSError as exc:
-                        raise _SourceError from exc
-                    if not chunk:
-                        break
-                    writer.write(chunk)
-                writer.flush()
-                os.fsync(writer.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-    finally:
-        reader.close()
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

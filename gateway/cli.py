@@ -166,7 +166,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     storage = config.storage_dir
     if args.quarantine_command == "list":
         entries = quarantine.entries(storage)
-        spool = Spool(storage)
+        spool = Spool(storage, recover=False)
         failed = spool.failed_rounds()
         spool.close()
         for entry in entries:
@@ -190,7 +190,7 @@ def _release(storage: Path, entry_id: str) -> int:
     from gateway import quarantine
     from gateway.spool import Spool
 
-    spool = Spool(storage)
+    spool = Spool(storage, recover=False)
     try:
         if entry_id.startswith("round-") and entry_id[6:].isdigit():
             if spool.release(int(entry_id[6:])):

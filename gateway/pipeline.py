@@ -228,14 +228,19 @@ def read_instance(path: Path) -> Dataset | Quarantine | str:
     return "not a DICOM file"
 
 
-def write_synced(target: Path, ds: Dataset) -> None:
-    """Encode and write atomically and durably: temporary file, fsync, rename."""
+def encode(ds: Dataset) -> bytes:
+    """The instance as a DICOM file (preamble, rebuilt file meta, dataset)."""
     buffer = io.BytesIO()
     dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def write_synced(target: Path, data: bytes) -> None:
+    """Write atomically and durably: temporary file, fsync, rename."""
     temporary = target.parent / f".tmp-{secrets.token_hex(6)}"
     try:
         with open(temporary, "wb") as handle:
-            handle.write(buffer.getbuffer())
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, target)
@@ -250,6 +255,8 @@ def deidentify_file(
 
     `target_for` places a clean instance; anything else goes to the quarantine under the
     storage folder with its reason. Never writes an instance that did not pass the gate.
+    An OSError (disk full, I/O error) is the environment's trouble, not the instance's: it
+    is raised, so the caller keeps the input and tries again, rather than quarantined.
     """
     assert _engine is not None and _settings is not None, "init_worker was not called"
     read = read_instance(path)
@@ -257,17 +264,19 @@ def deidentify_file(
         return FileOutcome("skipped", path, read)
     outcome = read if isinstance(read, Quarantine) else process_instance(read, _engine)
     if isinstance(outcome, Clean):
-        target = target_for(outcome.result)
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            write_synced(target, outcome.dataset)
-            return FileOutcome("written", path, output=target, study_uid=outcome.result.study_uid)
+            data = encode(outcome.dataset)
         except Exception as exc:
             outcome = Quarantine(
                 "write-failed",
                 "write",
                 f"cannot encode the de-identified instance ({type(exc).__name__})",
             )
+        else:
+            target = target_for(outcome.result)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_synced(target, data)
+            return FileOutcome("written", path, output=target, study_uid=outcome.result.study_uid)
     entry = quarantine.put(
         _settings.storage_dir,
         path,

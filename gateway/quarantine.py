@@ -52,7 +52,6 @@ def put(
     entry_id = new_entry_id()
     staging = root / f".tmp-{entry_id}"
     staging.mkdir(mode=0o700)
-    shutil.copyfile(source, staging / ORIGINAL_NAME)
     created = time.time()
     record = {
         "id": entry_id,
@@ -62,9 +61,16 @@ def put(
         "origin": origin,
         "created": created,
     }
-    (staging / REASON_NAME).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    final = root / entry_id
-    os.replace(staging, final)
+    try:
+        shutil.copyfile(source, staging / ORIGINAL_NAME)
+        (staging / REASON_NAME).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        final = root / entry_id
+        os.replace(staging, final)
+    except BaseException:
+        # A full disk must not leave half an entry that fills it further; the caller keeps
+        # the original (the spool, the input folder) and tries again later.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return QuarantineEntry(entry_id, final, reason, stage, message, created)
 
 

@@ -14,7 +14,7 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -28,12 +28,14 @@ from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scp import start_scp, stop_scp
 from gateway.net.scu import forward_to_ae
 from gateway.pipeline import EngineSettings, RoundResult, init_worker, process_round
-from gateway.spool import Spool, StudyRound, uid_hash
+from gateway.spool import RoundState, Spool, StudyRound, uid_hash
 
 log = logging.getLogger(__name__)
 
 AUDIT_FILE = "audit.jsonl"
 FORWARD_THREADS = 4
+# Instances per worker task: a large study is spread over all workers.
+CHUNK = 64
 
 
 @dataclass
@@ -43,6 +45,20 @@ class _Work:
     round: StudyRound
     processed: RoundResult | None = None
     crashes: int = 0
+    pending: int = 0
+    parts: list[RoundResult] = field(default_factory=list)
+    failed: bool = False
+
+
+def _combined(parts: list[RoundResult]) -> RoundResult:
+    return RoundResult(
+        instances_in=sum(p.instances_in for p in parts),
+        written=sum(p.written for p in parts),
+        quarantined=sum(p.quarantined for p in parts),
+        study_uids=tuple(sorted({uid for p in parts for uid in p.study_uids})),
+        seconds=max((p.seconds for p in parts), default=0.0),
+        reasons=tuple(reason for p in parts for reason in p.reasons),
+    )
 
 
 class GatewayService:
@@ -57,6 +73,7 @@ class GatewayService:
         self.metrics.measure_queue_depth(self.spool.queue_depth)
         self.audit = AuditLog(config.storage_dir / AUDIT_FILE)
         self._pool = self._new_pool()
+        self._pool_generation = 0
         self._forwarders = ThreadPoolExecutor(FORWARD_THREADS, thread_name_prefix="forward")
         self._lock = threading.Lock()
         self._work: dict[int, _Work] = {}
@@ -141,12 +158,24 @@ class GatewayService:
         if self._stopping.is_set():
             return
         try:
+            self._heal()
             for due in self.spool.due_rounds(self.config.study.quiet_seconds):
                 self._start_processing(due)
             for due in self.spool.forward_due():
                 self._start_forwarding(due)
         except Exception:
             log.exception("scheduler tick failed")
+
+    def _heal(self) -> None:
+        """A round left `processing` with no work in flight (its state change failed, e.g.
+        on a full disk) goes back to `receiving`, so it runs again once the cause is gone."""
+        for stuck in self.spool.rounds_in(RoundState.PROCESSING):
+            if self._claim_busy(stuck.id):
+                try:
+                    log.warning("round %d: processing was interrupted; running it again", stuck.id)
+                    self.spool.process_again(stuck.id, "interrupted", delayed=True)
+                finally:
+                    self._release_busy(stuck.id)
 
     def _claim_busy(self, round_id: int) -> bool:
         with self._lock:
@@ -162,59 +191,92 @@ class GatewayService:
     def _start_processing(self, due: StudyRound) -> None:
         if not self._claim_busy(due.id):
             return
-        files = self.spool.claim(due.id)
+        try:
+            files = self.spool.claim(due.id)
+        except Exception:
+            self._release_busy(due.id)
+            raise
         if files is None:
             self._release_busy(due.id)
             return
         self.metrics.studies_completed.inc()
         with self._lock:
             work = self._work.setdefault(due.id, _Work(due))
+            work.round, work.parts, work.failed = due, [], False
         log.info("study %s round %d complete: %d instances", due.study_hash, due.id, len(files))
         paths = [instance.path for instance in files]
-        try:
-            future = self._pool.submit(process_round, paths, self.spool.outbox(due.id))
-        except (BrokenProcessPool, RuntimeError):
-            self._worker_died(work, "the worker pool is not running")
-            return
-        future.add_done_callback(lambda f: self._processed(work, f))
+        # A large study is spread over every worker, in chunks, so one study uses them all.
+        chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)] or [[]]
+        work.pending = len(chunks)
+        outbox = self.spool.outbox(due.id)
+        with self._lock:
+            pool, generation = self._pool, self._pool_generation
+        for chunk in chunks:
+            try:
+                future = pool.submit(process_round, chunk, outbox)
+            except (BrokenProcessPool, RuntimeError):
+                self._chunk_failed(work, "the worker pool is not running", generation)
+                return
+            future.add_done_callback(
+                lambda f, g=generation: self._chunk_done(work, f, g)  # type: ignore[misc]
+            )
 
-    def _processed(self, work: _Work, future: Future[RoundResult]) -> None:
-        round_id = work.round.id
+    def _chunk_done(self, work: _Work, future: Future[RoundResult], generation: int) -> None:
         try:
             result = future.result()
         except BrokenProcessPool:
-            self._worker_died(work, "a worker process died")
+            self._chunk_failed(work, "a worker process died", generation)
             return
         except Exception as exc:
-            log.error("round %d: processing failed (%s)", round_id, type(exc).__name__)
-            self._worker_died(work, f"processing failed ({type(exc).__name__})")
+            self._chunk_failed(work, f"processing failed ({type(exc).__name__})", generation)
             return
-        work.processed = result
-        self.metrics.processing_seconds.observe(result.seconds)
-        self.metrics.instances_quarantined.inc(result.quarantined)
-        if result.quarantined:
-            self.metrics.failures.labels(stage="deid").inc(result.quarantined)
-        self.spool.processed(round_id)
-        if result.written == 0:
-            # Nothing clean to send: the originals are in the quarantine; the round is done.
-            self._finish(work, ForwardResult(ForwardOutcome.OK, 0, 0, "nothing to forward"), 0.0)
-        self._release_busy(round_id)
+        with self._lock:
+            if work.failed:
+                return
+            work.parts.append(result)
+            work.pending -= 1
+            if work.pending:
+                return
+        self._processed(work, _combined(work.parts))
 
-    def _worker_died(self, work: _Work, why: str) -> None:
+    def _processed(self, work: _Work, result: RoundResult) -> None:
+        round_id = work.round.id
+        try:
+            work.processed = result
+            self.metrics.processing_seconds.observe(result.seconds)
+            self.metrics.instances_quarantined.inc(result.quarantined)
+            if result.quarantined:
+                self.metrics.failures.labels(stage="deid").inc(result.quarantined)
+            self.spool.processed(round_id)
+            if result.written == 0:
+                # Nothing clean to send: the originals are in the quarantine; the round is done.
+                done = ForwardResult(ForwardOutcome.OK, 0, 0, "nothing to forward")
+                self._finish(work, done, 0.0)
+        finally:
+            self._release_busy(round_id)
+
+    def _chunk_failed(self, work: _Work, why: str, generation: int) -> None:
         """A crash quarantines nothing and loses nothing: the round is processed again.
 
         After the first crash the round waits a quiet period before it runs again, so a
-        study that kills workers does not spin; it is never dropped.
+        study that kills workers does not spin; it is never dropped. If even that state
+        change fails (a full disk), `_heal` retries it on a later tick.
         """
-        work.crashes += 1
+        with self._lock:
+            if work.failed:
+                return
+            work.failed = True
+            work.crashes += 1
+            if generation == self._pool_generation and not self._stopping.is_set():
+                old, self._pool = self._pool, self._new_pool()
+                self._pool_generation += 1
+                old.shutdown(wait=False, cancel_futures=True)
         self.metrics.failures.labels(stage="worker").inc()
         log.error("round %d: %s (%d times); processing it again", work.round.id, why, work.crashes)
-        self.spool.process_again(work.round.id, why, delayed=work.crashes > 1)
-        with self._lock:
-            if not self._stopping.is_set():
-                old, self._pool = self._pool, self._new_pool()
-                old.shutdown(wait=False, cancel_futures=False)
-        self._release_busy(work.round.id)
+        try:
+            self.spool.process_again(work.round.id, why, delayed=work.crashes > 1)
+        finally:
+            self._release_busy(work.round.id)
 
     def _start_forwarding(self, due: StudyRound) -> None:
         if not self._claim_busy(due.id):

@@ -126,7 +126,9 @@ def _fsync_dir(path: Path) -> None:
 class Spool:
     """Instances on disk plus the state of every study round, safe across crashes."""
 
-    def __init__(self, storage_dir: Path) -> None:
+    def __init__(self, storage_dir: Path, *, recover: bool = True) -> None:
+        """Open (and create) the spool. `recover=False` for a command that runs beside the
+        service (`quarantine list`): crash recovery belongs to the service's start alone."""
         self.storage_dir = Path(storage_dir)
         self.spool_dir = self.storage_dir / SPOOL_DIR
         self.outbox_root = self.storage_dir / OUTBOX_DIR
@@ -135,13 +137,17 @@ class Spool:
             folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
-            self.storage_dir / STATE_DB, check_same_thread=False, isolation_level=None
+            self.storage_dir / STATE_DB,
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=30.0,  # another process (a quarantine command) may hold the write lock
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
-        self._recover()
+        if recover:
+            self._recover()
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -329,6 +335,10 @@ class Spool:
     def release(self, round_id: int) -> bool:
         """failed -> forwarding, due now (the `quarantine release` command)."""
         return self._set_state(round_id, RoundState.FORWARDING, RoundState.FAILED, 0, 0.0, "")
+
+    def rounds_in(self, state: RoundState) -> list[StudyRound]:
+        with self._lock:
+            return self._rounds("r.state = ?", (state,))
 
     def failed_rounds(self) -> list[StudyRound]:
         with self._lock:

@@ -693,16 +693,6 @@ def test_full_storage_refuses_with_a700_stays_up_and_accepts_again_once_space_re
     assert set(counted.values()) == {1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a study processed while the storage is full is stuck until restart: the outbox "
-    "write fails (ENOSPC), pipeline.deidentify_file then tries quarantine.put, whose copy "
-    "fails too and leaves its quarantine/.tmp-* staging folder filling the disk; "
-    "service._worker_died -> spool.process_again then raises sqlite3.OperationalError "
-    "('database or disk is full') inside the future callback, so the round stays "
-    "'processing' and in _busy and is never retried once space returns",
-)
 def test_study_completed_while_storage_is_full_is_forwarded_once_space_returns(
     tmp_path: Path, secret: Path, patient: SyntheticPatient, small_tmpfs: Path
 ) -> None:
@@ -811,14 +801,6 @@ def test_idle_tcp_connection_does_not_hold_up_shutdown(tmp_path: Path, secret: P
         gateway.stop(timeout=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="every `dicom-gateway quarantine` command opens Spool(storage_dir), whose "
-    "_recover() assumes no service is running: it resets the service's 'processing' "
-    "rounds to 'receiving', deletes their outbox, empties spool/tmp and deletes spool files "
-    "not yet committed",
-)
 def test_quarantine_list_leaves_a_running_services_work_alone(
     tmp_path: Path, secret: Path, study: list[Path]
 ) -> None:

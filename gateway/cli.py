@@ -133,8 +133,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     config, profile, secret = loaded
-    if config.deid.ocr:
-        print(f"{args.config}: 'deid.ocr': OCR is not available in this version", file=sys.stderr)
+    unavailable = [
+        ("deid.ocr", config.deid.ocr, "OCR is not available in this version"),
+        ("listen.tls", config.listen.tls, "DICOM TLS is not available in this version"),
+        ("destination.tls", config.destination.tls, "DICOM TLS is not available in this version"),
+    ]
+    refused = [f"{args.config}: '{key}': {why}" for key, value, why in unavailable if value]
+    if refused:
+        # Fail closed: never run plaintext or unredacted where the site asked for more.
+        _print_problems(refused)
         return EXIT_USAGE
     configure_pydicom()
     # pynetdicom logs every request at INFO and whole datasets at DEBUG: keep it to warnings.

@@ -1,0 +1,87 @@
+"""`run` refuses what it cannot honour; `quarantine` lists, releases and purges."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway import quarantine
+from gateway.spool import Spool
+
+GATEWAY = Path(sys.executable).with_name("dicom-gateway")
+
+
+def _gateway(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(GATEWAY), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    assert _gateway("keys", "init", "--dir", "keys", cwd=tmp_path).returncode == 0
+    (tmp_path / "gw.yaml").write_text(
+        "site_id: CLI-SITE\nstorage_dir: var\nkeys: {secret: keys/site-secret.key}\n",
+        encoding="utf-8",
+    )
+    return tmp_path
+
+
+def test_run_refuses_tls_it_cannot_provide_instead_of_running_plaintext(site: Path) -> None:
+    config = site / "tls.yaml"
+    key = "keys/site-secret.key"
+    config.write_text(
+        (site / "gw.yaml").read_text(encoding="utf-8")
+        + f"listen:\n  tls: {{cert: {key}, key: {key}, ca: {key}}}\n",
+        encoding="utf-8",
+    )
+    result = _gateway("run", "-c", config, cwd=site)
+    assert result.returncode == 2
+    assert f"{config}: 'listen.tls': DICOM TLS is not available" in result.stderr
+
+
+def test_run_with_a_missing_secret_names_the_key(site: Path) -> None:
+    (site / "keys" / "site-secret.key").unlink()
+    result = _gateway("run", "-c", "gw.yaml", cwd=site)
+    assert result.returncode == 2
+    assert "'keys.secret'" in result.stderr
+
+
+def test_quarantine_list_release_and_purge_of_an_instance(site: Path, tmp_path: Path) -> None:
+    source = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "CT_small.dcm"
+    if not source.exists():
+        pytest.skip("shared/testdata is not beside the project")
+    storage = site / "var"
+    entry = quarantine.put(
+        storage, source, reason="identifier-found", stage="verify", message="x", origin="test"
+    )
+    listed = _gateway("quarantine", "-c", "gw.yaml", "list", cwd=site)
+    assert listed.returncode == 0
+    assert entry.id in listed.stdout and "verify/identifier-found" in listed.stdout
+    assert "1 quarantined instances, 0 studies failed to forward" in listed.stdout
+
+    missing = _gateway("quarantine", "-c", "gw.yaml", "release", "20990101T000000-x", cwd=site)
+    assert missing.returncode == 1
+
+    released = _gateway("quarantine", "-c", "gw.yaml", "release", entry.id, cwd=site)
+    assert released.returncode == 0, released.stderr
+    assert quarantine.entries(storage) == []
+    spool = Spool(storage, recover=False)
+    assert spool.queue_depth() == 1  # back in the spool, processed again with its study
+    spool.close()
+
+    quarantine.put(storage, source, reason="r", stage="s", message="m", origin="test")
+    kept = _gateway("quarantine", "-c", "gw.yaml", "purge", "--older-than", "1", cwd=site)
+    assert "purged 0" in kept.stdout
+    purged = _gateway("quarantine", "-c", "gw.yaml", "purge", cwd=site)
+    assert "purged 1" in purged.stdout
+    assert quarantine.entries(storage) == []

@@ -58,41 +58,99 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         _print_problems(loaded)
         return EXIT_USAGE
     config, profile = loaded
+    if not _reid_key_usable(args.config, config.keys.reid_public_key):
+        return EXIT_USAGE
     print(f"{args.config}: OK (site {config.site_id}, profile {profile.name})")
     return EXIT_OK
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
-    from gateway.site_secret import SiteSecretError, create_site_secret
+    from gateway.reid_keys import (
+        PRIVATE_KEY_FILENAME,
+        PUBLIC_KEY_FILENAME,
+        ReidKeyError,
+        create_reid_keypair,
+        load_public_key,
+        public_key_fingerprint,
+    )
+    from gateway.site_secret import SECRET_FILENAME, SiteSecretError, create_site_secret
 
+    directory = Path(args.dir)
+    existing = [
+        directory / name
+        for name in (SECRET_FILENAME, PUBLIC_KEY_FILENAME, PRIVATE_KEY_FILENAME)
+        if (directory / name).exists()
+    ]
+    if existing:
+        # All or nothing: a new secret beside an old key pair (or the reverse) is a trap.
+        for path in existing:
+            print(f"error: {path} exists; keys are never overwritten", file=sys.stderr)
+        return EXIT_FAILURE
     try:
-        path = create_site_secret(Path(args.dir))
-    except SiteSecretError as exc:
+        secret = create_site_secret(directory)
+        public, private = create_reid_keypair(directory)
+        fingerprint = public_key_fingerprint(load_public_key(public))
+    except (SiteSecretError, ReidKeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    print(f"site secret written to {path} (mode 0600); name it in keys.secret")
+    print(f"site secret written to {secret} (mode 0600): name it in keys.secret")
+    print(f"re-identification public key: {public} ({fingerprint}): name it in")
+    print("  keys.reid_public_key; every pseudonym issued is sealed to it in mapping.db")
+    print(f"re-identification PRIVATE key: {private}")
+    print("  It does not belong on the gateway host. Move it to the re-identification")
+    print("  officer's machine (offline storage), and keep only the public key here.")
+    return EXIT_OK
+
+
+def cmd_reidentify(args: argparse.Namespace) -> int:
+    import getpass
+
+    from gateway.audit import AuditLog
+    from gateway.config import ConfigError, load_config
+    from gateway.keystore import MAPPING_FILENAME, MappingError
+    from gateway.reid_keys import ReidKeyError
+    from gateway.reidentify import ReidentifyError, reidentify
+    from gateway.service import AUDIT_FILE
+
+    try:
+        config = load_config(args.config, check_files=False)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return EXIT_USAGE
+    try:
+        text = reidentify(
+            config.storage_dir / MAPPING_FILENAME,
+            Path(args.private_key),
+            patient=args.patient,
+            study=args.study,
+            csv_path=Path(args.csv) if args.csv else None,
+            id_column=args.id_column,
+            csv_output=Path(args.output) if args.output else None,
+            audit=AuditLog(config.storage_dir / AUDIT_FILE),
+            who=getpass.getuser(),
+            ask_passphrase=lambda: getpass.getpass("passphrase for the re-identification key: "),
+        )
+    except (ReidKeyError, MappingError, ReidentifyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(text)
     return EXIT_OK
 
 
 def cmd_anonymize(args: argparse.Namespace) -> int:
     from gateway.offline import EngineSettings, anonymize_folder
-    from gateway.site_secret import SiteSecretError, read_site_secret
 
-    loaded = _load(args.config)
-    if isinstance(loaded, list):
-        _print_problems(loaded)
-        return EXIT_USAGE
-    config, profile = loaded
     if args.ocr:
         print("error: OCR pixel redaction is not available in this version", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        secret = read_site_secret(config.keys.secret)
-    except SiteSecretError as exc:
-        print(f"{args.config}: 'keys.secret': {exc}", file=sys.stderr)
+    loaded = _load_with_secret(args.config)
+    if loaded is None:
         return EXIT_USAGE
+    config, profile, secret = loaded
     workers = args.workers if args.workers is not None else config.workers
-    settings = EngineSettings(profile, secret, config.site_id, config.storage_dir)
+    settings = EngineSettings(
+        profile, secret, config.site_id, config.storage_dir, config.keys.reid_public_key
+    )
     try:
         summary = anonymize_folder(Path(args.input), Path(args.output), settings, workers)
     except (NotADirectoryError, ValueError) as exc:
@@ -122,7 +180,24 @@ def _load_with_secret(config_path: Path):  # -> (config, profile, secret) | None
     except SiteSecretError as exc:
         print(f"{config_path}: 'keys.secret': {exc}", file=sys.stderr)
         return None
+    if not _reid_key_usable(config_path, config.keys.reid_public_key):
+        return None
     return config, profile, secret
+
+
+def _reid_key_usable(config_path: Path, path: Path | None) -> bool:
+    """The re-identification public key, when configured, is checked at start-up."""
+    from gateway.reid_keys import ReidKeyError, load_public_key
+
+    if path is None:
+        log.warning("keys.reid_public_key is not set: no re-identification mapping is kept")
+        return True
+    try:
+        load_public_key(path)
+    except ReidKeyError as exc:
+        print(f"{config_path}: 'keys.reid_public_key': {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -251,9 +326,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser("keys", help="key material")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
-    init = key_commands.add_parser("init", help="create a site secret")
+    init = key_commands.add_parser(
+        "init", help="create a site secret and a re-identification key pair"
+    )
     init.add_argument("--dir", default="certs", help="folder for site-secret.key (default certs)")
     init.set_defaults(func=cmd_keys_init)
+    reid = commands.add_parser(
+        "reidentify", help="print the originals behind pseudonyms (needs the private key)"
+    )
+    reid.add_argument("--private-key", required=True, metavar="FILE")
+    reid.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    which = reid.add_mutually_exclusive_group(required=True)
+    which.add_argument("--patient", metavar="PSEUDO_ID")
+    which.add_argument("--study", metavar="PSEUDO_UID")
+    which.add_argument("--csv", metavar="FILE")
+    reid.add_argument("--id-column", default="PatientID", metavar="NAME")
+    reid.add_argument("--output", metavar="FILE", help="write the CSV here (0600, new file)")
+    reid.set_defaults(func=cmd_reidentify)
+
     run = commands.add_parser("run", help="run the gateway service (SCP, workers, forwarding)")
     run.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     run.set_defaults(func=cmd_run)

@@ -28,6 +28,8 @@ from gateway.deid.engine import DeidError, DeidResult, Engine
 from gateway.deid.profile import CompiledProfile
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.identifiers import collect_identifiers
+from gateway.keystore import MAPPING_FILENAME, InstanceOriginals, MappingWriter
+from gateway.reid_keys import load_public_key
 from gateway.transfer_syntaxes import SUPPORTED
 from gateway.verify import find_leaks
 
@@ -51,6 +53,8 @@ class Quarantine:
 class Clean:
     dataset: Dataset
     result: DeidResult
+    # The input's identity, only for the sealed re-identification mapping (keystore.py).
+    originals: InstanceOriginals = field(repr=False)
 
 
 def configure_pydicom() -> None:
@@ -148,6 +152,7 @@ def process_instance(ds: Dataset, engine: Engine) -> Clean | Quarantine:
         if problem is not None:
             return problem
         identifiers = collect_identifiers(ds, engine.profile.keeps)
+        originals = InstanceOriginals.from_dataset(ds)  # before the engine rewrites ds
     except Exception as exc:  # a malformed element surfaces when it is first read
         return Quarantine("unreadable", "read", f"cannot parse the dataset ({type(exc).__name__})")
     try:
@@ -165,7 +170,7 @@ def process_instance(ds: Dataset, engine: Engine) -> Clean | Quarantine:
         shown = "; ".join(str(leak) for leak in leaks[:10])
         more = f" (+{len(leaks) - 10} more)" if len(leaks) > 10 else ""
         return Quarantine("identifier-found", "verify", shown + more)
-    return Clean(ds, result)
+    return Clean(ds, result, originals)
 
 
 # -- files: read, de-identify, verify, write (shared by offline mode and the service) -----
@@ -179,6 +184,9 @@ class EngineSettings:
     secret: bytes = field(repr=False)
     site_id: str
     storage_dir: Path
+    # Set: every pseudonym issued is sealed to this re-identification public key in
+    # storage_dir/mapping.db before its instance is written anywhere.
+    reid_public_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -192,14 +200,22 @@ class FileOutcome:
 
 _engine: Engine | None = None
 _settings: EngineSettings | None = None
+_mapping: MappingWriter | None = None
 
 
 def init_worker(settings: EngineSettings) -> None:
     """Process-pool initializer: one engine per worker process, built once."""
-    global _engine, _settings
+    global _engine, _settings, _mapping
     configure_pydicom()
     _settings = settings
     _engine = Engine(settings.profile, Pseudonyms(settings.secret, settings.site_id))
+    _mapping = (
+        MappingWriter(
+            settings.storage_dir / MAPPING_FILENAME, load_public_key(settings.reid_public_key)
+        )
+        if settings.reid_public_key is not None
+        else None
+    )
 
 
 def read_instance(path: Path) -> Dataset | Quarantine | str:
@@ -273,6 +289,9 @@ def deidentify_file(
                 f"cannot encode the de-identified instance ({type(exc).__name__})",
             )
         else:
+            if _mapping is not None:
+                # Sealed before the instance is written: no pseudonym leaves unrecorded.
+                _mapping.record_instance(outcome.originals, outcome.result)
             target = target_for(outcome.result)
             target.parent.mkdir(parents=True, exist_ok=True)
             write_synced(target, data)

@@ -67,7 +67,9 @@ class GatewayService:
     def __init__(self, config: GatewayConfig, profile: CompiledProfile, secret: bytes) -> None:
         self.config = config
         self.profile = profile
-        self.settings = EngineSettings(profile, secret, config.site_id, config.storage_dir)
+        self.settings = EngineSettings(
+            profile, secret, config.site_id, config.storage_dir, config.keys.reid_public_key
+        )
         self.spool = Spool(config.storage_dir)
         self.metrics = Metrics()
         self.metrics.measure_queue_depth(self.spool.queue_depth)

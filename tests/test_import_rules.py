@@ -13,10 +13,19 @@ LEAVES = {
     "gateway.identifiers",
     "gateway.metrics",
     "gateway.layout",
+    "gateway.reid_keys",
+    "gateway.devcerts",
+    "gateway.sdnotify",
     "gateway.transfer_syntaxes",
 }
 STORES = {"gateway.quarantine", "gateway.spool", "gateway.keystore", "gateway.audit"}
-TOP = {"gateway.cli", "gateway.service", "gateway.offline", "gateway.scheduler"}
+TOP = {
+    "gateway.cli",
+    "gateway.service",
+    "gateway.offline",
+    "gateway.scheduler",
+    "gateway.reidentify",
+}
 
 
 def _layer(module: str) -> str:

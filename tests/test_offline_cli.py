@@ -419,10 +419,13 @@ def test_keys_init_twice_refuses_and_keeps_the_first_secret(tmp_path: Path) -> N
     first = run_gateway("keys", "init", "--dir", keys, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     secret = (keys / "site-secret.key").read_bytes()
+    pair = [(keys / name).read_bytes() for name in ("reid-public.pem", "reid-private.pem")]
     second = run_gateway("keys", "init", "--dir", keys, cwd=tmp_path)
     assert second.returncode == 1
-    assert "refusing" in second.stderr
+    assert "never overwritten" in second.stderr
     assert (keys / "site-secret.key").read_bytes() == secret
+    assert [(keys / n).read_bytes() for n in ("reid-public.pem", "reid-private.pem")] == pair
+    assert "does not belong on the gateway host" in first.stdout
 
 
 def test_input_folder_that_does_not_exist_is_a_usage_error(site: Site, tmp_path: Path) -> None:

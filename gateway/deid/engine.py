@@ -81,19 +81,6 @@ _CODED_ENTRY_TAGS = frozenset(
 )
 
 
-# What the mapping records of the input (DeidResult.originals): name -> keyword.
-_ORIGINALS = {
-    "patient_id": "PatientID",
-    "issuer_of_patient_id": "IssuerOfPatientID",
-    "patient_name": "PatientName",
-    "patient_birth_date": "PatientBirthDate",
-    "accession_number": "AccessionNumber",
-    "study_uid": "StudyInstanceUID",
-    "series_uid": "SeriesInstanceUID",
-    "sop_instance_uid": "SOPInstanceUID",
-}
-
-
 class DeidError(Exception):
     """An instance the engine cannot make safe; the message carries no patient data."""
 
@@ -117,9 +104,6 @@ class DeidResult:
     # UIDs the profile left as they are somewhere in the output (K, Retain UIDs): public by
     # the profile's choice even where the same value was remapped elsewhere.
     kept_uids: set[str] = field(default_factory=set)
-    # The input's identity, for the sealed re-identification mapping (keystore.py) only:
-    # never logged, never written anywhere but sealed to the re-identification public key.
-    originals: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -150,10 +134,6 @@ class Engine:
             str(ds.get("PatientBirthDate", "") or ""),
             str(ds.get("StudyInstanceUID", "") or ""),
         )
-        originals = {
-            name: str(ds.get(keyword, "") or "")
-            for name, keyword in _ORIGINALS.items()
-        }
         shift = self.pseudonyms.date_shift_days(key) if self._modified_dates else None
         inst = _Instance(ds, identifiers, shift, self.pseudonyms.patient_id(key))
         self._walk(ds, inst, parent=None, mode=_Mode.NORMAL, depth=0)
@@ -169,7 +149,6 @@ class Engine:
             date_shift_days=shift,
             remapped_uids=inst.remapped,
             kept_uids=inst.kept,
-            originals=originals,
         )
 
     # -- the walk -------------------------------------------------------------------------

@@ -60,6 +60,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config, profile = loaded
     if not _reid_key_usable(args.config, config.keys.reid_public_key):
         return EXIT_USAGE
+    if _tls_contexts(config, args.config) is None:
+        return EXIT_USAGE
     print(f"{args.config}: OK (site {config.site_id}, profile {profile.name})")
     return EXIT_OK
 
@@ -185,6 +187,33 @@ def _load_with_secret(config_path: Path):  # -> (config, profile, secret) | None
     return config, profile, secret
 
 
+def _tls_contexts(config, config_path: Path):  # -> TlsContexts | None
+    """TLS files checked at start-up: a bad path or a key that does not match its
+    certificate is a configuration error before anything listens."""
+    from gateway.config import ConfigError
+    from gateway.net.tls import check_tls
+
+    try:
+        return check_tls(config, str(config_path))
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return None
+
+
+def cmd_certs_dev(args: argparse.Namespace) -> int:
+    from gateway.devcerts import DevCertificateError, make_dev_certificates
+
+    try:
+        paths = make_dev_certificates(Path(args.dir))
+    except DevCertificateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    for path in paths:
+        print(path)
+    print("development certificates only: see the README for production provisioning")
+    return EXIT_OK
+
+
 def _reid_key_usable(config_path: Path, path: Path | None) -> bool:
     """The re-identification public key, when configured, is checked at start-up."""
     from gateway.reid_keys import ReidKeyError, load_public_key
@@ -208,22 +237,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     config, profile, secret = loaded
-    unavailable = [
-        ("deid.ocr", config.deid.ocr, "OCR is not available in this version"),
-        ("listen.tls", config.listen.tls, "DICOM TLS is not available in this version"),
-        ("destination.tls", config.destination.tls, "DICOM TLS is not available in this version"),
-    ]
-    refused = [f"{args.config}: '{key}': {why}" for key, value, why in unavailable if value]
-    if refused:
-        # Fail closed: never run plaintext or unredacted where the site asked for more.
-        _print_problems(refused)
+    if config.deid.ocr:
+        # Fail closed: never forward unredacted pixels where the site asked for OCR.
+        print(f"{args.config}: 'deid.ocr': OCR is not available in this version", file=sys.stderr)
+        return EXIT_USAGE
+    tls = _tls_contexts(config, args.config)
+    if tls is None:
         return EXIT_USAGE
     configure_pydicom()
     # pynetdicom logs every request at INFO and whole datasets at DEBUG: keep it to warnings.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
-        service = GatewayService(config, profile, secret)
+        service = GatewayService(config, profile, secret, tls=tls)
     except OSError as exc:
         print(f"error: cannot open the storage folder ({exc.strerror})", file=sys.stderr)
         return EXIT_FAILURE
@@ -357,6 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
     purge = held_commands.add_parser("purge", help="delete quarantined instances")
     purge.add_argument("--older-than", type=float, default=None, metavar="DAYS")
     held.set_defaults(func=cmd_quarantine)
+
+    certs = commands.add_parser("certs", help="TLS certificates")
+    certs_commands = certs.add_subparsers(dest="certs_command", required=True)
+    dev = certs_commands.add_parser(
+        "dev", help="a development CA with server and client certificates (for trials)"
+    )
+    dev.add_argument("--dir", default="certs", help="folder for the PEM files (default certs)")
+    dev.set_defaults(func=cmd_certs_dev)
 
     sample = commands.add_parser(
         "sample", help="write a small synthetic study with made-up patient data, for trials"

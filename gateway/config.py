@@ -10,6 +10,7 @@ the `gateway` package.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -138,11 +139,23 @@ def _ae_title(value: str) -> str:
     return value.strip(" ")
 
 
+def _ip_network(value: str) -> str:
+    """A CIDR network such as `10.0.0.0/8`, `192.168.1.7` or `fd00::/8`. Host bits may be
+    set (`10.1.2.3/8` means `10.0.0.0/8`): sysadmins often write an address with its mask.
+    The value is kept as written; `net/scp` parses it again."""
+    try:
+        ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise _problem("ip_network", f"{_show(value)} is not an IP network") from None
+    return value.strip()
+
+
 Count = Annotated[int, BeforeValidator(_no_bool("an integer")), Field(ge=1)]
 Seconds = Annotated[float, BeforeValidator(_no_bool("a number")), Field(gt=0, allow_inf_nan=False)]
 Port = Annotated[int, BeforeValidator(_no_bool("an integer")), AfterValidator(_port_in_range)]
 Text = Annotated[str, AfterValidator(_not_blank)]
 AETitle = Annotated[str, AfterValidator(_ae_title)]
+IPNetwork = Annotated[str, AfterValidator(_ip_network)]
 
 
 # --- paths -----------------------------------------------------------------------------
@@ -243,6 +256,9 @@ class ListenConfig(_Section):
     host: Text = "127.0.0.1"
     port: Port = 11112
     allowed_calling_aes: list[AETitle] = Field(default_factory=list)
+    # Source addresses allowed to connect (CIDR); empty: any. Checked before the TLS
+    # handshake and before any DICOM, unlike the calling AE title, which anyone can claim.
+    allowed_networks: list[IPNetwork] = Field(default_factory=list)
     max_associations: Count = 10
     tls: TlsConfig | None = None
 

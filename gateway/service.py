@@ -27,6 +27,7 @@ from gateway.net.folder import forward_to_folder
 from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scp import start_scp, stop_scp
 from gateway.net.scu import forward_to_ae
+from gateway.net.tls import TlsContexts, check_tls
 from gateway.pipeline import EngineSettings, RoundResult, init_worker, process_round
 from gateway.spool import RoundState, Spool, StudyRound, uid_hash
 
@@ -64,8 +65,16 @@ def _combined(parts: list[RoundResult]) -> RoundResult:
 class GatewayService:
     """Owns the SCP, the spool, the worker pool, the forwarders and the HTTP endpoints."""
 
-    def __init__(self, config: GatewayConfig, profile: CompiledProfile, secret: bytes) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        profile: CompiledProfile,
+        secret: bytes,
+        tls: TlsContexts | None = None,
+    ) -> None:
         self.config = config
+        # Never fall back to plain DICOM: without contexts given, build what config asks for.
+        self.tls = tls if tls is not None else check_tls(config)
         self.profile = profile
         self.settings = EngineSettings(
             profile, secret, config.site_id, config.storage_dir, config.keys.reid_public_key
@@ -96,7 +105,9 @@ class GatewayService:
         self.http = self.metrics.start_http(
             self.config.http.host, self.config.http.port, self.healthy
         )
-        self.scp = start_scp(self.config.listen, self.spool, self.metrics)
+        self.scp = start_scp(
+            self.config.listen, self.spool, self.metrics, ssl_context=self.tls.server
+        )
         quiet = self.config.study.quiet_seconds
         tick = max(0.2, min(1.0, quiet / 4))
         self._scheduler.add_job(
@@ -320,6 +331,7 @@ class GatewayService:
             host=dest.host,
             port=dest.port,
             calling_ae=self.config.listen.ae_title,
+            ssl_context=self.tls.client,
         )
 
     def _retry_later(self, work: _Work, result: ForwardResult) -> None:

@@ -90,13 +90,19 @@ def test_shipped_config_loads_and_every_path_is_resolved(monkeypatch: pytest.Mon
     assert config.deid.profile == REPO / "conf" / "profiles" / "default.yaml"
     assert config.deid.lookup_table is None
     assert config.keys.secret == REPO / "certs" / "site-secret.key"
-    assert config.keys.reid_public_key is None
+    assert config.keys.reid_public_key == REPO / "certs" / "reid-public.pem"
     assert config.destination.folder == REPO / "var" / "export"
     assert config.listen.tls is None
     assert (
         config.model_dump()
         == GatewayConfig.model_validate(
-            {"site_id": "DEMO-SITE", "keys": {"secret": REPO / "certs" / "site-secret.key"}}
+            {
+                "site_id": "DEMO-SITE",
+                "keys": {
+                    "secret": REPO / "certs" / "site-secret.key",
+                    "reid_public_key": REPO / "certs" / "reid-public.pem",
+                },
+            }
             | {"storage_dir": REPO / "var", "deid": {"profile": config.deid.profile}}
         ).model_dump()
     ), "the shipped file should spell out the built-in defaults"
@@ -197,6 +203,26 @@ def test_ae_titles_lose_their_insignificant_spaces(site: Path) -> None:
     )
 
     assert config.listen.allowed_calling_aes == ["CT1", "MR2"]
+
+
+def test_allowed_networks_default_to_any_source(site: Path) -> None:
+    assert load_config(write_config(site, MINIMAL)).listen.allowed_networks == []
+
+
+def test_allowed_networks_take_ipv4_ipv6_and_addresses_with_host_bits(site: Path) -> None:
+    text = (
+        MINIMAL
+        + "    listen: {allowed_networks: [10.0.0.0/8, 192.168.1.7, 'fd00::/8', 172.16.5.4/12]}\n"
+    )
+
+    config = load_config(write_config(site, text))
+
+    assert config.listen.allowed_networks == [
+        "10.0.0.0/8",
+        "192.168.1.7",
+        "fd00::/8",
+        "172.16.5.4/12",
+    ]
 
 
 def test_missing_files_are_not_checked_when_asked_not_to(site: Path) -> None:
@@ -323,6 +349,23 @@ def test_bad_ae_title_in_the_allow_list_is_named_by_position(site: Path) -> None
     assert only_problem_of(text, site) == (
         "conf/gateway.yaml: 'listen.allowed_calling_aes.1': "
         "'A\\B' is not a valid AE title (contains a backslash)"
+    )
+
+
+@pytest.mark.parametrize("written", ["x", "10.0.0.0/33", "300.1.2.3", "10.0.0.0/8 and more"])
+def test_allowed_network_that_is_not_one_is_named_by_position(site: Path, written: str) -> None:
+    text = MINIMAL + f"    listen: {{allowed_networks: ['{written}']}}\n"
+
+    assert only_problem_of(text, site) == (
+        f"conf/gateway.yaml: 'listen.allowed_networks.0': '{written}' is not an IP network"
+    )
+
+
+def test_allowed_network_written_as_a_number(site: Path) -> None:
+    text = MINIMAL + "    listen: {allowed_networks: [127.0.0.1/32, 10]}\n"
+
+    assert only_problem_of(text, site) == (
+        "conf/gateway.yaml: 'listen.allowed_networks.1': 10 is not a string (put it in quotes)"
     )
 
 

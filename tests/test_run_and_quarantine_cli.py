@@ -36,7 +36,7 @@ def site(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_run_refuses_tls_it_cannot_provide_instead_of_running_plaintext(site: Path) -> None:
+def test_run_refuses_tls_files_that_are_not_certificates_before_listening(site: Path) -> None:
     config = site / "tls.yaml"
     key = "keys/site-secret.key"
     config.write_text(
@@ -44,9 +44,20 @@ def test_run_refuses_tls_it_cannot_provide_instead_of_running_plaintext(site: Pa
         + f"listen:\n  tls: {{cert: {key}, key: {key}, ca: {key}}}\n",
         encoding="utf-8",
     )
-    result = _gateway("run", "-c", config, cwd=site)
-    assert result.returncode == 2
-    assert f"{config}: 'listen.tls': DICOM TLS is not available" in result.stderr
+    for command in ("run", "check-config"):
+        result = _gateway(command, "-c", config, cwd=site)
+        assert result.returncode == 2, command
+        assert f"{config}: 'listen.tls." in result.stderr, result.stderr
+
+
+def test_certs_dev_makes_the_five_files_once(site: Path) -> None:
+    made = _gateway("certs", "dev", "--dir", "tls", cwd=site)
+    assert made.returncode == 0, made.stderr
+    names = ["ca.pem", "server.pem", "server-key.pem", "client.pem", "client-key.pem"]
+    assert sorted(p.name for p in (site / "tls").iterdir()) == sorted(names)
+    assert (site / "tls" / "server-key.pem").stat().st_mode & 0o777 == 0o600
+    again = _gateway("certs", "dev", "--dir", "tls", cwd=site)
+    assert again.returncode == 1 and "error:" in again.stderr
 
 
 def test_run_with_a_missing_secret_names_the_key(site: Path) -> None:

@@ -9,20 +9,26 @@ success status is sent only once `Spool.store` has made file and state row durab
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import ipaddress
 import logging
 import re
 import socket
+import ssl
+import threading
 import time
 from io import BytesIO
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydicom import uid as dicom_uid
 from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag, Tag
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
 
+from gateway.net.tls import HANDSHAKE_TIMEOUT, describe_tls_failure
 from gateway.spool import SpoolWriteError
 from gateway.transfer_syntaxes import SUPPORTED
 
@@ -31,7 +37,6 @@ if TYPE_CHECKING:
 
     from pynetdicom.association import Association
     from pynetdicom.events import Event
-    from pynetdicom.transport import ThreadedAssociationServer
 
     from gateway.config import ListenConfig
     from gateway.metrics import Metrics
@@ -45,6 +50,7 @@ __all__ = [
     "STATUS_PROCESSING_FAILURE",
     "STATUS_SUCCESS",
     "TRANSFER_SYNTAXES",
+    "GatewayAssociationServer",
     "build_scp_ae",
     "start_scp",
     "stop_scp",
@@ -73,6 +79,8 @@ _SOP_INSTANCE_UID = Tag("SOPInstanceUID")
 # so only what would break grouping is refused: empty, too long, multi-valued, control
 # characters.
 _UID_SHAPE = re.compile(r"[\x21-\x5b\x5d-\x7e]{1,64}")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def build_scp_ae(ae_title: str, *, allowed_calling_aes: list[str], max_associations: int) -> AE:
@@ -104,7 +112,10 @@ def start_scp(
 ) -> ThreadedAssociationServer:
     """Start listening in the background; the handlers are bound here, not globally.
 
-    Port 0 binds a free port; read it back from `server.server_address[1]`.
+    Port 0 binds a free port; read it back from `server.server_address[1]`. With
+    `ssl_context` (from `gateway.net.tls.server_context`) every connection must complete a
+    TLS handshake before any DICOM is read; `listen.allowed_networks` refuses other source
+    addresses before that.
     """
     ae = build_scp_ae(
         listen.ae_title,
@@ -116,18 +127,169 @@ def start_scp(
         (evt.EVT_REJECTED, _on_rejected, [frozenset(listen.allowed_calling_aes), metrics]),
         (evt.EVT_C_STORE, _on_store, [spool, metrics]),
     ]
-    server = ae.start_server(
-        (listen.host, listen.port), block=False, ssl_context=ssl_context, evt_handlers=handlers
+    networks = tuple(ipaddress.ip_network(n, strict=False) for n in listen.allowed_networks)
+    server = ae.make_server(
+        (listen.host, listen.port),
+        ssl_context=ssl_context,
+        evt_handlers=handlers,
+        server_class=GatewayAssociationServer,
+        allowed_networks=networks,
+        metrics=metrics,
     )
+    # What AE.start_server(block=False) does, with our server class: the AE keeps its
+    # servers in a list that AssociationServer.shutdown() removes itself from.
+    ae._servers.append(server)
+    thread = threading.Thread(
+        target=server.serve_forever, name=f"AcceptorServer@{listen.port}", daemon=True
+    )
+    thread.start()
     log.info(
-        "SCP %s listening on %s:%d (%d calling AEs allowed%s)",
+        "SCP %s listening on %s:%d (%s; %d calling AEs allowed%s; networks: %s)",
         listen.ae_title,
         server.server_address[0],
         server.server_address[1],
+        "TLS" if ssl_context is not None else "plain DICOM, no TLS",
         len(listen.allowed_calling_aes),
         "" if listen.allowed_calling_aes else ": any",
+        ", ".join(str(n) for n in networks) or "any",
     )
     return server
+
+
+class GatewayAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with the TLS handshake moved off the accept loop and a
+    source-address allow list in front of it.
+
+    pynetdicom (3.0.4) wraps each accepted socket in `get_request`, on the one thread that
+    accepts connections, so the handshake runs there: a client that connects and sends
+    nothing stalls every other sender, and a failed handshake is an OSError that
+    socketserver drops without a word. Here `get_request` only accepts, `verify_request`
+    refuses addresses outside `listen.allowed_networks` (before any TLS or DICOM, at the
+    cost of one log line), and the handshake runs in the connection's own thread, bounded
+    by `HANDSHAKE_TIMEOUT` and logged with the peer address and OpenSSL's reason when it
+    fails. The server keeps serving either way.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        allowed_networks: tuple[IPNetwork, ...] = (),
+        metrics: Metrics | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.allowed_networks = allowed_networks
+        self._metrics = metrics
+        self._handshakes: set[ssl.SSLSocket] = set()
+        self._handshakes_lock = threading.Lock()
+        self._closing = False
+        super().__init__(*args, **kwargs)
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        assert self.socket is not None
+        client_socket, address = self.socket.accept()
+        return client_socket, address
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        host = str(client_address[0]) if isinstance(client_address, tuple) else ""
+        if not self.allowed_networks or _address_allowed(host, self.allowed_networks):
+            return True
+        # socketserver closes the socket when this returns False.
+        log.warning(
+            "refused connection from %s: address not in listen.allowed_networks",
+            _peer(client_address),
+        )
+        self._count_refusal()
+        return False
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        if self.ssl_context is not None:
+            secured = self._handshake(request, client_address)
+            if secured is None:
+                return
+            request = secured
+        super().process_request_thread(request, client_address)
+
+    def _handshake(self, raw: socket.socket, client_address: Any) -> ssl.SSLSocket | None:
+        """The server side of the TLS handshake; None (connection closed) when it fails."""
+        assert self.ssl_context is not None
+        tls: ssl.SSLSocket | None = None
+        try:
+            raw.settimeout(HANDSHAKE_TIMEOUT)
+            tls = self.ssl_context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+            with self._handshakes_lock:
+                stopping = self._closing
+                if not stopping:
+                    self._handshakes.add(tls)
+            if stopping:
+                _close_quietly(tls)
+                return None
+            try:
+                tls.do_handshake()
+            finally:
+                with self._handshakes_lock:
+                    self._handshakes.discard(tls)
+            # Back to blocking, as pynetdicom has the accepted sockets it wraps itself.
+            tls.settimeout(None)
+            return tls
+        except (OSError, ValueError) as exc:
+            _close_quietly(tls if tls is not None else raw)
+            if self._closing:  # server_close() cut it: not the peer's doing
+                log.info(
+                    "TLS handshake with %s cut short: the SCP is stopping", _peer(client_address)
+                )
+                return None
+            why = describe_tls_failure(exc)
+            log.warning("refused TLS connection from %s: %s", _peer(client_address), why)
+            self._count_refusal()
+            return None
+
+    def server_close(self) -> None:
+        """Also cut handshakes in progress: the base class joins connection threads, and a
+        silent client would hold `stop_scp` for the whole handshake timeout."""
+        with self._handshakes_lock:
+            self._closing = True
+            pending = list(self._handshakes)
+        for tls in pending:
+            # The plain socket's shutdown: SSLSocket.shutdown would drop the SSL object under
+            # the thread that is handshaking on it.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(tls, socket.SHUT_RDWR)
+        super().server_close()
+
+    def _count_refusal(self) -> None:
+        if self._metrics is not None:
+            self._metrics.failures.labels(stage="connection").inc()
+
+
+def _address_allowed(host: str, networks: tuple[IPNetwork, ...]) -> bool:
+    """Whether `host` (as accept() reports it) lies in one of `networks`. An IPv4 client of
+    a dual-stack socket shows up as ::ffff:a.b.c.d and is matched as a.b.c.d too."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        candidates.append(address.ipv4_mapped)
+    return any(
+        candidate in network
+        for candidate in candidates
+        for network in networks
+        if candidate.version == network.version
+    )
+
+
+def _peer(client_address: Any) -> str:
+    """`host:port` of a client; an address is network configuration, not patient data."""
+    if isinstance(client_address, tuple) and len(client_address) >= 2:
+        host, port = client_address[0], client_address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(client_address)
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 def stop_scp(server: ThreadedAssociationServer, timeout: float = 30.0) -> bool:

@@ -6,8 +6,10 @@ a RETRY resends the whole study. Network errors never raise; only programming er
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext, build_context
 
 from gateway.net.outcome import ForwardOutcome, ForwardResult, Tally
+from gateway.net.tls import describe_tls_failure
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
@@ -59,14 +62,22 @@ def forward_to_ae(
     port: int,
     calling_ae: str = "DEID_GW",
     timeout: float = 30,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> ForwardResult:
     """C-STORE every file to `ae_title` at `host:port`, one association per study.
 
     Presentation contexts come from the files' (SOP class, transfer syntax) pairs, plus
     Explicit and Implicit VR Little Endian per SOP class so that an instance whose compressed
     syntax the peer refuses can still be decoded and sent uncompressed.
+
+    With `ssl_context` (from `gateway.net.tls.client_context`) the association runs over
+    TLS, and the destination's certificate must name `server_hostname`, by default `host`
+    as configured: an IP address is matched against the certificate's IP SANs, a host name
+    against its DNS SANs. A failed handshake (unknown CA, wrong name, our certificate
+    refused) is a RETRY whose message says why.
     """
-    destination = f"{ae_title}@{host}:{port}"
+    destination = f"{ae_title}@{host}:{port}{' over TLS' if ssl_context is not None else ''}"
     tally = Tally(total=len(files))
     instances: list[_Instance] = []
     for path in files:
@@ -87,6 +98,11 @@ def forward_to_ae(
             port=port,
             calling_ae=calling_ae,
             timeout=timeout,
+            tls=(
+                _TlsWitness(ssl_context, server_hostname or host)
+                if ssl_context is not None
+                else None
+            ),
         )
 
     result = tally.result(destination)
@@ -191,6 +207,41 @@ def _install_reactor_gate(event: evt.Event) -> None:
         event.assoc._reactor_checkpoint = _ReactorGate()
 
 
+class _TlsWitness:
+    """Stands in for the SSLContext in pynetdicom's `tls_args` and keeps the socket it wraps.
+
+    pynetdicom calls only `wrap_socket(sock, server_side=False, server_hostname=...)` on it.
+    When the handshake fails, pynetdicom logs the error and drops the socket; with the
+    socket kept here (a `RecordingSSLSocket` from `client_context`) the RETRY can say why.
+    """
+
+    def __init__(self, context: ssl.SSLContext, server_hostname: str) -> None:
+        self.context = context
+        self.server_hostname = server_hostname
+        self.socket: ssl.SSLSocket | None = None
+
+    def wrap_socket(
+        self, sock: socket.socket, server_side: bool = False, server_hostname: str | None = None
+    ) -> ssl.SSLSocket:
+        # Before the handshake, so that its last flight and the A-ASSOCIATE-RQ are not held
+        # back by Nagle either (see _disable_nagle).
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.socket = self.context.wrap_socket(
+            sock, server_side=server_side, server_hostname=server_hostname
+        )
+        return self.socket
+
+    @property
+    def tls_args(self) -> tuple[ssl.SSLContext, str]:
+        return self, self.server_hostname  # type: ignore[return-value]
+
+    def failure(self) -> str:
+        """Why TLS failed on this connection, or "" when it did not (or we cannot tell)."""
+        exc = getattr(self.socket, "tls_failure", None)
+        return describe_tls_failure(exc) if exc is not None else ""
+
+
 @dataclass
 class _Negotiation:
     """What the DUL saw while associating. Kept from its events because pynetdicom can
@@ -219,6 +270,7 @@ def _send_group(
     port: int,
     calling_ae: str,
     timeout: float,
+    tls: _TlsWitness | None = None,
 ) -> None:
     seen = _Negotiation()
     ae = AE(ae_title=calling_ae)
@@ -233,6 +285,7 @@ def _send_group(
         contexts=contexts,
         ae_title=ae_title,
         max_pdu=0,  # we receive any size; we send at most what the peer announced
+        tls_args=tls.tls_args if tls is not None else None,
         evt_handlers=[
             (evt.EVT_CONN_OPEN, _disable_nagle),
             (evt.EVT_CONN_OPEN, _install_reactor_gate),
@@ -243,7 +296,7 @@ def _send_group(
     gate = getattr(assoc, "_reactor_checkpoint", None)
     try:
         if not assoc.is_established:
-            _association_failed(assoc, group, tally, seen, len(contexts))
+            _association_failed(assoc, group, tally, seen, len(contexts), tls)
             return
         if isinstance(gate, _ReactorGate):
             gate.held = True
@@ -261,8 +314,14 @@ def _association_failed(
     tally: Tally,
     seen: _Negotiation,
     proposed: int,
+    tls: _TlsWitness | None = None,
 ) -> None:
-    if seen.rejection:
+    tls_failure = tls.failure() if tls is not None else ""
+    if tls_failure:
+        # A configuration matter on one side or the other; retried like any refusal, so
+        # that fixing the certificate is enough for the study to go out.
+        tally.retry_reason = f"TLS with the destination failed: {tls_failure}"
+    elif seen.rejection:
         tally.retry_reason = f"association rejected ({seen.rejection})"
     elif not seen.connected:
         tally.retry_reason = "no connection (refused, unreachable or timed out)"

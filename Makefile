@@ -61,5 +61,7 @@ test: setup
 bench: setup
 	$(BIN)/python bench/engine.py
 
+-include mk/image.mk
+
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .ruff_cache

@@ -186,7 +186,11 @@ def _existing_file(value: Path, info: ValidationInfo) -> Path:
     """Certificates, keys and profiles are checked at start-up, not at first use."""
     value = _absolute(value, info)
     if _checking(info):
-        if not value.exists():
+        try:
+            exists = value.exists()
+        except OSError as exc:  # a folder on the way we may not enter
+            raise _problem("file_unreadable", f"cannot look at {value}: {exc.strerror}") from None
+        if not exists:
             raise _problem("file_not_found", f"file not found: {value}")
         if not value.is_file():
             raise _problem("not_a_file", f"not a file: {value}")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from gateway import sdnotify
 from gateway.audit import AuditLog
 from gateway.config import GatewayConfig
 from gateway.deid.profile import CompiledProfile
@@ -120,12 +121,20 @@ class GatewayService:
             quiet,
             self._destination_name(),
         )
+        listen = self.config.listen
+        sdnotify.status(
+            f"{listen.ae_title} listening on {listen.host}:{listen.port}; "
+            f"destination {self._destination_name()}"
+        )
+        sdnotify.ready()
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM: stop accepting, finish open associations and in-flight work, flush state."""
         if self._stopping.is_set():
             return
         self._stopping.set()
+        sdnotify.stopping()
+        sdnotify.status("draining")
         if self.scp is not None:
             stop_scp(self.scp, timeout)
         self._scheduler.shutdown(wait=True)
@@ -145,10 +154,13 @@ class GatewayService:
             stop.set()
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        # WatchdogSec= under systemd: pinged from this loop, so a hung main thread is restarted.
+        watchdog = sdnotify.Watchdog()
+        wake = min(1.0, watchdog.period or 1.0)
         try:
             self.start()
-            while not stop.wait(1.0):
-                pass
+            while not stop.wait(wake):
+                watchdog.ping_if_due()
         finally:
             self.stop()
             for signum, handler in previous.items():

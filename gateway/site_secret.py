@@ -12,6 +12,7 @@ import os
 import secrets
 import stat
 import string
+import struct
 from pathlib import Path
 
 __all__ = [
@@ -84,6 +85,35 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+# linux/posix_acl_xattr.h: a version word, then entries of (tag u16, perm u16, id u32), LE.
+_ACL_USER, _ACL_GROUP_OBJ, _ACL_GROUP, _ACL_MASK, _ACL_OTHER = 0x02, 0x04, 0x08, 0x10, 0x20
+
+
+def _readable_by_others(path: Path, info: os.stat_result) -> bool:
+    """Can anyone but this user read the file?
+
+    With a POSIX ACL the group bits are the ACL mask: systemd 254+ hands a LoadCredential=
+    file to the service as root-owned 0400 plus an ACL entry for the service user, which
+    reads as 0440 although only that user can read it.
+    """
+    if not info.st_mode & 0o077:
+        return False
+    try:
+        acl = os.getxattr(path, "system.posix_acl_access")
+    except OSError:
+        return True
+    entries = [struct.unpack_from("<HHI", acl, off) for off in range(4, len(acl) - 7, 8)]
+    mask = next((perm for tag, perm, _ in entries if tag == _ACL_MASK), 0o7)
+    for tag, perm, ident in entries:
+        if tag == _ACL_OTHER and perm:
+            return True
+        if tag in (_ACL_GROUP_OBJ, _ACL_GROUP) and perm & mask:
+            return True
+        if tag == _ACL_USER and perm & mask and ident != os.geteuid():
+            return True
+    return False
+
+
 def read_site_secret(path: Path) -> bytes:
     """Return the secret's raw bytes (at least 32), checking it is private and well formed."""
     path = Path(path)
@@ -97,7 +127,7 @@ def read_site_secret(path: Path) -> bytes:
         raise SiteSecretError(f"cannot read site secret {path}: {exc.strerror}") from None
     if not stat.S_ISREG(info.st_mode):
         raise SiteSecretError(f"site secret {path} is not a regular file")
-    if os.name == "posix" and info.st_mode & 0o077:
+    if os.name == "posix" and _readable_by_others(path, info):
         raise SiteSecretError(
             f"site secret {path} is accessible by group or others "
             f"(mode {stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {path}`"

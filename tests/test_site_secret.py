@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,36 @@ def test_secret_path_is_a_folder(tmp_path: Path) -> None:
         read_site_secret(folder)
 
     assert str(folder) in str(caught.value)
+
+
+def _posix_acl(entries: list[tuple[int, int, int]]) -> bytes:
+    """A system.posix_acl_access value (linux/posix_acl_xattr.h, version 2)."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
+
+
+def test_a_systemd_credential_readable_only_through_an_acl_for_us_is_accepted(
+    tmp_path: Path,
+) -> None:
+    """systemd 254+ LoadCredential=: root-owned 0400 plus `user:<service>:r--`, mode 0440."""
+    path = create_site_secret(tmp_path / "keys")
+    anyone = 0xFFFFFFFF
+    only_us = [(0x01, 6, anyone), (0x02, 4, os.geteuid()), (0x04, 0, anyone)]
+    try:
+        os.setxattr(
+            path,
+            "system.posix_acl_access",
+            _posix_acl([*only_us, (0x10, 4, anyone), (0x20, 0, anyone)]),
+        )
+    except OSError:
+        pytest.skip("this file system has no POSIX ACLs")
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert len(read_site_secret(path)) == 32
+
+    group_too = [(0x01, 6, anyone), (0x02, 4, os.geteuid()), (0x04, 4, anyone)]
+    os.setxattr(
+        path,
+        "system.posix_acl_access",
+        _posix_acl([*group_too, (0x10, 4, anyone), (0x20, 0, anyone)]),
+    )
+    with pytest.raises(SiteSecretError, match="group or others"):
+        read_site_secret(path)

@@ -9,8 +9,9 @@ SECRET := certs/site-secret.key
 SAMPLE := var/sample-input
 EXPORT := var/export
 # Debian packages: dicom3tools (dciodvfy, output validity tests), dcmtk (storescu/storescp
-# peers and the benchmark baseline), orthanc (a real archive in the end-to-end tests).
-APT_PACKAGES := dicom3tools dcmtk orthanc
+# peers and the benchmark baseline), orthanc (a real archive in the end-to-end tests),
+# tesseract-ocr + eng (burned-in text), fonts-dejavu-core (text rendered by the pixel tests).
+APT_PACKAGES := dicom3tools dcmtk orthanc tesseract-ocr tesseract-ocr-eng fonts-dejavu-core
 
 .PHONY: all setup system run demo test lint bench clean
 

@@ -142,22 +142,32 @@ def cmd_reidentify(args: argparse.Namespace) -> int:
 def cmd_anonymize(args: argparse.Namespace) -> int:
     from gateway.offline import EngineSettings, anonymize_folder
 
-    if args.ocr:
-        print("error: OCR pixel redaction is not available in this version", file=sys.stderr)
-        return EXIT_USAGE
     loaded = _load_with_secret(args.config)
     if loaded is None:
         return EXIT_USAGE
     config, profile, secret = loaded
+    ocr = config.deid.ocr if args.ocr is None else args.ocr
+    pixels = _pixel_config(config, args.config, ocr)
+    if pixels is False:
+        return EXIT_USAGE
     workers = args.workers if args.workers is not None else config.workers
     settings = EngineSettings(
-        profile, secret, config.site_id, config.storage_dir, config.keys.reid_public_key
+        profile,
+        secret,
+        config.site_id,
+        config.storage_dir,
+        config.keys.reid_public_key,
+        pixels or None,
     )
     try:
         summary = anonymize_folder(Path(args.input), Path(args.output), settings, workers)
     except (NotADirectoryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:
+        print(f"error: cannot go on ({exc.strerror or type(exc).__name__}); "
+              "inputs are untouched, run again when it is fixed", file=sys.stderr)
+        return EXIT_FAILURE
     root = Path(args.input)
     for problem in summary.problems:
         where = os.path.relpath(problem.source, root)
@@ -185,6 +195,26 @@ def _load_with_secret(config_path: Path):  # -> (config, profile, secret) | None
     if not _reid_key_usable(config_path, config.keys.reid_public_key):
         return None
     return config, profile, secret
+
+
+def _pixel_config(config, config_path: Path, ocr: bool):  # -> PixelConfig | None | False
+    """The pixel stage's configuration when OCR is on (None when off), False on a problem.
+
+    Fail closed: with OCR asked for and Tesseract missing, nothing starts (STYLE.md).
+    """
+    if not ocr:
+        return None
+    from gateway.pixels.clean import PixelError, check_available
+    from gateway.pixels.rules import PixelConfigError, load_pixel_config
+
+    try:
+        check_available()
+        return load_pixel_config(config.deid.pixel_rules)
+    except PixelError as exc:
+        print(f"{config_path}: 'deid.ocr': {exc}", file=sys.stderr)
+    except PixelConfigError as exc:
+        _print_problems(getattr(exc, "problems", [str(exc)]))
+    return False
 
 
 def _tls_contexts(config, config_path: Path):  # -> TlsContexts | None
@@ -237,9 +267,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     config, profile, secret = loaded
-    if config.deid.ocr:
-        # Fail closed: never forward unredacted pixels where the site asked for OCR.
-        print(f"{args.config}: 'deid.ocr': OCR is not available in this version", file=sys.stderr)
+    pixels = _pixel_config(config, args.config, config.deid.ocr)
+    if pixels is False:
         return EXIT_USAGE
     tls = _tls_contexts(config, args.config)
     if tls is None:
@@ -249,7 +278,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
-        service = GatewayService(config, profile, secret, tls=tls)
+        service = GatewayService(config, profile, secret, tls=tls, pixels=pixels or None)
     except OSError as exc:
         print(f"error: cannot open the storage folder ({exc.strerror})", file=sys.stderr)
         return EXIT_FAILURE
@@ -345,8 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     anonymize.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     anonymize.add_argument("--workers", type=int, default=None, help="processes (default: config)")
     anonymize.add_argument(
-        "--ocr", action=argparse.BooleanOptionalAction, default=False,
-        help="OCR pixel redaction (not available yet)",
+        "--ocr", action=argparse.BooleanOptionalAction, default=None,
+        help="find and blank burned-in text (default: deid.ocr of the configuration)",
     )
     anonymize.set_defaults(func=cmd_anonymize)
 

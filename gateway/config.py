@@ -275,6 +275,9 @@ class DeidConfig(_Section):
     profile: FilePath | None = None  # None: the engine's built-in default profile
     lookup_table: FilePath | None = None
     ocr: bool = False
+    # Which instances get pixel cleaning, the OCR mode, region rules (conf/pixel_rules.yaml);
+    # None: the built-in defaults (US, SC, XA, ES, OT, DOC, BurnedInAnnotation YES).
+    pixel_rules: FilePath | None = None
 
 
 class KeysConfig(_Section):

@@ -29,6 +29,8 @@ from gateway.deid.profile import CompiledProfile
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.identifiers import collect_identifiers
 from gateway.keystore import MAPPING_FILENAME, InstanceOriginals, MappingWriter
+from gateway.pixels.clean import PixelError, clean_pixels
+from gateway.pixels.rules import PixelConfig
 from gateway.reid_keys import load_public_key
 from gateway.transfer_syntaxes import SUPPORTED
 from gateway.verify import find_leaks
@@ -145,8 +147,11 @@ def _expected_pixel_length(ds: Dataset) -> int | None:
     return (total_bits + 7) // 8
 
 
-def process_instance(ds: Dataset, engine: Engine) -> Clean | Quarantine:
-    """De-identify one instance and let it pass only if the verify gate finds nothing."""
+def process_instance(
+    ds: Dataset, engine: Engine, pixels: PixelConfig | None = None
+) -> Clean | Quarantine:
+    """De-identify one instance (tags, then pixels when `pixels` is set) and let it pass only
+    if the verify gate finds nothing."""
     try:
         problem = _check_readable(ds)
         if problem is not None:
@@ -161,6 +166,17 @@ def process_instance(ds: Dataset, engine: Engine) -> Clean | Quarantine:
         return Quarantine("deid-failed", "deid", str(exc))
     except Exception as exc:
         return Quarantine("deid-failed", "deid", f"cannot de-identify ({type(exc).__name__})")
+    if pixels is not None:
+        try:
+            clean_pixels(ds, identifiers, pixels)
+        except PixelError as exc:
+            return Quarantine("pixels-failed", "pixels", str(exc))
+        except OSError:
+            raise  # the environment's trouble (disk, tesseract binary gone): retried, not held
+        except Exception as exc:
+            return Quarantine(
+                "pixels-failed", "pixels", f"cannot clean pixel data ({type(exc).__name__})"
+            )
     identifiers.add_uids(result.remapped_uids - result.kept_uids)
     try:
         leaks = find_leaks(ds, identifiers)
@@ -187,6 +203,8 @@ class EngineSettings:
     # Set: every pseudonym issued is sealed to this re-identification public key in
     # storage_dir/mapping.db before its instance is written anywhere.
     reid_public_key: Path | None = None
+    # Set: burned-in text is found and blanked in the instances it selects (issue: pixels).
+    pixels: PixelConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -278,7 +296,9 @@ def deidentify_file(
     read = read_instance(path)
     if isinstance(read, str):
         return FileOutcome("skipped", path, read)
-    outcome = read if isinstance(read, Quarantine) else process_instance(read, _engine)
+    outcome = (
+        read if isinstance(read, Quarantine) else process_instance(read, _engine, _settings.pixels)
+    )
     if isinstance(outcome, Clean):
         try:
             data = encode(outcome.dataset)

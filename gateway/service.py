@@ -30,6 +30,7 @@ from gateway.net.scp import start_scp, stop_scp
 from gateway.net.scu import forward_to_ae
 from gateway.net.tls import TlsContexts, check_tls
 from gateway.pipeline import EngineSettings, RoundResult, init_worker, process_round
+from gateway.pixels.rules import PixelConfig
 from gateway.spool import RoundState, Spool, StudyRound, uid_hash
 
 log = logging.getLogger(__name__)
@@ -72,13 +73,19 @@ class GatewayService:
         profile: CompiledProfile,
         secret: bytes,
         tls: TlsContexts | None = None,
+        pixels: PixelConfig | None = None,
     ) -> None:
         self.config = config
         # Never fall back to plain DICOM: without contexts given, build what config asks for.
         self.tls = tls if tls is not None else check_tls(config)
         self.profile = profile
         self.settings = EngineSettings(
-            profile, secret, config.site_id, config.storage_dir, config.keys.reid_public_key
+            profile,
+            secret,
+            config.site_id,
+            config.storage_dir,
+            config.keys.reid_public_key,
+            pixels,
         )
         self.spool = Spool(config.storage_dir)
         self.metrics = Metrics()

@@ -103,7 +103,8 @@ def test_shipped_config_loads_and_every_path_is_resolved(monkeypatch: pytest.Mon
                     "reid_public_key": REPO / "certs" / "reid-public.pem",
                 },
             }
-            | {"storage_dir": REPO / "var", "deid": {"profile": config.deid.profile}}
+            | {"deid": {"profile": config.deid.profile, "pixel_rules": config.deid.pixel_rules}}
+            | {"storage_dir": REPO / "var"}
         ).model_dump()
     ), "the shipped file should spell out the built-in defaults"
 

@@ -1,0 +1,363 @@
+"""Decode every frame of an image, make an OCR view of one, and write frames back.
+
+The pixel stage must see and rewrite *every* frame (a cine loop repeats its burned-in header on
+each frame), in the stored value space so that a rewrite is lossless for the pixels it does not
+blank. Decoding goes through pydicom's pixel backends (numpy for native data, pylibjpeg for
+JPEG, JPEG-LS, JPEG 2000 and RLE). Errors never carry patient data: they name the transfer
+syntax and what failed, and chain the backend's exception for debugging.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.pixels import (
+    apply_color_lut,
+    apply_modality_lut,
+    apply_voi_lut,
+    get_decoder,
+    get_encoder,
+    pack_bits,
+)
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLSLossless,
+    RLELossless,
+)
+
+logger = logging.getLogger(__name__)
+
+ENCODINGS: dict[str, UID] = {
+    "uncompressed": ExplicitVRLittleEndian,
+    "rle": RLELossless,
+    "jpeg-ls": JPEGLSLossless,
+}
+"""`write_frames` encodings: all lossless, so redaction never adds compression artefacts."""
+
+MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+
+# Transfer syntaxes that are always lossy (JPEG DCT processes, ISO 10918-1).
+LOSSY_ONLY = (JPEGBaseline8Bit, JPEGExtended12Bit)
+
+# PS3.3 C.7.6.3 / C.7.9: the Palette Color Lookup Table module. Once the pixels are expanded to
+# RGB these would describe a palette that no longer exists, so they are removed.
+PALETTE_TAGS = (
+    0x00281101,  # Red Palette Color Lookup Table Descriptor
+    0x00281102,  # Green ... Descriptor
+    0x00281103,  # Blue ... Descriptor
+    0x00281104,  # Alpha ... Descriptor
+    0x00281199,  # Palette Color Lookup Table UID
+    0x00281201,  # Red Palette Color Lookup Table Data
+    0x00281202,  # Green ... Data
+    0x00281203,  # Blue ... Data
+    0x00281204,  # Alpha ... Data
+    0x00281221,  # Segmented Red Palette Color Lookup Table Data
+    0x00281222,  # Segmented Green ... Data
+    0x00281223,  # Segmented Blue ... Data
+    0x00281224,  # Segmented Alpha ... Data
+)
+
+# Elements that only describe encapsulated (compressed) Pixel Data, PS3.5 A.4 / PS3.3 C.7.6.3.
+ENCAPSULATION_TAGS = (0x7FE00001, 0x7FE00002)  # Extended Offset Table (+ Lengths)
+
+
+class PixelDecodeError(Exception):
+    """The pixel data cannot be decoded; the message names the reason, never patient data."""
+
+
+class PixelEncodeError(Exception):
+    """The frames cannot be written in the requested encoding (e.g. the encoder is missing)."""
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    meta = getattr(ds, "file_meta", None)
+    tsyntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if not tsyntax:
+        # PS3.10 7.1: the transfer syntax lives in the File Meta; without it the byte order
+        # and compression of Pixel Data are unknown, and guessing could mis-redact.
+        raise PixelDecodeError("cannot decode pixel data: File Meta has no Transfer Syntax UID")
+    return UID(str(tsyntax))
+
+
+def decode_frames(ds: Dataset) -> np.ndarray:
+    """Every frame of `ds`: (frames, rows, cols) for one sample, (frames, rows, cols, 3) colour.
+
+    Values are stored values (PS3.3 C.7.6.3 Image Pixel: before Modality/VOI LUTs), with the
+    bits outside Bits Stored (which may hold retired embedded overlays, PS3.5 8.1.2) masked
+    off by pydicom. YBR (JPEG YBR_FULL_422, YBR_FULL, J2K YBR_RCT/ICT) is converted to RGB and
+    PALETTE COLOR is expanded through its LUT to RGB (uint8 or uint16, per the LUT's bits), so
+    that redaction paints in one colour space. The array is writeable, native-endian and C
+    contiguous.
+    """
+    if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise PixelDecodeError("cannot decode pixel data: Float Pixel Data is not supported")
+        raise PixelDecodeError("cannot decode pixel data: no Pixel Data (7FE0,0010)")
+    tsyntax = _transfer_syntax(ds)
+    try:
+        decoder = get_decoder(tsyntax)
+    except NotImplementedError as exc:
+        raise PixelDecodeError(
+            f"cannot decode pixel data: no decoder for transfer syntax {tsyntax}"
+            + (f" ({tsyntax.name})" if tsyntax.name != str(tsyntax) else "")
+        ) from exc
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
+        raise PixelDecodeError(f"cannot decode pixel data in {tsyntax.name}: needs {missing}")
+    try:
+        arr, meta = decoder.as_array(ds, as_rgb=True)
+    except Exception as exc:
+        # The backend's message can quote element values; keep only its type here and chain
+        # the exception itself for a debugger.
+        raise PixelDecodeError(
+            f"cannot decode pixel data in {tsyntax.name} ({type(exc).__name__})"
+        ) from exc
+
+    photometric = str(meta.get("photometric_interpretation", ""))
+    samples = int(meta.get("samples_per_pixel", 1))
+    n_frames = int(meta.get("number_of_frames", 1) or 1)
+    single_frame_ndim = 2 if samples == 1 else 3
+    if arr.ndim == single_frame_ndim:
+        arr = arr[np.newaxis]
+    if arr.shape[0] != n_frames:
+        raise PixelDecodeError(
+            f"cannot decode pixel data: {arr.shape[0]} frames decoded, {n_frames} expected"
+        )
+
+    if photometric == "PALETTE COLOR":
+        if samples != 1:
+            raise PixelDecodeError(
+                "cannot decode pixel data: PALETTE COLOR with several samples per pixel"
+            )
+        try:
+            arr = apply_color_lut(arr, ds)
+        except Exception as exc:
+            raise PixelDecodeError(
+                f"cannot decode pixel data: palette lookup table unusable ({type(exc).__name__})"
+            ) from exc
+    elif samples == 3 and photometric != "RGB":
+        # PS3.3 C.7.6.3.1.2: anything else with three samples (YBR_PARTIAL_420, HSV, ...) is
+        # either retired or lossy-only and was not converted by the backend.
+        raise PixelDecodeError(
+            f"cannot decode pixel data: unsupported Photometric Interpretation {photometric}"
+        )
+    elif samples == 1 and photometric not in MONOCHROME:
+        raise PixelDecodeError(
+            f"cannot decode pixel data: unsupported Photometric Interpretation {photometric}"
+        )
+    elif samples not in (1, 3):
+        raise PixelDecodeError(f"cannot decode pixel data: unsupported Samples per Pixel {samples}")
+
+    if not arr.dtype.isnative:  # Explicit VR Big Endian (retired, PS3.5 A.3) decodes as >i2
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return arr
+
+
+def _stretch(values: np.ndarray) -> np.ndarray:
+    """Min-max stretch to 0..255: OCR needs contrast, not calibrated values."""
+    values = values.astype(np.float64, copy=False)
+    low = float(np.min(values)) if values.size else 0.0
+    high = float(np.max(values)) if values.size else 0.0
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = (values - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def ocr_image(frame: np.ndarray, ds: Dataset) -> np.ndarray:
+    """A uint8 2-D grayscale view of one decoded frame, as a viewer would show it, for OCR.
+
+    Monochrome: Modality LUT / Rescale (PS3.3 C.11.1), then VOI LUT or Window (C.11.2) when
+    present, then a min-max stretch; MONOCHROME1 (C.7.6.3.1.2: minimum is white) is inverted
+    so text has the same polarity a viewer shows. Colour (RGB after `decode_frames`): ITU-R
+    BT.601 luminance, scaled from the sample's full range. A broken VOI description falls
+    back to a plain stretch rather than failing: the OCR view only needs contrast.
+    """
+    if frame.ndim == 3 and frame.shape[-1] == 3:
+        rgb = frame.astype(np.float64)
+        luminance = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+        # Full scale of the sample type: 8-bit RGB, or 16-bit RGB from a 16-bit palette.
+        full = float(np.iinfo(frame.dtype).max) if frame.dtype.kind in "ui" else 255.0
+        return np.clip(np.rint(luminance * (255.0 / full)), 0, 255).astype(np.uint8)
+    if frame.ndim != 2:
+        raise ValueError(f"ocr_image needs one frame (rows, cols[, 3]), got shape {frame.shape}")
+
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    values: np.ndarray = frame
+    if photometric in MONOCHROME:
+        try:
+            values = apply_modality_lut(frame, ds)
+            values = apply_voi_lut(values, ds)
+        except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+            logger.warning(
+                "VOI/Modality LUT not usable for the OCR view (%s); using a min-max stretch",
+                type(exc).__name__,
+            )
+            values = frame
+    image = _stretch(values)
+    if photometric == "MONOCHROME1":
+        image = 255 - image
+    return image
+
+
+def _fits(frames: np.ndarray, bits_stored: int, signed: bool) -> bool:
+    if frames.size == 0:
+        return True
+    low = -(1 << (bits_stored - 1)) if signed else 0
+    high = (1 << (bits_stored - 1)) - 1 if signed else (1 << bits_stored) - 1
+    return int(frames.min()) >= low and int(frames.max()) <= high
+
+
+def _pixel_description(ds: Dataset, frames: np.ndarray) -> dict[str, int | str]:
+    """Image Pixel module values (PS3.3 C.7.6.3) that describe `frames` exactly."""
+    if frames.ndim == 4 and frames.shape[-1] == 3:
+        colour = True
+    elif frames.ndim == 3:
+        colour = False
+    else:
+        raise ValueError(
+            "frames must be (frames, rows, cols) or (frames, rows, cols, 3), "
+            f"got shape {frames.shape}"
+        )
+    if frames.dtype.kind not in "ui" or frames.dtype.itemsize > 4:
+        raise ValueError(f"frames must be integers of at most 32 bits, got {frames.dtype}")
+    signed = frames.dtype.kind == "i"
+    old_photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    one_bit = (
+        not colour
+        and ds.get("BitsAllocated") == 1
+        and frames.dtype == np.uint8
+        and _fits(frames, 1, False)
+    )
+    if one_bit:
+        # PS3.3 C.8.20.2.1 (Segmentation): BINARY segments must stay 1-bit.
+        bits_allocated = bits_stored = 1
+    else:
+        bits_allocated = frames.dtype.itemsize * 8
+        bits_stored = bits_allocated
+        old_stored = ds.get("BitsStored")
+        if (
+            old_photometric != "PALETTE COLOR"
+            and ds.get("BitsAllocated") == bits_allocated
+            and isinstance(old_stored, int)
+            and 0 < old_stored < bits_allocated
+            and _fits(frames, old_stored, signed)
+        ):
+            bits_stored = old_stored  # e.g. 12 of 16 bits: keep what the modality declared
+    if colour:
+        photometric = "RGB"
+    elif old_photometric in (*MONOCHROME, "PALETTE COLOR"):
+        photometric = old_photometric
+    else:
+        photometric = "MONOCHROME2"
+    return {
+        "rows": frames.shape[1],
+        "columns": frames.shape[2],
+        "samples": 3 if colour else 1,
+        "photometric": photometric,
+        "bits_allocated": bits_allocated,
+        "bits_stored": bits_stored,
+        "signed": int(signed),
+    }
+
+
+def _set_pixel_module(ds: Dataset, desc: dict[str, int | str], n_frames: int) -> None:
+    ds.Rows = desc["rows"]
+    ds.Columns = desc["columns"]
+    ds.SamplesPerPixel = desc["samples"]
+    ds.PhotometricInterpretation = desc["photometric"]
+    ds.BitsAllocated = desc["bits_allocated"]
+    ds.BitsStored = desc["bits_stored"]
+    ds.HighBit = int(desc["bits_stored"]) - 1
+    ds.PixelRepresentation = desc["signed"]
+    if desc["samples"] == 3:
+        ds.PlanarConfiguration = 0  # PS3.3 C.7.6.3.1.3: colour-by-pixel, as numpy holds it
+    elif "PlanarConfiguration" in ds:
+        del ds.PlanarConfiguration  # Type 1C: only when Samples per Pixel > 1
+    if "NumberOfFrames" in ds or n_frames > 1:
+        # Kept when present; not added to single-frame IODs (e.g. CT Image) that lack it.
+        ds.NumberOfFrames = n_frames
+
+
+def _native_bytes(frames: np.ndarray, one_bit: bool) -> bytes:
+    if one_bit:
+        return pack_bits(frames, pad=True)
+    data = frames.astype(frames.dtype.newbyteorder("<"), copy=False).tobytes()
+    return data + b"\x00" if len(data) % 2 else data  # PS3.5 7.1.1: even value length
+
+
+def write_frames(ds: Dataset, frames: np.ndarray, encoding: str = "uncompressed") -> None:
+    """Replace the Pixel Data of `ds` with `frames` (as `decode_frames` returned them).
+
+    Writes Explicit VR Little Endian ("uncompressed"; also for big-endian and deflated
+    inputs), RLE Lossless ("rle") or JPEG-LS Lossless ("jpeg-ls", needs pyjpegls), and makes the
+    Image Pixel module (PS3.3 C.7.6.3) describe the new data: colour becomes RGB with Planar
+    Configuration 0 and the palette LUT elements are removed; Bits Allocated/Stored, High Bit
+    and Pixel Representation follow the array's dtype (Bits Stored is kept when the values
+    still fit it); Number of Frames is kept. File Meta Transfer Syntax UID is updated. The
+    dataset is only changed once the new Pixel Data has been built, so a failure leaves it
+    as it was. SOP Instance UID is left alone: the de-identification engine owns UIDs.
+    """
+    if encoding not in ENCODINGS:
+        raise ValueError(
+            f"unknown pixel encoding {encoding!r}; expected one of {', '.join(ENCODINGS)}"
+        )
+    frames = np.asarray(frames)
+    desc = _pixel_description(ds, frames)
+    n_frames = frames.shape[0]
+    one_bit = desc["bits_allocated"] == 1
+    tsyntax = ENCODINGS[encoding]
+
+    staging = Dataset()  # built apart from `ds` so a failed encode changes nothing
+    _set_pixel_module(staging, desc, n_frames)
+    if n_frames > 1:
+        staging.NumberOfFrames = n_frames
+    vr = "OB" if int(desc["bits_allocated"]) <= 8 else "OW"
+    staging["PixelData"] = DataElement(0x7FE00010, vr, _native_bytes(frames, one_bit))
+    staging.file_meta = FileMetaDataset()
+    staging.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if tsyntax != ExplicitVRLittleEndian:
+        if one_bit:
+            raise PixelEncodeError(f"{tsyntax.name} cannot encode 1-bit pixel data")
+        encoder = get_encoder(tsyntax)
+        if not encoder.is_available:
+            missing = "; ".join(encoder.missing_dependencies) or "a plugin"
+            raise PixelEncodeError(
+                f"no lossless {tsyntax.name} encoder is installed (needs {missing})"
+            )
+        try:
+            staging.compress(tsyntax, generate_instance_uid=False)
+        except Exception as exc:
+            raise PixelEncodeError(
+                f"cannot encode pixel data as {tsyntax.name} ({type(exc).__name__})"
+            ) from exc
+
+    # Commit: nothing below can fail on a well-formed dataset.
+    old_meta = getattr(ds, "file_meta", None)
+    old_tsyntax = old_meta.get("TransferSyntaxUID") if old_meta is not None else None
+    if old_tsyntax in LOSSY_ONLY and "LossyImageCompression" not in ds:
+        # PS3.3 C.7.6.1.1.5: once lossy, always flagged lossy, even when stored losslessly now.
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionMethod = "ISO_10918_1"
+    was_colour_converted = desc["samples"] == 3
+    _set_pixel_module(ds, desc, n_frames)
+    if was_colour_converted:
+        for tag in PALETTE_TAGS:
+            if tag in ds:
+                del ds[tag]
+    for tag in ENCAPSULATION_TAGS:
+        if tag in ds:
+            del ds[tag]
+    ds["PixelData"] = staging["PixelData"]
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = tsyntax

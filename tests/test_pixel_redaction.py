@@ -236,3 +236,53 @@ def test_real_ultrasound_comes_out_without_burned_in_text(name: str) -> None:
     centre = (slice(rows // 3, 2 * rows // 3), slice(columns // 3, 2 * columns // 3))
     same = (before[0][centre] == after[0][centre]).mean()
     assert same > 0.6, f"only {same:.0%} of the central image area kept"
+
+
+def test_instances_outside_the_selection_pass_untouched() -> None:
+    path = TESTDATA / "CT_small.dcm"
+    if not path.exists():
+        pytest.skip("shared/testdata is not beside the project")
+    before = dcmread(path).get_item("PixelData").value
+    outcome = process_instance(dcmread(path), _engine(), load_pixel_config(None))
+    assert isinstance(outcome, Clean)
+    assert outcome.dataset.get_item("PixelData").value == before
+    assert "BurnedInAnnotation" not in outcome.dataset
+
+
+def test_selected_instance_that_cannot_be_decoded_is_quarantined_not_forwarded() -> None:
+    path = TESTDATA / "JPEG2000-embedded-sequence-delimiter.dcm"  # Secondary Capture
+    if not path.exists():
+        pytest.skip("shared/testdata is not beside the project")
+    outcome = process_instance(dcmread(path), _engine(), load_pixel_config(None))
+    assert isinstance(outcome, Quarantine)
+    assert outcome.reason == "pixels-failed" and "cannot be decoded" in outcome.message
+
+
+def test_anonymize_with_ocr_cleans_burned_in_text_of_a_folder(tmp_path: Path) -> None:
+    """The offline command as a user runs it: `anonymize --ocr` over a study with a screenshot."""
+    import subprocess
+    import sys
+
+    gateway = Path(sys.executable).with_name("dicom-gateway")
+    assert subprocess.run(
+        [str(gateway), "keys", "init", "--dir", "keys"], cwd=tmp_path, check=False,
+        capture_output=True,
+    ).returncode == 0  # fmt: skip
+    (tmp_path / "gw.yaml").write_text(
+        "site_id: OCR-SITE\nstorage_dir: var\nkeys: {secret: keys/site-secret.key}\n",
+        encoding="utf-8",
+    )
+    case = CASES[0]
+    pixels8, mask, _ = _render(case)
+    (tmp_path / "in").mkdir()
+    _instance(case, pixels8).save_as(tmp_path / "in" / "screen.dcm", enforce_file_format=True)
+    run = subprocess.run(
+        [str(gateway), "anonymize", "in", "out", "-c", "gw.yaml", "--ocr", "--workers", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "written: 1" in run.stdout
+    (output,) = (tmp_path / "out").rglob("*.dcm")
+    cleaned = dcmread(output)
+    assert cleaned.BurnedInAnnotation == "NO"
+    assert _blank(case, decode_frames(cleaned)[0])[mask].mean() > 0.98

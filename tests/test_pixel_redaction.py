@@ -19,7 +19,13 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
-from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
 
 from gateway.deid.engine import Engine
 from gateway.deid.profile import default_profile
@@ -51,19 +57,21 @@ class Case:
     size: int
     ink: int  # 0-255, text brightness on the 8-bit rendering
     paper: int
-    compress: bool = False
+    compress: str = ""  # "", or a lossless transfer syntax the set is stored in
 
 
+RLE, J2K, JLS = RLELossless, JPEG2000Lossless, JPEGLSLossless
 SC = "1.2.840.10008.5.1.4.1.1.7"
 US = "1.2.840.10008.5.1.4.1.1.6.1"
 XA = "1.2.840.10008.5.1.4.1.1.12.1"
 CASES = [
     Case("us-rgb-white-on-black", "US", US, 480, 640, "RGB", 8, "DejaVuSans.ttf", 18, 255, 0),
-    Case("us-rgb-gray-small", "US", US, 480, 640, "RGB", 8, "DejaVuSans.ttf", 14, 200, 20, True),
+    Case("us-rgb-gray-small", "US", US, 480, 640, "RGB", 8, "DejaVuSans.ttf", 14, 200, 20, RLE),
     Case("sc-mono2-bold", "OT", SC, 512, 512, "MONOCHROME2", 8, "DejaVuSans-Bold.ttf", 22, 240, 10),
     Case("sc-mono2-dark-on-light", "OT", SC, 512, 512, "MONOCHROME2", 8, "DejaVuSans.ttf", 20,
-         15, 230, True),
-    Case("xa-12bit", "XA", XA, 512, 512, "MONOCHROME2", 16, "DejaVuSansMono.ttf", 18, 250, 30),
+         15, 230, J2K),
+    Case("xa-12bit", "XA", XA, 512, 512, "MONOCHROME2", 16, "DejaVuSansMono.ttf", 18, 250, 30,
+         JLS),
     Case("sc-mono1", "OT", SC, 400, 600, "MONOCHROME1", 8, "DejaVuSans.ttf", 20, 240, 20),
 ]
 
@@ -119,7 +127,7 @@ def _instance(case: Case, pixels8: np.ndarray) -> Dataset:
     ds.PixelRepresentation = 0
     ds.PixelData = np.ascontiguousarray(array).tobytes()
     if case.compress:
-        ds.compress(RLELossless, np.ascontiguousarray(array))
+        ds.compress(case.compress, np.ascontiguousarray(array))
     return ds
 
 

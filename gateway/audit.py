@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from gateway.durable import fsync_directory
+
 __all__ = ["AuditLog"]
 
 _RESERVED = frozenset({"ts", "event"})
@@ -65,12 +67,5 @@ class AuditLog:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(self.path.parent)  # the new directory entry must survive a crash too
+            fsync_directory(self.path.parent)  # the new directory entry must survive a crash too
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

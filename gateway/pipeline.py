@@ -27,6 +27,7 @@ from gateway import quarantine
 from gateway.deid.engine import DeidError, DeidResult, Engine
 from gateway.deid.profile import CompiledProfile
 from gateway.deid.pseudonyms import Pseudonyms
+from gateway.durable import fsync_directory
 from gateway.identifiers import collect_identifiers
 from gateway.keystore import MAPPING_FILENAME, InstanceOriginals, MappingWriter
 from gateway.pixels.clean import PixelError, clean_pixels
@@ -351,11 +352,7 @@ def process_round(files: list[Path], outbox: Path) -> RoundResult:
         deidentify_file(path, lambda result: _outbox_target(outbox, result), "gateway")
         for path in files
     ]
-    fd = os.open(outbox, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(outbox)
     written = [o for o in outcomes if o.status == "written"]
     return RoundResult(
         instances_in=len(files),

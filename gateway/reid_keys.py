@@ -10,6 +10,7 @@ sealing cheap enough to do per record. This module is a leaf: it imports nothing
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -18,6 +19,8 @@ from pathlib import Path
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from gateway.durable import create_private_file, fsync_directory
 
 __all__ = [
     "PRIVATE_KEY_FILENAME",
@@ -101,44 +104,25 @@ def create_reid_keypair(
     except ReidKeyError:
         private_path.unlink(missing_ok=True)  # ours (O_EXCL): never leave half a pair
         raise
-    _fsync_directory(directory)
+    _sync_folder(directory)
     return public_path, private_path
 
 
 def _write_new(path: Path, data: bytes) -> None:
     """Create `path` 0600 (failing if it exists), write `data` and fsync it."""
-    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags, 0o600)
+        create_private_file(path, data)
     except FileExistsError:
         raise ReidKeyError(
             f"refusing to overwrite the existing re-identification key {path}"
         ) from None
     except OSError as exc:
-        raise ReidKeyError(f"cannot create key file {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)  # exact mode whatever the umask
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        path.unlink(missing_ok=True)
         raise ReidKeyError(f"cannot write key file {path}: {exc.strerror}") from None
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make the new directory entries durable too, where the platform allows it."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _sync_folder(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # where the platform allows it
+        fsync_directory(directory)
 
 
 def _read(path: Path, what: str) -> bytes:

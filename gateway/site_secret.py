@@ -8,12 +8,15 @@ message. This module is a leaf: it imports nothing from the `gateway` package.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
 import string
 import struct
 from pathlib import Path
+
+from gateway.durable import create_private_file, fsync_directory
 
 __all__ = [
     "SECRET_BYTES",
@@ -48,41 +51,19 @@ def create_site_secret(directory: Path) -> Path:
     else:
         os.chmod(directory, 0o700)  # mkdir's mode is reduced by the umask
     path = directory / SECRET_FILENAME
-    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
+    content = secrets.token_bytes(SECRET_BYTES).hex().encode("ascii") + b"\n"
     try:
-        fd = os.open(path, flags, 0o600)
+        create_private_file(path, content)
     except FileExistsError:
         raise SiteSecretError(
             f"refusing to overwrite the existing site secret {path}: every pseudonym depends "
             "on it; move it away first if you really mean to replace it"
         ) from None
     except OSError as exc:
-        raise SiteSecretError(f"cannot create site secret {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)  # exact mode whatever the umask
-            handle.write(secrets.token_bytes(SECRET_BYTES).hex().encode("ascii") + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        path.unlink(missing_ok=True)  # ours (O_EXCL): never leave a half-written secret
         raise SiteSecretError(f"cannot write site secret {path}: {exc.strerror}") from None
-    _fsync_directory(directory)
+    with contextlib.suppress(OSError):  # where the platform allows it
+        fsync_directory(directory)
     return path
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the new directory entry durable too, where the platform allows it."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # linux/posix_acl_xattr.h: a version word, then entries of (tag u16, perm u16, id u32), LE.

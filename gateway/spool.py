@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from gateway.durable import create_private_file, fsync_directory
+
 log = logging.getLogger(__name__)
 
 STATE_DB = "state.db"
@@ -115,14 +117,6 @@ def uid_hash(uid: str) -> str:
     return hashlib.sha256(uid.encode("utf-8")).hexdigest()[:16]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Spool:
     """Instances on disk plus the state of every study round, safe across crashes."""
 
@@ -164,7 +158,7 @@ class Spool:
         """Make one received instance durable; only then may the SCP answer success."""
         temporary = self._tmp / f"{secrets.token_hex(8)}.part"
         try:
-            self._write_synced(temporary, encoded)
+            create_private_file(temporary, encoded)
         except OSError as exc:
             temporary.unlink(missing_ok=True)
             raise SpoolWriteError(
@@ -181,11 +175,11 @@ class Spool:
                 folder = self.spool_dir / str(round_id)
                 if not folder.is_dir():
                     folder.mkdir()
-                    _fsync_dir(self.spool_dir)
+                    fsync_directory(self.spool_dir)
                 final = folder / f"{uid_hash(sop_instance_uid)}.dcm"
                 replaced = final.exists()
                 os.replace(temporary, final)
-                _fsync_dir(folder)
+                fsync_directory(folder)
                 self._db.execute(
                     "INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
@@ -215,18 +209,6 @@ class Spool:
                     f"cannot record the instance ({type(exc).__name__})",
                     out_of_space=out_of_space,
                 ) from exc
-
-    @staticmethod
-    def _write_synced(path: Path, data: bytes) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def _receiving_round(self, study_uid: str, now: float) -> int:
         row = self._db.execute(
@@ -382,7 +364,7 @@ class Spool:
         """Can a file be created and synced in the spool right now? (/healthz)"""
         probe = self._tmp / f"health-{secrets.token_hex(4)}"
         try:
-            self._write_synced(probe, b"ok")
+            create_private_file(probe, b"ok")
             return True
         except OSError:
             return False

@@ -1,0 +1,41 @@
+"""Writing files so that they survive a crash: the pieces every store shares.
+
+A leaf module (stdlib only). "Durable" means the data and the directory entry are on disk
+(fsync of the file, then of its folder) before the caller reports success.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make new, renamed or removed entries of `directory` durable. Raises OSError."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_private_file(path: Path, data: bytes) -> None:
+    """Create `path` with mode 0600 (FileExistsError if it exists), write `data`, fsync it.
+
+    The mode is set exactly, whatever the umask. A write that fails removes the file it
+    created, so no half-written key or instance is ever left behind. Raises OSError; the
+    directory entry is the caller's to fsync (several files may share one folder fsync).
+    """
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        Path(path).unlink(missing_ok=True)
+        raise
+    os.close(fd)

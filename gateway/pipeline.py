@@ -13,7 +13,7 @@ import os
 import secrets
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from gateway.deid.pseudonyms import Pseudonyms
 from gateway.durable import fsync_directory
 from gateway.identifiers import collect_identifiers
 from gateway.keystore import MAPPING_FILENAME, InstanceOriginals, MappingWriter
-from gateway.pixels.clean import PixelError, clean_pixels
+from gateway.pixels.clean import PixelError, PixelReport, clean_pixels
 from gateway.pixels.rules import PixelConfig
 from gateway.reid_keys import load_public_key
 from gateway.transfer_syntaxes import SUPPORTED
@@ -58,6 +58,8 @@ class Clean:
     result: DeidResult
     # The input's identity, only for the sealed re-identification mapping (keystore.py).
     originals: InstanceOriginals = field(repr=False)
+    # What the pixel stage blanked (boxes and their sources), when it ran.
+    pixels: PixelReport | None = None
 
 
 def configure_pydicom() -> None:
@@ -167,9 +169,10 @@ def process_instance(
         return Quarantine("deid-failed", "deid", str(exc))
     except Exception as exc:
         return Quarantine("deid-failed", "deid", f"cannot de-identify ({type(exc).__name__})")
+    report = None
     if pixels is not None:
         try:
-            clean_pixels(ds, identifiers, pixels)
+            report = clean_pixels(ds, identifiers, pixels)
         except PixelError as exc:
             return Quarantine("pixels-failed", "pixels", str(exc))
         except OSError:
@@ -187,7 +190,7 @@ def process_instance(
         shown = "; ".join(str(leak) for leak in leaks[:10])
         more = f" (+{len(leaks) - 10} more)" if len(leaks) > 10 else ""
         return Quarantine("identifier-found", "verify", shown + more)
-    return Clean(ds, result, originals)
+    return Clean(ds, result, originals, report)
 
 
 # -- files: read, de-identify, verify, write (shared by offline mode and the service) -----
@@ -215,6 +218,7 @@ class FileOutcome:
     detail: str = ""
     output: Path | None = None
     study_uid: str = ""  # the pseudonymous Study Instance UID of a written file
+    pixel_boxes: dict[str, int] = field(default_factory=dict)  # blanked boxes by source
 
 
 _engine: Engine | None = None
@@ -316,7 +320,14 @@ def deidentify_file(
             target = target_for(outcome.result)
             target.parent.mkdir(parents=True, exist_ok=True)
             write_synced(target, data)
-            return FileOutcome("written", path, output=target, study_uid=outcome.result.study_uid)
+            boxes = outcome.pixels.reasons if outcome.pixels is not None else {}
+            return FileOutcome(
+                "written",
+                path,
+                output=target,
+                study_uid=outcome.result.study_uid,
+                pixel_boxes=boxes,
+            )
     entry = quarantine.put(
         _settings.storage_dir,
         path,
@@ -338,6 +349,7 @@ class RoundResult:
     study_uids: tuple[str, ...]
     seconds: float
     reasons: tuple[str, ...] = ()
+    pixel_boxes: tuple[tuple[str, int], ...] = ()  # (source, count) over the round
 
 
 def _outbox_target(outbox: Path, result: DeidResult) -> Path:
@@ -361,4 +373,13 @@ def process_round(files: list[Path], outbox: Path) -> RoundResult:
         study_uids=tuple(sorted({o.study_uid for o in written})),
         seconds=time.monotonic() - started,
         reasons=tuple(o.detail.split(":")[0] for o in outcomes if o.status != "written"),
+        pixel_boxes=count_boxes(o.pixel_boxes for o in outcomes),
     )
+
+
+def count_boxes(per_file: Iterable[dict[str, int]]) -> tuple[tuple[str, int], ...]:
+    totals: dict[str, int] = {}
+    for counts in per_file:
+        for source, count in counts.items():
+            totals[source] = totals.get(source, 0) + count
+    return tuple(sorted(totals.items()))

@@ -29,7 +29,13 @@ from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scp import start_scp, stop_scp
 from gateway.net.scu import forward_to_ae
 from gateway.net.tls import TlsContexts, check_tls
-from gateway.pipeline import EngineSettings, RoundResult, init_worker, process_round
+from gateway.pipeline import (
+    EngineSettings,
+    RoundResult,
+    count_boxes,
+    init_worker,
+    process_round,
+)
 from gateway.pixels.rules import PixelConfig
 from gateway.spool import RoundState, Spool, StudyRound, uid_hash
 
@@ -61,6 +67,7 @@ def _combined(parts: list[RoundResult]) -> RoundResult:
         study_uids=tuple(sorted({uid for p in parts for uid in p.study_uids})),
         seconds=max((p.seconds for p in parts), default=0.0),
         reasons=tuple(reason for p in parts for reason in p.reasons),
+        pixel_boxes=count_boxes(dict(p.pixel_boxes) for p in parts),
     )
 
 
@@ -400,6 +407,7 @@ class GatewayService:
             instances_out=result.sent,
             instances_quarantined=processed.quarantined if processed else None,
             quarantine_reasons=sorted(set(processed.reasons)) if processed else [],
+            pixel_boxes=dict(processed.pixel_boxes) if processed else {},
             profile=self.profile.name,
             processing_seconds=round(processed.seconds, 3) if processed else None,
             forward_seconds=round(seconds, 3),

@@ -18,6 +18,8 @@ from typing import Any
 
 from gateway.durable import fsync_directory
 
+AUDIT_FILE = "audit.jsonl"  # in storage_dir
+
 __all__ = ["AuditLog"]
 
 _RESERVED = frozenset({"ts", "event"})

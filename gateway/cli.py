@@ -36,6 +36,17 @@ def _print_problems(problems: Sequence[str]) -> None:
         print(problem, file=sys.stderr)
 
 
+def _config_only(config_path: Path):  # -> GatewayConfig | None
+    """The configuration for commands that only need its folders (no key or profile files)."""
+    from gateway.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path, check_files=False)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return None
+
+
 def _load(config_path: Path):  # -> tuple[GatewayConfig, CompiledProfile] | list[str]
     """Configuration and its profile, or the problems with them (one line each)."""
     from gateway.config import ConfigError, load_config
@@ -107,17 +118,13 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 def cmd_reidentify(args: argparse.Namespace) -> int:
     import getpass
 
-    from gateway.audit import AuditLog
-    from gateway.config import ConfigError, load_config
+    from gateway.audit import AUDIT_FILE, AuditLog
     from gateway.keystore import MAPPING_FILENAME, MappingError
     from gateway.reid_keys import ReidKeyError
     from gateway.reidentify import ReidentifyError, reidentify
-    from gateway.service import AUDIT_FILE
 
-    try:
-        config = load_config(args.config, check_files=False)
-    except ConfigError as exc:
-        _print_problems(exc.problems)
+    config = _config_only(args.config)
+    if config is None:
         return EXIT_USAGE
     try:
         text = reidentify(
@@ -292,13 +299,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from gateway import quarantine
-    from gateway.config import ConfigError, load_config
     from gateway.spool import Spool
 
-    try:
-        config = load_config(args.config, check_files=False)
-    except ConfigError as exc:
-        _print_problems(exc.problems)
+    config = _config_only(args.config)
+    if config is None:
         return EXIT_USAGE
     storage = config.storage_dir
     if args.quarantine_command == "list":

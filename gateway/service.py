@@ -20,7 +20,7 @@ from pathlib import Path
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from gateway import sdnotify
-from gateway.audit import AuditLog
+from gateway.audit import AUDIT_FILE, AuditLog
 from gateway.config import GatewayConfig
 from gateway.deid.profile import CompiledProfile
 from gateway.metrics import Metrics
@@ -41,7 +41,6 @@ from gateway.spool import RoundState, Spool, StudyRound, uid_hash
 
 log = logging.getLogger(__name__)
 
-AUDIT_FILE = "audit.jsonl"
 FORWARD_THREADS = 4
 # Instances per worker task: a large study is spread over all workers.
 CHUNK = 64

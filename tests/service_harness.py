@@ -81,6 +81,19 @@ def gateway_command() -> list[str]:
     return [sys.executable, "-m", "gateway.cli"]
 
 
+def run_cli(*args: object, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """One `dicom-gateway` command as a user types it, with no standard input."""
+    return subprocess.run(
+        [*gateway_command(), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
 def wait_until(
     predicate: Callable[[], T], *, timeout: float, what: str, interval: float = 0.1
 ) -> T:

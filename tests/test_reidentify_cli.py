@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from pydicom import dcmread
+from service_harness import run_cli
 
 from gateway.synthetic import make_ct_study, random_patient
 
-GATEWAY = Path(sys.executable).with_name("dicom-gateway")
-
-
-def _gateway(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(GATEWAY), *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-
 
 def test_reidentify_returns_exactly_the_originals_of_a_processed_study(tmp_path: Path) -> None:
-    assert _gateway("keys", "init", "--dir", "keys", cwd=tmp_path).returncode == 0
+    assert run_cli("keys", "init", "--dir", "keys", cwd=tmp_path).returncode == 0
     (tmp_path / "gw.yaml").write_text(
         "site_id: REID-SITE\nstorage_dir: var\n"
         "keys: {secret: keys/site-secret.key, reid_public_key: keys/reid-public.pem}\n",
@@ -36,7 +21,7 @@ def test_reidentify_returns_exactly_the_originals_of_a_processed_study(tmp_path:
     patient = random_patient(77)
     inputs = make_ct_study(tmp_path / "in", instances=3, rows=16, columns=16, patient=patient)
     first = dcmread(inputs[0], stop_before_pixels=True)
-    run = _gateway("anonymize", "in", "out", "-c", "gw.yaml", "--workers", "1", cwd=tmp_path)
+    run = run_cli("anonymize", "in", "out", "-c", "gw.yaml", "--workers", "1", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     outputs = sorted((tmp_path / "out").rglob("*.dcm"))
     assert len(outputs) == 3
@@ -51,7 +36,7 @@ def test_reidentify_returns_exactly_the_originals_of_a_processed_study(tmp_path:
     for value in (patient.patient_id, patient.family_name, first.StudyInstanceUID):
         assert value.lower().encode() not in host_bytes
 
-    study = _gateway(
+    study = run_cli(
         "reidentify", "--private-key", "keys/reid-private.pem", "-c", "gw.yaml",
         "--study", clean.StudyInstanceUID, cwd=tmp_path,
     )
@@ -62,15 +47,15 @@ def test_reidentify_returns_exactly_the_originals_of_a_processed_study(tmp_path:
     for path in inputs:
         assert dcmread(path, stop_before_pixels=True).SOPInstanceUID in study.stdout
 
-    person = _gateway(
+    person = run_cli(
         "reidentify", "--private-key", "keys/reid-private.pem", "-c", "gw.yaml",
         "--patient", clean.PatientID, cwd=tmp_path,
     )
     assert person.returncode == 0, person.stderr
     assert patient.patient_id in person.stdout and patient.family_name in person.stdout
 
-    assert _gateway("keys", "init", "--dir", "other", cwd=tmp_path).returncode == 0
-    wrong = _gateway(
+    assert run_cli("keys", "init", "--dir", "other", cwd=tmp_path).returncode == 0
+    wrong = run_cli(
         "reidentify", "--private-key", "other/reid-private.pem", "-c", "gw.yaml",
         "--study", clean.StudyInstanceUID, cwd=tmp_path,
     )

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from service_harness import run_cli
 
 from gateway import quarantine
 from gateway.spool import Spool
 
-GATEWAY = Path(sys.executable).with_name("dicom-gateway")
-
-
-def _gateway(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(GATEWAY), *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    assert _gateway("keys", "init", "--dir", "keys", cwd=tmp_path).returncode == 0
+    assert run_cli("keys", "init", "--dir", "keys", cwd=tmp_path).returncode == 0
     (tmp_path / "gw.yaml").write_text(
         "site_id: CLI-SITE\nstorage_dir: var\nkeys: {secret: keys/site-secret.key}\n",
         encoding="utf-8",
@@ -45,24 +30,24 @@ def test_run_refuses_tls_files_that_are_not_certificates_before_listening(site: 
         encoding="utf-8",
     )
     for command in ("run", "check-config"):
-        result = _gateway(command, "-c", config, cwd=site)
+        result = run_cli(command, "-c", config, cwd=site)
         assert result.returncode == 2, command
         assert f"{config}: 'listen.tls." in result.stderr, result.stderr
 
 
 def test_certs_dev_makes_the_five_files_once(site: Path) -> None:
-    made = _gateway("certs", "dev", "--dir", "tls", cwd=site)
+    made = run_cli("certs", "dev", "--dir", "tls", cwd=site)
     assert made.returncode == 0, made.stderr
     names = ["ca.pem", "server.pem", "server-key.pem", "client.pem", "client-key.pem"]
     assert sorted(p.name for p in (site / "tls").iterdir()) == sorted(names)
     assert (site / "tls" / "server-key.pem").stat().st_mode & 0o777 == 0o600
-    again = _gateway("certs", "dev", "--dir", "tls", cwd=site)
+    again = run_cli("certs", "dev", "--dir", "tls", cwd=site)
     assert again.returncode == 1 and "error:" in again.stderr
 
 
 def test_run_with_a_missing_secret_names_the_key(site: Path) -> None:
     (site / "keys" / "site-secret.key").unlink()
-    result = _gateway("run", "-c", "gw.yaml", cwd=site)
+    result = run_cli("run", "-c", "gw.yaml", cwd=site)
     assert result.returncode == 2
     assert "'keys.secret'" in result.stderr
 
@@ -75,15 +60,15 @@ def test_quarantine_list_release_and_purge_of_an_instance(site: Path, tmp_path: 
     entry = quarantine.put(
         storage, source, reason="identifier-found", stage="verify", message="x", origin="test"
     )
-    listed = _gateway("quarantine", "-c", "gw.yaml", "list", cwd=site)
+    listed = run_cli("quarantine", "-c", "gw.yaml", "list", cwd=site)
     assert listed.returncode == 0
     assert entry.id in listed.stdout and "verify/identifier-found" in listed.stdout
     assert "1 quarantined instances, 0 studies failed to forward" in listed.stdout
 
-    missing = _gateway("quarantine", "-c", "gw.yaml", "release", "20990101T000000-x", cwd=site)
+    missing = run_cli("quarantine", "-c", "gw.yaml", "release", "20990101T000000-x", cwd=site)
     assert missing.returncode == 1
 
-    released = _gateway("quarantine", "-c", "gw.yaml", "release", entry.id, cwd=site)
+    released = run_cli("quarantine", "-c", "gw.yaml", "release", entry.id, cwd=site)
     assert released.returncode == 0, released.stderr
     assert quarantine.entries(storage) == []
     spool = Spool(storage, recover=False)
@@ -91,8 +76,8 @@ def test_quarantine_list_release_and_purge_of_an_instance(site: Path, tmp_path: 
     spool.close()
 
     quarantine.put(storage, source, reason="r", stage="s", message="m", origin="test")
-    kept = _gateway("quarantine", "-c", "gw.yaml", "purge", "--older-than", "1", cwd=site)
+    kept = run_cli("quarantine", "-c", "gw.yaml", "purge", "--older-than", "1", cwd=site)
     assert "purged 0" in kept.stdout
-    purged = _gateway("quarantine", "-c", "gw.yaml", "purge", cwd=site)
+    purged = run_cli("quarantine", "-c", "gw.yaml", "purge", cwd=site)
     assert "purged 1" in purged.stdout
     assert quarantine.entries(storage) == []

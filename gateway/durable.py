@@ -39,3 +39,13 @@ def create_private_file(path: Path, data: bytes) -> None:
         Path(path).unlink(missing_ok=True)
         raise
     os.close(fd)
+
+
+def create_private_folder(directory: Path) -> None:
+    """Create `directory` (and parents) mode 0700 for key material; an existing folder keeps
+    the mode its owner gave it. Raises OSError."""
+    try:
+        Path(directory).mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        return
+    os.chmod(directory, 0o700)  # mkdir's mode is reduced by the umask

@@ -20,7 +20,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from gateway.durable import create_private_file, fsync_directory
+from gateway.durable import create_private_file, create_private_folder, fsync_directory
 
 __all__ = [
     "PRIVATE_KEY_FILENAME",
@@ -79,13 +79,9 @@ def create_reid_keypair(
                 "really mean to replace the key pair"
             )
     try:
-        directory.mkdir(parents=True, mode=0o700)
-    except FileExistsError:
-        pass  # an existing folder keeps the mode its owner gave it
+        create_private_folder(directory)
     except OSError as exc:
         raise ReidKeyError(f"cannot create folder {directory}: {exc.strerror}") from None
-    else:
-        os.chmod(directory, 0o700)  # mkdir's mode is reduced by the umask
 
     key = X25519PrivateKey.generate()
     secret = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase

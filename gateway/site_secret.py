@@ -16,7 +16,7 @@ import string
 import struct
 from pathlib import Path
 
-from gateway.durable import create_private_file, fsync_directory
+from gateway.durable import create_private_file, create_private_folder, fsync_directory
 
 __all__ = [
     "SECRET_BYTES",
@@ -43,13 +43,9 @@ def create_site_secret(directory: Path) -> Path:
     """
     directory = Path(directory)
     try:
-        directory.mkdir(parents=True, mode=0o700)
-    except FileExistsError:
-        pass  # an existing folder keeps the mode its owner gave it
+        create_private_folder(directory)
     except OSError as exc:
         raise SiteSecretError(f"cannot create folder {directory}: {exc.strerror}") from None
-    else:
-        os.chmod(directory, 0o700)  # mkdir's mode is reduced by the umask
     path = directory / SECRET_FILENAME
     content = secrets.token_bytes(SECRET_BYTES).hex().encode("ascii") + b"\n"
     try:

@@ -84,7 +84,7 @@ def run_storescp(
             port = free_port()
             command = [STORESCP, "-aet", ae_title, "-od", str(out_dir), *extra_args, str(port)]
             process = _start(command, log_path, env)
-            if _wait_for_port(process, port, seconds=10):
+            if wait_for_port(process, port, seconds=10):
                 break
             _stop(process)
         else:
@@ -133,7 +133,7 @@ def run_orthanc(
         config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
         process = _start([ORTHANC, str(config_path)], log_path, dict(os.environ))
         url = f"http://{LOOPBACK}:{http_port}"
-        if _wait_for_http(process, f"{url}/system", seconds=20) and _wait_for_port(
+        if _wait_for_http(process, f"{url}/system", seconds=20) and wait_for_port(
             process, dicom_port, seconds=5
         ):
             break
@@ -178,7 +178,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-def _wait_for_port(process: subprocess.Popen[bytes], port: int, seconds: float) -> bool:
+def wait_for_port(process: subprocess.Popen[bytes], port: int, seconds: float) -> bool:
     """True once the peer accepts a TCP connection; False if it exits or time runs out."""
     deadline = time.monotonic() + seconds
     for _ in range(int(seconds / 0.05) + 1):

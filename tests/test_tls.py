@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from peers import wait_for_port
 from pydicom import dcmread
 from pynetdicom.transport import ThreadedAssociationServer
 from service_harness import dcmtk_env, dcmtk_tool, free_port, wait_until
@@ -206,7 +207,7 @@ def tls_storescp(out_dir: Path, pki_dir: Path, log_path: Path) -> Iterator[int]:
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=dcmtk_env(),
             )  # fmt: skip
-        if _listening(process, port, seconds=10):
+        if wait_for_port(process, port, seconds=10):
             break
         _stop(process)
     else:
@@ -215,20 +216,6 @@ def tls_storescp(out_dir: Path, pki_dir: Path, log_path: Path) -> Iterator[int]:
         yield port
     finally:
         _stop(process)
-
-
-def _listening(process: subprocess.Popen[bytes], port: int, seconds: float) -> bool:
-    """True once the port takes a TCP connection (storescp logs the aborted handshake)."""
-    deadline = time.monotonic() + seconds
-    for _ in range(int(seconds / 0.05) + 1):
-        if process.poll() is not None or time.monotonic() > deadline:
-            return False
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -57,7 +57,7 @@ def _load(config_path: Path):  # -> tuple[GatewayConfig, CompiledProfile] | list
     except ConfigError as exc:
         return exc.problems
     try:
-        profile = load_profile(config.deid.profile)
+        profile = load_profile(config.deid.profile, config.deid.lookup_table)
     except ProfileError as exc:
         return exc.problems
     return config, profile

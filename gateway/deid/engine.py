@@ -106,6 +106,14 @@ class DeidResult:
     kept_uids: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class PatientIdentity:
+    """A patient's pseudonym, and the days their dates move back (None: dates removed)."""
+
+    pseudonym: str
+    shift_days: int | None
+
+
 @dataclass
 class _Instance:
     root: Dataset
@@ -125,17 +133,41 @@ class Engine:
         self._modified_dates = profile.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES)
         self._remap_unlisted_uids = not profile.has(Option.RETAIN_UIDS)
 
+    def patient_identity(
+        self,
+        patient_id: str,
+        issuer: str = "",
+        name: str = "",
+        birth_date: str = "",
+        study_uid: str = "",
+    ) -> PatientIdentity:
+        """The pseudonym and date shift this engine gives a patient.
+
+        The one function behind every pseudonym: `deidentify` (network and offline) and the
+        clinical CSV path both call it, so a patient's rows and images agree.
+        """
+        key = patient_key(patient_id, issuer, name, birth_date, study_uid)
+        shift = self.pseudonyms.date_shift_days(key) if self._modified_dates else None
+        return PatientIdentity(self.pseudonyms.patient_id(key), shift)
+
+    def clinical_date(self, identity: PatientIdentity, value: str) -> str | None:
+        """A DA value (YYYYMMDD) of this patient as the profile treats dates: shifted by the
+        patient's offset, or None when the profile keeps no dates."""
+        if identity.shift_days is None:
+            return None
+        return shift_da(value, identity.shift_days)
+
     def deidentify(self, ds: Dataset, identifiers: Identifiers) -> DeidResult:
         """De-identify `ds` in place; raise DeidError when it cannot be made safe."""
-        key = patient_key(
+        identity = self.patient_identity(
             str(ds.get("PatientID", "") or ""),
             str(ds.get("IssuerOfPatientID", "") or ""),
             str(ds.get("PatientName", "") or ""),
             str(ds.get("PatientBirthDate", "") or ""),
             str(ds.get("StudyInstanceUID", "") or ""),
         )
-        shift = self.pseudonyms.date_shift_days(key) if self._modified_dates else None
-        inst = _Instance(ds, identifiers, shift, self.pseudonyms.patient_id(key))
+        shift = identity.shift_days
+        inst = _Instance(ds, identifiers, shift, identity.pseudonym)
         self._walk(ds, inst, parent=None, mode=_Mode.NORMAL, depth=0)
         ds.PatientName = inst.pseudonym
         ds.PatientID = inst.pseudonym

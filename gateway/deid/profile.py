@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydicom.datadict import tag_for_keyword
@@ -33,6 +34,10 @@ from gateway.deid.standard import (
     safe_private_attributes,
     table_e1_1,
 )
+
+if TYPE_CHECKING:
+    from gateway.deid.engine import Engine
+    from gateway.deid.pseudonyms import Pseudonyms
 
 # Our own action code: replace with the keyed pseudonym (see pseudonyms.Pseudonyms.patient_id).
 # The standard says Z for Patient's Name and Z/D for Patient ID; a research archive needs a
@@ -108,6 +113,12 @@ class CompiledProfile:
         """True when the profile keeps this attribute's value as it is (action K)."""
         return self.action_for(tag) == "K"
 
+    def build_engine(self, pseudonyms: Pseudonyms) -> Engine:
+        """The engine that applies this profile (every profile kind has one)."""
+        from gateway.deid.engine import Engine
+
+        return Engine(self, pseudonyms)
+
 
 def compile_profile(options: Iterable[Option] = DEFAULT_OPTIONS, name: str = "") -> CompiledProfile:
     chosen = frozenset(options)
@@ -149,10 +160,18 @@ def default_profile() -> CompiledProfile:
 _PROFILE_KEYS = {"base", "options"}
 
 
-def load_profile(path: Path | None) -> CompiledProfile:
-    """Read and compile a profile file; None gives the built-in default."""
+def load_profile(path: Path | None, lookup_table: Path | None = None) -> CompiledProfile:
+    """Read and compile a profile file; None gives the built-in default.
+
+    A `*.script` file is an RSNA CTP DicomAnonymizer script (see `ctp.py`); `lookup_table`
+    is the CTP properties file its @lookup and 3-argument @incrementdate read.
+    """
     if path is None:
         return default_profile()
+    if Path(path).suffix.lower() == ".script":
+        from gateway.deid.ctp import load_script
+
+        return load_script(Path(path), lookup_table)  # type: ignore[return-value]
     where = str(path)
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))

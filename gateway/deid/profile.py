@@ -56,6 +56,38 @@ _MUTUALLY_EXCLUSIVE = (
 )
 
 
+# The patient's own identity: no profile may declare these "kept" to the verify gate, so a
+# profile (or CTP script) that lets one through sends the instance to quarantine.
+PATIENT_IDENTITY_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "OtherPatientIDs",
+    "OtherPatientNames",
+    "PatientBirthName",
+    "PatientMotherBirthName",
+    "PatientBirthDate",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "MedicalRecordLocator",
+)
+PATIENT_IDENTITY_TAGS = frozenset(
+    int(tag_for_keyword(k)) for k in PATIENT_IDENTITY_KEYWORDS  # type: ignore[arg-type]
+)
+
+
+@dataclass(frozen=True)
+class CsvRules:
+    """How `dicom-gateway csv` treats a clinical table (profile section `clinical_csv`).
+
+    `id_column` None: the first column holds the patient ID. Columns named in `date_columns`
+    move with the patient's date shift; those in `drop_columns` are removed.
+    """
+
+    id_column: str | None = None
+    date_columns: tuple[str, ...] = ()
+    drop_columns: tuple[str, ...] = ()
+
+
 class ProfileError(Exception):
     """A profile that cannot be used; `.problems` holds one line per problem."""
 

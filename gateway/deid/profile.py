@@ -122,6 +122,8 @@ class CompiledProfile:
     private_action: str
     safe_private: frozenset[tuple[str, int, int]] = field(repr=False)
     edition: str = TABLE_E1_1_EDITION
+    acknowledged: frozenset[str] = frozenset()
+    csv: CsvRules = field(default_factory=CsvRules)
 
     def has(self, option: Option) -> bool:
         return option in self.options

@@ -62,6 +62,10 @@ class Pseudonyms:
         number = int.from_bytes(self._digest(b"date-shift", patient_key)[:8], "big")
         return MIN_SHIFT_DAYS + number % span
 
+    def fake_digest(self, fake_class: str, value: str) -> bytes:
+        """Keyed bytes that pick a fake value of `fake_class` for `value` (see fakes.py)."""
+        return self._digest(b"fake:" + fake_class.encode(), value)
+
     def token(self, kind: str, value: str, length: int) -> str:
         """A short upper-case token (A-Z, 2-7) standing for `value`, e.g. a cleaned AE title."""
         return self._base32(self._digest(b"token:" + kind.encode(), value))[:length]

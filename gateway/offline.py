@@ -4,6 +4,11 @@
 writes `OUTPUT/<pseudo patient>/<pseudo study>/<pseudo series>/<sop>.dcm`. What fails goes
 to the quarantine under the storage folder, never into OUTPUT, which holds only clean files.
 Files that are not DICOM (or DICOMDIRs) are reported and skipped; the run goes on.
+
+Clinical tables (`*.csv`) in the input are pseudonymised with the same engine into
+`OUTPUT/<their relative path>` (see `gateway.deid.clinical_csv`): the same patient gets the
+same pseudonym and date shift in the table as in the images. A table that cannot be made
+safe is reported and not written; it does not stop the images.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.deid.clinical_csv import CsvError, CsvReport, pseudonymise_csv
 from gateway.deid.engine import DeidResult
+from gateway.deid.pseudonyms import Pseudonyms
+from gateway.keystore import MAPPING_FILENAME, InstanceOriginals, MappingWriter
 from gateway.layout import export_path
 from gateway.pipeline import EngineSettings, FileOutcome, deidentify_file, init_worker
+from gateway.reid_keys import load_public_key
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EngineSettings", "Summary", "anonymize_folder"]
+__all__ = ["EngineSettings", "Summary", "anonymize_csv", "anonymize_folder"]
 
 
 @dataclass
@@ -34,6 +43,16 @@ class Summary:
     skipped: int = 0
     seconds: float = 0.0
     problems: list[FileOutcome] = field(default_factory=list)
+    csv_written: int = 0
+    csv_failed: int = 0
+
+    def add_csv(self, outcome: FileOutcome) -> None:
+        """A clinical table: counted apart from the DICOM files; a failure is a problem."""
+        if outcome.status == "written":
+            self.csv_written += 1
+        else:
+            self.csv_failed += 1
+            self.problems.append(outcome)
 
     def add(self, outcome: FileOutcome) -> None:
         self.files_in += 1
@@ -51,6 +70,10 @@ class Summary:
             f"files in: {self.files_in}, written: {self.written}, "
             f"quarantined: {self.quarantined}, skipped: {self.skipped}, "
             f"seconds: {self.seconds:.2f}"
+        ) + (
+            f", csv written: {self.csv_written}, csv failed: {self.csv_failed}"
+            if self.csv_written or self.csv_failed
+            else ""
         )
 
 
@@ -66,6 +89,86 @@ def input_files(input_dir: Path, exclude: Path | None = None) -> Iterator[Path]:
             path = here / name
             if path.is_file() and not path.is_symlink():
                 yield path
+
+
+def is_clinical_table(path: Path) -> bool:
+    return path.suffix.lower() == ".csv"
+
+
+@dataclass(frozen=True)
+class _TableIdentity:
+    """A patient of a clinical table, as the mapping store records an instance's patient."""
+
+    patient_pseudonym: str
+    date_shift_days: int | None
+    study_uid: str = ""
+    series_uid: str = ""
+    sop_instance_uid: str = ""
+
+
+def record_table_patients(mapping: MappingWriter, report: CsvReport) -> None:
+    """Seal each patient of a table (ID, issuer; date shift) like the DICOM path does, so
+    `reidentify --csv` reverses the table; a record the images already made is kept."""
+    entries = []
+    for patient in report.patients:
+        originals = InstanceOriginals(
+            patient.patient_id, patient.issuer, "", "", "", "", "", ""
+        )
+        identity = _TableIdentity(patient.identity.pseudonym, patient.identity.shift_days)
+        entries += originals.entries(identity)
+    mapping.record_many(entries)
+
+
+def anonymize_csv(
+    source: Path,
+    target: Path,
+    settings: EngineSettings,
+    *,
+    id_column: str | None = None,
+    issuer: str = "",
+) -> CsvReport:
+    """One clinical table with the site's engine; the mapping is sealed before the output
+    appears. Raises CsvError (the table), ValueError (arguments) or OSError (environment)."""
+    engine = settings.profile.build_engine(Pseudonyms(settings.secret, settings.site_id))
+    mapping = (
+        MappingWriter(
+            settings.storage_dir / MAPPING_FILENAME, load_public_key(settings.reid_public_key)
+        )
+        if settings.reid_public_key is not None
+        else None
+    )
+    try:
+        return pseudonymise_csv(
+            source,
+            target,
+            engine,
+            settings.profile.csv,
+            id_column=id_column,
+            issuer=issuer,
+            before_commit=(
+                (lambda report: record_table_patients(mapping, report)) if mapping else None
+            ),
+        )
+    finally:
+        if mapping is not None:
+            mapping.close()
+
+
+def _anonymize_tables(
+    tables: list[Path], input_dir: Path, output_dir: Path, settings: EngineSettings
+) -> list[FileOutcome]:
+    outcomes = []
+    for path in tables:
+        target = output_dir / path.relative_to(input_dir)
+        try:
+            report = anonymize_csv(path, target, settings)
+        except CsvError as exc:
+            where = f"line {exc.line}: " if exc.line is not None else ""
+            column = f"column '{exc.column}': " if exc.column is not None else ""
+            outcomes.append(FileOutcome("csv failed", path, f"{where}{column}{exc.reason}"))
+            continue
+        outcomes.append(FileOutcome("written", path, f"{report.rows} rows", output=target))
+    return outcomes
 
 
 def _output_target(output_dir: Path, result: DeidResult) -> Path:
@@ -99,7 +202,9 @@ def anonymize_folder(
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     summary = Summary()
-    files = list(input_files(input_dir, exclude=output_dir))
+    files, tables = [], []
+    for path in input_files(input_dir, exclude=output_dir):
+        (tables if is_clinical_table(path) else files).append(path)
     if workers <= 1:
         init_worker(settings)
         for path in files:
@@ -112,5 +217,7 @@ def anonymize_folder(
             outdirs = [output_dir] * len(files)
             for outcome in pool.map(process_file, files, outdirs, chunksize=chunk):
                 summary.add(outcome)
+    for outcome in _anonymize_tables(tables, input_dir, output_dir, settings):
+        summary.add_csv(outcome)
     summary.seconds = time.monotonic() - started
     return summary

@@ -186,6 +186,43 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_csv(args: argparse.Namespace) -> int:
+    from gateway.deid.clinical_csv import CsvError
+    from gateway.offline import EngineSettings, anonymize_csv
+
+    loaded = _load_with_secret(args.config)
+    if loaded is None:
+        return EXIT_USAGE
+    config, profile, secret = loaded
+    source = Path(args.input)
+    if not source.is_file():
+        print(f"error: input file not found: {source}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = EngineSettings(
+        profile, secret, config.site_id, config.storage_dir, config.keys.reid_public_key
+    )
+    try:
+        report = anonymize_csv(
+            source, Path(args.output), settings, id_column=args.id_column, issuer=args.issuer
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CsvError as exc:
+        print(str(exc), file=sys.stderr)  # FILE:LINE: column 'X': reason (no cell values)
+        return EXIT_FAILURE
+    except OSError as exc:
+        print(f"error: cannot write {args.output} ({exc.strerror or type(exc).__name__}); "
+              "no output file was left", file=sys.stderr)
+        return EXIT_FAILURE
+    print(
+        f"{args.output}: {report.rows} rows, {len(report.patients)} patients; "
+        f"dates shifted: {', '.join(report.shifted) or 'none'}; "
+        f"dropped: {', '.join(report.dropped) or 'none'}"
+    )
+    return EXIT_OK
+
+
 def _load_with_secret(config_path: Path):  # -> (config, profile, secret) | None
     from gateway.site_secret import SiteSecretError, read_site_secret
 
@@ -382,6 +419,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="find and blank burned-in text (default: deid.ocr of the configuration)",
     )
     anonymize.set_defaults(func=cmd_anonymize)
+
+    table = commands.add_parser(
+        "csv", help="pseudonymise a clinical CSV with the same pseudonyms as the images"
+    )
+    table.add_argument("input", metavar="INPUT.csv")
+    table.add_argument("output", metavar="OUTPUT.csv")
+    table.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
+    table.add_argument(
+        "--id-column", default=None, metavar="NAME",
+        help="the patient ID column (default: the profile's, else the first column)",
+    )
+    table.add_argument(
+        "--issuer", default="", metavar="TEXT",
+        help="Issuer of Patient ID of the images, for a file without an IssuerOfPatientID "
+        "column (the images' pseudonyms depend on it)",
+    )
+    table.set_defaults(func=cmd_csv)
 
     keys = commands.add_parser("keys", help="key material")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)

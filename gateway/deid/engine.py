@@ -20,7 +20,11 @@ Rules where the standard leaves a choice (documented in the README too):
   overlay plane without its data is invalid (PS3.3 C.9.2, Overlay Data is Type 1). C on
   Overlay or Curve Data (Clean Graphics) does the same until the pixel stage can clean the
   bitmaps: a bitmap cannot be cleaned by the tag engine;
-- Patient's Name and Patient ID become the site-scoped pseudonym (see `profile.PSEUDONYM`).
+- Patient's Name and Patient ID become the site-scoped pseudonym (see `profile.PSEUDONYM`);
+- site overrides (see `overrides.py`) are in the same map; a path override (`A/*/B`) is
+  looked up only inside the sequences it names; a fake value, fixed text or allow-list clean
+  that a private element's VR cannot take (UN, numbers) removes that element instead;
+- strict mode: the profile's map says X for public attributes outside its lists.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ from gateway.deid.actions import (
     shift_da,
     shift_dt,
 )
+from gateway.deid.fakes import FakeError, fake_value
+from gateway.deid.overrides import Rule, check_text
 from gateway.deid.profile import PSEUDONYM, CompiledProfile
 from gateway.deid.pseudonyms import Pseudonyms, patient_key
 from gateway.deid.requirements import choose_action, required_type
@@ -132,6 +138,9 @@ class Engine:
         self.pseudonyms = pseudonyms
         self._modified_dates = profile.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES)
         self._remap_unlisted_uids = not profile.has(Option.RETAIN_UIDS)
+        self._action_for = profile.action_for
+        self._paths = profile.paths
+        self._private_overrides = bool(profile.private_rules or profile.private_group_rules)
 
     def patient_identity(
         self,
@@ -168,7 +177,7 @@ class Engine:
         )
         shift = identity.shift_days
         inst = _Instance(ds, identifiers, shift, identity.pseudonym)
-        self._walk(ds, inst, parent=None, mode=_Mode.NORMAL, depth=0)
+        self._walk(ds, inst, parent=None, mode=_Mode.NORMAL, depth=0, path=())
         ds.PatientName = inst.pseudonym
         ds.PatientID = inst.pseudonym
         self._mark(ds)
@@ -186,12 +195,19 @@ class Engine:
     # -- the walk -------------------------------------------------------------------------
 
     def _walk(
-        self, ds: Dataset, inst: _Instance, parent: int | None, mode: _Mode, depth: int
+        self,
+        ds: Dataset,
+        inst: _Instance,
+        parent: int | None,
+        mode: _Mode,
+        depth: int,
+        path: tuple[int, ...],
     ) -> None:
         if depth > MAX_DEPTH:
             raise DeidError(f"sequence nesting deeper than {MAX_DEPTH} levels")
         private: list[int] = []
         removed_overlays: set[int] = set()
+        local = self._paths.get(path) if path and self._paths else None
         for tag in list(ds.keys()):
             t = int(tag)
             group = t >> 16
@@ -205,9 +221,12 @@ class Engine:
                 continue
             if group in removed_overlays:
                 continue  # already removed with its Overlay Data
-            action = self.profile.action_for(t)
+            action = local.get(t) if local is not None and t in local else self._action_for(t)
             if action is None:
-                self._retained(ds, t, inst, mode, depth)
+                self._retained(ds, t, inst, mode, depth, path)
+                continue
+            if action.__class__ is Rule:
+                self._apply_rule(ds, t, action, inst)  # type: ignore[arg-type]
                 continue
             if "/" in action:
                 action = choose_action(action, required_type(t, parent, inst.root))
@@ -218,15 +237,17 @@ class Engine:
                 for other in [int(x) for x in ds.keys() if int(x) >> 16 == group]:  # noqa: SIM118
                     del ds[other]
                 continue
-            self._apply(ds, t, action, inst, mode, depth)
+            self._apply(ds, t, action, inst, mode, depth, path)  # type: ignore[arg-type]
         if private:
-            self._private(ds, private, inst, depth)
+            self._private(ds, private, inst, depth, path)
 
-    def _retained(self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, depth: int) -> None:
+    def _retained(
+        self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, depth: int, path: tuple[int, ...]
+    ) -> None:
         """An attribute Table E.1-1 does not name: kept, unless inside a D or C sequence."""
         vr = vr_of(ds, t)
         if vr == "SQ":
-            self._walk_items(ds, t, inst, mode, depth)
+            self._walk_items(ds, t, inst, mode, depth, path)
         elif vr == "UI":
             if self._remap_unlisted_uids and t not in _vocabulary_uid_tags():
                 self._remap_uids(ds, t, inst)
@@ -244,12 +265,22 @@ class Engine:
         elif vr in _SCRUBBED_VRS and t not in _CODED_ENTRY_TAGS:
             self._scrub_retained(ds, t, vr, inst)
 
-    def _walk_items(self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, depth: int) -> None:
+    def _walk_items(
+        self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, depth: int, path: tuple[int, ...]
+    ) -> None:
+        inner = (*path, t)
         for item in ds[t].value or ():
-            self._walk(item, inst, parent=t, mode=mode, depth=depth + 1)
+            self._walk(item, inst, parent=t, mode=mode, depth=depth + 1, path=inner)
 
     def _apply(
-        self, ds: Dataset, t: int, action: str, inst: _Instance, mode: _Mode, depth: int
+        self,
+        ds: Dataset,
+        t: int,
+        action: str,
+        inst: _Instance,
+        mode: _Mode,
+        depth: int,
+        path: tuple[int, ...],
     ) -> None:
         if action == "X":
             del ds[t]
@@ -261,7 +292,7 @@ class Engine:
             self._set(ds, t, vr, _empty(vr))
         elif action == "K":
             if vr == "SQ":
-                self._walk_items(ds, t, inst, mode, depth)
+                self._walk_items(ds, t, inst, mode, depth, path)
             elif vr == "UI":
                 _keep_uids(ds, t, inst)
         elif action == PSEUDONYM:
@@ -269,7 +300,7 @@ class Engine:
         elif vr == "SQ":
             # D: dummy the free text of the items; C: clean it; U: walk (UIDs are in the table).
             sub = {"D": _Mode.DUMMY, "C": _Mode.CLEAN}.get(action, mode)
-            self._walk_items(ds, t, inst, sub, depth)
+            self._walk_items(ds, t, inst, sub, depth, path)
         elif vr == "UI" and action in ("U", "D", "C"):
             self._remap_uids(ds, t, inst)
         elif action == "D" or action == "U":
@@ -278,6 +309,43 @@ class Engine:
             self._clean(ds, t, vr, inst)
         else:
             raise DeidError(f"unknown action {action!r} for ({t >> 16:04X},{t & 0xFFFF:04X})")
+
+    def _apply_rule(self, ds: Dataset, t: int, rule: Rule, inst: _Instance) -> None:
+        """A site override with a parameter: fake value, fixed text, or allow-list clean."""
+        vr = vr_of(ds, t)
+        values = [str(v) for v in _as_list(ds[t].value)]
+        if rule.kind == "fake":
+            try:
+                new = [fake_value(rule.fake_class, v, vr, self.pseudonyms.fake_digest)
+                       for v in values or [""]]
+            except FakeError:
+                del ds[t]  # a private element whose VR the class cannot fill
+                return
+            if vr == "UI":
+                inst.remapped.update(v.strip() for v in values if v.strip())
+            self._set(ds, t, vr, new if len(new) > 1 else new[0])
+        elif rule.kind == "text":
+            if check_text(rule.text, vr):
+                del ds[t]
+            else:
+                self._set(ds, t, vr, rule.text)
+        elif check_text("", vr) or vr in ("DA", "TM", "DT", "UI", "IS", "DS", "AS"):
+            del ds[t]  # an allow list is for text; anything else cannot be vetted
+        else:
+            kept = [v for v in values if rule.allows(v)]
+            if len(kept) == len(values):
+                return
+            if rule.fallback == "text":
+                if check_text(rule.text, vr):
+                    del ds[t]
+                    return
+                kept = [v if rule.allows(v) else rule.text for v in values]
+            if kept:
+                self._set(ds, t, vr, kept if len(kept) > 1 else kept[0])
+            elif rule.fallback == "empty":
+                self._set(ds, t, vr, "")
+            else:
+                del ds[t]
 
     @staticmethod
     def _set(ds: Dataset, t: int, vr: str, value: object) -> None:
@@ -355,11 +423,15 @@ class Engine:
 
     # -- private attributes (PS3.15 E.3.10) -------------------------------------------------
 
-    def _private(self, ds: Dataset, tags: list[int], inst: _Instance, depth: int) -> None:
-        """Remove private attributes, except the safe ones under Retain Safe Private."""
+    def _private(
+        self, ds: Dataset, tags: list[int], inst: _Instance, depth: int, path: tuple[int, ...]
+    ) -> None:
+        """Remove private attributes, except the safe ones under Retain Safe Private and
+        those a site override names (by creator or group pattern)."""
         keep_safe = self.profile.private_action == "C"
+        overridden = self._private_overrides
         creators: dict[tuple[int, int], str] = {}
-        if keep_safe:
+        if keep_safe or overridden:
             for t in tags:
                 element = t & 0xFFFF
                 if 0x0010 <= element <= 0x00FF:
@@ -371,10 +443,18 @@ class Engine:
                 continue  # creators and group length: decided after their data elements
             block = (group, element >> 8)
             creator = creators.get(block)
-            if keep_safe and (creator, group, element & 0xFF) in self.profile.safe_private:
+            action = self.profile.private_action_for(creator, t) if overridden else None
+            if action is not None:
+                if action.__class__ is Rule:
+                    self._apply_rule(ds, t, action, inst)  # type: ignore[arg-type]
+                elif action != "X":
+                    self._apply(ds, t, action, inst, _Mode.NORMAL, depth, path)  # type: ignore[arg-type]
+                if t in ds:
+                    kept_blocks.add(block)
+            elif keep_safe and (creator, group, element & 0xFF) in self.profile.safe_private:
                 kept_blocks.add(block)
                 if vr_of(ds, t) == "SQ":
-                    self._walk_items(ds, t, inst, _Mode.NORMAL, depth)
+                    self._walk_items(ds, t, inst, _Mode.NORMAL, depth, path)
             else:
                 del ds[t]
         for t in tags:

@@ -3,26 +3,22 @@
 Compiling turns Table E.1-1 plus the options into a plain `tag -> action code` map, so that
 the engine walks each dataset once and does one dict lookup per element.
 
-Profile file (YAML)::
-
-    base: basic                      # the Basic Application Confidentiality Profile
-    options:                         # any of the ten Table E.1-1 options, by name
-      - retain_longitudinal_modified_dates
-
-An unknown key, base or option is an error that names the file, the key and the reason;
-nothing is skipped with a warning.
+Site overrides (see `overrides.py`) compile into the same map, plus group patterns consulted
+only for tags outside it and a path table consulted only inside sequences. Profile files are
+read by `profile_file.py`; RSNA CTP scripts by `ctp.py`. Both give an object with the
+`DeidProfile` interface below, which the engine, the verify gate and the reviewer use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
-import yaml
 from pydicom.datadict import tag_for_keyword
 
+from gateway.deid.overrides import Action, GroupRule, Rule, action_code, code_rank
 from gateway.deid.standard import (
     CURVE_PATTERN,
     OVERLAY_COMMENTS_PATTERN,
@@ -48,7 +44,14 @@ PSEUDONYM = "P"
 PATIENT_NAME = 0x00100010
 PATIENT_ID = 0x00100020
 
-DEFAULT_OPTIONS = (Option.RETAIN_LONGITUDINAL_MODIFIED_DATES,)
+# PS3.15 Basic Profile + Retain Longitudinal Temporal Information with Modified Dates + Retain
+# Patient Characteristics + Clean Descriptors: what most research uses need (intervals, age,
+# sex, size, descriptions with identifiers cut out), with nothing identifying kept verbatim.
+DEFAULT_OPTIONS = (
+    Option.RETAIN_LONGITUDINAL_MODIFIED_DATES,
+    Option.RETAIN_PATIENT_CHARACTERISTICS,
+    Option.CLEAN_DESCRIPTORS,
+)
 
 _MUTUALLY_EXCLUSIVE = (
     Option.RETAIN_LONGITUDINAL_FULL_DATES,
@@ -109,13 +112,43 @@ def resolve_action(row: TableRow, options: Iterable[Option]) -> str:
     return "C" if "C" in codes else "K"
 
 
+class DeidProfile(Protocol):
+    """What every profile kind offers (YAML: CompiledProfile; CTP scripts: ctp.py)."""
+
+    name: str
+    acknowledged: frozenset[str]
+    csv: CsvRules
+
+    def keeps(self, tag: int) -> bool: ...
+
+    def build_engine(self, pseudonyms: Pseudonyms) -> Any: ...
+
+    def effective_action(self, tag: int) -> str | None: ...
+
+    def effective_pattern_action(self, pattern: str) -> str: ...
+
+    def path_overrides(self) -> tuple[tuple[str, str], ...]: ...
+
+
+_MISSING = object()
+_RESOLVED_LIMIT = 65536
+
+
+def _overlay_or_curve_base(tag: int) -> int:
+    """A repeating-group tag (50xx, 60xx) as its 5000/6000 form, for the strict list."""
+    group = tag >> 16
+    if 0x5000 <= group <= 0x501E or 0x6000 <= group <= 0x601E:
+        return tag & 0xFF00FFFF
+    return tag
+
+
 @dataclass(frozen=True)
 class CompiledProfile:
     """Everything the engine needs to decide an element's fate in one lookup."""
 
     name: str
     options: frozenset[Option]
-    actions: dict[int, str]
+    actions: dict[int, Action]
     curve_action: str
     overlay_data_action: str
     overlay_comments_action: str
@@ -124,15 +157,38 @@ class CompiledProfile:
     edition: str = TABLE_E1_1_EDITION
     acknowledged: frozenset[str] = frozenset()
     csv: CsvRules = field(default_factory=CsvRules)
+    # Overrides beyond the tag map (see overrides.py).
+    group_rules: tuple[GroupRule, ...] = ()
+    private_group_rules: tuple[GroupRule, ...] = ()
+    private_rules: Mapping[tuple[str, int, int], Action] = field(default_factory=dict)
+    paths: Mapping[tuple[int, ...], Mapping[int, Action]] = field(default_factory=dict)
+    path_texts: tuple[tuple[str, Action], ...] = ()
+    # Strict mode: public attributes outside Table E.1-1 are removed unless listed here.
+    strict: bool = False
+    strict_keep: frozenset[int] = field(default=frozenset(), repr=False)
+    _resolved: dict[int, Action | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def has(self, option: Option) -> bool:
         return option in self.options
 
-    def action_for(self, tag: int) -> str | None:
-        """The action for a public tag (None: not in Table E.1-1, so retained)."""
+    def action_for(self, tag: int) -> Action | None:
+        """The action for a public tag (None: not in Table E.1-1 nor overridden: retained)."""
         action = self.actions.get(tag)
         if action is not None:
             return action
+        found = self._resolved.get(tag, _MISSING)
+        if found is _MISSING:
+            found = self._pattern_action(tag)
+            if len(self._resolved) < _RESOLVED_LIMIT:
+                self._resolved[tag] = found
+        return found  # type: ignore[return-value]
+
+    def _pattern_action(self, tag: int) -> Action | None:
+        for rule in self.group_rules:
+            if rule.matches(tag):
+                return rule.action
         group, element = tag >> 16, tag & 0xFFFF
         if 0x5000 <= group <= 0x501E and not group & 1:
             return self.curve_action
@@ -141,11 +197,54 @@ class CompiledProfile:
                 return self.overlay_data_action
             if element == 0x4000:
                 return self.overlay_comments_action
+        if self.strict and _overlay_or_curve_base(tag) not in self.strict_keep:
+            return "X"
+        return None
+
+    def private_action_for(self, creator: str | None, tag: int) -> Action | None:
+        """An override for a private data element (None: the private row decides)."""
+        if creator is not None and self.private_rules:
+            action = self.private_rules.get((creator, tag >> 16, tag & 0xFF))
+            if action is not None:
+                return action
+        for rule in self.private_group_rules:
+            if rule.matches(tag):
+                return rule.action
         return None
 
     def keeps(self, tag: int) -> bool:
-        """True when the profile keeps this attribute's value as it is (action K)."""
-        return self.action_for(tag) == "K"
+        """True when the profile may keep this attribute's value as it is (K, or an allow
+        list whose allowed values pass unchanged)."""
+        if tag in PATIENT_IDENTITY_TAGS:
+            return False
+        action = self.action_for(tag)
+        return action == "K" or (isinstance(action, Rule) and action.kind == "allow")
+
+    def effective_action(self, tag: int) -> str | None:
+        """Reviewer code of what the profile does to a public attribute at top level."""
+        action = self.action_for(tag)
+        if action is None:
+            return None
+        code = action_code(action)
+        return "D" if code == PSEUDONYM else code
+
+    def effective_pattern_action(self, pattern: str) -> str:
+        """Reviewer code for a pattern row of Table E.1-1 (curves, overlays, private)."""
+        if pattern == CURVE_PATTERN:
+            return action_code(self.action_for(0x50003000) or "K")
+        if pattern == OVERLAY_DATA_PATTERN:
+            return action_code(self.action_for(0x60003000) or "K")
+        if pattern == OVERLAY_COMMENTS_PATTERN:
+            return action_code(self.action_for(0x60004000) or "K")
+        if pattern == PRIVATE_PATTERN:
+            codes = [self.private_action]
+            codes += [action_code(a) for a in self.private_rules.values()]
+            codes += [action_code(r.action) for r in self.private_group_rules]
+            return max(codes, key=code_rank)
+        raise KeyError(pattern)
+
+    def path_overrides(self) -> tuple[tuple[str, str], ...]:
+        return tuple((text, action_code(action)) for text, action in self.path_texts)
 
     def build_engine(self, pseudonyms: Pseudonyms) -> Engine:
         """The engine that applies this profile (every profile kind has one)."""
@@ -187,11 +286,8 @@ def compile_profile(options: Iterable[Option] = DEFAULT_OPTIONS, name: str = "")
 
 
 def default_profile() -> CompiledProfile:
-    """Basic Profile with Retain Longitudinal Temporal Information with Modified Dates."""
+    """Basic Profile + Modified Dates + Patient Characteristics + Clean Descriptors."""
     return compile_profile(DEFAULT_OPTIONS, name="default")
-
-
-_PROFILE_KEYS = {"base", "options"}
 
 
 def load_profile(path: Path | None, lookup_table: Path | None = None) -> CompiledProfile:
@@ -206,43 +302,9 @@ def load_profile(path: Path | None, lookup_table: Path | None = None) -> Compile
         from gateway.deid.ctp import load_script
 
         return load_script(Path(path), lookup_table)  # type: ignore[return-value]
-    where = str(path)
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ProfileError([f"{where}: '(file)': cannot read: {exc.strerror}"]) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ProfileError([f"{where}: '(yaml)': not valid YAML{line}"]) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ProfileError([f"{where}: '(file)': a profile is a mapping of keys"])
-    problems = [f"{where}: '{key}': unknown key" for key in data if key not in _PROFILE_KEYS]
-    base = data.get("base", "basic")
-    if base != "basic":
-        problems.append(f"{where}: 'base': {base!r} is not a known base (basic)")
-    raw_options = data.get("options", [])
-    chosen: list[Option] = []
-    if not isinstance(raw_options, list):
-        problems.append(f"{where}: 'options': must be a list of option names")
-        raw_options = []
-    known = {opt.value: opt for opt in Option}
-    for index, raw in enumerate(raw_options):
-        if raw not in known:
-            problems.append(
-                f"{where}: 'options.{index}': {raw!r} is not an option "
-                f"(one of: {', '.join(known)})"
-            )
-        else:
-            chosen.append(known[raw])
-    if not problems:
-        try:
-            return compile_profile(chosen, name=Path(path).stem)
-        except ProfileError as exc:
-            problems.extend(f"{where}: 'options': {p}" for p in exc.problems)
-    raise ProfileError(problems)
+    from gateway.deid.profile_file import load_yaml_profile
+
+    return load_yaml_profile(Path(path))
 
 
 def tag_of(keyword: str) -> int:

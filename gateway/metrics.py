@@ -90,6 +90,34 @@ class Metrics:
         )
         self._queue_depth_source: Callable[[], int] | None = None
         self.queue_depth.set_function(self._read_queue_depth)
+        self.instances_forwarded = Counter(
+            f"{PREFIX}instances_forwarded",
+            "Instances the destination confirmed (success or warning status)",
+            registry=reg,
+        )
+        self.forward_next_attempt_seconds = Gauge(
+            f"{PREFIX}forward_next_attempt_seconds",
+            "Seconds until the earliest forward retry now waiting (0: none waits)",
+            registry=reg,
+        )
+        self.forward_failed_studies = Gauge(
+            f"{PREFIX}forward_failed_studies",
+            "Study rounds in the failed-forward state, waiting for `quarantine release`",
+            registry=reg,
+        )
+
+    @staticmethod
+    def measure(gauge: Gauge, source: Callable[[], float]) -> None:
+        """Read `gauge` from `source` at every scrape; NaN when the source fails."""
+
+        def read() -> float:
+            try:
+                return float(source())
+            except Exception as exc:
+                log.warning("gauge source failed: %s", type(exc).__name__)
+                return math.nan
+
+        gauge.set_function(read)
 
     def measure_queue_depth(self, source: Callable[[], int]) -> None:
         """Read the queue depth from `source` (e.g. `spool.queue_depth`) at every scrape.

@@ -74,6 +74,16 @@ def put(
     return QuarantineEntry(entry_id, final, reason, stage, message, created)
 
 
+def remove_staging(storage_dir: Path) -> int:
+    """Delete entries a crash left half-made (`.tmp-*`); the service calls it at start-up,
+    when no worker can be assembling one. The spool still holds their originals."""
+    root = quarantine_root(storage_dir)
+    staged = list(root.glob(".tmp-*")) if root.is_dir() else []
+    for folder in staged:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(staged)
+
+
 def entries(storage_dir: Path) -> list[QuarantineEntry]:
     """Every complete entry, oldest first."""
     root = quarantine_root(storage_dir)

@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from gateway import sdnotify
+from gateway import quarantine, sdnotify
 from gateway.audit import AUDIT_FILE, AuditLog
 from gateway.config import GatewayConfig
 from gateway.deid.profile import CompiledProfile
@@ -94,8 +95,13 @@ class GatewayService:
             pixels,
         )
         self.spool = Spool(config.storage_dir)
+        quarantine.remove_staging(config.storage_dir)  # half-made entries of a crash
         self.metrics = Metrics()
         self.metrics.measure_queue_depth(self.spool.queue_depth)
+        self.metrics.measure(self.metrics.forward_next_attempt_seconds, self.spool.next_retry_in)
+        self.metrics.measure(
+            self.metrics.forward_failed_studies, lambda: self.spool.count_in(RoundState.FAILED)
+        )
         self.audit = AuditLog(config.storage_dir / AUDIT_FILE)
         self._pool = self._new_pool()
         self._pool_generation = 0
@@ -150,7 +156,8 @@ class GatewayService:
         sdnotify.status("draining")
         if self.scp is not None:
             stop_scp(self.scp, timeout)
-        self._scheduler.shutdown(wait=True)
+        if self._scheduler.running:  # start() may have failed before it
+            self._scheduler.shutdown(wait=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._forwarders.shutdown(wait=True, cancel_futures=True)
         if self.http is not None:
@@ -330,9 +337,22 @@ class GatewayService:
     def _forward(self, work: _Work) -> None:
         round_id = work.round.id
         started = time.monotonic()
+        done: set[str] = set()
         try:
-            files = sorted(self.spool.outbox(round_id).glob("*.dcm"))
-            result = self._send(files)
+            # Resumed: what the destination already confirmed (before a retry or a crash)
+            # is not sent again.
+            done = self.spool.forwarded(round_id)
+            files = sorted(
+                f for f in self.spool.outbox(round_id).glob("*.dcm") if f.name not in done
+            )
+            result = self._send(files, lambda path: self._stored(round_id, path))
+            if done:
+                result = ForwardResult(
+                    result.outcome,
+                    result.sent + len(done),
+                    result.failed,
+                    f"{result.message} ({len(done)} sent by earlier attempts)",
+                )
         except Exception as exc:  # a bug must not kill the forwarding thread silently
             log.exception("round %d: forwarding crashed", round_id)
             result = ForwardResult(ForwardOutcome.RETRY, 0, 0, type(exc).__name__)
@@ -345,10 +365,16 @@ class GatewayService:
         finally:
             self._release_busy(round_id)
 
-    def _send(self, files: list[Path]) -> ForwardResult:
+    def _stored(self, round_id: int, path: Path) -> None:
+        self.spool.mark_forwarded(round_id, path.name)
+        self.metrics.instances_forwarded.inc()
+
+    def _send(self, files: list[Path], on_stored: Callable[[Path], None]) -> ForwardResult:
         dest = self.config.destination
         if dest.folder is not None:
-            return forward_to_folder(files, dest.folder)
+            result = forward_to_folder(files, dest.folder)  # idempotent: same names again
+            self.metrics.instances_forwarded.inc(result.sent)
+            return result
         assert dest.ae_title and dest.host and dest.port
         return forward_to_ae(
             files,
@@ -357,6 +383,7 @@ class GatewayService:
             port=dest.port,
             calling_ae=self.config.listen.ae_title,
             ssl_context=self.tls.client,
+            on_stored=on_stored,
         )
 
     def _retry_later(self, work: _Work, result: ForwardResult) -> None:

@@ -17,6 +17,11 @@ Round states::
 On start-up the spool recovers: `processing` rounds go back to `receiving` (their outbox is
 cleared and they are processed again), temporary and unrecorded files are removed (they
 were never acknowledged).
+
+Forwarding is resumable: each instance the destination confirmed is recorded at once
+(`mark_forwarded`), and a later attempt, after a retry or a crash, sends only the rest. What
+can still arrive twice is an instance the destination stored in the moment before its mark
+was committed (one per forwarding thread at a crash).
 """
 
 from __future__ import annotations
@@ -68,6 +73,11 @@ CREATE TABLE IF NOT EXISTS instances (
     size INTEGER NOT NULL,
     received REAL NOT NULL,
     PRIMARY KEY (round_id, sop_instance_uid)
+);
+CREATE TABLE IF NOT EXISTS forwarded (
+    round_id INTEGER NOT NULL REFERENCES rounds (id),
+    file TEXT NOT NULL,
+    PRIMARY KEY (round_id, file)
 );
 """
 
@@ -293,6 +303,45 @@ class Spool:
                 ),
             )
 
+    def mark_forwarded(self, round_id: int, name: str) -> None:
+        """The destination confirmed the outbox file `name`: never send it again.
+
+        Committed with synchronous=NORMAL: in WAL mode that survives a crash of the process
+        (SIGKILL, OOM) at the cost of a write, without an fsync per instance; a power cut
+        can lose the last marks, and those instances are then sent again (never lost).
+        """
+        with self._lock:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO forwarded VALUES (?, ?)", (round_id, name)
+                )
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
+
+    def forwarded(self, round_id: int) -> set[str]:
+        """Names of the round's outbox files the destination already confirmed."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT file FROM forwarded WHERE round_id = ?", (round_id,)
+            ).fetchall()
+        return {str(row[0]) for row in rows}
+
+    def next_retry_in(self, now: float | None = None) -> float:
+        """Seconds until the earliest forward retry now waiting (0: none waits)."""
+        moment = time.time() if now is None else now
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(next_attempt) FROM rounds WHERE state = ? AND attempts > 0",
+                (RoundState.FORWARDING,),
+            ).fetchone()
+        return max(0.0, float(row[0]) - moment) if row and row[0] is not None else 0.0
+
+    def count_in(self, state: RoundState) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM rounds WHERE state = ?", (state,))
+            return int(row.fetchone()[0])
+
     def forward_due(self, now: float | None = None) -> list[StudyRound]:
         moment = time.time() if now is None else now
         with self._lock:
@@ -336,6 +385,7 @@ class Spool:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM instances WHERE round_id = ?", (round_id,))
+            self._db.execute("DELETE FROM forwarded WHERE round_id = ?", (round_id,))
             self._db.execute("DELETE FROM rounds WHERE id = ?", (round_id,))
             self._db.execute("COMMIT")
         shutil.rmtree(self.spool_dir / str(round_id), ignore_errors=True)

@@ -1,7 +1,8 @@
 """Forwarding SCU: hands a finished, de-identified study to the destination AE.
 
-Outcomes as in `net/outcome.py`; the destination replaces duplicates by SOP Instance UID, so
-a RETRY resends the whole study. Network errors never raise; only programming errors do.
+Outcomes as in `net/outcome.py`. `on_stored` hears of each instance the destination
+confirmed, so that the service records it and a RETRY resends only the rest. Network errors
+never raise; only programming errors do.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,6 +66,7 @@ def forward_to_ae(
     timeout: float = 30,
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
+    on_stored: Callable[[Path], None] | None = None,
 ) -> ForwardResult:
     """C-STORE every file to `ae_title` at `host:port`, one association per study.
 
@@ -76,6 +79,9 @@ def forward_to_ae(
     as configured: an IP address is matched against the certificate's IP SANs, a host name
     against its DNS SANs. A failed handshake (unknown CA, wrong name, our certificate
     refused) is a RETRY whose message says why.
+
+    `on_stored(path)` is called right after each success (or warning) response, before the
+    next instance is sent; an exception from it is logged and does not stop the study.
     """
     destination = f"{ae_title}@{host}:{port}{' over TLS' if ssl_context is not None else ''}"
     tally = Tally(total=len(files))
@@ -98,6 +104,7 @@ def forward_to_ae(
             port=port,
             calling_ae=calling_ae,
             timeout=timeout,
+            on_stored=on_stored,
             tls=(
                 _TlsWitness(ssl_context, server_hostname or host)
                 if ssl_context is not None
@@ -270,6 +277,7 @@ def _send_group(
     port: int,
     calling_ae: str,
     timeout: float,
+    on_stored: Callable[[Path], None] | None = None,
     tls: _TlsWitness | None = None,
 ) -> None:
     seen = _Negotiation()
@@ -300,7 +308,7 @@ def _send_group(
             return
         if isinstance(gate, _ReactorGate):
             gate.held = True
-        _store_all(assoc, group, tally)
+        _store_all(assoc, group, tally, on_stored)
     finally:
         if isinstance(gate, _ReactorGate):
             gate.release_hold()
@@ -332,7 +340,12 @@ def _association_failed(
         tally.retry_reason = "association aborted or timed out during negotiation"
 
 
-def _store_all(assoc: Association, group: list[_Instance], tally: Tally) -> None:
+def _store_all(
+    assoc: Association,
+    group: list[_Instance],
+    tally: Tally,
+    on_stored: Callable[[Path], None] | None = None,
+) -> None:
     accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
     message_id = 0
     for instance in group:
@@ -361,8 +374,19 @@ def _store_all(assoc: Association, group: list[_Instance], tally: Tally) -> None
             assoc.abort()
             tally.retry_reason = f"C-STORE interrupted ({type(exc).__name__})"
             return
-        if not _count_status(status, tally):
+        stored_before = tally.sent
+        usable = _count_status(status, tally)
+        if tally.sent > stored_before and on_stored is not None:
+            _report_stored(on_stored, instance.path)
+        if not usable:
             return
+
+
+def _report_stored(on_stored: Callable[[Path], None], path: Path) -> None:
+    try:
+        on_stored(path)
+    except Exception as exc:  # a full disk must not stop the study; it may be resent later
+        log.warning("cannot record a forwarded instance (%s)", type(exc).__name__)
 
 
 def _decoded(instance: _Instance) -> Dataset | None:

@@ -1,0 +1,402 @@
+"""Crash campaign: SIGKILL the running gateway at chosen instants, restart it, check the promises.
+
+A real `dicom-gateway run` forwards to a real DCMTK `storescp +uf` (every received instance
+becomes a new file, so a duplicate shows). A modality thread streams synthetic studies with
+DCMTK `storescu`, a few files per association, and records what the gateway acknowledged.
+The killer aims each SIGKILL at one phase, chosen by a seeded RNG:
+
+- receive: an association is sending and the spool's instance rows are growing;
+- deid: a study round is `processing` in state.db (a worker is de-identifying it);
+- forward: a round is `forwarding` (the SCU is sending it);
+- db-write: a gateway thread is inside write/pwrite/fsync/fdatasync on state.db or its WAL
+  (read from /proc/PID/task/*/syscall, so the kill lands inside the write).
+
+Each kill is counted under the phase observed in the instant before it (the target is only
+where it aimed). The worker processes die with the gateway, as under systemd's
+KillMode=control-group. After the last kill the gateway drains, is stopped cleanly, and the
+campaign checks: every acknowledged instance arrived exactly once under its de-identified
+SOP Instance UID, nothing arrived carrying an identifying value, and the storage folder
+holds no orphan (no round, no spool or outbox file, no half-made quarantine entry).
+
+    PYTHONPATH=tests python tests/faults/crash_campaign.py --kills 200   # `make faults N=200`
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from service_harness import (
+    Gateway,
+    Site,
+    ae_destination,
+    child_pids,
+    create_secret,
+    free_port,
+    leaks_in,
+    make_site,
+    received_files,
+    sop_instance_uid,
+    start_gateway,
+    storescp_on,
+    storescu,
+    wait_until,
+)
+
+from gateway.synthetic import SyntheticPatient, make_ct_study, random_patient
+
+PHASES = ("receive", "deid", "forward", "db-write")
+PER_STUDY = 24
+BATCH = 8
+SIZE = 32
+AIM_SECONDS = 6.0
+# x86_64 system call numbers of the writes that make state.db durable.
+_WRITE_CALLS = {1: "write", 18: "pwrite64", 20: "writev", 74: "fsync", 75: "fdatasync"}
+_DB_NAMES = ("state.db", "state.db-wal", "state.db-journal")
+
+
+@dataclass
+class Figures:
+    """What the campaign counts; `problems` lists every broken promise (empty: passed)."""
+
+    kills: Counter[str] = field(default_factory=Counter)
+    aimed: Counter[str] = field(default_factory=Counter)
+    sent: int = 0
+    acknowledged: int = 0
+    delivered: int = 0
+    unacknowledged_delivered: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    unclean: int = 0
+    quarantined: int = 0
+    orphans: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def table(self) -> str:
+        by_phase = ", ".join(f"{p} {self.kills[p]}" for p in (*PHASES, "idle") if self.kills[p])
+        return "\n".join(
+            [
+                f"crash campaign: {sum(self.kills.values())} kills ({by_phase}) in "
+                f"{self.seconds:.0f} s",
+                f"  instances sent            {self.sent}",
+                f"  acknowledged              {self.acknowledged}",
+                f"  delivered (acknowledged)  {self.delivered}",
+                f"  delivered, not acked      {self.unacknowledged_delivered}",
+                f"  duplicates                {self.duplicates}",
+                f"  lost                      {self.lost}",
+                f"  unclean                   {self.unclean}",
+                f"  quarantined               {self.quarantined}",
+                f"  orphans                   {len(self.orphans)}",
+            ]
+        )
+
+
+# --- the modality --------------------------------------------------------------------------
+
+
+class Modality:
+    """Streams synthetic studies (made as needed) to the gateway, BATCH files per association.
+
+    A file is `sent` once storescu reported sending it; `acknowledged` when the answer was a
+    success. An unanswered file is not sent again (the figures count it as not acknowledged);
+    a file storescu never got to (connection refused, association cut) goes out later.
+    """
+
+    def __init__(self, folder: Path, port: int, seed: int) -> None:
+        self.folder, self.port, self.seed = folder, port, seed
+        self.patients: list[SyntheticPatient] = []
+        self.sent: dict[Path, str] = {}
+        self.acknowledged: list[Path] = []
+        self.in_flight = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="modality", daemon=True)
+        self.error: BaseException | None = None
+
+    def _studies(self) -> Iterator[list[Path]]:
+        for index in range(100_000):
+            patient = random_patient(self.seed * 10_000 + index)
+            self.patients.append(patient)
+            yield make_ct_study(
+                self.folder / f"study{index:05d}",
+                instances=PER_STUDY,
+                rows=SIZE,
+                columns=SIZE,
+                patient=patient,
+                seed=self.seed * 10_000 + index,
+            )
+
+    def _run(self) -> None:
+        try:
+            for study in self._studies():
+                pending = list(study)
+                while pending and not self.stop.is_set():
+                    batch = pending[:BATCH]
+                    self.in_flight.set()
+                    try:
+                        result = storescu(self.port, batch, timeout=60)
+                    finally:
+                        self.in_flight.clear()
+                    attempted = [p for p in batch if p in result.statuses]
+                    self.sent.update({p: result.statuses[p] for p in attempted})
+                    self.acknowledged += [p for p in attempted if p in result.acknowledged]
+                    pending = [p for p in pending if p not in result.statuses]
+                    if not attempted:
+                        self.stop.wait(0.1)  # the gateway is restarting
+                if self.stop.is_set():
+                    return
+        except BaseException as exc:  # reported by the campaign, not lost in a thread
+            self.error = exc
+
+
+# --- watching the gateway --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    rounds: Counter[str]
+    instances: int
+    db_write: str  # "" or the call (e.g. "fdatasync") a gateway thread is making on state.db
+
+
+def _db_write(pid: int) -> str:
+    """A system call on state.db or its WAL that a gateway thread is inside right now."""
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = (task / "syscall").read_text().split()
+        except OSError:
+            continue
+        if not fields or fields[0] in ("running", "-1") or int(fields[0]) not in _WRITE_CALLS:
+            continue
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{int(fields[1], 16)}")
+        except (OSError, ValueError):
+            continue
+        if target.endswith(_DB_NAMES):
+            return _WRITE_CALLS[int(fields[0])]
+    return ""
+
+
+class Watcher:
+    """Reads state.db (read-only) and /proc to tell which phase the gateway is in."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self._db: sqlite3.Connection | None = None
+
+    def _query(self) -> tuple[Counter[str], int]:
+        if self._db is None:
+            path = self.site.storage / "state.db"
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        rounds = Counter(
+            {
+                state: n
+                for state, n in self._db.execute(
+                    "SELECT state, COUNT(*) FROM rounds GROUP BY state"
+                )
+            }
+        )
+        instances = int(self._db.execute("SELECT COUNT(*) FROM instances").fetchone()[0])
+        return rounds, instances
+
+    def snapshot(self, pid: int) -> Snapshot:
+        try:
+            rounds, instances = self._query()
+        except sqlite3.Error:
+            rounds, instances = Counter(), -1
+        return Snapshot(rounds, instances, _db_write(pid))
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def classify(now: Snapshot, before: Snapshot | None, sending: bool) -> str:
+    if now.db_write:
+        return "db-write"
+    if now.rounds.get("forwarding"):
+        return "forward"
+    if now.rounds.get("processing"):
+        return "deid"
+    if sending and before is not None and now.instances != before.instances:
+        return "receive"
+    return "idle"
+
+
+def kill_all(gateway: Gateway) -> None:
+    """SIGKILL the gateway and, at once, every process it started (its workers)."""
+    children = child_pids(gateway.pid)
+    with suppress(ProcessLookupError):
+        os.kill(gateway.pid, signal.SIGKILL)
+    for pid in children:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    gateway.process.wait(timeout=10)
+
+
+def aim_and_kill(
+    gateway: Gateway, watcher: Watcher, modality: Modality, target: str, rng: random.Random
+) -> str:
+    """Wait (bounded) for `target`, kill inside it, return the phase observed at the kill."""
+    before: Snapshot | None = None
+    deadline = time.monotonic() + AIM_SECONDS
+    delay = rng.uniform(0.0, 0.03)
+    if target == "db-write":
+        # /proc alone, as fast as it can be read: a commit's write and sync take about 1 ms,
+        # so the kill follows the sighting at once (it may land just after the call returns).
+        while time.monotonic() < deadline and gateway.alive():
+            if _db_write(gateway.pid):
+                kill_all(gateway)
+                return "db-write"
+            time.sleep(0.0001)
+    while target != "db-write" and time.monotonic() < deadline and gateway.alive():
+        now = watcher.snapshot(gateway.pid)
+        if classify(now, before, modality.in_flight.is_set()) == target:
+            time.sleep(delay)
+            break
+        before = now
+        time.sleep(0.002)
+    last = watcher.snapshot(gateway.pid)
+    observed = classify(last, before, modality.in_flight.is_set())
+    kill_all(gateway)
+    return observed
+
+
+# --- the campaign ----------------------------------------------------------------------------
+
+
+def run_campaign(workdir: Path, kills: int, seed: int = 1, log=print) -> Figures:
+    """`kills` SIGKILLs aimed by a Random(seed); the figures and any broken promise."""
+    rng = random.Random(seed)
+    figures = Figures()
+    started = time.monotonic()
+    secret = create_secret(workdir / "keys")
+    archive_port = free_port()
+    archive = workdir / "archive"
+    with storescp_on(archive_port, archive, extra_args=["+xa", "+uf"]):
+        site = make_site(
+            workdir / "site",
+            secret,
+            destination=ae_destination(archive_port),
+            quiet_seconds=0.5,
+            max_attempts=10_000,
+        )
+        watcher = Watcher(site)
+        modality = Modality(workdir / "in", site.listen_port, seed)
+        gateway = start_gateway(site)
+        modality.thread.start()
+        try:
+            for number in range(kills):
+                target = rng.choice(PHASES)
+                figures.aimed[target] += 1
+                observed = aim_and_kill(gateway, watcher, modality, target, rng)
+                figures.kills[observed] += 1
+                log(f"kill {number + 1}/{kills}: aimed at {target}, hit {observed}")
+                gateway = start_gateway(site, timeout=60)
+                # Let the restarted gateway get some work done before the next kill.
+                time.sleep(rng.uniform(0.2, 1.5))
+            modality.stop.set()
+            modality.thread.join(timeout=90)
+            assert not modality.thread.is_alive(), "the modality did not stop"
+            if modality.error is not None:
+                raise modality.error
+            wait_until(
+                lambda: gateway.metric("queue_depth") == 0,
+                timeout=120,
+                what="the gateway to forward everything",
+                interval=0.25,
+            )
+            figures.quarantined = len(list((site.storage / "quarantine").glob("*/reason.json")))
+            assert gateway.stop() == 0, "the gateway did not stop cleanly"
+        finally:
+            watcher.close()
+            modality.stop.set()
+            if gateway.alive():
+                kill_all(gateway)
+        received = received_files(archive)
+    check(figures, site, modality, received)
+    figures.seconds = time.monotonic() - started
+    return figures
+
+
+def check(figures: Figures, site: Site, modality: Modality, received: list) -> None:
+    pseudonyms = site.pseudonyms()
+    expected = {pseudonyms.uid(sop_instance_uid(p)): p for p in modality.sent}
+    acked = {pseudonyms.uid(sop_instance_uid(p)) for p in modality.acknowledged}
+    counted = Counter(r.sop_instance_uid for r in received)
+    figures.sent = len(modality.sent)
+    figures.acknowledged = len(acked)
+    figures.delivered = len(acked & set(counted))
+    figures.unacknowledged_delivered = len(set(counted) - acked)
+    figures.duplicates = sum(n - 1 for n in counted.values())
+    figures.lost = len(acked - set(counted))
+    strangers = set(counted) - set(expected)
+    values = {v for patient in modality.patients for v in patient.identifying_values()}
+    leaks = leaks_in((r.path for r in received), values)
+    not_marked = [r.path.name for r in received if r.identity_removed != "YES"]
+    figures.unclean = len({name for name, _ in leaks} | set(not_marked))
+    figures.orphans = orphans(site)
+    if figures.lost:
+        figures.problems.append(f"{figures.lost} acknowledged instances lost")
+    if strangers:
+        figures.problems.append(f"{len(strangers)} received instances were never sent")
+    if figures.unclean:
+        figures.problems.append(f"{figures.unclean} received files are not clean: {leaks[:3]}")
+    if figures.orphans:
+        figures.problems.append(f"orphans in the storage folder: {figures.orphans[:5]}")
+    if figures.quarantined:
+        figures.problems.append(f"{figures.quarantined} clean instances were quarantined")
+
+
+def orphans(site: Site) -> list[str]:
+    """After a clean stop with nothing left to forward: anything left over is an orphan."""
+    found: list[str] = []
+    db_path = site.storage / "state.db"
+    with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
+        for table in ("rounds", "instances", "forwarded"):
+            count = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            if count:
+                found.append(f"state.db: {count} rows in {table}")
+    spool, outbox = site.storage / "spool", site.storage / "outbox"
+    for path in [*spool.rglob("*"), *outbox.rglob("*")]:
+        if path != spool / "tmp":
+            found.append(str(path.relative_to(site.storage)))
+    found += [str(p.relative_to(site.storage)) for p in site.storage.glob("quarantine/.tmp-*")]
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kills", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-faults-"))
+    figures = run_campaign(workdir, args.kills, args.seed)
+    print(figures.table())
+    for problem in figures.problems:
+        print("PROBLEM:", problem)
+    if args.keep or figures.problems:
+        print("work folder kept:", workdir)
+    else:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if figures.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

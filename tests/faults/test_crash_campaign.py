@@ -1,0 +1,30 @@
+"""The CI-sized crash campaign: ten SIGKILLs of the running gateway (see crash_campaign.py).
+
+`make faults N=200` runs the long form and prints the same figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from crash_campaign import run_campaign
+from service_harness import STORESCP, STORESCU
+
+pytestmark = [
+    pytest.mark.skipif(None in (STORESCU, STORESCP), reason="DCMTK storescu/storescp missing"),
+    pytest.mark.timeout(240),
+]
+
+
+def test_ten_kills_lose_nothing_acknowledged_send_nothing_unclean_and_leave_no_orphans(
+    tmp_path: Path,
+) -> None:
+    figures = run_campaign(tmp_path, kills=10, seed=8)
+    print(figures.table())
+    assert figures.problems == []
+    assert figures.lost == 0 and figures.unclean == 0
+    assert figures.acknowledged >= 100, "the workload was too small to mean anything"
+    # Each kill in the forward phase may leave one instance the archive stored in the moment
+    # before the gateway recorded it (see spool.py): never more than that.
+    assert figures.duplicates <= figures.kills["forward"] + figures.kills["db-write"]

@@ -262,3 +262,12 @@ def test_anonymize_pseudonymises_every_csv_of_the_folder(site: Path, tmp_path: P
     assert labs == f"PatientID;Hb\n{pseudonym};13.1\n"
     assert not (tmp_path / "out" / "bad.csv").exists()
     assert patient.patient_id not in run.stdout + run.stderr
+
+
+def test_years_as_column_names_are_a_header(site: Path, tmp_path: Path) -> None:
+    source = tmp_path / "wide.csv"
+    source.write_text("Subject,2022,2023\nA1,3,4\n", encoding="utf-8")
+    target = tmp_path / "out.csv"
+    anonymize_csv(source, target, _settings(site, CsvRules()))
+    header, row = target.read_text(encoding="utf-8").splitlines()
+    assert header == "Subject,2022,2023" and row.endswith(",3,4") and "A1" not in row

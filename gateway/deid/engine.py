@@ -58,6 +58,7 @@ from gateway.deid.profile import PSEUDONYM, CompiledProfile
 from gateway.deid.pseudonyms import Pseudonyms, patient_key
 from gateway.deid.requirements import choose_action, required_type
 from gateway.deid.standard import BASIC_PROFILE_CODE, TABLE_E1_1_EDITION, Option
+from gateway.deid.strict import strict_action
 from gateway.identifiers import Identifiers, vr_of
 
 __version__ = "0.1.0"
@@ -139,6 +140,7 @@ class Engine:
         self._modified_dates = profile.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES)
         self._remap_unlisted_uids = not profile.has(Option.RETAIN_UIDS)
         self._action_for = profile.action_for
+        self._strict = profile.strict
         self._paths = profile.paths
         self._private_overrides = bool(profile.private_rules or profile.private_group_rules)
 
@@ -244,8 +246,17 @@ class Engine:
     def _retained(
         self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, depth: int, path: tuple[int, ...]
     ) -> None:
-        """An attribute Table E.1-1 does not name: kept, unless inside a D or C sequence."""
+        """An attribute Table E.1-1 does not name: kept, unless inside a D or C sequence
+        (or, in strict mode, not in the strict list)."""
         vr = vr_of(ds, t)
+        if self._strict and mode is _Mode.NORMAL and vr != "UI":
+            listed = strict_action(t)
+            if listed is None:
+                del ds[t]
+                return
+            if listed == "D" and vr in FREE_TEXT_VRS:
+                self._set(ds, t, vr, dummy_value(vr))
+                return
         if vr == "SQ":
             self._walk_items(ds, t, inst, mode, depth, path)
         elif vr == "UI":

@@ -134,14 +134,6 @@ _MISSING = object()
 _RESOLVED_LIMIT = 65536
 
 
-def _overlay_or_curve_base(tag: int) -> int:
-    """A repeating-group tag (50xx, 60xx) as its 5000/6000 form, for the strict list."""
-    group = tag >> 16
-    if 0x5000 <= group <= 0x501E or 0x6000 <= group <= 0x601E:
-        return tag & 0xFF00FFFF
-    return tag
-
-
 @dataclass(frozen=True)
 class CompiledProfile:
     """Everything the engine needs to decide an element's fate in one lookup."""
@@ -163,9 +155,8 @@ class CompiledProfile:
     private_rules: Mapping[tuple[str, int, int], Action] = field(default_factory=dict)
     paths: Mapping[tuple[int, ...], Mapping[int, Action]] = field(default_factory=dict)
     path_texts: tuple[tuple[str, Action], ...] = ()
-    # Strict mode: public attributes outside Table E.1-1 are removed unless listed here.
+    # Strict mode: public attributes neither named nor in strict.py's list are removed.
     strict: bool = False
-    strict_keep: frozenset[int] = field(default=frozenset(), repr=False)
     _resolved: dict[int, Action | None] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -197,8 +188,6 @@ class CompiledProfile:
                 return self.overlay_data_action
             if element == 0x4000:
                 return self.overlay_comments_action
-        if self.strict and _overlay_or_curve_base(tag) not in self.strict_keep:
-            return "X"
         return None
 
     def private_action_for(self, creator: str | None, tag: int) -> Action | None:

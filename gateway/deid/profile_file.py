@@ -109,11 +109,6 @@ def apply_overrides(
             if rule is not None:
                 actions[tag] = rule.action
     actions.update(overrides.tags)
-    strict_keep: frozenset[int] = frozenset()
-    if strict:
-        from gateway.deid.strict import strict_keep_tags
-
-        strict_keep = strict_keep_tags()
     return dataclasses.replace(
         profile,
         actions=actions,
@@ -125,7 +120,6 @@ def apply_overrides(
         paths={k: dict(v) for k, v in overrides.paths.items()},
         path_texts=tuple(overrides.path_texts),
         strict=strict,
-        strict_keep=strict_keep,
         _resolved={},
     )
 

@@ -1,45 +1,38 @@
-"""The running gateway against plain DCMTK: how much slower is "through the gateway"?
+"""The network measurements of `make bench`: DCMTK passthrough and the running gateway.
 
-A PACS administrator sizing a gateway wants two figures: how fast a modality can push
-into it (receive rate) and how long until the last instance of a study is at the research
-archive (end to end). This compares both with DCMTK `storescu` -> `storescp` directly, on
-the same machine and files, for two shapes of traffic:
+A PACS administrator sizing a gateway wants two figures: how fast a modality can push into
+it (receive rate) and how long until the last instance of a study is at the research
+archive (end to end). Both are compared with DCMTK `storescu` -> `storescp` directly, on the
+same machine and files:
 
-  ct      one CT study of large slices (default 500 x 512x512 16-bit): bandwidth-bound
-  small   one study of many tiny instances (default 2,000 x 16x16): per-instance overhead
+  passthrough   storescu -> storescp: time from launch to exit (one association)
+  gateway       storescu -> `dicom-gateway run` -> destination (DCMTK storescp, or a folder):
+                receive = storescu's launch to exit (every instance acknowledged, i.e. fsynced
+                in the spool); end to end = storescu's launch to the last file written at the
+                destination, minus the quiet period that declares the study complete;
+                peak RSS of the service and of each worker (/proc, every 50 ms).
 
-For each: (a) storescu -> storescp (passthrough), (b) storescu -> `dicom-gateway run` ->
-storescp: receive rate (first send to storescu exit), end-to-end time (first send to the
-last file written by the destination, minus the quiet period that declares the study
-complete), and the gateway's peak RSS (service plus worker processes, /proc every 100 ms).
-
-It prints figures and never judges them; everything runs on 127.0.0.1.
-
-    .venv/bin/python bench/e2e.py [--quick] [--ct 500] [--ct-size 512] [--small 2000]
-                                  [--small-size 16] [--workers 2] [--quiet 1]
+It measures and returns figures; `bench/run.py` prints them. Everything runs on 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from service_harness import (
+from service_harness import (  # tests/ is not a package
     STORESCP,
     STORESCU,
+    Gateway,
+    ae_destination,
     child_pids,
-    create_secret,
     dcmtk_env,
     free_port,
     make_site,
@@ -52,21 +45,38 @@ from service_harness import (
 
 from gateway.synthetic import make_ct_study, random_patient
 
-MIB = 2**20
+__all__ = [
+    "STORESCP",
+    "STORESCU",
+    "GatewayRun",
+    "Passthrough",
+    "RssPeaks",
+    "Workload",
+    "make_workload",
+    "passthrough",
+    "through_gateway",
+]
 
 
 @dataclass(frozen=True)
 class Workload:
+    """One synthetic study, as a modality would send it."""
+
     name: str
     files: list[Path]
+    size_bytes: int
 
     @property
     def count(self) -> int:
         return len(self.files)
 
-    @property
-    def mib(self) -> float:
-        return sum(p.stat().st_size for p in self.files) / MIB
+
+def make_workload(folder: Path, name: str, count: int, size: int, seed: int) -> Workload:
+    """`count` CT slices of `size` x `size` 16-bit pixels, one study (not timed)."""
+    files = make_ct_study(
+        folder, instances=count, rows=size, columns=size, patient=random_patient(4242), seed=seed
+    )
+    return Workload(name, files, sum(p.stat().st_size for p in files))
 
 
 @dataclass(frozen=True)
@@ -74,41 +84,27 @@ class Passthrough:
     seconds: float
 
 
+@dataclass
+class RssPeaks:
+    """Peak resident memory: the service process, each worker, and their sum at one instant."""
+
+    main: int = 0
+    workers: dict[int, int] = field(default_factory=dict)
+    summed: int = 0
+
+    @property
+    def largest_worker(self) -> int:
+        return max(self.workers.values(), default=0)
+
+
 @dataclass(frozen=True)
-class ThroughGateway:
+class GatewayRun:
+    destination: str
     receive_seconds: float
     end_to_end_seconds: float  # quiet period already subtracted
-    peak_rss: int
-    quarantined: float
-
-
-# --- workloads --------------------------------------------------------------------------------
-
-
-def make_workloads(root: Path, args: argparse.Namespace) -> list[Workload]:
-    patient = random_patient(4242)
-    loads = []
-    for name, count, size, seed in (
-        ("ct", args.ct, args.ct_size, 1),
-        ("small", args.small, args.small_size, 2),
-    ):
-        if count < 1:
-            continue
-        started = time.perf_counter()
-        files = make_ct_study(
-            root / name, instances=count, rows=size, columns=size, patient=patient, seed=seed
-        )
-        load = Workload(f"{name} {count} x {size}x{size}", files)
-        print(
-            f"generated {load.name}: {load.mib:.1f} MiB in {time.perf_counter() - started:.1f} s"
-            " (not timed)"
-        )
-        loads.append(load)
-    return loads
-
-
-def files_in(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    receive_cpu_seconds: float  # the service process's CPU time while receiving
+    rss: RssPeaks
+    quarantined: int
 
 
 def run_storescu(port: int, load: Workload, called_ae: str) -> float:
@@ -125,7 +121,12 @@ def run_storescu(port: int, load: Workload, called_ae: str) -> float:
     return seconds
 
 
-# --- (a) DCMTK passthrough --------------------------------------------------------------------
+def files_in(folder: Path) -> list[Path]:
+    """The instance files a destination wrote (storescp: flat; folder: a tree)."""
+    return [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
+
+
+# --- DCMTK passthrough -------------------------------------------------------------------------
 
 
 def passthrough(root: Path, load: Workload) -> Passthrough:
@@ -139,151 +140,109 @@ def passthrough(root: Path, load: Workload) -> Passthrough:
     return Passthrough(seconds)
 
 
-# --- (b) through the gateway ------------------------------------------------------------------
+# --- through the gateway -----------------------------------------------------------------------
 
 
 class RssSampler(threading.Thread):
-    """Peak resident memory of a process and its descendants, sampled every 100 ms."""
+    """Peak resident memory of a process and each of its descendants, every 50 ms."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.pid = pid
-        self.peak = 0
+        self.peaks = RssPeaks()
         self._done = threading.Event()
 
     def run(self) -> None:
-        while not self._done.is_set():
-            self.peak = max(self.peak, rss_bytes([self.pid, *child_pids(self.pid)]))
-            self._done.wait(0.1)
+        for _ in range(10_000_000):  # bounded; ends with stop()
+            if self._done.is_set():
+                break
+            main = rss_bytes([self.pid])
+            summed = main
+            for child in child_pids(self.pid):
+                size = rss_bytes([child])
+                summed += size
+                self.peaks.workers[child] = max(self.peaks.workers.get(child, 0), size)
+            self.peaks.main = max(self.peaks.main, main)
+            self.peaks.summed = max(self.peaks.summed, summed)
+            self._done.wait(0.05)
 
-    def stop(self) -> int:
+    def stop(self) -> RssPeaks:
         self._done.set()
         self.join(timeout=5)
-        return self.peak
+        return self.peaks
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (/proc/PID/stat), 0 when gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def through_gateway(
-    root: Path, secret: Path, load: Workload, args: argparse.Namespace
-) -> ThroughGateway:
+    root: Path,
+    secret: Path,
+    load: Workload,
+    *,
+    destination: str,
+    quiet: float,
+    workers: int,
+    timeout: float,
+) -> GatewayRun:
+    """storescu -> gateway -> `destination` ("ae": a DCMTK storescp; "folder")."""
     out = root / "archive"
     port = free_port()
-    with storescp_on(port, out, ae_title="ARCHIVE"):
-        site = make_site(
-            root / "site",
-            secret,
-            destination={"ae_title": "ARCHIVE", "host": "127.0.0.1", "port": port},
-            quiet_seconds=args.quiet,
-            workers=args.workers,
-        )
-        gateway = start_gateway(site)
-        sampler = RssSampler(gateway.pid)
-        sampler.start()
-        try:
-            first_sent = time.time()
-            receive_seconds = run_storescu(site.listen_port, load, called_ae="DEID_GW")
-            wait_until(
-                lambda: (
-                    gateway.metric("instances_received") >= load.count
-                    and gateway.metric("queue_depth") == 0
-                ),
-                timeout=args.timeout,
-                what="every instance forwarded",
-                interval=0.2,
-            )
-            quarantined = gateway.metric("instances_quarantined")
-        finally:
-            peak = sampler.stop()
-            gateway.stop()
+    if destination == "ae":
+        with storescp_on(port, out, ae_title="ARCHIVE"):
+            return _measure(root, secret, load, ae_destination(port), out, quiet, workers, timeout)
+    return _measure(root, secret, load, {"folder": str(out)}, out, quiet, workers, timeout)
+
+
+def _measure(
+    root: Path,
+    secret: Path,
+    load: Workload,
+    destination: dict[str, object],
+    out: Path,
+    quiet: float,
+    workers: int,
+    timeout: float,
+) -> GatewayRun:
+    site = make_site(
+        root / "site", secret, destination=destination, quiet_seconds=quiet, workers=workers
+    )
+    gateway = start_gateway(site)
+    sampler = RssSampler(gateway.pid)
+    sampler.start()
+    try:
+        cpu_before = cpu_seconds(gateway.pid)
+        first_sent = time.time()
+        receive_seconds = run_storescu(site.listen_port, load, called_ae="DEID_GW")
+        receive_cpu = cpu_seconds(gateway.pid) - cpu_before
+        _wait_forwarded(gateway, load.count, timeout)
+        quarantined = int(gateway.metric("instances_quarantined"))
+    finally:
+        peaks = sampler.stop()
+        gateway.stop()
     written = files_in(out)
     if len(written) + quarantined != load.count:
         raise RuntimeError(f"destination has {len(written)} of {load.count} files")
-    last_written = max(p.stat().st_mtime for p in written)
-    return ThroughGateway(
+    last_written = max((p.stat().st_mtime for p in written), default=first_sent)
+    return GatewayRun(
+        destination="storescp" if "ae_title" in destination else "folder",
         receive_seconds=receive_seconds,
-        end_to_end_seconds=last_written - first_sent - args.quiet,
-        peak_rss=peak,
+        end_to_end_seconds=last_written - first_sent - quiet,
+        receive_cpu_seconds=receive_cpu,
+        rss=peaks,
         quarantined=quarantined,
     )
 
 
-# --- report -----------------------------------------------------------------------------------
+def _wait_forwarded(gateway: Gateway, count: int, timeout: float) -> None:
+    def done() -> bool:
+        received = gateway.metric("instances_received")
+        return received >= count and gateway.metric("queue_depth") == 0
 
-
-def report(
-    rows: list[tuple[Workload, Passthrough, ThroughGateway]], args: argparse.Namespace
-) -> None:
-    print()
-    header = (
-        f"{'workload':<22} {'MiB':>7} | {'DCMTK s':>8} {'inst/s':>8} {'MB/s':>7} | "
-        f"{'GW recv s':>9} {'inst/s':>8} {'MB/s':>7} {'x DCMTK':>8} | "
-        f"{'GW e2e s':>8} {'inst/s':>8} {'x DCMTK':>8} | {'peak RSS':>9}"
-    )
-    print(header)
-    print("-" * len(header))
-    for load, direct, gw in rows:
-        mb = load.mib * MIB / 1e6
-        e2e = max(gw.end_to_end_seconds, 1e-9)
-        print(
-            f"{load.name:<22} {load.mib:>7.1f} | "
-            f"{direct.seconds:>8.2f} {load.count / direct.seconds:>8.0f} "
-            f"{mb / direct.seconds:>7.1f} | "
-            f"{gw.receive_seconds:>9.2f} {load.count / gw.receive_seconds:>8.0f} "
-            f"{mb / gw.receive_seconds:>7.1f} {gw.receive_seconds / direct.seconds:>7.1f}x | "
-            f"{e2e:>8.2f} {load.count / e2e:>8.0f} {e2e / direct.seconds:>7.1f}x | "
-            f"{gw.peak_rss / MIB:>6.0f} MiB"
-            + (f"  ({gw.quarantined:.0f} quarantined)" if gw.quarantined else "")
-        )
-    print()
-    print(
-        f"DCMTK: storescu -> storescp, one association, time from launch to exit. "
-        f"GW recv: storescu -> gateway (ack = durable in the spool, fsync per instance). "
-        f"GW e2e: first send -> last file written by the destination storescp, minus the "
-        f"{args.quiet:g} s quiet period. 'x DCMTK': time relative to the passthrough. "
-        f"Peak RSS: service + {args.workers} workers."
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 50 CT + 200 small")
-    parser.add_argument("--ct", type=int, default=None, help="CT instances (default 500)")
-    parser.add_argument("--ct-size", type=int, default=512, help="CT rows=columns (512)")
-    parser.add_argument("--small", type=int, default=None, help="small instances (2000)")
-    parser.add_argument("--small-size", type=int, default=16, help="small rows=columns (16)")
-    parser.add_argument("--workers", type=int, default=2, help="gateway workers (2)")
-    parser.add_argument("--quiet", type=float, default=1.0, help="quiet period, s (1)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="max wait per run, s")
-    args = parser.parse_args(argv)
-    args.ct = args.ct if args.ct is not None else (50 if args.quick else 500)
-    args.small = args.small if args.small is not None else (200 if args.quick else 2000)
-    if STORESCU is None or STORESCP is None:
-        parser.error("DCMTK storescu and storescp are needed (apt-get install dcmtk)")
-    if args.workers < 1 or args.quiet <= 0:
-        parser.error("--workers must be at least 1 and --quiet positive")
-
-    version = subprocess.run([STORESCP, "--version"], capture_output=True, text=True).stdout
-    print(
-        f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}, "
-        f"{version.splitlines()[0] if version else 'dcmtk ?'}"
-    )
-    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as folder:
-        root = Path(folder)
-        secret = create_secret(root / "keys")
-        rows = []
-        for index, load in enumerate(make_workloads(root / "in", args)):
-            run_root = root / f"run{index}"
-            direct = passthrough(run_root / "a", load)
-            print(f"{load.name}: DCMTK passthrough {direct.seconds:.2f} s")
-            gw = through_gateway(run_root / "b", secret, load, args)
-            print(
-                f"{load.name}: gateway receive {gw.receive_seconds:.2f} s, "
-                f"end to end {gw.end_to_end_seconds:.2f} s"
-            )
-            rows.append((load, direct, gw))
-            shutil.rmtree(run_root, ignore_errors=True)  # keep the disk footprint to one run
-        report(rows, args)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    wait_until(done, timeout=timeout, what="every instance forwarded", interval=0.1)

@@ -58,7 +58,7 @@ class Tally:
 
 def build_engine() -> Engine:
     configure_pydicom()
-    return Engine(default_profile(), Pseudonyms(BENCH_SECRET, BENCH_SITE))
+    return default_profile().build_engine(Pseudonyms(BENCH_SECRET, BENCH_SITE))
 
 
 def round_trip(path: str, engine: Engine) -> bool:

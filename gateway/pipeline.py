@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import secrets
 import time
 import warnings
@@ -256,7 +257,10 @@ def read_instance(path: Path) -> Dataset | Quarantine | str:
     except InvalidDicomError:
         pass
     except Exception as exc:
-        return f"cannot read as DICOM ({type(exc).__name__})"
+        # A Part 10 header, then a data set that breaks the reader (nesting too deep, a
+        # length past the end in the file meta, a corrupt deflated body): a DICOM file that
+        # cannot be made safe, held with its reason rather than skipped.
+        return Quarantine("unreadable", "read", f"cannot parse the file ({type(exc).__name__})")
     # No preamble: accept it only if it parses as a dataset that is an instance.
     try:
         ds = dcmread(path, force=True)
@@ -287,6 +291,19 @@ def write_synced(target: Path, data: bytes) -> None:
         temporary.unlink(missing_ok=True)
 
 
+# What a pseudonym or a kept UID may look like where it becomes a file or folder name: a
+# value kept from the input (Retain UIDs, a CTP script) must not walk out of the outbox.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _safe_names(result: DeidResult) -> bool:
+    """Whether every name the output's path is built from is one plain file name."""
+    optional = (result.patient_pseudonym, result.study_uid, result.series_uid)
+    return bool(_SAFE_NAME.fullmatch(result.sop_instance_uid)) and all(
+        not part or _SAFE_NAME.fullmatch(part) for part in optional
+    )
+
+
 def deidentify_file(
     path: Path, target_for: Callable[[DeidResult], Path], origin: str
 ) -> FileOutcome:
@@ -300,10 +317,17 @@ def deidentify_file(
     assert _engine is not None and _settings is not None, "init_worker was not called"
     read = read_instance(path)
     if isinstance(read, str):
-        return FileOutcome("skipped", path, read)
+        if origin == "offline":
+            return FileOutcome("skipped", path, read)
+        # The SCP acknowledged it: whatever it turned out to be, it is held, never dropped.
+        read = Quarantine("unreadable", "read", read)
     outcome = (
         read if isinstance(read, Quarantine) else process_instance(read, _engine, _settings.pixels)
     )
+    if isinstance(outcome, Clean) and not _safe_names(outcome.result):
+        outcome = Quarantine(
+            "unsafe-name", "write", "a de-identified UID or ID cannot be used as a file name"
+        )
     if isinstance(outcome, Clean):
         try:
             data = encode(outcome.dataset)

@@ -9,10 +9,13 @@ was remapped. A hit means the instance must not be written; the leak report name
 
 from __future__ import annotations
 
+import re
+import struct
 from dataclasses import dataclass
 
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from gateway.identifiers import Identifiers, normalise, string_values, vr_of
 
@@ -98,6 +101,43 @@ def _texts(
             value = ds[t].value
             if isinstance(value, bytes) and 0 < len(value) <= _MAX_BINARY_SCAN:
                 out.append((where, vr, normalise(value.decode("latin-1")), t))
+        else:
+            text = _number_text(ds, t, vr)
+            if text:
+                out.append((where, _NUMBER_VR, normalise(text), t))
+
+
+# Numbers (DS, IS, US, FL, ...) identify nobody, but a malformed length upstream can make
+# one swallow its neighbours, a name included: their bytes are searched too, unless they
+# read as the numbers they claim to be.
+_NUMBER_VR = "number"
+_NUMBER_FORMATS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+_NUMBER_FORMATS |= {"SV": "q", "UV": "Q", "AT": "I", "US or SS": "H", "US or OW": "H"}
+_NUMBER_FORMATS |= {"US or SS or OW": "H"}
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _number_text(ds: Dataset, tag: int, vr: str) -> str:
+    raw = ds.get_item(tag)
+    value = raw.value if isinstance(raw, RawDataElement) else ds[tag].value
+    if vr in ("DS", "IS"):
+        if isinstance(value, bytes):
+            text = value[:_MAX_BINARY_SCAN].decode("latin-1")
+        else:
+            text = "\\".join(string_values(ds[tag]))
+        parts = (p.strip(" \x00") for p in text.split("\\"))
+        return "" if all(not p or _DECIMAL.fullmatch(p) for p in parts) else text
+    if isinstance(value, bytes):
+        return value[:_MAX_BINARY_SCAN].decode("latin-1")
+    code = _NUMBER_FORMATS.get(vr)
+    numbers = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    if code is None or not numbers or len(numbers) > _MAX_BINARY_SCAN // 8:
+        return ""
+    try:
+        packed = [struct.pack(f"{order}{len(numbers)}{code}", *numbers) for order in "<>"]
+    except (struct.error, TypeError):
+        return ""
+    return "\x00".join(p.decode("latin-1") for p in packed)
 
 
 def find_leaks(ds: Dataset, identifiers: Identifiers) -> list[Leak]:
@@ -120,6 +160,10 @@ def find_leaks(ds: Dataset, identifiers: Identifiers) -> list[Leak]:
             # 2.25 decimal UID holds every short number somewhere).
             if text in uids:
                 leaks.append(Leak(path, "original UID"))
+        elif vr == _NUMBER_VR:
+            # Never compared whole: a short ID such as "12" is also an Instance Number.
+            if pattern is not None and pattern.search(text):
+                leaks.append(Leak(path, "identifying value in a number"))
         elif text in identifiers.exact:
             leaks.append(Leak(path, "identifying value"))
         elif tag in _EQUIPMENT_TAGS:

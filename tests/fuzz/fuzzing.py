@@ -1,0 +1,78 @@
+"""What the fuzz tests share: run sizes, a time bound per case, and the tally they print.
+
+CI size by default; the long run is `make fuzz` (HYPOTHESIS_PROFILE=long, FUZZ_EXAMPLES=N).
+The hypothesis database is off: a CI machine keeps nothing between runs, and the tree
+stays clean. A failing example is printed by hypothesis and replays from its seed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from hypothesis import HealthCheck, settings
+
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+LONG = PROFILE == "long"
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or (5000 if LONG else 40))
+# The folder and network tests send fewer cases: each one costs a round trip or a process.
+FOLDER_CASES = int(os.environ.get("FUZZ_FOLDER_CASES") or (EXAMPLES // 5 if LONG else 24))
+NETWORK_CASES = int(os.environ.get("FUZZ_NETWORK_CASES") or (EXAMPLES // 5 if LONG else 24))
+# No single malformed instance may take longer than this to be read and processed.
+CASE_SECONDS = float(os.environ.get("FUZZ_CASE_SECONDS") or 20)
+
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,  # time is bounded per case by `bounded`, which also catches real hangs
+    database=None,
+    derandomize=not LONG,  # CI runs the same cases every time; the long run explores
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+
+
+class Hang(Exception):
+    """A case ran past CASE_SECONDS."""
+
+
+@contextmanager
+def bounded(seconds: float = CASE_SECONDS) -> Iterator[None]:
+    """Raise Hang in the main thread if the block runs longer than `seconds`."""
+
+    def expired(_signum: int, _frame: FrameType | None) -> None:
+        raise Hang(f"still running after {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class Tally:
+    """Outcome counts of one fuzz test, and the slowest case, for the report line."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.counts: Counter[str] = Counter()
+        self.slowest = 0.0
+        self.started = time.monotonic()
+
+    def add(self, outcome: str, seconds: float = 0.0) -> None:
+        self.counts[outcome] += 1
+        self.slowest = max(self.slowest, seconds)
+
+    def line(self) -> str:
+        total = sum(self.counts.values())
+        parts = ", ".join(f"{k}: {v}" for k, v in sorted(self.counts.items()))
+        return (
+            f"{self.name}: {total} cases in {time.monotonic() - self.started:.1f} s "
+            f"(slowest {self.slowest:.2f} s): {parts}"
+        )

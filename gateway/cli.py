@@ -60,7 +60,33 @@ def _load(config_path: Path):  # -> tuple[GatewayConfig, CompiledProfile] | list
         profile = load_profile(config.deid.profile, config.deid.lookup_table)
     except ProfileError as exc:
         return exc.problems
+    from gateway.deid.review import review
+
+    verdict = review(profile)
+    if not verdict.ok:
+        return [f"{config_path}: 'deid.profile': {verdict.message()}"]
     return config, profile
+
+
+def cmd_profile_review(args: argparse.Namespace) -> int:
+    """Every weakening of the Basic Profile in a profile file (YAML or CTP script)."""
+    from gateway.deid.profile import ProfileError, load_profile
+    from gateway.deid.review import review
+
+    lookup = None
+    if args.config is not None:
+        config = _config_only(args.config)
+        if config is None:
+            return EXIT_USAGE
+        lookup = config.deid.lookup_table
+    try:
+        profile = load_profile(Path(args.file), lookup)
+    except ProfileError as exc:
+        _print_problems(exc.problems)
+        return EXIT_USAGE
+    verdict = review(profile)
+    print(verdict.table())
+    return EXIT_OK if verdict.ok else EXIT_FAILURE
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -478,6 +504,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--dir", default="certs", help="folder for the PEM files (default certs)")
     dev.set_defaults(func=cmd_certs_dev)
+
+    profile = commands.add_parser("profile", help="de-identification profiles")
+    profile_commands = profile.add_subparsers(dest="profile_command", required=True)
+    review = profile_commands.add_parser(
+        "review", help="list every weakening of the Basic Profile; exit 1 if unacknowledged"
+    )
+    review.add_argument("file", metavar="FILE", help="a profile (*.yaml) or CTP script (*.script)")
+    review.add_argument("-c", "--config", type=Path, default=None,
+                        help="configuration naming the CTP lookup table (deid.lookup_table)")
+    review.set_defaults(func=cmd_profile_review)
 
     sample = commands.add_parser(
         "sample", help="write a small synthetic study with made-up patient data, for trials"

@@ -232,6 +232,8 @@ def test_csv_command_exit_codes_and_reidentification(site: Path, tmp_path: Path)
     wrong_column = run_cli("csv", source, tmp_path / "bad.csv", "-c", config,
                            "--id-column", "Subject", cwd=site)
     assert wrong_column.returncode == 1 and "column 'Subject'" in wrong_column.stderr
+    same = run_cli("csv", source, source, "-c", config, cwd=site)
+    assert same.returncode == 2 and "QX-4417" in source.read_text(encoding="utf-8")
     missing = run_cli("csv", tmp_path / "nope.csv", tmp_path / "x.csv", "-c", config, cwd=site)
     assert missing.returncode == 2 and "not found" in missing.stderr
     no_config = run_cli("csv", source, tmp_path / "x.csv", "-c", tmp_path / "none.yaml",

@@ -100,6 +100,8 @@ def _match_date(cell: str) -> tuple[str, re.Match[str]] | None:
 def _looks_like_date(cell: str) -> bool:
     """A separated date (YYYY-MM-DD, DD/MM/YYYY, DD.MM.YYYY): bare YYYYMMDD is too often
     just a number to be taken for a date in a column the profile does not name."""
+    if not cell[:1].isdigit() or not any(sep in cell for sep in "-/."):
+        return False  # most cells: no regex at all
     found = _match_date(cell)
     return found is not None and found[0] != "YYYYMMDD"
 
@@ -137,7 +139,8 @@ def _shift_cell(
         original = date(int(parts["y"]), int(parts["m"]), int(parts["d"]))
     except ValueError:
         return None
-    shifted = engine.clinical_date(identity, original.strftime("%Y%m%d"))
+    ymd = f"{original.year:04d}{original.month:02d}{original.day:02d}"
+    shifted = engine.clinical_date(identity, ymd)
     if shifted is None:
         return ""
     if len(shifted) != 8 or not shifted.isdigit():

@@ -203,7 +203,7 @@ def _reidentify_csv(
         raise ReidentifyError(f"{path} is not UTF-8 text") from None
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
-            content[:8192], delimiters=",;\t"
+            content[:8192], delimiters=",;\t|"
         )
     except csv.Error:
         dialect = csv.excel

@@ -9,7 +9,9 @@ is forwarded only from its outbox, which holds nothing that did not pass the ver
 from __future__ import annotations
 
 import logging
+import math
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -111,6 +113,7 @@ class GatewayService:
         self._busy: set[int] = set()
         self._scheduler = BackgroundScheduler(daemon=True)
         self._stopping = threading.Event()
+        self._storage_logged = -math.inf
         self.scp = None
         self.http = None
 
@@ -208,6 +211,14 @@ class GatewayService:
                 self._start_processing(due)
             for due in self.spool.forward_due():
                 self._start_forwarding(due)
+        except (OSError, sqlite3.OperationalError) as exc:
+            # A full or failing disk: everything stays where it is and the next tick tries
+            # again; one line a minute, not a traceback four times a second.
+            self.metrics.failures.labels(stage="storage").inc()
+            now = time.monotonic()
+            if now - self._storage_logged >= 60:
+                self._storage_logged = now
+                log.error("storage unusable, work waits: %s", exc)
         except Exception:
             log.exception("scheduler tick failed")
 

@@ -1,0 +1,191 @@
+"""The storage folder fills up: refuse with 0xA700, keep what was acknowledged, resume.
+
+The gateway runs in a mount namespace of its own (`unshare --user --map-root-user --mount`,
+no privilege needed where user namespaces are allowed; plain `unshare --mount` as root) with
+a 4 MiB tmpfs on its storage folder. The test reaches that file system through
+/proc/<gateway pid>/root, fills it with a filler file, sends a study bigger than what is
+left, and deletes the filler: space returns, as when an administrator cleans up.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from service_harness import (
+    STORESCP,
+    STORESCU,
+    Gateway,
+    Site,
+    ae_destination,
+    create_secret,
+    free_port,
+    gateway_command,
+    make_site,
+    received_files,
+    sop_instance_uid,
+    storescp_on,
+    storescu,
+    wait_until,
+)
+
+from gateway.synthetic import make_ct_study, random_patient
+
+pytestmark = [
+    pytest.mark.skipif(None in (STORESCU, STORESCP), reason="DCMTK storescu/storescp missing"),
+    pytest.mark.timeout(150),
+]
+
+TMPFS_SIZE = "4m"
+# What stays free once the filler is written: room for a few 32 KiB instances and state.db.
+LEFT_FREE = 256 << 10
+MOUNT = 'mount -t tmpfs -o size={size},mode=0700 tmpfs "$0" && exec "$@"'
+NAMESPACES = (
+    ["unshare", "--user", "--map-root-user", "--mount"],  # unprivileged
+    ["unshare", "--mount"],  # root without user namespaces
+)
+
+
+def _namespace_command(probe_dir: Path) -> tuple[list[str] | None, str]:
+    """The first way to mount a private tmpfs that works here, or why none does."""
+    why: list[str] = []
+    for prefix in NAMESPACES:
+        try:
+            tried = subprocess.run(
+                [*prefix, "sh", "-c", MOUNT.format(size="1m"), str(probe_dir), "true"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            )
+        except OSError as exc:
+            why.append(f"{' '.join(prefix)}: {exc}")
+            continue
+        if tried.returncode == 0:
+            return prefix, ""
+        why.append(f"{' '.join(prefix)}: {tried.stderr.strip() or tried.returncode}")
+    return None, "; ".join(why)
+
+
+@pytest.fixture
+def namespace(tmp_path: Path) -> list[str]:
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    prefix, why = _namespace_command(probe)
+    if prefix is None:
+        pytest.skip(f"cannot mount a private tmpfs (user or mount namespaces refused): {why}")
+    return prefix
+
+
+@pytest.fixture
+def gateway_on_small_disk(tmp_path: Path, namespace: list[str]) -> Iterator[tuple[Site, Gateway]]:
+    archive_port = free_port()
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    with storescp_on(archive_port, tmp_path / "archive", extra_args=["+xa", "+uf"]):
+        site = make_site(
+            tmp_path / "site",
+            create_secret(tmp_path / "keys"),
+            destination=ae_destination(archive_port),
+            storage=storage,
+            quiet_seconds=1,
+        )
+        log_path = site.root / "gateway.log"
+        command = [
+            *namespace,
+            "sh",
+            "-c",
+            MOUNT.format(size=TMPFS_SIZE),
+            str(storage),
+            *gateway_command(),
+            "run",
+            "-c",
+            str(site.config),
+        ]
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                command, cwd=site.root, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
+        gateway = Gateway(site, process, log_path)
+        try:
+            wait_until(
+                lambda: not gateway.alive() or gateway.healthz() == 200,
+                timeout=30,
+                what="the gateway on its small disk",
+            )
+            assert gateway.alive(), gateway.log()
+            yield site, gateway
+        finally:
+            gateway.stop()
+
+
+def inside(gateway: Gateway, path: Path) -> Path:
+    """`path` as the gateway sees it (its private tmpfs), reached from outside."""
+    return Path(f"/proc/{gateway.pid}/root") / path.relative_to("/")
+
+
+def fill(storage: Path, leave: int) -> Path:
+    """A filler file that leaves about `leave` bytes free on the storage file system."""
+    filler = storage / "filler"
+    free = os.statvfs(storage).f_bavail * os.statvfs(storage).f_frsize
+    with open(filler, "wb") as handle:
+        handle.truncate(0)
+        handle.write(b"\0" * max(0, free - leave))
+    return filler
+
+
+def tried_while_full(gateway: Gateway) -> float:
+    metrics = gateway.metrics()
+    return sum(
+        metrics.get(f'dicom_gateway_failures_total{{stage="{stage}"}}', 0)
+        for stage in ("storage", "worker")
+    )
+
+
+def test_full_disk_refuses_with_a700_keeps_what_it_acknowledged_and_resumes(
+    tmp_path: Path, gateway_on_small_disk: tuple[Site, Gateway]
+) -> None:
+    site, gateway = gateway_on_small_disk
+    storage = inside(gateway, site.storage)
+    assert os.statvfs(storage).f_blocks * os.statvfs(storage).f_frsize <= 4 << 20
+    study = make_ct_study(
+        tmp_path / "in", instances=30, rows=128, columns=128, patient=random_patient(91)
+    )
+    filler = fill(storage, LEFT_FREE)
+
+    first = storescu(site.listen_port, study)
+    refused = first.with_status("Refused: OutOfResources")
+    stored = first.acknowledged
+    print(f"disk full: {len(stored)} acknowledged, {len(refused)} refused with 0xA700")
+    assert stored and refused, first.output
+    assert len(stored) + len(refused) == len(study), first.statuses
+    # The acknowledged round is due while the disk is still full: neither its state change
+    # nor its outbox can be written; it is kept and tried again on every tick.
+    wait_until(
+        lambda: tried_while_full(gateway) >= 2,
+        timeout=20,
+        what="the study to be tried while the disk is full",
+    )
+    assert gateway.metric("queue_depth") == len(stored)
+    assert gateway.alive()
+    assert list((storage / "spool" / "tmp").iterdir()) == []  # nothing half-written kept
+
+    filler.unlink()  # space returns
+    wait_until(lambda: gateway.healthz() == 200, timeout=10, what="/healthz 200 again")
+    again = storescu(site.listen_port, refused)
+    assert again.acknowledged == refused, again.output
+    wait_until(
+        lambda: gateway.metric("queue_depth") == 0,
+        timeout=60,
+        what="the whole study forwarded",
+        interval=0.2,
+    )
+    gateway.stop()
+    received = received_files(tmp_path / "archive")
+    pseudonyms = site.pseudonyms()
+    expected = sorted(pseudonyms.uid(sop_instance_uid(p)) for p in study)
+    assert sorted(r.sop_instance_uid for r in received) == expected, "not complete, or twice"
+    print(f"after space returned: {len(received)} of {len(study)} delivered once each")

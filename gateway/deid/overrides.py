@@ -120,7 +120,7 @@ def compile_overrides(raw: object, where: str, protected: frozenset[int]) -> Ove
         out.problems.append(f"{where}: 'overrides': must be a mapping of attribute: action")
         return out
     for selector, raw_action in raw.items():
-        key = f"{where}: 'overrides.{selector}'"
+        key = f"{where}: 'overrides.{selector}"  # closed by each message: key + "': ..."
         text = str(selector).strip()
         if "/" in text:
             _add_path(out, text, raw_action, key, protected)
@@ -129,7 +129,7 @@ def compile_overrides(raw: object, where: str, protected: frozenset[int]) -> Ove
         if private:
             group, creator, element = private.groups()
             if not int(group, 16) & 1:
-                out.problems.append(f"{key}: group {group} is not a private (odd) group")
+                out.problems.append(f"{key}': group {group} is not a private (odd) group")
                 continue
             action = parse_action(raw_action, None, key, out.problems)
             if action is not None:
@@ -144,15 +144,15 @@ def compile_overrides(raw: object, where: str, protected: frozenset[int]) -> Ove
             continue
         if tag in protected:
             out.problems.append(
-                f"{key}: Patient's Name and Patient ID always get the site pseudonym"
+                f"{key}': Patient's Name and Patient ID always get the site pseudonym"
             )
             continue
         if tag >> 16 in (0x0000, 0x0002) or tag & 0xFFFF == 0:
-            out.problems.append(f"{key}: file meta, command and group length elements are "
+            out.problems.append(f"{key}': file meta, command and group length elements are "
                                 "rebuilt by the gateway and cannot be overridden")
             continue
         if tag >> 16 & 1:
-            out.problems.append(f"{key}: a private attribute is named by its creator, e.g. "
+            out.problems.append(f"{key}': a private attribute is named by its creator, e.g. "
                                 '(0029,"SIEMENS CSA HEADER",10)')
             continue
         action = parse_action(raw_action, _vr(tag), key, out.problems)
@@ -170,10 +170,10 @@ def parse_tag(text: str, key: str, problems: list[str]) -> int | None:
         tag = tag_for_keyword(text)
         if tag is not None:
             return int(tag)
-        problems.append(f"{key}: {text!r} is not a DICOM keyword")
+        problems.append(f"{key}': {text!r} is not a DICOM keyword")
         return None
     problems.append(
-        f"{key}: not an attribute (a keyword, (gggg,eeee), a group pattern such as "
+        f"{key}': not an attribute (a keyword, (gggg,eeee), a group pattern such as "
         '(0019,xxxx), (gggg,"CREATOR",ee), or a path A/*/B)'
     )
     return None
@@ -195,7 +195,7 @@ def _add_group(out: Overrides, group: str, element: str, raw_action: object, key
     last = group[-1].upper()
     private = last != "X" and int(last, 16) & 1 == 1
     if any(g & mask >> 16 == value >> 16 for g in (0x0000, 0x0002)):
-        out.problems.append(f"{key}: groups 0000-0002 are rebuilt by the gateway")
+        out.problems.append(f"{key}': groups 0000-0002 are rebuilt by the gateway")
         return
     action = parse_action(raw_action, None, key, out.problems)
     if action is not None:
@@ -207,7 +207,7 @@ def _add_path(
 ) -> None:
     parts = [p.strip() for p in text.split("/")]
     if len(parts) < 3 or len(parts) % 2 == 0 or any(p != "*" for p in parts[1::2]):
-        out.problems.append(f"{key}: a path is Sequence/*/Attribute (any depth); `*` is any "
+        out.problems.append(f"{key}': a path is Sequence/*/Attribute (any depth); `*` is any "
                             "item")
         return
     tags = [parse_tag(p, key, out.problems) for p in parts[0::2]]
@@ -216,11 +216,11 @@ def _add_path(
     ints = [int(t) for t in tags if t is not None]
     for name, tag in zip(parts[0::2][:-1], ints[:-1], strict=True):
         if _vr(tag) != "SQ":
-            out.problems.append(f"{key}: {name} is not a sequence")
+            out.problems.append(f"{key}': {name} is not a sequence")
             return
     leaf = ints[-1]
     if leaf in protected or leaf >> 16 & 1:
-        out.problems.append(f"{key}: the pseudonym attributes and private attributes cannot "
+        out.problems.append(f"{key}': the pseudonym attributes and private attributes cannot "
                             "be overridden by path")
         return
     action = parse_action(raw_action, _vr(leaf), key, out.problems)
@@ -234,41 +234,41 @@ def parse_action(raw: object, vr: str | None, key: str, problems: list[str]) -> 
     if isinstance(raw, str):
         code = raw.strip().upper()
         if code not in PLAIN_ACTIONS:
-            problems.append(f"{key}: {raw!r} is not an action (one of {' '.join(PLAIN_ACTIONS)},"
+            problems.append(f"{key}': {raw!r} is not an action (one of {' '.join(PLAIN_ACTIONS)},"
                             " {replace: ...}, {clean: {allow: [...]}})")
             return None
         if code == "U" and vr is not None and vr not in ("UI", "SQ"):
-            problems.append(f"{key}: U (remap UIDs) applies to UI attributes, not {vr}")
+            problems.append(f"{key}': U (remap UIDs) applies to UI attributes, not {vr}")
             return None
         return code
     if not isinstance(raw, dict) or len(raw) != 1:
-        problems.append(f"{key}: an action is a code or one of {{replace: ...}}, {{clean: ...}}")
+        problems.append(f"{key}': an action is a code or one of {{replace: ...}}, {{clean: ...}}")
         return None
     (verb, arg), = raw.items()
     if verb == "replace":
         return _replace(arg, vr, key, problems)
     if verb == "clean":
         return _clean(arg, vr, key, problems)
-    problems.append(f"{key}: {verb!r} is not an action (replace or clean)")
+    problems.append(f"{key}': {verb!r} is not an action (replace or clean)")
     return None
 
 
 def _replace(arg: object, vr: str | None, key: str, problems: list[str]) -> Rule | None:
     if not isinstance(arg, str | int | float) or isinstance(arg, bool):
-        problems.append(f"{key}.replace: a fake-value class ({', '.join(fakes.FAKE_CLASSES)}) "
+        problems.append(f"{key}.replace': a fake-value class ({', '.join(fakes.FAKE_CLASSES)}) "
                         "or a fixed text")
         return None
     text = str(arg)
     if text in fakes.FAKE_CLASSES:
         if vr is not None and not fakes.compatible(text, vr):
             fits = sorted(fakes.COMPATIBLE_VRS[text])
-            problems.append(f"{key}.replace: {text} cannot fill a {vr} value (fits "
+            problems.append(f"{key}.replace': {text} cannot fill a {vr} value (fits "
                             f"{', '.join(fits)})")
             return None
         return Rule("D", "fake", fake_class=text, describe=f"replace: {text}")
     problem = check_text(text, vr)
     if problem:
-        problems.append(f"{key}.replace: {problem}")
+        problems.append(f"{key}.replace': {problem}")
         return None
     return Rule("D", "text", text=text, describe=f"replace: {text!r}")
 
@@ -292,19 +292,19 @@ def check_text(text: str, vr: str | None) -> str:
 
 
 def _clean(arg: object, vr: str | None, key: str, problems: list[str]) -> Rule | None:
-    where = f"{key}.clean"
+    at = f"{key}.clean"
     if not isinstance(arg, dict) or "allow" not in arg:
-        problems.append(f"{where}: needs allow: [exact values or {{regex: ...}}]")
+        problems.append(f"{at}': needs allow: [exact values or {{regex: ...}}]")
         return None
     unknown = [k for k in arg if k not in ("allow", "fallback")]
     for name in unknown:
-        problems.append(f"{where}.{name}: unknown key (allow, fallback)")
+        problems.append(f"{at}.{name}': unknown key (allow, fallback)")
     if vr is not None and vr not in _TEXT_VRS:
-        problems.append(f"{where}: an allow list applies to text attributes, not {vr}")
+        problems.append(f"{at}': an allow list applies to text attributes, not {vr}")
         return None
     allow = arg["allow"]
     if not isinstance(allow, list) or not allow:
-        problems.append(f"{where}.allow: a non-empty list")
+        problems.append(f"{at}.allow': a non-empty list")
         return None
     exact: set[str] = set()
     patterns: list[re.Pattern[str]] = []
@@ -313,20 +313,20 @@ def _clean(arg: object, vr: str | None, key: str, problems: list[str]) -> Rule |
             try:
                 patterns.append(re.compile(str(entry["regex"])))
             except re.error as exc:
-                problems.append(f"{where}.allow.{index}: not a regular expression: {exc}")
+                problems.append(f"{at}.allow.{index}': not a regular expression: {exc}")
         elif isinstance(entry, str | int) and not isinstance(entry, bool):
             exact.add(str(entry).strip())
         else:
-            problems.append(f"{where}.allow.{index}: an exact value or {{regex: ...}}")
+            problems.append(f"{at}.allow.{index}': an exact value or {{regex: ...}}")
     fallback = arg.get("fallback", "remove")
     text = ""
     if not isinstance(fallback, str):
-        problems.append(f"{where}.fallback: remove, empty, or a text")
+        problems.append(f"{at}.fallback': remove, empty, or a text")
         return None
     if fallback not in FALLBACKS:
         problem = check_text(fallback, vr)
         if problem:
-            problems.append(f"{where}.fallback: {problem}")
+            problems.append(f"{at}.fallback': {problem}")
             return None
         text, fallback = fallback, "text"
     if unknown or len(exact) + len(patterns) < len(allow):

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 from pydicom.datadict import tag_for_keyword
 
-from gateway.deid.overrides import Overrides, compile_overrides
+from gateway.deid.overrides import Overrides, compile_overrides, parse_tag
 from gateway.deid.profile import (
     PATIENT_ID,
     PATIENT_NAME,
@@ -87,7 +87,25 @@ def compile_mapping(data: dict[str, object], where: str, name: str) -> CompiledP
         problems.extend(f"{where}: 'options': {p}" for p in exc.problems)
     if problems or profile is None:
         raise ProfileError(problems)
-    return apply_overrides(profile, overrides, acknowledged, csv, strict)
+    compiled = apply_overrides(profile, overrides, acknowledged, csv, strict)
+    problems.extend(_unreachable_paths(compiled, where))
+    if problems:
+        raise ProfileError(problems)
+    return compiled
+
+
+def _unreachable_paths(profile: CompiledProfile, where: str) -> list[str]:
+    """Path overrides under a sequence the profile removes or empties would never apply."""
+    found = []
+    for text, _ in profile.path_texts:
+        first = text.split("/", 1)[0].strip()
+        tag = parse_tag(first, "", [])
+        action = profile.action_for(tag) if tag is not None else None
+        if action in ("X", "Z"):
+            done = "removed" if action == "X" else "emptied"
+            found.append(f"{where}: 'overrides.{text}': {first} is {done} ({action}) by this "
+                         "profile, so the override never applies")
+    return found
 
 
 def apply_overrides(

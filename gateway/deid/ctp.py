@@ -1,0 +1,347 @@
+"""RSNA CTP DicomAnonymizer scripts as de-identification profiles.
+
+`load_script(path, lookup_table)` reads a CTP script (see `ctp_script.py` for the format)
+and gives a `CtpProfile`: the same contract as a YAML profile (`profile.DeidProfile`), so
+`run`, `anonymize`, `csv` and `profile review` take either. Its engine applies the script
+with CTP's processing order and CTP's exact arithmetic for hashes, UIDs and dates, so a
+site that moves from CTP keeps its pseudonyms.
+
+The gateway's own rules still hold around the script: the verify gate searches every
+output for the input's identifiers (a script that keeps Patient's Name is quarantined),
+`@quarantine()` and `@skip()` send the object to quarantine with the reason, and the
+reviewer reports each element the script retains beyond the Basic Profile.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from gateway.deid.ctp_engine import (
+    PROTECTED_GROUPS,
+    PROTECTED_TAGS,
+    WriteError,
+    apply_value,
+    build_tables,
+    run_script,
+    snapshot,
+    tag_text,
+)
+from gateway.deid.ctp_eval import KEEP, Context, CtpQuarantine, CtpSkip, make_replacement
+from gateway.deid.ctp_lookup import IntegerTable, load_lookup_table
+from gateway.deid.ctp_script import CtpScript, ElementRule, ScriptError, read_script
+from gateway.deid.ctp_syntax import FnCall
+from gateway.deid.engine import DeidError, DeidResult, PatientIdentity
+from gateway.deid.profile import PATIENT_IDENTITY_TAGS, CsvRules, ProfileError
+from gateway.deid.pseudonyms import Pseudonyms
+from gateway.deid.standard import (
+    CURVE_PATTERN,
+    OVERLAY_COMMENTS_PATTERN,
+    OVERLAY_DATA_PATTERN,
+    PRIVATE_PATTERN,
+)
+from gateway.identifiers import Identifiers, vr_of
+
+PATIENT_ID = 0x00100020
+STUDY_DATE = 0x00080020
+_REFERENCE_DATE = "20000101"
+_MAX_REMEMBERED_PATIENTS = 100_000
+_TRAILING = (0xFFFAFFFA, 0xFFFCFFFC)
+
+# Reviewer vocabulary, least to most retaining (D and U rank alike).
+_RANK = {"X": 0, "Z": 1, "D": 2, "U": 2, "C": 3, "K": 4}
+# What each function does to the element's information, for the reviewer.
+_FUNCTION_CLASS = {
+    "remove": "X", "quarantine": "X", "skip": "X", "empty": "Z", "blank": "Z",
+    "hash": "D", "hashname": "D", "hashptid": "D", "encrypt": "D", "lookup": "D",
+    "integer": "D", "param": "D", "date": "D", "time": "D", "hashuid": "U",
+    "incrementdate": "C", "hashdate": "C", "modifydate": "C", "dateinterval": "C",
+    "round": "C", "truncate": "C", "initials": "C", "pathelement": "C", "process": "C",
+    "contents": "K", "value": "K", "lowercase": "K", "uppercase": "K", "decrypt": "K",
+    "keep": "K", "require": "K", "append": "K",
+}  # fmt: skip
+
+
+def load_script(path: Path, lookup_table: Path | None = None) -> CtpProfile:
+    """Read a CTP script (and its lookup table); ProfileError names the file and line."""
+    try:
+        script = read_script(Path(path))
+    except ScriptError as exc:
+        raise ProfileError(exc.problems) from exc
+    table = None
+    if lookup_table is not None:
+        try:
+            table = load_lookup_table(Path(lookup_table))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProfileError([f"{lookup_table}: cannot read the lookup table: {exc}"]) from exc
+    return CtpProfile(
+        name=Path(path).stem,
+        script=script,
+        lookup_table=table,
+        acknowledged=_acknowledged(script),
+        csv=_csv_rules(script),
+    )
+
+
+def _param_list(script: CtpScript, name: str) -> tuple[str, ...]:
+    text = script.params.get(name, "")
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _acknowledged(script: CtpScript) -> frozenset[str]:
+    return frozenset(_param_list(script, "ACKNOWLEDGE"))
+
+
+def _csv_rules(script: CtpScript) -> CsvRules:
+    id_column = script.params.get("CSV_ID_COLUMN", "").strip() or None
+    return CsvRules(
+        id_column=id_column,
+        date_columns=_param_list(script, "CSV_DATE_COLUMNS"),
+        drop_columns=_param_list(script, "CSV_DROP_COLUMNS"),
+    )
+
+
+def classify(rule: ElementRule) -> str:
+    """The reviewer's code for what a script does to its element.
+
+    Calls that read the element itself decide (a hash of it: D; a shifted date: C; its
+    contents: K); with several, the most retaining wins. A script of fixed text is D, an
+    empty script empties the element (Z).
+    """
+    script = rule.script
+    if not script:
+        return "Z"
+    top = _top_calls(rule)
+    if any(c.name in ("remove", "quarantine", "skip") for c in top):
+        return "X"
+    codes = [_call_class(c) for c in rule.calls if c.name not in ("if", "select", "always")]
+    if not codes:
+        return "D"  # literal text
+    return max(codes, key=lambda code: _RANK[code])
+
+
+def _top_calls(rule: ElementRule) -> list[FnCall]:
+    from gateway.deid.ctp_syntax import iter_calls
+
+    return iter_calls(rule.script)
+
+
+def _call_class(call: FnCall) -> str:
+    code = _FUNCTION_CLASS.get(call.name, "D")
+    if call.name == "contents" and len(call.args) > 1:
+        return "C"  # a regular expression takes parts out
+    return code
+
+
+@dataclass(frozen=True)
+class CtpProfile:
+    """A CTP script, read and checked; its engine runs the script."""
+
+    name: str
+    script: CtpScript = field(repr=False)
+    lookup_table: dict[str, str] | None = field(default=None, repr=False)
+    acknowledged: frozenset[str] = frozenset()
+    csv: CsvRules = field(default_factory=CsvRules)
+
+    def _rule(self, tag: int) -> ElementRule | None:
+        for rule in reversed(self.script.rules):
+            if rule.tag == tag:
+                return rule
+        return None
+
+    def effective_action(self, tag: int) -> str | None:
+        """What the script does to a public attribute at top level (None: left as it is)."""
+        s = self.script
+        group = tag >> 16
+        if s.remove_overlays and group & 0xFF00 == 0x6000:
+            return "X"
+        rule = self._rule(tag)
+        if rule is not None:
+            return classify(rule)
+        if tag in PROTECTED_TAGS or group in PROTECTED_GROUPS or group in s.keep_groups:
+            return None
+        if group & 0xFF00 == 0x5000:
+            return "X" if s.remove_curves else None
+        if group & 0xFF00 == 0x6000:
+            return None
+        return "X" if s.remove_unspecified else None
+
+    def effective_pattern_action(self, pattern: str) -> str:
+        s = self.script
+        if pattern == PRIVATE_PATTERN:
+            if not s.remove_private:
+                return "K"
+            return "C" if s.keep_safe_private else "X"
+        if pattern == CURVE_PATTERN:
+            return "X" if s.remove_curves else "K"
+        if pattern in (OVERLAY_DATA_PATTERN, OVERLAY_COMMENTS_PATTERN):
+            if s.remove_overlays:
+                return "X"
+            action = self.effective_action(0x60003000 if pattern == OVERLAY_DATA_PATTERN
+                                           else 0x60004000)  # fmt: skip
+            return action or "K"
+        raise KeyError(pattern)
+
+    def path_overrides(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def keeps(self, tag: int) -> bool:
+        """True when the script keeps the value as it is; never for the patient's identity."""
+        if tag in PATIENT_IDENTITY_TAGS:
+            return False
+        return self.effective_action(tag) in (None, "K")
+
+    def build_engine(self, pseudonyms: Pseudonyms) -> CtpEngine:
+        return CtpEngine(self, pseudonyms)
+
+
+class CtpEngine:
+    """Applies a CTP script to datasets (CTP's pseudonyms come from the script, not the
+    site secret: the same script gives the same values CTP gives)."""
+
+    def __init__(self, profile: CtpProfile, pseudonyms: Pseudonyms) -> None:
+        self.profile = profile
+        self.pseudonyms = pseudonyms
+        self._integers = IntegerTable()
+        # pseudonym -> the patient fields it came from, for clinical_date
+        self._patients: OrderedDict[str, dict[str, str]] = OrderedDict()
+
+    def _context(self, in_ds: Dataset, out_ds: Dataset) -> Context:
+        meta = getattr(in_ds, "file_meta", None)
+        ctx = Context(self.profile.script, self.profile.lookup_table, self._integers,
+                      in_ds, out_ds, meta)  # fmt: skip
+        build_tables(ctx)
+        return ctx
+
+    def deidentify(self, ds: Dataset, identifiers: Identifiers) -> DeidResult:
+        """Run the script over `ds` in place; DeidError when CTP would not pass it on."""
+        if "SpecificCharacterSet" not in ds:
+            ds.SpecificCharacterSet = "ISO_IR 100"  # as CTP does before anything else
+        original = snapshot(ds)
+        ctx = self._context(original, ds)
+        _guarded(lambda: run_script(ctx))
+        for tag in _TRAILING:
+            if tag in ds:
+                del ds[tag]  # CTP stops writing at these (signatures, padding)
+        _rewrite_file_meta(ds)
+        in_uids, out_uids = _uids(original), _uids(ds)
+        return DeidResult(
+            patient_pseudonym=str(ds.get("PatientID", "") or ""),
+            study_uid=str(ds.get("StudyInstanceUID", "") or ""),
+            series_uid=str(ds.get("SeriesInstanceUID", "") or ""),
+            sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
+            date_shift_days=_shift(original.get("StudyDate"), ds.get("StudyDate")),
+            remapped_uids=in_uids - out_uids,
+            kept_uids=in_uids & out_uids,
+        )
+
+    def _one_element(self, fields: dict[str, str], tag: int) -> str | None:
+        """What the script writes into `tag` of a dataset holding only `fields`."""
+        ds = Dataset()
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        for keyword, value in fields.items():
+            if value:
+                setattr(ds, keyword, value)
+        ctx = self._context(snapshot(ds), ds)
+        script = ctx.scripts.get(tag)
+        if script is None:
+            if self.profile.script.remove_unspecified:
+                return None
+            return str(ds.get(tag).value) if tag in ds else None
+        _guarded(lambda: apply_value(ctx, tag, make_replacement(script, ctx, tag)))
+        if tag not in ds:
+            return None
+        text = str(ds[tag].value or "").strip()
+        return text or None
+
+    def patient_identity(self, patient_id: str, issuer: str = "", name: str = "",
+                         birth_date: str = "", study_uid: str = "") -> PatientIdentity:  # fmt: skip
+        """The Patient ID the script writes for this patient, and its shift of dates."""
+        fields = {"PatientID": patient_id, "IssuerOfPatientID": issuer, "PatientName": name,
+                  "PatientBirthDate": birth_date, "StudyInstanceUID": study_uid}  # fmt: skip
+        pseudonym = self._one_element(fields, PATIENT_ID) or ""
+        shifted = self._one_element({**fields, "StudyDate": _REFERENCE_DATE}, STUDY_DATE)
+        shift = _shift(_REFERENCE_DATE, shifted)
+        self._patients[pseudonym] = fields
+        self._patients.move_to_end(pseudonym)
+        while len(self._patients) > _MAX_REMEMBERED_PATIENTS:
+            self._patients.popitem(last=False)
+        return PatientIdentity(pseudonym, shift)
+
+    def clinical_date(self, identity: PatientIdentity, value: str) -> str | None:
+        """A date of this patient as the script's Study Date element treats it."""
+        fields = self._patients.get(identity.pseudonym)
+        if fields is None:
+            return None
+        result = self._one_element({**fields, "StudyDate": value}, STUDY_DATE)
+        if result is None or not re.fullmatch(r"\d{8}", result):
+            return None
+        return result
+
+
+def _guarded(step: object) -> None:
+    """Run a script step; what CTP would quarantine or skip becomes a DeidError."""
+    try:
+        step()  # type: ignore[operator]
+    except CtpQuarantine as exc:
+        raise DeidError(f"CTP script: {exc}; CTP would quarantine this object") from None
+    except CtpSkip:
+        raise DeidError(
+            "CTP script: @skip() called; CTP would not pass the object on, so it is held"
+        ) from None
+    except WriteError as exc:
+        raise DeidError(f"CTP script: {exc}") from None
+    except RecursionError:
+        raise DeidError("CTP script: sequences nested too deeply") from None
+    except Exception as exc:  # a script error must not pass data through unmodified
+        raise DeidError(f"CTP script failed ({type(exc).__name__})") from None
+
+
+def _shift(before: object, after: object) -> int | None:
+    """Days a date moved back (positive: earlier), when both are plain dates."""
+    a = getattr(before, "value", before)
+    b = getattr(after, "value", after)
+    try:
+        first = date(int(str(a)[:4]), int(str(a)[4:6]), int(str(a)[6:8]))
+        second = date(int(str(b)[:4]), int(str(b)[4:6]), int(str(b)[6:8]))
+    except (TypeError, ValueError):
+        return None
+    if not (re.fullmatch(r"\d{8}", str(a)) and re.fullmatch(r"\d{8}", str(b))):
+        return None
+    return (first - second).days
+
+
+def _uids(ds: Dataset, depth: int = 0) -> set[str]:
+    """Every UID value in a dataset, at every depth."""
+    found: set[str] = set()
+    if depth > 64:
+        return found
+    for key in list(ds.keys()):
+        tag = int(key)
+        if tag >> 16 == 0x7FE0:
+            continue
+        vr = vr_of(ds, tag)
+        if vr == "UI":
+            value = ds[tag].value
+            values = value if isinstance(value, MultiValue | list) else [value]
+            found.update(str(v).strip() for v in values if v and str(v).strip())
+        elif vr == "SQ":
+            for item in ds[tag].value or ():
+                found |= _uids(item, depth + 1)
+    return found
+
+
+def _rewrite_file_meta(ds: Dataset) -> None:
+    """A new file meta with the dataset's (possibly new) SOP Instance UID, as CTP writes."""
+    from gateway.deid.engine import Engine
+
+    Engine._rewrite_file_meta(ds)
+
+
+__all__ = ["KEEP", "CtpEngine", "CtpProfile", "classify", "load_script", "tag_text"]

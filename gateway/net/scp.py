@@ -18,17 +18,16 @@ import socket
 import ssl
 import threading
 import time
-from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
 from pydicom import uid as dicom_uid
-from pydicom.filereader import read_partial
-from pydicom.tag import BaseTag, Tag
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
+from gateway.net.acceptor import tune_association
 from gateway.net.tls import HANDSHAKE_TIMEOUT, describe_tls_failure
+from gateway.net.wire import HeaderUnreadable, file_meta, header_uids
 from gateway.spool import SpoolWriteError
 from gateway.transfer_syntaxes import SUPPORTED
 
@@ -70,10 +69,12 @@ TRANSFER_SYNTAXES: tuple[str, ...] = SUPPORTED
 # 0 tells the requestor "no limit" (PS3.8 D.1): it may send each dataset in as few P-DATA
 # PDUs as it likes, which is what makes large images fast (see the figures in the report).
 MAXIMUM_PDU_SIZE = 0
-DUL_POLL_SECONDS = 0.0001
+# A peer that stops sending in the middle of a PDU (half an A-ASSOCIATE-RQ, a P-DATA cut
+# short) leaves pynetdicom's reader in a blocking recv on the accepted socket, where no
+# ACSE or network timeout reaches it: its association thread, and its slot under
+# max_associations, would be held forever. A stall this long ends the connection instead.
+STALLED_PDU_SECONDS = 60.0
 
-_STUDY_UID = Tag("StudyInstanceUID")
-_SOP_INSTANCE_UID = Tag("SOPInstanceUID")
 # PS3.5 9.1 allows only digits and dots, up to 64 characters, but real senders break the
 # character rule (leading zeros, letters) and de-identification replaces every UID anyway,
 # so only what would break grouping is refused: empty, too long, multi-valued, control
@@ -187,6 +188,7 @@ class GatewayAssociationServer(ThreadedAssociationServer):
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None
         client_socket, address = self.socket.accept()
+        client_socket.settimeout(STALLED_PDU_SECONDS)  # only a read mid-PDU ever waits on it
         return client_socket, address
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
@@ -228,8 +230,8 @@ class GatewayAssociationServer(ThreadedAssociationServer):
             finally:
                 with self._handshakes_lock:
                     self._handshakes.discard(tls)
-            # Back to blocking, as pynetdicom has the accepted sockets it wraps itself.
-            tls.settimeout(None)
+            # The same bound as a plain connection's (see STALLED_PDU_SECONDS).
+            tls.settimeout(STALLED_PDU_SECONDS)
             return tls
         except (OSError, ValueError) as exc:
             _close_quietly(tls if tls is not None else raw)
@@ -365,10 +367,7 @@ def _on_connection_open(event: Event) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError as exc:
         log.warning("could not set TCP_NODELAY: %s", exc)
-    # pynetdicom's DUL reactor sleeps 1 ms whenever a poll finds nothing, several times per
-    # C-STORE; a shorter nap is most of the receive rate for small instances (measured:
-    # bench/e2e.py), at the cost of a few percent of a core per open association.
-    event.assoc.dul._run_loop_delay = DUL_POLL_SECONDS
+    tune_association(event.assoc)
 
 
 def _on_rejected(event: Event, allowed: frozenset[str], metrics: Metrics | None) -> None:
@@ -391,20 +390,26 @@ class _NotUnderstood(Exception):
 
 
 def _on_store(event: Event, spool: Spool, metrics: Metrics | None) -> int:
-    """Spool the instance as received and answer; never raises, never de-identifies."""
+    """Spool the instance as received and answer; never raises, never de-identifies.
+
+    The dataset's bytes go to the spool as the sender encoded them, behind a File Meta
+    header built from the request; only the two UIDs the spool needs are read from them.
+    """
     calling = event.assoc.requestor.ae_title
     try:
         request = event.request
         sop_class_uid = _uid(request.AffectedSOPClassUID, "SOP Class UID")
         sop_instance_uid = _uid(request.AffectedSOPInstanceUID, "SOP Instance UID")
-        encoded = event.encoded_dataset(include_meta=True)
-        study_uid = _study_uid(encoded, sop_instance_uid)
+        transfer_syntax = str(event.context.transfer_syntax)
+        dataset = event.encoded_dataset(include_meta=False)
+        study_uid = _study_uid(dataset, transfer_syntax, sop_instance_uid)
+        meta = file_meta(sop_class_uid, sop_instance_uid, transfer_syntax)
         spool.store(
-            encoded,
+            meta + dataset,
             sop_instance_uid=sop_instance_uid,
             sop_class_uid=sop_class_uid,
             study_uid=study_uid,
-            transfer_syntax=str(event.context.transfer_syntax),
+            transfer_syntax=transfer_syntax,
             calling_ae=calling,
         )
     except _NotUnderstood as exc:
@@ -424,7 +429,8 @@ def _on_store(event: Event, spool: Spool, metrics: Metrics | None) -> int:
         return _failed(metrics, STATUS_PROCESSING_FAILURE)
     if metrics is not None:
         metrics.instances_received.inc()
-    log.debug("stored instance %s from %r", _short_hash(sop_instance_uid), calling)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("stored instance %s from %r", _short_hash(sop_instance_uid), calling)
     return STATUS_SUCCESS
 
 
@@ -441,28 +447,16 @@ def _uid(value: object, what: str) -> str:
     return text
 
 
-def _past_study_uid(tag: BaseTag, vr: str | None, length: int) -> bool:
-    return tag > _STUDY_UID
-
-
-def _study_uid(encoded: bytes, sop_instance_uid: str) -> str:
-    """The Study Instance UID, from a header read that stops right after it.
+def _study_uid(dataset: bytes, transfer_syntax: str, sop_instance_uid: str) -> str:
+    """The dataset's Study Instance UID, from a header read that stops right after it.
 
     Elements are in ascending tag order (PS3.5 7.1), so reading stops at the first tag past
     (0020,000D), long before the pixel data; values on the way are not decoded.
     """
     try:
-        ds = read_partial(
-            BytesIO(encoded),
-            stop_when=_past_study_uid,
-            specific_tags=[_SOP_INSTANCE_UID, _STUDY_UID],
-        )
-        study_value = _text(ds.get(_STUDY_UID))
-        instance_value = _text(ds.get(_SOP_INSTANCE_UID))
-    except Exception as exc:
-        raise _NotUnderstood(
-            STATUS_CANNOT_UNDERSTAND, f"dataset unreadable ({type(exc).__name__})"
-        ) from exc
+        instance_value, study_value = header_uids(dataset, transfer_syntax)
+    except HeaderUnreadable as exc:
+        raise _NotUnderstood(STATUS_CANNOT_UNDERSTAND, f"dataset unreadable ({exc})") from exc
     # PS3.3 C.7.2.1: Study Instance UID is Type 1 in every composite IOD, so a dataset
     # without a usable one does not match its SOP Class.
     if not study_value:
@@ -476,11 +470,6 @@ def _study_uid(encoded: bytes, sop_instance_uid: str) -> str:
             STATUS_DOES_NOT_MATCH, "SOP Instance UID differs between request and dataset"
         )
     return study_value
-
-
-def _text(element: object) -> str:
-    value = getattr(element, "value", None)
-    return "" if value is None else str(value).strip().rstrip("\0")
 
 
 def _short_hash(value: str) -> str:

@@ -8,8 +8,10 @@ is forwarded only from its outbox, which holds nothing that did not pass the ver
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import signal
 import sqlite3
 import threading
@@ -73,6 +75,47 @@ def _combined(parts: list[RoundResult]) -> RoundResult:
     )
 
 
+def _init_worker(settings: EngineSettings) -> None:
+    """Pool initializer: a worker must not outlive the gateway, nor hold its ports.
+
+    A forked worker inherits the DICOM and HTTP listening sockets. When only the gateway's
+    main process dies (the OOM killer's pick, `kill -9 MAINPID` outside systemd), workers
+    blocked on the task queue would live on, holding both ports, and the restarted gateway
+    could not bind them ("Address already in use"). So each worker puts /dev/null over the
+    socket descriptors it inherited (not close: a stale socket object of the parent's may
+    close that number later) and exits within a second of its parent.
+    """
+    _drop_inherited_sockets()
+    parent = os.getppid()
+    threading.Thread(
+        target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True
+    ).start()
+    init_worker(settings)
+
+
+def _drop_inherited_sockets() -> None:
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:  # no /proc: nothing to do here
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for name in names:
+            with contextlib.suppress(OSError, ValueError):
+                if int(name) != null and os.readlink(f"/proc/self/fd/{name}").startswith(
+                    "socket:"
+                ):
+                    os.dup2(null, int(name))
+    finally:
+        os.close(null)
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)  # the gateway is gone; its restart processes this round again
+
+
 class GatewayService:
     """Owns the SCP, the spool, the worker pool, the forwarders and the HTTP endpoints."""
 
@@ -119,7 +162,7 @@ class GatewayService:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            max_workers=self.config.workers, initializer=init_worker, initargs=(self.settings,)
+            max_workers=self.config.workers, initializer=_init_worker, initargs=(self.settings,)
         )
 
     # -- life cycle ------------------------------------------------------------------------

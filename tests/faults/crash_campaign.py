@@ -12,11 +12,13 @@ The killer aims each SIGKILL at one phase, chosen by a seeded RNG:
   (read from /proc/PID/task/*/syscall, so the kill lands inside the write).
 
 Each kill is counted under the phase observed in the instant before it (the target is only
-where it aimed). The worker processes die with the gateway, as under systemd's
-KillMode=control-group. After the last kill the gateway drains, is stopped cleanly, and the
-campaign checks: every acknowledged instance arrived exactly once under its de-identified
-SOP Instance UID, nothing arrived carrying an identifying value, and the storage folder
-holds no orphan (no round, no spool or outbox file, no half-made quarantine entry).
+where it aimed). Two kills in three take the worker processes too, as systemd's
+KillMode=control-group does; one in three takes the main process alone, as the OOM killer
+does, and the restart must not trip over workers that outlived it. After the last kill the
+gateway drains, is stopped cleanly, and the campaign checks: every acknowledged instance
+arrived exactly once under its de-identified SOP Instance UID, nothing arrived carrying an
+identifying value, and the storage folder holds no orphan (no round, no spool or outbox
+file, no half-made quarantine entry).
 
     PYTHONPATH=tests python tests/faults/crash_campaign.py --kills 200   # `make faults N=200`
 """
@@ -73,6 +75,7 @@ class Figures:
 
     kills: Counter[str] = field(default_factory=Counter)
     aimed: Counter[str] = field(default_factory=Counter)
+    main_only: int = 0
     sent: int = 0
     acknowledged: int = 0
     delivered: int = 0
@@ -90,7 +93,7 @@ class Figures:
         return "\n".join(
             [
                 f"crash campaign: {sum(self.kills.values())} kills ({by_phase}) in "
-                f"{self.seconds:.0f} s",
+                f"{self.seconds:.0f} s; {self.main_only} of them the main process alone",
                 f"  instances sent            {self.sent}",
                 f"  acknowledged              {self.acknowledged}",
                 f"  delivered (acknowledged)  {self.delivered}",
@@ -236,9 +239,10 @@ def classify(now: Snapshot, before: Snapshot | None, sending: bool) -> str:
     return "idle"
 
 
-def kill_all(gateway: Gateway) -> None:
-    """SIGKILL the gateway and, at once, every process it started (its workers)."""
-    children = child_pids(gateway.pid)
+def kill_all(gateway: Gateway, main_only: bool = False) -> None:
+    """SIGKILL the gateway and, at once, every process it started (its workers); or
+    (`main_only`) the main process alone, leaving the workers to notice."""
+    children = [] if main_only else child_pids(gateway.pid)
     with suppress(ProcessLookupError):
         os.kill(gateway.pid, signal.SIGKILL)
     for pid in children:
@@ -248,7 +252,12 @@ def kill_all(gateway: Gateway) -> None:
 
 
 def aim_and_kill(
-    gateway: Gateway, watcher: Watcher, modality: Modality, target: str, rng: random.Random
+    gateway: Gateway,
+    watcher: Watcher,
+    modality: Modality,
+    target: str,
+    rng: random.Random,
+    main_only: bool = False,
 ) -> str:
     """Wait (bounded) for `target`, kill inside it, return the phase observed at the kill."""
     before: Snapshot | None = None
@@ -259,7 +268,7 @@ def aim_and_kill(
         # so the kill follows the sighting at once (it may land just after the call returns).
         while time.monotonic() < deadline and gateway.alive():
             if _db_write(gateway.pid):
-                kill_all(gateway)
+                kill_all(gateway, main_only)
                 return "db-write"
             time.sleep(0.0001)
     while target != "db-write" and time.monotonic() < deadline and gateway.alive():
@@ -271,7 +280,7 @@ def aim_and_kill(
         time.sleep(0.002)
     last = watcher.snapshot(gateway.pid)
     observed = classify(last, before, modality.in_flight.is_set())
-    kill_all(gateway)
+    kill_all(gateway, main_only)
     return observed
 
 
@@ -302,9 +311,12 @@ def run_campaign(workdir: Path, kills: int, seed: int = 1, log=print) -> Figures
             for number in range(kills):
                 target = rng.choice(PHASES)
                 figures.aimed[target] += 1
-                observed = aim_and_kill(gateway, watcher, modality, target, rng)
+                main_only = rng.random() < 1 / 3
+                figures.main_only += main_only
+                observed = aim_and_kill(gateway, watcher, modality, target, rng, main_only)
                 figures.kills[observed] += 1
-                log(f"kill {number + 1}/{kills}: aimed at {target}, hit {observed}")
+                alone = " (main process alone)" if main_only else ""
+                log(f"kill {number + 1}/{kills}: aimed at {target}, hit {observed}{alone}")
                 gateway = start_gateway(site, timeout=60)
                 # Let the restarted gateway get some work done before the next kill.
                 time.sleep(rng.uniform(0.2, 1.5))

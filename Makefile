@@ -13,7 +13,7 @@ EXPORT := var/export
 # tesseract-ocr + eng (burned-in text), fonts-dejavu-core (text rendered by the pixel tests).
 APT_PACKAGES := dicom3tools dcmtk orthanc tesseract-ocr tesseract-ocr-eng fonts-dejavu-core
 
-.PHONY: all setup system run demo test lint bench clean
+.PHONY: all setup system run demo test lint bench faults clean
 
 all: test
 
@@ -62,6 +62,11 @@ test: setup
 # Every speed figure in one table (DCMTK passthrough beside the gateway; a few minutes).
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The long crash campaign (release check): N SIGKILLs of a running gateway, then the figures.
+N ?= 200
+faults: setup
+	PYTHONPATH=tests $(BIN)/python tests/faults/crash_campaign.py --kills $(N)
 
 -include mk/image.mk
 

@@ -157,8 +157,9 @@ class CompiledProfile:
     path_texts: tuple[tuple[str, Action], ...] = ()
     # Strict mode: public attributes neither named nor in strict.py's list are removed.
     strict: bool = False
+    # Pattern lookups of tags outside `actions`, remembered; fresh in every copy (init=False).
     _resolved: dict[int, Action | None] = field(
-        default_factory=dict, compare=False, repr=False
+        default_factory=dict, init=False, compare=False, repr=False
     )
 
     def has(self, option: Option) -> bool:

@@ -138,7 +138,6 @@ def apply_overrides(
         paths={k: dict(v) for k, v in overrides.paths.items()},
         path_texts=tuple(overrides.path_texts),
         strict=strict,
-        _resolved={},
     )
 
 

@@ -20,6 +20,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from gateway.deid.ctp import load_script
+from gateway.deid.engine import DeidError
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.identifiers import collect_identifiers
 
@@ -27,10 +28,12 @@ DATA = Path(__file__).parent / "data" / "ctp"
 REAL = DATA / "real"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 INPUTS = ("CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "rtplan.dcm", "test-SR.dcm")
+CONF = Path(__file__).resolve().parents[1] / "conf" / "profiles"
+# script name -> (script file, lookup table)
 SCRIPTS = {
-    "research-federation": None,
-    "every-function": DATA / "every-function.lookup.properties",
-    "edge-cases": DATA / "edge-cases.lookup.properties",
+    "research-federation": (CONF / "research-federation.script", None),
+    "every-function": (DATA / "every-function.script", DATA / "every-function.lookup.properties"),
+    "edge-cases": (DATA / "edge-cases.script", DATA / "edge-cases.lookup.properties"),
 }
 
 
@@ -79,8 +82,8 @@ def flatten(ds: Dataset, path: str = "") -> Iterator[tuple[str, str, str]]:
 
 
 def ours(script: str, name: str) -> Dataset:
-    table = SCRIPTS[script]
-    profile = load_script(DATA / f"{script}.script", table)
+    path, table = SCRIPTS[script]
+    profile = load_script(path, table)
     engine = profile.build_engine(Pseudonyms(b"k" * 32, "site"))
     ds = dcmread(io.BytesIO(write_bytes(planted_input(name))), force=True)
     engine.deidentify(ds, collect_identifiers(ds, profile.keeps))
@@ -98,6 +101,23 @@ def test_output_equals_real_ctp(script: str, name: str) -> None:
     assert sorted(got) == sorted(expected)
     differ = {p: (got[p], expected[p]) for p in expected if got[p][1] != expected[p][1]}
     assert differ == {}
+
+
+def _statuses() -> list[tuple[str, str, str]]:
+    rows = (REAL / "STATUS.tsv").read_text(encoding="utf-8").splitlines()
+    return [tuple(row.split("\t")[:3]) for row in rows if row]  # type: ignore[misc]
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/testdata not present")
+def test_what_real_ctp_quarantined_is_held_and_what_it_passed_is_not() -> None:
+    statuses = _statuses()
+    assert {status for _s, _n, status in statuses} == {"OK", "QUARANTINE"}
+    for script, name, status in statuses:
+        if status == "QUARANTINE":
+            with pytest.raises(DeidError, match="CTP would quarantine"):
+                ours(script, name)
+        else:
+            assert (REAL / script / name).exists()
 
 
 def test_real_ctp_outputs_are_present() -> None:

@@ -49,6 +49,8 @@ from gateway.deid.standard import (
 from gateway.identifiers import Identifiers, vr_of
 
 PATIENT_ID = 0x00100020
+SOP_INSTANCE_UID = 0x00080018
+MEDIA_STORAGE_SOP_INSTANCE_UID = 0x00020003
 STUDY_DATE = 0x00080020
 _REFERENCE_DATE = "20000101"
 _MAX_REMEMBERED_PATIENTS = 100_000
@@ -159,6 +161,8 @@ class CtpProfile:
         """What the script does to a public attribute at top level (None: left as it is)."""
         s = self.script
         group = tag >> 16
+        if tag == MEDIA_STORAGE_SOP_INSTANCE_UID:
+            return self.effective_action(SOP_INSTANCE_UID)  # the file meta follows it
         if s.remove_overlays and group & 0xFF00 == 0x6000:
             return "X"
         rule = self._rule(tag)

@@ -164,8 +164,8 @@ def read_script(path: Path) -> CtpScript:
         if raw.tag == "p":
             params[t] = "".join(raw.text)  # CTP keeps a parameter's text untrimmed
         elif raw.tag == "e":
-            rule = _element_rule(raw, t, where, problems)
-            if rule is not None and enabled:
+            rule = _element_rule(raw, t, where, problems) if enabled else None
+            if rule is not None:
                 rules.append(rule)
         elif raw.tag == "k":
             if t.startswith("safe"):

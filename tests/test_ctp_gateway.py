@@ -1,0 +1,103 @@
+"""A CTP script on the gateway path: `dicom-gateway anonymize` with `deid.profile: X.script`
+writes what the real CTP wrote, leaks nothing planted, and the verify gate still holds an
+instance whose script keeps an identifier. The reviewer reports the script's weakenings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import plant_identifiers
+from pydicom import dcmread
+from test_ctp_real import CONF, INPUTS, REAL, SHARED, flatten, planted_input, write_bytes
+from test_offline_cli import make_site, run_gateway
+
+from gateway.deid.ctp import load_script
+from gateway.deid.pseudonyms import Pseudonyms
+from gateway.deid.review import review
+from gateway.pipeline import Clean, Quarantine, process_instance
+
+pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/testdata not present")
+FEDERATION = CONF / "research-federation.script"
+# MR_small_implicit is MR_small in another transfer syntax: the same instance, one output.
+CLI_INPUTS = tuple(name for name in INPUTS if name != "MR_small_implicit.dcm")
+
+
+def test_anonymize_with_a_ctp_script_writes_what_real_ctp_wrote(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site")
+    site.config.write_text(
+        site.config.read_text(encoding="utf-8") + f"deid:\n  profile: {FEDERATION}\n",
+        encoding="utf-8",
+    )
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in CLI_INPUTS:
+        (source / name).write_bytes(write_bytes(planted_input(name)))
+    needles = plant_identifiers(dcmread(SHARED / CLI_INPUTS[0], force=True)).needles()
+    output = tmp_path / "out"
+    result = run_gateway("anonymize", source, output, "-c", site.config, "--workers", 1,
+                         cwd=site.root)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    written = {str(dcmread(p, force=True).SOPInstanceUID): p for p in output.rglob("*.dcm")}
+    assert len(written) == len(CLI_INPUTS)
+    for name in CLI_INPUTS:
+        expected_ds = dcmread(REAL / "research-federation" / name, force=True)
+        got_ds = dcmread(written[str(expected_ds.SOPInstanceUID)], force=True)
+        expected = {p: v for p, _vr, v in flatten(expected_ds)}
+        got = {p: v for p, _vr, v in flatten(got_ds)}
+        assert got == expected, name
+    for path in output.rglob("*"):
+        if path.is_file():
+            text = path.read_bytes().decode("latin-1").lower()
+            assert not [n for n in needles if n in text], path.name
+
+
+def test_a_script_that_keeps_the_patients_name_is_quarantined(tmp_path: Path) -> None:
+    script = tmp_path / "keeps-name.script"
+    script.write_text(
+        FEDERATION.read_text(encoding="utf-8").replace(
+            "@hashptid(@SITEID,PatientID,@PTIDLEN)</e>\n <e en=\"T\" t=\"00100020\"",
+            "@keep()</e>\n <e en=\"T\" t=\"00100020\"",
+        ),
+        encoding="utf-8",
+    )
+    profile = load_script(script)
+    assert profile.effective_action(0x00100010) == "K"
+    engine = profile.build_engine(Pseudonyms(b"k" * 32, "site"))
+    held = process_instance(planted_input("CT_small.dcm"), engine)
+    assert isinstance(held, Quarantine) and held.reason == "identifier-found"
+    assert "Zyxwick" not in held.message
+    passed = process_instance(planted_input("CT_small.dcm"),
+                              load_script(FEDERATION).build_engine(Pseudonyms(b"k" * 32, "s")))
+    assert isinstance(passed, Clean)
+
+
+def test_a_script_that_uppercases_free_text_with_a_name_is_quarantined(tmp_path: Path) -> None:
+    script = tmp_path / "upper.script"
+    script.write_text(
+        '<script><e en="T" t="00100010">@empty()</e><e en="T" t="00100020">@hash(this)</e>'
+        '<e en="T" t="00204000">@uppercase(this)</e><r en="T" t="unspecifiedelements"/>'
+        "</script>",
+        encoding="utf-8",
+    )
+    engine = load_script(script).build_engine(Pseudonyms(b"k" * 32, "site"))
+    held = process_instance(planted_input("MR_small.dcm"), engine)
+    assert isinstance(held, Quarantine) and held.reason == "identifier-found"
+
+
+def test_review_reports_exactly_the_federation_scripts_weakenings() -> None:
+    verdict = review(load_script(FEDERATION))
+    found = {(w.attribute, w.standard, w.profile) for w in verdict.weakenings}
+    dates = {("InstanceCreationDate", "X/D"), ("StudyDate", "Z"), ("SeriesDate", "X/D"),
+             ("AcquisitionDate", "X/Z"), ("ContentDate", "Z/D"),
+             ("PerformedProcedureStepStartDate", "X")}  # fmt: skip
+    kept = {("InstanceCreationTime", "X/Z/D"), ("StudyTime", "Z"), ("SeriesTime", "X/D"),
+            ("AcquisitionTime", "X/Z"), ("ContentTime", "Z/D"), ("StudyDescription", "X"),
+            ("SeriesDescription", "X"), ("PatientSex", "Z"), ("PatientAge", "X"),
+            ("PatientSize", "X"), ("PatientWeight", "X"), ("ProtocolName", "X/D")}  # fmt: skip
+    assert found == (
+        {(a, s, "C") for a, s in dates}
+        | {(a, s, "K") for a, s in kept}
+        | {("AccessionNumber", "Z", "D"), ("StudyID", "Z", "D")}
+    )
+    assert verdict.ok

@@ -12,6 +12,7 @@ from pydicom import dcmread
 from test_ctp_real import CONF, INPUTS, REAL, SHARED, flatten, planted_input, write_bytes
 from test_offline_cli import make_site, run_gateway
 
+from gateway.deid import ctp_functions as fx
 from gateway.deid.ctp import load_script
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.deid.review import review
@@ -101,3 +102,29 @@ def test_review_reports_exactly_the_federation_scripts_weakenings() -> None:
         | {("AccessionNumber", "Z", "D"), ("StudyID", "Z", "D")}
     )
     assert verdict.ok
+
+
+def test_clinical_csv_gets_the_pseudonyms_and_dates_of_the_script(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site")
+    site.config.write_text(
+        site.config.read_text(encoding="utf-8") + f"deid:\n  profile: {FEDERATION}\n",
+        encoding="utf-8",
+    )
+    table = tmp_path / "clinical.csv"
+    table.write_text(
+        "subject,name,phone,visit_date,score\n"
+        "ZQ-998877-X,Zyxwick Quorbelle,555-0101,2004-01-19,7\n"
+        "PAT-0002,Vexmoor Alaric,555-0102,2010-06-30,3\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.csv"
+    result = run_gateway("csv", table, out, "-c", site.config, cwd=site.root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line.split(",") for line in out.read_text(encoding="utf-8").splitlines()]
+    assert rows[0] == ["subject", "visit_date", "score"]
+    image = dcmread(REAL / "research-federation" / "CT_small.dcm", force=True)
+    assert rows[1][0] == image.PatientID == fx.hash_ptid("SITE042", "ZQ-998877-X", 12)
+    shifted = fx.increment_date("20040119", fx.hashdate_increment("ZQ-998877-X"))
+    assert rows[1][1] == f"{shifted[:4]}-{shifted[4:6]}-{shifted[6:]}"
+    assert rows[2][0] == fx.hash_ptid("SITE042", "PAT-0002", 12)
+    assert "Zyxwick" not in out.read_text(encoding="utf-8")

@@ -265,3 +265,24 @@ def test_deid_result_lists_the_remapped_and_kept_uids() -> None:
     assert result.kept_uids == {"1.2.840.10008.5.1.4.1.1.7"}
     assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID == result.sop_instance_uid
     assert ds.SOPInstanceUID == fx.hash_uid("1.2.826.0.1.3680043.10.999", "1.2.999.1.1")
+
+
+def test_clock_functions_and_the_integer_table(tmp_path: Path) -> None:
+    import re
+    from datetime import date
+
+    body = ('<e en="T" t="00081030">@always()@date(-)</e>'
+            '<e en="T" t="00204000">@always()@time(:)</e>'
+            '<e en="T" t="00100020">@integer(this,ptid,4)</e>')  # fmt: skip
+    profile = load_script(write(tmp_path, body))
+    engine = profile.build_engine(PSEUDONYMS)
+    numbers = []
+    for patient in ("A-1", "B-2", "A-1"):
+        ds = sample()
+        del ds.StudyDescription
+        ds.PatientID = patient
+        engine.deidentify(ds, collect_identifiers(ds, profile.keeps))
+        numbers.append(ds.PatientID)
+        assert ds.StudyDescription == date.today().isoformat()
+        assert re.fullmatch(r"\d\d:\d\d:\d\d", ds.ImageComments)
+    assert numbers == ["0001", "0002", "0001"]

@@ -1,0 +1,204 @@
+"""Per-association changes to pynetdicom's acceptor that the receive rate depends on.
+
+pynetdicom (3.0.4) polls: the association's reactor sleeps 1 ms between looks at the DIMSE
+message queue, the DUL reactor 1 ms between looks at the socket, and a PDU is read 4 KiB
+per `recv` call. With the sender waiting for each C-STORE answer, those naps add up to a
+large share of the time per small instance, and a 128 KiB PDU costs 32 system calls.
+`tune_association` (called from EVT_CONN_OPEN, before the association starts) replaces them
+on that one association:
+
+- the DUL reactor naps `DUL_POLL_SECONDS` instead of 1 ms (a few percent of a core per
+  open association);
+- the acceptor reactor waits on the message queue itself, so a complete C-STORE is served
+  the moment the DUL hands it over, and only checks release/abort/idle between messages;
+- `recv` reads up to 256 KiB per call (the same bytes, fewer calls);
+- when pynetdicom's logger is off below WARNING (as `dicom-gateway run` sets it), its
+  standard logging handlers are unbound: they format every PDU and DIMSE message for
+  INFO/DEBUG lines nobody sees;
+- a plain C-STORE response (a status, no comment) is encoded directly (7 fixed elements,
+  PS3.7 9.3.1.2) instead of through a pydicom Dataset written twice (~0.5 ms each).
+
+The replacement reactor is a copy of pynetdicom's loop with the wait moved; it is used only
+on the pynetdicom versions it was checked against (`TUNED_VERSIONS`), other versions keep
+the stock reactor and lose only speed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import struct
+import types
+from typing import TYPE_CHECKING, Any, cast
+
+import pynetdicom
+from pynetdicom import evt
+from pynetdicom.association import LOGGER as PYNETDICOM_LOG
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu_primitives import P_DATA
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pynetdicom.association import Association
+    from pynetdicom.dimse import DIMSEServiceProvider
+    from pynetdicom.transport import AssociationSocket
+
+__all__ = ["DUL_POLL_SECONDS", "TUNED_VERSIONS", "tune_association"]
+
+DUL_POLL_SECONDS = 0.0001
+TUNED_VERSIONS = ("3.0.",)
+# How long the acceptor waits for a message before it checks release, abort and the idle
+# timer: pynetdicom's own nap, so those are noticed as fast as before.
+_MESSAGE_WAIT_SECONDS = 0.001
+_RECV_CHUNK = 1 << 18
+_LOGGING_EVENTS = (evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT, evt.EVT_PDU_RECV, evt.EVT_PDU_SENT)
+
+
+def tune_association(assoc: Association) -> None:
+    """Shorter DUL naps, an acceptor that waits on its queue, larger reads, no logging work
+    for disabled log levels, direct C-STORE responses (see above)."""
+    assoc.dul._run_loop_delay = DUL_POLL_SECONDS
+    if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
+        for event in _LOGGING_EVENTS:
+            for handler, _args in list(cast("list[Any]", assoc.get_handlers(event))):
+                if getattr(handler, "__module__", "") == "pynetdicom._handlers":
+                    assoc.unbind(event, handler)
+    if not pynetdicom.__version__.startswith(TUNED_VERSIONS):
+        return
+    assoc._run_reactor = types.MethodType(_acceptor_reactor, assoc)  # type: ignore[method-assign]
+    sock = assoc.dul.socket
+    if sock is not None:
+        sock.recv = types.MethodType(_recv, sock)  # type: ignore[method-assign]
+    dimse = assoc.dimse
+    dimse.send_msg = types.MethodType(  # type: ignore[method-assign]
+        _sender(type(dimse).send_msg), dimse
+    )
+
+
+def _sender(
+    original: Callable[[DIMSEServiceProvider, Any, int], None],
+) -> Callable[[DIMSEServiceProvider, Any, int], None]:
+    def send_msg(self: DIMSEServiceProvider, primitive: Any, context_id: int) -> None:
+        """pynetdicom's `send_msg`, with plain C-STORE responses encoded directly."""
+        command = store_response_command(primitive)
+        maximum = self.maximum_pdu_size
+        if (
+            command is None
+            or (maximum and len(command) + 6 > maximum)  # PDV header: 4 length + 2
+            or self.assoc.get_handlers(evt.EVT_DIMSE_SENT)
+        ):
+            original(self, primitive, context_id)
+            return
+        pdata = P_DATA()
+        # Message control header 0x03: a command, last fragment (PS3.8 E.2).
+        pdata.presentation_data_value_list = [[context_id, b"\x03" + command]]
+        self.dul.send_pdu(pdata)
+
+    return send_msg
+
+
+_US = struct.Struct("<HHLH")  # tag, 4-byte length, US value (implicit VR little endian)
+_UL = struct.Struct("<HHLL")
+
+
+def store_response_command(primitive: Any) -> bytes | None:
+    """The implicit VR little-endian command set of a C-STORE-RSP carrying only a status
+    (what pynetdicom encodes for it, byte for byte), or None for any other message."""
+    if type(primitive) is not C_STORE or primitive.MessageIDBeingRespondedTo is None:
+        return None
+    status = primitive.Status
+    if (
+        not isinstance(status, int)
+        or primitive.ErrorComment is not None
+        or primitive.OffendingElement is not None
+        or primitive.AffectedSOPClassUID is None
+        or primitive.AffectedSOPInstanceUID is None
+    ):
+        return None
+    body = b"".join(
+        (
+            _uid_element(0x0002, str(primitive.AffectedSOPClassUID)),
+            _US.pack(0x0000, 0x0100, 2, 0x8001),  # Command Field: C-STORE-RSP
+            _US.pack(0x0000, 0x0120, 2, primitive.MessageIDBeingRespondedTo),
+            _US.pack(0x0000, 0x0800, 2, 0x0101),  # Command Data Set Type: no data set
+            _US.pack(0x0000, 0x0900, 2, status),
+            _uid_element(0x1000, str(primitive.AffectedSOPInstanceUID)),
+        )
+    )
+    return _UL.pack(0x0000, 0x0000, 4, len(body)) + body
+
+
+def _uid_element(element: int, uid: str) -> bytes:
+    value = uid.encode("ascii")
+    if len(value) % 2:
+        value += b"\0"
+    return struct.pack("<HHL", 0x0000, element, len(value)) + value
+
+
+def _recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
+    """pynetdicom's `AssociationSocket.recv` (blocking until `nr_bytes` arrived, or fewer
+    when the peer closes) with larger reads. Memory grows only with bytes received, never
+    with the length a peer declares."""
+    sock = self.socket
+    assert sock is not None
+    received = bytearray()
+    while len(received) < nr_bytes:
+        chunk = sock.recv(min(_RECV_CHUNK, nr_bytes - len(received)))
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def _acceptor_reactor(self: Association) -> None:
+    """pynetdicom 3.0.4's `Association._run_reactor` for an acceptor, waiting on the DIMSE
+    message queue instead of sleeping 1 ms before each look at it."""
+    self._is_paused = False
+    messages = self.dimse.msg_queue
+    while not self._kill:
+        # Paused while a send_*() of ours runs (pynetdicom's checkpoint, kept as is).
+        self._is_paused = True
+        self._reactor_checkpoint.wait()
+        self._is_paused = False
+
+        try:
+            context_id, msg = messages.get(timeout=_MESSAGE_WAIT_SECONDS)
+        except queue.Empty:
+            msg = None
+        if msg:
+            self._serve_request(msg, cast(int, context_id))
+            continue  # more messages first; release and abort come after them on the wire
+
+        if self.is_established and self.acse.is_release_requested():
+            self.acse.send_release(is_response=True)
+            PYNETDICOM_LOG.info("Association Released")
+            self.is_released = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_RELEASED, {})
+            self.kill()
+            return
+
+        if self.acse.is_aborted():
+            self.dul.receive_pdu(wait=False)  # so that EVT_ACSE_RECV fires for subscribers
+            self.is_aborted = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_ABORTED, {})
+            self.kill()
+            return
+
+        if not self.dul.is_alive():
+            self.kill()
+            return
+
+        if self.dul.idle_timer_expired():
+            PYNETDICOM_LOG.error("Network timeout reached")
+            if self.network_timeout_response == "A-RELEASE":
+                self._is_paused = True
+                self._reactor_checkpoint.wait()
+                self.release()
+                self._is_paused = False
+            else:
+                self.abort()
+            self.kill()
+            return

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from conftest import plant_identifiers
 from pydicom import dcmread
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian
 
 from gateway.deid.ctp import load_script
 from gateway.deid.engine import DeidError
@@ -34,6 +35,7 @@ SCRIPTS = {
     "research-federation": (CONF / "research-federation.script", None),
     "every-function": (DATA / "every-function.script", DATA / "every-function.lookup.properties"),
     "edge-cases": (DATA / "edge-cases.script", DATA / "edge-cases.lookup.properties"),
+    "global-removals": (DATA / "global-removals.script", None),
 }
 
 
@@ -45,8 +47,48 @@ def extra_plant(ds: Dataset) -> None:
     ds.OperatorsName = "Plimquist^Odena^Marie"
 
 
+SYNTHETIC = "synthetic.dcm"
+
+
+def synthetic_input() -> Dataset:
+    """A small instance with what the global removals act on: overlays, a curve, private
+    blocks (one with an attribute safe in PS3.15 and in CTP's dictionary), a sequence."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.999.1.1"
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = "1.2.999.1.1"
+    ds.StudyDate = "20040119"
+    ds.StudyInstanceUID = "1.2.999.1.2"
+    ds.SeriesInstanceUID = "1.2.999.1.3"
+    ds.Modality = "OT"
+    ds.PatientName = "Zyxwick^Quorbelle"
+    ds.PatientID = "ZQ-998877-X"
+    ds.PatientSex = "F"
+    ds.SliceThickness = "5"
+    item = Dataset()
+    item.PatientID = "ZQ-554433-Y"
+    item.TypeOfPatientID = "TEXT"
+    ds.OtherPatientIDsSequence = Sequence([item])
+    ds.private_block(0x0011, "PHI_TEST", create=True).add_new(0x01, "LO", "Zyxwick")
+    ds.private_block(0x0019, "GEMS_ACQU_01", create=True).add_new(0x23, "DS", "1.5")
+    ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 2, 2, 8, 8, 7
+    ds.SamplesPerPixel, ds.PixelRepresentation = 1, 0
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.add_new(0x50000005, "US", 1)
+    ds.add_new(0x60000010, "US", 2)
+    ds.add_new(0x60000011, "US", 2)
+    ds.add_new(0x60003000, "OW", b"\x00\x01")
+    ds.PixelData = b"\x00\x01\x02\x03"
+    return ds
+
+
 def planted_input(name: str) -> Dataset:
     """The input CTP was given: a shared file with every planted identifier."""
+    if name == SYNTHETIC:
+        return synthetic_input()
     ds = dcmread(SHARED / name, force=True)
     plant_identifiers(ds)
     extra_plant(ds)
@@ -81,16 +123,25 @@ def flatten(ds: Dataset, path: str = "") -> Iterator[tuple[str, str, str]]:
         yield where, str(elem.VR), text.strip(" \x00")
 
 
+def input_bytes(name: str) -> bytes:
+    ds = planted_input(name)
+    if name == SYNTHETIC:
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        return out.getvalue()
+    return write_bytes(ds)
+
+
 def ours(script: str, name: str) -> Dataset:
     path, table = SCRIPTS[script]
     profile = load_script(path, table)
     engine = profile.build_engine(Pseudonyms(b"k" * 32, "site"))
-    ds = dcmread(io.BytesIO(write_bytes(planted_input(name))), force=True)
+    ds = dcmread(io.BytesIO(input_bytes(name)), force=True)
     engine.deidentify(ds, collect_identifiers(ds, profile.keeps))
     return dcmread(io.BytesIO(write_bytes(ds)), force=True)
 
 
-CASES = [(s, n) for s in SCRIPTS for n in INPUTS if (REAL / s / n).exists()]
+CASES = [(s, n) for s in SCRIPTS for n in (*INPUTS, SYNTHETIC) if (REAL / s / n).exists()]
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/testdata not present")

@@ -38,6 +38,7 @@ from gateway.deid.ctp_lookup import IntegerTable, load_lookup_table
 from gateway.deid.ctp_script import CtpScript, ElementRule, ScriptError, read_script
 from gateway.deid.ctp_syntax import FnCall
 from gateway.deid.engine import DeidError, DeidResult, PatientIdentity
+from gateway.deid.marking import rewrite_file_meta
 from gateway.deid.profile import PATIENT_IDENTITY_TAGS, CsvRules, ProfileError
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.deid.standard import (
@@ -233,7 +234,7 @@ class CtpEngine:
         for tag in _TRAILING:
             if tag in ds:
                 del ds[tag]  # CTP stops writing at these (signatures, padding)
-        _rewrite_file_meta(ds)
+        rewrite_file_meta(ds)  # as for every profile: nothing of the sender's survives
         in_uids, out_uids = _uids(original), _uids(ds)
         return DeidResult(
             patient_pseudonym=str(ds.get("PatientID", "") or ""),
@@ -339,13 +340,6 @@ def _uids(ds: Dataset, depth: int = 0) -> set[str]:
             for item in ds[tag].value or ():
                 found |= _uids(item, depth + 1)
     return found
-
-
-def _rewrite_file_meta(ds: Dataset) -> None:
-    """A new file meta with the dataset's (possibly new) SOP Instance UID, as CTP writes."""
-    from gateway.deid.engine import Engine
-
-    Engine._rewrite_file_meta(ds)
 
 
 __all__ = ["KEEP", "CtpEngine", "CtpProfile", "classify", "load_script", "tag_text"]

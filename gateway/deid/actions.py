@@ -8,6 +8,9 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+
 # D: "replace with a non-zero length value that may be a dummy value and consistent with
 # the VR" (PS3.15 E.1.1). Each value is valid for its VR and within its length limit.
 DUMMY_TEXT = "DEIDENTIFIED"
@@ -147,3 +150,24 @@ def clean_dates_in_text(text: str, days: int | None) -> str:
         return f"{shifted[6:]}{sep}{shifted[4:6]}{sep}{shifted[:4]}"
 
     return _TEXT_DATE.sub(replace, text)
+
+
+STRING_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR",
+     "UT"}
+)
+
+
+def empty_value(vr: str) -> object:
+    """Z: a zero-length value of the element's VR."""
+    if vr == "SQ":
+        return Sequence()
+    return "" if vr in STRING_VRS else None
+
+
+def as_list(value: object) -> list[object]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, MultiValue | list | tuple):
+        return list(value)
+    return [value]

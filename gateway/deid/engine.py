@@ -31,62 +31,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cache
 
-from pydicom.datadict import DicomDictionary
 from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.sequence import Sequence
-from pydicom.uid import (
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-)
 
 from gateway.deid.actions import (
     FREE_TEXT_VRS,
     TEXT_VRS,
+    as_list,
     clean_dates_in_text,
     dummy_value,
+    empty_value,
     shift_da,
     shift_dt,
 )
-from gateway.deid.fakes import FakeError, fake_value
-from gateway.deid.overrides import Rule, check_text
+from gateway.deid.marking import IMPLEMENTATION_CLASS_UID as IMPLEMENTATION_CLASS_UID
+from gateway.deid.marking import IMPLEMENTATION_VERSION_NAME as IMPLEMENTATION_VERSION_NAME
+from gateway.deid.marking import __version__ as __version__
+from gateway.deid.marking import mark_deidentified, rewrite_file_meta
+from gateway.deid.overrides import Rule
 from gateway.deid.profile import PSEUDONYM, CompiledProfile
 from gateway.deid.pseudonyms import Pseudonyms, patient_key
 from gateway.deid.requirements import choose_action, required_type
-from gateway.deid.standard import BASIC_PROFILE_CODE, TABLE_E1_1_EDITION, Option
+from gateway.deid.rule_apply import apply_rule
+from gateway.deid.standard import Option
 from gateway.deid.strict import strict_action
+from gateway.deid.tagsets import (
+    CODED_ENTRY_TAGS,
+    DICOM_ROOT,
+    SCRUBBED_VRS,
+    vocabulary_uid_tags,
+)
 from gateway.identifiers import Identifiers, vr_of
 
-__version__ = "0.1.0"
-
-# This project's Implementation Class UID (PS3.7 D.3.3.2): a fixed 2.25 UUID-derived UID.
-IMPLEMENTATION_CLASS_UID = "2.25.24671494228297195857051802859060108074"
-IMPLEMENTATION_VERSION_NAME = "DICOMGW_" + __version__
-
 MAX_DEPTH = 64
-
-# The parts of a coded entry (PS3.3 8.8 Code Sequence Macro): vocabulary, not free text, so
-# kept inside a sequence whose free text is replaced by dummies.
-_CODED_ENTRY_TAGS = frozenset(
-    {
-        0x00080100,  # Code Value
-        0x00080102,  # Coding Scheme Designator
-        0x00080103,  # Coding Scheme Version
-        0x00080104,  # Code Meaning
-        0x00080105,  # Mapping Resource
-        0x0008010F,  # Context Identifier
-        0x00080117,  # Context UID
-        0x00080118,  # Mapping Resource UID
-        0x00080119,  # Long Code Value
-        0x00080120,  # URN Code Value
-        0x00080122,  # Mapping Resource Name
-    }
-)
-
 
 class DeidError(Exception):
     """An instance the engine cannot make safe; the message carries no patient data."""
@@ -182,8 +161,8 @@ class Engine:
         self._walk(ds, inst, parent=None, mode=_Mode.NORMAL, depth=0, path=())
         ds.PatientName = inst.pseudonym
         ds.PatientID = inst.pseudonym
-        self._mark(ds)
-        self._rewrite_file_meta(ds)
+        mark_deidentified(ds, self.profile)
+        rewrite_file_meta(ds)
         return DeidResult(
             patient_pseudonym=inst.pseudonym,
             study_uid=str(ds.get("StudyInstanceUID", "")),
@@ -260,7 +239,7 @@ class Engine:
         if vr == "SQ":
             self._walk_items(ds, t, inst, mode, depth, path)
         elif vr == "UI":
-            if self._remap_unlisted_uids and t not in _vocabulary_uid_tags():
+            if self._remap_unlisted_uids and t not in vocabulary_uid_tags():
                 self._remap_uids(ds, t, inst)
             else:
                 _keep_uids(ds, t, inst)
@@ -269,11 +248,11 @@ class Engine:
             # Date, Date of Gain Calibration, ...), so no original date sits beside a shifted
             # one and intervals between them stay true.
             self._shift_dates(ds, t, vr, inst)
-        elif mode is _Mode.DUMMY and vr in FREE_TEXT_VRS and t not in _CODED_ENTRY_TAGS:
+        elif mode is _Mode.DUMMY and vr in FREE_TEXT_VRS and t not in CODED_ENTRY_TAGS:
             self._set(ds, t, vr, dummy_value(vr))
         elif mode is _Mode.CLEAN and vr in TEXT_VRS:
             self._clean_text(ds, t, vr, inst)
-        elif vr in _SCRUBBED_VRS and t not in _CODED_ENTRY_TAGS:
+        elif vr in SCRUBBED_VRS and t not in CODED_ENTRY_TAGS:
             self._scrub_retained(ds, t, vr, inst)
 
     def _walk_items(
@@ -300,7 +279,7 @@ class Engine:
             return  # never touch pixel data
         vr = vr_of(ds, t)
         if action == "Z":
-            self._set(ds, t, vr, _empty(vr))
+            self._set(ds, t, vr, empty_value(vr))
         elif action == "K":
             if vr == "SQ":
                 self._walk_items(ds, t, inst, mode, depth, path)
@@ -323,40 +302,7 @@ class Engine:
 
     def _apply_rule(self, ds: Dataset, t: int, rule: Rule, inst: _Instance) -> None:
         """A site override with a parameter: fake value, fixed text, or allow-list clean."""
-        vr = vr_of(ds, t)
-        values = [str(v) for v in _as_list(ds[t].value)]
-        if rule.kind == "fake":
-            try:
-                new = [fake_value(rule.fake_class, v, vr, self.pseudonyms.fake_digest)
-                       for v in values or [""]]
-            except FakeError:
-                del ds[t]  # a private element whose VR the class cannot fill
-                return
-            if vr == "UI":
-                inst.remapped.update(v.strip() for v in values if v.strip())
-            self._set(ds, t, vr, new if len(new) > 1 else new[0])
-        elif rule.kind == "text":
-            if check_text(rule.text, vr):
-                del ds[t]
-            else:
-                self._set(ds, t, vr, rule.text)
-        elif check_text("", vr) or vr in ("DA", "TM", "DT", "UI", "IS", "DS", "AS"):
-            del ds[t]  # an allow list is for text; anything else cannot be vetted
-        else:
-            kept = [v for v in values if rule.allows(v)]
-            if len(kept) == len(values):
-                return
-            if rule.fallback == "text":
-                if check_text(rule.text, vr):
-                    del ds[t]
-                    return
-                kept = [v if rule.allows(v) else rule.text for v in values]
-            if kept:
-                self._set(ds, t, vr, kept if len(kept) > 1 else kept[0])
-            elif rule.fallback == "empty":
-                self._set(ds, t, vr, "")
-            else:
-                del ds[t]
+        inst.remapped.update(apply_rule(ds, t, rule, vr_of(ds, t), self.pseudonyms.fake_digest))
 
     @staticmethod
     def _set(ds: Dataset, t: int, vr: str, value: object) -> None:
@@ -371,7 +317,7 @@ class Engine:
         remapped = []
         for uid in originals:
             text = str(uid).strip()
-            if text.startswith(_DICOM_ROOT):
+            if text.startswith(DICOM_ROOT):
                 remapped.append(text)  # a UID of the standard itself identifies nobody
             elif text:
                 inst.remapped.add(text)
@@ -384,7 +330,7 @@ class Engine:
             self._shift_dates(ds, t, vr, inst)
         elif vr == "AE":
             tokens = [
-                "AE" + self.pseudonyms.token("ae", str(v), 10) for v in _as_list(ds[t].value)
+                "AE" + self.pseudonyms.token("ae", str(v), 10) for v in as_list(ds[t].value)
             ]
             self._set(ds, t, vr, tokens if len(tokens) > 1 else (tokens or [None])[0])
         elif vr in TEXT_VRS:
@@ -395,13 +341,13 @@ class Engine:
 
     def _shift_dates(self, ds: Dataset, t: int, vr: str, inst: _Instance) -> None:
         if inst.shift_days is None:
-            self._set(ds, t, vr, _empty(vr))
+            self._set(ds, t, vr, empty_value(vr))
             return
         shift = shift_da if vr == "DA" else shift_dt
-        shifted = [shift(str(v), inst.shift_days) for v in _as_list(ds[t].value)]
+        shifted = [shift(str(v), inst.shift_days) for v in as_list(ds[t].value)]
         if any(s is None for s in shifted):
             # A date we cannot read cannot be shifted; an empty value retains nothing.
-            self._set(ds, t, vr, _empty(vr))
+            self._set(ds, t, vr, empty_value(vr))
         else:
             self._set(ds, t, vr, shifted if len(shifted) > 1 else (shifted or [None])[0])
 
@@ -419,7 +365,7 @@ class Engine:
             and not inst.identifiers.found_in(raw.value.decode("latin-1"))
         ):
             return
-        values = [str(v) for v in _as_list(ds[t].value)]
+        values = [str(v) for v in as_list(ds[t].value)]
         scrubbed = [inst.identifiers.scrub(v) for v in values]
         if scrubbed != values:
             self._set(ds, t, vr, scrubbed if len(scrubbed) > 1 else scrubbed[0])
@@ -428,7 +374,7 @@ class Engine:
         replacement = "X" if vr == "CS" else "*"
         cleaned = [
             clean_dates_in_text(inst.identifiers.scrub(str(v), replacement), inst.shift_days)
-            for v in _as_list(ds[t].value)
+            for v in as_list(ds[t].value)
         ]
         self._set(ds, t, vr, cleaned if len(cleaned) > 1 else (cleaned or [None])[0])
 
@@ -473,118 +419,6 @@ class Engine:
             if element <= 0x00FF and (group, element) not in kept_blocks:
                 del ds[t]
 
-    # -- what the output says about itself --------------------------------------------------
-
-    def _mark(self, ds: Dataset) -> None:
-        """PS3.15 E.1.1 / PS3.3 C.7.1.1: say that and how the instance was de-identified."""
-        profile = self.profile
-        ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = [
-            f"DICOM-GATEWAY {__version__}",
-            f"PS3.15 {TABLE_E1_1_EDITION} BASIC PROFILE",
-            f"PROFILE {profile.name}"[:64],
-        ]
-        codes = [BASIC_PROFILE_CODE] + [
-            (opt.code, opt.meaning) for opt in sorted(profile.options, key=lambda o: o.code)
-        ]
-        items = []
-        for value, meaning in codes:
-            item = Dataset()
-            item.CodeValue = value
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning
-            items.append(item)
-        ds.DeidentificationMethodCodeSequence = items
-        if profile.has(Option.RETAIN_LONGITUDINAL_FULL_DATES):
-            ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
-        elif profile.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES):
-            ds.LongitudinalTemporalInformationModified = "MODIFIED"
-        else:
-            ds.LongitudinalTemporalInformationModified = "REMOVED"
-
-    @staticmethod
-    def _rewrite_file_meta(ds: Dataset) -> None:
-        """A new file meta: nothing of the sender's (AE titles, private info) survives."""
-        old = getattr(ds, "file_meta", None) or FileMetaDataset()
-        syntax = old.get("TransferSyntaxUID")
-        if not syntax:
-            implicit, little = getattr(ds, "original_encoding", (True, True))
-            if implicit is None:
-                implicit, little = True, True
-            syntax = (
-                ImplicitVRLittleEndian
-                if implicit
-                else ExplicitVRLittleEndian
-                if little
-                else ExplicitVRBigEndian
-            )
-        meta = FileMetaDataset()
-        if "SOPClassUID" in ds:
-            meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        if "SOPInstanceUID" in ds:
-            meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        meta.TransferSyntaxUID = syntax
-        meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-        ds.file_meta = meta
-
-
-# Retained free text searched for this instance's identifiers (CS, AE and UI are codes).
-_SCRUBBED_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "PN"})
-
-_DICOM_ROOT = "1.2.840.10008."
-_VOCABULARY_UID_KEYWORDS = frozenset(
-    {
-        "CodingSchemeUID",
-        "ContextUID",
-        "ContextGroupExtensionCreatorUID",
-        "MappingResourceUID",
-        "CreatorVersionUID",
-        "PrivateInformationCreatorUID",
-        "SegmentationTemplateUID",
-        "RepositoryUniqueID",
-        "HomeCommunityID",
-    }
-)
-
-
-@cache
-def _vocabulary_uid_tags() -> frozenset[int]:
-    """UI attributes that name a class, syntax or vocabulary, not an instance.
-
-    Table E.1-1 lists the instance UIDs it knows; newer instance-like UIDs it does not list
-    (Multi-frame Source SOP Instance UID, Target Frame of Reference UID, Assertion UID, ...)
-    are remapped like U, so the output never keeps an instance UID of the input. Class and
-    syntax UIDs, coding schemes and context groups are kept.
-    """
-    return frozenset(
-        tag
-        for tag, (vr, _vm, _name, _retired, keyword) in DicomDictionary.items()
-        if vr == "UI"
-        and (keyword.endswith(("ClassUID", "SyntaxUID")) or keyword in _VOCABULARY_UID_KEYWORDS)
-    )
-
-
-_STRING_VRS = frozenset(
-    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR",
-     "UT"}
-)
-
-
-def _empty(vr: str) -> object:
-    """Z: a zero-length value of the element's VR."""
-    if vr == "SQ":
-        return Sequence()
-    return "" if vr in _STRING_VRS else None
-
 
 def _keep_uids(ds: Dataset, t: int, inst: _Instance) -> None:
-    inst.kept.update(str(uid).strip() for uid in _as_list(ds[t].value))
-
-
-def _as_list(value: object) -> list[object]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, MultiValue | list | tuple):
-        return list(value)
-    return [value]
+    inst.kept.update(str(uid).strip() for uid in as_list(ds[t].value))

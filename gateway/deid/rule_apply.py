@@ -1,0 +1,58 @@
+"""Applying a site override with a parameter (fake value, fixed text, allow list) to one
+element; see overrides.py for the syntax and the engine for when it applies."""
+
+from __future__ import annotations
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+from gateway.deid.actions import as_list
+from gateway.deid.fakes import Digest, FakeError, fake_value
+from gateway.deid.overrides import Rule, check_text
+
+_NOT_VETTED = ("DA", "TM", "DT", "UI", "IS", "DS", "AS")
+
+
+def apply_rule(ds: Dataset, t: int, rule: Rule, vr: str, digest: Digest) -> set[str]:
+    """Apply `rule` to element `t` of `ds` in place; returns the UIDs a fake replaced.
+
+    A value the element's VR cannot take (a private element read as UN, a number) removes
+    the element: nothing is kept that the rule did not vet.
+    """
+    values = [str(v) for v in as_list(ds[t].value)]
+    if rule.kind == "fake":
+        try:
+            new = [fake_value(rule.fake_class, v, vr, digest) for v in values or [""]]
+        except FakeError:
+            del ds[t]
+            return set()
+        _set(ds, t, vr, new)
+        return {v.strip() for v in values if v.strip()} if vr == "UI" else set()
+    if rule.kind == "text":
+        if check_text(rule.text, vr):
+            del ds[t]
+        else:
+            _set(ds, t, vr, [rule.text])
+        return set()
+    if check_text("", vr) or vr in _NOT_VETTED:
+        del ds[t]  # an allow list is for text; anything else cannot be vetted
+        return set()
+    kept = [v for v in values if rule.allows(v)]
+    if len(kept) == len(values):
+        return set()
+    if rule.fallback == "text":
+        if check_text(rule.text, vr):
+            del ds[t]
+            return set()
+        kept = [v if rule.allows(v) else rule.text for v in values]
+    if kept:
+        _set(ds, t, vr, kept)
+    elif rule.fallback == "empty":
+        ds[t] = DataElement(t, vr, "")
+    else:
+        del ds[t]
+    return set()
+
+
+def _set(ds: Dataset, t: int, vr: str, values: list[str]) -> None:
+    ds[t] = DataElement(t, vr, values if len(values) > 1 else values[0])

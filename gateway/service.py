@@ -466,8 +466,9 @@ class GatewayService:
         self.spool.forward_failed(work.round.id, attempts, time.time() + delay, result.message)
 
     def _finish(self, work: _Work, result: ForwardResult, seconds: float) -> None:
-        self.spool.finish(work.round.id)
+        # Counted first: once the queue shows empty, the count already says forwarded.
         self.metrics.studies_forwarded.inc()
+        self.spool.finish(work.round.id)
         self._audit(work, result, "forwarded", seconds)
         with self._lock:
             self._work.pop(work.round.id, None)

@@ -286,3 +286,17 @@ def test_clock_functions_and_the_integer_table(tmp_path: Path) -> None:
         assert ds.StudyDescription == date.today().isoformat()
         assert re.fullmatch(r"\d\d:\d\d:\d\d", ds.ImageComments)
     assert numbers == ["0001", "0002", "0001"]
+
+
+def test_a_date_shift_is_reported_only_for_a_fixed_shift(tmp_path: Path) -> None:
+    fixed = load_script(write(tmp_path, '<e en="T" t="00080020">@incrementdate(this,-30)</e>'))
+    ds = sample()
+    result = fixed.build_engine(PSEUDONYMS).deidentify(ds, collect_identifiers(ds, fixed.keeps))
+    assert (result.date_shift_days, ds.StudyDate) == (30, "20031220")
+    moved = load_script(write(tmp_path, '<e en="T" t="00080020">@modifydate(this,*,6,*)</e>',
+                              "m.script"))  # fmt: skip
+    engine = moved.build_engine(PSEUDONYMS)
+    ds = sample()
+    assert engine.deidentify(ds, collect_identifiers(ds, moved.keeps)).date_shift_days is None
+    assert engine.patient_identity("ZQ-998877-X").shift_days is None
+    assert engine.clinical_date(engine.patient_identity("ZQ-998877-X"), "20040119") == "20040619"

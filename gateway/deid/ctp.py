@@ -152,7 +152,8 @@ class CtpProfile:
     acknowledged: frozenset[str] = frozenset()
     csv: CsvRules = field(default_factory=CsvRules)
 
-    def _rule(self, tag: int) -> ElementRule | None:
+    def rule(self, tag: int) -> ElementRule | None:
+        """The script of a public element (None: unscripted); the last one wins."""
         for rule in reversed(self.script.rules):
             if rule.tag == tag:
                 return rule
@@ -166,7 +167,7 @@ class CtpProfile:
             return self.effective_action(SOP_INSTANCE_UID)  # the file meta follows it
         if s.remove_overlays and group & 0xFF00 == 0x6000:
             return "X"
-        rule = self._rule(tag)
+        rule = self.rule(tag)
         if rule is not None:
             return classify(rule)
         if tag in PROTECTED_TAGS or group in PROTECTED_GROUPS or group in s.keep_groups:
@@ -214,6 +215,12 @@ class CtpEngine:
         self.profile = profile
         self.pseudonyms = pseudonyms
         self._integers = IntegerTable()
+        # A date shift is reported (for the re-identification mapping) only when the
+        # script's Study Date is moved by a fixed number of days per patient.
+        study_date = profile.rule(STUDY_DATE)
+        self._shifts = study_date is not None and {c.name for c in study_date.calls} in (
+            {"incrementdate"}, {"hashdate"}
+        )
         # pseudonym -> the patient fields it came from, for clinical_date
         self._patients: OrderedDict[str, dict[str, str]] = OrderedDict()
 
@@ -241,7 +248,9 @@ class CtpEngine:
             study_uid=str(ds.get("StudyInstanceUID", "") or ""),
             series_uid=str(ds.get("SeriesInstanceUID", "") or ""),
             sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
-            date_shift_days=_shift(original.get("StudyDate"), ds.get("StudyDate")),
+            date_shift_days=(
+                _shift(original.get("StudyDate"), ds.get("StudyDate")) if self._shifts else None
+            ),
             remapped_uids=in_uids - out_uids,
             kept_uids=in_uids & out_uids,
         )
@@ -272,7 +281,7 @@ class CtpEngine:
                   "PatientBirthDate": birth_date, "StudyInstanceUID": study_uid}  # fmt: skip
         pseudonym = self._one_element(fields, PATIENT_ID) or ""
         shifted = self._one_element({**fields, "StudyDate": _REFERENCE_DATE}, STUDY_DATE)
-        shift = _shift(_REFERENCE_DATE, shifted)
+        shift = _shift(_REFERENCE_DATE, shifted) if self._shifts else None
         self._patients[pseudonym] = fields
         self._patients.move_to_end(pseudonym)
         while len(self._patients) > _MAX_REMEMBERED_PATIENTS:

@@ -128,3 +128,31 @@ def test_clinical_csv_gets_the_pseudonyms_and_dates_of_the_script(tmp_path: Path
     assert rows[1][1] == f"{shifted[:4]}-{shifted[4:6]}-{shifted[6:]}"
     assert rows[2][0] == fx.hash_ptid("SITE042", "PAT-0002", 12)
     assert "Zyxwick" not in out.read_text(encoding="utf-8")
+
+
+def test_the_lookup_table_of_the_configuration_reaches_the_script(tmp_path: Path) -> None:
+    script = tmp_path / "lookup.script"
+    script.write_text(
+        FEDERATION.read_text(encoding="utf-8").replace(
+            '<e en="T" t="00100020" n="PatientID">@hashptid(@SITEID,PatientID,@PTIDLEN)</e>',
+            '<e en="T" t="00100020" n="PatientID">@lookup(this,ptid)</e>',
+        ),
+        encoding="utf-8",
+    )
+    table = tmp_path / "subjects.properties"
+    table.write_text("ptid/ZQ-998877-X=FED-SUBJ-0001\n", encoding="utf-8")
+    site = make_site(tmp_path / "site")
+    site.config.write_text(
+        site.config.read_text(encoding="utf-8")
+        + f"deid:\n  profile: {script}\n  lookup_table: {table}\n",
+        encoding="utf-8",
+    )
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "CT_small.dcm").write_bytes(write_bytes(planted_input("CT_small.dcm")))
+    output = tmp_path / "out"
+    result = run_gateway("anonymize", source, output, "-c", site.config, "--workers", 1,
+                         cwd=site.root)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    [written] = list(output.rglob("*.dcm"))
+    assert dcmread(written).PatientID == "FED-SUBJ-0001"

@@ -300,3 +300,11 @@ def test_a_date_shift_is_reported_only_for_a_fixed_shift(tmp_path: Path) -> None
     assert engine.deidentify(ds, collect_identifiers(ds, moved.keeps)).date_shift_days is None
     assert engine.patient_identity("ZQ-998877-X").shift_days is None
     assert engine.clinical_date(engine.patient_identity("ZQ-998877-X"), "20040119") == "20040619"
+
+
+def test_entity_declarations_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "entities.script"
+    path.write_text('<!DOCTYPE script [<!ENTITY a "aaaaaaaaaa">\n<!ENTITY b "&a;&a;&a;">]>\n'
+                    '<script><p t="X">&b;</p></script>\n', encoding="utf-8")  # fmt: skip
+    with pytest.raises(ProfileError, match="entity declarations are not allowed"):
+        load_script(path)

@@ -308,3 +308,17 @@ def test_entity_declarations_are_refused(tmp_path: Path) -> None:
                     '<script><p t="X">&b;</p></script>\n', encoding="utf-8")  # fmt: skip
     with pytest.raises(ProfileError, match="entity declarations are not allowed"):
         load_script(path)
+
+
+@pytest.mark.parametrize(
+    ("script", "code"),
+    [("@remove()", "X"), ("@empty()", "Z"), ("@blank(2)", "Z"), ("", "Z"), ("TEXT", "D"),
+     ("@hash(this,8)", "D"), ("@lookup(this,k)", "D"), ("@lookup(this,k,keep)", "K"),
+     ("@hashuid(@R,this)", "U"), ("@incrementdate(this,-5)", "C"), ("@round(this,5)", "C"),
+     ("@contents(this,\"[0-9]\")", "C"), ("@keep()", "K"), ("@uppercase(this)", "K"),
+     ("@if(this,isblank){@remove()}{@keep()}", "K"), ("@always()@quarantine()", "X"),
+     ("@process()", "C"), ("@select(){@hash(this)}{@remove()}", "D")],
+)  # fmt: skip
+def test_reviewer_classes_of_scripts(tmp_path: Path, script: str, code: str) -> None:
+    profile = load_script(write(tmp_path, f'<p t="R">1.2</p><e en="T" t="00081030">{script}</e>'))
+    assert profile.effective_action(0x00081030) == code

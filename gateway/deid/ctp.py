@@ -139,6 +139,8 @@ def _call_class(call: FnCall) -> str:
     code = _FUNCTION_CLASS.get(call.name, "D")
     if call.name == "contents" and len(call.args) > 1:
         return "C"  # a regular expression takes parts out
+    if call.name == "lookup" and call.arg(2).strip() in ("keep", "ignore"):
+        return "K"  # a value missing from the table is kept
     return code
 
 

@@ -98,6 +98,13 @@ def test_an_unusable_script_names_its_file_and_line(
     assert message in str(err.value)
 
 
+def test_a_properties_format_script_is_refused_with_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "old.script"
+    path.write_text("param.SITEID=1\nset.[0010,0010]PatientName=@empty()\n", encoding="utf-8")
+    with pytest.raises(ProfileError, match=r"old.script:1: not an XML script"):
+        load_script(path)
+
+
 def test_disabled_entries_are_ignored_and_a_missing_table_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, '<e en="F" t="00100010">@call(x)</e>\n<r en="F" t="privategroups"/>')
     profile = load_script(path)

@@ -21,7 +21,7 @@ import xml.parsers.expat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.deid.ctp_names import is_resolvable, private_spec
+from gateway.deid.ctp_names import is_resolvable, private_spec, public_tag
 from gateway.deid.ctp_syntax import FnCall, ScriptSyntaxError, check_script
 
 REMOVALS = ("privategroups", "unspecifiedelements", "overlays", "curves")
@@ -148,6 +148,11 @@ def read_script(path: Path) -> CtpScript:
         data = path.read_bytes()
     except OSError as exc:
         raise ScriptError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    if not data.lstrip().startswith(b"<"):
+        raise ScriptError([
+            f"{path}:1: not an XML script (CTP's older properties format is not read here; "
+            "CTP's script editor saves a script as XML)"
+        ])
     root, children = _parse_xml(path, data)
     problems: list[str] = []
     if root != "script":
@@ -241,9 +246,11 @@ def _element_rule(raw: _Raw, t: str, where: str, problems: list[str]) -> Element
     else:
         spec = private_spec(t)
         if spec is None or spec[2] is None:
+            known = public_tag(t)
+            hint = f"; write t=\"{known:08x}\" (CTP ignores t={t!r})" if known else ""
             problems.append(
                 f"{where}: <e t={t!r}>: not a tag (8 hex digits) or a private element "
-                "(gggg[creator]ee)"
+                f"(gggg[creator]ee){hint}"
             )
             return None
         private = (spec[0], spec[1], spec[2])

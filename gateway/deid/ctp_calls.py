@@ -70,7 +70,7 @@ def _failsafe(default: Callable[[FnCall], str]) -> Callable[[Handler], Handler]:
                 if func.__name__ in _CATCHES_ALL:
                     return default(fn)
                 raise
-            except Exception:
+            except Exception:  # CTP's catch (Exception e) around these functions
                 return default(fn)
 
         run.__name__ = func.__name__

@@ -150,8 +150,18 @@ def test_output_equals_real_ctp(script: str, name: str) -> None:
     expected = {p: (vr, v) for p, vr, v in flatten(dcmread(REAL / script / name, force=True))}
     got = {p: (vr, v) for p, vr, v in flatten(ours(script, name))}
     assert sorted(got) == sorted(expected)
-    differ = {p: (got[p], expected[p]) for p in expected if got[p][1] != expected[p][1]}
+    differ = {
+        p: (got[p], expected[p])
+        for p in expected
+        if got[p] != expected[p] and not _unrepresentable(got[p], expected[p])
+    }
     assert differ == {}
+
+
+def _unrepresentable(got: tuple[str, str], expected: tuple[str, str]) -> bool:
+    """CTP writes text that is no number into a DS/IS element; pydicom cannot hold that, so
+    the same text is written as LO (only for private elements, as CTP's fallback does)."""
+    return got == ("LO", expected[1]) and expected[0] in ("DS", "IS")
 
 
 def _statuses() -> list[tuple[str, str, str]]:

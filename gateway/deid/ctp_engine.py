@@ -190,9 +190,23 @@ def put(ctx: Context, tag: int, vr: str, value: str) -> None:
         if tag & 0xFFFF < 0x100:
             out[tag] = DataElement(tag, "LO", value)
             return
+        # CTP writes a private element with its dictionary VR when the value fits, else as
+        # LO (LT when long); the VR the element already has stands in for the dictionary.
+        fallback = "LO" if len(value) <= 64 else "LT"
         old = out.get(tag)
-        old_vr = str(old.VR) if old is not None else ""
-        vr = old_vr if old_vr in _TEXT_VRS else ("LO" if len(value) <= 64 else "LT")
+        old_vr = vr_of(out, tag) if old is not None else ""
+        if old_vr and old_vr not in _BYTES_VRS and old_vr != "SQ":
+            try:
+                _put_public(out, tag, old_vr, value)
+                return
+            except WriteError:
+                pass
+        out[tag] = DataElement(tag, fallback, value)
+        return
+    _put_public(out, tag, vr, value)
+
+
+def _put_public(out: Dataset, tag: int, vr: str, value: str) -> None:
     if value == "":
         if vr == "SQ":
             out[tag] = DataElement(tag, "SQ", Sequence())
@@ -210,7 +224,10 @@ def put(ctx: Context, tag: int, vr: str, value: str) -> None:
         return
     if vr in _BYTES_VRS or vr == "SQ":
         raise WriteError(f"the script's value for {tag_text(tag)} is text, the element is {vr}")
-    out[tag] = DataElement(tag, vr, parts if len(parts) > 1 else parts[0])
+    try:
+        out[tag] = DataElement(tag, vr, parts if len(parts) > 1 else parts[0])
+    except (ValueError, OverflowError):  # DS/IS text that is no number
+        raise WriteError(f"the script's value for {tag_text(tag)} does not fit {vr}") from None
 
 
 def _update_method_codes(script: str, ctx: Context) -> None:

@@ -36,9 +36,10 @@ from gateway.deid.ctp_engine import (
 from gateway.deid.ctp_eval import KEEP, Context, CtpQuarantine, CtpSkip, make_replacement
 from gateway.deid.ctp_lookup import IntegerTable, load_lookup_table
 from gateway.deid.ctp_script import CtpScript, ElementRule, ScriptError, read_script
-from gateway.deid.ctp_syntax import FnCall
+from gateway.deid.ctp_syntax import FnCall, iter_calls
 from gateway.deid.engine import DeidError, DeidResult, PatientIdentity
 from gateway.deid.marking import rewrite_file_meta
+from gateway.deid.overrides import code_rank
 from gateway.deid.profile import PATIENT_IDENTITY_TAGS, CsvRules, ProfileError
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.deid.standard import (
@@ -57,8 +58,6 @@ _REFERENCE_DATE = "20000101"
 _MAX_REMEMBERED_PATIENTS = 100_000
 _TRAILING = (0xFFFAFFFA, 0xFFFCFFFC)
 
-# Reviewer vocabulary, least to most retaining (D and U rank alike).
-_RANK = {"X": 0, "Z": 1, "D": 2, "U": 2, "C": 3, "K": 4}
 # What each function does to the element's information, for the reviewer.
 _FUNCTION_CLASS = {
     "remove": "X", "quarantine": "X", "skip": "X", "empty": "Z", "blank": "Z",
@@ -120,19 +119,13 @@ def classify(rule: ElementRule) -> str:
     script = rule.script
     if not script:
         return "Z"
-    top = _top_calls(rule)
+    top = iter_calls(rule.script)
     if any(c.name in ("remove", "quarantine", "skip") for c in top):
         return "X"
     codes = [_call_class(c) for c in rule.calls if c.name not in ("if", "select", "always")]
     if not codes:
         return "D"  # literal text
-    return max(codes, key=lambda code: _RANK[code])
-
-
-def _top_calls(rule: ElementRule) -> list[FnCall]:
-    from gateway.deid.ctp_syntax import iter_calls
-
-    return iter_calls(rule.script)
+    return max(codes, key=code_rank)
 
 
 def _call_class(call: FnCall) -> str:

@@ -86,6 +86,8 @@ def run(profile: CtpProfile, ds: Dataset) -> Dataset:
         ('<e en="T" t="00100010">@empty()</e>\n<e en="T" t="00100010">@keep()</e>', 3,
          "also scripted on line 2"),
         ('<e en="T" t="00100010">@empty()</e>\n<e en="T" t="00100020"', 4, "not well-formed"),
+        ('<e en="T" t="00080018">@hashuid(1.2,this,StudyInstanceUID)</e>\n'
+         '<e en="T" t="0020000d">@hashuid(1.2,this,SOPInstanceUID)</e>', 2, "leads back"),
     ],
 )  # fmt: skip
 def test_an_unusable_script_names_its_file_and_line(

@@ -214,6 +214,7 @@ def read_script(path: Path) -> CtpScript:
                                 f"{path}:{rule.line}: @{call.name}(): {name.strip()!r} "
                                 "is not an element name"
                             )
+    problems += _appended_script_cycles(path, rules)
     if problems:
         raise ScriptError(problems)
     return CtpScript(
@@ -224,6 +225,29 @@ def read_script(path: Path) -> CtpScript:
         keep_safe_private=keep_safe,
         removals=frozenset(removals),
     )
+
+
+def _appended_script_cycles(path: Path, rules: list[ElementRule]) -> list[str]:
+    """@hashuid(root,uid,OTHER) runs OTHER's script; a loop of those never ends in CTP."""
+    by_tag = {r.tag: r for r in rules if r.tag is not None}
+    edges = {
+        tag: {public_tag(c.args[2]) for c in r.calls if c.name == "hashuid" and len(c.args) > 2}
+        for tag, r in by_tag.items()
+    }
+    problems = []
+    for start, rule in by_tag.items():
+        stack, seen = list(edges[start]), set()
+        while stack:
+            tag = stack.pop()
+            if tag == start:
+                problems.append(f"{path}:{rule.line}: @hashuid() appends a script that "
+                                "leads back to this element")  # fmt: skip
+                break
+            if tag in seen or tag not in edges:
+                continue
+            seen.add(tag)
+            stack.extend(edges[tag])
+    return problems
 
 
 def _element_args(call: FnCall) -> tuple[int, ...]:

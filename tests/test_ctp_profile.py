@@ -113,6 +113,8 @@ def test_disabled_entries_are_ignored_and_a_missing_table_is_an_error(tmp_path: 
     assert profile.script.rules == () and not profile.script.remove_private
     with pytest.raises(ProfileError, match="lookup table"):
         load_script(path, tmp_path / "missing.properties")
+    with pytest.raises(ProfileError, match="properties format"):
+        load_script(path, tmp_path / "table.csv")
 
 
 # -- processing order and the global removals -------------------------------------------------

@@ -77,6 +77,9 @@ def load_script(path: Path, lookup_table: Path | None = None) -> CtpProfile:
     except ScriptError as exc:
         raise ProfileError(exc.problems) from exc
     table = None
+    if lookup_table is not None and Path(lookup_table).suffix.lower() == ".csv":
+        raise ProfileError([f"{lookup_table}: a CSV lookup table is not read; write it in "
+                            "CTP's properties format, one keytype/key=value per line"])  # fmt: skip
     if lookup_table is not None:
         try:
             table = load_lookup_table(Path(lookup_table))

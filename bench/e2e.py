@@ -105,6 +105,7 @@ class GatewayRun:
     receive_cpu_seconds: float  # the service process's CPU time while receiving
     rss: RssPeaks
     quarantined: int
+    forward_seconds: float  # audit records: time spent sending the outboxes
 
 
 def run_storescu(port: int, load: Workload, called_ae: str) -> float:
@@ -226,6 +227,7 @@ def _measure(
     finally:
         peaks = sampler.stop()
         gateway.stop()
+    forward_seconds = sum(float(r.get("forward_seconds") or 0) for r in site.audit_records())
     written = files_in(out)
     if len(written) + quarantined != load.count:
         raise RuntimeError(f"destination has {len(written)} of {load.count} files")
@@ -237,6 +239,7 @@ def _measure(
         receive_cpu_seconds=receive_cpu,
         rss=peaks,
         quarantined=quarantined,
+        forward_seconds=forward_seconds,
     )
 
 

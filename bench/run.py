@@ -122,7 +122,8 @@ def measure(args: argparse.Namespace, root: Path) -> list[Column]:
             column.gateway.append(run)
             print(
                 f"{load.name}: gateway -> {run.destination}: receive {run.receive_seconds:.2f} s, "
-                f"end to end {run.end_to_end_seconds:.2f} s",
+                f"end to end {run.end_to_end_seconds:.2f} s (forwarding "
+                f"{run.forward_seconds:.2f} s of it)",
                 flush=True,
             )
         column.engine_only, column.engine_round_trip = engine_rates(load, args.engine_sample)
@@ -194,6 +195,16 @@ def table(columns: list[Column], args: argparse.Namespace) -> list[str]:
         "gateway CPU per received instance, ms",
         [f"{1000 * c.gateway[0].receive_cpu_seconds / c.load.count:.2f}" for c in columns],
     )
+    for index, destination in enumerate(("storescp", "folder")):
+        if all(len(c.gateway) > index for c in columns):
+            plain(
+                f"end to end -> {destination}: s (forwarding s)",
+                [
+                    f"{c.gateway[index].end_to_end_seconds:.2f} "
+                    f"({c.gateway[index].forward_seconds:.2f})"
+                    for c in columns
+                ],
+            )
     peaks = [_peaks(c) for c in columns]
     plain("peak RSS, service process, MiB", [f"{p.main / MIB:.0f}" for p in peaks])
     plain(

@@ -8,6 +8,8 @@ few microseconds and hand anything unusual back to pydicom:
 
 - `header_uids`: the SOP Instance UID and Study Instance UID texts of a little-endian
   dataset, from a walk over the top-level elements that stops past (0020,000D);
+- `top_level_values` / `file_header_values`: the same walk for any few top-level elements
+  of a dataset or a DICOM file (the folder destination's path parts);
 - `file_meta`: preamble + File Meta Information, byte for byte what pynetdicom writes for a
   received instance (`pynetdicom.dsutils.create_file_meta` + `encode_file_meta`).
 """
@@ -22,11 +24,20 @@ from pydicom.filereader import read_partial
 from pydicom.tag import BaseTag, Tag
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 
-__all__ = ["PREAMBLE", "HeaderUnreadable", "file_meta", "header_uids"]
+__all__ = [
+    "PREAMBLE",
+    "HeaderUnreadable",
+    "file_header_values",
+    "file_meta",
+    "header_uids",
+    "top_level_values",
+]
 
 SOP_INSTANCE_UID = Tag("SOPInstanceUID")
 STUDY_UID = Tag("StudyInstanceUID")
-_WANTED = (SOP_INSTANCE_UID, STUDY_UID)  # the order header_uids returns them in
+_WANTED = {SOP_INSTANCE_UID: b"UI", STUDY_UID: b"UI"}  # the order header_uids returns
+_META_TS_TAG = 0x00020010
+_META_TS = {_META_TS_TAG: b"UI"}
 
 _TAG = struct.Struct("<HH")
 _SHORT_LENGTH = struct.Struct("<H")
@@ -53,16 +64,42 @@ class HeaderUnreadable(Exception):
 def header_uids(dataset: bytes, transfer_syntax: str) -> tuple[str, str]:
     """(SOP Instance UID, Study Instance UID) as texts ("" when absent) of an encoded
     dataset; raises HeaderUnreadable when not even pydicom can read that far."""
-    found = _walk(dataset, transfer_syntax)
-    return found if found is not None else _by_pydicom(dataset, transfer_syntax)
+    found = top_level_values(dataset, transfer_syntax, _WANTED)
+    if found is None:
+        return _by_pydicom(dataset, transfer_syntax)
+    try:
+        instance, study = (found.get(tag, b"").decode("ascii") for tag in _WANTED)
+    except UnicodeDecodeError:
+        return _by_pydicom(dataset, transfer_syntax)
+    return _clean(instance), _clean(study)
 
 
-def _walk(dataset: bytes, transfer_syntax: str) -> tuple[str, str] | None:
-    """The quick path; None for what it leaves to pydicom: big endian, deflate, an odd VR
-    or a truncated element before the Study UID, sequences nested too deep, non-ASCII."""
+def file_header_values(data: bytes, wanted: dict[int, bytes]) -> dict[int, bytes] | None:
+    """`top_level_values` for the start of a DICOM file (preamble, File Meta, dataset)."""
+    if data[128:132] != b"DICM" or data[132:140] != _GROUP_LENGTH:
+        return None
+    meta_end = 144 + _LONG_LENGTH.unpack_from(data, 140)[0]
+    meta = top_level_values(data[144:meta_end], str(dicom_uid.ExplicitVRLittleEndian), _META_TS)
+    if meta is None or _META_TS_TAG not in meta:
+        return None
+    try:
+        transfer_syntax = _clean(meta[_META_TS_TAG].decode("ascii"))
+    except UnicodeDecodeError:
+        return None
+    return top_level_values(data[meta_end:], transfer_syntax, wanted)
+
+
+def top_level_values(
+    dataset: bytes, transfer_syntax: str, wanted: dict[int, bytes]
+) -> dict[int, bytes] | None:
+    """The raw values of the `wanted` top-level elements ({tag: VR}), from a walk that
+    stops past the highest of them; absent elements are left out. None for what it leaves
+    to pydicom: big endian, deflate, a VR other than the wanted one, a truncated element
+    or odd VR on the way, sequences nested too deep."""
     if transfer_syntax in _LEFT_TO_PYDICOM:
         return None
     explicit = transfer_syntax != _IMPLICIT_LE  # every encapsulated syntax is explicit LE
+    last = max(wanted)
     values: dict[int, bytes] = {}
     position: int | None = 0
     while position is not None and position + 8 <= len(dataset):
@@ -70,20 +107,14 @@ def _walk(dataset: bytes, transfer_syntax: str) -> tuple[str, str] | None:
         if found is None:
             return None
         tag, vr, length, start = found
-        if tag > STUDY_UID:
+        if tag > last:
             break
-        if tag in _WANTED:
-            if (explicit and vr != b"UI") or start + length > len(dataset):
+        if tag in wanted:
+            if (explicit and vr != wanted[tag]) or start + length > len(dataset):
                 return None  # also an undefined length
             values[tag] = dataset[start : start + length]
         position = _skip(dataset, position, explicit, 0)
-    if position is None:
-        return None
-    try:
-        instance, study = (values.get(tag, b"").decode("ascii") for tag in _WANTED)
-    except UnicodeDecodeError:
-        return None
-    return _clean(instance), _clean(study)
+    return None if position is None else values
 
 
 def _element_header(
@@ -157,7 +188,7 @@ def _by_pydicom(dataset: bytes, transfer_syntax: str) -> tuple[str, str]:
         ds = read_partial(
             BytesIO(file_meta("1.2", "1.2", transfer_syntax) + dataset),
             stop_when=_past_study_uid,
-            specific_tags=list(_WANTED),
+            specific_tags=list(_WANTED),  # type: ignore[arg-type]
         )
         instance, study = (_clean(getattr(ds.get(tag), "value", None)) for tag in _WANTED)
     except Exception as exc:

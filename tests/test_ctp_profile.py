@@ -333,3 +333,15 @@ def test_entity_declarations_are_refused(tmp_path: Path) -> None:
 def test_reviewer_classes_of_scripts(tmp_path: Path, script: str, code: str) -> None:
     profile = load_script(write(tmp_path, f'<p t="R">1.2</p><e en="T" t="00081030">{script}</e>'))
     assert profile.effective_action(0x00081030) == code
+
+
+def test_the_character_set_stays_while_text_needs_it(tmp_path: Path) -> None:
+    profile = load_script(write(tmp_path, '<e en="T" t="00081030">@keep()</e>'
+                                '<r en="T" t="unspecifiedelements"/>'))  # fmt: skip
+    ds = sample()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.StudyDescription = "Épaule droite"
+    assert run(profile, ds).SpecificCharacterSet == "ISO_IR 192"
+    ascii_only = sample()
+    ascii_only.SpecificCharacterSet = "ISO_IR 192"
+    assert "SpecificCharacterSet" not in run(profile, ascii_only)  # as CTP: removed

@@ -36,6 +36,7 @@ SCRIPTS = {
     "every-function": (DATA / "every-function.script", DATA / "every-function.lookup.properties"),
     "edge-cases": (DATA / "edge-cases.script", DATA / "edge-cases.lookup.properties"),
     "global-removals": (DATA / "global-removals.script", None),
+    "text-and-dates": (DATA / "text-and-dates.script", None),
 }
 
 
@@ -85,10 +86,30 @@ def synthetic_input() -> Dataset:
     return ds
 
 
+SYNTHETIC_UNICODE = "synthetic-unicode.dcm"
+
+
+def synthetic_unicode_input() -> Dataset:
+    """UTF-8 names, a multi-valued date and date-times, for the text and date functions."""
+    ds = synthetic_input()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.999.1.9"
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Müller-Łukasz^Jürgen Ådne^^Dr.^"
+    ds.InstitutionName = "Hôpital Saint-Éloi"
+    ds.DateOfLastCalibration = ["20200101", "20210615"]
+    ds.AcquisitionDateTime = "20040119235959.123456+0100"
+    ds.ContentDate = "20041231"
+    ds.PatientAge = "089Y"
+    return ds
+
+
+SYNTHETIC_INPUTS = {SYNTHETIC: synthetic_input, SYNTHETIC_UNICODE: synthetic_unicode_input}
+
+
 def planted_input(name: str) -> Dataset:
     """The input CTP was given: a shared file with every planted identifier."""
-    if name == SYNTHETIC:
-        return synthetic_input()
+    if name in SYNTHETIC_INPUTS:
+        return SYNTHETIC_INPUTS[name]()
     ds = dcmread(SHARED / name, force=True)
     plant_identifiers(ds)
     extra_plant(ds)
@@ -125,7 +146,7 @@ def flatten(ds: Dataset, path: str = "") -> Iterator[tuple[str, str, str]]:
 
 def input_bytes(name: str) -> bytes:
     ds = planted_input(name)
-    if name == SYNTHETIC:
+    if name in SYNTHETIC_INPUTS:
         out = io.BytesIO()
         ds.save_as(out, enforce_file_format=True)
         return out.getvalue()
@@ -141,7 +162,9 @@ def ours(script: str, name: str) -> Dataset:
     return dcmread(io.BytesIO(write_bytes(ds)), force=True)
 
 
-CASES = [(s, n) for s in SCRIPTS for n in (*INPUTS, SYNTHETIC) if (REAL / s / n).exists()]
+CASES = [
+    (s, n) for s in SCRIPTS for n in (*INPUTS, *SYNTHETIC_INPUTS) if (REAL / s / n).exists()
+]
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/testdata not present")

@@ -239,6 +239,7 @@ class CtpEngine:
         for tag in _TRAILING:
             if tag in ds:
                 del ds[tag]  # CTP stops writing at these (signatures, padding)
+        _keep_character_set(original, ds)
         rewrite_file_meta(ds)  # as for every profile: nothing of the sender's survives
         in_uids, out_uids = _uids(original), _uids(ds)
         return DeidResult(
@@ -295,6 +296,39 @@ class CtpEngine:
         if result is None or not re.fullmatch(r"\d{8}", result):
             return None
         return result
+
+
+def _keep_character_set(original: Dataset, ds: Dataset) -> None:
+    """Specific Character Set stays where the output still has text beyond ASCII.
+
+    CTP writes values in the input's character set even when the script removes the element
+    that names it, leaving bytes no reader can decode; here the element is put back then.
+    """
+    if "SpecificCharacterSet" in ds or "SpecificCharacterSet" not in original:
+        return
+    if _has_non_ascii(ds):
+        ds.SpecificCharacterSet = original.SpecificCharacterSet
+
+
+def _has_non_ascii(ds: Dataset, depth: int = 0) -> bool:
+    if depth > 64:
+        return True
+    for elem in ds:
+        if elem.VR == "SQ":
+            if any(_has_non_ascii(item, depth + 1) for item in elem.value or ()):
+                return True
+        elif elem.VR in _CHARSET_VRS and any(not str(v).isascii() for v in _values(elem.value)):
+            return True
+    return False
+
+
+def _values(value: object) -> list[object]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, MultiValue | list) else [value]
+
+
+_CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
 
 
 def _guarded(step: object) -> None:

@@ -140,8 +140,21 @@ def element_text(ds: Dataset, tag: int) -> str | None:
         return ""
     values = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
     texts = [v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in values]
-    trim = (lambda s: s.rstrip(" \x00")) if vr in _TEXT_VRS else java_trim
+    if vr in _TEXT_VRS:
+        trim = _rstrip_padding  # dcm4che keeps leading spaces of texts
+    elif vr == "PN":
+        trim = _rstrip_name  # and of names, whose empty trailing components it drops
+    else:
+        trim = java_trim
     return "\\".join(trim(t) for t in texts)
+
+
+def _rstrip_padding(text: str) -> str:
+    return text.rstrip(" \x00")
+
+
+def _rstrip_name(text: str) -> str:
+    return text.rstrip(" \x00^=")
 
 
 _JAVA_SPACE = "".join(chr(i) for i in range(33))

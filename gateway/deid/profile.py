@@ -157,23 +157,24 @@ class CompiledProfile:
     path_texts: tuple[tuple[str, Action], ...] = ()
     # Strict mode: public attributes neither named nor in strict.py's list are removed.
     strict: bool = False
-    # Pattern lookups of tags outside `actions`, remembered; fresh in every copy (init=False).
+    # `actions` plus the pattern result of every other tag seen; fresh in every copy.
     _resolved: dict[int, Action | None] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )
+
+    def __post_init__(self) -> None:
+        # Seeded with the map, so every tag seen once costs one dict lookup afterwards.
+        self._resolved.update(self.actions)
 
     def has(self, option: Option) -> bool:
         return option in self.options
 
     def action_for(self, tag: int) -> Action | None:
         """The action for a public tag (None: not in Table E.1-1 nor overridden: retained)."""
-        action = self.actions.get(tag)
-        if action is not None:
-            return action
         found = self._resolved.get(tag, _MISSING)
         if found is _MISSING:
             found = self._pattern_action(tag)
-            if len(self._resolved) < _RESOLVED_LIMIT:
+            if len(self._resolved) < _RESOLVED_LIMIT + len(self.actions):
                 self._resolved[tag] = found
         return found  # type: ignore[return-value]
 

@@ -38,6 +38,7 @@ SCRIPTS = {
     "global-removals": (DATA / "global-removals.script", None),
     "text-and-dates": (DATA / "text-and-dates.script", None),
 }
+STRICTER = {"strict-differences": (DATA / "strict-differences.script", None)}
 
 
 def extra_plant(ds: Dataset) -> None:
@@ -154,7 +155,7 @@ def input_bytes(name: str) -> bytes:
 
 
 def ours(script: str, name: str) -> Dataset:
-    path, table = SCRIPTS[script]
+    path, table = {**SCRIPTS, **STRICTER}[script]
     profile = load_script(path, table)
     engine = profile.build_engine(Pseudonyms(b"k" * 32, "site"))
     ds = dcmread(io.BytesIO(input_bytes(name)), force=True)
@@ -185,6 +186,20 @@ def _unrepresentable(got: tuple[str, str], expected: tuple[str, str]) -> bool:
     """CTP writes text that is no number into a DS/IS element; pydicom cannot hold that, so
     the same text is written as LO (only for private elements, as CTP's fallback does)."""
     return got == ("LO", expected[1]) and expected[0] in ("DS", "IS")
+
+
+def test_where_the_gateway_is_stricter_than_ctp_and_nowhere_else() -> None:
+    script = "strict-differences"
+    expected = {p: v for p, _vr, v in flatten(dcmread(REAL / script / SYNTHETIC, force=True))}
+    got = {p: v for p, _vr, v in flatten(ours(script, SYNTHETIC))}
+    # CTP kept the sequence's item and the curve; the gateway empties and removes them.
+    assert {p for p in expected if p not in got} == {
+        "(0010,1002)[0](0010,0020)", "(0010,1002)[0](0010,0022)", "(5000,0005)"
+    }
+    assert (expected["(0010,1002)"], got["(0010,1002)"]) == ("1", "0")
+    assert {p: v for p, v in got.items() if p != "(0010,1002)"} == {
+        p: v for p, v in expected.items() if p in got and p != "(0010,1002)"
+    }
 
 
 def _statuses() -> list[tuple[str, str, str]]:

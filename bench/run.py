@@ -40,6 +40,8 @@ import e2e  # bench/ is not a package
 import engine
 from service_harness import create_secret  # on sys.path since e2e
 
+from gateway.spool import Spool
+
 MIB = 2**20
 TARGET_RECEIVE = 1 / 2  # issue 8: receive >= 1/2 of DCMTK's passthrough
 TARGET_END_TO_END = 1 / 3  # end to end >= 1/3
@@ -53,6 +55,7 @@ class Column:
     load: e2e.Workload
     dcmtk: e2e.Passthrough
     gateway: list[e2e.GatewayRun] = field(default_factory=list)
+    spool_only: float = 0.0  # instances/s: Spool.store alone, the durable-write floor
     engine_only: float = 0.0  # instances/s, 1 process
     engine_round_trip: float = 0.0
     ocr: dict[str, float] = field(default_factory=dict)  # frame kind -> frames/s, 1 process
@@ -69,6 +72,28 @@ def engine_rates(load: e2e.Workload, sample: int) -> tuple[float, float]:
     if only.quarantined or trip.quarantined:
         print(f"note: the engine quarantined {only.quarantined} of {len(paths)} instances")
     return len(paths) / max(only_seconds, 1e-9), len(paths) / max(trip_seconds, 1e-9)
+
+
+def spool_rate(load: e2e.Workload, sample: int, folder: Path) -> float:
+    """Instances/s of `Spool.store` alone (file fsync, folder fsync, state.db commit): the
+    floor under the receive rate that the promise "acknowledged = on disk" sets."""
+    blobs = [p.read_bytes() for p in load.files[: max(1, sample)]]
+    spool = Spool(folder / "spool-only")
+    try:
+        started = time.perf_counter()
+        for index, blob in enumerate(blobs):
+            spool.store(
+                blob,
+                sop_instance_uid=f"2.25.{index + 1}",
+                sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+                study_uid="2.25.999",
+                transfer_syntax="1.2.840.10008.1.2.1",
+                calling_ae="BENCH",
+            )
+        seconds = time.perf_counter() - started
+    finally:
+        spool.close()
+    return len(blobs) / max(seconds, 1e-9)
 
 
 def ocr_rates(frames: int, kinds: list[str]) -> dict[str, float]:
@@ -126,6 +151,7 @@ def measure(args: argparse.Namespace, root: Path) -> list[Column]:
                 f"{run.forward_seconds:.2f} s of it)",
                 flush=True,
             )
+        column.spool_only = spool_rate(load, args.engine_sample, folder)
         column.engine_only, column.engine_round_trip = engine_rates(load, args.engine_sample)
         columns.append(column)
         shutil.rmtree(folder, ignore_errors=True)  # keep the disk footprint to one workload
@@ -168,6 +194,7 @@ def table(columns: list[Column], args: argparse.Namespace) -> list[str]:
         lines.append(_row(label, cells))
 
     rates("DCMTK storescu -> storescp (passthrough)", dcmtk)
+    rates("spool durable write only (receive floor)", [c.spool_only for c in columns])
     rates(
         "gateway receive (ack = fsynced in spool)",
         [c.load.count / c.gateway[0].receive_seconds for c in columns],

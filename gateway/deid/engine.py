@@ -372,11 +372,13 @@ class Engine:
 
     def _clean_text(self, ds: Dataset, t: int, vr: str, inst: _Instance) -> None:
         replacement = "X" if vr == "CS" else "*"
+        originals = [str(v) for v in as_list(ds[t].value)]
         cleaned = [
-            clean_dates_in_text(inst.identifiers.scrub(str(v), replacement), inst.shift_days)
-            for v in as_list(ds[t].value)
+            clean_dates_in_text(inst.identifiers.scrub(v, replacement), inst.shift_days)
+            for v in originals
         ]
-        self._set(ds, t, vr, cleaned if len(cleaned) > 1 else (cleaned or [None])[0])
+        if cleaned != originals:  # clean text (the usual case) is left as it was read
+            self._set(ds, t, vr, cleaned if len(cleaned) > 1 else cleaned[0])
 
     # -- private attributes (PS3.15 E.3.10) -------------------------------------------------
 

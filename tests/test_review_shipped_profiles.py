@@ -27,6 +27,7 @@ from pydicom.filewriter import dcmwrite
 from test_review import option_weakenings
 from test_shared_testdata import RELEASED, TESTDATA, searchable_bytes
 
+from gateway.cli import main
 from gateway.deid import fakes
 from gateway.deid.profile import load_profile
 from gateway.deid.pseudonyms import Pseudonyms
@@ -136,6 +137,15 @@ def test_review_reports_exactly_the_weakenings_of_each_shipped_profile(name: str
     by_option = {w.attribute for w in result.weakenings if w.chosen}
     overridden = {a for a, _, _ in overrides}
     assert by_option == _named(option_weakenings(chosen)) - overridden
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_profile_review_command_accepts_each_shipped_profile(name: str, capsys) -> None:
+    assert main(["profile", "review", str(PROFILES_DIR / name)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "OK"
+    for attribute, _, _ in OVERRIDE_WEAKENINGS.get(name, ()):
+        assert attribute in out
 
 
 @pytest.fixture(scope="module")

@@ -270,3 +270,28 @@ def test_the_default_profile_file_is_the_built_in_default() -> None:
         "clean_descriptors",
     }
     assert shipped.actions == built_in.actions
+
+
+def test_multi_valued_allow_list_and_private_values_a_rule_cannot_fill(tmp_path: Path) -> None:
+    text = (
+        "overrides:\n"
+        "  ImageType: {clean: {allow: [ORIGINAL, PRIMARY, AXIAL], fallback: OTHER}}\n"
+        "  OtherPatientIDs: {replace: ID_ALPHANUMERICAL}\n"
+        '  (0019,"ACME",01): {replace: SURNAME}\n'
+        '  (0019,"ACME",02): {clean: {allow: ["1.0"]}}\n'
+        "acknowledge: [ImageType, private]\n"
+    )
+    profile = _profile(tmp_path, text)
+    ds = _instance()
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "ZYXWICK"]
+    ds.OtherPatientIDs = ["ZQ-554433-Y", "ZQ-554433-Z"]
+    block = ds.private_block(0x0019, "ACME", create=True)
+    block.add_new(0x01, "SS", 7)  # a number: no surname fits, so the element goes
+    block.add_new(0x02, "UN", b"Zyxwick ")  # not text: an allow list cannot vet it
+    block.add_new(0x03, "LO", NAME)  # not named: the private row removes it
+    _, _, encoded = _run(profile, ds)
+    assert list(ds.ImageType) == ["ORIGINAL", "PRIMARY", "OTHER"]
+    ids = list(ds.OtherPatientIDs)
+    assert len(ids) == 2 and len(set(ids)) == 2 and not any(i.startswith("ZQ") for i in ids)
+    assert not [t for t in ds.keys() if t.group == 0x0019 and t.element > 0xFF]  # noqa: SIM118
+    assert b"zyxwick" not in encoded.lower() and b"zq-554433" not in encoded.lower()

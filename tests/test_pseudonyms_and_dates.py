@@ -163,3 +163,17 @@ def test_dates_the_table_does_not_list_move_with_the_patient() -> None:
     ds.ExpiryDate = "20200115"
     engine.deidentify(ds, collect_identifiers(ds, engine.profile.keeps))
     assert ds.ExpiryDate == ds.StudyDate != "20200115"
+
+
+def test_clinical_dates_follow_the_profiles_date_option() -> None:
+    """A clinical CSV date is treated as the images' dates are: moved, kept, or dropped."""
+    pseudonyms = Pseudonyms(SECRET, "SITE")
+    modified = Engine(default_profile(), pseudonyms)
+    identity = modified.patient_identity("PAT-1")
+    shifted = modified.clinical_date(identity, "20200131")
+    assert shifted is not None and shifted < "20200131"
+    full = Engine(compile_profile([Option.RETAIN_LONGITUDINAL_FULL_DATES]), pseudonyms)
+    assert full.clinical_date(full.patient_identity("PAT-1"), "20200131") == "20200131"
+    assert full.clinical_date(full.patient_identity("PAT-1"), "2020-13-45") is None
+    basic = Engine(compile_profile([]), pseudonyms)
+    assert basic.clinical_date(basic.patient_identity("PAT-1"), "20200131") is None

@@ -142,8 +142,11 @@ class Engine:
 
     def clinical_date(self, identity: PatientIdentity, value: str) -> str | None:
         """A DA value (YYYYMMDD) of this patient as the profile treats dates: shifted by the
-        patient's offset, or None when the profile keeps no dates."""
+        patient's offset, kept as it is under Retain Longitudinal Full Dates (as the images
+        keep theirs), or None when the profile keeps no dates."""
         if identity.shift_days is None:
+            if self.profile.has(Option.RETAIN_LONGITUDINAL_FULL_DATES):
+                return shift_da(value, 0)  # validated, not moved
             return None
         return shift_da(value, identity.shift_days)
 

@@ -155,7 +155,12 @@ def _judge(
 ) -> Weakening | None:
     if code_rank(code) <= code_rank(standard):
         return None
-    justifying = [opt for opt, col in row.options.items() if code_rank(col) >= code_rank(code)]
+    # The tightest option that allows the profile's action: Modified Dates (C) before Full
+    # Dates (K) for a shifted date.
+    justifying = sorted(
+        (opt for opt, col in row.options.items() if code_rank(col) >= code_rank(code)),
+        key=lambda opt: code_rank(row.options[opt]),
+    )
     picked = next((o for o in justifying if o in chosen), justifying[0] if justifying else None)
     is_chosen = picked is not None and picked in chosen
     return Weakening(

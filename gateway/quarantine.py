@@ -7,6 +7,7 @@ file name, which may itself carry a name). The quarantine is never under an outp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -35,21 +36,38 @@ def quarantine_root(storage_dir: Path) -> Path:
     return Path(storage_dir) / QUARANTINE_DIR
 
 
-def new_entry_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
+def new_entry_id(token: str | None = None) -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + (token or secrets.token_hex(4))
+
+
+def _source_key(source: Path, reason: str, stage: str, origin: str) -> str:
+    """Names one input file (path, size, modification time) held for one reason.
+
+    The service quarantines from the spool, whose files are written once; a round processed
+    again after a crash finds its instance already held and adds no second entry.
+    """
+    status = source.stat()
+    text = f"{origin}\0{source.resolve()}\0{status.st_size}\0{status.st_mtime_ns}"
+    return hashlib.sha256(f"{text}\0{stage}\0{reason}".encode()).hexdigest()
 
 
 def put(
     storage_dir: Path, source: Path, *, reason: str, stage: str, message: str, origin: str
 ) -> QuarantineEntry:
-    """Copy `source` into a new quarantine entry with its reason; the source is left as is.
+    """Copy `source` into a new quarantine entry with its reason (or return the entry that
+    already holds this very file for this reason); the source is left as is.
 
     The entry is assembled in a temporary folder and renamed into place, so a crash never
     leaves an entry without its reason.
     """
     root = quarantine_root(storage_dir)
     root.mkdir(parents=True, exist_ok=True)
-    entry_id = new_entry_id()
+    key = _source_key(source, reason, stage, origin)
+    for held in root.glob(f"*-{key[:16]}"):
+        found = _read_entry(held)
+        if found is not None and found[1].get("source_key") == key:
+            return found[0]
+    entry_id = new_entry_id(key[:16])
     staging = root / f".tmp-{entry_id}"
     staging.mkdir(mode=0o700)
     created = time.time()
@@ -60,6 +78,7 @@ def put(
         "message": message,
         "origin": origin,
         "created": created,
+        "source_key": key,
     }
     try:
         shutil.copyfile(source, staging / ORIGINAL_NAME)
@@ -91,21 +110,22 @@ def entries(storage_dir: Path) -> list[QuarantineEntry]:
     if not root.is_dir():
         return found
     for folder in sorted(root.iterdir()):
-        reason_file = folder / REASON_NAME
-        if folder.name.startswith(".") or not reason_file.is_file():
-            continue
-        record = json.loads(reason_file.read_text(encoding="utf-8"))
-        found.append(
-            QuarantineEntry(
-                record["id"],
-                folder,
-                record["reason"],
-                record["stage"],
-                record["message"],
-                record["created"],
-            )
-        )
+        read = _read_entry(folder)
+        if read is not None:
+            found.append(read[0])
     return found
+
+
+def _read_entry(folder: Path) -> tuple[QuarantineEntry, dict[str, object]] | None:
+    reason_file = folder / REASON_NAME
+    if folder.name.startswith(".") or not reason_file.is_file():
+        return None
+    record = json.loads(reason_file.read_text(encoding="utf-8"))
+    entry = QuarantineEntry(
+        record["id"], folder, record["reason"], record["stage"], record["message"],
+        record["created"],
+    )
+    return entry, record
 
 
 def purge(storage_dir: Path, older_than_days: float | None = None) -> int:

@@ -40,6 +40,7 @@ from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydicom import dcmread
 from service_harness import (
     Gateway,
     Received,
@@ -65,6 +66,7 @@ PER_STUDY = 24
 BATCH = 8
 SIZE = 32
 AIM_SECONDS = 6.0
+BAD_EVERY = 4  # the last instance of every 4th study has its pixel data cut in half
 # x86_64 system call numbers of the writes that make state.db durable.
 _WRITE_CALLS = {1: "write", 18: "pwrite64", 20: "writev", 74: "fsync", 75: "fdatasync"}
 _DB_NAMES = ("state.db", "state.db-wal", "state.db-journal")
@@ -85,6 +87,7 @@ class Figures:
     lost: int = 0
     unclean: int = 0
     quarantined: int = 0
+    quarantine_duplicates: int = 0
     orphans: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -102,7 +105,8 @@ class Figures:
                 f"  duplicates                {self.duplicates}",
                 f"  lost                      {self.lost}",
                 f"  unclean                   {self.unclean}",
-                f"  quarantined               {self.quarantined}",
+                f"  quarantined (cut pixels)  {self.quarantined}"
+                f" (+{self.quarantine_duplicates} entries twice)",
                 f"  orphans                   {len(self.orphans)}",
             ]
         )
@@ -122,6 +126,7 @@ class Modality:
     def __init__(self, folder: Path, port: int, seed: int) -> None:
         self.folder, self.port, self.seed = folder, port, seed
         self.patients: list[SyntheticPatient] = []
+        self.bad: set[Path] = set()  # instances the gateway must quarantine, not forward
         self.sent: dict[Path, str] = {}
         self.acknowledged: list[Path] = []
         self.in_flight = threading.Event()
@@ -133,7 +138,7 @@ class Modality:
         for index in range(100_000):
             patient = random_patient(self.seed * 10_000 + index)
             self.patients.append(patient)
-            yield make_ct_study(
+            study = make_ct_study(
                 self.folder / f"study{index:05d}",
                 instances=PER_STUDY,
                 rows=SIZE,
@@ -141,6 +146,9 @@ class Modality:
                 patient=patient,
                 seed=self.seed * 10_000 + index,
             )
+            if index % BAD_EVERY == BAD_EVERY - 1:
+                self.bad.add(cut_pixel_data(study[-1]))
+            yield study
 
     def _run(self) -> None:
         try:
@@ -163,6 +171,14 @@ class Modality:
                     return
         except BaseException as exc:  # reported by the campaign, not lost in a thread
             self.error = exc
+
+
+def cut_pixel_data(path: Path) -> Path:
+    """Half the pixel data: DCMTK sends it, the gateway must quarantine it (with a reason)."""
+    ds = dcmread(path)
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    ds.save_as(path)
+    return path
 
 
 # --- watching the gateway --------------------------------------------------------------------
@@ -332,7 +348,6 @@ def run_campaign(workdir: Path, kills: int, seed: int = 1, log=print) -> Figures
                 what="the gateway to forward everything",
                 interval=0.25,
             )
-            figures.quarantined = len(list((site.storage / "quarantine").glob("*/reason.json")))
             assert gateway.stop() == 0, "the gateway did not stop cleanly"
         finally:
             watcher.close()
@@ -350,13 +365,26 @@ def check(figures: Figures, site: Site, modality: Modality, received: list) -> N
     expected = {pseudonyms.uid(sop_instance_uid(p)): p for p in modality.sent}
     acked = {pseudonyms.uid(sop_instance_uid(p)) for p in modality.acknowledged}
     counted = Counter(r.sop_instance_uid for r in received)
+    bad = {pseudonyms.uid(sop_instance_uid(p)) for p in modality.bad & set(modality.sent)}
+    held = Counter(
+        pseudonyms.uid(sop_instance_uid(entry))
+        for entry in (site.storage / "quarantine").glob("*/original.dcm")
+    )
     figures.sent = len(modality.sent)
     figures.acknowledged = len(acked)
-    figures.delivered = len(acked & set(counted))
+    figures.delivered = len((acked - bad) & set(counted))
     figures.unacknowledged_delivered = len(set(counted) - acked)
     figures.duplicates = sum(n - 1 for n in counted.values())
-    figures.lost = len(acked - set(counted))
+    figures.quarantined = len(acked & bad & set(held))
+    figures.quarantine_duplicates = sum(n - 1 for n in held.values())
+    figures.lost = len((acked - bad) - set(counted)) + len((acked & bad) - set(held))
     strangers = set(counted) - set(expected)
+    if set(counted) & bad:
+        figures.problems.append(f"{len(set(counted) & bad)} broken instances were forwarded")
+    if figures.quarantine_duplicates:
+        figures.problems.append(f"{figures.quarantine_duplicates} instances quarantined twice")
+    if set(held) - bad:
+        figures.problems.append(f"{len(set(held) - bad)} good instances were quarantined")
     leaks = find_leaks(received, expected, modality.patients)
     not_marked = [r.path.name for r in received if r.identity_removed != "YES"]
     figures.unclean = len({name for name, _ in leaks} | set(not_marked))
@@ -369,8 +397,6 @@ def check(figures: Figures, site: Site, modality: Modality, received: list) -> N
         figures.problems.append(f"{figures.unclean} received files are not clean: {leaks[:3]}")
     if figures.orphans:
         figures.problems.append(f"orphans in the storage folder: {figures.orphans[:5]}")
-    if figures.quarantined:
-        figures.problems.append(f"{figures.quarantined} clean instances were quarantined")
 
 
 def find_leaks(

@@ -4,7 +4,7 @@ Rates are only comparable when taken on the same machine at the same time, so th
 yardstick (DCMTK storescu -> storescp) beside the gateway on the same files and prints each
 rate with its ratio to that passthrough:
 
-  DCMTK passthrough       storescu -> storescp, one association (bench/e2e.py)
+  DCMTK passthrough       storescu -> storescp, one association, best of 2 (bench/e2e.py)
   gateway receive         storescu -> gateway: every instance acknowledged = fsynced in the spool
   gateway end to end      storescu -> gateway -> DCMTK storescp (an AE destination), and
                           -> a folder destination: first instance sent to last one written,
@@ -132,8 +132,14 @@ def measure(args: argparse.Namespace, root: Path) -> list[Column]:
             f"{time.perf_counter() - started:.1f} s (not timed)",
             flush=True,
         )
-        column = Column(load, e2e.passthrough(folder / "dcmtk", load))
-        print(f"{load.name}: DCMTK passthrough {column.dcmtk.seconds:.2f} s", flush=True)
+        # The yardstick every ratio divides by: the better of two runs, so that a moment of
+        # other load on the machine does not flatter the gateway.
+        tries = [e2e.passthrough(folder / f"dcmtk{i}", load) for i in range(2)]
+        column = Column(load, min(tries, key=lambda run: run.seconds))
+        print(
+            f"{load.name}: DCMTK passthrough " + ", ".join(f"{run.seconds:.2f} s" for run in tries),
+            flush=True,
+        )
         for destination in ("ae", "folder") if args.folder else ("ae",):
             run = e2e.through_gateway(
                 folder / destination,
@@ -338,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     print(machine)
     print(
         f"workload: one study per column, synthetic CT slices (16-bit, Explicit VR Little "
-        f"Endian), sent by storescu in one association; gateway: {args.workers} workers, "
+        f"Endian), sent by storescu in one association; DCMTK: best of 2 runs (storescp "
+        f"does not fsync); gateway: {args.workers} workers, "
         f"quiet period {args.quiet:g} s (subtracted from end to end), fsync per instance; "
         f"engine: first {args.engine_sample} instances; load average at the end "
         f"{load_average()}; {time.perf_counter() - began:.0f} s in all"

@@ -47,13 +47,18 @@ def bounded(seconds: float = CASE_SECONDS) -> Iterator[None]:
     def expired(_signum: int, _frame: FrameType | None) -> None:
         raise Hang(f"still running after {seconds:.0f} s")
 
+    # pytest-timeout (signal method) uses the same timer: its remaining time is put back.
     previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    began = time.monotonic()
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:
+            left = outer - (time.monotonic() - began)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
 
 
 class Tally:
@@ -68,6 +73,15 @@ class Tally:
     def add(self, outcome: str, seconds: float = 0.0) -> None:
         self.counts[outcome] += 1
         self.slowest = max(self.slowest, seconds)
+
+    def report(self) -> None:
+        """Print the line (seen with `pytest -s`, as `make fuzz` runs) and append it to
+        $FUZZ_REPORT when that is set."""
+        print(f"\n{self.line()}", flush=True)
+        target = os.environ.get("FUZZ_REPORT")
+        if target:
+            with open(target, "a", encoding="utf-8") as handle:
+                handle.write(self.line() + "\n")
 
     def line(self) -> str:
         total = sum(self.counts.values())

@@ -38,12 +38,6 @@ KEEPS = default_profile().keeps
 SUMMARY = re.compile(r"files in: (\d+), written: (\d+), quarantined: (\d+), skipped: (\d+)")
 
 
-def report(request: pytest.FixtureRequest, tally: Tally) -> None:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(tally.line())
-
-
 class Worker:
     """One initialised worker (as a pool process has), its storage and output folders."""
 
@@ -97,10 +91,10 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Worker:
 
 
 @pytest.fixture(scope="module")
-def tally(request: pytest.FixtureRequest) -> Iterator[Tally]:
+def tally() -> Iterator[Tally]:
     found = Tally("fuzz engine")
     yield found
-    report(request, found)
+    found.report()
 
 
 @FUZZ_SETTINGS
@@ -123,7 +117,7 @@ def test_every_mutator_on_every_seed(worker: Worker, tally: Tally, mutation: str
 
 
 def test_anonymize_command_over_a_folder_of_mutants(
-    tmp_path: Path, request: pytest.FixtureRequest
+    tmp_path: Path,
 ) -> None:
     """`dicom-gateway anonymize` as a user runs it, on a folder of mutants and good files:
     it finishes, accounts for every file, writes only clean files and quarantines with
@@ -180,4 +174,4 @@ def test_anonymize_command_over_a_folder_of_mutants(
     tally = Tally("fuzz anonymize")
     tally.counts.update({"written": written, "quarantined": quarantined, "skipped": skipped})
     tally.slowest = seconds
-    report(request, tally)
+    tally.report()

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from pynetdicom.dimse import DIMSEServiceProvider
     from pynetdicom.transport import AssociationSocket
 
-__all__ = ["DUL_POLL_SECONDS", "TUNED_VERSIONS", "tune_association"]
+__all__ = ["DUL_POLL_SECONDS", "TUNED_VERSIONS", "tune_association", "tune_connection"]
 
 DUL_POLL_SECONDS = 0.0001
 TUNED_VERSIONS = ("3.0.",)
@@ -58,22 +58,28 @@ _LOGGING_EVENTS = (evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT, evt.EVT_PDU_RECV, evt
 def tune_association(assoc: Association) -> None:
     """Shorter DUL naps, an acceptor that waits on its queue, larger reads, no logging work
     for disabled log levels, direct C-STORE responses (see above)."""
+    tune_connection(assoc)
+    if not pynetdicom.__version__.startswith(TUNED_VERSIONS):
+        return
+    assoc._run_reactor = types.MethodType(_acceptor_reactor, assoc)  # type: ignore[method-assign]
+    dimse = assoc.dimse
+    dimse.send_msg = types.MethodType(  # type: ignore[method-assign]
+        _sender(type(dimse).send_msg), dimse
+    )
+
+
+def tune_connection(assoc: Association) -> None:
+    """What helps a requestor (the forwarder) as much as an acceptor: shorter DUL naps, no
+    logging work for disabled log levels, larger reads. Call it on EVT_CONN_OPEN."""
     assoc.dul._run_loop_delay = DUL_POLL_SECONDS
     if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
         for event in _LOGGING_EVENTS:
             for handler, _args in list(cast("list[Any]", assoc.get_handlers(event))):
                 if getattr(handler, "__module__", "") == "pynetdicom._handlers":
                     assoc.unbind(event, handler)
-    if not pynetdicom.__version__.startswith(TUNED_VERSIONS):
-        return
-    assoc._run_reactor = types.MethodType(_acceptor_reactor, assoc)  # type: ignore[method-assign]
     sock = assoc.dul.socket
-    if sock is not None:
+    if sock is not None and pynetdicom.__version__.startswith(TUNED_VERSIONS):
         sock.recv = types.MethodType(_recv, sock)  # type: ignore[method-assign]
-    dimse = assoc.dimse
-    dimse.send_msg = types.MethodType(  # type: ignore[method-assign]
-        _sender(type(dimse).send_msg), dimse
-    )
 
 
 def _sender(

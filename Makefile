@@ -13,7 +13,7 @@ EXPORT := var/export
 # tesseract-ocr + eng (burned-in text), fonts-dejavu-core (text rendered by the pixel tests).
 APT_PACKAGES := dicom3tools dcmtk orthanc tesseract-ocr tesseract-ocr-eng fonts-dejavu-core
 
-.PHONY: all setup system run demo test lint bench faults clean
+.PHONY: all setup system run demo test lint bench faults fuzz load clean
 
 all: test
 
@@ -67,6 +67,17 @@ bench: setup
 N ?= 200
 faults: setup
 	PYTHONPATH=tests $(BIN)/python tests/faults/crash_campaign.py --kills $(N)
+
+# The long fuzz run: FUZZ_EXAMPLES malformed instances through the engine (a fifth of that
+# through the network and the anonymize command); prints the tally of outcomes.
+FUZZ_EXAMPLES ?= 5000
+fuzz: setup
+	HYPOTHESIS_PROFILE=long FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -s -q -o timeout=0 tests/fuzz
+
+# Load: 8 concurrent senders, then one study of LOAD_INSTANCES instances; prints the figures.
+LOAD_INSTANCES ?= 5000
+load: setup
+	LOAD_INSTANCES=$(LOAD_INSTANCES) $(BIN)/pytest -s -q -o timeout=0 tests/load
 
 -include mk/image.mk
 

@@ -278,17 +278,31 @@ def encode(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def write_synced(target: Path, data: bytes) -> None:
-    """Write atomically and durably: temporary file, fsync, rename."""
-    temporary = target.parent / f".tmp-{secrets.token_hex(6)}"
+class _CannotEncode(Exception):
+    """pydicom cannot write the de-identified dataset (the instance's trouble, not the disk's)."""
+
+
+def _encode_into(folder: Path, ds: Dataset) -> Path:
+    """The instance written to a new temporary file in `folder` and fsynced; the caller
+    renames it into place. Written straight to the file, not through bytes in memory: a
+    large multi-frame costs one copy of itself, not three (measured: tests/load)."""
+    temporary = folder / f".tmp-{secrets.token_hex(6)}"
     try:
         with open(temporary, "wb") as handle:
-            handle.write(data)
+            try:
+                dcmwrite(handle, ds, enforce_file_format=True)
+            except OSError as exc:
+                if exc.errno is not None:  # the disk's (full, I/O error): retried, not held
+                    raise
+                raise _CannotEncode(type(exc).__name__) from exc
+            except Exception as exc:
+                raise _CannotEncode(type(exc).__name__) from exc
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    finally:
+    except BaseException:
         temporary.unlink(missing_ok=True)
+        raise
+    return temporary
 
 
 # What a pseudonym or a kept UID may look like where it becomes a file or folder name: a
@@ -329,21 +343,22 @@ def deidentify_file(
             "unsafe-name", "write", "a de-identified UID or ID cannot be used as a file name"
         )
     if isinstance(outcome, Clean):
+        target = target_for(outcome.result)
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            data = encode(outcome.dataset)
-        except Exception as exc:
+            temporary = _encode_into(target.parent, outcome.dataset)
+        except _CannotEncode as exc:
             outcome = Quarantine(
-                "write-failed",
-                "write",
-                f"cannot encode the de-identified instance ({type(exc).__name__})",
+                "write-failed", "write", f"cannot encode the de-identified instance ({exc})"
             )
         else:
-            if _mapping is not None:
-                # Sealed before the instance is written: no pseudonym leaves unrecorded.
-                _mapping.record_instance(outcome.originals, outcome.result)
-            target = target_for(outcome.result)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_synced(target, data)
+            try:
+                if _mapping is not None:
+                    # Sealed before the instance is in place: no pseudonym leaves unrecorded.
+                    _mapping.record_instance(outcome.originals, outcome.result)
+                os.replace(temporary, target)
+            finally:
+                temporary.unlink(missing_ok=True)
             boxes = outcome.pixels.reasons if outcome.pixels is not None else {}
             return FileOutcome(
                 "written",

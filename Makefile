@@ -74,10 +74,12 @@ FUZZ_EXAMPLES ?= 5000
 fuzz: setup
 	HYPOTHESIS_PROFILE=long FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -s -q -o timeout=0 tests/fuzz
 
-# Load: 8 concurrent senders, then one study of LOAD_INSTANCES instances; prints the figures.
+# Load: 8 concurrent senders, one study of LOAD_INSTANCES instances, one multi-frame of
+# LOAD_MULTIFRAME_MB MiB; prints the figures.
 LOAD_INSTANCES ?= 5000
+LOAD_MULTIFRAME_MB ?= 2048
 load: setup
-	LOAD_INSTANCES=$(LOAD_INSTANCES) $(BIN)/pytest -s -q -o timeout=0 tests/load
+	LOAD_INSTANCES=$(LOAD_INSTANCES) LOAD_MULTIFRAME_MB=$(LOAD_MULTIFRAME_MB) $(BIN)/pytest -s -q -o timeout=0 tests/load
 
 -include mk/image.mk
 

@@ -14,6 +14,7 @@ appended to $LOAD_REPORT when set.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import time
 from collections import Counter
@@ -21,8 +22,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filewriter import dcmwrite
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from service_harness import (
     STORESCU,
     Gateway,
@@ -52,8 +57,9 @@ PEAK_RSS_LIMIT = int(os.environ.get("LOAD_RSS_LIMIT_MB") or 500) << 20
 class RssSampler:
     """Peak resident memory of a process and all its descendants, sampled in a thread."""
 
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
+    def __init__(self, pid: int, interval: float = 0.1, *, children: bool = True) -> None:
         self.pid = pid
+        self.children = children
         self.interval = interval
         self.peak = 0
         self.samples = 0
@@ -62,7 +68,8 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes([self.pid, *child_pids(self.pid)]))
+            pids = [self.pid, *(child_pids(self.pid) if self.children else ())]
+            self.peak = max(self.peak, rss_bytes(pids))
             self.samples += 1
             self._stop.wait(self.interval)
 
@@ -188,4 +195,64 @@ def test_one_large_study_passes_with_bounded_memory(gateway: Gateway, tmp_path: 
         f"({LARGE_STUDY / received:.0f}/s), all exported in {elapsed:.1f} s "
         f"({LARGE_STUDY / elapsed:.0f}/s), peak RSS {rss.peak / 2**20:.0f} MiB "
         f"({rss.samples} samples)"
+    )
+
+
+MULTIFRAME_MB = int(os.environ.get("LOAD_MULTIFRAME_MB") or 0)
+
+
+def write_large_multiframe(path: Path, megabytes: int) -> list[str]:
+    """An Enhanced CT of `megabytes` MiB of 512x512 16-bit frames, written frame by frame
+    (the test itself never holds it); its identifying values."""
+    frames = max(1, megabytes * 2)  # 0.5 MiB per frame
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
+    ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = (generate_uid() for _ in "123")
+    ds.PatientName, ds.PatientID = "Grossvolumen^Henrike", "GV-77012345"
+    ds.Modality = "CT"
+    ds.Rows = ds.Columns = 512
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.NumberOfFrames = frames
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    dcmwrite(path, ds, enforce_file_format=True)
+    frame = (np.arange(512 * 512, dtype=np.uint16) % 2048).tobytes()  # no printable text
+    with open(path, "ab") as handle:
+        handle.write(b"\xe0\x7f\x10\x00OW\x00\x00" + struct.pack("<I", len(frame) * frames))
+        for _ in range(frames):
+            handle.write(frame)
+    return ["Grossvolumen^Henrike", "GV-77012345"]
+
+
+@pytest.mark.skipif(not MULTIFRAME_MB, reason="LOAD_MULTIFRAME_MB not set (make load sets it)")
+def test_one_large_multiframe_passes(gateway: Gateway, tmp_path: Path) -> None:
+    """A multi-frame of LOAD_MULTIFRAME_MB MiB: exported clean. Memory is reported per
+    process: the receiving process holds a received instance whole (pynetdicom), a worker
+    holds about one copy while it de-identifies and writes it."""
+    source = tmp_path / "large-multiframe.dcm"
+    identifying = write_large_multiframe(source, MULTIFRAME_MB)
+    size = source.stat().st_size
+
+    began = time.monotonic()
+    with RssSampler(gateway.pid) as total, RssSampler(gateway.pid, children=False) as main:
+        run = storescu(gateway.site.listen_port, [source], timeout=1800)
+        received = time.monotonic() - began
+        (out,) = settle(gateway, 1, timeout=1800)
+    elapsed = time.monotonic() - began
+
+    assert run.acknowledged == [source], run.output[-2000:]
+    assert out.stat().st_size >= size - (1 << 20)
+    with open(out, "rb") as handle:
+        header = handle.read(1 << 20).lower()  # everything before the pixel data
+    assert [v for v in identifying if v.lower().encode() in header] == []
+    assert b"grossvolumen" not in header
+    workers = total.peak - main.peak  # an upper bound: the two peaks need not coincide
+    assert workers < 2 * size + (600 << 20)
+    report(
+        f"load: one multi-frame of {size / 2**20:.0f} MiB: received in {received:.1f} s, "
+        f"exported in {elapsed:.1f} s, peak RSS {total.peak / 2**20:.0f} MiB "
+        f"(receiving process {main.peak / 2**20:.0f} MiB)"
     )

@@ -5,6 +5,8 @@ yardstick (DCMTK storescu -> storescp) beside the gateway on the same files and 
 rate with its ratio to that passthrough:
 
   DCMTK passthrough       storescu -> storescp, one association, best of 2 (bench/e2e.py)
+  spool write only        `Spool.store` in a loop (file fsync, folder fsync, state.db commit):
+                          the floor under the receive rate that "acknowledged = on disk" sets
   gateway receive         storescu -> gateway: every instance acknowledged = fsynced in the spool
   gateway end to end      storescu -> gateway -> DCMTK storescp (an AE destination), and
                           -> a folder destination: first instance sent to last one written,

@@ -146,7 +146,7 @@ def tried_while_full(gateway: Gateway) -> float:
 
 
 def test_full_disk_refuses_with_a700_keeps_what_it_acknowledged_and_resumes(
-    tmp_path: Path, gateway_on_small_disk: tuple[Site, Gateway]
+    tmp_path: Path, gateway_on_small_disk: tuple[Site, Gateway], report_figures: list[str]
 ) -> None:
     site, gateway = gateway_on_small_disk
     storage = inside(gateway, site.storage)
@@ -159,7 +159,7 @@ def test_full_disk_refuses_with_a700_keeps_what_it_acknowledged_and_resumes(
     first = storescu(site.listen_port, study)
     refused = first.with_status("Refused: OutOfResources")
     stored = first.acknowledged
-    print(f"disk full: {len(stored)} acknowledged, {len(refused)} refused with 0xA700")
+    figures = f"disk full: {len(stored)} acknowledged, {len(refused)} refused with 0xA700"
     assert stored and refused, first.output
     assert len(stored) + len(refused) == len(study), first.statuses
     # The acknowledged round is due while the disk is still full: neither its state change
@@ -188,4 +188,6 @@ def test_full_disk_refuses_with_a700_keeps_what_it_acknowledged_and_resumes(
     pseudonyms = site.pseudonyms()
     expected = sorted(pseudonyms.uid(sop_instance_uid(p)) for p in study)
     assert sorted(r.sop_instance_uid for r in received) == expected, "not complete, or twice"
-    print(f"after space returned: {len(received)} of {len(study)} delivered once each")
+    report_figures.append(
+        f"{figures}; after space returned {len(received)} of {len(study)} delivered once each"
+    )

@@ -480,6 +480,22 @@ MUTATORS = (*DATASET_MUTATORS, *BYTE_MUTATORS)
 # --- mutants ---------------------------------------------------------------------------------
 
 
+# Where plant_identifiers puts values (tests/conftest.py): its top-level attributes, the
+# Other Patient IDs item, the deepest item's Person Name, the private block, the file meta.
+_PLANTED_TAGS = frozenset(
+    {
+        int(Tag(keyword))
+        for keyword in (
+            "PatientName", "PatientID", "OtherPatientIDs", "PatientBirthDate",
+            "AccessionNumber", "InstitutionName", "ReferringPhysicianName", "OperatorsName",
+            "PerformingPhysicianName", "PatientAddress", "ImageComments", "PersonName",
+            "SourceApplicationEntityTitle",
+        )
+    }
+    | {0x00111001}
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Mutant:
     """One malformed input: its bytes, how it was made, and what was planted in it."""
@@ -492,6 +508,41 @@ class Mutant:
 
     def describe(self) -> str:
         return f"{self.seed} + {' + '.join(self.mutations)}"
+
+    def needles(self, kept: Callable[[int], bool]) -> set[str]:
+        """The planted values the mutant still holds where they were planted.
+
+        A mutation can move a value out of its attribute (a flipped bit turns Accession
+        Number (0008,0050) into (0108,0050), a wrong length makes it part of a neighbour's
+        value); no de-identifier can know such a value identifies anyone, so it is not
+        searched for. Values still in place are, wherever the output might carry them.
+        When the mutant does not read at all, every planted value is.
+        """
+        needles = self.planted.needles(kept)
+        try:
+            ds = dcmread(io.BytesIO(self.data), force=True)
+            texts = _planted_texts(ds, _planted_texts(ds.file_meta, []))
+        except Exception:
+            return needles
+        held = " ".join(texts).lower()
+        held += " " + held.replace("^", " ")
+        return {n for n in needles if n in held}
+
+
+def _planted_texts(ds: Dataset, found: list[str], depth: int = 0) -> list[str]:
+    """The text of every planted attribute of `ds`, at every depth, added to `found`."""
+    for tag in list(ds.keys()):
+        try:
+            element = ds[tag]
+            if element.VR == "SQ" and depth < 100:
+                for item in element.value or ():
+                    _planted_texts(item, found, depth + 1)
+            elif int(tag) in _PLANTED_TAGS:
+                value = element.value
+                found.append(value.decode("latin-1") if isinstance(value, bytes) else str(value))
+        except Exception:
+            continue  # a value that does not convert holds nothing a reader would see
+    return found
 
 
 def make_mutant(seed: str, mutations: tuple[str, ...], rnd: random.Random) -> Mutant:

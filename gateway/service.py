@@ -8,10 +8,8 @@ is forwarded only from its outbox, which holds nothing that did not pass the ver
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 import signal
 import sqlite3
 import threading
@@ -19,7 +17,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -34,86 +31,16 @@ from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scp import start_scp, stop_scp
 from gateway.net.scu import forward_to_ae
 from gateway.net.tls import TlsContexts, check_tls
-from gateway.pipeline import (
-    EngineSettings,
-    RoundResult,
-    count_boxes,
-    init_worker,
-    process_round,
-)
+from gateway.pipeline import EngineSettings, RoundResult, process_round
 from gateway.pixels.rules import PixelConfig
 from gateway.spool import RoundState, Spool, StudyRound, uid_hash
+from gateway.workers import RoundWork, combined, new_pool
 
 log = logging.getLogger(__name__)
 
 FORWARD_THREADS = 4
 # Instances per worker task: a large study is spread over all workers.
 CHUNK = 64
-
-
-@dataclass
-class _Work:
-    """What the service remembers of a round between its stages (for the audit record)."""
-
-    round: StudyRound
-    processed: RoundResult | None = None
-    crashes: int = 0
-    pending: int = 0
-    parts: list[RoundResult] = field(default_factory=list)
-    failed: bool = False
-
-
-def _combined(parts: list[RoundResult]) -> RoundResult:
-    return RoundResult(
-        instances_in=sum(p.instances_in for p in parts),
-        written=sum(p.written for p in parts),
-        quarantined=sum(p.quarantined for p in parts),
-        study_uids=tuple(sorted({uid for p in parts for uid in p.study_uids})),
-        seconds=max((p.seconds for p in parts), default=0.0),
-        reasons=tuple(reason for p in parts for reason in p.reasons),
-        pixel_boxes=count_boxes(dict(p.pixel_boxes) for p in parts),
-    )
-
-
-def _init_worker(settings: EngineSettings) -> None:
-    """Pool initializer: a worker must not outlive the gateway, nor hold its ports.
-
-    A forked worker inherits the DICOM and HTTP listening sockets. When only the gateway's
-    main process dies (the OOM killer's pick, `kill -9 MAINPID` outside systemd), workers
-    blocked on the task queue would live on, holding both ports, and the restarted gateway
-    could not bind them ("Address already in use"). So each worker puts /dev/null over the
-    socket descriptors it inherited (not close: a stale socket object of the parent's may
-    close that number later) and exits within a second of its parent.
-    """
-    _drop_inherited_sockets()
-    parent = os.getppid()
-    threading.Thread(
-        target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True
-    ).start()
-    init_worker(settings)
-
-
-def _drop_inherited_sockets() -> None:
-    try:
-        names = os.listdir("/proc/self/fd")
-    except OSError:  # no /proc: nothing to do here
-        return
-    null = os.open(os.devnull, os.O_RDWR)
-    try:
-        for name in names:
-            with contextlib.suppress(OSError, ValueError):
-                if int(name) != null and os.readlink(f"/proc/self/fd/{name}").startswith(
-                    "socket:"
-                ):
-                    os.dup2(null, int(name))
-    finally:
-        os.close(null)
-
-
-def _exit_with_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(1)  # the gateway is gone; its restart processes this round again
 
 
 class GatewayService:
@@ -152,7 +79,7 @@ class GatewayService:
         self._pool_generation = 0
         self._forwarders = ThreadPoolExecutor(FORWARD_THREADS, thread_name_prefix="forward")
         self._lock = threading.Lock()
-        self._work: dict[int, _Work] = {}
+        self._work: dict[int, RoundWork] = {}
         self._busy: set[int] = set()
         self._scheduler = BackgroundScheduler(daemon=True)
         self._stopping = threading.Event()
@@ -161,9 +88,7 @@ class GatewayService:
         self.http = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.config.workers, initializer=_init_worker, initargs=(self.settings,)
-        )
+        return new_pool(self.settings, self.config.workers)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -300,7 +225,7 @@ class GatewayService:
             return
         self.metrics.studies_completed.inc()
         with self._lock:
-            work = self._work.setdefault(due.id, _Work(due))
+            work = self._work.setdefault(due.id, RoundWork(due))
             work.round, work.parts, work.failed = due, [], False
         log.info("study %s round %d complete: %d instances", due.study_hash, due.id, len(files))
         paths = [instance.path for instance in files]
@@ -320,7 +245,7 @@ class GatewayService:
                 lambda f, g=generation: self._chunk_done(work, f, g)  # type: ignore[misc]
             )
 
-    def _chunk_done(self, work: _Work, future: Future[RoundResult], generation: int) -> None:
+    def _chunk_done(self, work: RoundWork, future: Future[RoundResult], generation: int) -> None:
         try:
             result = future.result()
         except BrokenProcessPool:
@@ -336,9 +261,9 @@ class GatewayService:
             work.pending -= 1
             if work.pending:
                 return
-        self._processed(work, _combined(work.parts))
+        self._processed(work, combined(work.parts))
 
-    def _processed(self, work: _Work, result: RoundResult) -> None:
+    def _processed(self, work: RoundWork, result: RoundResult) -> None:
         round_id = work.round.id
         try:
             work.processed = result
@@ -354,7 +279,7 @@ class GatewayService:
         finally:
             self._release_busy(round_id)
 
-    def _chunk_failed(self, work: _Work, why: str, generation: int) -> None:
+    def _chunk_failed(self, work: RoundWork, why: str, generation: int) -> None:
         """A crash quarantines nothing and loses nothing: the round is processed again.
 
         After the first crash the round waits a quiet period before it runs again, so a
@@ -381,14 +306,14 @@ class GatewayService:
         if not self._claim_busy(due.id):
             return
         with self._lock:
-            work = self._work.setdefault(due.id, _Work(due))
+            work = self._work.setdefault(due.id, RoundWork(due))
         work.round = due
         try:
             self._forwarders.submit(self._forward, work)
         except RuntimeError:
             self._release_busy(due.id)
 
-    def _forward(self, work: _Work) -> None:
+    def _forward(self, work: RoundWork) -> None:
         round_id = work.round.id
         started = time.monotonic()
         done: set[str] = set()
@@ -440,7 +365,7 @@ class GatewayService:
             on_stored=on_stored,
         )
 
-    def _retry_later(self, work: _Work, result: ForwardResult) -> None:
+    def _retry_later(self, work: RoundWork, result: ForwardResult) -> None:
         retry = self.config.destination.retry
         attempts = work.round.attempts + 1
         self.metrics.failures.labels(stage="forward").inc()
@@ -465,7 +390,7 @@ class GatewayService:
         )
         self.spool.forward_failed(work.round.id, attempts, time.time() + delay, result.message)
 
-    def _finish(self, work: _Work, result: ForwardResult, seconds: float) -> None:
+    def _finish(self, work: RoundWork, result: ForwardResult, seconds: float) -> None:
         # Counted first: once the queue shows empty, the count already says forwarded.
         self.metrics.studies_forwarded.inc()
         self.spool.finish(work.round.id)
@@ -477,7 +402,7 @@ class GatewayService:
             result.sent,
         )
 
-    def _audit(self, work: _Work, result: ForwardResult, outcome: str, seconds: float) -> None:
+    def _audit(self, work: RoundWork, result: ForwardResult, outcome: str, seconds: float) -> None:
         processed = work.processed
         self.audit.record(
             "study_round",

@@ -22,6 +22,7 @@ STORES = {"gateway.quarantine", "gateway.spool", "gateway.keystore", "gateway.au
 TOP = {
     "gateway.cli",
     "gateway.service",
+    "gateway.workers",
     "gateway.offline",
     "gateway.scheduler",
     "gateway.reidentify",

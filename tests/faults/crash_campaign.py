@@ -66,6 +66,7 @@ PER_STUDY = 24
 BATCH = 8
 SIZE = 32
 AIM_SECONDS = 6.0
+ORPHAN_SECONDS = 3.0  # a worker whose gateway died exits within a second (workers.py)
 BAD_EVERY = 4  # the last instance of every 4th study has its pixel data cut in half
 # x86_64 system call numbers of the writes that make state.db durable.
 _WRITE_CALLS = {1: "write", 18: "pwrite64", 20: "writev", 74: "fsync", 75: "fdatasync"}
@@ -79,6 +80,7 @@ class Figures:
     kills: Counter[str] = field(default_factory=Counter)
     aimed: Counter[str] = field(default_factory=Counter)
     main_only: int = 0
+    outlived: int = 0  # workers still running ORPHAN_SECONDS after their gateway died
     sent: int = 0
     acknowledged: int = 0
     delivered: int = 0
@@ -108,6 +110,7 @@ class Figures:
                 f"  quarantined (cut pixels)  {self.quarantined}"
                 f" (+{self.quarantine_duplicates} entries twice)",
                 f"  orphans                   {len(self.orphans)}",
+                f"  workers outliving a kill  {self.outlived}",
             ]
         )
 
@@ -256,16 +259,37 @@ def classify(now: Snapshot, before: Snapshot | None, sending: bool) -> str:
     return "idle"
 
 
-def kill_all(gateway: Gateway, main_only: bool = False) -> None:
+def kill_all(gateway: Gateway, main_only: bool = False) -> int:
     """SIGKILL the gateway and, at once, every process it started (its workers); or
-    (`main_only`) the main process alone, leaving the workers to notice."""
-    children = [] if main_only else child_pids(gateway.pid)
+    (`main_only`) the main process alone, leaving the workers to notice. Returns how many
+    workers outlived it by more than ORPHAN_SECONDS (then killed here)."""
+    children = child_pids(gateway.pid)
     with suppress(ProcessLookupError):
         os.kill(gateway.pid, signal.SIGKILL)
-    for pid in children:
+    if not main_only:
+        for pid in children:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    gateway.process.wait(timeout=10)
+    if not main_only:
+        return 0
+    deadline = time.monotonic() + ORPHAN_SECONDS
+    while time.monotonic() < deadline and any(_running_gateway(pid) for pid in children):
+        time.sleep(0.05)
+    survivors = [pid for pid in children if _running_gateway(pid)]
+    for pid in survivors:
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    gateway.process.wait(timeout=10)
+    return len(survivors)
+
+
+def _running_gateway(pid: int) -> bool:
+    """Still running (not a zombie) and still a gateway process (not a reused PID)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z" and b"dicom-gateway" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, IndexError):
+        return False
 
 
 def aim_and_kill(
@@ -275,7 +299,7 @@ def aim_and_kill(
     target: str,
     rng: random.Random,
     main_only: bool = False,
-) -> str:
+) -> tuple[str, int]:
     """Wait (bounded) for `target`, kill inside it, return the phase observed at the kill."""
     before: Snapshot | None = None
     deadline = time.monotonic() + AIM_SECONDS
@@ -285,8 +309,7 @@ def aim_and_kill(
         # so the kill follows the sighting at once (it may land just after the call returns).
         while time.monotonic() < deadline and gateway.alive():
             if _db_write(gateway.pid):
-                kill_all(gateway, main_only)
-                return "db-write"
+                return "db-write", kill_all(gateway, main_only)
             time.sleep(0.0001)
     while target != "db-write" and time.monotonic() < deadline and gateway.alive():
         now = watcher.snapshot(gateway.pid)
@@ -297,8 +320,7 @@ def aim_and_kill(
         time.sleep(0.002)
     last = watcher.snapshot(gateway.pid)
     observed = classify(last, before, modality.in_flight.is_set())
-    kill_all(gateway, main_only)
-    return observed
+    return observed, kill_all(gateway, main_only)
 
 
 # --- the campaign ----------------------------------------------------------------------------
@@ -330,7 +352,10 @@ def run_campaign(workdir: Path, kills: int, seed: int = 1, log=print) -> Figures
                 figures.aimed[target] += 1
                 main_only = rng.random() < 1 / 3
                 figures.main_only += main_only
-                observed = aim_and_kill(gateway, watcher, modality, target, rng, main_only)
+                observed, survivors = aim_and_kill(
+                    gateway, watcher, modality, target, rng, main_only
+                )
+                figures.outlived += survivors
                 figures.kills[observed] += 1
                 alone = " (main process alone)" if main_only else ""
                 log(f"kill {number + 1}/{kills}: aimed at {target}, hit {observed}{alone}")
@@ -381,6 +406,8 @@ def check(figures: Figures, site: Site, modality: Modality, received: list) -> N
     strangers = set(counted) - set(expected)
     if set(counted) & bad:
         figures.problems.append(f"{len(set(counted) & bad)} broken instances were forwarded")
+    if figures.outlived:
+        figures.problems.append(f"{figures.outlived} workers outlived their gateway")
     if figures.quarantine_duplicates:
         figures.problems.append(f"{figures.quarantine_duplicates} instances quarantined twice")
     if set(held) - bad:

@@ -480,15 +480,16 @@ MUTATORS = (*DATASET_MUTATORS, *BYTE_MUTATORS)
 # --- mutants ---------------------------------------------------------------------------------
 
 
-# Where plant_identifiers puts values (tests/conftest.py): its top-level attributes, the
-# Other Patient IDs item, the deepest item's Person Name, the private block, the file meta.
+# Where plant_identifiers puts identifying values (tests/conftest.py): its attributes at
+# top level, in the Other Patient IDs item and the deepest item, the private block and the
+# file meta. Not Image Comments: free text repeating them is no source of its own.
 _PLANTED_TAGS = frozenset(
     {
         int(Tag(keyword))
         for keyword in (
             "PatientName", "PatientID", "OtherPatientIDs", "PatientBirthDate",
             "AccessionNumber", "InstitutionName", "ReferringPhysicianName", "OperatorsName",
-            "PerformingPhysicianName", "PatientAddress", "ImageComments", "PersonName",
+            "PerformingPhysicianName", "PatientAddress", "PersonName",
             "SourceApplicationEntityTitle",
         )
     }

@@ -196,8 +196,9 @@ def wrong_vr(ds: Dataset, rnd: random.Random) -> None:
     """An identifying attribute's own value under a VR that is not its (binary, UN, ...)."""
     tag = rnd.choice((0x00100010, 0x00100020, 0x00080080, 0x00080090))
     vr = rnd.choice(("UN", "OB", "UT", "SH", "DS", "US", "AE"))
-    value = str(ds[tag].value).encode("latin-1") if tag in ds else PLANTED_NAME.encode()
-    value += b" " * (len(value) % 2)
+    value = ds[tag].value if tag in ds else PLANTED_NAME
+    value = value if isinstance(value, bytes) else str(value).encode("latin-1")
+    value = value.rstrip(b" ") + b" " * (len(value.rstrip(b" ")) % 2)
     ds[tag] = RawDataElement(Tag(tag), vr, len(value), value, 0, False, True)
 
 

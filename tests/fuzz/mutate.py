@@ -554,7 +554,10 @@ def make_mutant(seed: str, mutations: tuple[str, ...], rnd: random.Random) -> Mu
     plain = encode(ds)
     for name in mutations:
         if name in DATASET_MUTATORS:
-            DATASET_MUTATORS[name](ds, rnd)
+            try:
+                DATASET_MUTATORS[name](ds, rnd)
+            except Exception:  # an earlier mutation left a value pydicom will not convert
+                continue
     try:
         data = encode(ds)
     except Exception:  # pydicom will not write it (e.g. an ambiguous VR): bytes only

@@ -178,7 +178,7 @@ def _rate_cell(rate: float, per_instance_bytes: float | None, dcmtk_rate: float)
     mb = f"{rate * per_instance_bytes / 1e6:7.1f}" if per_instance_bytes is not None else " " * 7
     shown = f"{rate:8.0f}" if rate >= 10 else f"{rate:8.2f}"
     ratio = rate / dcmtk_rate
-    return f"{shown} {mb} {ratio:7.2f}x" if ratio >= 0.1 else f"{shown} {mb} {ratio:7.4f}x"
+    return f"{shown} {mb} {ratio:7.2f}x" if ratio >= 0.1 else f"{shown} {mb} {ratio:7.3f}x"
 
 
 def _row(label: str, cells: list[str]) -> str:

@@ -435,10 +435,15 @@ class Spool:
                     "SELECT id FROM rounds WHERE state = ?", (RoundState.PROCESSING,)
                 )
             ]
-            self._db.execute(
-                "UPDATE rounds SET state = ?, last_received = 0 WHERE state = ?",
-                (RoundState.RECEIVING, RoundState.PROCESSING),
-            )
+            try:
+                self._db.execute(
+                    "UPDATE rounds SET state = ?, last_received = 0 WHERE state = ?",
+                    (RoundState.RECEIVING, RoundState.PROCESSING),
+                )
+            except sqlite3.OperationalError as exc:
+                # A full disk: start anyway, so that the SCP answers 0xA700 rather than
+                # nothing; the service's tick re-queues these rounds once there is room.
+                log.error("recovery of %d rounds deferred: %s", len(interrupted), exc)
             recorded = {
                 row[0] for row in self._db.execute("SELECT file FROM instances").fetchall()
             }

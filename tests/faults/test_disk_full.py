@@ -10,8 +10,12 @@ left, and deletes the filler: space returns, as when an administrator cleans up.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,12 +25,14 @@ from service_harness import (
     Gateway,
     Site,
     ae_destination,
+    child_pids,
     create_secret,
     free_port,
     gateway_command,
     make_site,
     received_files,
     sop_instance_uid,
+    stop_process,
     storescp_on,
     storescu,
     wait_until,
@@ -80,26 +86,105 @@ def namespace(tmp_path: Path) -> list[str]:
     return prefix
 
 
+# Inside the namespace: mount the tmpfs, then run the gateway as a supervisor would, again
+# after each exit once the test touches CTL/go, until it touches CTL/stop.
+SUPERVISE = (
+    'mount -t tmpfs -o size={size},mode=0700 tmpfs "$0" || exit 1; ctl="$1"; shift; '
+    'while :; do "$@"; [ -e "$ctl/stop" ] && exit 0; '
+    'while [ ! -e "$ctl/go" ]; do sleep 0.05; done; rm -f "$ctl/go"; done'
+)
+
+
+@dataclass
+class SmallDisk:
+    """The supervisor shell (`gateway.process`, in the namespace) and the gateway it runs."""
+
+    site: Site
+    gateway: Gateway
+    ctl: Path
+    namespace: list[str]
+
+    def service_pid(self) -> int:
+        children = [p for p in child_pids(self.gateway.pid) if _is_gateway(p)]
+        return min(children) if children else 0
+
+    def kill(self) -> None:
+        """SIGKILL the gateway and its workers (a crash); the supervisor waits for `restart`."""
+        pid = self.service_pid()
+        victims = [pid, *child_pids(pid)]
+        for victim in victims:
+            with suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: not any(_is_gateway(v) for v in victims), timeout=10, what="the kill")
+
+    def run_inside(self, code: str, *args: str) -> None:
+        """Python `code` in the gateway's namespaces (where its tmpfs is mounted)."""
+        flags = ["-U", "--preserve-credentials"] if "--user" in self.namespace else []
+        done = subprocess.run(
+            [
+                "nsenter",
+                "-t",
+                str(self.gateway.pid),
+                "-m",
+                *flags,
+                sys.executable,
+                "-c",
+                code,
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+    def restart(self) -> None:
+        (self.ctl / "go").touch()
+        wait_until(lambda: self.service_pid(), timeout=10, what="the restart")
+
+    def stop(self) -> None:
+        (self.ctl / "stop").touch()
+        pid = self.service_pid()
+        if pid:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        try:
+            self.gateway.process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            stop_process(self.gateway.process, timeout=5)
+
+
+def _is_gateway(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z" and b"dicom-gateway" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, IndexError):
+        return False
+
+
 @pytest.fixture
-def gateway_on_small_disk(tmp_path: Path, namespace: list[str]) -> Iterator[tuple[Site, Gateway]]:
+def small_disk(tmp_path: Path, namespace: list[str]) -> Iterator[SmallDisk]:
     archive_port = free_port()
-    storage = tmp_path / "storage"
+    storage, ctl = tmp_path / "storage", tmp_path / "ctl"
     storage.mkdir()
+    ctl.mkdir()
     with storescp_on(archive_port, tmp_path / "archive", extra_args=["+xa", "+uf"]):
         site = make_site(
             tmp_path / "site",
             create_secret(tmp_path / "keys"),
             destination=ae_destination(archive_port),
             storage=storage,
-            quiet_seconds=1,
+            quiet_seconds=2,
         )
         log_path = site.root / "gateway.log"
         command = [
             *namespace,
             "sh",
             "-c",
-            MOUNT.format(size=TMPFS_SIZE),
+            SUPERVISE.format(size=TMPFS_SIZE),
             str(storage),
+            str(ctl),
             *gateway_command(),
             "run",
             "-c",
@@ -109,17 +194,17 @@ def gateway_on_small_disk(tmp_path: Path, namespace: list[str]) -> Iterator[tupl
             process = subprocess.Popen(
                 command, cwd=site.root, stdin=subprocess.DEVNULL, stdout=log, stderr=log
             )
-        gateway = Gateway(site, process, log_path)
+        disk = SmallDisk(site, Gateway(site, process, log_path), ctl, namespace)
         try:
             wait_until(
-                lambda: not gateway.alive() or gateway.healthz() == 200,
+                lambda: not disk.gateway.alive() or disk.gateway.healthz() == 200,
                 timeout=30,
                 what="the gateway on its small disk",
             )
-            assert gateway.alive(), gateway.log()
-            yield site, gateway
+            assert disk.gateway.alive(), disk.gateway.log()
+            yield disk
         finally:
-            gateway.stop()
+            disk.stop()
 
 
 def inside(gateway: Gateway, path: Path) -> Path:
@@ -146,9 +231,9 @@ def tried_while_full(gateway: Gateway) -> float:
 
 
 def test_full_disk_refuses_with_a700_keeps_what_it_acknowledged_and_resumes(
-    tmp_path: Path, gateway_on_small_disk: tuple[Site, Gateway], report_figures: list[str]
+    tmp_path: Path, small_disk: SmallDisk, report_figures: list[str]
 ) -> None:
-    site, gateway = gateway_on_small_disk
+    site, gateway = small_disk.site, small_disk.gateway
     storage = inside(gateway, site.storage)
     assert os.statvfs(storage).f_blocks * os.statvfs(storage).f_frsize <= 4 << 20
     study = make_ct_study(
@@ -183,7 +268,7 @@ def test_full_disk_refuses_with_a700_keeps_what_it_acknowledged_and_resumes(
         what="the whole study forwarded",
         interval=0.2,
     )
-    gateway.stop()
+    small_disk.stop()
     received = received_files(tmp_path / "archive")
     pseudonyms = site.pseudonyms()
     expected = sorted(pseudonyms.uid(sop_instance_uid(p)) for p in study)
@@ -191,3 +276,50 @@ def test_full_disk_refuses_with_a700_keeps_what_it_acknowledged_and_resumes(
     report_figures.append(
         f"{figures}; after space returned {len(received)} of {len(study)} delivered once each"
     )
+
+
+def test_restart_after_a_crash_on_a_full_disk_answers_a700_then_resumes(
+    tmp_path: Path, small_disk: SmallDisk
+) -> None:
+    """A crash while a round was being processed, and the disk fills before the restart:
+    the gateway must come up (answering 0xA700, not refusing connections), keep the round,
+    and process it once space returns."""
+    site, gateway = small_disk.site, small_disk.gateway
+    storage = inside(gateway, site.storage)
+    study = make_ct_study(
+        tmp_path / "in", instances=10, rows=64, columns=64, patient=random_patient(92)
+    )
+    late = make_ct_study(
+        tmp_path / "late", instances=1, rows=64, columns=64, patient=random_patient(93)
+    )
+    assert storescu(site.listen_port, study).acknowledged == study
+    small_disk.kill()  # within the quiet period: the round is still `receiving`
+    # As if the kill had come while a worker processed it (state.db as the crash left it,
+    # its WAL not checkpointed: no clean close). SQLite resolves /proc/PID/root to "/", so
+    # this runs inside the namespace.
+    small_disk.run_inside(
+        "import os, sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+        "db.execute(\"UPDATE rounds SET state = 'processing'\"); db.commit(); os._exit(0)",
+        str(site.storage / "state.db"),
+    )
+    filler = fill(storage, 0)
+    small_disk.restart()
+    wait_until(
+        lambda: gateway.healthz() in (200, 503), timeout=30, what="the gateway up on a full disk"
+    )
+    refused = storescu(site.listen_port, late)
+    assert refused.with_status("Refused: OutOfResources") == late, refused.output
+    assert "recovery of 1 rounds deferred" in gateway.log()
+
+    filler.unlink()
+    wait_until(
+        lambda: gateway.metric("queue_depth") == 0,
+        timeout=60,
+        what="the interrupted round forwarded once space returned",
+        interval=0.2,
+    )
+    small_disk.stop()
+    pseudonyms = site.pseudonyms()
+    expected = sorted(pseudonyms.uid(sop_instance_uid(p)) for p in study)
+    received = received_files(tmp_path / "archive")
+    assert sorted(r.sop_instance_uid for r in received) == expected

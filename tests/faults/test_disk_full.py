@@ -10,6 +10,7 @@ left, and deletes the filler: space returns, as when an administrator cleans up.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,6 +120,8 @@ class SmallDisk:
 
     def run_inside(self, code: str, *args: str) -> None:
         """Python `code` in the gateway's namespaces (where its tmpfs is mounted)."""
+        if shutil.which("nsenter") is None:
+            pytest.skip("nsenter (util-linux) is not installed")
         flags = ["-U", "--preserve-credentials"] if "--user" in self.namespace else []
         done = subprocess.run(
             [

@@ -24,6 +24,7 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext, build_context
 
+from gateway.net.acceptor import tune_connection
 from gateway.net.outcome import ForwardOutcome, ForwardResult, Tally
 from gateway.net.tls import describe_tls_failure
 
@@ -180,6 +181,7 @@ def _disable_nagle(event: evt.Event) -> None:
     sock = getattr(event.assoc.dul.socket, "socket", None)
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    tune_connection(event.assoc)  # shorter DUL naps, larger reads (halves forwarding time)
 
 
 class _ReactorGate(threading.Event):

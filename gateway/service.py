@@ -39,8 +39,14 @@ from gateway.workers import RoundWork, combined, new_pool
 log = logging.getLogger(__name__)
 
 FORWARD_THREADS = 4
-# Instances per worker task: a large study is spread over all workers.
+# Instances per worker task: a large study is spread over all workers, in about four tasks
+# per worker so that none idles while the last long chunk finishes; 8 to 64 instances a task.
 CHUNK = 64
+MIN_CHUNK = 8
+
+
+def chunk_size(instances: int, workers: int) -> int:
+    return max(MIN_CHUNK, min(CHUNK, -(-instances // max(1, workers * 4))))
 
 
 class GatewayService:
@@ -230,7 +236,8 @@ class GatewayService:
         log.info("study %s round %d complete: %d instances", due.study_hash, due.id, len(files))
         paths = [instance.path for instance in files]
         # A large study is spread over every worker, in chunks, so one study uses them all.
-        chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)] or [[]]
+        size = chunk_size(len(paths), self.config.workers)
+        chunks = [paths[i : i + size] for i in range(0, len(paths), size)] or [[]]
         work.pending = len(chunks)
         outbox = self.spool.outbox(due.id)
         with self._lock:

@@ -19,17 +19,19 @@ planted, so an output can be searched for them afterwards.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import itertools
 import random
 import struct
+import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
-from conftest import PLANTED_NAME, PLANTED_PATIENT_ID, PlantedIdentifiers, plant_identifiers
 from pydicom import dcmread
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
@@ -38,6 +40,28 @@ from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 from pydicom.uid import generate_uid
+
+
+def _shared_conftest() -> ModuleType:
+    """tests/conftest.py, found by its path: with a conftest.py in another test folder
+    (tests/faults), `import conftest` can give that one, depending on collection order."""
+    path = Path(__file__).resolve().parents[1] / "conftest.py"
+    for module in list(sys.modules.values()):
+        if Path(getattr(module, "__file__", None) or "/nonexistent").resolve() == path:
+            return module
+    spec = importlib.util.spec_from_file_location("shared_test_conftest", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+_conftest = _shared_conftest()
+PLANTED_NAME: str = _conftest.PLANTED_NAME
+PLANTED_PATIENT_ID: str = _conftest.PLANTED_PATIENT_ID
+PlantedIdentifiers = _conftest.PlantedIdentifiers
+plant_identifiers = _conftest.plant_identifiers
 
 TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata"
 

@@ -1,4 +1,5 @@
-"""What the fuzz tests share: run sizes, a time bound per case, and the tally they print.
+"""What the fuzz tests share: run sizes, a time bound per case, the tally they print, and
+the planting helpers of tests/conftest.py.
 
 CI size by default; the long run is `make fuzz` (HYPOTHESIS_PROFILE=long, FUZZ_EXAMPLES=N).
 The hypothesis database is off: a CI machine keeps nothing between runs, and the tree
@@ -7,15 +8,34 @@ stays clean. A failing example is printed by hypothesis and replays from its see
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import FrameType
+from pathlib import Path
+from types import FrameType, ModuleType
 
 from hypothesis import HealthCheck, settings
+
+
+def shared_conftest() -> ModuleType:
+    """tests/conftest.py, found by its path: with a conftest.py in another test folder
+    (tests/faults), `import conftest` can give that one, depending on collection order."""
+    path = Path(__file__).resolve().parents[1] / "conftest.py"
+    for module in list(sys.modules.values()):
+        if Path(getattr(module, "__file__", None) or "/nonexistent").resolve() == path:
+            return module
+    spec = importlib.util.spec_from_file_location("shared_test_conftest", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 LONG = PROFILE == "long"

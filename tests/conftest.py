@@ -136,3 +136,23 @@ def plant_identifiers(ds: Dataset) -> PlantedIdentifiers:
 def plant() -> Callable[[Dataset], PlantedIdentifiers]:
     """The planting function, for tests that build their own inputs."""
     return plant_identifiers
+
+
+# -- figures of the fault, fuzz and load tests, shown in every run's summary --------------
+# (Here, not in tests/faults/conftest.py: a second conftest module would shadow this one for
+# the tests that import helpers from `conftest`.)
+
+FIGURES: list[str] = []
+
+
+@pytest.fixture
+def report_figures() -> list[str]:
+    """Append a text block; it is printed at the end of the session, not only with `-s`."""
+    return FIGURES
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section("fault test figures")
+        for block in FIGURES:
+            terminalreporter.write_line(block)

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -229,7 +231,12 @@ class Engine:
         self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, depth: int, path: tuple[int, ...]
     ) -> None:
         """An attribute Table E.1-1 does not name: kept, unless inside a D or C sequence
-        (or, in strict mode, not in the strict list)."""
+        (or, in strict mode, not in the strict list). A public tag that no edition of the
+        standard defines (pydicom's dictionary) is removed: nobody can say what it holds, and
+        a corrupted tag (0108,0050 for Accession Number) must not carry a value past us."""
+        if not _defined_public(t):
+            del ds[t]
+            return
         vr = vr_of(ds, t)
         if self._strict and mode is _Mode.NORMAL and vr != "UI":
             listed = strict_action(t)
@@ -427,3 +434,9 @@ class Engine:
 
 def _keep_uids(ds: Dataset, t: int, inst: _Instance) -> None:
     inst.kept.update(str(uid).strip() for uid in as_list(ds[t].value))
+
+
+@lru_cache(maxsize=16384)
+def _defined_public(tag: int) -> bool:
+    """True for a public tag the data dictionary knows (repeating groups included)."""
+    return bool(keyword_for_tag(tag))

@@ -502,3 +502,19 @@ def test_receive_rate_for_small_instances_in_one_association(
 
     assert scp.spool.queue_depth() == 200
     print(f"\nreceived 200 small instances in {elapsed:.2f} s: {200 / elapsed:.0f} instances/s")
+
+
+def test_connections_closed_before_a_request_free_their_slots(
+    start: Callable[..., RunningScp],
+) -> None:
+    """Load-balancer probes and port scans connect and close: their slots are free again
+    long before the 30 s ACSE timeout, so a modality is never turned away for them."""
+    running = start()
+    assert running.server.ae.acse_timeout >= 30
+    for _ in range(running.server.ae.maximum_associations):
+        socket.create_connection(("127.0.0.1", running.port), timeout=5).close()
+    deadline = time.monotonic() + 10  # well under the ACSE timeout
+    while running.server.active_associations and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running.server.active_associations == []
+    assert send_one(running.port, small_mr()) == 0x0000

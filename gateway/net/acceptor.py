@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import queue
 import struct
+import time
 import types
 from typing import TYPE_CHECKING, Any, cast
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
     from pynetdicom.association import Association
     from pynetdicom.dimse import DIMSEServiceProvider
+    from pynetdicom.dul import DULServiceProvider
     from pynetdicom.transport import AssociationSocket
 
 __all__ = ["DUL_POLL_SECONDS", "TUNED_VERSIONS", "tune_association", "tune_connection"]
@@ -52,6 +54,8 @@ TUNED_VERSIONS = ("3.0.",)
 # timer: pynetdicom's own nap, so those are noticed as fast as before.
 _MESSAGE_WAIT_SECONDS = 0.001
 _RECV_CHUNK = 1 << 18
+# How often a wait for the peer's next PDU checks that the connection is still there.
+_GONE_CHECK_SECONDS = 0.2
 _LOGGING_EVENTS = (evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT, evt.EVT_PDU_RECV, evt.EVT_PDU_SENT)
 
 
@@ -62,6 +66,10 @@ def tune_association(assoc: Association) -> None:
     if not pynetdicom.__version__.startswith(TUNED_VERSIONS):
         return
     assoc._run_reactor = types.MethodType(_acceptor_reactor, assoc)  # type: ignore[method-assign]
+    dul = assoc.dul
+    dul.receive_pdu = types.MethodType(  # type: ignore[method-assign]
+        _receive_until_gone(type(dul).receive_pdu), dul
+    )
     dimse = assoc.dimse
     dimse.send_msg = types.MethodType(  # type: ignore[method-assign]
         _sender(type(dimse).send_msg), dimse
@@ -155,6 +163,37 @@ def _recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
             break
         received += chunk
     return received
+
+
+def _receive_until_gone(
+    original: Callable[[DULServiceProvider, bool, float | None], Any],
+) -> Callable[[DULServiceProvider, bool, float | None], Any]:
+    def receive_pdu(
+        self: DULServiceProvider, wait: bool = False, timeout: float | None = None
+    ) -> Any:
+        """pynetdicom's `receive_pdu`, except that a wait ends once the DUL has stopped.
+
+        A peer that connects and closes before its A-ASSOCIATE-RQ (a load-balancer probe, a
+        port scan) stops the DUL with nothing queued, and the acceptor would hold the
+        association slot until the ACSE timeout (30 s) ran out; a few probes would then
+        keep modalities out. Nothing can arrive once the DUL thread has ended.
+        """
+        if not wait:
+            return original(self, False, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = _GONE_CHECK_SECONDS
+            if deadline is not None:
+                left = max(0.0, min(left, deadline - time.monotonic()))
+            primitive = original(self, True, left)
+            if primitive is not None:
+                return primitive
+            if self.ident is not None and not self.is_alive() and self.to_user_queue.empty():
+                return None
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    return receive_pdu
 
 
 def _acceptor_reactor(self: Association) -> None:

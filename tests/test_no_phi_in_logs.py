@@ -26,10 +26,10 @@ pytestmark = pytest.mark.skipif(dcmtk_tool("storescu") is None, reason="DCMTK st
 def test_debug_logs_audit_and_quarantine_hold_no_identifying_value(tmp_path: Path) -> None:
     patient = random_patient(4711)
     study = make_ct_study(tmp_path / "study", instances=4, rows=32, columns=32, patient=patient)
-    # One instance the engine cannot clean (the name in bytes of an unknown public element),
+    # One instance the engine cannot clean (the name in the bytes of a retained ICC Profile),
     # so the quarantine path logs and writes its reason too.
     leaky = dcmread(study[-1])
-    leaky.add_new(0x43200010, "UN", patient.name.encode("ascii") + b" ")
+    leaky.add_new(0x00282000, "OB", patient.name.encode("ascii") + b" ")
     leaky.save_as(study[-1])
     originals = [
         str(getattr(dcmread(path, stop_before_pixels=True), keyword))

@@ -55,12 +55,12 @@ def test_name_in_free_text_the_table_retains_is_cut_out_not_quarantined() -> Non
 
 def test_name_in_a_value_the_engine_cannot_clean_is_quarantined() -> None:
     ds = _instance()
-    # An unknown public element read as UN: retained as bytes, which the engine cannot clean.
-    ds.add_new(0x43200010, "UN", b"for Brightwater Ysolde ")
+    # A retained binary attribute (ICC Profile, OB): bytes, which the engine cannot clean.
+    ds.add_new(0x00282000, "OB", b"for Brightwater Ysolde ")
     outcome = process_instance(ds, _engine())
     assert isinstance(outcome, Quarantine)
     assert outcome.reason == "identifier-found"
-    assert outcome.message == "identifying value found at (4320,0010)"
+    assert outcome.message == "identifying value found at (0028,2000)"
 
 
 def test_birth_date_written_in_retained_free_text_is_cut_out() -> None:
@@ -147,7 +147,7 @@ def test_values_kept_by_the_profile_are_not_collected() -> None:
 
 def test_leak_report_never_quotes_the_value() -> None:
     ds = _instance()
-    ds.add_new(0x43200010, "UN", b"Brightwater")
+    ds.add_new(0x00282000, "OB", b"Brightwater ")
     outcome = process_instance(ds, _engine())
     assert isinstance(outcome, Quarantine)
     assert "brightwater" not in outcome.message.lower()

@@ -15,8 +15,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
-# Attributes whose values identify the patient or the people and places around them.
-IDENTIFYING_KEYWORDS = (
+# The patient's own identity: no profile may declare these "kept" to the verify gate.
+PATIENT_IDENTITY_KEYWORDS = (
     "PatientName",
     "PatientID",
     "OtherPatientIDs",
@@ -27,6 +27,10 @@ IDENTIFYING_KEYWORDS = (
     "PatientAddress",
     "PatientTelephoneNumbers",
     "MedicalRecordLocator",
+)
+# Attributes whose values identify the patient or the people and places around them.
+IDENTIFYING_KEYWORDS = (
+    *PATIENT_IDENTITY_KEYWORDS,
     "AccessionNumber",
     "InstitutionName",
     "InstitutionAddress",

@@ -7,10 +7,13 @@ invented and distinctive enough that finding one in an output can only mean a le
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
+from pydicom import config
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -156,3 +159,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("fault test figures")
         for block in FIGURES:
             terminalreporter.write_line(block)
+
+
+@contextmanager
+def pydicom_as_in_the_gateway() -> Iterator[None]:
+    """pydicom reading and writing as the gateway's workers set it (no value validation,
+    `pipeline.configure_pydicom`), restored afterwards."""
+    saved = (config.settings.reading_validation_mode, config.settings.writing_validation_mode)
+    level = logging.getLogger("pydicom").level
+    config.settings.reading_validation_mode = config.IGNORE
+    config.settings.writing_validation_mode = config.IGNORE
+    try:
+        yield
+    finally:
+        config.settings.reading_validation_mode, config.settings.writing_validation_mode = saved
+        logging.getLogger("pydicom").setLevel(level)

@@ -11,7 +11,6 @@ engine changes are present to be changed.
 from __future__ import annotations
 
 import copy
-import logging
 import re
 import shutil
 import subprocess
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from pydicom import config, dcmread
+from conftest import pydicom_as_in_the_gateway
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 
@@ -70,13 +70,8 @@ CASES = [
 @pytest.fixture(autouse=True, scope="module")
 def _pydicom_as_in_the_gateway() -> Iterator[None]:
     """No value validation, as in the gateway's workers: malformed input must get through."""
-    saved = (config.settings.reading_validation_mode, config.settings.writing_validation_mode)
-    level = logging.getLogger("pydicom").level
-    config.settings.reading_validation_mode = config.IGNORE
-    config.settings.writing_validation_mode = config.IGNORE
-    yield
-    config.settings.reading_validation_mode, config.settings.writing_validation_mode = saved
-    logging.getLogger("pydicom").setLevel(level)
+    with pydicom_as_in_the_gateway():
+        yield
 
 
 # dciodvfy quotes values; de-identification changes values on purpose, so compare messages.

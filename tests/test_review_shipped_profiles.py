@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from pydicom import config, dcmread
+from conftest import pydicom_as_in_the_gateway
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 from test_review import option_weakenings
@@ -103,13 +103,9 @@ SHIPPED = _shipped()
 
 @pytest.fixture(autouse=True, scope="module")
 def _pydicom_as_in_the_gateway() -> Iterator[None]:
-    saved = (config.settings.reading_validation_mode, config.settings.writing_validation_mode)
-    level = logging.getLogger("pydicom").level
-    config.settings.reading_validation_mode = config.IGNORE
-    config.settings.writing_validation_mode = config.IGNORE
-    yield
-    config.settings.reading_validation_mode, config.settings.writing_validation_mode = saved
-    logging.getLogger("pydicom").setLevel(level)
+    """No value validation, as in the gateway's workers: malformed input must get through."""
+    with pydicom_as_in_the_gateway():
+        yield
 
 
 def _named(option_rows: set[str]) -> set[str]:

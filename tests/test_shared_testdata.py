@@ -10,7 +10,6 @@ would leave the gateway, under the default profile, all compatible options, and 
 from __future__ import annotations
 
 import io
-import logging
 import subprocess
 import sys
 import warnings
@@ -22,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from pydicom import config, dcmread
+from conftest import pydicom_as_in_the_gateway
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import DeflatedExplicitVRLittleEndian
@@ -109,17 +109,9 @@ RELEASE_CASES = [
 
 @pytest.fixture(autouse=True, scope="module")
 def _pydicom_as_in_the_gateway() -> Iterator[None]:
-    """Read and write as the gateway's workers do (pipeline.configure_pydicom), then restore.
-
-    Validation off: a malformed value must reach the pipeline, not stop pydicom.
-    """
-    saved = (config.settings.reading_validation_mode, config.settings.writing_validation_mode)
-    level = logging.getLogger("pydicom").level
-    config.settings.reading_validation_mode = config.IGNORE
-    config.settings.writing_validation_mode = config.IGNORE
-    yield
-    config.settings.reading_validation_mode, config.settings.writing_validation_mode = saved
-    logging.getLogger("pydicom").setLevel(level)
+    """No value validation, as in the gateway's workers: malformed input must get through."""
+    with pydicom_as_in_the_gateway():
+        yield
 
 
 def searchable_bytes(encoded: bytes) -> bytes:

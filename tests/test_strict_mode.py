@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import copy
 import io
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from pydicom import config, dcmread
+from conftest import pydicom_as_in_the_gateway
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
@@ -50,13 +50,9 @@ Plant = Callable[[Dataset], "PlantedIdentifiers"]
 
 @pytest.fixture(autouse=True, scope="module")
 def _pydicom_as_in_the_gateway() -> Iterator[None]:
-    saved = (config.settings.reading_validation_mode, config.settings.writing_validation_mode)
-    level = logging.getLogger("pydicom").level
-    config.settings.reading_validation_mode = config.IGNORE
-    config.settings.writing_validation_mode = config.IGNORE
-    yield
-    config.settings.reading_validation_mode, config.settings.writing_validation_mode = saved
-    logging.getLogger("pydicom").setLevel(level)
+    """No value validation, as in the gateway's workers: malformed input must get through."""
+    with pydicom_as_in_the_gateway():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ flows, where CTP would quietly write the rest of the text into the element.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 ESCAPE = "\\"
@@ -176,9 +177,9 @@ def _clause(text: str, pos: int) -> tuple[str, int] | None:
     return "".join(out).strip(), pos
 
 
-def iter_calls(script: str) -> list[FnCall]:
-    """The top-level calls of a script, in order (clauses not entered)."""
-    calls: list[FnCall] = []
+def _scan(script: str) -> Iterator[tuple[int, FnCall]]:
+    """Each top-level call with the column after its `@`; an incomplete call ends the scan
+    (it is yielded, with length -1, so that the caller can say so)."""
     i = 0
     escape = False
     while i < len(script):
@@ -190,11 +191,15 @@ def iter_calls(script: str) -> list[FnCall]:
             escape = True
         elif c == FUNCTION:
             call = parse_call(script[i:])
+            yield i, call
             if call.length == -1:
-                break
-            calls.append(call)
+                return
             i += call.length
-    return calls
+
+
+def iter_calls(script: str) -> list[FnCall]:
+    """The top-level calls of a script, in order (clauses not entered)."""
+    return [call for _, call in _scan(script) if call.length != -1]
 
 
 def check_script(script: str) -> list[FnCall]:
@@ -207,42 +212,31 @@ def check_script(script: str) -> list[FnCall]:
 def _check(script: str, found: list[FnCall], depth: int) -> None:
     if depth > 32:
         raise ScriptSyntaxError("clauses nested deeper than 32 levels")
-    i = 0
-    escape = False
-    while i < len(script):
-        c = script[i]
-        i += 1
-        if escape:
-            escape = False
-        elif c == ESCAPE:
-            escape = True
-        elif c == FUNCTION:
-            call = parse_call(script[i:])
-            if call.length == -1:
-                raise ScriptSyntaxError(
-                    f"'@' at column {i} does not start a complete function call "
-                    "(write \\@ for a literal @)"
-                )
-            name = call.name
-            if name == "call":
-                raise ScriptSyntaxError(
-                    "@call() runs a CTP plugin (Java code), which this gateway cannot run"
-                )
-            if name not in FUNCTIONS and name not in OUTCOMES:
-                raise ScriptSyntaxError(f"unknown function @{name}()")
-            clauses = _CLAUSE_COUNT.get(name, 0)
-            if not call.complete:
-                raise ScriptSyntaxError(
-                        f"@{name}() needs {clauses} {{...}} clause{'s' if clauses > 1 else ''}"
-                    )
-            needed = _MIN_ARGS.get(name, 0)
-            if len(call.args) < needed:
-                raise ScriptSyntaxError(
-                    f"@{name}() needs at least {needed} argument{'s' if needed > 1 else ''}"
-                )
-            found.append(call)
-            for clause in (call.true_code, call.false_code):
-                if clause:
-                    _check(clause, found, depth + 1)
-            i += call.length
+    for column, call in _scan(script):
+        if call.length == -1:
+            raise ScriptSyntaxError(
+                f"'@' at column {column} does not start a complete function call "
+                "(write \\@ for a literal @)"
+            )
+        name = call.name
+        if name == "call":
+            raise ScriptSyntaxError(
+                "@call() runs a CTP plugin (Java code), which this gateway cannot run"
+            )
+        if name not in FUNCTIONS and name not in OUTCOMES:
+            raise ScriptSyntaxError(f"unknown function @{name}()")
+        clauses = _CLAUSE_COUNT.get(name, 0)
+        if not call.complete:
+            raise ScriptSyntaxError(
+                f"@{name}() needs {clauses} {{...}} clause{'s' if clauses > 1 else ''}"
+            )
+        needed = _MIN_ARGS.get(name, 0)
+        if len(call.args) < needed:
+            raise ScriptSyntaxError(
+                f"@{name}() needs at least {needed} argument{'s' if needed > 1 else ''}"
+            )
+        found.append(call)
+        for clause in (call.true_code, call.false_code):
+            if clause:
+                _check(clause, found, depth + 1)
 

@@ -30,6 +30,7 @@ from gateway.deid.standard import (
     safe_private_attributes,
     table_e1_1,
 )
+from gateway.identifiers import PATIENT_IDENTITY_KEYWORDS
 
 if TYPE_CHECKING:
     from gateway.deid.engine import Engine
@@ -61,18 +62,6 @@ _MUTUALLY_EXCLUSIVE = (
 
 # The patient's own identity: no profile may declare these "kept" to the verify gate, so a
 # profile (or CTP script) that lets one through sends the instance to quarantine.
-PATIENT_IDENTITY_KEYWORDS = (
-    "PatientName",
-    "PatientID",
-    "OtherPatientIDs",
-    "OtherPatientNames",
-    "PatientBirthName",
-    "PatientMotherBirthName",
-    "PatientBirthDate",
-    "PatientAddress",
-    "PatientTelephoneNumbers",
-    "MedicalRecordLocator",
-)
 PATIENT_IDENTITY_TAGS = frozenset(
     int(tag_for_keyword(k)) for k in PATIENT_IDENTITY_KEYWORDS  # type: ignore[arg-type]
 )

@@ -83,8 +83,8 @@ def run(profile: CtpProfile, ds: Dataset) -> Dataset:
         ('<r en="T" t="everything"/>', 2, "unknown removal"),
         ('<k en="T" t="zz"/>', 2, "not a group number"),
         ("<x/>", 2, "unknown entry"),
-        ('<e en="T" t="00100010">@empty()</e>\n<e en="T" t="00100010">@keep()</e>', 3,
-         "also scripted on line 2"),
+        ('<e en="T" t="00100010" n="PatientName">@empty()</e>\n'
+         '<e en="T" t="00100010" n="Name">@keep()</e>', 3, "also scripted on line 2"),
         ('<e en="T" t="00100010">@empty()</e>\n<e en="T" t="00100020"', 4, "not well-formed"),
         ('<e en="T" t="00080018">@hashuid(1.2,this,StudyInstanceUID)</e>\n'
          '<e en="T" t="0020000d">@hashuid(1.2,this,SOPInstanceUID)</e>', 2, "leads back"),
@@ -98,6 +98,24 @@ def test_an_unusable_script_names_its_file_and_line(
         load_profile(path)
     assert f"{path}:{line}:" in str(err.value)
     assert message in str(err.value)
+
+
+def test_entries_are_read_as_ctp_reads_them(tmp_path: Path) -> None:
+    """As CTP's DAScript: the same tag and name twice, the later wins; no en="T", disabled."""
+    path = write(
+        tmp_path,
+        '<e en="T" t="00100010" n="PatientName">@keep()</e>\n'
+        '<e en="T" t="00100010" n="PatientName">@empty()</e>\n'
+        '<e t="00100020" n="PatientID">@keep()</e>\n'
+        '<e en="F" t="00100030" n="PatientBirthDate">@keep()</e>\n'
+        '<r en="T" t="unspecifiedelements"/>\n'
+        '<r t="privategroups"/>\n',
+    )
+    profile = load_profile(path)
+    assert profile.effective_action(0x00100010) == "Z"
+    assert profile.effective_action(0x00100020) == "X"  # disabled: unspecified, removed
+    assert profile.effective_action(0x00100030) == "X"
+    assert profile.effective_pattern_action(PRIVATE_PATTERN) == "K"  # <r> without en="T"
 
 
 def test_a_properties_format_script_is_refused_with_a_hint(tmp_path: Path) -> None:

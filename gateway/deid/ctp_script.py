@@ -164,7 +164,8 @@ def read_script(path: Path) -> CtpScript:
     removals: set[str] = set()
     for raw in children:
         where = f"{path}:{raw.line}"
-        enabled = raw.attrs.get("en", "T") == "T"
+        # CTP (DAScript) enables an entry only when en is exactly "T"; no en means disabled.
+        enabled = raw.attrs.get("en", "") == "T"
         t = raw.attrs.get("t", "").strip()
         if raw.tag == "p":
             params[t] = "".join(raw.text)  # CTP keeps a parameter's text untrimmed
@@ -194,13 +195,21 @@ def read_script(path: Path) -> CtpScript:
             problems.append(f"{where}: <{raw.tag}>: unknown entry (p, e, k or r)")
     private_names = {r.name for r in rules if r.private is not None and r.name}
     private_names |= {r.name for r in rules if r.tag is not None and r.tag >> 16 & 1 and r.name}
+    # CTP keys an element script on its tag and name: a later entry with both the same
+    # replaces the earlier one (as there); the same tag under another name would run in an
+    # order CTP leaves to a hash table, so it is refused.
+    last: dict[tuple[object, str], ElementRule] = {}
+    for rule in rules:
+        last[(rule.tag if rule.tag is not None else rule.private, rule.name)] = rule
+    rules = [rule for rule in rules if last[(rule.tag if rule.tag is not None else rule.private,
+                                             rule.name)] is rule]  # fmt: skip
     seen: dict[object, int] = {}
     for rule in rules:
         key = rule.tag if rule.tag is not None else rule.private
         if key in seen:
             problems.append(
                 f"{path}:{rule.line}: element {rule.name or key} is also scripted on line "
-                f"{seen[key]}; CTP would use either one"
+                f"{seen[key]} under another name; CTP would use either one"
             )
         seen[key] = rule.line
         for call in rule.calls:

@@ -7,6 +7,7 @@ A leaf module (stdlib only). "Durable" means the data and the directory entry ar
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -19,8 +20,10 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def create_private_file(path: Path, data: bytes) -> None:
-    """Create `path` with mode 0600 (FileExistsError if it exists), write `data`, fsync it.
+def create_private_file(path: Path, data: bytes | Sequence[bytes]) -> None:
+    """Create `path` with mode 0600 (FileExistsError if it exists), write `data` (one buffer,
+    or several written one after another, so that a header and a large body need not be
+    joined in memory first), fsync it.
 
     The mode is set exactly, whatever the umask. A write that fails removes the file it
     created, so no half-written key or instance is ever left behind. Raises OSError; the
@@ -30,9 +33,10 @@ def create_private_file(path: Path, data: bytes) -> None:
     fd = os.open(path, flags, 0o600)
     try:
         os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        for part in (data,) if isinstance(data, bytes | bytearray | memoryview) else data:
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view) :]
         os.fsync(fd)
     except BaseException:
         os.close(fd)

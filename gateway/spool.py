@@ -36,6 +36,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -157,7 +158,7 @@ class Spool:
 
     def store(
         self,
-        encoded: bytes,
+        encoded: bytes | Sequence[bytes],
         *,
         sop_instance_uid: str,
         sop_class_uid: str,
@@ -165,7 +166,12 @@ class Spool:
         transfer_syntax: str,
         calling_ae: str,
     ) -> None:
-        """Make one received instance durable; only then may the SCP answer success."""
+        """Make one received instance durable; only then may the SCP answer success.
+
+        `encoded` may come in parts (file meta, then the dataset as received): a large
+        instance is then never copied into one buffer on its way to the disk.
+        """
+        size = len(encoded) if isinstance(encoded, bytes) else sum(len(p) for p in encoded)
         temporary = self._tmp / f"{secrets.token_hex(8)}.part"
         try:
             create_private_file(temporary, encoded)
@@ -199,7 +205,7 @@ class Spool:
                         transfer_syntax,
                         calling_ae,
                         str(final.relative_to(self.spool_dir)),
-                        len(encoded),
+                        size,
                         now,
                     ),
                 )

@@ -405,7 +405,7 @@ def _on_store(event: Event, spool: Spool, metrics: Metrics | None) -> int:
         study_uid = _study_uid(dataset, transfer_syntax, sop_instance_uid)
         meta = file_meta(sop_class_uid, sop_instance_uid, transfer_syntax)
         spool.store(
-            meta + dataset,
+            (meta, dataset),  # not meta + dataset: a 2 GB instance would be copied once more
             sop_instance_uid=sop_instance_uid,
             sop_class_uid=sop_class_uid,
             study_uid=study_uid,

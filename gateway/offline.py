@@ -129,7 +129,9 @@ def anonymize_csv(
 ) -> CsvReport:
     """One clinical table with the site's engine; the mapping is sealed before the output
     appears. Raises CsvError (the table), ValueError (arguments) or OSError (environment)."""
-    engine = settings.profile.build_engine(Pseudonyms(settings.secret, settings.site_id))
+    engine = settings.profile.build_engine(
+        Pseudonyms(settings.secret, settings.site_id), settings.storage_dir
+    )
     mapping = (
         MappingWriter(
             settings.storage_dir / MAPPING_FILENAME, load_public_key(settings.reid_public_key)

@@ -232,7 +232,9 @@ def init_worker(settings: EngineSettings) -> None:
     global _engine, _settings, _mapping
     configure_pydicom()
     _settings = settings
-    _engine = settings.profile.build_engine(Pseudonyms(settings.secret, settings.site_id))
+    _engine = settings.profile.build_engine(
+        Pseudonyms(settings.secret, settings.site_id), settings.storage_dir
+    )
     _mapping = (
         MappingWriter(
             settings.storage_dir / MAPPING_FILENAME, load_public_key(settings.reid_public_key)

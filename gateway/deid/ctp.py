@@ -201,18 +201,33 @@ class CtpProfile:
             return False
         return self.effective_action(tag) in (None, "K")
 
-    def build_engine(self, pseudonyms: Pseudonyms) -> CtpEngine:
-        return CtpEngine(self, pseudonyms)
+    def build_engine(self, pseudonyms: Pseudonyms, storage_dir: Path | None = None) -> CtpEngine:
+        """With `storage_dir`, @integer numbers live in INTEGER_TABLE_FILE there, shared by
+        every worker and every run, as CTP keeps them in its database."""
+        return CtpEngine(self, pseudonyms, storage_dir)
+
+
+# The @integer table of a gateway or `anonymize` run (keyed hashes and numbers only).
+INTEGER_TABLE_FILE = "ctp-integers.db"
 
 
 class CtpEngine:
     """Applies a CTP script to datasets (CTP's pseudonyms come from the script, not the
     site secret: the same script gives the same values CTP gives)."""
 
-    def __init__(self, profile: CtpProfile, pseudonyms: Pseudonyms) -> None:
+    def __init__(
+        self, profile: CtpProfile, pseudonyms: Pseudonyms, storage_dir: Path | None = None
+    ) -> None:
         self.profile = profile
         self.pseudonyms = pseudonyms
-        self._integers = IntegerTable()
+        self._integers = (
+            IntegerTable(
+                storage_dir / INTEGER_TABLE_FILE,
+                lambda key: pseudonyms.token("ctp-integer", key, 52),
+            )
+            if storage_dir is not None
+            else IntegerTable()
+        )
         # A date shift is reported (for the re-identification mapping) only when the
         # script's Study Date is moved by a fixed number of days per patient.
         study_date = profile.rule(STUDY_DATE)

@@ -8,7 +8,9 @@ another entry, followed at most ten times, as in CTP.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 MAX_INDIRECTS = 10
@@ -125,23 +127,63 @@ def lookup(table: dict[str, str] | None, key_type: str, key: str | None) -> str:
 class IntegerTable:
     """@integer: a number per distinct value and key type, in order of first sight.
 
-    CTP keeps this table in a database beside the pipeline; here it lives as long as the
-    engine (one `anonymize` run, one service process), so numbers are consistent within a
-    run but not across runs. Scripts that need stable numbers across runs use @lookup.
+    CTP keeps this table in a database beside its pipeline, so a patient keeps the number
+    it was given in every later study. With `path` the table is that kind of database (an
+    SQLite file in the storage folder) shared by every worker process and every run; its
+    keys are `keyed(key type / value)`, a keyed hash, so the file holds no patient data.
+    Without `path` (tests, a one-off check) it lives as long as the engine.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None, keyed: Callable[[str], str] | None = None):
+        if path is not None and keyed is None:
+            raise ValueError("a persistent integer table needs a keyed hash for its keys")
+        self._path = path
+        self._keyed = keyed
         self._values: dict[str, int] = {}
         self._last: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
 
     def get(self, key_type: str, text: str, width: int) -> str:
         key_type, text = key_type.strip(), text.strip()
+        key = key_type + "/" + text
         with self._lock:
-            key = key_type + "/" + text
             value = self._values.get(key)
             if value is None:
-                value = self._last.get(key_type, 0) + 1
-                self._last[key_type] = value
+                value = self._stored(key_type, key) if self._path is not None else None
+                if value is None:
+                    value = self._last.get(key_type, 0) + 1
+                    self._last[key_type] = value
                 self._values[key] = value
         return f"{value:0{width}d}" if width > 0 else str(value)
+
+    def _stored(self, key_type: str, key: str) -> int:
+        """The number of `key` in the shared table, given the next free one if it has none
+        (one IMMEDIATE transaction, so two workers never hand out the same number)."""
+        assert self._path is not None and self._keyed is not None
+        if self._db is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self._path, timeout=60, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a number handed out stays its own
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS integers (key TEXT PRIMARY KEY, "
+                "key_type TEXT NOT NULL, value INTEGER NOT NULL)"
+            )
+        hashed = self._keyed(key)
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT value FROM integers WHERE key = ?", (hashed,)).fetchone()
+            if row is None:
+                (last,) = db.execute(
+                    "SELECT COALESCE(MAX(value), 0) FROM integers WHERE key_type = ?",
+                    (key_type,),
+                ).fetchone()
+                row = (last + 1,)
+                db.execute("INSERT INTO integers VALUES (?, ?, ?)", (hashed, key_type, row[0]))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return int(row[0])

@@ -110,7 +110,7 @@ class DeidProfile(Protocol):
 
     def keeps(self, tag: int) -> bool: ...
 
-    def build_engine(self, pseudonyms: Pseudonyms) -> Any: ...
+    def build_engine(self, pseudonyms: Pseudonyms, storage_dir: Path | None = None) -> Any: ...
 
     def effective_action(self, tag: int) -> str | None: ...
 
@@ -226,8 +226,9 @@ class CompiledProfile:
     def path_overrides(self) -> tuple[tuple[str, str], ...]:
         return tuple((text, action_code(action)) for text, action in self.path_texts)
 
-    def build_engine(self, pseudonyms: Pseudonyms) -> Engine:
-        """The engine that applies this profile (every profile kind has one)."""
+    def build_engine(self, pseudonyms: Pseudonyms, storage_dir: Path | None = None) -> Engine:
+        """The engine that applies this profile (every profile kind has one; `storage_dir`
+        is where an engine may keep state, which this one needs none of)."""
         from gateway.deid.engine import Engine
 
         return Engine(self, pseudonyms)

@@ -24,11 +24,15 @@ from pathlib import Path
 
 from gateway.deid.clinical_csv import CsvError, CsvReport, pseudonymise_csv
 from gateway.deid.engine import DeidResult
-from gateway.deid.pseudonyms import Pseudonyms
-from gateway.keystore import MAPPING_FILENAME, InstanceOriginals, MappingWriter
+from gateway.keystore import InstanceOriginals, MappingWriter
 from gateway.layout import export_path
-from gateway.pipeline import EngineSettings, FileOutcome, deidentify_file, init_worker
-from gateway.reid_keys import load_public_key
+from gateway.pipeline import (
+    EngineSettings,
+    FileOutcome,
+    build_engine_and_mapping,
+    deidentify_file,
+    init_worker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,16 +133,7 @@ def anonymize_csv(
 ) -> CsvReport:
     """One clinical table with the site's engine; the mapping is sealed before the output
     appears. Raises CsvError (the table), ValueError (arguments) or OSError (environment)."""
-    engine = settings.profile.build_engine(
-        Pseudonyms(settings.secret, settings.site_id), settings.storage_dir
-    )
-    mapping = (
-        MappingWriter(
-            settings.storage_dir / MAPPING_FILENAME, load_public_key(settings.reid_public_key)
-        )
-        if settings.reid_public_key is not None
-        else None
-    )
+    engine, mapping = build_engine_and_mapping(settings)
     try:
         return pseudonymise_csv(
             source,

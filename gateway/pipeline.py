@@ -227,21 +227,28 @@ _settings: EngineSettings | None = None
 _mapping: MappingWriter | None = None
 
 
-def init_worker(settings: EngineSettings) -> None:
-    """Process-pool initializer: one engine per worker process, built once."""
-    global _engine, _settings, _mapping
-    configure_pydicom()
-    _settings = settings
-    _engine = settings.profile.build_engine(
+def build_engine_and_mapping(settings: EngineSettings) -> tuple[Engine, MappingWriter | None]:
+    """The site's engine, and the writer that seals its pseudonyms into mapping.db when a
+    re-identification key is configured (images and clinical CSV files alike)."""
+    engine = settings.profile.build_engine(
         Pseudonyms(settings.secret, settings.site_id), settings.storage_dir
     )
-    _mapping = (
+    mapping = (
         MappingWriter(
             settings.storage_dir / MAPPING_FILENAME, load_public_key(settings.reid_public_key)
         )
         if settings.reid_public_key is not None
         else None
     )
+    return engine, mapping
+
+
+def init_worker(settings: EngineSettings) -> None:
+    """Process-pool initializer: one engine per worker process, built once."""
+    global _engine, _settings, _mapping
+    configure_pydicom()
+    _settings = settings
+    _engine, _mapping = build_engine_and_mapping(settings)
 
 
 def read_instance(path: Path) -> Dataset | Quarantine | str:

@@ -101,8 +101,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     try:
         yield running
     finally:
-        # Not the 30 s drain: connections the PDU test closed before associating keep their
-        # association threads until pynetdicom's ACSE timeout, and SIGTERM waits for them.
+        # A short drain: a raw peer of the PDU test still connected without an association
+        # would otherwise hold SIGTERM until its ACSE timeout (closed ones end at once).
         running.stop(timeout=5)
 
 

@@ -43,7 +43,7 @@ from service_harness import (  # tests/ is not a package
     wait_until,
 )
 
-from gateway.synthetic import make_ct_study, random_patient
+from gateway.tools.synthetic import make_ct_study, random_patient
 
 __all__ = [
     "STORESCP",

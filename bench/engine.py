@@ -34,8 +34,8 @@ from pydicom.filewriter import dcmwrite
 from gateway.deid.engine import Engine
 from gateway.deid.profile import default_profile
 from gateway.deid.pseudonyms import Pseudonyms
-from gateway.pipeline import Clean, configure_pydicom, process_instance
-from gateway.synthetic import make_ct_study
+from gateway.pipeline.instance import Clean, configure_pydicom, process_instance
+from gateway.tools.synthetic import make_ct_study
 
 # A fixed, obviously fake secret: the figures must not depend on key material.
 BENCH_SECRET = bytes(range(32))

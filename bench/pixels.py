@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from gateway.identifiers import Identifiers
+from gateway.base.identifiers import Identifiers
 from gateway.pixels.ocr import AllowList, boxes_to_redact, detect_text, is_available
 
 ALLOWLIST = Path(__file__).resolve().parents[1] / "conf" / "pixel_allowlist.yaml"

@@ -42,7 +42,7 @@ import e2e  # bench/ is not a package
 import engine
 from service_harness import create_secret  # on sys.path since e2e
 
-from gateway.spool import Spool
+from gateway.stores.spool import Spool
 
 MIB = 2**20
 TARGET_RECEIVE = 1 / 2  # issue 8: receive >= 1/2 of DCMTK's passthrough

@@ -22,17 +22,17 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.base.export_paths import export_path
 from gateway.deid.clinical_csv import CsvError, CsvReport, pseudonymise_csv
 from gateway.deid.engine import DeidResult
-from gateway.keystore import InstanceOriginals, MappingWriter
-from gateway.layout import export_path
-from gateway.pipeline import (
+from gateway.pipeline.instance import (
     EngineSettings,
     FileOutcome,
     build_engine_and_mapping,
     deidentify_file,
     init_worker,
 )
+from gateway.stores.mapping import InstanceOriginals, MappingWriter
 
 log = logging.getLogger(__name__)
 

@@ -27,15 +27,15 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from gateway.audit import AuditLog
-from gateway.keystore import (
+from gateway.keys.reid_keys import PassphraseRequiredError, load_private_key
+from gateway.stores.audit import AuditLog
+from gateway.stores.mapping import (
     PATIENT_FIELDS,
     DamagedRecordError,
     MappingReader,
     PseudonymNotFoundError,
     WrongKeyError,
 )
-from gateway.reid_keys import PassphraseRequiredError, load_private_key
 
 __all__ = ["CSV_UID_COLUMNS", "ReidentifyError", "reidentify"]
 

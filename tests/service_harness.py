@@ -78,7 +78,7 @@ def gateway_command() -> list[str]:
     entry = Path(sys.executable).parent / "dicom-gateway"
     if entry.is_file() and os.access(entry, os.X_OK):
         return [str(entry)]
-    return [sys.executable, "-m", "gateway.cli"]
+    return [sys.executable, "-m", "gateway.cli.main"]
 
 
 def run_cli(*args: object, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -223,7 +223,7 @@ class Site:
     def pseudonyms(self) -> Any:
         """The site's pseudonym generator, to compute what the gateway must have written."""
         from gateway.deid.pseudonyms import Pseudonyms
-        from gateway.site_secret import read_site_secret
+        from gateway.keys.site_secret import read_site_secret
 
         return Pseudonyms(read_site_secret(self.secret), SITE_ID)
 

@@ -22,9 +22,9 @@ from service_harness import leaks_in, run_cli
 from gateway.deid.clinical_csv import CsvError, pseudonymise_csv
 from gateway.deid.profile import CsvRules, default_profile
 from gateway.deid.pseudonyms import Pseudonyms
+from gateway.keys.site_secret import read_site_secret
 from gateway.offline import EngineSettings, anonymize_csv
-from gateway.site_secret import read_site_secret
-from gateway.synthetic import SyntheticPatient, make_ct_study, random_patient
+from gateway.tools.synthetic import SyntheticPatient, make_ct_study, random_patient
 
 SITE_ID = "CSV-SITE"
 RULES = CsvRules(

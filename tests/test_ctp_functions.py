@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.deid import ctp_functions as fx
-from gateway.deid.ctp_syntax import ScriptSyntaxError, check_script, parse_call
+from gateway.deid.ctp import arithmetic as fx
+from gateway.deid.ctp.syntax import ScriptSyntaxError, check_script, parse_call
 
 PAIRS = Path(__file__).parent / "data" / "ctp" / "function-pairs.tsv"
 

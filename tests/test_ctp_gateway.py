@@ -13,10 +13,10 @@ from pydicom import dcmread
 from test_ctp_real import CONF, INPUTS, REAL, SHARED, flatten, planted_input, write_bytes
 from test_offline_cli import make_site, run_gateway
 
-from gateway.deid import ctp_functions as fx
-from gateway.deid.ctp import load_script
+from gateway.deid.ctp import arithmetic as fx
+from gateway.deid.ctp.profile import load_script
 from gateway.deid.pseudonyms import Pseudonyms
-from gateway.pipeline import Clean, Quarantine, process_instance
+from gateway.pipeline.instance import Clean, Quarantine, process_instance
 
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/testdata not present")
 FEDERATION = CONF / "research-federation.script"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
-from gateway.deid.ctp import INTEGER_TABLE_FILE, load_script
+from gateway.deid.ctp.profile import INTEGER_TABLE_FILE, load_script
 from gateway.deid.pseudonyms import Pseudonyms
 
 SECRET = b"ctp-integer-table-test-secret-01"

@@ -9,8 +9,9 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
-from gateway.deid import ctp_functions as fx
-from gateway.deid.ctp import CtpProfile, load_script
+from gateway.base.identifiers import collect_identifiers
+from gateway.deid.ctp import arithmetic as fx
+from gateway.deid.ctp.profile import CtpProfile, load_script
 from gateway.deid.engine import DeidError
 from gateway.deid.profile import CsvRules, ProfileError, load_profile
 from gateway.deid.pseudonyms import Pseudonyms
@@ -20,7 +21,6 @@ from gateway.deid.standard import (
     PRIVATE_PATTERN,
     safe_private_attributes,
 )
-from gateway.identifiers import collect_identifiers
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "profiles"
 FEDERATION = CONF / "research-federation.script"

@@ -20,10 +20,10 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
-from gateway.deid.ctp import load_script
+from gateway.base.identifiers import collect_identifiers
+from gateway.deid.ctp.profile import load_script
 from gateway.deid.engine import DeidError
 from gateway.deid.pseudonyms import Pseudonyms
-from gateway.identifiers import collect_identifiers
 
 DATA = Path(__file__).parent / "data" / "ctp"
 REAL = DATA / "real"

@@ -28,7 +28,7 @@ from gateway.deid.engine import Engine
 from gateway.deid.profile import CompiledProfile, compile_profile, default_profile
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.deid.standard import Option
-from gateway.pipeline import Clean, process_instance
+from gateway.pipeline.instance import Clean, process_instance
 
 if TYPE_CHECKING:
     from conftest import PlantedIdentifiers

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.base.metrics import Metrics
 from gateway.config import load_config
-from gateway.metrics import Metrics
-from gateway.site_secret import create_site_secret
+from gateway.keys.site_secret import create_site_secret
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMD = ROOT / "systemd"

@@ -9,20 +9,25 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gateway"
 
 LEAVES = {
     "gateway.config",
-    "gateway.site_secret",
-    "gateway.identifiers",
-    "gateway.metrics",
-    "gateway.layout",
-    "gateway.reid_keys",
-    "gateway.devcerts",
-    "gateway.sdnotify",
-    "gateway.transfer_syntaxes",
+    "gateway.keys.site_secret",
+    "gateway.base.identifiers",
+    "gateway.base.metrics",
+    "gateway.base.export_paths",
+    "gateway.keys.reid_keys",
+    "gateway.keys.dev_certificates",
+    "gateway.service.sdnotify",
+    "gateway.base.transfer_syntaxes",
 }
-STORES = {"gateway.quarantine", "gateway.spool", "gateway.keystore", "gateway.audit"}
+STORES = {
+    "gateway.stores.quarantine",
+    "gateway.stores.spool",
+    "gateway.stores.mapping",
+    "gateway.stores.audit",
+}
 TOP = {
-    "gateway.cli",
-    "gateway.service",
-    "gateway.workers",
+    "gateway.cli.main",
+    "gateway.service.gateway_service",
+    "gateway.service.worker_pool",
     "gateway.offline",
     "gateway.scheduler",
     "gateway.reidentify",
@@ -30,7 +35,7 @@ TOP = {
 
 
 # Below the leaves: stdlib-only helpers every store and key file writer shares.
-BASE = {"gateway.durable"}
+BASE = {"gateway.base.durable"}
 
 
 def _layer(module: str) -> str:
@@ -38,15 +43,15 @@ def _layer(module: str) -> str:
         return "base"
     if module in LEAVES:
         return "leaf"
-    if module.startswith(("gateway.deid", "gateway.pixels")) or module == "gateway.verify":
+    if module.startswith(("gateway.deid", "gateway.pixels")) or module == "gateway.verify.leaks":
         return "engine"
     if module in STORES:
         return "store"
-    if module == "gateway.pipeline":
+    if module == "gateway.pipeline.instance":
         return "pipeline"
     if module.startswith("gateway.net"):
         return "net"
-    if module == "gateway.synthetic":
+    if module == "gateway.tools.synthetic":
         return "tool"
     if module in TOP:
         return "top"
@@ -104,6 +109,6 @@ def test_every_module_imports_only_layers_below_it() -> None:
 
 def test_nothing_imports_the_command_line() -> None:
     for path in sorted(PACKAGE.rglob("*.py")):
-        if _module_name(path) == "gateway.cli":
+        if _module_name(path) == "gateway.cli.main":
             continue
-        assert "gateway.cli" not in _imports(path), path
+        assert "gateway.cli.main" not in _imports(path), path

@@ -16,12 +16,23 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydicom import dcmread
 
-from gateway.audit import AuditLog
+from gateway.base.identifiers import collect_identifiers
 from gateway.deid.engine import Engine
 from gateway.deid.profile import default_profile
 from gateway.deid.pseudonyms import Pseudonyms, patient_key
-from gateway.identifiers import collect_identifiers
-from gateway.keystore import (
+from gateway.keys.reid_keys import (
+    PRIVATE_KEY_FILENAME,
+    PUBLIC_KEY_FILENAME,
+    PassphraseRequiredError,
+    ReidKeyError,
+    create_reid_keypair,
+    load_private_key,
+    load_public_key,
+)
+from gateway.keys.site_secret import create_site_secret, read_site_secret
+from gateway.reidentify import ReidentifyError, reidentify
+from gateway.stores.audit import AuditLog
+from gateway.stores.mapping import (
     KINDS,
     MAPPING_FILENAME,
     DamagedRecordError,
@@ -32,18 +43,7 @@ from gateway.keystore import (
     PseudonymNotFoundError,
     WrongKeyError,
 )
-from gateway.reid_keys import (
-    PRIVATE_KEY_FILENAME,
-    PUBLIC_KEY_FILENAME,
-    PassphraseRequiredError,
-    ReidKeyError,
-    create_reid_keypair,
-    load_private_key,
-    load_public_key,
-)
-from gateway.reidentify import ReidentifyError, reidentify
-from gateway.site_secret import create_site_secret, read_site_secret
-from gateway.synthetic import SyntheticPatient, make_ct_study, random_patient
+from gateway.tools.synthetic import SyntheticPatient, make_ct_study, random_patient
 
 SITE_ID = "KEYSTORE-SITE"
 

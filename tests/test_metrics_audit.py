@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditLog
-from gateway.metrics import Metrics, MetricsServer
+from gateway.base.metrics import Metrics, MetricsServer
+from gateway.stores.audit import AuditLog
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -187,7 +187,7 @@ def test_concurrent_writers_do_not_interleave(tmp_path: Path) -> None:
             audit.record("tick", worker=worker, index=index, padding=padding)
 
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); from gateway.audit import AuditLog; "
+        "import sys; sys.path.insert(0, sys.argv[1]); from gateway.stores.audit import AuditLog; "
         "log = AuditLog(sys.argv[2]); "
         f"[log.record('tick', worker=-1, index=i, padding='x' * 3000) for i in range({process_n})]"
     )

@@ -12,8 +12,8 @@ from pynetdicom.dimse_messages import C_STORE_RSP
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
-from gateway.net import wire
-from gateway.net.acceptor import store_response_command
+from gateway.net import dicom_header as wire
+from gateway.net.pynetdicom_patches import store_response_command
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 

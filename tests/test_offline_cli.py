@@ -24,8 +24,8 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from gateway.deid.pseudonyms import Pseudonyms
-from gateway.site_secret import read_site_secret
-from gateway.synthetic import SyntheticPatient, make_ct_study, random_patient
+from gateway.keys.site_secret import read_site_secret
+from gateway.tools.synthetic import SyntheticPatient, make_ct_study, random_patient
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 REAL_CLEAN = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm")
@@ -48,11 +48,11 @@ pytestmark = pytest.mark.skipif(not TESTDATA.is_dir(), reason=f"no test data at 
 
 
 def gateway_command() -> list[str]:
-    """The installed `dicom-gateway` next to this interpreter, else `python -m gateway.cli`."""
+    """The installed `dicom-gateway` next to this interpreter, else `python -m gateway.cli.main`."""
     entry = Path(sys.executable).parent / "dicom-gateway"
     if entry.is_file() and os.access(entry, os.X_OK):
         return [str(entry)]
-    return [sys.executable, "-m", "gateway.cli"]
+    return [sys.executable, "-m", "gateway.cli.main"]
 
 
 def run_gateway(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:

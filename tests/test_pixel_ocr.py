@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 
-from gateway.identifiers import Identifiers
+from gateway.base.identifiers import Identifiers
 from gateway.pixels.ocr import AllowList, Word, boxes_to_redact, detect_text, is_available
 from gateway.pixels.regions import Box
 from gateway.pixels.rules import (

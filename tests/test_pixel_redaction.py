@@ -30,7 +30,7 @@ from pydicom.uid import (
 from gateway.deid.engine import Engine
 from gateway.deid.profile import default_profile
 from gateway.deid.pseudonyms import Pseudonyms
-from gateway.pipeline import Clean, Quarantine, process_instance
+from gateway.pipeline.instance import Clean, Quarantine, process_instance
 
 ocr = pytest.importorskip("gateway.pixels.ocr")
 pytestmark = pytest.mark.skipif(ocr.is_available() is not None, reason="Tesseract missing")

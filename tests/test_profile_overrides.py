@@ -11,10 +11,10 @@ from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
 
+from gateway.base.identifiers import collect_identifiers
 from gateway.deid import fakes
 from gateway.deid.profile import CsvRules, ProfileError, load_profile
 from gateway.deid.pseudonyms import Pseudonyms
-from gateway.identifiers import collect_identifiers
 
 SECRET = b"profile-overrides-test-secret-0123"
 NAME = "Zyxwick^Quorbelle"

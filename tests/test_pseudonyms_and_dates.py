@@ -8,12 +8,12 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
 
+from gateway.base.identifiers import collect_identifiers
 from gateway.deid.actions import clean_dates_in_text, shift_da, shift_dt
 from gateway.deid.engine import Engine
 from gateway.deid.profile import ProfileError, compile_profile, default_profile, load_profile
 from gateway.deid.pseudonyms import MAX_SHIFT_DAYS, MIN_SHIFT_DAYS, Pseudonyms, patient_key
 from gateway.deid.standard import Option
-from gateway.identifiers import collect_identifiers
 
 SECRET = b"pseudonym-test-secret-0123456789"
 

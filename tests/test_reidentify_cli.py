@@ -8,7 +8,7 @@ from pathlib import Path
 from pydicom import dcmread
 from service_harness import run_cli
 
-from gateway.synthetic import make_ct_study, random_patient
+from gateway.tools.synthetic import make_ct_study, random_patient
 
 
 def test_reidentify_returns_exactly_the_originals_of_a_processed_study(tmp_path: Path) -> None:

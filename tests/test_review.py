@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.deid.profile import CsvRules, compile_profile, default_profile, load_profile
 from gateway.deid.review import review
 from gateway.deid.standard import (
@@ -23,7 +23,7 @@ from gateway.deid.standard import (
     PRIVATE_PATTERN,
     Option,
 )
-from gateway.site_secret import create_site_secret
+from gateway.keys.site_secret import create_site_secret
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TABLE = REPO.parent / "shared/standard/ps3.15_table_e1-1.csv"

@@ -8,7 +8,7 @@ the profile, and no planted value the profile does not keep on purpose may remai
 
 Files are discovered: a new profile in conf/profiles fails here until its expected
 weakenings are added to OVERRIDE_WEAKENINGS. CTP scripts (*.script) are included once the
-CTP reader (gateway.deid.ctp) imports.
+CTP reader (gateway.deid.ctp.profile) imports.
 """
 
 from __future__ import annotations
@@ -27,20 +27,20 @@ from pydicom.filewriter import dcmwrite
 from test_review import option_weakenings
 from test_shared_testdata import RELEASED, TESTDATA, searchable_bytes
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.deid import fakes
 from gateway.deid.profile import load_profile
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.deid.review import review
 from gateway.deid.standard import CURVE_PATTERN, PRIVATE_PATTERN
-from gateway.pipeline import Clean, process_instance
+from gateway.pipeline.instance import Clean, process_instance
 
 if TYPE_CHECKING:
     from conftest import PlantedIdentifiers
 
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "conf" / "profiles"
 SECRET = b"shipped-profiles-test-secret-012345"
-CTP_READY = importlib.util.find_spec("gateway.deid.ctp") is not None
+CTP_READY = importlib.util.find_spec("gateway.deid.ctp.profile") is not None
 
 # (attribute, Basic code, profile code) of each weakening that no chosen option justifies.
 OVERRIDE_WEAKENINGS: dict[str, set[tuple[str, str, str]]] = {

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from service_harness import run_cli
 
-from gateway import quarantine
-from gateway.spool import Spool
+from gateway.stores import quarantine
+from gateway.stores.spool import Spool
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
+from gateway.base.metrics import Metrics
 from gateway.config import ListenConfig
-from gateway.metrics import Metrics
 from gateway.net.scp import (
     STATUS_CANNOT_UNDERSTAND,
     STATUS_DOES_NOT_MATCH,
@@ -40,8 +40,8 @@ from gateway.net.scp import (
     start_scp,
     stop_scp,
 )
-from gateway.spool import Spool, SpooledInstance
-from gateway.synthetic import make_ct_study
+from gateway.stores.spool import Spool, SpooledInstance
+from gateway.tools.synthetic import make_ct_study
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 # Sample file -> the storescu option that makes it propose the file's own transfer syntax

@@ -18,7 +18,7 @@ from gateway.net import scu
 from gateway.net.folder import forward_to_folder
 from gateway.net.outcome import ForwardOutcome
 from gateway.net.scu import forward_to_ae
-from gateway.synthetic import make_ct_study
+from gateway.tools.synthetic import make_ct_study
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 COMPRESSED = {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import sdnotify
+from gateway.service.gateway_service import sdnotify
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,7 @@ def test_abstract_namespace_socket_is_reached(monkeypatch: pytest.MonkeyPatch) -
 def test_without_notify_socket_every_call_is_a_silent_no_op(
     no_systemd: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.DEBUG, logger="gateway.sdnotify"):
+    with caplog.at_level(logging.DEBUG, logger="gateway.service.sdnotify"):
         assert sdnotify.ready() is False
         assert sdnotify.stopping() is False
         assert sdnotify.status("x") is False
@@ -130,7 +130,7 @@ def test_a_vanished_socket_is_logged_not_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", os.fspath(_short_socket_path(tmp_path)))
-    with caplog.at_level(logging.WARNING, logger="gateway.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="gateway.service.sdnotify"):
         assert sdnotify.ready() is False
     assert "cannot notify systemd (READY)" in caplog.text
 
@@ -139,7 +139,7 @@ def test_a_socket_kind_we_do_not_speak_is_ignored(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", "vsock:2:1234")
-    with caplog.at_level(logging.WARNING, logger="gateway.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="gateway.service.sdnotify"):
         assert sdnotify.ready() is False
     assert "not an AF_UNIX socket" in caplog.text
 

@@ -55,8 +55,8 @@ from service_harness import (
 )
 
 from gateway.deid.pseudonyms import patient_key
-from gateway.spool import Spool
-from gateway.synthetic import SyntheticPatient, make_ct_study, random_patient
+from gateway.stores.spool import Spool
+from gateway.tools.synthetic import SyntheticPatient, make_ct_study, random_patient
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 SIZE = 64  # small images keep the whole module within a few minutes

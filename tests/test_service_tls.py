@@ -22,7 +22,7 @@ from service_harness import (
 )
 from test_tls import ARCHIVE_AE, tls_options, tls_storescp
 
-from gateway.synthetic import make_ct_study
+from gateway.tools.synthetic import make_ct_study
 
 pytestmark = pytest.mark.skipif(dcmtk_tool("storescu") is None, reason="DCMTK is not installed")
 

@@ -32,7 +32,7 @@ from gateway.deid.profile import CompiledProfile, compile_profile, default_profi
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.deid.standard import BASIC_PROFILE_CODE, Option
 from gateway.offline import EngineSettings, anonymize_folder
-from gateway.pipeline import Clean, Quarantine, process_instance
+from gateway.pipeline.instance import Clean, Quarantine, process_instance
 
 if TYPE_CHECKING:
     from conftest import PlantedIdentifiers
@@ -345,7 +345,7 @@ from pydicom import dcmread
 from gateway.deid.engine import Engine
 from gateway.deid.profile import default_profile
 from gateway.deid.pseudonyms import Pseudonyms
-from gateway.pipeline import Clean, configure_pydicom, process_instance
+from gateway.pipeline.instance import Clean, configure_pydicom, process_instance
 
 configure_pydicom()
 path, secret, site = sys.argv[1], bytes.fromhex(sys.argv[2]), sys.argv[3]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.site_secret import (
+from gateway.keys.site_secret import (
     SECRET_FILENAME,
     SiteSecretError,
     create_site_secret,

@@ -21,11 +21,11 @@ from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
 
+from gateway.base.identifiers import collect_identifiers
 from gateway.deid.profile import ProfileError, load_profile
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.deid.strict import STRICT_KEEP_FILE, strict_keep_tags, strict_keeps
-from gateway.identifiers import collect_identifiers
-from gateway.pipeline import Clean, process_instance
+from gateway.pipeline.instance import Clean, process_instance
 
 if TYPE_CHECKING:
     from conftest import PlantedIdentifiers

@@ -16,13 +16,13 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
+from gateway.base.identifiers import collect_identifiers
 from gateway.deid.actions import DUMMY_TEXT, shift_da, shift_dt
 from gateway.deid.engine import Engine
+from gateway.deid.iod_types import choose_action, required_type
 from gateway.deid.profile import PSEUDONYM, compile_profile
 from gateway.deid.pseudonyms import Pseudonyms
-from gateway.deid.requirements import choose_action, required_type
 from gateway.deid.standard import Option
-from gateway.identifiers import collect_identifiers
 
 SECRET = bytes(range(32))
 SHARED_TABLE = Path(__file__).resolve().parents[2] / "shared/standard/ps3.15_table_e1-1.csv"

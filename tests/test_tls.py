@@ -35,7 +35,11 @@ from pynetdicom.transport import ThreadedAssociationServer
 from service_harness import dcmtk_env, dcmtk_tool, free_port, wait_until
 
 from gateway.config import ConfigError, ListenConfig, load_config
-from gateway.devcerts import DEV_CERTIFICATE_FILES, DevCertificateError, make_dev_certificates
+from gateway.keys.dev_certificates import (
+    DEV_CERTIFICATE_FILES,
+    DevCertificateError,
+    make_dev_certificates,
+)
 from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scp import _address_allowed, start_scp, stop_scp
 from gateway.net.scu import forward_to_ae
@@ -45,8 +49,8 @@ from gateway.net.tls import (
     client_context,
     server_context,
 )
-from gateway.spool import Spool
-from gateway.synthetic import make_ct_study
+from gateway.stores.spool import Spool
+from gateway.tools.synthetic import make_ct_study
 
 LOOPBACK = "127.0.0.1"
 GATEWAY_AE = "DEID_GW"

@@ -6,10 +6,10 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from gateway.base.identifiers import collect_identifiers
 from gateway.deid.engine import Engine
 from gateway.deid.profile import default_profile
 from gateway.deid.pseudonyms import Pseudonyms
-from gateway.identifiers import collect_identifiers
 
 SECRET = b"unknown-attributes-test-secret-01"
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 
+from gateway.base.identifiers import Identifiers, collect_identifiers
 from gateway.deid.engine import Engine
 from gateway.deid.profile import compile_profile, default_profile
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.deid.standard import Option
-from gateway.identifiers import Identifiers, collect_identifiers
-from gateway.pipeline import Clean, Quarantine, process_instance
-from gateway.verify import find_leaks
+from gateway.pipeline.instance import Clean, Quarantine, process_instance
+from gateway.verify.leaks import find_leaks
 
 SECRET = b"verify-gate-test-secret-32-bytes"
 NAME = "Brightwater^Ysolde^M"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.durable import fsync_directory
+from gateway.base.durable import fsync_directory
 
 __all__ = ["DELIMITERS", "CsvError", "Table", "read_table", "write_atomically"]
 

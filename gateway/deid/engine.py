@@ -38,6 +38,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from gateway.base.identifiers import Identifiers, vr_of
 from gateway.deid.actions import (
     FREE_TEXT_VRS,
     TEXT_VRS,
@@ -48,6 +49,7 @@ from gateway.deid.actions import (
     shift_da,
     shift_dt,
 )
+from gateway.deid.iod_types import choose_action, required_type
 from gateway.deid.marking import IMPLEMENTATION_CLASS_UID as IMPLEMENTATION_CLASS_UID
 from gateway.deid.marking import IMPLEMENTATION_VERSION_NAME as IMPLEMENTATION_VERSION_NAME
 from gateway.deid.marking import __version__ as __version__
@@ -55,7 +57,6 @@ from gateway.deid.marking import mark_deidentified, rewrite_file_meta
 from gateway.deid.overrides import Rule
 from gateway.deid.profile import PSEUDONYM, CompiledProfile
 from gateway.deid.pseudonyms import Pseudonyms, patient_key
-from gateway.deid.requirements import choose_action, required_type
 from gateway.deid.rule_apply import apply_rule
 from gateway.deid.standard import Option
 from gateway.deid.strict import strict_action
@@ -65,7 +66,6 @@ from gateway.deid.tagsets import (
     SCRUBBED_VRS,
     vocabulary_uid_tags,
 )
-from gateway.identifiers import Identifiers, vr_of
 
 MAX_DEPTH = 64
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydicom.datadict import tag_for_keyword
 
+from gateway.base.identifiers import PATIENT_IDENTITY_KEYWORDS
 from gateway.deid.overrides import Action, GroupRule, Rule, action_code, code_rank
 from gateway.deid.standard import (
     CURVE_PATTERN,
@@ -30,7 +31,6 @@ from gateway.deid.standard import (
     safe_private_attributes,
     table_e1_1,
 )
-from gateway.identifiers import PATIENT_IDENTITY_KEYWORDS
 
 if TYPE_CHECKING:
     from gateway.deid.engine import Engine
@@ -280,7 +280,7 @@ def load_profile(path: Path | None, lookup_table: Path | None = None) -> Compile
     if path is None:
         return default_profile()
     if Path(path).suffix.lower() == ".script":
-        from gateway.deid.ctp import load_script
+        from gateway.deid.ctp.profile import load_script
 
         return load_script(Path(path), lookup_table)  # type: ignore[return-value]
     from gateway.deid.profile_file import load_yaml_profile

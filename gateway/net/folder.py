@@ -12,10 +12,10 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from gateway.durable import fsync_directory
-from gateway.layout import export_path
+from gateway.base.durable import fsync_directory
+from gateway.base.export_paths import export_path
+from gateway.net.dicom_header import file_header_values
 from gateway.net.outcome import ForwardOutcome, ForwardResult, Tally
-from gateway.net.wire import file_header_values
 
 __all__ = ["forward_to_folder"]
 

@@ -25,11 +25,11 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
-from gateway.net.acceptor import tune_association
+from gateway.base.transfer_syntaxes import SUPPORTED
+from gateway.net.dicom_header import HeaderUnreadable, file_meta, header_uids
+from gateway.net.pynetdicom_patches import tune_association
 from gateway.net.tls import HANDSHAKE_TIMEOUT, describe_tls_failure
-from gateway.net.wire import HeaderUnreadable, file_meta, header_uids
-from gateway.spool import SpoolWriteError
-from gateway.transfer_syntaxes import SUPPORTED
+from gateway.stores.spool import SpoolWriteError
 
 if TYPE_CHECKING:
     from ssl import SSLContext
@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     from pynetdicom.association import Association
     from pynetdicom.events import Event
 
+    from gateway.base.metrics import Metrics
     from gateway.config import ListenConfig
-    from gateway.metrics import Metrics
-    from gateway.spool import Spool
+    from gateway.stores.spool import Spool
 
 __all__ = [
     "MAXIMUM_PDU_SIZE",

@@ -24,8 +24,8 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext, build_context
 
-from gateway.net.acceptor import tune_connection
 from gateway.net.outcome import ForwardOutcome, ForwardResult, Tally
+from gateway.net.pynetdicom_patches import tune_connection
 from gateway.net.tls import describe_tls_failure
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 
-from gateway.identifiers import Identifiers
+from gateway.base.identifiers import Identifiers
 from gateway.pixels.frames import PixelDecodeError, decode_frames, ocr_image, write_frames
 from gateway.pixels.ocr import AllowList, boxes_to_redact, detect_text, is_available
 from gateway.pixels.redact import (

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from gateway.identifiers import Identifiers
+from gateway.base.identifiers import Identifiers
 from gateway.pixels.regions import Box, merge_boxes
 
 log = logging.getLogger(__name__)

@@ -56,7 +56,7 @@ from service_harness import (
     wait_until,
 )
 
-from gateway.synthetic import SyntheticPatient, make_ct_study, random_patient
+from gateway.tools.synthetic import SyntheticPatient, make_ct_study, random_patient
 
 PER_STUDY = 24
 BATCH = 8

@@ -39,7 +39,7 @@ from service_harness import (
     wait_until,
 )
 
-from gateway.synthetic import make_ct_study, random_patient
+from gateway.tools.synthetic import make_ct_study, random_patient
 
 pytestmark = [
     pytest.mark.skipif(None in (STORESCU, STORESCP), reason="DCMTK storescu/storescp missing"),

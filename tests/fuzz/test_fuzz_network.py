@@ -46,7 +46,7 @@ from service_harness import (
 )
 
 from gateway.deid.profile import default_profile
-from gateway.quarantine import quarantine_root
+from gateway.stores.quarantine import quarantine_root
 
 pytestmark = [
     pytest.mark.skipif(not TESTDATA.is_dir(), reason=f"no test data at {TESTDATA}"),

@@ -25,9 +25,9 @@ from pydicom import dcmread
 
 from gateway.deid.profile import default_profile
 from gateway.deid.pseudonyms import Pseudonyms
-from gateway.pipeline import EngineSettings, deidentify_file, init_worker
-from gateway.quarantine import quarantine_root
-from gateway.site_secret import read_site_secret
+from gateway.keys.site_secret import read_site_secret
+from gateway.pipeline.instance import EngineSettings, deidentify_file, init_worker
+from gateway.stores.quarantine import quarantine_root
 
 pytestmark = [
     pytest.mark.skipif(not TESTDATA.is_dir(), reason=f"no test data at {TESTDATA}"),

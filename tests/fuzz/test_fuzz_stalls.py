@@ -20,10 +20,10 @@ import rawpeer
 from mutate import make_mutant, meta_end
 from pynetdicom import AE
 
+from gateway.base.metrics import Metrics
 from gateway.config import ListenConfig
-from gateway.metrics import Metrics
 from gateway.net import scp
-from gateway.spool import Spool
+from gateway.stores.spool import Spool
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 ACSE_SECONDS = 1.5

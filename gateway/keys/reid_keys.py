@@ -20,7 +20,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from gateway.durable import create_private_file, create_private_folder, fsync_directory
+from gateway.base.durable import create_private_file, create_private_folder, fsync_directory
 
 __all__ = [
     "PRIVATE_KEY_FILENAME",

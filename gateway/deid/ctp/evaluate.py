@@ -19,10 +19,10 @@ from functools import cache
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from gateway.deid.ctp_lookup import IntegerTable
-from gateway.deid.ctp_names import private_spec, private_tag, public_tag
-from gateway.deid.ctp_script import CtpScript
-from gateway.deid.ctp_syntax import ESCAPE, FUNCTION, FnCall, parse_call
+from gateway.deid.ctp.element_names import private_spec, private_tag, public_tag
+from gateway.deid.ctp.lookup_table import IntegerTable
+from gateway.deid.ctp.script_file import CtpScript
+from gateway.deid.ctp.syntax import ESCAPE, FUNCTION, FnCall, parse_call
 
 REMOVE, KEEP, EMPTY = "@remove()", "@keep()", "@empty()"
 _TEXT_VRS = frozenset({"LT", "ST", "UT"})
@@ -123,7 +123,7 @@ class Context:
 
 
 def vr_at(ds: Dataset, tag: int) -> str:
-    from gateway.identifiers import vr_of
+    from gateway.base.identifiers import vr_of
 
     return vr_of(ds, tag)
 
@@ -172,7 +172,7 @@ def java_null(value: str | None) -> str:
 
 @cache
 def _handlers() -> dict[str, Callable[[FnCall, Context, int], str | None]]:
-    from gateway.deid.ctp_calls import FUNCTIONS
+    from gateway.deid.ctp.script_functions import FUNCTIONS
 
     return FUNCTIONS
 

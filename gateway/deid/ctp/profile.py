@@ -23,7 +23,8 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from gateway.deid.ctp_engine import (
+from gateway.base.identifiers import Identifiers, vr_of
+from gateway.deid.ctp.element_walk import (
     PROTECTED_GROUPS,
     PROTECTED_TAGS,
     WriteError,
@@ -33,10 +34,10 @@ from gateway.deid.ctp_engine import (
     snapshot,
     tag_text,
 )
-from gateway.deid.ctp_eval import KEEP, Context, CtpQuarantine, CtpSkip, make_replacement
-from gateway.deid.ctp_lookup import IntegerTable, load_lookup_table
-from gateway.deid.ctp_script import CtpScript, ElementRule, ScriptError, read_script
-from gateway.deid.ctp_syntax import FnCall, iter_calls
+from gateway.deid.ctp.evaluate import KEEP, Context, CtpQuarantine, CtpSkip, make_replacement
+from gateway.deid.ctp.lookup_table import IntegerTable, load_lookup_table
+from gateway.deid.ctp.script_file import CtpScript, ElementRule, ScriptError, read_script
+from gateway.deid.ctp.syntax import FnCall, iter_calls
 from gateway.deid.engine import DeidError, DeidResult, PatientIdentity
 from gateway.deid.marking import rewrite_file_meta
 from gateway.deid.overrides import code_rank
@@ -48,7 +49,6 @@ from gateway.deid.standard import (
     OVERLAY_DATA_PATTERN,
     PRIVATE_PATTERN,
 )
-from gateway.identifiers import Identifiers, vr_of
 
 PATIENT_ID = 0x00100020
 SOP_INSTANCE_UID = 0x00080018

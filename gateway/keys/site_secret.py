@@ -16,7 +16,7 @@ import string
 import struct
 from pathlib import Path
 
-from gateway.durable import create_private_file, create_private_folder, fsync_directory
+from gateway.base.durable import create_private_file, create_private_folder, fsync_directory
 
 __all__ = [
     "SECRET_BYTES",

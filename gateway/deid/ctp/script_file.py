@@ -21,8 +21,8 @@ import xml.parsers.expat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.deid.ctp_names import is_resolvable, private_spec, public_tag
-from gateway.deid.ctp_syntax import FnCall, ScriptSyntaxError, check_script
+from gateway.deid.ctp.element_names import is_resolvable, private_spec, public_tag
+from gateway.deid.ctp.syntax import FnCall, ScriptSyntaxError, check_script
 
 REMOVALS = ("privategroups", "unspecifiedelements", "overlays", "curves")
 

@@ -24,10 +24,10 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from gateway.deid.ctp_eval import KEEP, REMOVE, Context, java_trim, make_replacement
-from gateway.deid.ctp_names import private_tag
+from gateway.base.identifiers import vr_of
+from gateway.deid.ctp.element_names import private_tag
+from gateway.deid.ctp.evaluate import KEEP, REMOVE, Context, java_trim, make_replacement
 from gateway.deid.standard import safe_private_attributes
-from gateway.identifiers import vr_of
 
 PROTECTED_TAGS = frozenset({0x00080016, 0x00080018, 0x0020000D})
 PROTECTED_GROUPS = frozenset({0x0002, 0x0028, 0x7FE0})

@@ -104,7 +104,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
-    from gateway.reid_keys import (
+    from gateway.keys.reid_keys import (
         PRIVATE_KEY_FILENAME,
         PUBLIC_KEY_FILENAME,
         ReidKeyError,
@@ -112,7 +112,7 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
         load_public_key,
         public_key_fingerprint,
     )
-    from gateway.site_secret import SECRET_FILENAME, SiteSecretError, create_site_secret
+    from gateway.keys.site_secret import SECRET_FILENAME, SiteSecretError, create_site_secret
 
     directory = Path(args.dir)
     existing = [
@@ -144,10 +144,10 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 def cmd_reidentify(args: argparse.Namespace) -> int:
     import getpass
 
-    from gateway.audit import AUDIT_FILE, AuditLog
-    from gateway.keystore import MAPPING_FILENAME, MappingError
-    from gateway.reid_keys import ReidKeyError
+    from gateway.keys.reid_keys import ReidKeyError
     from gateway.reidentify import ReidentifyError, reidentify
+    from gateway.stores.audit import AUDIT_FILE, AuditLog
+    from gateway.stores.mapping import MAPPING_FILENAME, MappingError
 
     config = _config_only(args.config)
     if config is None:
@@ -250,7 +250,7 @@ def cmd_csv(args: argparse.Namespace) -> int:
 
 
 def _load_with_secret(config_path: Path):  # -> (config, profile, secret) | None
-    from gateway.site_secret import SiteSecretError, read_site_secret
+    from gateway.keys.site_secret import SiteSecretError, read_site_secret
 
     loaded = _load(config_path)
     if isinstance(loaded, list):
@@ -301,7 +301,7 @@ def _tls_contexts(config, config_path: Path):  # -> TlsContexts | None
 
 
 def cmd_certs_dev(args: argparse.Namespace) -> int:
-    from gateway.devcerts import DevCertificateError, make_dev_certificates
+    from gateway.keys.dev_certificates import DevCertificateError, make_dev_certificates
 
     try:
         paths = make_dev_certificates(Path(args.dir))
@@ -316,7 +316,7 @@ def cmd_certs_dev(args: argparse.Namespace) -> int:
 
 def _reid_key_usable(config_path: Path, path: Path | None) -> bool:
     """The re-identification public key, when configured, is checked at start-up."""
-    from gateway.reid_keys import ReidKeyError, load_public_key
+    from gateway.keys.reid_keys import ReidKeyError, load_public_key
 
     if path is None:
         log.warning("keys.reid_public_key is not set: no re-identification mapping is kept")
@@ -330,8 +330,8 @@ def _reid_key_usable(config_path: Path, path: Path | None) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gateway.pipeline import configure_pydicom
-    from gateway.service import GatewayService
+    from gateway.pipeline.instance import configure_pydicom
+    from gateway.service.gateway_service import GatewayService
 
     loaded = _load_with_secret(args.config)
     if loaded is None:
@@ -361,8 +361,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from gateway import quarantine
-    from gateway.spool import Spool
+    from gateway.stores import quarantine
+    from gateway.stores.spool import Spool
 
     config = _config_only(args.config)
     if config is None:
@@ -391,8 +391,8 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def _release(storage: Path, entry_id: str) -> int:
-    from gateway import quarantine
-    from gateway.spool import Spool
+    from gateway.stores import quarantine
+    from gateway.stores.spool import Spool
 
     spool = Spool(storage, recover=False)
     try:
@@ -417,7 +417,7 @@ def _release(storage: Path, entry_id: str) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from gateway.synthetic import make_demo_sample
+    from gateway.tools.synthetic import make_demo_sample
 
     paths = make_demo_sample(Path(args.dir))
     print(f"{len(paths)} synthetic identified instances written to {Path(args.dir).resolve()}")

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from gateway.durable import create_private_file, fsync_directory
+from gateway.base.durable import create_private_file, fsync_directory
 
 log = logging.getLogger(__name__)
 

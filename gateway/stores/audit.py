@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from gateway.durable import fsync_directory
+from gateway.base.durable import fsync_directory
 
 AUDIT_FILE = "audit.jsonl"  # in storage_dir
 

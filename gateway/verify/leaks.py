@@ -17,7 +17,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from gateway.identifiers import Identifiers, normalise, string_values, vr_of
+from gateway.base.identifiers import Identifiers, normalise, string_values, vr_of
 
 # Bulk data that is not text: searching it costs time and finds noise, never a name.
 _BULK_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009, 0x54001010, 0x00420011})

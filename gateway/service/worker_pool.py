@@ -13,8 +13,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from gateway.pipeline import EngineSettings, RoundResult, count_boxes, init_worker
-from gateway.spool import StudyRound
+from gateway.pipeline.instance import EngineSettings, RoundResult, count_boxes, init_worker
+from gateway.stores.spool import StudyRound
 
 
 @dataclass

@@ -21,20 +21,21 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from gateway import quarantine, sdnotify
-from gateway.audit import AUDIT_FILE, AuditLog
+from gateway.base.metrics import Metrics
 from gateway.config import GatewayConfig
 from gateway.deid.profile import CompiledProfile
-from gateway.metrics import Metrics
 from gateway.net.folder import forward_to_folder
 from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scp import start_scp, stop_scp
 from gateway.net.scu import forward_to_ae
 from gateway.net.tls import TlsContexts, check_tls
-from gateway.pipeline import EngineSettings, RoundResult, process_round
+from gateway.pipeline.instance import EngineSettings, RoundResult, process_round
 from gateway.pixels.rules import PixelConfig
-from gateway.spool import RoundState, Spool, StudyRound, uid_hash
-from gateway.workers import RoundWork, combined, new_pool
+from gateway.service import sdnotify
+from gateway.service.worker_pool import RoundWork, combined, new_pool
+from gateway.stores import quarantine
+from gateway.stores.audit import AUDIT_FILE, AuditLog
+from gateway.stores.spool import RoundState, Spool, StudyRound, uid_hash
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from gateway.deid import ctp_functions as fx
-from gateway.deid.ctp_eval import (
+from gateway.deid.ctp import arithmetic as fx
+from gateway.deid.ctp.evaluate import (
     EMPTY,
     KEEP,
     REMOVE,
@@ -23,8 +23,8 @@ from gateway.deid.ctp_eval import (
     make_replacement,
     vr_at,
 )
-from gateway.deid.ctp_lookup import lookup
-from gateway.deid.ctp_syntax import FnCall
+from gateway.deid.ctp.lookup_table import lookup
+from gateway.deid.ctp.syntax import FnCall
 
 Handler = Callable[[FnCall, Context, int], "str | None"]
 
@@ -351,7 +351,7 @@ def _append(fn: FnCall, ctx: Context, tag: int) -> str:
 
 
 def _process(fn: FnCall, ctx: Context, tag: int) -> str:
-    from gateway.deid.ctp_engine import process_elements
+    from gateway.deid.ctp.element_walk import process_elements
 
     if tag in ctx.in_ds and tag in ctx.out_ds and vr_at(ctx.in_ds, tag) == "SQ":
         for in_item, out_item in zip(ctx.in_ds[tag].value, ctx.out_ds[tag].value, strict=False):

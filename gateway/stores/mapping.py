@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway.reid_keys import public_key_fingerprint
+from gateway.keys.reid_keys import public_key_fingerprint
 
 __all__ = [
     "KINDS",

@@ -24,18 +24,18 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID
 
-from gateway import quarantine
+from gateway.base.durable import fsync_directory
+from gateway.base.identifiers import collect_identifiers
+from gateway.base.transfer_syntaxes import SUPPORTED
 from gateway.deid.engine import DeidError, DeidResult, Engine
 from gateway.deid.profile import CompiledProfile
 from gateway.deid.pseudonyms import Pseudonyms
-from gateway.durable import fsync_directory
-from gateway.identifiers import collect_identifiers
-from gateway.keystore import MAPPING_FILENAME, InstanceOriginals, MappingWriter
+from gateway.keys.reid_keys import load_public_key
 from gateway.pixels.clean import PixelError, PixelReport, clean_pixels
 from gateway.pixels.rules import PixelConfig
-from gateway.reid_keys import load_public_key
-from gateway.transfer_syntaxes import SUPPORTED
-from gateway.verify import find_leaks
+from gateway.stores import quarantine
+from gateway.stores.mapping import MAPPING_FILENAME, InstanceOriginals, MappingWriter
+from gateway.verify.leaks import find_leaks
 
 log = logging.getLogger(__name__)
 

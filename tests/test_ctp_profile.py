@@ -13,7 +13,8 @@ from gateway.base.identifiers import collect_identifiers
 from gateway.deid.ctp import arithmetic as fx
 from gateway.deid.ctp.profile import CtpProfile, load_script
 from gateway.deid.engine import DeidError
-from gateway.deid.profile import CsvRules, ProfileError, load_profile
+from gateway.deid.profile import CsvRules, ProfileError
+from gateway.deid.profile_loading import load_profile
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.deid.standard import (
     CURVE_PATTERN,

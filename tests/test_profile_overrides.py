@@ -13,7 +13,8 @@ from pydicom.sequence import Sequence
 
 from gateway.base.identifiers import collect_identifiers
 from gateway.deid import fakes
-from gateway.deid.profile import CsvRules, ProfileError, load_profile
+from gateway.deid.profile import CsvRules, ProfileError
+from gateway.deid.profile_loading import load_profile
 from gateway.deid.pseudonyms import Pseudonyms
 
 SECRET = b"profile-overrides-test-secret-0123"

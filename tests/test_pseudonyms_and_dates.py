@@ -11,7 +11,8 @@ from pydicom.uid import UID
 from gateway.base.identifiers import collect_identifiers
 from gateway.deid.actions import clean_dates_in_text, shift_da, shift_dt
 from gateway.deid.engine import Engine
-from gateway.deid.profile import ProfileError, compile_profile, default_profile, load_profile
+from gateway.deid.profile import ProfileError, compile_profile, default_profile
+from gateway.deid.profile_loading import load_profile
 from gateway.deid.pseudonyms import MAX_SHIFT_DAYS, MIN_SHIFT_DAYS, Pseudonyms, patient_key
 from gateway.deid.standard import Option
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from gateway.cli.main import main
-from gateway.deid.profile import CsvRules, compile_profile, default_profile, load_profile
+from gateway.deid.profile import CsvRules, compile_profile, default_profile
+from gateway.deid.profile_loading import load_profile
 from gateway.deid.review import review
 from gateway.deid.standard import (
     CURVE_PATTERN,

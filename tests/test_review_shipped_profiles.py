@@ -29,7 +29,7 @@ from test_shared_testdata import RELEASED, TESTDATA, searchable_bytes
 
 from gateway.cli.main import main
 from gateway.deid import fakes
-from gateway.deid.profile import load_profile
+from gateway.deid.profile_loading import load_profile
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.deid.review import review
 from gateway.deid.standard import CURVE_PATTERN, PRIVATE_PATTERN

@@ -22,7 +22,8 @@ from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
 
 from gateway.base.identifiers import collect_identifiers
-from gateway.deid.profile import ProfileError, load_profile
+from gateway.deid.profile import ProfileError
+from gateway.deid.profile_loading import load_profile
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.deid.strict import STRICT_KEEP_FILE, strict_keep_tags, strict_keeps
 from gateway.pipeline.instance import Clean, process_instance

@@ -50,7 +50,8 @@ def _config_only(config_path: Path):  # -> GatewayConfig | None
 def _load(config_path: Path):  # -> tuple[GatewayConfig, CompiledProfile] | list[str]
     """Configuration and its profile, or the problems with them (one line each)."""
     from gateway.config import ConfigError, load_config
-    from gateway.deid.profile import ProfileError, load_profile
+    from gateway.deid.profile import ProfileError
+    from gateway.deid.profile_loading import load_profile
 
     try:
         config = load_config(config_path)
@@ -70,7 +71,8 @@ def _load(config_path: Path):  # -> tuple[GatewayConfig, CompiledProfile] | list
 
 def cmd_profile_review(args: argparse.Namespace) -> int:
     """Every weakening of the Basic Profile in a profile file (YAML or CTP script)."""
-    from gateway.deid.profile import ProfileError, load_profile
+    from gateway.deid.profile import ProfileError
+    from gateway.deid.profile_loading import load_profile
     from gateway.deid.review import review
 
     lookup = None
@@ -147,7 +149,7 @@ def cmd_reidentify(args: argparse.Namespace) -> int:
     from gateway.keys.reid_keys import ReidKeyError
     from gateway.reidentify import ReidentifyError, reidentify
     from gateway.stores.audit import AUDIT_FILE, AuditLog
-    from gateway.stores.mapping import MAPPING_FILENAME, MappingError
+    from gateway.stores.mapping_records import MAPPING_FILENAME, MappingError
 
     config = _config_only(args.config)
     if config is None:

@@ -20,7 +20,7 @@ Rules where the standard leaves a choice (documented in the README too):
   overlay plane without its data is invalid (PS3.3 C.9.2, Overlay Data is Type 1). C on
   Overlay or Curve Data (Clean Graphics) does the same until the pixel stage can clean the
   bitmaps: a bitmap cannot be cleaned by the tag engine;
-- Patient's Name and Patient ID become the site-scoped pseudonym (see `profile.PSEUDONYM`);
+- Patient's Name and Patient ID become the site-scoped pseudonym (see `overrides.PSEUDONYM`);
 - site overrides (see `overrides.py`) are in the same map; a path override (`A/*/B`) is
   looked up only inside the sequences it names; a fake value, fixed text or allow-list clean
   that a private element's VR cannot take (UN, numbers) removes that element instead;
@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
@@ -54,12 +55,15 @@ from gateway.deid.marking import IMPLEMENTATION_CLASS_UID as IMPLEMENTATION_CLAS
 from gateway.deid.marking import IMPLEMENTATION_VERSION_NAME as IMPLEMENTATION_VERSION_NAME
 from gateway.deid.marking import __version__ as __version__
 from gateway.deid.marking import mark_deidentified, rewrite_file_meta
-from gateway.deid.overrides import Rule
-from gateway.deid.profile import PSEUDONYM, CompiledProfile
+from gateway.deid.overrides import PSEUDONYM, Rule
 from gateway.deid.pseudonyms import Pseudonyms, patient_key
 from gateway.deid.rule_apply import apply_rule
 from gateway.deid.standard import Option
 from gateway.deid.strict import strict_action
+
+if TYPE_CHECKING:
+    from gateway.deid.compiled_rules import CompiledRules
+
 from gateway.deid.tagsets import (
     CODED_ENTRY_TAGS,
     DICOM_ROOT,
@@ -115,7 +119,7 @@ class _Instance:
 class Engine:
     """Applies a compiled profile to datasets, with the pseudonyms of one site."""
 
-    def __init__(self, profile: CompiledProfile, pseudonyms: Pseudonyms) -> None:
+    def __init__(self, profile: CompiledRules, pseudonyms: Pseudonyms) -> None:
         self.profile = profile
         self.pseudonyms = pseudonyms
         self._modified_dates = profile.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES)

@@ -10,7 +10,7 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 from gateway.deid.standard import BASIC_PROFILE_CODE, TABLE_E1_1_EDITION, Option
 
 if TYPE_CHECKING:
-    from gateway.deid.profile import CompiledProfile
+    from gateway.deid.compiled_rules import CompiledRules
 
 __version__ = "0.1.0"
 
@@ -19,7 +19,7 @@ IMPLEMENTATION_CLASS_UID = "2.25.24671494228297195857051802859060108074"
 IMPLEMENTATION_VERSION_NAME = "DICOMGW_" + __version__
 
 
-def mark_deidentified(ds: Dataset, profile: CompiledProfile) -> None:
+def mark_deidentified(ds: Dataset, profile: CompiledRules) -> None:
     """PS3.15 E.1.1 / PS3.3 C.7.1.1: say that and how the instance was de-identified."""
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = [

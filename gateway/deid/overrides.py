@@ -29,6 +29,12 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from gateway.deid import fakes
 
+# Our own action code: replace with the keyed pseudonym (see pseudonyms.Pseudonyms.patient_id).
+# The standard says Z for Patient's Name and Z/D for Patient ID; a research archive needs a
+# stable, non-empty subject identifier, so both get the same site-scoped pseudonym: a D whose
+# dummy value is deterministic and carries nothing of the original.
+PSEUDONYM = "P"
+
 PLAIN_ACTIONS = ("X", "Z", "D", "K", "C", "U")
 
 # The reviewer's "retains more" order (X < Z < D = U < C < K); P, the patient pseudonym, is a D.

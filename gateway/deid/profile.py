@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydicom.datadict import tag_for_keyword
 
 from gateway.base.identifiers import PATIENT_IDENTITY_KEYWORDS
-from gateway.deid.overrides import Action, GroupRule, Rule, action_code, code_rank
+from gateway.deid.engine import Engine
+from gateway.deid.overrides import PSEUDONYM, Action, GroupRule, Rule, action_code, code_rank
 from gateway.deid.standard import (
     CURVE_PATTERN,
     OVERLAY_COMMENTS_PATTERN,
@@ -33,14 +34,8 @@ from gateway.deid.standard import (
 )
 
 if TYPE_CHECKING:
-    from gateway.deid.engine import Engine
     from gateway.deid.pseudonyms import Pseudonyms
 
-# Our own action code: replace with the keyed pseudonym (see pseudonyms.Pseudonyms.patient_id).
-# The standard says Z for Patient's Name and Z/D for Patient ID; a research archive needs a
-# stable, non-empty subject identifier, so both get the same site-scoped pseudonym: a D whose
-# dummy value is deterministic and carries nothing of the original.
-PSEUDONYM = "P"
 
 PATIENT_NAME = 0x00100010
 PATIENT_ID = 0x00100020
@@ -229,7 +224,6 @@ class CompiledProfile:
     def build_engine(self, pseudonyms: Pseudonyms, storage_dir: Path | None = None) -> Engine:
         """The engine that applies this profile (every profile kind has one; `storage_dir`
         is where an engine may keep state, which this one needs none of)."""
-        from gateway.deid.engine import Engine
 
         return Engine(self, pseudonyms)
 
@@ -269,23 +263,6 @@ def compile_profile(options: Iterable[Option] = DEFAULT_OPTIONS, name: str = "")
 def default_profile() -> CompiledProfile:
     """Basic Profile + Modified Dates + Patient Characteristics + Clean Descriptors."""
     return compile_profile(DEFAULT_OPTIONS, name="default")
-
-
-def load_profile(path: Path | None, lookup_table: Path | None = None) -> CompiledProfile:
-    """Read and compile a profile file; None gives the built-in default.
-
-    A `*.script` file is an RSNA CTP DicomAnonymizer script (see `ctp.py`); `lookup_table`
-    is the CTP properties file its @lookup and 3-argument @incrementdate read.
-    """
-    if path is None:
-        return default_profile()
-    if Path(path).suffix.lower() == ".script":
-        from gateway.deid.ctp.profile import load_script
-
-        return load_script(Path(path), lookup_table)  # type: ignore[return-value]
-    from gateway.deid.profile_file import load_yaml_profile
-
-    return load_yaml_profile(Path(path))
 
 
 def tag_of(keyword: str) -> int:

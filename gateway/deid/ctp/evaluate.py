@@ -12,9 +12,8 @@ Where CTP's function fails it often returns its own argument list as the value (
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -47,6 +46,9 @@ class Context:
     in_ds: Dataset
     out_ds: Dataset
     in_meta: Dataset | None
+    # name -> handler of every script function (script_functions.FUNCTIONS): passed in by the
+    # caller, so that this evaluator stays below the functions that call back into it.
+    functions: Mapping[str, Callable[[FnCall, Context, int], str | None]]
     scripts: dict[int, str] = field(default_factory=dict)
     private_names: dict[str, int] = field(default_factory=dict)
     stack: list[tuple[Dataset, Dataset]] = field(default_factory=list)
@@ -170,13 +172,6 @@ def java_null(value: str | None) -> str:
     return "null" if value is None else value
 
 
-@cache
-def _handlers() -> dict[str, Callable[[FnCall, Context, int], str | None]]:
-    from gateway.deid.ctp.script_functions import FUNCTIONS
-
-    return FUNCTIONS
-
-
 def make_replacement(cmd: str | None, ctx: Context, this_tag: int) -> str:
     """The text a script evaluates to for the element `this_tag`."""
     if cmd is None:
@@ -197,7 +192,7 @@ def make_replacement(cmd: str | None, ctx: Context, this_tag: int) -> str:
             if call.length == -1:
                 break
             i += call.length
-            handler = _handlers().get(call.name)
+            handler = ctx.functions.get(call.name)
             if handler is None:
                 out.append(FUNCTION + call.call_text())  # outcomes pass through as text
             else:

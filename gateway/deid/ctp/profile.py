@@ -37,6 +37,7 @@ from gateway.deid.ctp.element_walk import (
 from gateway.deid.ctp.evaluate import KEEP, Context, CtpQuarantine, CtpSkip, make_replacement
 from gateway.deid.ctp.lookup_table import IntegerTable, load_lookup_table
 from gateway.deid.ctp.script_file import CtpScript, ElementRule, ScriptError, read_script
+from gateway.deid.ctp.script_functions import FUNCTIONS
 from gateway.deid.ctp.syntax import FnCall, iter_calls
 from gateway.deid.engine import DeidError, DeidResult, PatientIdentity
 from gateway.deid.marking import rewrite_file_meta
@@ -240,7 +241,7 @@ class CtpEngine:
     def _context(self, in_ds: Dataset, out_ds: Dataset) -> Context:
         meta = getattr(in_ds, "file_meta", None)
         ctx = Context(self.profile.script, self.profile.lookup_table, self._integers,
-                      in_ds, out_ds, meta)  # fmt: skip
+                      in_ds, out_ds, meta, FUNCTIONS)  # fmt: skip
         build_tables(ctx)
         return ctx
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 
 from gateway.deid.ctp import arithmetic as fx
+from gateway.deid.ctp.element_walk import process_elements
 from gateway.deid.ctp.evaluate import (
     EMPTY,
     KEEP,
@@ -351,8 +352,6 @@ def _append(fn: FnCall, ctx: Context, tag: int) -> str:
 
 
 def _process(fn: FnCall, ctx: Context, tag: int) -> str:
-    from gateway.deid.ctp.element_walk import process_elements
-
     if tag in ctx.in_ds and tag in ctx.out_ds and vr_at(ctx.in_ds, tag) == "SQ":
         for in_item, out_item in zip(ctx.in_ds[tag].value, ctx.out_ds[tag].value, strict=False):
             ctx.push(in_item, out_item)

@@ -22,20 +22,18 @@ from pathlib import Path
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from gateway.base.metrics import Metrics
-from gateway.config import GatewayConfig
-from gateway.deid.profile import CompiledProfile
 from gateway.net.folder import forward_to_folder
 from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scp import start_scp, stop_scp
 from gateway.net.scu import forward_to_ae
-from gateway.net.tls import TlsContexts, check_tls
 from gateway.pipeline.instance import EngineSettings, RoundResult, process_round
-from gateway.pixels.rules import PixelConfig
 from gateway.service import sdnotify
 from gateway.service.worker_pool import RoundWork, combined, new_pool
+from gateway.site import Site
 from gateway.stores import quarantine
 from gateway.stores.audit import AUDIT_FILE, AuditLog
-from gateway.stores.spool import RoundState, Spool, StudyRound, uid_hash
+from gateway.stores.spool import Spool
+from gateway.stores.spool_rounds import RoundState, StudyRound, uid_hash
 
 log = logging.getLogger(__name__)
 
@@ -53,25 +51,20 @@ def chunk_size(instances: int, workers: int) -> int:
 class GatewayService:
     """Owns the SCP, the spool, the worker pool, the forwarders and the HTTP endpoints."""
 
-    def __init__(
-        self,
-        config: GatewayConfig,
-        profile: CompiledProfile,
-        secret: bytes,
-        tls: TlsContexts | None = None,
-        pixels: PixelConfig | None = None,
-    ) -> None:
+    def __init__(self, site: Site) -> None:
+        """`site` comes from `gateway.site.load_site`: the service starts only on a site
+        whose profile, secret, keys, TLS files and pixel settings passed every check."""
+        config = site.config
         self.config = config
-        # Never fall back to plain DICOM: without contexts given, build what config asks for.
-        self.tls = tls if tls is not None else check_tls(config)
-        self.profile = profile
+        self.tls = site.tls
+        self.profile = site.profile
         self.settings = EngineSettings(
-            profile,
-            secret,
+            site.profile,
+            site.secret,
             config.site_id,
             config.storage_dir,
             config.keys.reid_public_key,
-            pixels,
+            site.pixels,
         )
         self.spool = Spool(config.storage_dir)
         quarantine.remove_staging(config.storage_dir)  # half-made entries of a crash

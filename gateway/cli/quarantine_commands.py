@@ -1,0 +1,68 @@
+"""`quarantine list | release ID | purge`: what was held back, and putting it back."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from gateway.cli.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, storage_config
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from gateway.stores import quarantine
+    from gateway.stores.spool import Spool
+
+    config = storage_config(args.config)
+    if config is None:
+        return EXIT_USAGE
+    storage = config.storage_dir
+    if args.quarantine_command == "list":
+        entries = quarantine.entries(storage)
+        spool = Spool(storage, recover=False)
+        failed = spool.failed_rounds()
+        spool.close()
+        for entry in entries:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.created))
+            print(f"{entry.id}\tinstance\t{when}\t{entry.stage}/{entry.reason}\t{entry.message}")
+        for study_round in failed:
+            print(
+                f"round-{study_round.id}\tstudy\t{study_round.instances} instances\t"
+                f"forward/failed\t{study_round.message}"
+            )
+        print(f"{len(entries)} quarantined instances, {len(failed)} studies failed to forward")
+        return EXIT_OK
+    if args.quarantine_command == "release":
+        return _release(storage, args.id)
+    removed = quarantine.purge(storage, older_than_days=args.older_than)
+    print(f"purged {removed} quarantined instances")
+    return EXIT_OK
+
+
+def _release(storage: Path, entry_id: str) -> int:
+    from gateway.stores import quarantine
+    from gateway.stores.spool import Spool
+
+    spool = Spool(storage, recover=False)
+    try:
+        if entry_id.startswith("round-") and entry_id[6:].isdigit():
+            if spool.release(int(entry_id[6:])):
+                print(f"{entry_id}: queued for forwarding again")
+                return EXIT_OK
+            print(f"error: {entry_id} is not a failed study", file=sys.stderr)
+            return EXIT_FAILURE
+        try:
+            quarantine.release(storage, entry_id, spool)
+        except KeyError:
+            print(f"error: no quarantine entry {entry_id}", file=sys.stderr)
+            return EXIT_FAILURE
+        except ValueError as exc:
+            print(f"error: {entry_id}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"{entry_id}: back in the spool; it is processed again with its study")
+        return EXIT_OK
+    finally:
+        spool.close()
+
+

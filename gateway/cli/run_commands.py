@@ -1,0 +1,150 @@
+"""Commands that run the site: `run`, `check-config`, `anonymize`, `csv`, `profile review`,
+`sample`. Each starts from `gateway.site.load_site`, so each refuses what the others refuse."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from gateway.cli.exits import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    checked_site,
+    print_problems,
+    storage_config,
+)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    site = checked_site(args.config)
+    if site is None:
+        return EXIT_USAGE
+    print(f"{args.config}: OK (site {site.config.site_id}, profile {site.profile.name})")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.pipeline.instance import configure_pydicom
+    from gateway.service.gateway_service import GatewayService
+
+    site = checked_site(args.config)
+    if site is None:
+        return EXIT_USAGE
+    configure_pydicom()
+    # pynetdicom logs every request at INFO and whole datasets at DEBUG: keep it to warnings.
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    try:
+        service = GatewayService(site)
+    except OSError as exc:
+        print(f"error: cannot open the storage folder ({exc.strerror})", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        service.run_forever()
+    except OSError as exc:
+        print(f"error: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_anonymize(args: argparse.Namespace) -> int:
+    from gateway.offline import anonymize_folder, engine_settings
+
+    site = checked_site(args.config, ocr=args.ocr)
+    if site is None:
+        return EXIT_USAGE
+    config = site.config
+    workers = args.workers if args.workers is not None else config.workers
+    try:
+        summary = anonymize_folder(
+            Path(args.input), Path(args.output), engine_settings(site), workers
+        )
+    except (NotADirectoryError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"error: cannot go on ({exc.strerror or type(exc).__name__}); "
+              "inputs are untouched, run again when it is fixed", file=sys.stderr)
+        return EXIT_FAILURE
+    root = Path(args.input)
+    for problem in summary.problems:
+        where = os.path.relpath(problem.source, root)
+        print(f"{problem.status}: {where}: {problem.detail}", file=sys.stderr)
+    print(summary.line())
+    print(f"output: {Path(args.output).resolve()}")
+    if summary.quarantined:
+        print(f"quarantine: {(config.storage_dir / 'quarantine').resolve()}")
+    return EXIT_OK
+
+
+def cmd_csv(args: argparse.Namespace) -> int:
+    from gateway.deid.clinical_csv import CsvError
+    from gateway.offline import anonymize_csv, engine_settings
+
+    site = checked_site(args.config, ocr=False)
+    if site is None:
+        return EXIT_USAGE
+    source = Path(args.input)
+    if not source.is_file():
+        print(f"error: input file not found: {source}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = anonymize_csv(
+            source,
+            Path(args.output),
+            engine_settings(site),
+            id_column=args.id_column,
+            issuer=args.issuer,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CsvError as exc:
+        print(str(exc), file=sys.stderr)  # FILE:LINE: column 'X': reason (no cell values)
+        return EXIT_FAILURE
+    except OSError as exc:
+        print(f"error: cannot write {args.output} ({exc.strerror or type(exc).__name__}); "
+              "no output file was left", file=sys.stderr)
+        return EXIT_FAILURE
+    print(
+        f"{args.output}: {report.rows} rows, {len(report.patients)} patients; "
+        f"dates shifted: {', '.join(report.shifted) or 'none'}; "
+        f"dropped: {', '.join(report.dropped) or 'none'}"
+    )
+    return EXIT_OK
+
+
+def cmd_profile_review(args: argparse.Namespace) -> int:
+    """Every weakening of the Basic Profile in a profile file (YAML or CTP script)."""
+    from gateway.deid.profile import ProfileError
+    from gateway.deid.profile_loading import load_profile
+    from gateway.deid.review import review
+
+    lookup = None
+    if args.config is not None:
+        config = storage_config(args.config)
+        if config is None:
+            return EXIT_USAGE
+        lookup = config.deid.lookup_table
+    try:
+        profile = load_profile(Path(args.file), lookup)
+    except ProfileError as exc:
+        print_problems(exc.problems)
+        return EXIT_USAGE
+    verdict = review(profile)
+    print(verdict.table())
+    return EXIT_OK if verdict.ok else EXIT_FAILURE
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from gateway.tools.synthetic import make_demo_sample
+
+    paths = make_demo_sample(Path(args.dir))
+    print(f"{len(paths)} synthetic identified instances written to {Path(args.dir).resolve()}")
+    return EXIT_OK
+
+

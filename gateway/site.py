@@ -1,0 +1,121 @@
+"""Start-up: one configuration file turned into a checked site, or every problem with it.
+
+Every way of running (`run`, `anonymize`, `csv`, `check-config`) starts here, and the
+service takes nothing else, so none of them can run on a weakened profile, a readable
+secret, an unusable re-identification key, a bad TLS file or pixel cleaning that cannot
+run (STYLE.md: certificates, keys and folders are checked at start-up, not at first use).
+Each problem is one line, `FILE: 'key.path': reason`, naming the file as the user typed it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.deid.profile import DeidProfile, ProfileError
+from gateway.deid.profile_loading import load_profile
+from gateway.deid.review import review
+from gateway.keys.reid_keys import ReidKeyError, load_public_key
+from gateway.keys.site_secret import SiteSecretError, read_site_secret
+from gateway.net.tls import TlsContexts, check_tls
+from gateway.pixels.clean import PixelError, check_available
+from gateway.pixels.rules import PixelConfig, PixelConfigError, load_pixel_config
+
+log = logging.getLogger(__name__)
+
+
+class SiteError(Exception):
+    """Every problem that keeps a site from starting, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems: list[str] = list(problems)
+
+
+@dataclass(frozen=True)
+class Site:
+    """A site as it runs: its configuration and everything in it already checked."""
+
+    config_path: Path
+    config: GatewayConfig
+    profile: DeidProfile  # reviewed: no unacknowledged weakening of the Basic Profile
+    secret: bytes  # the site secret every pseudonym is keyed with
+    tls: TlsContexts  # built from listen.tls and destination.tls (None where plain)
+    pixels: PixelConfig | None  # None: pixel cleaning off
+
+
+def load_site(config_path: Path, *, ocr: bool | None = None) -> Site:
+    """Read and check everything `config_path` names; `ocr` overrides `deid.ocr`.
+
+    Raises `SiteError`. The checks run in the order a problem is best fixed in: the
+    configuration file, its profile and the profile's review, the secret, the
+    re-identification key, pixel cleaning, then TLS.
+    """
+    shown = str(config_path)
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise SiteError(exc.problems) from None
+    profile = reviewed_profile(config, shown)
+    try:
+        secret = read_site_secret(config.keys.secret)
+    except SiteSecretError as exc:
+        raise SiteError([f"{shown}: 'keys.secret': {exc}"]) from None
+    check_reid_public_key(config.keys.reid_public_key, shown)
+    pixels = pixel_settings(config, shown, config.deid.ocr if ocr is None else ocr)
+    try:
+        tls = check_tls(config, shown)
+    except ConfigError as exc:
+        raise SiteError(exc.problems) from None
+    return Site(Path(config_path), config, profile, secret, tls, pixels)
+
+
+def load_storage_config(config_path: Path) -> GatewayConfig:
+    """The configuration alone, for commands that only need its folders (quarantine,
+    reidentify, `profile review -c`): no key, profile or TLS file is read."""
+    try:
+        return load_config(config_path, check_files=False)
+    except ConfigError as exc:
+        raise SiteError(exc.problems) from None
+
+
+def reviewed_profile(config: GatewayConfig, shown: str) -> DeidProfile:
+    """The configured profile, refused when it weakens the Basic Profile unacknowledged."""
+    try:
+        profile = load_profile(config.deid.profile, config.deid.lookup_table)
+    except ProfileError as exc:
+        raise SiteError(exc.problems) from None
+    verdict = review(profile)
+    if not verdict.ok:
+        raise SiteError([f"{shown}: 'deid.profile': {verdict.message()}"])
+    return profile
+
+
+def check_reid_public_key(path: Path | None, shown: str) -> None:
+    """The re-identification public key, when configured, must load now, not at the first
+    pseudonym; without one no mapping is kept, which is allowed but said."""
+    if path is None:
+        log.warning("keys.reid_public_key is not set: no re-identification mapping is kept")
+        return
+    try:
+        load_public_key(path)
+    except ReidKeyError as exc:
+        raise SiteError([f"{shown}: 'keys.reid_public_key': {exc}"]) from None
+
+
+def pixel_settings(config: GatewayConfig, shown: str, ocr: bool) -> PixelConfig | None:
+    """The pixel stage's settings when OCR is on (None when off).
+
+    Fail closed: with OCR asked for and Tesseract missing, nothing starts (STYLE.md).
+    """
+    if not ocr:
+        return None
+    try:
+        check_available()
+        return load_pixel_config(config.deid.pixel_rules)
+    except PixelError as exc:
+        raise SiteError([f"{shown}: 'deid.ocr': {exc}"]) from None
+    except PixelConfigError as exc:
+        raise SiteError(list(getattr(exc, "problems", [str(exc)]))) from None

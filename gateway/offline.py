@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from gateway.base.export_paths import export_path
 from gateway.deid.clinical_csv import CsvError, CsvReport, pseudonymise_csv
 from gateway.deid.engine import DeidResult
-from gateway.pipeline.instance import (
+from gateway.pipeline.files import (
     EngineSettings,
     FileOutcome,
     build_engine_and_mapping,

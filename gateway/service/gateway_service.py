@@ -26,7 +26,7 @@ from gateway.net.folder import forward_to_folder
 from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scp import start_scp, stop_scp
 from gateway.net.scu import forward_to_ae
-from gateway.pipeline.instance import EngineSettings, RoundResult, process_round
+from gateway.pipeline.files import EngineSettings, RoundResult, process_round
 from gateway.service import sdnotify
 from gateway.service.worker_pool import RoundWork, combined, new_pool
 from gateway.site import Site

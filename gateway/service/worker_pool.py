@@ -13,8 +13,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from gateway.pipeline.instance import EngineSettings, RoundResult, count_boxes, init_worker
-from gateway.stores.spool import StudyRound
+from gateway.pipeline.files import EngineSettings, RoundResult, count_boxes, init_worker
+from gateway.stores.spool_rounds import StudyRound
 
 
 @dataclass

@@ -26,7 +26,7 @@ from pydicom import dcmread
 from gateway.deid.profile import default_profile
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.keys.site_secret import read_site_secret
-from gateway.pipeline.instance import EngineSettings, deidentify_file, init_worker
+from gateway.pipeline.files import EngineSettings, deidentify_file, init_worker
 from gateway.stores.quarantine import quarantine_root
 
 pytestmark = [

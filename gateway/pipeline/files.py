@@ -1,0 +1,272 @@
+"""Files through the pipeline: read an instance, process it, write the clean one or
+quarantine it (shared by offline mode and the service's workers).
+
+Each worker process builds its engine and mapping writer once (`init_worker`); writes go
+through a temporary name, fsync and rename, so a crash never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import secrets
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filewriter import dcmwrite
+
+from gateway.base.durable import fsync_directory
+from gateway.deid.engine import DeidResult, Engine
+from gateway.deid.profile import DeidProfile
+from gateway.deid.pseudonyms import Pseudonyms
+from gateway.keys.reid_keys import load_public_key
+from gateway.pipeline.instance import Clean, Quarantine, configure_pydicom, process_instance
+from gateway.pixels.rules import PixelConfig
+from gateway.stores import quarantine
+from gateway.stores.mapping_records import MAPPING_FILENAME
+from gateway.stores.mapping_writer import MappingWriter
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What a worker process needs to build its engine (picklable)."""
+
+    profile: DeidProfile  # a compiled YAML profile or a CTP script
+    secret: bytes = field(repr=False)
+    site_id: str
+    storage_dir: Path
+    # Set: every pseudonym issued is sealed to this re-identification public key in
+    # storage_dir/mapping.db before its instance is written anywhere.
+    reid_public_key: Path | None = None
+    # Set: burned-in text is found and blanked in the instances it selects (issue: pixels).
+    pixels: PixelConfig | None = None
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    status: str  # "written" | "quarantined" | "skipped"
+    source: Path
+    detail: str = ""
+    output: Path | None = None
+    study_uid: str = ""  # the pseudonymous Study Instance UID of a written file
+    pixel_boxes: dict[str, int] = field(default_factory=dict)  # blanked boxes by source
+
+
+_engine: Engine | None = None
+_settings: EngineSettings | None = None
+_mapping: MappingWriter | None = None
+
+
+def build_engine_and_mapping(settings: EngineSettings) -> tuple[Engine, MappingWriter | None]:
+    """The site's engine, and the writer that seals its pseudonyms into mapping.db when a
+    re-identification key is configured (images and clinical CSV files alike)."""
+    engine = settings.profile.build_engine(
+        Pseudonyms(settings.secret, settings.site_id), settings.storage_dir
+    )
+    mapping = (
+        MappingWriter(
+            settings.storage_dir / MAPPING_FILENAME, load_public_key(settings.reid_public_key)
+        )
+        if settings.reid_public_key is not None
+        else None
+    )
+    return engine, mapping
+
+
+def init_worker(settings: EngineSettings) -> None:
+    """Process-pool initializer: one engine per worker process, built once."""
+    global _engine, _settings, _mapping
+    configure_pydicom()
+    _settings = settings
+    _engine, _mapping = build_engine_and_mapping(settings)
+
+
+def read_instance(path: Path) -> Dataset | Quarantine | str:
+    """The dataset, a Quarantine for a file cut short, or why the file is not DICOM."""
+    if path.name.upper() == "DICOMDIR":
+        return "DICOMDIR (a media directory, not an instance)"
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = dcmread(path)
+        if any("End of file reached" in str(w.message) for w in caught):
+            # An undefined-length item or sequence ran off the end: the file is cut short.
+            return Quarantine("truncated", "read", "file ends before its last element")
+        return ds
+    except InvalidDicomError:
+        pass
+    except Exception as exc:
+        # A Part 10 header, then a data set that breaks the reader (nesting too deep, a
+        # length past the end in the file meta, a corrupt deflated body): a DICOM file that
+        # cannot be made safe, held with its reason rather than skipped.
+        return Quarantine("unreadable", "read", f"cannot parse the file ({type(exc).__name__})")
+    # No preamble: accept it only if it parses as a dataset that is an instance.
+    try:
+        ds = dcmread(path, force=True)
+        if ds.get("SOPClassUID") and ds.get("SOPInstanceUID"):
+            return ds
+    except Exception as exc:
+        return f"cannot read as DICOM ({type(exc).__name__})"
+    return "not a DICOM file"
+
+
+def encode(ds: Dataset) -> bytes:
+    """The instance as a DICOM file (preamble, rebuilt file meta, dataset)."""
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+class _CannotEncode(Exception):
+    """pydicom cannot write the de-identified dataset (the instance's trouble, not the disk's)."""
+
+
+def _encode_into(folder: Path, ds: Dataset) -> Path:
+    """The instance written to a new temporary file in `folder` and fsynced; the caller
+    renames it into place. Written straight to the file, not through bytes in memory: a
+    large multi-frame costs one copy of itself, not three (measured: tests/load)."""
+    temporary = folder / f".tmp-{secrets.token_hex(6)}"
+    try:
+        with open(temporary, "wb") as handle:
+            try:
+                dcmwrite(handle, ds, enforce_file_format=True)
+            except OSError as exc:
+                if exc.errno is not None:  # the disk's (full, I/O error): retried, not held
+                    raise
+                raise _CannotEncode(type(exc).__name__) from exc
+            except Exception as exc:
+                raise _CannotEncode(type(exc).__name__) from exc
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+# What a pseudonym or a kept UID may look like where it becomes a file or folder name: a
+# value kept from the input (Retain UIDs, a CTP script) must not walk out of the outbox.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _safe_names(result: DeidResult) -> bool:
+    """Whether every name the output's path is built from is one plain file name."""
+    optional = (result.patient_pseudonym, result.study_uid, result.series_uid)
+    return bool(_SAFE_NAME.fullmatch(result.sop_instance_uid)) and all(
+        not part or _SAFE_NAME.fullmatch(part) for part in optional
+    )
+
+
+def deidentify_file(
+    path: Path, target_for: Callable[[DeidResult], Path], origin: str
+) -> FileOutcome:
+    """Read, de-identify, verify and write one file (in a worker process).
+
+    `target_for` places a clean instance; anything else goes to the quarantine under the
+    storage folder with its reason. Never writes an instance that did not pass the gate.
+    An OSError (disk full, I/O error) is the environment's trouble, not the instance's: it
+    is raised, so the caller keeps the input and tries again, rather than quarantined.
+    """
+    assert _engine is not None and _settings is not None, "init_worker was not called"
+    read = read_instance(path)
+    if isinstance(read, str):
+        if origin == "offline":
+            return FileOutcome("skipped", path, read)
+        # The SCP acknowledged it: whatever it turned out to be, it is held, never dropped.
+        read = Quarantine("unreadable", "read", read)
+    outcome = (
+        read if isinstance(read, Quarantine) else process_instance(read, _engine, _settings.pixels)
+    )
+    if isinstance(outcome, Clean) and not _safe_names(outcome.result):
+        outcome = Quarantine(
+            "unsafe-name", "write", "a de-identified UID or ID cannot be used as a file name"
+        )
+    if isinstance(outcome, Clean):
+        target = target_for(outcome.result)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            temporary = _encode_into(target.parent, outcome.dataset)
+        except _CannotEncode as exc:
+            outcome = Quarantine(
+                "write-failed", "write", f"cannot encode the de-identified instance ({exc})"
+            )
+        else:
+            try:
+                if _mapping is not None:
+                    # Sealed before the instance is in place: no pseudonym leaves unrecorded.
+                    _mapping.record_instance(outcome.originals, outcome.result)
+                os.replace(temporary, target)
+            finally:
+                temporary.unlink(missing_ok=True)
+            boxes = outcome.pixels.reasons if outcome.pixels is not None else {}
+            return FileOutcome(
+                "written",
+                path,
+                output=target,
+                study_uid=outcome.result.study_uid,
+                pixel_boxes=boxes,
+            )
+    entry = quarantine.put(
+        _settings.storage_dir,
+        path,
+        reason=outcome.reason,
+        stage=outcome.stage,
+        message=outcome.message,
+        origin=origin,
+    )
+    return FileOutcome("quarantined", path, f"{outcome.reason}: {entry.id}")
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """One study round through the worker: counts and the pseudonymous study UIDs."""
+
+    instances_in: int
+    written: int
+    quarantined: int
+    study_uids: tuple[str, ...]
+    seconds: float
+    reasons: tuple[str, ...] = ()
+    pixel_boxes: tuple[tuple[str, int], ...] = ()  # (source, count) over the round
+
+
+def _outbox_target(outbox: Path, result: DeidResult) -> Path:
+    return outbox / f"{result.sop_instance_uid}.dcm"
+
+
+def process_round(files: list[Path], outbox: Path) -> RoundResult:
+    """De-identify a study round from the spool into its outbox (in a worker process)."""
+    started = time.monotonic()
+    outbox.mkdir(parents=True, exist_ok=True)
+    outcomes = [
+        deidentify_file(path, lambda result: _outbox_target(outbox, result), "gateway")
+        for path in files
+    ]
+    fsync_directory(outbox)
+    written = [o for o in outcomes if o.status == "written"]
+    return RoundResult(
+        instances_in=len(files),
+        written=len(written),
+        quarantined=len(outcomes) - len(written),
+        study_uids=tuple(sorted({o.study_uid for o in written})),
+        seconds=time.monotonic() - started,
+        reasons=tuple(o.detail.split(":")[0] for o in outcomes if o.status != "written"),
+        pixel_boxes=count_boxes(o.pixel_boxes for o in outcomes),
+    )
+
+
+def count_boxes(per_file: Iterable[dict[str, int]]) -> tuple[tuple[str, int], ...]:
+    totals: dict[str, int] = {}
+    for counts in per_file:
+        for source, count in counts.items():
+            totals[source] = totals.get(source, 0) + count
+    return tuple(sorted(totals.items()))

@@ -148,7 +148,7 @@ def test_a_child_process_started_by_systemd_reaches_the_socket(
     receiver: NotifyReceiver,
 ) -> None:
     """The environment is all the module needs: what `dicom-gateway run` sees under systemd."""
-    code = "from gateway import sdnotify; raise SystemExit(0 if sdnotify.ready() else 1)"
+    code = "from gateway.service import sdnotify; raise SystemExit(0 if sdnotify.ready() else 1)"
     env = {**os.environ, "NOTIFY_SOCKET": receiver.name}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env, timeout=60)
     assert receiver.receive() == "READY=1"

@@ -89,7 +89,7 @@ def cmd_certs_dev(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     for path in paths:
         print(path)
-    print("development certificates only: see the README for production provisioning")
+    print("development certificates only: see docs/security.md for production provisioning")
     return EXIT_OK
 
 

@@ -40,7 +40,8 @@ from gateway.net.scp import (
     start_scp,
     stop_scp,
 )
-from gateway.stores.spool import Spool, SpooledInstance
+from gateway.stores.spool import Spool
+from gateway.stores.spool_rounds import SpooledInstance
 from gateway.tools.synthetic import make_ct_study
 
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from gateway.stores.spool import RoundState, Spool
+from gateway.stores.spool import Spool
+from gateway.stores.spool_rounds import RoundState
 
 STUDY = "1.2.826.0.1.3680043.2.1125.9.1"
 

@@ -22,13 +22,15 @@ Forwarding is resumable: each instance the destination confirmed is recorded at 
 (`mark_forwarded`), and a later attempt, after a retry or a crash, sends only the rest. What
 can still arrive twice is an instance the destination stored in the moment before its mark
 was committed (one per forwarding thread at a crash).
+
+The schema of `state.db` and the round types are in `spool_rounds`; this module keeps the
+files and the transitions.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import secrets
@@ -37,50 +39,27 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from gateway.base.durable import create_private_file, fsync_directory
+from gateway.stores.spool_rounds import (
+    STATE_DB,
+    RoundState,
+    SpooledInstance,
+    StudyRound,
+    open_state_db,
+    select_rounds,
+    uid_hash,
+)
+
+__all__ = ["OUTBOX_DIR", "SPOOL_DIR", "Spool", "SpoolWriteError"]
 
 log = logging.getLogger(__name__)
 
-STATE_DB = "state.db"
 SPOOL_DIR = "spool"
 OUTBOX_DIR = "outbox"
 _TMP = "tmp"
 _OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS rounds (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    study_uid TEXT NOT NULL,
-    state TEXT NOT NULL,
-    first_received REAL NOT NULL,
-    last_received REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL DEFAULT 0,
-    message TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS rounds_by_study ON rounds (study_uid, state);
-CREATE INDEX IF NOT EXISTS rounds_by_state ON rounds (state);
-CREATE TABLE IF NOT EXISTS instances (
-    round_id INTEGER NOT NULL REFERENCES rounds (id),
-    sop_instance_uid TEXT NOT NULL,
-    sop_class_uid TEXT NOT NULL,
-    transfer_syntax TEXT NOT NULL,
-    calling_ae TEXT NOT NULL,
-    file TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    received REAL NOT NULL,
-    PRIMARY KEY (round_id, sop_instance_uid)
-);
-CREATE TABLE IF NOT EXISTS forwarded (
-    round_id INTEGER NOT NULL REFERENCES rounds (id),
-    file TEXT NOT NULL,
-    PRIMARY KEY (round_id, file)
-);
-"""
 
 
 class SpoolWriteError(Exception):
@@ -89,43 +68,6 @@ class SpoolWriteError(Exception):
     def __init__(self, message: str, *, out_of_space: bool) -> None:
         super().__init__(message)
         self.out_of_space = out_of_space
-
-
-class RoundState(StrEnum):
-    RECEIVING = "receiving"
-    PROCESSING = "processing"
-    FORWARDING = "forwarding"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class SpooledInstance:
-    sop_instance_uid: str
-    sop_class_uid: str
-    transfer_syntax: str
-    path: Path
-
-
-@dataclass(frozen=True)
-class StudyRound:
-    id: int
-    study_uid: str
-    state: RoundState
-    first_received: float
-    last_received: float
-    attempts: int
-    next_attempt: float
-    message: str
-    instances: int
-
-    @property
-    def study_hash(self) -> str:
-        return uid_hash(self.study_uid)
-
-
-def uid_hash(uid: str) -> str:
-    """What logs and audit records carry instead of an original UID."""
-    return hashlib.sha256(uid.encode("utf-8")).hexdigest()[:16]
 
 
 class Spool:
@@ -141,16 +83,7 @@ class Spool:
         for folder in (self.storage_dir, self.spool_dir, self._tmp, self.outbox_root):
             folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.storage_dir / STATE_DB,
-            check_same_thread=False,
-            isolation_level=None,
-            timeout=30.0,  # another process (a quarantine command) may hold the write lock
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        self._db = open_state_db(self.storage_dir / STATE_DB)
         if recover:
             self._recover()
 
@@ -247,16 +180,7 @@ class Spool:
     # -- the state machine -----------------------------------------------------------------
 
     def _rounds(self, where: str, args: tuple[object, ...] = ()) -> list[StudyRound]:
-        rows = self._db.execute(
-            "SELECT r.id, r.study_uid, r.state, r.first_received, r.last_received, r.attempts, "
-            "r.next_attempt, r.message, (SELECT COUNT(*) FROM instances i WHERE i.round_id = r.id) "
-            f"FROM rounds r WHERE {where} ORDER BY r.id",
-            args,
-        ).fetchall()
-        return [
-            StudyRound(row[0], row[1], RoundState(row[2]), *row[3:8], instances=row[8])
-            for row in rows
-        ]
+        return select_rounds(self._db, where, args)
 
     def due_rounds(self, quiet_seconds: float, now: float | None = None) -> list[StudyRound]:
         """Receiving rounds whose study has been quiet long enough to be complete."""

@@ -1,11 +1,15 @@
-"""Per-association changes to pynetdicom's acceptor that the receive rate depends on.
+"""Every change to pynetdicom's associations that reaches past its public API, in one place.
 
-pynetdicom (3.0.4) polls: the association's reactor sleeps 1 ms between looks at the DIMSE
-message queue, the DUL reactor 1 ms between looks at the socket, and a PDU is read 4 KiB
-per `recv` call. With the sender waiting for each C-STORE answer, those naps add up to a
-large share of the time per small instance, and a 128 KiB PDU costs 32 system calls.
-`tune_association` (called from EVT_CONN_OPEN, before the association starts) replaces them
-on that one association:
+These depend on pynetdicom's internals, so pyproject.toml pins the series they were written
+for (`pynetdicom>=3.0.4,<3.1`) and `PATCHES_APPLY` says whether the installed version is in
+it. The server side (the accept loop, the drain) is in `pynetdicom_server`.
+
+Acceptor speed. pynetdicom (3.0.4) polls: the association's reactor sleeps 1 ms between
+looks at the DIMSE message queue, the DUL reactor 1 ms between looks at the socket, and a
+PDU is read 4 KiB per `recv` call. With the sender waiting for each C-STORE answer, those
+naps add up to a large share of the time per small instance, and a 128 KiB PDU costs 32
+system calls. `tune_association` (called from EVT_CONN_OPEN, before the association starts)
+replaces them on that one association:
 
 - the DUL reactor naps `DUL_POLL_SECONDS` instead of 1 ms (a few percent of a core per
   open association);
@@ -19,21 +23,27 @@ on that one association:
   PS3.7 9.3.1.2) instead of through a pydicom Dataset written twice (~0.5 ms each).
 
 The replacement reactor is a copy of pynetdicom's loop with the wait moved; it is used only
-on the pynetdicom versions it was checked against (`TUNED_VERSIONS`), other versions keep
+on the pynetdicom versions it was checked against (`PATCHES_APPLY`), other versions keep
 the stock reactor and lose only speed.
+
+Requestor correctness. `install_reactor_gate` keeps the forwarder's reactor parked while it
+sends a study (see `ReactorGate`), and `send_files_as_stored` makes C-STORE stream a file's
+encoded bytes instead of decoding and re-encoding it.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import re
 import struct
+import threading
 import time
 import types
 from typing import TYPE_CHECKING, Any, cast
 
 import pynetdicom
-from pynetdicom import evt
+from pynetdicom import _config, evt
 from pynetdicom.association import LOGGER as PYNETDICOM_LOG
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
@@ -46,10 +56,33 @@ if TYPE_CHECKING:
     from pynetdicom.dul import DULServiceProvider
     from pynetdicom.transport import AssociationSocket
 
-__all__ = ["DUL_POLL_SECONDS", "TUNED_VERSIONS", "tune_association", "tune_connection"]
+__all__ = [
+    "DUL_POLL_SECONDS",
+    "PATCHES_APPLY",
+    "WRITTEN_FOR",
+    "ReactorGate",
+    "install_reactor_gate",
+    "reactor_gate",
+    "send_files_as_stored",
+    "store_response_command",
+    "tune_association",
+    "tune_connection",
+]
 
 DUL_POLL_SECONDS = 0.0001
-TUNED_VERSIONS = ("3.0.",)
+# The pynetdicom series the patches below copy and replace code from: [3.0.4, 3.1), the
+# same range as the pin in pyproject.toml.
+WRITTEN_FOR = ((3, 0, 4), (3, 1))
+
+
+def _in_written_series(version: str) -> bool:
+    """Whether a pynetdicom version string ("3.0.4", "3.1.0.dev0") lies in WRITTEN_FOR."""
+    numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+    low, high = WRITTEN_FOR
+    return low <= numbers < high
+
+
+PATCHES_APPLY = _in_written_series(pynetdicom.__version__)
 # How long the acceptor waits for a message before it checks release, abort and the idle
 # timer: pynetdicom's own nap, so those are noticed as fast as before.
 _MESSAGE_WAIT_SECONDS = 0.001
@@ -63,7 +96,7 @@ def tune_association(assoc: Association) -> None:
     """Shorter DUL naps, an acceptor that waits on its queue, larger reads, no logging work
     for disabled log levels, direct C-STORE responses (see above)."""
     tune_connection(assoc)
-    if not pynetdicom.__version__.startswith(TUNED_VERSIONS):
+    if not PATCHES_APPLY:
         return
     assoc._run_reactor = types.MethodType(_acceptor_reactor, assoc)  # type: ignore[method-assign]
     dul = assoc.dul
@@ -86,8 +119,60 @@ def tune_connection(assoc: Association) -> None:
                 if getattr(handler, "__module__", "") == "pynetdicom._handlers":
                     assoc.unbind(event, handler)
     sock = assoc.dul.socket
-    if sock is not None and pynetdicom.__version__.startswith(TUNED_VERSIONS):
+    if sock is not None and PATCHES_APPLY:
         sock.recv = types.MethodType(_recv, sock)  # type: ignore[method-assign]
+
+
+def send_files_as_stored() -> None:
+    """Make `send_c_store(path)` send a file's encoded bytes, streamed in PDU-sized pieces,
+    instead of decoding and re-encoding it: bit-preserving, fast, and a 2 GB multi-frame
+    does not have to fit in memory.
+
+    pynetdicom's documented switch for it lives in its `_config` module. Process-wide; it
+    then requires an accepted context with the file's exact transfer syntax, which the
+    forwarder checks before sending.
+    """
+    _config.STORE_SEND_CHUNKED_DATASET = True
+
+
+class ReactorGate(threading.Event):
+    """Stands in for pynetdicom's reactor checkpoint to keep the reactor parked while we send.
+
+    pynetdicom (3.0.4) pauses its association reactor around each send_c_store() and restarts
+    it afterwards, but the next send_c_store() only waits on a flag that the restarted reactor
+    may not have reset yet; with a fast peer the reactor then takes our C-STORE response off
+    the queue ("Received unexpected C-STORE service message") and we wait for the DIMSE
+    timeout. While `held`, the restart is a no-op, so from the first request on the reactor
+    stays parked until the study is sent. It only serves requests that the peer initiates,
+    which a Storage SCP does not send, and aborts are still seen by send_c_store().
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = False
+        super().set()
+
+    def set(self) -> None:
+        if not self.held:
+            super().set()
+
+    def release_hold(self) -> None:
+        self.held = False
+        super().set()
+
+
+def install_reactor_gate(assoc: Association) -> None:
+    """Put a `ReactorGate` in place of the association's reactor checkpoint (the private
+    `_reactor_checkpoint` Event). Call it on EVT_CONN_OPEN, before the reactor loop starts;
+    an association without that Event keeps its own."""
+    if isinstance(getattr(assoc, "_reactor_checkpoint", None), threading.Event):
+        assoc._reactor_checkpoint = ReactorGate()
+
+
+def reactor_gate(assoc: Association) -> ReactorGate | None:
+    """The gate `install_reactor_gate` put on this association, if it did."""
+    gate = getattr(assoc, "_reactor_checkpoint", None)
+    return gate if isinstance(gate, ReactorGate) else None
 
 
 def _sender(

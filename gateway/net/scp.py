@@ -9,15 +9,14 @@ success status is sent only once `Spool.store` has made file and state row durab
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import ipaddress
 import logging
 import re
 import socket
-import ssl
-import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from pydicom import uid as dicom_uid
@@ -28,13 +27,18 @@ from pynetdicom.transport import ThreadedAssociationServer
 from gateway.base.transfer_syntaxes import SUPPORTED
 from gateway.net.dicom_header import HeaderUnreadable, file_meta, header_uids
 from gateway.net.pynetdicom_patches import tune_association
+from gateway.net.pynetdicom_server import (
+    GatewayAssociationServer,
+    awaiting_association_request,
+    drop_idle_connection,
+    serve_in_background,
+)
 from gateway.net.tls import HANDSHAKE_TIMEOUT, describe_tls_failure
 from gateway.stores.spool import SpoolWriteError
 
 if TYPE_CHECKING:
     from ssl import SSLContext
 
-    from pynetdicom.association import Association
     from pynetdicom.events import Event
 
     from gateway.base.metrics import Metrics
@@ -49,7 +53,6 @@ __all__ = [
     "STATUS_PROCESSING_FAILURE",
     "STATUS_SUCCESS",
     "TRANSFER_SYNTAXES",
-    "GatewayAssociationServer",
     "build_scp_ae",
     "start_scp",
     "stop_scp",
@@ -82,6 +85,9 @@ STALLED_PDU_SECONDS = 60.0
 _UID_SHAPE = re.compile(r"[\x21-\x5b\x5d-\x7e]{1,64}")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Servers stop_scp has already stopped: a second call (signal, then exit) returns at once.
+_STOPPED: weakref.WeakSet[ThreadedAssociationServer] = weakref.WeakSet()
 
 
 def build_scp_ae(ae_title: str, *, allowed_calling_aes: list[str], max_associations: int) -> AE:
@@ -129,21 +135,19 @@ def start_scp(
         (evt.EVT_C_STORE, _on_store, [spool, metrics]),
     ]
     networks = tuple(ipaddress.ip_network(n, strict=False) for n in listen.allowed_networks)
+    # The server accepts, refuses addresses outside `networks` before any TLS or DICOM, and
+    # runs each TLS handshake in the connection's own thread (see GatewayAssociationServer).
     server = ae.make_server(
         (listen.host, listen.port),
         ssl_context=ssl_context,
         evt_handlers=handlers,
         server_class=GatewayAssociationServer,
-        allowed_networks=networks,
-        metrics=metrics,
+        stalled_pdu_seconds=STALLED_PDU_SECONDS,
+        handshake_timeout=HANDSHAKE_TIMEOUT,
+        admit=functools.partial(_admit, networks=networks, metrics=metrics) if networks else None,
+        on_tls_refused=functools.partial(_tls_refused, metrics=metrics),
     )
-    # What AE.start_server(block=False) does, with our server class: the AE keeps its
-    # servers in a list that AssociationServer.shutdown() removes itself from.
-    ae._servers.append(server)
-    thread = threading.Thread(
-        target=server.serve_forever, name=f"AcceptorServer@{listen.port}", daemon=True
-    )
-    thread.start()
+    serve_in_background(ae, server, name=f"AcceptorServer@{listen.port}")
     log.info(
         "SCP %s listening on %s:%d (%s; %d calling AEs allowed%s; networks: %s)",
         listen.ae_title,
@@ -157,110 +161,34 @@ def start_scp(
     return server
 
 
-class GatewayAssociationServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server with the TLS handshake moved off the accept loop and a
-    source-address allow list in front of it.
+def _admit(client_address: Any, networks: tuple[IPNetwork, ...], metrics: Metrics | None) -> bool:
+    """Whether a client may connect at all; a refusal costs one log line."""
+    host = str(client_address[0]) if isinstance(client_address, tuple) else ""
+    if _address_allowed(host, networks):
+        return True
+    log.warning(
+        "refused connection from %s: address not in listen.allowed_networks",
+        _peer(client_address),
+    )
+    _count_refusal(metrics)
+    return False
 
-    pynetdicom (3.0.4) wraps each accepted socket in `get_request`, on the one thread that
-    accepts connections, so the handshake runs there: a client that connects and sends
-    nothing stalls every other sender, and a failed handshake is an OSError that
-    socketserver drops without a word. Here `get_request` only accepts, `verify_request`
-    refuses addresses outside `listen.allowed_networks` (before any TLS or DICOM, at the
-    cost of one log line), and the handshake runs in the connection's own thread, bounded
-    by `HANDSHAKE_TIMEOUT` and logged with the peer address and OpenSSL's reason when it
-    fails. The server keeps serving either way.
-    """
 
-    def __init__(
-        self,
-        *args: Any,
-        allowed_networks: tuple[IPNetwork, ...] = (),
-        metrics: Metrics | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.allowed_networks = allowed_networks
-        self._metrics = metrics
-        self._handshakes: set[ssl.SSLSocket] = set()
-        self._handshakes_lock = threading.Lock()
-        self._closing = False
-        super().__init__(*args, **kwargs)
+def _tls_refused(
+    client_address: Any, exc: Exception, stopping: bool, metrics: Metrics | None
+) -> None:
+    """Log a failed TLS handshake with the peer address and OpenSSL's reason."""
+    if stopping:  # server_close() cut it: not the peer's doing
+        log.info("TLS handshake with %s cut short: the SCP is stopping", _peer(client_address))
+        return
+    why = describe_tls_failure(exc)
+    log.warning("refused TLS connection from %s: %s", _peer(client_address), why)
+    _count_refusal(metrics)
 
-    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
-        assert self.socket is not None
-        client_socket, address = self.socket.accept()
-        client_socket.settimeout(STALLED_PDU_SECONDS)  # only a read mid-PDU ever waits on it
-        return client_socket, address
 
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        host = str(client_address[0]) if isinstance(client_address, tuple) else ""
-        if not self.allowed_networks or _address_allowed(host, self.allowed_networks):
-            return True
-        # socketserver closes the socket when this returns False.
-        log.warning(
-            "refused connection from %s: address not in listen.allowed_networks",
-            _peer(client_address),
-        )
-        self._count_refusal()
-        return False
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        if self.ssl_context is not None:
-            secured = self._handshake(request, client_address)
-            if secured is None:
-                return
-            request = secured
-        super().process_request_thread(request, client_address)
-
-    def _handshake(self, raw: socket.socket, client_address: Any) -> ssl.SSLSocket | None:
-        """The server side of the TLS handshake; None (connection closed) when it fails."""
-        assert self.ssl_context is not None
-        tls: ssl.SSLSocket | None = None
-        try:
-            raw.settimeout(HANDSHAKE_TIMEOUT)
-            tls = self.ssl_context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-            with self._handshakes_lock:
-                stopping = self._closing
-                if not stopping:
-                    self._handshakes.add(tls)
-            if stopping:
-                _close_quietly(tls)
-                return None
-            try:
-                tls.do_handshake()
-            finally:
-                with self._handshakes_lock:
-                    self._handshakes.discard(tls)
-            # The same bound as a plain connection's (see STALLED_PDU_SECONDS).
-            tls.settimeout(STALLED_PDU_SECONDS)
-            return tls
-        except (OSError, ValueError) as exc:
-            _close_quietly(tls if tls is not None else raw)
-            if self._closing:  # server_close() cut it: not the peer's doing
-                log.info(
-                    "TLS handshake with %s cut short: the SCP is stopping", _peer(client_address)
-                )
-                return None
-            why = describe_tls_failure(exc)
-            log.warning("refused TLS connection from %s: %s", _peer(client_address), why)
-            self._count_refusal()
-            return None
-
-    def server_close(self) -> None:
-        """Also cut handshakes in progress: the base class joins connection threads, and a
-        silent client would hold `stop_scp` for the whole handshake timeout."""
-        with self._handshakes_lock:
-            self._closing = True
-            pending = list(self._handshakes)
-        for tls in pending:
-            # The plain socket's shutdown: SSLSocket.shutdown would drop the SSL object under
-            # the thread that is handshaking on it.
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(tls, socket.SHUT_RDWR)
-        super().server_close()
-
-    def _count_refusal(self) -> None:
-        if self._metrics is not None:
-            self._metrics.failures.labels(stage="connection").inc()
+def _count_refusal(metrics: Metrics | None) -> None:
+    if metrics is not None:
+        metrics.failures.labels(stage="connection").inc()
 
 
 def _address_allowed(host: str, networks: tuple[IPNetwork, ...]) -> bool:
@@ -289,11 +217,6 @@ def _peer(client_address: Any) -> str:
     return str(client_address)
 
 
-def _close_quietly(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.close()
-
-
 def stop_scp(server: ThreadedAssociationServer, timeout: float = 30.0) -> bool:
     """Drain on SIGTERM: stop accepting, let open associations finish, then abort the rest.
 
@@ -302,9 +225,9 @@ def stop_scp(server: ThreadedAssociationServer, timeout: float = 30.0) -> bool:
     it as failed and sends it again, and the spool keeps one copy. Returns True when every
     association ended on its own.
     """
-    if getattr(server, "_gateway_stopped", False):
+    if server in _STOPPED:
         return True
-    server._gateway_stopped = True  # type: ignore[attr-defined]
+    _STOPPED.add(server)
     server.shutdown()  # stops the accept loop and closes the listening socket
     deadline = time.monotonic() + timeout
     # Look again after each round of joins: a connection accepted just before the shutdown
@@ -312,8 +235,8 @@ def stop_scp(server: ThreadedAssociationServer, timeout: float = 30.0) -> bool:
     while True:
         left = []
         for assoc in server.active_associations:
-            if _awaiting_request(assoc):
-                _drop_idle_connection(assoc)
+            if awaiting_association_request(assoc):
+                drop_idle_connection(assoc)
             else:
                 left.append(assoc)
         if not left or time.monotonic() >= deadline:
@@ -329,28 +252,6 @@ def stop_scp(server: ThreadedAssociationServer, timeout: float = 30.0) -> bool:
         assoc.abort()
     log.info("SCP stopped")
     return not left
-
-
-def _awaiting_request(assoc: Association) -> bool:
-    """Connected but no A-ASSOCIATE-RQ yet (PS3.8 9.2 state Sta2): a load-balancer probe,
-    a port scan, or a sender about to start. There is nothing in flight to wait for."""
-    return bool(assoc.dul.state_machine.current_state == "Sta2")
-
-
-def _drop_idle_connection(assoc: Association) -> None:
-    """Close a connection that never asked for an association, without waiting for it.
-
-    pynetdicom would hold it until its ACSE timeout (30 s) ran out; a drain must not.
-    """
-    try:
-        sock = assoc.dul.socket.socket if assoc.dul.socket is not None else None
-        if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed by the peer
-    # The acceptor's reactor is blocked waiting for the A-ASSOCIATE-RQ; None is what it gets
-    # when that wait times out, after which it closes the connection and ends the thread.
-    assoc.dul.to_user_queue.put(None)
 
 
 def _on_connection_open(event: Event) -> None:

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import socket
 import ssl
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +19,17 @@ from typing import TYPE_CHECKING
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, evt
 from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext, build_context
 
 from gateway.net.outcome import ForwardOutcome, ForwardResult, Tally
-from gateway.net.pynetdicom_patches import tune_connection
+from gateway.net.pynetdicom_patches import (
+    install_reactor_gate,
+    reactor_gate,
+    send_files_as_stored,
+    tune_connection,
+)
 from gateway.net.tls import describe_tls_failure
 
 if TYPE_CHECKING:
@@ -40,7 +44,7 @@ log = logging.getLogger(__name__)
 # to fit in memory. pynetdicom then requires an accepted context with the file's exact
 # transfer syntax, which is what we check before sending. Process-wide, but the gateway has
 # no other C-STORE SCU.
-_config.STORE_SEND_CHUNKED_DATASET = True
+send_files_as_stored()
 
 # PS3.8 9.3.2.2: presentation context IDs are the odd numbers 1..255.
 MAX_CONTEXTS = 128
@@ -184,36 +188,10 @@ def _disable_nagle(event: evt.Event) -> None:
     tune_connection(event.assoc)  # shorter DUL naps, larger reads (halves forwarding time)
 
 
-class _ReactorGate(threading.Event):
-    """Stands in for pynetdicom's reactor checkpoint to keep the reactor parked while we send.
-
-    pynetdicom (3.0.4) pauses its association reactor around each send_c_store() and restarts
-    it afterwards, but the next send_c_store() only waits on a flag that the restarted reactor
-    may not have reset yet; with a fast peer the reactor then takes our C-STORE response off
-    the queue ("Received unexpected C-STORE service message") and we wait for the DIMSE
-    timeout. While `held`, the restart is a no-op, so from the first request on the reactor
-    stays parked until the study is sent. It only serves requests that the peer initiates,
-    which a Storage SCP does not send, and aborts are still seen by send_c_store().
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.held = False
-        super().set()
-
-    def set(self) -> None:
-        if not self.held:
-            super().set()
-
-    def release_hold(self) -> None:
-        self.held = False
-        super().set()
-
-
 def _install_reactor_gate(event: evt.Event) -> None:
-    """Runs on EVT_CONN_OPEN, before the association's reactor loop starts."""
-    if isinstance(getattr(event.assoc, "_reactor_checkpoint", None), threading.Event):
-        event.assoc._reactor_checkpoint = _ReactorGate()
+    """Runs on EVT_CONN_OPEN, before the association's reactor loop starts: the reactor then
+    stays parked while we send (see `pynetdicom_patches.ReactorGate`)."""
+    install_reactor_gate(event.assoc)
 
 
 class _TlsWitness:
@@ -303,16 +281,16 @@ def _send_group(
             (evt.EVT_PDU_RECV, seen.on_pdu),
         ],
     )
-    gate = getattr(assoc, "_reactor_checkpoint", None)
+    gate = reactor_gate(assoc)
     try:
         if not assoc.is_established:
             _association_failed(assoc, group, tally, seen, len(contexts), tls)
             return
-        if isinstance(gate, _ReactorGate):
+        if gate is not None:
             gate.held = True
         _store_all(assoc, group, tally, on_stored)
     finally:
-        if isinstance(gate, _ReactorGate):
+        if gate is not None:
             gate.release_hold()
         if assoc.is_established:
             assoc.release()

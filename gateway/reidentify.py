@@ -29,10 +29,10 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from gateway.keys.reid_keys import PassphraseRequiredError, load_private_key
 from gateway.stores.audit import AuditLog
-from gateway.stores.mapping import (
+from gateway.stores.mapping_reader import MappingReader
+from gateway.stores.mapping_records import (
     PATIENT_FIELDS,
     DamagedRecordError,
-    MappingReader,
     PseudonymNotFoundError,
     WrongKeyError,
 )

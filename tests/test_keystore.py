@@ -8,6 +8,8 @@ import os
 import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,17 +34,17 @@ from gateway.keys.reid_keys import (
 from gateway.keys.site_secret import create_site_secret, read_site_secret
 from gateway.reidentify import ReidentifyError, reidentify
 from gateway.stores.audit import AuditLog
-from gateway.stores.mapping import (
+from gateway.stores.mapping_reader import MappingReader
+from gateway.stores.mapping_records import (
     KINDS,
     MAPPING_FILENAME,
     DamagedRecordError,
     InstanceOriginals,
     MappingEntry,
-    MappingReader,
-    MappingWriter,
     PseudonymNotFoundError,
     WrongKeyError,
 )
+from gateway.stores.mapping_writer import MappingWriter
 from gateway.tools.synthetic import SyntheticPatient, make_ct_study, random_patient
 
 SITE_ID = "KEYSTORE-SITE"
@@ -607,3 +609,19 @@ def test_reidentify_needs_exactly_one_question(site: Site) -> None:
             site.mapping, site.private_key, patient="P", study="2.25.1", audit=audit, who="officer"
         )
     assert not os.path.exists(audit.path)
+
+
+def test_the_service_never_imports_the_mapping_reader() -> None:
+    # The gateway host cannot re-identify: the code that opens a sealed record is not even
+    # loaded by the service, its workers or offline mode (only `reidentify` loads it).
+    probe = (
+        "import sys\n"
+        "import gateway.service.gateway_service, gateway.pipeline.instance, gateway.offline\n"
+        "assert 'gateway.stores.mapping_writer' in sys.modules\n"
+        "print('gateway.stores.mapping_reader' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, Any
 
-import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydicom.datadict import tag_for_keyword
 
+from gateway.base.yaml_files import YamlFileError, read_mapping, validate_partly, value_error
 from gateway.deid.overrides import Overrides, compile_overrides, parse_tag
 from gateway.deid.profile import (
     PATIENT_ID,
@@ -34,60 +37,129 @@ from gateway.deid.profile import (
 )
 from gateway.deid.standard import Option
 
-PROFILE_KEYS = ("description", "base", "options", "overrides", "acknowledge", "strict",
-                "clinical_csv")
 CSV_KEYS = ("id_column", "date_columns", "drop_columns")
 # Pattern rows of Table E.1-1 by the names `acknowledge` uses for them.
 PATTERN_NAMES = ("private", "curves", "overlays")
 _TAG_TEXT = re.compile(r"^\(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)$")
+_OPTIONS = {opt.value: opt for opt in Option}
+
+
+# --- the file's schema: its keys and their shapes; what they mean is compiled below ------
+
+
+def _shape(test: Callable[[object], bool], reason: str) -> BeforeValidator:
+    """Refuse a value that fails `test`, with `reason` as the whole message."""
+
+    def check(value: object) -> object:
+        if not test(value):
+            raise value_error("profile_shape", reason)
+        return value
+
+    return BeforeValidator(check)
+
+
+def _base(value: object) -> object:
+    if value != "basic":
+        raise value_error("profile_base", f"{value!r} is not a known base (basic)")
+    return value
+
+
+def _option(value: object) -> Option:
+    if not isinstance(value, str) or value not in _OPTIONS:
+        reason = f"{value!r} is not an option (one of: {', '.join(_OPTIONS)})"
+        raise value_error("profile_option", reason)
+    return _OPTIONS[value]
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _list(value: object) -> bool:
+    return isinstance(value, list)
+
+
+def _boolean(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _column(value: object) -> bool:
+    return value is None or (isinstance(value, str) and bool(value.strip()))
+
+
+def _columns(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _mapping(value: object) -> bool:
+    return value is None or isinstance(value, dict)
+
+
+_Columns = Annotated[tuple[str, ...], _shape(_columns, "a list of column names")]
+
+
+class _CsvFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id_column: Annotated[str | None, _shape(_column, "a column name")] = None
+    date_columns: _Columns = ()
+    drop_columns: _Columns = ()
+
+
+class _ProfileFile(BaseModel):
+    """The top-level keys of a profile file; an unknown key is an error, never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: Annotated[str, _shape(_text, "must be text")] = ""
+    base: Annotated[str, BeforeValidator(_base)] = "basic"
+    options: Annotated[
+        list[Annotated[Option, BeforeValidator(_option)]],
+        _shape(_list, "must be a list of option names"),
+    ] = Field(default_factory=list)
+    overrides: Any = None  # compiled, and checked, by overrides.py
+    acknowledge: Annotated[list[Any], _shape(_list, "must be a list of attributes")] = Field(
+        default_factory=list
+    )
+    strict: Annotated[bool, _shape(_boolean, "true or false")] = False
+    clinical_csv: Annotated[
+        _CsvFile | None, _shape(_mapping, f"a mapping with {', '.join(CSV_KEYS)}")
+    ] = None
+
+
+# --- reading and compiling -------------------------------------------------------------
 
 
 def load_yaml_profile(path: Path) -> CompiledProfile:
     where = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ProfileError([f"{where}: '(file)': cannot read: {exc.strerror}"]) from exc
-    except UnicodeDecodeError as exc:
-        raise ProfileError([f"{where}: '(file)': not UTF-8 text"]) from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ProfileError([f"{where}: '(yaml)': not valid YAML{line}"]) from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ProfileError([f"{where}: '(file)': a profile is a mapping of keys"])
+        data = read_mapping(path, where, empty_ok=True)
+    except YamlFileError as exc:
+        raise ProfileError(exc.problems) from None
     return compile_mapping(data, where, path.stem)
 
 
 def compile_mapping(data: dict[str, object], where: str, name: str) -> CompiledProfile:
     """A profile from its parsed mapping; ProfileError lists every problem."""
-    problems = [f"{where}: '{key}': unknown key" for key in data if key not in PROFILE_KEYS]
-    if not isinstance(data.get("description", ""), str):
-        problems.append(f"{where}: 'description': must be text")
-    base = data.get("base", "basic")
-    if base != "basic":
-        problems.append(f"{where}: 'base': {base!r} is not a known base (basic)")
-    chosen = _options(data.get("options", []), where, problems)
+    parsed, problems = validate_partly(
+        _ProfileFile, data, where, list_expected=True, unknown_first=True
+    )
+    if parsed is None:
+        raise ProfileError(problems)
     overrides = compile_overrides(
-        data.get("overrides"), where, frozenset({PATIENT_NAME, PATIENT_ID})
+        parsed.overrides, where, frozenset({PATIENT_NAME, PATIENT_ID})
     )
     problems.extend(overrides.problems)
-    acknowledged = _acknowledged(data.get("acknowledge", []), where, overrides, problems)
-    strict = data.get("strict", False)
-    if not isinstance(strict, bool):
-        problems.append(f"{where}: 'strict': true or false")
-        strict = False
-    csv = _csv_rules(data.get("clinical_csv"), where, problems)
+    acknowledged = _acknowledged(parsed.acknowledge, where, overrides, problems)
+    csv = _csv_rules(parsed.clinical_csv, where, problems)
     profile = None
     try:
-        profile = compile_profile(chosen, name=name)
+        profile = compile_profile(parsed.options, name=name)
     except ProfileError as exc:
         problems.extend(f"{where}: 'options': {p}" for p in exc.problems)
     if problems or profile is None:
         raise ProfileError(problems)
-    compiled = apply_overrides(profile, overrides, acknowledged, csv, strict)
+    compiled = apply_overrides(profile, overrides, acknowledged, csv, parsed.strict)
     problems.extend(_unreachable_paths(compiled, where))
     if problems:
         raise ProfileError(problems)
@@ -141,23 +213,6 @@ def apply_overrides(
     )
 
 
-def _options(raw: object, where: str, problems: list[str]) -> list[Option]:
-    if not isinstance(raw, list):
-        problems.append(f"{where}: 'options': must be a list of option names")
-        return []
-    known = {opt.value: opt for opt in Option}
-    chosen = []
-    for index, value in enumerate(raw):
-        if value in known:
-            chosen.append(known[value])
-        else:
-            problems.append(
-                f"{where}: 'options.{index}': {value!r} is not an option "
-                f"(one of: {', '.join(known)})"
-            )
-    return chosen
-
-
 def _acknowledged(
     raw: object, where: str, overrides: Overrides, problems: list[str]
 ) -> frozenset[str]:
@@ -183,29 +238,14 @@ def _acknowledged(
     return frozenset(names)
 
 
-def _csv_rules(raw: object, where: str, problems: list[str]) -> CsvRules:
-    if raw is None:
+def _csv_rules(parsed: _CsvFile | None, where: str, problems: list[str]) -> CsvRules:
+    """The clinical CSV rules; the columns' shapes are checked by `_CsvFile`."""
+    if parsed is None:
         return CsvRules()
-    if not isinstance(raw, dict):
-        problems.append(f"{where}: 'clinical_csv': a mapping with {', '.join(CSV_KEYS)}")
-        return CsvRules()
-    problems.extend(f"{where}: 'clinical_csv.{k}': unknown key (one of {', '.join(CSV_KEYS)})"
-                    for k in raw if k not in CSV_KEYS)
-    id_column = raw.get("id_column")
-    if id_column is not None and not (isinstance(id_column, str) and id_column.strip()):
-        problems.append(f"{where}: 'clinical_csv.id_column': a column name")
-        id_column = None
-    lists: dict[str, tuple[str, ...]] = {}
-    for key in ("date_columns", "drop_columns"):
-        value = raw.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            problems.append(f"{where}: 'clinical_csv.{key}': a list of column names")
-            value = []
-        lists[key] = tuple(value)
-    both = set(lists["date_columns"]) & set(lists["drop_columns"])
+    both = set(parsed.date_columns) & set(parsed.drop_columns)
     if both:
         problems.append(f"{where}: 'clinical_csv': {', '.join(sorted(both))} both shifted "
                         "and dropped")
-    if id_column is not None and id_column in lists["drop_columns"]:
+    if parsed.id_column is not None and parsed.id_column in parsed.drop_columns:
         problems.append(f"{where}: 'clinical_csv.id_column': the ID column cannot be dropped")
-    return CsvRules(id_column, lists["date_columns"], lists["drop_columns"])
+    return CsvRules(parsed.id_column, parsed.date_columns, parsed.drop_columns)

@@ -17,13 +17,13 @@ import re
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 from gateway.base.identifiers import Identifiers
+from gateway.base.yaml_files import YamlFileError, read_mapping, validate, value_error
 from gateway.pixels.regions import Box, merge_boxes
 
 log = logging.getLogger(__name__)
@@ -270,12 +270,46 @@ def _merge_words(words: list[Word], width: int, height: int) -> list[Word]:
 # --- what to redact --------------------------------------------------------------------
 
 
-class AllowListError(ValueError):
+class AllowListError(YamlFileError):
     """Problems in an allow-list file, one line each (`FILE: 'key': reason`)."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = list(problems)
+
+def _entry(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise value_error("allow_entry", "entry must be text (put it in quotes)")
+    return value
+
+
+def _regex(value: str) -> re.Pattern[str]:
+    try:
+        return re.compile(value, re.IGNORECASE)
+    except re.error as exc:
+        raise value_error("allow_regex", f"not a valid regular expression ({exc})") from None
+
+
+def _why(value: object) -> object:
+    if not isinstance(value, str) or not value.strip():
+        raise value_error("allow_reason", "say why it is safe (a reason is required)")
+    return value
+
+
+def _entries(value: object) -> object:
+    if value and not isinstance(value, dict):
+        raise value_error("allow_section", "expected a mapping of entry: reason")
+    return value or {}
+
+
+_Why = Annotated[Any, AfterValidator(_why)]
+_Words = dict[Annotated[Any, AfterValidator(_entry)], _Why]
+_Patterns = dict[Annotated[Any, AfterValidator(_entry), AfterValidator(_regex)], _Why]
+
+
+class _AllowListFile(BaseModel):
+    """The file's schema: every entry says why it is safe, so a reviewer can judge it."""
+
+    model_config = ConfigDict(extra="forbid")
+    words: Annotated[_Words, BeforeValidator(_entries)] = {}
+    patterns: Annotated[_Patterns, BeforeValidator(_entries)] = {}
 
 
 @dataclass
@@ -295,50 +329,21 @@ class AllowList:
         entry to the reason it is safe). Raises AllowListError naming file and key."""
         shown = os.fspath(path)
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise AllowListError([f"{shown}: '(file)': cannot read ({exc.strerror})"]) from None
-        except yaml.YAMLError as exc:
-            raise AllowListError(
-                [f"{shown}: '(yaml)': not valid YAML ({type(exc).__name__})"]
-            ) from None
+            data = read_mapping(path, shown, empty_ok=True)
+        except YamlFileError as exc:
+            raise AllowListError(exc.problems) from None
         return cls.from_mapping(data, shown)
 
     @classmethod
     def from_mapping(cls, data: Any, shown: str = "(allowlist)") -> AllowList:
         """Build from parsed YAML, collecting every problem before raising."""
-        problems: list[str] = []
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise AllowListError([f"{shown}: '(top level)': expected a mapping"])
-        for key in data:
-            if key not in ("words", "patterns"):
-                problems.append(f"{shown}: '{key}': unknown key")
-        words: set[str] = set()
-        patterns: list[re.Pattern[str]] = []
-        for section in ("words", "patterns"):
-            entries = data.get(section) or {}
-            if not isinstance(entries, dict):
-                problems.append(f"{shown}: '{section}': expected a mapping of entry: reason")
-                continue
-            for entry, reason in entries.items():
-                where = f"{shown}: '{section}.{entry}'"
-                if not isinstance(entry, str) or not entry.strip():
-                    problems.append(f"{where}: entry must be text (put it in quotes)")
-                    continue
-                if not isinstance(reason, str) or not reason.strip():
-                    problems.append(f"{where}: say why it is safe (a reason is required)")
-                if section == "words":
-                    words.add(entry.strip().lower())
-                    continue
-                try:
-                    patterns.append(re.compile(entry, re.IGNORECASE))
-                except re.error as exc:
-                    problems.append(f"{where}: not a valid regular expression ({exc})")
-        if problems:
-            raise AllowListError(problems)
-        return cls(frozenset(words), tuple(patterns))
+        data = {} if data is None else data
+        try:
+            parsed = validate(_AllowListFile, data, shown, unknown_first=True)
+        except YamlFileError as exc:
+            raise AllowListError(exc.problems) from None
+        words = frozenset(entry.strip().lower() for entry in parsed.words)
+        return cls(words, tuple(parsed.patterns))
 
     def _allows_one(self, text: str) -> bool:
         return text.lower() in self.words or any(p.fullmatch(text) for p in self.patterns)

@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 from pydicom.dataset import Dataset
 
+from gateway.base.yaml_files import (
+    FILE_KEY,
+    YamlFileError,
+    problem,
+    read_mapping,
+    show,
+    validate_partly,
+    value_error,
+)
 from gateway.pixels.ocr import MODES, AllowList, AllowListError
 from gateway.pixels.regions import Box
 
@@ -45,34 +55,11 @@ DEFAULT_ALLOWLIST = "pixel_allowlist.yaml"
 # The shipped allow list, used when no configuration file is given (a source checkout).
 SHIPPED_ALLOWLIST = Path(__file__).resolve().parents[2] / "conf" / DEFAULT_ALLOWLIST
 
-_TOP_KEYS = (
-    "selection",
-    "mode",
-    "us_outside_regions",
-    "overlays",
-    "encoding",
-    "allowlist",
-    "rules",
-)
-_SELECTION_KEYS = ("modalities", "sop_classes", "burned_in_annotation", "manufacturers", "models")
-_RULE_KEYS = ("name", "enabled", "conditions", "boxes")
-_CONDITION_KEYS = (
-    "Modality",
-    "Manufacturer",
-    "ManufacturerModelName",
-    "Rows",
-    "Columns",
-    "SOPClassUID",
-)
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
-class PixelConfigError(ValueError):
+class PixelConfigError(YamlFileError):
     """Every problem in a pixel configuration, one line each: `FILE: 'key.path': reason`."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = list(problems)
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -185,178 +172,160 @@ class PixelConfig:
         return self._allow
 
 
-# --- loading ---------------------------------------------------------------------------
+# --- the file's schema ----------------------------------------------------------------
 
 
-def _show(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-class _Problems:
-    """Collects `FILE: 'key': reason` lines so the whole file is reported in one pass."""
-
-    def __init__(self, shown: str) -> None:
-        self.shown = shown
-        self.lines: list[str] = []
-
-    def add(self, key: str, reason: str) -> None:
-        self.lines.append(f"{self.shown}: '{key}': {reason}")
-
-    def unknown_keys(self, data: dict[Any, Any], allowed: tuple[str, ...], prefix: str) -> None:
-        for key in data:
-            if key not in allowed:
-                self.add(f"{prefix}{key}", f"unknown key (expected one of {', '.join(allowed)})")
-
-    def choice(self, data: dict[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
-        value = data.get(key, default)
-        if value not in choices:
-            self.add(key, f"{_show(value)} is not one of {', '.join(choices)}")
-            return default
-        return str(value)
-
-    def boolean(self, data: dict[str, Any], key: str, default: bool, shown_key: str) -> bool:
-        value = data.get(key, default)
-        if not isinstance(value, bool):
-            self.add(shown_key, f"{_show(value)} is not true or false")
-            return default
+def _choice(choices: tuple[str, ...]) -> Callable[[object], object]:
+    def check(value: object) -> object:
+        if not isinstance(value, str) or value not in choices:
+            raise value_error("choice", f"{show(value)} is not one of {', '.join(choices)}")
         return value
 
-    def strings(self, value: Any, key: str) -> list[str]:
-        """A string or a list of strings."""
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
-            self.add(key, f"{_show(value)} is not a string or a list of strings")
-            return []
-        return [i.strip() for i in items]
-
-    def patterns(self, value: Any, key: str) -> list[re.Pattern[str]]:
-        out = []
-        for index, text in enumerate(self.strings(value, key)):
-            try:
-                out.append(re.compile(text, re.IGNORECASE))
-            except re.error as exc:
-                self.add(f"{key}.{index}", f"{_show(text)} is not a regular expression ({exc})")
-        return out
-
-    def uids(self, value: Any, key: str) -> tuple[str, ...]:
-        out = []
-        for index, uid in enumerate(self.strings(value, key)):
-            if not _UID.fullmatch(uid):
-                self.add(f"{key}.{index}", f"{_show(uid)} is not a UID")
-            else:
-                out.append(uid)
-        return tuple(out)
-
-    def integers(self, value: Any, key: str) -> frozenset[int]:
-        items = value if isinstance(value, list) else [value]
-        if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in items):
-            self.add(key, f"{_show(value)} is not a positive integer or a list of them")
-            return frozenset()
-        return frozenset(items)
+    return check
 
 
-def _selection(data: Any, problems: _Problems) -> Selection:
-    if data is None:
-        return Selection()
-    if not isinstance(data, dict):
-        problems.add("selection", f"{_show(data)} is not a mapping")
-        return Selection()
-    problems.unknown_keys(data, _SELECTION_KEYS, "selection.")
-    default = Selection()
-    modalities = default.modalities
-    if "modalities" in data:
-        modalities = frozenset(
-            m.upper() for m in problems.strings(data["modalities"], "selection.modalities")
-        )
-    sop_classes = default.sop_class_prefixes
-    if "sop_classes" in data:
-        sop_classes = problems.uids(data["sop_classes"], "selection.sop_classes")
-    burned = problems.boolean(data, "burned_in_annotation", True, "selection.burned_in_annotation")
-    manufacturers = problems.patterns(data.get("manufacturers", []), "selection.manufacturers")
-    models = problems.patterns(data.get("models", []), "selection.models")
-    return Selection(modalities, sop_classes, burned, tuple(manufacturers), tuple(models))
+def _strings(value: object) -> list[str]:
+    """A string or a list of strings."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items):
+        raise value_error("strings", f"{show(value)} is not a string or a list of strings")
+    return [i.strip() for i in items]
 
 
-def _box(value: Any, key: str, problems: _Problems) -> tuple[int, int, int, int] | None:
+def _upper_strings(value: object) -> list[str]:
+    return [text.upper() for text in _strings(value)]
+
+
+def _pattern(value: object) -> re.Pattern[str]:
+    if not isinstance(value, str):
+        raise value_error("regex", f"{show(value)} is not a string (a regular expression)")
+    try:
+        return re.compile(value, re.IGNORECASE)
+    except re.error as exc:
+        raise value_error("regex", f"{show(value)} is not a regular expression ({exc})") from None
+
+
+def _uid(value: str) -> str:
+    if not _UID.fullmatch(value):
+        raise value_error("uid", f"{show(value)} is not a UID")
+    return value
+
+
+def _positive_integers(value: object) -> object:
+    items = value if isinstance(value, list) else [value]
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in items):
+        raise value_error("integers", f"{show(value)} is not a positive integer or a list of them")
+    return items
+
+
+def _box(value: object) -> object:
     if (
         not isinstance(value, list)
         or len(value) != 4
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
-        problems.add(key, f"{_show(value)} is not [x0, y0, x1, y1] (four integers)")
-        return None
+        raise value_error("box", f"{show(value)} is not [x0, y0, x1, y1] (four integers)")
     x0, y0, x1, y1 = value
     # Where both ends count from the same edge the box's size is known now; check it.
     for low, high, axis in ((x0, x1, "x"), (y0, y1, "y")):
         same_edge = (low >= 0 and high > 0) or (low < 0 and high <= 0)
         if same_edge and high <= low:
-            problems.add(key, f"{_show(value)} is empty ({axis}1 must be greater than {axis}0)")
-            return None
-    return (x0, y0, x1, y1)
+            why = f"{show(value)} is empty ({axis}1 must be greater than {axis}0)"
+            raise value_error("box_empty", why)
+    return value
 
 
-def _conditions(data: Any, key: str, problems: _Problems) -> dict[str, Any]:
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        problems.add(key, f"{_show(data)} is not a mapping")
-        return {}
-    problems.unknown_keys(data, _CONDITION_KEYS, f"{key}.")
-    out: dict[str, Any] = {}
-    for name, value in data.items():
-        where = f"{key}.{name}"
-        if name in ("Manufacturer", "ManufacturerModelName"):
-            if not isinstance(value, str):
-                problems.add(where, f"{_show(value)} is not a string (a regular expression)")
-                continue
-            try:
-                out[name] = re.compile(value, re.IGNORECASE)
-            except re.error as exc:
-                problems.add(where, f"{_show(value)} is not a regular expression ({exc})")
-        elif name in ("Rows", "Columns"):
-            out[name] = problems.integers(value, where)
-        elif name == "Modality":
-            out[name] = frozenset(m.upper() for m in problems.strings(value, where))
-        elif name == "SOPClassUID":
-            out[name] = problems.uids(value, where)
-    return out
+def _boxes(value: object) -> object:
+    if not isinstance(value, list) or not value:
+        raise value_error("boxes", f"{show(value)} is not a non-empty list of boxes")
+    return value
 
 
-def _rules(data: Any, problems: _Problems) -> list[Rule]:
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        problems.add("rules", f"{_show(data)} is not a list")
-        return []
-    rules: list[Rule] = []
-    for index, item in enumerate(data):
-        key = f"rules.{index}"
-        if not isinstance(item, dict):
-            problems.add(key, f"{_show(item)} is not a mapping")
-            continue
-        problems.unknown_keys(item, _RULE_KEYS, f"{key}.")
-        name = item.get("name")
-        if not isinstance(name, str) or not name.strip():
-            problems.add(f"{key}.name", "missing (required: a short name for the audit record)")
-            name = f"rule {index}"
-        enabled = problems.boolean(item, "enabled", True, f"{key}.enabled")
-        conditions = _conditions(item.get("conditions"), f"{key}.conditions", problems)
-        raw_boxes = item.get("boxes")
-        boxes: list[tuple[int, int, int, int]] = []
-        if not isinstance(raw_boxes, list) or not raw_boxes:
-            problems.add(f"{key}.boxes", f"{_show(raw_boxes)} is not a non-empty list of boxes")
-        else:
-            for b, raw in enumerate(raw_boxes):
-                box = _box(raw, f"{key}.boxes.{b}", problems)
-                if box is not None:
-                    boxes.append(box)
-        rules.append(Rule(name.strip(), conditions, tuple(boxes), enabled))
-    return rules
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise value_error("name", "missing (required: a short name for the audit record)")
+    return value.strip()
+
+
+def _path_text(value: object) -> object:
+    if not isinstance(value, str) or not value.strip():
+        raise value_error("path", f"{show(value)} is not a path")
+    return value
+
+
+Texts = Annotated[frozenset[str], BeforeValidator(_upper_strings)]
+Pattern = Annotated[re.Pattern[str], BeforeValidator(_pattern)]
+Patterns = Annotated[tuple[Pattern, ...], BeforeValidator(_strings)]
+Uids = Annotated[tuple[Annotated[str, AfterValidator(_uid)], ...], BeforeValidator(_strings)]
+Sizes = Annotated[frozenset[int], BeforeValidator(_positive_integers)]
+BoxList = list[Annotated[tuple[int, int, int, int], BeforeValidator(_box)]]
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _SelectionFile(_Schema):
+    modalities: Texts = DEFAULT_MODALITIES
+    sop_classes: Uids = SECONDARY_CAPTURE_SOP_CLASSES
+    burned_in_annotation: StrictBool = True
+    manufacturers: Patterns = ()
+    models: Patterns = ()
+
+
+class _ConditionsFile(_Schema):
+    """Only the conditions written apply (`model_fields_set`); a written null is a mistake,
+    so the defaults are not of the fields' types and never validated."""
+
+    Modality: Texts = Field(None)
+    Manufacturer: Pattern = Field(None)
+    ManufacturerModelName: Pattern = Field(None)
+    Rows: Sizes = Field(None)
+    Columns: Sizes = Field(None)
+    SOPClassUID: Uids = Field(None)
+
+
+class _RuleFile(_Schema):
+    name: Annotated[str, BeforeValidator(_name)] = Field(None, validate_default=True)
+    enabled: StrictBool = True
+    conditions: _ConditionsFile | None = None
+    boxes: Annotated[BoxList, BeforeValidator(_boxes)] = Field(None, validate_default=True)
+
+    def rule(self) -> Rule:
+        written = self.conditions.model_fields_set if self.conditions is not None else set()
+        names = [name for name in _ConditionsFile.model_fields if name in written]
+        conditions = {name: getattr(self.conditions, name) for name in names}
+        return Rule(self.name, conditions, tuple(self.boxes), self.enabled)
+
+
+class _PixelRulesFile(_Schema):
+    """conf/pixel_rules.yaml; the order of the fields is the order problems are reported in."""
+
+    selection: _SelectionFile | None = None
+    mode: Annotated[str, BeforeValidator(_choice(MODES))] = "redact_all_text"
+    us_outside_regions: StrictBool = False
+    overlays: Annotated[str, BeforeValidator(_choice(OVERLAY_ACTIONS))] = "remove"
+    encoding: Annotated[str, BeforeValidator(_choice(ENCODINGS))] = "uncompressed"
+    allowlist: Annotated[str, BeforeValidator(_path_text)] = DEFAULT_ALLOWLIST
+    rules: list[_RuleFile] | None = None
+
+    def pixel_config(self) -> PixelConfig:
+        chosen = self.selection or _SelectionFile()
+        selection = Selection(
+            chosen.modalities,
+            chosen.sop_classes,
+            chosen.burned_in_annotation,
+            chosen.manufacturers,
+            chosen.models,
+        )
+        rules = [rule.rule() for rule in self.rules or []]
+        return PixelConfig(
+            selection, self.mode, self.us_outside_regions, self.overlays, self.encoding,
+            rules=rules,
+        )
+
+
+# --- loading ---------------------------------------------------------------------------
 
 
 def load_pixel_config(path: str | os.PathLike[str] | None) -> PixelConfig:
@@ -376,41 +345,35 @@ def load_pixel_config(path: str | os.PathLike[str] | None) -> PixelConfig:
             raise PixelConfigError(exc.problems) from None
         return PixelConfig(allowlist=SHIPPED_ALLOWLIST, _allow=allow)
     shown = os.fspath(path)
-    problems = _Problems(shown)
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PixelConfigError([f"{shown}: '(file)': cannot read ({exc.strerror})"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        reason = f"{where}{getattr(exc, 'problem', None) or 'not valid YAML'}"
-        raise PixelConfigError([f"{shown}: '(yaml)': {reason}"]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise PixelConfigError([f"{shown}: '(top level)': expected a mapping of settings"])
-    problems.unknown_keys(data, _TOP_KEYS, "")
-    config = PixelConfig(
-        selection=_selection(data.get("selection"), problems),
-        mode=problems.choice(data, "mode", MODES, "redact_all_text"),
-        us_outside_regions=problems.boolean(
-            data, "us_outside_regions", False, "us_outside_regions"
-        ),
-        overlays=problems.choice(data, "overlays", OVERLAY_ACTIONS, "remove"),
-        encoding=problems.choice(data, "encoding", ENCODINGS, "uncompressed"),
-        rules=_rules(data.get("rules"), problems),
+        data = read_mapping(path, shown, empty_ok=True)
+    except YamlFileError as exc:
+        raise PixelConfigError(exc.problems) from None
+    parsed, problems = validate_partly(
+        _PixelRulesFile, data, shown, list_expected=True, unknown_first=True
     )
-    allowlist = data.get("allowlist", DEFAULT_ALLOWLIST)
-    if not isinstance(allowlist, str) or not allowlist.strip():
-        problems.add("allowlist", f"{_show(allowlist)} is not a path")
-    else:
+    if parsed is None:
+        raise PixelConfigError(problems)
+    config = parsed.pixel_config()
+    # The allow list is read even when the rules have problems, to report both files at once;
+    # not when `allowlist` itself is wrong (the rebuilt model has the default there).
+    if "allowlist" in parsed.model_fields_set or "allowlist" not in data:
         base = Path(os.path.abspath(shown)).parent
-        config.allowlist = Path(os.path.normpath(base / Path(allowlist).expanduser()))
-        try:
-            config._allow = AllowList.from_file(config.allowlist)
-        except AllowListError as exc:
-            problems.lines.extend(exc.problems)
-    if problems.lines:
-        raise PixelConfigError(problems.lines)
+        config.allowlist = Path(os.path.normpath(base / Path(parsed.allowlist).expanduser()))
+        problems.extend(_allow_list(config, shown))
+    if problems:
+        raise PixelConfigError(problems)
     return config
+
+
+def _allow_list(config: PixelConfig, shown: str) -> list[str]:
+    """Load the allow list into `config`; its problems, under its own file name."""
+    assert config.allowlist is not None
+    if not config.allowlist.exists():
+        reason = f"cannot read (not found; {shown} names it under 'allowlist')"
+        return [problem(str(config.allowlist), FILE_KEY, reason)]
+    try:
+        config._allow = AllowList.from_file(config.allowlist)
+    except AllowListError as exc:
+        return exc.problems
+    return []

@@ -108,11 +108,15 @@ def check_reid_public_key(path: Path | None, shown: str) -> None:
 def pixel_settings(config: GatewayConfig, shown: str, ocr: bool) -> PixelConfig | None:
     """The pixel stage's settings when OCR is on (None when off).
 
-    Fail closed: with OCR asked for and Tesseract missing, nothing starts (STYLE.md).
+    Fail closed: with OCR asked for and Tesseract missing, nothing starts (STYLE.md). A
+    pixel-rules file the configuration names is checked even with OCR off, so that a
+    broken one is found by `check-config`, not on the day OCR is switched on.
     """
-    if not ocr:
-        return None
     try:
+        if not ocr:
+            if config.deid.pixel_rules is not None:
+                load_pixel_config(config.deid.pixel_rules)
+            return None
         check_available()
         return load_pixel_config(config.deid.pixel_rules)
     except PixelError as exc:

@@ -277,8 +277,8 @@ def test_check_config_refuses_a_profile_with_a_key_twice(site: Path, case: str) 
     assert_refused(result, profile, line, key)
 
 
-# check-config reads pixel rules and the allow list only with pixel cleaning on (deid.ocr),
-# and pixel cleaning needs Tesseract first.
+# check-config reads the pixel rules and allow list a configuration names whether pixel
+# cleaning is on or not; with it on (deid.ocr) it needs Tesseract first.
 DUPLICATE_PIXEL_RULES = {
     "top": ("mode: redact_identifiers\nallowlist: allow.yaml\nmode: redact_all_text\n", 3, "mode"),
     "nested": (
@@ -314,6 +314,33 @@ def test_check_config_refuses_an_allow_list_with_a_key_twice(site: Path, case: s
     allow = write(site, "allow.yaml", text)
     write(site, "pixel-rules.yaml", "allowlist: allow.yaml\n")
     config = config_with(site, "{ocr: true, pixel_rules: pixel-rules.yaml}")
+
+    result = run_gateway("check-config", "-c", config, cwd=site)
+
+    assert_refused(result, allow, line, key)
+
+
+@pytest.mark.parametrize("case", DUPLICATE_PIXEL_RULES)
+def test_check_config_refuses_named_pixel_rules_with_a_key_twice_with_ocr_off(
+    site: Path, case: str
+) -> None:
+    text, line, key = DUPLICATE_PIXEL_RULES[case]
+    write(site, "allow.yaml", "words: {R: orientation marker}\n")
+    rules = write(site, "pixel-rules.yaml", text)
+    config = config_with(site, "{ocr: false, pixel_rules: pixel-rules.yaml}")
+
+    result = run_gateway("check-config", "-c", config, cwd=site)
+
+    assert_refused(result, rules, line, key)
+
+
+def test_check_config_refuses_a_named_allow_list_with_a_key_twice_with_ocr_off(
+    site: Path,
+) -> None:
+    text, line, key = DUPLICATE_ALLOW_LISTS["nested"]
+    allow = write(site, "allow.yaml", text)
+    write(site, "pixel-rules.yaml", "allowlist: allow.yaml\n")
+    config = config_with(site, "{ocr: false, pixel_rules: pixel-rules.yaml}")
 
     result = run_gateway("check-config", "-c", config, cwd=site)
 

@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gateway.base.export_paths import export_path
 from gateway.deid.clinical_csv import CsvError, CsvReport, pseudonymise_csv
@@ -36,26 +35,10 @@ from gateway.pipeline.files import (
 from gateway.stores.mapping_records import InstanceOriginals
 from gateway.stores.mapping_writer import MappingWriter
 
-if TYPE_CHECKING:
-    from gateway.site import Site
-
 log = logging.getLogger(__name__)
 
-__all__ = ["EngineSettings", "Summary", "anonymize_csv", "anonymize_folder", "engine_settings"]
+__all__ = ["EngineSettings", "Summary", "anonymize_csv", "anonymize_folder"]
 
-
-def engine_settings(site: Site) -> EngineSettings:
-    """What each worker builds its engine from: the checked site's profile, secret, keys
-    and pixel settings."""
-    config = site.config
-    return EngineSettings(
-        site.profile,
-        site.secret,
-        config.site_id,
-        config.storage_dir,
-        config.keys.reid_public_key,
-        site.pixels,
-    )
 
 
 @dataclass

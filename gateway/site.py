@@ -20,6 +20,7 @@ from gateway.deid.review import review
 from gateway.keys.reid_keys import ReidKeyError, load_public_key
 from gateway.keys.site_secret import SiteSecretError, read_site_secret
 from gateway.net.tls import TlsContexts, check_tls
+from gateway.pipeline.files import EngineSettings
 from gateway.pixels.clean import PixelError, check_available
 from gateway.pixels.rules import PixelConfig, PixelConfigError, load_pixel_config
 
@@ -44,6 +45,18 @@ class Site:
     secret: bytes  # the site secret every pseudonym is keyed with
     tls: TlsContexts  # built from listen.tls and destination.tls (None where plain)
     pixels: PixelConfig | None  # None: pixel cleaning off
+
+    def engine_settings(self) -> EngineSettings:
+        """What each worker process builds its engine and mapping writer from."""
+        config = self.config
+        return EngineSettings(
+            self.profile,
+            self.secret,
+            config.site_id,
+            config.storage_dir,
+            config.keys.reid_public_key,
+            self.pixels,
+        )
 
 
 def load_site(config_path: Path, *, ocr: bool | None = None) -> Site:

@@ -36,7 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "stores": {"base", "config", "keys"},
     "pipeline": BELOW_ENGINES | ENGINES | {"stores"},
     "net": {"base", "config", "stores"},
-    "site": BELOW_ENGINES | ENGINES | {"net"},
+    "site": BELOW_ENGINES | ENGINES | {"stores", "pipeline", "net"},
     "tools": {"base"},
     "service": BELOW_ENGINES | ENGINES | {"stores", "pipeline", "net", "site"},
     "offline": BELOW_ENGINES | ENGINES | {"stores", "pipeline", "site"},

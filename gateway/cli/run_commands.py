@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_anonymize(args: argparse.Namespace) -> int:
-    from gateway.offline import anonymize_folder, engine_settings
+    from gateway.offline import anonymize_folder
 
     site = checked_site(args.config, ocr=args.ocr)
     if site is None:
@@ -61,7 +61,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else config.workers
     try:
         summary = anonymize_folder(
-            Path(args.input), Path(args.output), engine_settings(site), workers
+            Path(args.input), Path(args.output), site.engine_settings(), workers
         )
     except (NotADirectoryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -83,7 +83,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
 
 def cmd_csv(args: argparse.Namespace) -> int:
     from gateway.deid.clinical_csv import CsvError
-    from gateway.offline import anonymize_csv, engine_settings
+    from gateway.offline import anonymize_csv
 
     site = checked_site(args.config, ocr=False)
     if site is None:
@@ -96,7 +96,7 @@ def cmd_csv(args: argparse.Namespace) -> int:
         report = anonymize_csv(
             source,
             Path(args.output),
-            engine_settings(site),
+            site.engine_settings(),
             id_column=args.id_column,
             issuer=args.issuer,
         )

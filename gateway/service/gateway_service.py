@@ -26,7 +26,7 @@ from gateway.net.folder import forward_to_folder
 from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scp import start_scp, stop_scp
 from gateway.net.scu import forward_to_ae
-from gateway.pipeline.files import EngineSettings, RoundResult, process_round
+from gateway.pipeline.files import RoundResult, process_round
 from gateway.service import sdnotify
 from gateway.service.worker_pool import RoundWork, combined, new_pool
 from gateway.site import Site
@@ -58,14 +58,7 @@ class GatewayService:
         self.config = config
         self.tls = site.tls
         self.profile = site.profile
-        self.settings = EngineSettings(
-            site.profile,
-            site.secret,
-            config.site_id,
-            config.storage_dir,
-            config.keys.reid_public_key,
-            site.pixels,
-        )
+        self.settings = site.engine_settings()
         self.spool = Spool(config.storage_dir)
         quarantine.remove_staging(config.storage_dir)  # half-made entries of a crash
         self.metrics = Metrics()

@@ -233,3 +233,9 @@ def test_the_rules_see_real_imports() -> None:
     """Guard against a parser that finds nothing: known edges are in the graph."""
     assert "gateway.stores.spool" in GRAPH["gateway.net.scp"]
     assert "gateway.deid.fakes" in GRAPH["gateway.deid.overrides"]
+
+
+def test_no_module_over_450_lines() -> None:
+    """Small modules whose names say what they hold (DESIGN.md, "How we like code")."""
+    long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, long

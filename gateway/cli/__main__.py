@@ -1,0 +1,7 @@
+"""`python -m gateway.cli`: the `dicom-gateway` command without its installed script."""
+
+import sys
+
+from gateway.cli.main import main
+
+sys.exit(main())

@@ -142,7 +142,7 @@ def load_yaml_profile(path: Path) -> CompiledProfile:
 def compile_mapping(data: dict[str, object], where: str, name: str) -> CompiledProfile:
     """A profile from its parsed mapping; ProfileError lists every problem."""
     parsed, problems = validate_partly(
-        _ProfileFile, data, where, list_expected=True, unknown_first=True
+        _ProfileFile, data, where, unknown_first=True
     )
     if parsed is None:
         raise ProfileError(problems)

@@ -57,19 +57,13 @@ from gateway.deid.marking import __version__ as __version__
 from gateway.deid.marking import mark_deidentified, rewrite_file_meta
 from gateway.deid.overrides import PSEUDONYM, Rule
 from gateway.deid.pseudonyms import Pseudonyms, patient_key
-from gateway.deid.rule_apply import apply_rule
+from gateway.deid.rule_apply import apply_rule, produced_values
 from gateway.deid.standard import Option
 from gateway.deid.strict import strict_action
+from gateway.deid.tagsets import CODED_ENTRY_TAGS, DICOM_ROOT, SCRUBBED_VRS, vocabulary_uid_tags
 
 if TYPE_CHECKING:
     from gateway.deid.compiled_rules import CompiledRules
-
-from gateway.deid.tagsets import (
-    CODED_ENTRY_TAGS,
-    DICOM_ROOT,
-    SCRUBBED_VRS,
-    vocabulary_uid_tags,
-)
 
 MAX_DEPTH = 64
 
@@ -96,6 +90,9 @@ class DeidResult:
     # UIDs the profile left as they are somewhere in the output (K, Retain UIDs): public by
     # the profile's choice even where the same value was remapped elsewhere.
     kept_uids: set[str] = field(default_factory=set)
+    # Values a rule of the profile computed (a fake, a fixed text, a CTP date or hash), by
+    # tag path as the verify gate names it: an equal original there is the rule's doing.
+    produced: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,6 +111,7 @@ class _Instance:
     pseudonym: str
     remapped: set[str] = field(default_factory=set)
     kept: set[str] = field(default_factory=set)
+    produced: list[DataElement] = field(default_factory=list)
 
 
 class Engine:
@@ -180,6 +178,7 @@ class Engine:
             date_shift_days=shift,
             remapped_uids=inst.remapped,
             kept_uids=inst.kept,
+            produced=produced_values(ds, inst.produced),
         )
 
     # -- the walk -------------------------------------------------------------------------
@@ -317,6 +316,8 @@ class Engine:
     def _apply_rule(self, ds: Dataset, t: int, rule: Rule, inst: _Instance) -> None:
         """A site override with a parameter: fake value, fixed text, or allow-list clean."""
         inst.remapped.update(apply_rule(ds, t, rule, vr_of(ds, t), self.pseudonyms.fake_digest))
+        if rule.kind != "allow" and t in ds:  # an allow list keeps values of the input
+            inst.produced.append(ds[t])
 
     @staticmethod
     def _set(ds: Dataset, t: int, vr: str, value: object) -> None:

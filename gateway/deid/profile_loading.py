@@ -14,15 +14,17 @@ from gateway.deid.profile_file import load_yaml_profile
 
 
 def load_profile(
-    path: Path | None, lookup_table: Path | None = None
+    path: Path | None, lookup_table: Path | None = None, ctp_lenient: bool = False
 ) -> DeidProfile:
     """Read and compile a profile file; None gives the built-in default.
 
     A `*.script` file is an RSNA CTP DicomAnonymizer script (see `ctp/profile.py`); `lookup_table`
-    is the CTP properties file its @lookup and 3-argument @incrementdate read.
+    is the CTP properties file its @lookup and 3-argument @incrementdate read. `ctp_lenient`
+    (`deid.ctp_lenient`) reads a script written for CTP's lenient parser (see
+    `ctp/script_file.read_script`); YAML profiles ignore it.
     """
     if path is None:
         return default_profile()
     if Path(path).suffix.lower() == ".script":
-        return load_script(Path(path), lookup_table)
+        return load_script(Path(path), lookup_table, lenient=ctp_lenient)
     return load_yaml_profile(Path(path))

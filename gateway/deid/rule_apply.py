@@ -3,9 +3,12 @@ element; see overrides.py for the syntax and the engine for when it applies."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
+from gateway.base.identifiers import string_values, vr_of
 from gateway.deid.actions import as_list
 from gateway.deid.fakes import Digest, FakeError, fake_value
 from gateway.deid.overrides import Rule, check_text
@@ -56,3 +59,34 @@ def apply_rule(ds: Dataset, t: int, rule: Rule, vr: str, digest: Digest) -> set[
 
 def _set(ds: Dataset, t: int, vr: str, values: list[str]) -> None:
     ds[t] = DataElement(t, vr, values if len(values) > 1 else values[0])
+
+
+def produced_values(ds: Dataset, elements: Iterable[object]) -> dict[str, tuple[str, ...]]:
+    """Where each element a rule wrote sits in `ds` (a tag path as the verify gate writes it,
+    `(0040,A730)[0](0040,A160)`) and its values there.
+
+    Found by identity after the walk, so that an element a later step replaced or removed
+    is no longer the rule's and is checked as any other.
+    """
+    wanted = {id(element) for element in elements}
+    found: dict[str, tuple[str, ...]] = {}
+    if wanted:
+        _find(ds, wanted, "", found, 0)
+    return found
+
+
+def _find(ds: Dataset, wanted: set[int], path: str, found: dict[str, tuple[str, ...]],
+          depth: int) -> None:  # fmt: skip
+    if depth > 64:
+        return
+    for key in list(ds.keys()):
+        t = int(key)
+        if t >> 16 == 0x7FE0:
+            continue
+        where = f"{path}({t >> 16:04X},{t & 0xFFFF:04X})"
+        element = ds.get_item(t)
+        if id(element) in wanted and isinstance(element, DataElement):
+            found[where] = tuple(string_values(element))
+        elif vr_of(ds, t) == "SQ":
+            for index, item in enumerate(ds[t].value or ()):
+                _find(item, wanted, f"{where}[{index}]", found, depth + 1)

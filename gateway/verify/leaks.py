@@ -5,12 +5,17 @@ every depth, private ones and the file meta included, for the identifiers collec
 the input (normalised: case, `^` separators, white space) and for every original UID that
 was remapped. A hit means the instance must not be written; the leak report names where
 (the tag path) and what kind of value, never the value itself.
+
+One exception, by path: a whole value that a rule of the profile itself computed at that very
+element (the engine's `DeidResult.produced`), e.g. a date rule that gives a birth date on 1
+January back unchanged. The same value anywhere else is still a leak.
 """
 
 from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pydicom.dataelem import RawDataElement
@@ -140,8 +145,12 @@ def _number_text(ds: Dataset, tag: int, vr: str) -> str:
     return "\x00".join(p.decode("latin-1") for p in packed)
 
 
-def find_leaks(ds: Dataset, identifiers: Identifiers) -> list[Leak]:
-    """Every place in `ds` (and its file meta) where an identifier of the input survives."""
+def find_leaks(
+    ds: Dataset, identifiers: Identifiers, produced: Mapping[str, Iterable[str]] | None = None
+) -> list[Leak]:
+    """Every place in `ds` (and its file meta) where an identifier of the input survives;
+    `produced` (tag path -> values a profile rule wrote there) spares those whole values."""
+    spared = {path: {normalise(v) for v in found} for path, found in (produced or {}).items()}
     values: list[tuple[str, str, str, int]] = []
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
@@ -155,6 +164,8 @@ def find_leaks(ds: Dataset, identifiers: Identifiers) -> list[Leak]:
     }
     long_uids = [u for u in uids if len(u) >= 10]
     for path, vr, text, tag in values:
+        if path in spared and text in spared[path]:
+            continue  # the rule's own value where it wrote it (see the module text)
         if vr == "UI":
             # A UID is a whole value: compared exactly, never searched for names or IDs (a
             # 2.25 decimal UID holds every short number somewhere).

@@ -73,6 +73,8 @@ def build_tables(ctx: Context) -> None:
         if not tag:
             continue
         ctx.scripts[tag] = rule.script
+        if ctx.script.computes(rule):
+            ctx.computed.add(tag)
         if tag >> 16 & 1 and rule.name:
             ctx.private_names[rule.name] = tag
 
@@ -185,6 +187,12 @@ def _remove(ds: Dataset, tag: int) -> None:
 
 def put(ctx: Context, tag: int, vr: str, value: str) -> None:
     """CTP putXX: private data as LO (LT when long), empty values, multi-values split on `\\`."""
+    _put(ctx, tag, vr, value)
+    if tag in ctx.computed and tag in ctx.out_ds:
+        ctx.produced.append(ctx.out_ds.get_item(tag))
+
+
+def _put(ctx: Context, tag: int, vr: str, value: str) -> None:
     out = ctx.out_ds
     if tag >> 16 & 1:
         if tag & 0xFFFF < 0x100:

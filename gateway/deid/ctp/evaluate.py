@@ -52,6 +52,10 @@ class Context:
     scripts: dict[int, str] = field(default_factory=dict)
     private_names: dict[str, int] = field(default_factory=dict)
     stack: list[tuple[Dataset, Dataset]] = field(default_factory=list)
+    # Tags whose script computes its value (CtpScript.computes), and the elements those
+    # scripts wrote: the verify gate takes an original there for the script's own value.
+    computed: set[int] = field(default_factory=set)
+    produced: list[object] = field(default_factory=list)
 
     def push(self, in_ds: Dataset, out_ds: Dataset) -> None:
         self.stack.append((self.in_ds, self.out_ds))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.uid import ExplicitVRLittleEndian
 
 from gateway.base.identifiers import Identifiers, vr_of
 from gateway.deid.ctp.element_walk import (
@@ -44,6 +45,7 @@ from gateway.deid.marking import rewrite_file_meta
 from gateway.deid.overrides import code_rank
 from gateway.deid.profile import PATIENT_IDENTITY_TAGS, CsvRules, ProfileError
 from gateway.deid.pseudonyms import Pseudonyms
+from gateway.deid.rule_apply import produced_values
 from gateway.deid.standard import (
     CURVE_PATTERN,
     OVERLAY_COMMENTS_PATTERN,
@@ -71,10 +73,13 @@ _FUNCTION_CLASS = {
 }  # fmt: skip
 
 
-def load_script(path: Path, lookup_table: Path | None = None) -> CtpProfile:
-    """Read a CTP script (and its lookup table); ProfileError names the file and line."""
+def load_script(
+    path: Path, lookup_table: Path | None = None, lenient: bool = False
+) -> CtpProfile:
+    """Read a CTP script (and its lookup table); ProfileError names the file and line.
+    `lenient`: what CTP's parser writes as text (see `read_script`) removes its element."""
     try:
-        script = read_script(Path(path))
+        script = read_script(Path(path), lenient=lenient)
     except ScriptError as exc:
         raise ProfileError(exc.problems) from exc
     table = None
@@ -250,6 +255,8 @@ class CtpEngine:
         if "SpecificCharacterSet" not in ds:
             ds.SpecificCharacterSet = "ISO_IR 100"  # as CTP does before anything else
         original = snapshot(ds)
+        meta = getattr(ds, "file_meta", None)
+        bare = meta is None or not meta.get("TransferSyntaxUID")
         ctx = self._context(original, ds)
         _guarded(lambda: run_script(ctx))
         for tag in _TRAILING:
@@ -257,6 +264,8 @@ class CtpEngine:
                 del ds[tag]  # CTP stops writing at these (signatures, padding)
         _keep_character_set(original, ds)
         rewrite_file_meta(ds)  # as for every profile: nothing of the sender's survives
+        if bare:
+            _explicit_as_ctp_writes(ds)
         in_uids, out_uids = _uids(original), _uids(ds)
         return DeidResult(
             patient_pseudonym=str(ds.get("PatientID", "") or ""),
@@ -268,6 +277,7 @@ class CtpEngine:
             ),
             remapped_uids=in_uids - out_uids,
             kept_uids=in_uids & out_uids,
+            produced=produced_values(ds, ctx.produced),
         )
 
     def _one_element(self, fields: dict[str, str], tag: int) -> str | None:
@@ -312,6 +322,18 @@ class CtpEngine:
         if result is None or not re.fullmatch(r"\d{8}", result):
             return None
         return result
+
+
+def _explicit_as_ctp_writes(ds: Dataset) -> None:
+    """An input without file meta (no transfer syntax) leaves CTP in Explicit VR Little
+    Endian, Pixel Data as OB up to 8 bits allocated and OW above where the input did not say.
+    A big endian one is left as read: its pixel bytes would need swapping."""
+    if getattr(ds, "original_encoding", (True, True))[1] is False:
+        return
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if 0x7FE00010 in ds and ds.get_item(0x7FE00010).VR in (None, "OB or OW"):
+        bits = ds.get("BitsAllocated")
+        ds[0x7FE00010].VR = "OB" if isinstance(bits, int) and bits <= 8 else "OW"
 
 
 def _keep_character_set(original: Dataset, ds: Dataset) -> None:

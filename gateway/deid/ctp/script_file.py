@@ -12,17 +12,22 @@
 `en="F"` disables an entry, as in CTP. Where CTP silently ignores what it cannot read (an
 unknown function written into the element as text, a `t` it cannot parse, a name that is
 no element), the reader refuses the file with the line: a script that does not do what its
-author believes must not run on patient data.
+author believes must not run on patient data. Read leniently (`deid.ctp_lenient`), an
+element whose script CTP would write as text is removed instead, with a warning.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import xml.parsers.expat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.deid.ctp.element_names import is_resolvable, private_spec, public_tag
-from gateway.deid.ctp.syntax import FnCall, ScriptSyntaxError, check_script
+from gateway.deid.ctp.syntax import FnCall, LenientSyntaxError, ScriptSyntaxError, check_script
+
+log = logging.getLogger(__name__)
 
 REMOVALS = ("privategroups", "unspecifiedelements", "overlays", "curves")
 
@@ -34,6 +39,14 @@ _ELEMENT_ARGS: dict[str, tuple[int, ...]] = {
     "uppercase": (0,), "pathelement": (0,), "integer": (0,), "if": (0,), "encrypt": (0,),
     "decrypt": (0,), "require": (0,),
 }  # fmt: skip
+
+
+# Functions whose value is computed rather than copied from the input (with the outcomes
+# that remove or empty, and @if/@select/@always, which only choose or create).
+_COMPUTING = frozenset({
+    "hash", "hashname", "hashptid", "hashuid", "hashdate", "dateinterval", "integer",
+    "encrypt", "date", "time", "param", "if", "select", "always", "remove", "empty", "blank",
+})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,24 @@ class CtpScript:
     @property
     def remove_curves(self) -> bool:
         return "curves" in self.removals
+
+    def computes(self, rule: ElementRule) -> bool:
+        """True when what the rule writes is computed (hashed, moved, fixed text), never a
+        copy of the input: a value it writes that equals an original is then the rule's own
+        (a birth date on 1 January under `@modifydate(this,*,1,1)`), not the input's."""
+        for call in rule.calls:
+            name = call.name
+            if name == "modifydate":  # y, m, d: a number sets that part, anything else keeps it
+                if not any(re.fullmatch(r"\+?\d+", (self.param(a) or "").strip())
+                           for a in call.args[1:4]):  # fmt: skip
+                    return False
+            elif name == "incrementdate":  # by a fixed number of days, not a lookup
+                days = (self.param(call.args[1]) or "").strip() if len(call.args) == 2 else ""
+                if not re.fullmatch(r"[+-]?\d+", days) or int(days) == 0:
+                    return False
+            elif name not in _COMPUTING:
+                return False
+        return True
 
     def param(self, name: str | None) -> str | None:
         """CTP getParam: `@NAME` or `$NAME` is the parameter (None if undefined); else itself."""
@@ -142,8 +173,13 @@ def _parse_xml(path: Path, data: bytes) -> tuple[str, list[_Raw]]:
     return root, children
 
 
-def read_script(path: Path) -> CtpScript:
-    """Read and check a script file; raise ScriptError naming every bad line."""
+def read_script(path: Path, lenient: bool = False) -> CtpScript:
+    """Read and check a script file; raise ScriptError naming every bad line.
+
+    `lenient` reads a script written for CTP's lenient parser: an element whose script CTP
+    would write as text (LenientSyntaxError) is removed instead, with a warning naming the
+    file, line and element; never written as that text, never kept.
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -170,7 +206,7 @@ def read_script(path: Path) -> CtpScript:
         if raw.tag == "p":
             params[t] = "".join(raw.text)  # CTP keeps a parameter's text untrimmed
         elif raw.tag == "e":
-            rule = _element_rule(raw, t, where, problems) if enabled else None
+            rule = _element_rule(raw, t, where, problems, lenient) if enabled else None
             if rule is not None:
                 rules.append(rule)
         elif raw.tag == "k":
@@ -269,7 +305,9 @@ def _element_args(call: FnCall) -> tuple[int, ...]:
     return _ELEMENT_ARGS.get(call.name, ())
 
 
-def _element_rule(raw: _Raw, t: str, where: str, problems: list[str]) -> ElementRule | None:
+def _element_rule(
+    raw: _Raw, t: str, where: str, problems: list[str], lenient: bool
+) -> ElementRule | None:
     script = "".join(raw.text).strip()
     name = raw.attrs.get("n", "").strip()
     tag: int | None = None
@@ -288,6 +326,13 @@ def _element_rule(raw: _Raw, t: str, where: str, problems: list[str]) -> Element
             return None
         private = (spec[0], spec[1], spec[2])
     try:
+        calls = tuple(check_script(script))
+    except LenientSyntaxError as exc:
+        if not lenient:
+            problems.append(f"{where}: {name or t}: {exc}")
+            return None
+        log.warning("%s: %s: %s; read leniently, the element is removed", where, name or t, exc)
+        script = "@remove()"
         calls = tuple(check_script(script))
     except ScriptSyntaxError as exc:
         problems.append(f"{where}: {name or t}: {exc}")

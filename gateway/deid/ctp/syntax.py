@@ -8,11 +8,13 @@ quoted argument loses its quotes only where a function asks for the argument's t
 
 `check_script` runs the same reader over a script at load time, so that a call CTP would
 misread or that this gateway does not support is a `ScriptSyntaxError` before any data
-flows, where CTP would quietly write the rest of the text into the element.
+flows, where CTP would quietly write the rest of the text into the element. A function's
+name and `(` in plain text is such a call too, one whose `@` was forgotten.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -43,6 +45,18 @@ _MIN_ARGS = {
 
 class ScriptSyntaxError(ValueError):
     """A script CTP would misread, or a function this gateway does not run (`@call`)."""
+
+
+class LenientSyntaxError(ScriptSyntaxError):
+    """Text CTP's lenient parser writes into the element as it stands: an unknown function,
+    a call without its `@`, an `@` that starts no call. Read leniently, the element goes."""
+
+
+# A function's name and its `(` in plain text: a call whose `@` was forgotten (CTP writes it
+# as text). Not after a letter, digit, `@` or `\`; case as CTP spells its functions.
+_CALL_WITHOUT_AT = re.compile(
+    r"(?<![\w@\\])(" + "|".join(sorted(FUNCTIONS | OUTCOMES | {"call"})) + r")\("
+)
 
 
 @dataclass
@@ -209,12 +223,25 @@ def check_script(script: str) -> list[FnCall]:
     return found
 
 
+def _check_text(text: str) -> None:
+    missing = _CALL_WITHOUT_AT.search(text)
+    if missing:
+        name = missing.group(1)
+        raise LenientSyntaxError(
+            f"{name}(...) is a call without its '@' (CTP writes it as text; write "
+            f"@{name}(...), or \\( for a literal parenthesis)"
+        )
+
+
 def _check(script: str, found: list[FnCall], depth: int) -> None:
     if depth > 32:
         raise ScriptSyntaxError("clauses nested deeper than 32 levels")
+    text_from = 0
     for column, call in _scan(script):
+        _check_text(script[text_from : column - 1])
+        text_from = column + call.length
         if call.length == -1:
-            raise ScriptSyntaxError(
+            raise LenientSyntaxError(
                 f"'@' at column {column} does not start a complete function call "
                 "(write \\@ for a literal @)"
             )
@@ -224,7 +251,7 @@ def _check(script: str, found: list[FnCall], depth: int) -> None:
                 "@call() runs a CTP plugin (Java code), which this gateway cannot run"
             )
         if name not in FUNCTIONS and name not in OUTCOMES:
-            raise ScriptSyntaxError(f"unknown function @{name}()")
+            raise LenientSyntaxError(f"unknown function @{name}()")
         clauses = _CLAUSE_COUNT.get(name, 0)
         if not call.complete:
             raise ScriptSyntaxError(
@@ -239,4 +266,4 @@ def _check(script: str, found: list[FnCall], depth: int) -> None:
         for clause in (call.true_code, call.false_code):
             if clause:
                 _check(clause, found, depth + 1)
-
+    _check_text(script[text_from:])

@@ -97,7 +97,9 @@ def load_storage_config(config_path: Path) -> GatewayConfig:
 def reviewed_profile(config: GatewayConfig, shown: str) -> DeidProfile:
     """The configured profile, refused when it weakens the Basic Profile unacknowledged."""
     try:
-        profile = load_profile(config.deid.profile, config.deid.lookup_table)
+        profile = load_profile(
+            config.deid.profile, config.deid.lookup_table, ctp_lenient=config.deid.ctp_lenient
+        )
     except ProfileError as exc:
         raise SiteError(exc.problems) from None
     verdict = review(profile)

@@ -125,13 +125,15 @@ def cmd_profile_review(args: argparse.Namespace) -> int:
     from gateway.deid.review import review
 
     lookup = None
+    lenient = bool(getattr(args, "ctp_lenient", False))  # or the configuration's choice
     if args.config is not None:
         config = storage_config(args.config)
         if config is None:
             return EXIT_USAGE
         lookup = config.deid.lookup_table
+        lenient = lenient or config.deid.ctp_lenient
     try:
-        profile = load_profile(Path(args.file), lookup)
+        profile = load_profile(Path(args.file), lookup, ctp_lenient=lenient)
     except ProfileError as exc:
         print_problems(exc.problems)
         return EXIT_USAGE

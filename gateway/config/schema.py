@@ -225,6 +225,9 @@ class StudyConfig(_Section):
 class DeidConfig(_Section):
     profile: FilePath | None = None  # None: the engine's built-in default profile
     lookup_table: FilePath | None = None
+    # A CTP script written for CTP's lenient parser (unknown functions, calls without `@`):
+    # those elements are removed with a warning instead of the script being refused.
+    ctp_lenient: bool = False
     ocr: bool = False
     # Which instances get pixel cleaning, the OCR mode, region rules (conf/pixel_rules.yaml);
     # None: the built-in defaults (US, SC, XA, ES, OT, DOC, BurnedInAnnotation YES).

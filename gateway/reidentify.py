@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import os
+import pwd
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ def reidentify(
     id_column: str = "PatientID",
     csv_output: Path | None = None,
     audit: AuditLog,
-    who: str,
+    who: str | None = None,
     ask_passphrase: Callable[[], str] | None = None,
 ) -> str:
     """Answer one request (exactly one of `patient`, `study`, `csv_path`) as text to print.
@@ -72,7 +73,9 @@ def reidentify(
     one-line summary after writing that file (0600, never overwriting). `ask_passphrase` is
     called only if the private key is encrypted. Raises ReidKeyError (key file),
     MappingError (WrongKeyError, DamagedRecordError, PseudonymNotFoundError) or
-    ReidentifyError; each attempt, failed or not, is audited first.
+    ReidentifyError; each attempt, failed or not, is audited first, with the operating
+    system's account of this process (`who` defaults to its name; `uid` is always recorded)
+    and, once answered, how many sealed records were disclosed.
     """
     chosen = [
         name
@@ -87,17 +90,25 @@ def reidentify(
             raise ReidentifyError("an output file is only for --csv")
         if Path(csv_output).exists():
             raise ReidentifyError(f"refusing to overwrite {csv_output}")
-    fields: dict[str, Any] = {"who": who, "mode": mode, "mapping": str(mapping_db)}
+    uid = os.getuid()
+    fields: dict[str, Any] = {
+        "who": who if who is not None else os_account(uid),
+        "uid": uid,
+        "mode": mode,
+        "mapping": str(mapping_db),
+    }
     try:
         key = _load_key(private_key_path, ask_passphrase)
         with MappingReader(Path(mapping_db), key) as reader:
             fields["key_id"] = reader.key_id
             if patient is not None:
                 fields["pseudonyms"] = {"patient": [patient]}
-                text = _format_patient(reader.patient(patient))
+                found = reader.patient(patient)
+                text, fields["disclosed"] = _format_patient(found), _patient_records(found)
             elif study is not None:
                 fields["pseudonyms"] = {"study": [study]}
-                text = _format_study(reader.study(study))
+                found = reader.study(study)
+                text, fields["disclosed"] = _format_study(found), _study_records(found)
             else:
                 assert csv_path is not None
                 looked_up: dict[str, list[str]] = {}  # filled as it goes: audited on failure
@@ -124,6 +135,32 @@ def reidentify(
             f"{fields['not_found']} pseudonyms not found\n"
         )
     return text
+
+
+def os_account(uid: int) -> str:
+    """The account name the system holds for `uid`; LOGNAME and USER are not asked, since
+    whoever runs the command can set them to anything."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _patient_records(found: dict[str, Any]) -> int:
+    """Sealed records whose originals an answer about a patient shows."""
+    own = bool(found.get("original")) + (found.get("date_shift_days") is not None)
+    return own + len(found.get("studies", []))
+
+
+def _study_records(found: dict[str, Any]) -> int:
+    """Sealed records whose originals an answer about a study shows."""
+    count = bool(found["StudyInstanceUID"]) + bool(found["AccessionNumber"])
+    if found["patient"] is not None:
+        count += bool(found["patient"].get("original"))
+        count += found["patient"].get("date_shift_days") is not None
+    for series in found["series"]:
+        count += 1 + len(series["instances"])
+    return count
 
 
 def _load_key(path: Path, ask_passphrase: Callable[[], str] | None) -> X25519PrivateKey:
@@ -248,6 +285,7 @@ def _reidentify_csv(
     counts = {
         "rows": len(rows) - 1,
         "not_found": not_found,
+        "disclosed": sum(1 for originals in cache.values() if any(originals)),
         "csv_sha256": hashlib.sha256(raw).hexdigest(),  # which file, without its name
     }
     return out.getvalue(), counts

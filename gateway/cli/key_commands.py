@@ -69,7 +69,6 @@ def cmd_reidentify(args: argparse.Namespace) -> int:
             id_column=args.id_column,
             csv_output=Path(args.output) if args.output else None,
             audit=AuditLog(config.storage_dir / AUDIT_FILE),
-            who=getpass.getuser(),
             ask_passphrase=lambda: getpass.getpass("passphrase for the re-identification key: "),
         )
     except (ReidKeyError, MappingError, ReidentifyError) as exc:

@@ -176,3 +176,19 @@ def test_a_systemd_credential_readable_only_through_an_acl_for_us_is_accepted(
     )
     with pytest.raises(SiteSecretError, match="group or others"):
         read_site_secret(path)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_check_config_refuses_the_readable_secret_that_run_refuses(tmp_path: Path, capsys) -> None:
+    """check-config and run start from the same checked site (gateway.site.load_site)."""
+    from gateway.cli.main import main
+
+    secret = create_site_secret(tmp_path / "keys")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(f"site_id: SECRET-SITE\nstorage_dir: var\nkeys:\n  secret: {secret}\n")
+    assert main(["check-config", "-c", str(config)]) == 0
+    capsys.readouterr()
+    secret.chmod(0o640)
+    for command in ("check-config", "run"):
+        assert main([command, "-c", str(config)]) == 2, command
+        assert f"{config}: 'keys.secret':" in capsys.readouterr().err, command

@@ -179,3 +179,4 @@ def test_check_config_refuses_unless_the_configuration_opts_in(
     assert any(f"{script}:5: InstanceCreationDate" in r.getMessage() for r in caplog.records)
     assert main(["profile", "review", str(script)]) == 2
     assert main(["profile", "review", str(script), "-c", str(config)]) == 0
+    assert main(["profile", "review", str(script), "--ctp-lenient"]) == 0

@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("file", metavar="FILE", help="a profile (*.yaml) or CTP script (*.script)")
     review.add_argument("-c", "--config", type=Path, default=None,
                         help="configuration naming the CTP lookup table (deid.lookup_table)")
+    review.add_argument(
+        "--ctp-lenient", action="store_true",
+        help="read a CTP script as CTP's lenient parser does (as deid.ctp_lenient: true): "
+        "unknown functions and calls without '@' are warned about and their elements removed",
+    )
     review.set_defaults(func=cmd_profile_review)
 
     sample = commands.add_parser(

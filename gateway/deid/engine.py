@@ -6,7 +6,7 @@ occur, including inside sequence items). Pixel data is never decoded or copied.
 
 Rules where the standard leaves a choice (documented in the README too):
 - combined codes (X/Z, X/D, Z/D, X/Z/D, X/Z/U*): the least-retaining action that keeps the
-  instance valid for its IOD (see `requirements.py`);
+  instance valid for its IOD (see `iod_types.py`);
 - D on a sequence (Content Sequence, Graphic Annotation Sequence, ...): the items are kept
   for their structure, and every free-text or name value in them that the table does not
   name is replaced by a dummy; coded entries (Code Value, Coding Scheme, Code Meaning),

@@ -5,7 +5,7 @@ the engine walks each dataset once and does one dict lookup per element.
 
 Site overrides (see `overrides.py`) compile into the same map, plus group patterns consulted
 only for tags outside it and a path table consulted only inside sequences. Profile files are
-read by `profile_file.py`; RSNA CTP scripts by `ctp.py`. Both give an object with the
+read by `profile_file.py`; RSNA CTP scripts by `ctp/profile.py`. Both give an object with the
 `DeidProfile` interface below, which the engine, the verify gate and the reviewer use.
 """
 
@@ -97,7 +97,7 @@ def resolve_action(row: TableRow, options: Iterable[Option]) -> str:
 
 
 class DeidProfile(Protocol):
-    """What every profile kind offers (YAML: CompiledProfile; CTP scripts: ctp.py)."""
+    """What every profile kind offers (YAML: CompiledProfile; CTP scripts: ctp/profile.py)."""
 
     name: str
     acknowledged: frozenset[str]

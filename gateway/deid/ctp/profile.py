@@ -1,6 +1,6 @@
 """RSNA CTP DicomAnonymizer scripts as de-identification profiles.
 
-`load_script(path, lookup_table)` reads a CTP script (see `ctp_script.py` for the format)
+`load_script(path, lookup_table)` reads a CTP script (see `script_file.py` for the format)
 and gives a `CtpProfile`: the same contract as a YAML profile (`profile.DeidProfile`), so
 `run`, `anonymize`, `csv` and `profile review` take either. Its engine applies the script
 with CTP's processing order and CTP's exact arithmetic for hashes, UIDs and dates, so a

@@ -1,4 +1,4 @@
-"""The functions of CTP's script language, one handler each (see ctp_eval.py).
+"""The functions of CTP's script language, one handler each (see evaluate.py).
 
 Each handler takes the parsed call, the context and the element's tag, and returns the text
 CTP's function of the same name returns, including CTP's fallbacks when it fails.

@@ -206,6 +206,37 @@ class ClientTlsConfig(_Section):
     ca: FilePath
 
 
+_BYTE_UNITS = {
+    "": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
+    "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30,
+}  # fmt: skip
+
+
+def _byte_size(low: int, high: int, shown: str) -> Callable[[object], object]:
+    """A size in bytes: a number, or one with a unit (`64 KiB`, `1 MiB`, `4 GiB`, `4 GB`),
+    between `low` and `high`; sysadmins read `4 GiB` faster than 4294967296."""
+
+    def check(value: object) -> object:
+        size = value
+        if isinstance(value, str):
+            text = value.replace(" ", "")
+            number = text[: len(text) - len(text.lstrip("0123456789"))]
+            unit = _BYTE_UNITS.get(text[len(number) :].lower())
+            size = int(number) * unit if number and unit else None
+        if isinstance(value, bool) or not isinstance(size, int):
+            raise value_error("byte_size", f"{show(value)} is not a size (e.g. 1048576, '1 MiB')")
+        if not low <= size <= high:
+            raise value_error("byte_size_range", f"{show(value)} is out of range ({shown})")
+        return size
+
+    return check
+
+
+# Defaults of the receive limits, shared with `net/scp` (docs/security.md, "receive limits").
+MAX_PDU_SIZE = 1 << 20
+MAX_INSTANCE_SIZE = 4 << 30
+
+
 class ListenConfig(_Section):
     ae_title: AETitle = "DEID_GW"
     host: Text = "127.0.0.1"
@@ -214,7 +245,21 @@ class ListenConfig(_Section):
     # Source addresses allowed to connect (CIDR); empty: any. Checked before the TLS
     # handshake and before any DICOM, unlike the calling AE title, which anyone can claim.
     allowed_networks: list[IPNetwork] = Field(default_factory=list)
+    # A host other than loopback needs one of the two lists above, or this said explicitly.
+    allow_any: bool = False
     max_associations: Count = 10
+    # Connections one source address may hold at once; above max_associations it changes nothing.
+    max_associations_per_source: Count = 8
+    # Advertised to every sender (PS3.8 D.1) and enforced: a longer P-DATA-TF PDU aborts.
+    max_pdu_size: Annotated[
+        int, BeforeValidator(_byte_size(4 << 10, 64 << 20, "4 KiB to 64 MiB"))
+    ] = MAX_PDU_SIZE
+    # A larger C-STORE data set is answered 0xA700 and the association aborted.
+    max_instance_size: Annotated[
+        int, BeforeValidator(_byte_size(1 << 10, 1 << 50, "1 KiB to 1 PiB"))
+    ] = MAX_INSTANCE_SIZE
+    # From connection to the first request (P-DATA-TF): silent peers free their slot soon.
+    first_request_seconds: Seconds = 10.0
     tls: TlsConfig | None = None
 
 

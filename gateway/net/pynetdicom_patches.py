@@ -19,12 +19,18 @@ replaces them on that one association:
 - when pynetdicom's logger is off below WARNING (as `dicom-gateway run` sets it), its
   standard logging handlers are unbound: they format every PDU and DIMSE message for
   INFO/DEBUG lines nobody sees;
-- a plain C-STORE response (a status, no comment) is encoded directly (7 fixed elements,
-  PS3.7 9.3.1.2) instead of through a pydicom Dataset written twice (~0.5 ms each).
+- a plain C-STORE response is encoded directly (`store_response`).
 
 The replacement reactor is a copy of pynetdicom's loop with the wait moved; it is used only
 on the pynetdicom versions it was checked against (`PATCHES_APPLY`), other versions keep
-the stock reactor and lose only speed.
+the stock reactor and lose only speed (and the receive limits below).
+
+Acceptor limits (`ReceiveLimits`, from `listen.*`). The PDU reader, a copy of pynetdicom's
+`_read_pdu_data`, asks a `MessageMeter` about each PDU header before reading the body and
+about each P-DATA-TF before pynetdicom buffers it: a refused PDU is never read, a data set
+over the limit is answered 0xA700 and aborted. The first-request deadline bounds the wait
+for the A-ASSOCIATE-RQ (`receive_pdu`), every read before the first P-DATA-TF (`recv`: a
+trickling peer gains nothing) and the wait for a request once associated (the reactor).
 
 Requestor correctness. `install_reactor_gate` keeps the forwarder's reactor parked while it
 sends a study (see `ReactorGate`), and `send_files_as_stored` makes C-STORE stream a file's
@@ -33,9 +39,12 @@ encoded bytes instead of decoding and re-encoding it.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import queue
 import re
+import socket
 import struct
 import threading
 import time
@@ -47,6 +56,19 @@ from pynetdicom import _config, evt
 from pynetdicom.association import LOGGER as PYNETDICOM_LOG
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
+
+from gateway.net.receive_limits import (
+    ABORT_BY_PROVIDER,
+    ABORT_BY_USER,
+    REASON_INVALID_PARAMETER,
+    REASON_NOT_SPECIFIED,
+    MessageMeter,
+    ReceiveLimits,
+    Refusal,
+    a_abort_pdu,
+    p_data_pdu,
+)
+from gateway.net.store_response import store_response_command
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -92,17 +114,28 @@ _GONE_CHECK_SECONDS = 0.2
 _LOGGING_EVENTS = (evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT, evt.EVT_PDU_RECV, evt.EVT_PDU_SENT)
 
 
-def tune_association(assoc: Association) -> None:
+def tune_association(assoc: Association, limits: ReceiveLimits | None = None) -> None:
     """Shorter DUL naps, an acceptor that waits on its queue, larger reads, no logging work
-    for disabled log levels, direct C-STORE responses (see above)."""
+    for disabled log levels, direct C-STORE responses, and `limits` enforced (see above)."""
     tune_connection(assoc)
     if not PATCHES_APPLY:
         return
-    assoc._run_reactor = types.MethodType(_acceptor_reactor, assoc)  # type: ignore[method-assign]
+    meter = MessageMeter(limits) if limits is not None else None
+    assoc._run_reactor = types.MethodType(  # type: ignore[method-assign]
+        functools.partial(_acceptor_reactor, meter=meter), assoc
+    )
     dul = assoc.dul
     dul.receive_pdu = types.MethodType(  # type: ignore[method-assign]
-        _receive_until_gone(type(dul).receive_pdu), dul
+        _receive_until_gone(type(dul).receive_pdu, meter), dul
     )
+    if meter is not None:
+        dul._read_pdu_data = types.MethodType(  # type: ignore[method-assign]
+            functools.partial(_read_pdu_within_limits, meter=meter), dul
+        )
+        sock = dul.socket
+        if sock is not None and sock.socket is not None:
+            recv = functools.partial(_recv, meter=meter, stall=sock.socket.gettimeout())
+            sock.recv = types.MethodType(recv, sock)  # type: ignore[method-assign]
     dimse = assoc.dimse
     dimse.send_msg = types.MethodType(  # type: ignore[method-assign]
         _sender(type(dimse).send_msg), dimse
@@ -197,61 +230,111 @@ def _sender(
     return send_msg
 
 
-_US = struct.Struct("<HHLH")  # tag, 4-byte length, US value (implicit VR little endian)
-_UL = struct.Struct("<HHLL")
-
-
-def store_response_command(primitive: Any) -> bytes | None:
-    """The implicit VR little-endian command set of a C-STORE-RSP carrying only a status
-    (what pynetdicom encodes for it, byte for byte), or None for any other message."""
-    if type(primitive) is not C_STORE or primitive.MessageIDBeingRespondedTo is None:
-        return None
-    status = primitive.Status
-    if (
-        not isinstance(status, int)
-        or primitive.ErrorComment is not None
-        or primitive.OffendingElement is not None
-        or primitive.AffectedSOPClassUID is None
-        or primitive.AffectedSOPInstanceUID is None
-    ):
-        return None
-    body = b"".join(
-        (
-            _uid_element(0x0002, str(primitive.AffectedSOPClassUID)),
-            _US.pack(0x0000, 0x0100, 2, 0x8001),  # Command Field: C-STORE-RSP
-            _US.pack(0x0000, 0x0120, 2, primitive.MessageIDBeingRespondedTo),
-            _US.pack(0x0000, 0x0800, 2, 0x0101),  # Command Data Set Type: no data set
-            _US.pack(0x0000, 0x0900, 2, status),
-            _uid_element(0x1000, str(primitive.AffectedSOPInstanceUID)),
-        )
-    )
-    return _UL.pack(0x0000, 0x0000, 4, len(body)) + body
-
-
-def _uid_element(element: int, uid: str) -> bytes:
-    value = uid.encode("ascii")
-    if len(value) % 2:
-        value += b"\0"
-    return struct.pack("<HHL", 0x0000, element, len(value)) + value
-
-
-def _recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
+def _recv(
+    self: AssociationSocket,
+    nr_bytes: int,
+    meter: MessageMeter | None = None,
+    stall: float | None = None,
+) -> bytearray:
     """pynetdicom's `AssociationSocket.recv` (blocking until `nr_bytes` arrived, or fewer
     when the peer closes) with larger reads. Memory grows only with bytes received, never
-    with the length a peer declares."""
+    with the length a peer declares. Before the first request, each read also ends at the
+    meter's deadline (TimeoutError, which pynetdicom takes for a closed connection)."""
     sock = self.socket
     assert sock is not None
     received = bytearray()
     while len(received) < nr_bytes:
-        chunk = sock.recv(min(_RECV_CHUNK, nr_bytes - len(received)))
+        left = meter.seconds_left() if meter is not None else None
+        if left is not None:
+            if left <= 0:
+                raise TimeoutError("first-request deadline passed")
+            sock.settimeout(left if stall is None else min(stall, left))
+        try:
+            chunk = sock.recv(min(_RECV_CHUNK, nr_bytes - len(received)))
+        finally:
+            if left is not None:
+                sock.settimeout(stall)
         if not chunk:
             break
         received += chunk
     return received
 
 
+def _read_pdu_within_limits(self: DULServiceProvider, meter: MessageMeter) -> None:
+    """pynetdicom 3.0.4's `DULServiceProvider._read_pdu_data` (one PDU off the socket, its
+    FSM event queued) with `meter` asked before the body is read and before pynetdicom sees
+    a P-DATA-TF. Events as there: Evt17 for a connection gone, Evt19 for an invalid PDU."""
+    sock = cast("AssociationSocket", self.socket)
+    try:
+        bytestream = sock.recv(6)
+        if len(bytestream) < 6:
+            raise ConnectionError("closed between PDUs")
+        pdu_type, _, pdu_length = struct.unpack(">BBL", bytestream)
+        if pdu_type not in range(0x01, 0x08):
+            self.event_queue.put("Evt19")
+            return
+        refusal = meter.check_header(pdu_type, pdu_length)
+        if refusal is None:
+            bytestream += sock.recv(pdu_length)
+            if len(bytestream) != 6 + pdu_length:
+                raise ConnectionError("closed inside a PDU")
+            if pdu_type == 0x04:
+                refusal = meter.count_p_data(memoryview(bytestream)[6:])
+    except (OSError, TimeoutError):
+        self.event_queue.put("Evt17")
+        return
+    if refusal is not None:
+        _refuse(self, meter, refusal)
+        return
+    try:
+        pdu, event = self._decode_pdu(bytestream)
+    except Exception as exc:  # pynetdicom's own handling: an invalid PDU
+        PYNETDICOM_LOG.error("Unable to decode the received PDU data: %s", type(exc).__name__)
+        self.event_queue.put("Evt19")
+        return
+    self.event_queue.put(event)
+    self._recv_pdu.put(pdu)
+
+
+def _refuse(dul: DULServiceProvider, meter: MessageMeter, refusal: Refusal) -> None:
+    """Answer the C-STORE in progress 0xA700 when asked to, send an A-ABORT and close: the
+    rest of what the peer declared is never read. Runs on the DUL thread, which owns the
+    socket's writes."""
+    if meter.limits.on_refusal is not None:
+        meter.limits.on_refusal(dul.assoc, refusal)
+    sock = dul.socket
+    answer = _out_of_resources_answer(dul) if refusal.out_of_resources else b""
+    if refusal.kind == "pdu":
+        abort = a_abort_pdu(ABORT_BY_PROVIDER, REASON_INVALID_PARAMETER)
+    else:
+        abort = a_abort_pdu(ABORT_BY_USER, REASON_NOT_SPECIFIED)
+    if sock is not None and sock.socket is not None:
+        with contextlib.suppress(OSError):
+            sock.socket.sendall(answer + abort)
+            sock.socket.shutdown(socket.SHUT_RDWR)
+    dul.event_queue.put("Evt17")  # as for a connection closed: A-P-ABORT to the acceptor
+
+
+def _out_of_resources_answer(dul: DULServiceProvider) -> bytes:
+    """A C-STORE-RSP 0xA700 (PS3.4 B.2.3) to the request being received, from its command
+    set (complete before any data set fragment, PS3.7 9.3.1.1); empty for anything else."""
+    message = dul.assoc.dimse.message
+    command = getattr(message, "command_set", None)
+    context_id = getattr(message, "context_id", None)
+    if command is None or context_id is None or command.get("CommandField") != 0x0001:
+        return b""
+    response = C_STORE()
+    response.MessageIDBeingRespondedTo = command.MessageID
+    response.AffectedSOPClassUID = command.AffectedSOPClassUID
+    response.AffectedSOPInstanceUID = command.AffectedSOPInstanceUID
+    response.Status = 0xA700
+    encoded = store_response_command(response)
+    return p_data_pdu(context_id, encoded) if encoded is not None else b""
+
+
 def _receive_until_gone(
     original: Callable[[DULServiceProvider, bool, float | None], Any],
+    meter: MessageMeter | None = None,
 ) -> Callable[[DULServiceProvider, bool, float | None], Any]:
     def receive_pdu(
         self: DULServiceProvider, wait: bool = False, timeout: float | None = None
@@ -261,7 +344,8 @@ def _receive_until_gone(
         A peer that connects and closes before its A-ASSOCIATE-RQ (a load-balancer probe, a
         port scan) stops the DUL with nothing queued, and the acceptor would hold the
         association slot until the ACSE timeout (30 s) ran out; a few probes would then
-        keep modalities out. Nothing can arrive once the DUL thread has ended.
+        keep modalities out. Nothing can arrive once the DUL thread has ended. A wait also
+        ends (the connection closed) once the meter's first-request deadline has passed.
         """
         if not wait:
             return original(self, False, timeout)
@@ -273,6 +357,9 @@ def _receive_until_gone(
             primitive = original(self, True, left)
             if primitive is not None:
                 return primitive
+            if meter is not None and meter.expired():  # first: the DUL may have ended on it
+                _give_up_waiting(self, meter)
+                return None
             if self.ident is not None and not self.is_alive() and self.to_user_queue.empty():
                 return None
             if deadline is not None and time.monotonic() >= deadline:
@@ -281,9 +368,29 @@ def _receive_until_gone(
     return receive_pdu
 
 
-def _acceptor_reactor(self: Association) -> None:
+def _give_up_waiting(dul: DULServiceProvider, meter: MessageMeter) -> None:
+    if meter.limits.on_refusal is not None:
+        meter.limits.on_refusal(dul.assoc, meter.first_request_missing())
+    sock = dul.socket.socket if dul.socket is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _acceptor_reactor(self: Association, meter: MessageMeter | None = None) -> None:
+    """The acceptor's reactor, then the end of any message cut off mid-transfer: it may hold
+    up to listen.max_instance_size, and the ended association's reference cycles would keep
+    it until a full garbage collection."""
+    try:
+        _acceptor_loop(self, meter)
+    finally:
+        self.dimse.message = None
+
+
+def _acceptor_loop(self: Association, meter: MessageMeter | None) -> None:
     """pynetdicom 3.0.4's `Association._run_reactor` for an acceptor, waiting on the DIMSE
-    message queue instead of sleeping 1 ms before each look at it."""
+    message queue instead of sleeping 1 ms before each look at it, and aborting when the
+    meter's first-request deadline passes before a request began."""
     self._is_paused = False
     messages = self.dimse.msg_queue
     while not self._kill:
@@ -318,6 +425,13 @@ def _acceptor_reactor(self: Association) -> None:
             return
 
         if not self.dul.is_alive():
+            self.kill()
+            return
+
+        if meter is not None and meter.expired():
+            if meter.limits.on_refusal is not None:
+                meter.limits.on_refusal(self, meter.first_request_missing())
+            self.abort()
             self.kill()
             return
 

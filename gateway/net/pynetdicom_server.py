@@ -1,4 +1,5 @@
-"""pynetdicom's association server where the SCP needs it changed: the accept loop and the drain.
+"""pynetdicom's association server where the SCP needs it changed: the accept loop, a cap on
+connections per source address, and the drain.
 
 Like `pynetdicom_patches`, this reaches past pynetdicom's public API (its server's socketserver
 hooks, the AE's list of servers, an association's DUL state and queue), so it is written for
@@ -9,13 +10,14 @@ what to log, what to count — stays in `scp.py` and comes in as callables.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import ssl
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 if TYPE_CHECKING:
     from pynetdicom import AE
@@ -32,6 +34,8 @@ __all__ = [
 AdmitAddress = Callable[[Any], bool]
 # A failed TLS handshake: (client address, the exception, whether the server is stopping).
 TlsRefused = Callable[[Any, Exception, bool], None]
+# A connection refused because its source address already holds this many.
+SourceFull = Callable[[Any, int], None]
 
 
 def serve_in_background(ae: AE, server: ThreadedAssociationServer, name: str) -> threading.Thread:
@@ -61,6 +65,10 @@ class GatewayAssociationServer(ThreadedAssociationServer):
     Every accepted socket gets `stalled_pdu_seconds` as its timeout: a peer that stops in
     the middle of a PDU leaves pynetdicom's reader in a blocking recv that no ACSE or network
     timeout reaches, holding its thread and its slot under max_associations forever.
+
+    With `per_source_limit`, a source address holding that many connections (from accept
+    until their association thread ends) has further ones closed at accept, before any TLS
+    or DICOM, and `on_source_full` is told: one sender cannot take every slot.
     """
 
     def __init__(
@@ -70,15 +78,24 @@ class GatewayAssociationServer(ThreadedAssociationServer):
         handshake_timeout: float,
         admit: AdmitAddress | None = None,
         on_tls_refused: TlsRefused | None = None,
+        per_source_limit: int | None = None,
+        on_source_full: SourceFull | None = None,
         **kwargs: Any,
     ) -> None:
         self.stalled_pdu_seconds = stalled_pdu_seconds
         self.handshake_timeout = handshake_timeout
         self.admit = admit
         self.on_tls_refused = on_tls_refused
+        self.per_source_limit = per_source_limit
+        self.on_source_full = on_source_full
         self._handshakes: set[ssl.SSLSocket] = set()
         self._handshakes_lock = threading.Lock()
         self._closing = False
+        self._sources: dict[str, list[_Connection]] = {}
+        self._accepted: dict[Any, _Connection] = {}  # request socket -> its connection
+        self._sources_lock = threading.Lock()
+        self._thread_connection = threading.local()  # for _CountingRequestHandler
+        kwargs.setdefault("request_handler", _CountingRequestHandler)
         super().__init__(*args, **kwargs)
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
@@ -91,13 +108,57 @@ class GatewayAssociationServer(ThreadedAssociationServer):
         # socketserver closes the socket when this returns False.
         return self.admit is None or self.admit(client_address)
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Count the connection against its source (on the accept thread), or close it."""
+        connection = self._count_connection(client_address)
+        if connection is None:
+            self.shutdown_request(request)
+            return
+        with self._sources_lock:
+            self._accepted[request] = connection
+        try:
+            super().process_request(request, client_address)  # starts the thread
+        except BaseException:
+            connection.done = True
+            with self._sources_lock:
+                self._accepted.pop(request, None)
+            raise
+
+    def _count_connection(self, client_address: Any) -> _Connection | None:
+        limit = self.per_source_limit
+        source = _source(client_address)
+        with self._sources_lock:
+            live = {key: kept for key, held in self._sources.items() if (kept := _open(held))}
+            held = live.setdefault(source, [])
+            self._sources = live
+            if limit is not None and len(held) >= limit:
+                refused = True
+            else:
+                refused = False
+                held.append(connection := _Connection())
+        if refused:
+            if self.on_source_full is not None and limit is not None:
+                self.on_source_full(client_address, limit)
+            return None
+        return connection
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        if self.ssl_context is not None:
-            secured = self._handshake(request, client_address)
-            if secured is None:
-                return
-            request = secured
-        super().process_request_thread(request, client_address)
+        with self._sources_lock:
+            connection = self._accepted.pop(request, None)
+        self._thread_connection.current = connection
+        try:
+            if self.ssl_context is not None:
+                secured = self._handshake(request, client_address)
+                if secured is None:
+                    return
+                request = secured
+            super().process_request_thread(request, client_address)
+        finally:
+            self._thread_connection.current = None
+            if connection is not None and (
+                connection.assoc is None or connection.assoc.ident is None
+            ):
+                connection.done = True  # no association thread was started for it
 
     def _handshake(self, raw: socket.socket, client_address: Any) -> ssl.SSLSocket | None:
         """The server side of the TLS handshake; None (connection closed) when it fails."""
@@ -140,6 +201,51 @@ class GatewayAssociationServer(ThreadedAssociationServer):
             with contextlib.suppress(OSError):
                 socket.socket.shutdown(tls, socket.SHUT_RDWR)
         super().server_close()
+
+
+class _Connection:
+    """An accepted connection, open until its association thread (if it got one) ends."""
+
+    __slots__ = ("assoc", "done")
+
+    def __init__(self) -> None:
+        self.assoc: Association | None = None
+        self.done = False
+
+    def is_open(self) -> bool:
+        assoc = self.assoc
+        return not self.done and (assoc is None or assoc.ident is None or assoc.is_alive())
+
+
+def _open(connections: list[_Connection]) -> list[_Connection]:
+    return [connection for connection in connections if connection.is_open()]
+
+
+class _CountingRequestHandler(RequestHandler):
+    """pynetdicom's request handler, telling the accepted connection its association, whose
+    thread then decides how long the connection counts against its source."""
+
+    def _create_association(self) -> Association:
+        assoc = super()._create_association()
+        server = self.server
+        if isinstance(server, GatewayAssociationServer):
+            connection = getattr(server._thread_connection, "current", None)
+            if connection is not None:
+                connection.assoc = assoc
+        return assoc
+
+
+def _source(client_address: Any) -> str:
+    """The address a connection counts against; an IPv4 client of a dual-stack socket
+    (::ffff:a.b.c.d) counts as a.b.c.d."""
+    host = str(client_address[0]) if isinstance(client_address, tuple) else str(client_address)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def _close_quietly(sock: socket.socket) -> None:

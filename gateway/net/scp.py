@@ -25,14 +25,16 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.base.transfer_syntaxes import SUPPORTED
+from gateway.config.schema import MAX_PDU_SIZE
 from gateway.net.dicom_header import HeaderUnreadable, file_meta, header_uids
-from gateway.net.pynetdicom_patches import tune_association
+from gateway.net.pynetdicom_patches import PATCHES_APPLY, tune_association
 from gateway.net.pynetdicom_server import (
     GatewayAssociationServer,
     awaiting_association_request,
     drop_idle_connection,
     serve_in_background,
 )
+from gateway.net.receive_limits import ReceiveLimits, Refusal
 from gateway.net.tls import HANDSHAKE_TIMEOUT, describe_tls_failure
 from gateway.stores.spool import SpoolWriteError
 
@@ -46,7 +48,6 @@ if TYPE_CHECKING:
     from gateway.stores.spool import Spool
 
 __all__ = [
-    "MAXIMUM_PDU_SIZE",
     "STATUS_CANNOT_UNDERSTAND",
     "STATUS_DOES_NOT_MATCH",
     "STATUS_OUT_OF_RESOURCES",
@@ -69,9 +70,6 @@ STATUS_PROCESSING_FAILURE = 0xC211  # our own failure; pynetdicom uses it for ha
 
 TRANSFER_SYNTAXES: tuple[str, ...] = SUPPORTED
 
-# 0 tells the requestor "no limit" (PS3.8 D.1): it may send each dataset in as few P-DATA
-# PDUs as it likes, which is what makes large images fast (see the figures in the report).
-MAXIMUM_PDU_SIZE = 0
 # A peer that stops sending in the middle of a PDU (half an A-ASSOCIATE-RQ, a P-DATA cut
 # short) leaves pynetdicom's reader in a blocking recv on the accepted socket, where no
 # ACSE or network timeout reaches it: its association thread, and its slot under
@@ -90,12 +88,19 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _STOPPED: weakref.WeakSet[ThreadedAssociationServer] = weakref.WeakSet()
 
 
-def build_scp_ae(ae_title: str, *, allowed_calling_aes: list[str], max_associations: int) -> AE:
+def build_scp_ae(
+    ae_title: str,
+    *,
+    allowed_calling_aes: list[str],
+    max_associations: int,
+    max_pdu_size: int = MAX_PDU_SIZE,
+) -> AE:
     """An AE that accepts every storage SOP class pynetdicom knows, plus Verification.
 
     An empty `allowed_calling_aes` accepts any calling AE; otherwise any other calling AE
     gets an association rejection (PS3.8 7.1.1.9: rejected-permanent, calling AE title not
-    recognized).
+    recognized). `max_pdu_size` is advertised (PS3.8 D.1; never 0, "no limit") and the
+    acceptor's reader enforces it (`receive_limits`).
     """
     ae = AE(ae_title=ae_title)
     # The 128-context limit applies only to contexts we request as an SCU; an SCP may
@@ -106,7 +111,7 @@ def build_scp_ae(ae_title: str, *, allowed_calling_aes: list[str], max_associati
     if allowed_calling_aes:
         ae.require_calling_aet = list(allowed_calling_aes)
     ae.maximum_associations = max_associations
-    ae.maximum_pdu_size = MAXIMUM_PDU_SIZE
+    ae.maximum_pdu_size = max_pdu_size
     return ae
 
 
@@ -121,16 +126,27 @@ def start_scp(
 
     Port 0 binds a free port; read it back from `server.server_address[1]`. With
     `ssl_context` (from `gateway.net.tls.server_context`) every connection must complete a
-    TLS handshake before any DICOM is read; `listen.allowed_networks` refuses other source
-    addresses before that.
+    TLS handshake before any DICOM is read; `listen.allowed_networks` and
+    `listen.max_associations_per_source` refuse connections before that. The receive limits
+    (`listen.max_pdu_size`, `max_instance_size`, `first_request_seconds`) bound what one
+    association may hold (docs/security.md, "Who may connect, and receive limits").
     """
     ae = build_scp_ae(
         listen.ae_title,
         allowed_calling_aes=list(listen.allowed_calling_aes),
         max_associations=listen.max_associations,
+        max_pdu_size=listen.max_pdu_size,
     )
+    limits = ReceiveLimits(
+        max_pdu_size=listen.max_pdu_size,
+        max_instance_size=listen.max_instance_size,
+        first_request_seconds=listen.first_request_seconds,
+        on_refusal=functools.partial(_on_refusal, metrics=metrics),
+    )
+    if not PATCHES_APPLY:
+        log.error("receive limits NOT enforced: written for pynetdicom 3.0.x (see pyproject)")
     handlers = [
-        (evt.EVT_CONN_OPEN, _on_connection_open),
+        (evt.EVT_CONN_OPEN, _on_connection_open, [limits]),
         (evt.EVT_REJECTED, _on_rejected, [frozenset(listen.allowed_calling_aes), metrics]),
         (evt.EVT_C_STORE, _on_store, [spool, metrics]),
     ]
@@ -146,10 +162,13 @@ def start_scp(
         handshake_timeout=HANDSHAKE_TIMEOUT,
         admit=functools.partial(_admit, networks=networks, metrics=metrics) if networks else None,
         on_tls_refused=functools.partial(_tls_refused, metrics=metrics),
+        per_source_limit=listen.max_associations_per_source,
+        on_source_full=functools.partial(_source_full, metrics=metrics),
     )
     serve_in_background(ae, server, name=f"AcceptorServer@{listen.port}")
     log.info(
-        "SCP %s listening on %s:%d (%s; %d calling AEs allowed%s; networks: %s)",
+        "SCP %s listening on %s:%d (%s; %d calling AEs allowed%s; networks: %s; "
+        "max PDU %d, max instance %d bytes, first request within %g s, %d per source)",
         listen.ae_title,
         server.server_address[0],
         server.server_address[1],
@@ -157,8 +176,35 @@ def start_scp(
         len(listen.allowed_calling_aes),
         "" if listen.allowed_calling_aes else ": any",
         ", ".join(str(n) for n in networks) or "any",
+        listen.max_pdu_size,
+        listen.max_instance_size,
+        listen.first_request_seconds,
+        listen.max_associations_per_source,
     )
     return server
+
+
+def _on_refusal(assoc: Any, refusal: Refusal, metrics: Metrics | None) -> None:
+    """Say why an association was cut off (sizes and times, never data) and count it."""
+    requestor = assoc.requestor
+    log.warning(
+        "cut off association from %s (calling AE %r): %s",
+        _peer((requestor.address, requestor.port)),
+        requestor.ae_title,
+        refusal.reason,
+    )
+    if metrics is not None:
+        stage = "receive" if refusal.kind == "instance" else "connection"
+        metrics.failures.labels(stage=stage).inc()
+
+
+def _source_full(client_address: Any, limit: int, metrics: Metrics | None) -> None:
+    log.warning(
+        "refused connection from %s: it already holds %d (listen.max_associations_per_source)",
+        _peer(client_address),
+        limit,
+    )
+    _count_refusal(metrics)
 
 
 def _admit(client_address: Any, networks: tuple[IPNetwork, ...], metrics: Metrics | None) -> bool:
@@ -254,8 +300,9 @@ def stop_scp(server: ThreadedAssociationServer, timeout: float = 30.0) -> bool:
     return not left
 
 
-def _on_connection_open(event: Event) -> None:
-    """Disable Nagle on the accepted socket; pynetdicom never sets TCP_NODELAY.
+def _on_connection_open(event: Event, limits: ReceiveLimits) -> None:
+    """Disable Nagle on the accepted socket (pynetdicom never sets TCP_NODELAY), and put the
+    receive limits on the association before it reads anything.
 
     With Nagle on, a peer that writes twice before reading (command PDU, then dataset PDU)
     waits for the other side's delayed ACK, ~40 ms per exchange: ~20 instances/s. The
@@ -268,7 +315,7 @@ def _on_connection_open(event: Event) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError as exc:
         log.warning("could not set TCP_NODELAY: %s", exc)
-    tune_association(event.assoc)
+    tune_association(event.assoc, limits)
 
 
 def _on_rejected(event: Event, allowed: frozenset[str], metrics: Metrics | None) -> None:

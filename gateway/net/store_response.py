@@ -1,0 +1,53 @@
+"""A C-STORE response's command set, encoded with struct instead of a pydicom Dataset.
+
+The SCP answers every instance while the sender waits; pynetdicom builds each answer as a
+Dataset written twice (~0.5 ms). The seven fixed elements of a plain C-STORE-RSP (PS3.7
+9.3.1.2) are cheap to write directly, byte for byte what pynetdicom would send. Used by the
+acceptor's sender and by the 0xA700 answer of the receive limits (`pynetdicom_patches`).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from pynetdicom.dimse_primitives import C_STORE
+
+__all__ = ["store_response_command"]
+
+_US = struct.Struct("<HHLH")  # tag, 4-byte length, US value (implicit VR little endian)
+_UL = struct.Struct("<HHLL")
+
+
+def store_response_command(primitive: Any) -> bytes | None:
+    """The implicit VR little-endian command set of a C-STORE-RSP carrying only a status
+    (what pynetdicom encodes for it, byte for byte), or None for any other message."""
+    if type(primitive) is not C_STORE or primitive.MessageIDBeingRespondedTo is None:
+        return None
+    status = primitive.Status
+    if (
+        not isinstance(status, int)
+        or primitive.ErrorComment is not None
+        or primitive.OffendingElement is not None
+        or primitive.AffectedSOPClassUID is None
+        or primitive.AffectedSOPInstanceUID is None
+    ):
+        return None
+    body = b"".join(
+        (
+            _uid_element(0x0002, str(primitive.AffectedSOPClassUID)),
+            _US.pack(0x0000, 0x0100, 2, 0x8001),  # Command Field: C-STORE-RSP
+            _US.pack(0x0000, 0x0120, 2, primitive.MessageIDBeingRespondedTo),
+            _US.pack(0x0000, 0x0800, 2, 0x0101),  # Command Data Set Type: no data set
+            _US.pack(0x0000, 0x0900, 2, status),
+            _uid_element(0x1000, str(primitive.AffectedSOPInstanceUID)),
+        )
+    )
+    return _UL.pack(0x0000, 0x0000, 4, len(body)) + body
+
+
+def _uid_element(element: int, uid: str) -> bytes:
+    value = uid.encode("ascii")
+    if len(value) % 2:
+        value += b"\0"
+    return struct.pack("<HHL", 0x0000, element, len(value)) + value

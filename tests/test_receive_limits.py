@@ -30,7 +30,7 @@ from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.base.metrics import Metrics
-from gateway.config import ListenConfig
+from gateway.config import ConfigError, ListenConfig, load_config
 from gateway.net.receive_limits import MessageMeter, ReceiveLimits
 from gateway.net.scp import STATUS_OUT_OF_RESOURCES, start_scp, stop_scp
 from gateway.stores.spool import Spool
@@ -171,6 +171,23 @@ def test_sizes_are_read_in_bytes_or_with_a_unit() -> None:
     for bad in ({"max_pdu_size": 0}, {"max_pdu_size": "1 XB"}, {"max_instance_size": True}):
         with pytest.raises(ValidationError):
             ListenConfig(**bad)
+
+
+def test_listening_beyond_loopback_needs_an_allow_list_or_allow_any(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text("site_id: X\nkeys: {secret: s.key}\nlisten: {host: 0.0.0.0}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(config, check_files=False)
+    assert refused.value.problems == [
+        f"{config}: 'listen.host': '0.0.0.0' accepts connections from other machines: name "
+        "who may send in listen.allowed_networks or listen.allowed_calling_aes, or set "
+        "listen.allow_any: true"
+    ]
+    assert ListenConfig(host="0.0.0.0", allowed_networks=["10.0.0.0/8"]).host == "0.0.0.0"
+    assert ListenConfig(host="::", allowed_calling_aes=["CT1"]).host == "::"
+    assert ListenConfig(host="0.0.0.0", allow_any=True).allow_any
+    for loopback in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+        assert ListenConfig(host=loopback).host == loopback
 
 
 def test_meter_counts_data_set_fragments_per_message() -> None:

@@ -232,6 +232,13 @@ def _byte_size(low: int, high: int, shown: str) -> Callable[[object], object]:
     return check
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 # Defaults of the receive limits, shared with `net/scp` (docs/security.md, "receive limits").
 MAX_PDU_SIZE = 1 << 20
 MAX_INSTANCE_SIZE = 4 << 30
@@ -261,6 +268,23 @@ class ListenConfig(_Section):
     # From connection to the first request (P-DATA-TF): silent peers free their slot soon.
     first_request_seconds: Seconds = 10.0
     tls: TlsConfig | None = None
+
+    @model_validator(mode="after")
+    def _open_only_when_said(self) -> ListenConfig:
+        if not (
+            _loopback(self.host)
+            or self.allowed_networks
+            or self.allowed_calling_aes
+            or self.allow_any
+        ):
+            raise value_error(
+                "listen_open",
+                f"{show(self.host)} accepts connections from other machines: name who may "
+                "send in listen.allowed_networks or listen.allowed_calling_aes, or set "
+                "listen.allow_any: true",
+                key="host",
+            )
+        return self
 
 
 class StudyConfig(_Section):

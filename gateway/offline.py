@@ -13,12 +13,17 @@ safe is reported and not written; it does not stop the images.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import secrets
+import shutil
 import time
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +37,7 @@ from gateway.pipeline.files import (
     deidentify_file,
     init_worker,
 )
+from gateway.stores import quarantine
 from gateway.stores.mapping_records import InstanceOriginals
 from gateway.stores.mapping_writer import MappingWriter
 
@@ -39,7 +45,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["EngineSettings", "Summary", "anonymize_csv", "anonymize_folder"]
 
-
+# Under the storage folder: one folder of output claims per running `anonymize`.
+RUN_CLAIMS_DIR = "anonymize-claims"
 
 @dataclass
 class Summary:
@@ -47,6 +54,7 @@ class Summary:
     written: int = 0
     quarantined: int = 0
     skipped: int = 0
+    duplicates: int = 0  # of the quarantined: a second input for an output already written
     seconds: float = 0.0
     problems: list[FileOutcome] = field(default_factory=list)
     csv_written: int = 0
@@ -67,6 +75,7 @@ class Summary:
             return
         if outcome.status == "quarantined":
             self.quarantined += 1
+            self.duplicates += outcome.detail.startswith("duplicate:")
         else:
             self.skipped += 1
         self.problems.append(outcome)
@@ -75,7 +84,8 @@ class Summary:
         return (
             f"files in: {self.files_in}, written: {self.written}, "
             f"quarantined: {self.quarantined}, skipped: {self.skipped}, "
-            f"seconds: {self.seconds:.2f}"
+            + (f"duplicates: {self.duplicates}, " if self.duplicates else "")
+            + f"seconds: {self.seconds:.2f}"
         ) + (
             f", csv written: {self.csv_written}, csv failed: {self.csv_failed}"
             if self.csv_written or self.csv_failed
@@ -173,22 +183,86 @@ def _anonymize_tables(
 def _output_target(output_dir: Path, result: DeidResult) -> Path:
     return export_path(
         output_dir,
-        result.patient_pseudonym,
+        result.patient_pseudonym or "NO-PATIENT",  # as the folder destination files it
         result.study_uid or "NO-STUDY",
         result.series_uid or "NO-SERIES",
         result.sop_instance_uid,
     )
 
 
-def process_file(path: Path, output_dir: Path) -> FileOutcome:
+def process_file(path: Path, output_dir: Path, claims: Path) -> FileOutcome:
     """One input file into the output tree (in a worker process)."""
-    return deidentify_file(path, functools.partial(_output_target, output_dir), "offline")
+    return deidentify_file(path, functools.partial(_output_target, output_dir), "offline", claims)
+
+
+def process_files(paths: list[Path], output_dir: Path, claims: Path) -> list[FileOutcome]:
+    """A pool task: several files, so that a large folder is not one task per file."""
+    return [process_file(path, output_dir, claims) for path in paths]
+
+
+def _alone(path: Path, output_dir: Path, claims: Path, settings: EngineSettings) -> FileOutcome:
+    """One file that may have killed a worker, in a worker of its own: if that one dies too,
+    the file is the cause and is held (a decoder's crash is the instance's trouble)."""
+    with ProcessPoolExecutor(1, initializer=init_worker, initargs=(settings,)) as pool:
+        try:
+            return pool.submit(process_file, path, output_dir, claims).result()
+        except BrokenProcessPool:
+            pass
+    log.warning("a worker process died on one input file: quarantined")
+    entry = quarantine.put(
+        settings.storage_dir,
+        path,
+        reason="worker-died",
+        stage="process",
+        message="the worker process died while processing this file",
+        origin="offline",
+    )
+    return FileOutcome("quarantined", path, f"worker-died: {entry.id}")
+
+
+def _pooled(
+    files: list[Path], output_dir: Path, claims: Path, settings: EngineSettings, workers: int
+) -> Iterator[FileOutcome]:
+    """Every file through a pool of `workers` processes, outcomes as they finish.
+
+    At most two tasks per worker are handed out at a time, so when a worker dies the files
+    it may have been on are known: each of those runs again alone (`_alone`) and the rest
+    of the run goes on in a new pool. Files finished before the death are not lost: a file
+    processed again finds its own output claim and its own quarantine entry.
+    """
+    size = max(1, min(32, len(files) // (workers * 4) or 1))
+    waiting = deque(files[i : i + size] for i in range(0, len(files), size))
+    while waiting:
+        suspects: list[Path] = []
+        with ProcessPoolExecutor(workers, initializer=init_worker, initargs=(settings,)) as pool:
+            running: dict[Future[list[FileOutcome]], list[Path]] = {}
+            while (waiting or running) and not suspects:
+                while waiting and len(running) < 2 * workers:
+                    part = waiting.popleft()
+                    running[pool.submit(process_files, part, output_dir, claims)] = part
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    part = running.pop(future)
+                    try:
+                        yield from future.result()
+                    except BrokenProcessPool:
+                        suspects += part
+                if suspects:  # any task still out may have been on the worker that died
+                    suspects += [path for part in running.values() for path in part]
+        for path in suspects:
+            yield _alone(path, output_dir, claims, settings)
 
 
 def anonymize_folder(
     input_dir: Path, output_dir: Path, settings: EngineSettings, workers: int = 1
 ) -> Summary:
-    """De-identify every file under `input_dir` into `output_dir`."""
+    """De-identify every file under `input_dir` into `output_dir`.
+
+    One instance never stops the run: whatever goes wrong with it (short of the disk or a
+    store failing, an OSError that stops the run with the inputs untouched) holds it in
+    the quarantine with a reason. Two inputs for one output path: the first is written,
+    the other quarantined as a duplicate (gateway.pipeline.output_claims).
+    """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
         raise NotADirectoryError(f"input folder not found: {input_dir}")
@@ -204,18 +278,22 @@ def anonymize_folder(
     files, tables = [], []
     for path in input_files(input_dir, exclude=output_dir):
         (tables if is_clinical_table(path) else files).append(path)
-    if workers <= 1:
-        init_worker(settings)
-        for path in files:
-            summary.add(process_file(path, output_dir))
-    else:
-        with ProcessPoolExecutor(
-            max_workers=workers, initializer=init_worker, initargs=(settings,)
-        ) as pool:
-            chunk = max(1, min(32, len(files) // (workers * 4) or 1))
-            outdirs = [output_dir] * len(files)
-            for outcome in pool.map(process_file, files, outdirs, chunksize=chunk):
+    # This run's output claims: an output left by an earlier run is replaced, as before;
+    # a second input for one output in this run is a duplicate.
+    claims = settings.storage_dir / RUN_CLAIMS_DIR / secrets.token_hex(8)
+    try:
+        if workers <= 1:
+            init_worker(settings)
+            for path in files:
+                summary.add(process_file(path, output_dir, claims))
+        else:
+            for outcome in _pooled(files, output_dir, claims, settings, workers):
                 summary.add(outcome)
+    finally:
+        shutil.rmtree(claims, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            claims.parent.rmdir()  # another run's claims may still be in it
+    summary.problems.sort(key=lambda outcome: outcome.source)
     for outcome in _anonymize_tables(tables, input_dir, output_dir, settings):
         summary.add_csv(outcome)
     summary.seconds = time.monotonic() - started

@@ -20,6 +20,32 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path) -> None:
+    """Make the data of a file written without an fsync of its own (a `shutil.copyfile`)
+    durable. Raises OSError."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_folder(directory: Path, mode: int = 0o777) -> None:
+    """Create `directory` and any missing parents so that each new entry survives a power
+    cut (its parent fsynced); an existing folder is left as it is. Raises OSError."""
+    directory = Path(directory)
+    missing = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=mode)
+        except FileExistsError:
+            continue  # made by another process meanwhile; it fsyncs its own
+        fsync_directory(folder.parent)
+
+
 def create_private_file(path: Path, data: bytes | Sequence[bytes]) -> None:
     """Create `path` with mode 0600 (FileExistsError if it exists), write `data` (one buffer,
     or several written one after another, so that a header and a large body need not be

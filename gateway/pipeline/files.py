@@ -28,7 +28,14 @@ from gateway.deid.engine import DeidResult, Engine
 from gateway.deid.profile import DeidProfile
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.keys.reid_keys import load_public_key
-from gateway.pipeline.instance import Clean, Quarantine, configure_pydicom, process_instance
+from gateway.pipeline.instance import (
+    Clean,
+    Quarantine,
+    configure_pydicom,
+    is_environment_error,
+    process_instance,
+)
+from gateway.pipeline.output_claims import CLAIMS_DIR, claim_output, release_output
 from gateway.pixels.rules import PixelConfig
 from gateway.stores import quarantine
 from gateway.stores.mapping_records import MAPPING_FILENAME
@@ -167,54 +174,52 @@ def _safe_names(result: DeidResult) -> bool:
 
 
 def deidentify_file(
-    path: Path, target_for: Callable[[DeidResult], Path], origin: str
+    path: Path,
+    target_for: Callable[[DeidResult], Path],
+    origin: str,
+    claims: Path | None = None,
 ) -> FileOutcome:
     """Read, de-identify, verify and write one file (in a worker process).
 
     `target_for` places a clean instance; anything else goes to the quarantine under the
     storage folder with its reason. Never writes an instance that did not pass the gate.
-    An OSError (disk full, I/O error) is the environment's trouble, not the instance's: it
-    is raised, so the caller keeps the input and tries again, rather than quarantined.
+    An environment error (`is_environment_error`: disk full, I/O error, a store locked) is
+    raised, so the caller keeps the input and tries again; any other failure, expected or
+    not, holds this one instance with its reason and lets the run and the study go on.
+
+    Outputs are created exclusively: with `claims` (a run's claims folder, see
+    output_claims), the first input to claim a path writes it and the same input may write
+    it again; without, an existing file is never replaced. A second input for one output
+    is quarantined as a `duplicate`.
     """
     assert _engine is not None and _settings is not None, "init_worker was not called"
-    read = read_instance(path)
-    if isinstance(read, str):
-        if origin == "offline":
-            return FileOutcome("skipped", path, read)
-        # The SCP acknowledged it: whatever it turned out to be, it is held, never dropped.
-        read = Quarantine("unreadable", "read", read)
-    outcome = (
-        read if isinstance(read, Quarantine) else process_instance(read, _engine, _settings.pixels)
-    )
-    if isinstance(outcome, Clean) and not _safe_names(outcome.result):
-        outcome = Quarantine(
-            "unsafe-name", "write", "a de-identified UID or ID cannot be used as a file name"
+    stage = "read"
+    try:
+        read = read_instance(path)
+        if isinstance(read, str):
+            if origin == "offline":
+                return FileOutcome("skipped", path, read)
+            # The SCP acknowledged it: whatever it turned out to be, it is held, never dropped.
+            read = Quarantine("unreadable", "read", read)
+        stage = "deid"
+        outcome: Clean | Quarantine = (
+            read
+            if isinstance(read, Quarantine)
+            else process_instance(read, _engine, _settings.pixels)
         )
-    if isinstance(outcome, Clean):
-        target = target_for(outcome.result)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            temporary = _encode_into(target.parent, outcome.dataset)
-        except _CannotEncode as exc:
-            outcome = Quarantine(
-                "write-failed", "write", f"cannot encode the de-identified instance ({exc})"
-            )
-        else:
-            try:
-                if _mapping is not None:
-                    # Sealed before the instance is in place: no pseudonym leaves unrecorded.
-                    _mapping.record_instance(outcome.originals, outcome.result)
-                os.replace(temporary, target)
-            finally:
-                temporary.unlink(missing_ok=True)
-            boxes = outcome.pixels.reasons if outcome.pixels is not None else {}
-            return FileOutcome(
-                "written",
-                path,
-                output=target,
-                study_uid=outcome.result.study_uid,
-                pixel_boxes=boxes,
-            )
+        stage = "write"
+        if isinstance(outcome, Clean):
+            written = _write_clean(path, outcome, target_for, claims)
+            if isinstance(written, FileOutcome):
+                return written
+            outcome = written
+    except Exception as exc:
+        if is_environment_error(exc):
+            raise
+        # A bug or a library's surprise on this instance: held with its type name only (an
+        # exception's text may quote a value), never retried with its whole study.
+        log.warning("%s failed on one instance (%s): quarantined", stage, type(exc).__name__)
+        outcome = Quarantine("processing-failed", stage, f"unexpected {type(exc).__name__}")
     entry = quarantine.put(
         _settings.storage_dir,
         path,
@@ -224,6 +229,52 @@ def deidentify_file(
         origin=origin,
     )
     return FileOutcome("quarantined", path, f"{outcome.reason}: {entry.id}")
+
+
+_DUPLICATE = Quarantine(
+    "duplicate", "write", "another input of this run has the same output (SOP Instance UID)"
+)
+
+
+def _write_clean(
+    path: Path, clean: Clean, target_for: Callable[[DeidResult], Path], claims: Path | None
+) -> FileOutcome | Quarantine:
+    """The clean instance in place (mapping sealed first), or why it cannot be."""
+    if not _safe_names(clean.result):
+        return Quarantine(
+            "unsafe-name", "write", "a de-identified UID or ID cannot be used as a file name"
+        )
+    target = target_for(clean.result)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        temporary = _encode_into(target.parent, clean.dataset)
+    except _CannotEncode as exc:
+        return Quarantine(
+            "write-failed", "write", f"cannot encode the de-identified instance ({exc})"
+        )
+    try:
+        if claims is not None and not claim_output(claims, target, path):
+            return _DUPLICATE
+        try:
+            if _mapping is not None:
+                # Sealed before the instance is in place: no pseudonym leaves unrecorded.
+                _mapping.record_instance(clean.originals, clean.result)
+            if claims is not None:
+                os.replace(temporary, target)  # this input's own path (an earlier attempt's)
+            else:
+                os.link(temporary, target)  # FileExistsError: another input's output
+        except FileExistsError:
+            return _DUPLICATE
+        except Exception as exc:
+            if claims is not None and not is_environment_error(exc):
+                release_output(claims, target, path)
+            raise
+    finally:
+        temporary.unlink(missing_ok=True)
+    boxes = clean.pixels.reasons if clean.pixels is not None else {}
+    return FileOutcome(
+        "written", path, output=target, study_uid=clean.result.study_uid, pixel_boxes=boxes
+    )
 
 
 @dataclass(frozen=True)
@@ -247,8 +298,9 @@ def process_round(files: list[Path], outbox: Path) -> RoundResult:
     """De-identify a study round from the spool into its outbox (in a worker process)."""
     started = time.monotonic()
     outbox.mkdir(parents=True, exist_ok=True)
+    claims = outbox / CLAIMS_DIR  # shared by the round's chunks, gone with its outbox
     outcomes = [
-        deidentify_file(path, lambda result: _outbox_target(outbox, result), "gateway")
+        deidentify_file(path, lambda result: _outbox_target(outbox, result), "gateway", claims)
         for path in files
     ]
     fsync_directory(outbox)

@@ -8,6 +8,7 @@ no patient data. Nothing here touches files; callers decide where bytes go.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import warnings
 from dataclasses import dataclass, field
 
@@ -19,7 +20,7 @@ from gateway.base.transfer_syntaxes import SUPPORTED
 from gateway.deid.engine import DeidError, DeidResult, Engine
 from gateway.pixels.clean import PixelError, PixelReport, clean_pixels
 from gateway.pixels.rules import PixelConfig
-from gateway.stores.mapping_records import InstanceOriginals
+from gateway.stores.mapping_records import InstanceOriginals, MappingUnavailableError
 from gateway.verify.leaks import find_leaks
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,19 @@ class Clean:
     originals: InstanceOriginals = field(repr=False)
     # What the pixel stage blanked (boxes and their sources), when it ran.
     pixels: PixelReport | None = None
+
+
+def is_environment_error(exc: BaseException) -> bool:
+    """Whether `exc` is the machine's trouble (a disk full or failing, a store locked too
+    long, a program missing) rather than the instance's: such an error is raised, so the
+    input is kept and tried again; anything else holds the one instance in the quarantine.
+
+    An OSError without an errno is a library's complaint about data (pydicom, Pillow), not
+    the disk's; MappingUnavailableError is the mapping store's (an OSError too).
+    """
+    if isinstance(exc, MappingUnavailableError | sqlite3.OperationalError):
+        return True
+    return isinstance(exc, OSError) and exc.errno is not None
 
 
 def configure_pydicom() -> None:
@@ -153,6 +167,8 @@ def process_instance(
     except DeidError as exc:
         return Quarantine("deid-failed", "deid", str(exc))
     except Exception as exc:
+        if is_environment_error(exc):
+            raise  # a CTP @integer table on a full disk: retried, not held
         return Quarantine("deid-failed", "deid", f"cannot de-identify ({type(exc).__name__})")
     report = None
     if pixels is not None:
@@ -160,9 +176,9 @@ def process_instance(
             report = clean_pixels(ds, identifiers, pixels)
         except PixelError as exc:
             return Quarantine("pixels-failed", "pixels", str(exc))
-        except OSError:
-            raise  # the environment's trouble (disk, tesseract binary gone): retried, not held
         except Exception as exc:
+            if is_environment_error(exc):
+                raise  # disk, tesseract binary gone: retried, not held
             return Quarantine(
                 "pixels-failed", "pixels", f"cannot clean pixel data ({type(exc).__name__})"
             )

@@ -166,15 +166,22 @@ class InstanceOriginals:
         return json.dumps(dict(zip(PATIENT_FIELDS, values, strict=True)), ensure_ascii=False)
 
     def entries(self, identity: DeidIdentity) -> list[MappingEntry]:
-        """The records for one de-identified instance, from the patient down."""
+        """The records for one de-identified instance, from the patient down.
+
+        An instance the profile left without a Patient ID (none in the input, or a CTP
+        script's `@remove()`) has no patient pseudonym to file a record under: its patient
+        and date-shift records are left out, and its study record has no parent.
+        """
         patient = identity.patient_pseudonym
         study = identity.study_uid
         series = identity.series_uid
-        found = [MappingEntry("patient", patient, self.patient_json())]
-        if identity.date_shift_days is not None:
-            found.append(MappingEntry("date_shift", patient, str(identity.date_shift_days)))
+        found = []
+        if patient:
+            found.append(MappingEntry("patient", patient, self.patient_json()))
+            if identity.date_shift_days is not None:
+                found.append(MappingEntry("date_shift", patient, str(identity.date_shift_days)))
         if study:
-            found.append(MappingEntry("study", study, self.study_uid, patient))
+            found.append(MappingEntry("study", study, self.study_uid, patient or None))
             if self.accession_number:
                 found.append(MappingEntry("accession", study, self.accession_number, patient))
         if series:

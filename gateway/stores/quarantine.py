@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from gateway.base.durable import create_folder, create_private_file, fsync_directory, fsync_file
+
 QUARANTINE_DIR = "quarantine"
 ORIGINAL_NAME = "original.dcm"
 REASON_NAME = "reason.json"
@@ -58,14 +60,19 @@ def put(
     already holds this very file for this reason); the source is left as is.
 
     The entry is assembled in a temporary folder and renamed into place, so a crash never
-    leaves an entry without its reason.
+    leaves an entry without its reason. It is durable when this returns (both files, the
+    entry's folder and the quarantine folder fsynced): the caller may then delete the
+    only other copy, the spool's, and a power cut cannot lose an acknowledged original.
     """
     root = quarantine_root(storage_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    create_folder(root)
     key = _source_key(source, reason, stage, origin)
     for held in root.glob(f"*-{key[:16]}"):
         found = _read_entry(held)
         if found is not None and found[1].get("source_key") == key:
+            # Made by an attempt that may have died before its fsyncs (a round processed
+            # again after a crash): made durable now, before the spool copy can go.
+            _make_durable(found[0].path)
             return found[0]
     entry_id = new_entry_id(key[:16])
     staging = root / f".tmp-{entry_id}"
@@ -82,15 +89,26 @@ def put(
     }
     try:
         shutil.copyfile(source, staging / ORIGINAL_NAME)
-        (staging / REASON_NAME).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        fsync_file(staging / ORIGINAL_NAME)
+        text = json.dumps(record, indent=2) + "\n"
+        create_private_file(staging / REASON_NAME, text.encode("utf-8"))
+        fsync_directory(staging)
         final = root / entry_id
         os.replace(staging, final)
+        fsync_directory(root)
     except BaseException:
         # A full disk must not leave half an entry that fills it further; the caller keeps
         # the original (the spool, the input folder) and tries again later.
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return QuarantineEntry(entry_id, final, reason, stage, message, created)
+
+
+def _make_durable(entry: Path) -> None:
+    for name in (ORIGINAL_NAME, REASON_NAME):
+        fsync_file(entry / name)
+    fsync_directory(entry)
+    fsync_directory(entry.parent)
 
 
 def remove_staging(storage_dir: Path) -> int:

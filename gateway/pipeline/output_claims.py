@@ -1,0 +1,67 @@
+"""Which input holds each output path of one run, so two inputs never share an output.
+
+Two inputs with the same SOP Instance UID (a file exported twice, one instance in two
+transfer syntaxes, a script that gives several instances one UID) de-identify to the same
+output path. The first to claim the path writes it; a later, different input is held in the
+quarantine as a `duplicate`, so the output keeps one file per UID and the summary counts
+what is on disk.
+
+A claim is a small file named by the output path's hash, holding a hash of the input's path
+(never a name or UID), made with an exclusive link so that a half-written claim is never
+seen. The same input claiming again is its own earlier attempt (a round processed again
+after a crash or a worker's death, whose output may still be in the outbox): it is allowed
+to write again, and is not a duplicate. Claims need no fsync: after a crash the service
+clears an interrupted round's outbox together with its claims, and an offline run that dies
+is started again with a new claims folder.
+
+The service keeps a round's claims in its outbox (`.claims/`, gone with it); `anonymize`
+keeps a run's under the storage folder (never in the output, which holds only instances).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+__all__ = ["CLAIMS_DIR", "claim_output", "release_output"]
+
+CLAIMS_DIR = ".claims"
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _claim_path(claims: Path, target: Path) -> Path:
+    return claims / _digest(target)[:40]
+
+
+def claim_output(claims: Path, target: Path, source: Path) -> bool:
+    """Claim `target` for `source` in this run: True if it is `source`'s to write (new, or
+    claimed by `source` before), False if another input holds it. Raises OSError."""
+    claims.mkdir(parents=True, exist_ok=True)
+    owner = _digest(source).encode("ascii")
+    claim = _claim_path(claims, target)
+    staged = claims / f".tmp-{secrets.token_hex(8)}"
+    with open(staged, "xb") as handle:
+        handle.write(owner)
+    try:
+        os.link(staged, claim)
+        return True
+    except FileExistsError:
+        return claim.read_bytes() == owner
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def release_output(claims: Path, target: Path, source: Path) -> None:
+    """Give `target` up again (`source` could not write it after all: the instance was
+    quarantined); another input's claim is left alone."""
+    claim = _claim_path(claims, target)
+    try:
+        if claim.read_bytes() == _digest(source).encode("ascii"):
+            claim.unlink()
+    except FileNotFoundError:
+        pass

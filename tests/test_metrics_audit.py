@@ -103,6 +103,15 @@ def test_metrics_show_the_counters_after_increments(serve: Callable[..., Metrics
     assert all(line.startswith(("#", "dicom_gateway_")) for line in body.splitlines() if line), body
 
 
+def test_processing_retries_and_held_studies_are_shown() -> None:
+    metrics = Metrics()
+    metrics.process_retries.inc(3)
+    metrics.measure(metrics.process_held_studies, lambda: 2)
+    lines = set(metrics.render().decode().splitlines())
+    assert "dicom_gateway_process_retries_total 3.0" in lines
+    assert "dicom_gateway_process_held_studies 2.0" in lines
+
+
 def test_queue_depth_is_read_at_scrape_time(serve: Callable[..., MetricsServer]) -> None:
     depth = {"now": 1}
     metrics = Metrics()

@@ -113,3 +113,32 @@ def test_health_probe_reports_a_writable_spool(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     assert spool.writable()
     assert list((spool.spool_dir / "tmp").iterdir()) == []
+
+
+def test_a_failed_round_waits_for_its_retry_and_a_held_one_for_its_release(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path)
+    _store(spool, "1.1")
+    (due,) = spool.due_rounds(quiet_seconds=0)
+    spool.claim(due.id)
+    spool.outbox(due.id).mkdir(parents=True)
+    spool.processing_failed(due.id, 1, retry_at=1000.0, message="processing failed (OSError)")
+    assert not spool.outbox(due.id).exists()
+    assert spool.due_rounds(quiet_seconds=0, now=999.0) == []
+    (retry,) = spool.due_rounds(quiet_seconds=0, now=1000.0)
+    assert (retry.attempts, retry.message) == (1, "processing failed (OSError)")
+    assert [r.id for r in spool.retrying_rounds()] == [due.id]
+
+    spool.claim(due.id)
+    spool.processing_failed(due.id, 2, retry_at=None, message="gave up")
+    assert spool.get_round(due.id).state is RoundState.HELD
+    assert spool.due_rounds(quiet_seconds=0, now=9e12) == [] and spool.retrying_rounds() == []
+    assert spool.queue_depth() == 1  # held means kept
+    assert not spool.release(due.id)  # not a failed forward
+    assert spool.release_held(due.id)
+    (again,) = spool.due_rounds(quiet_seconds=3600)
+    assert again.id == due.id and again.attempts == 0
+    spool.claim(due.id)
+    spool.processed(due.id)
+    assert spool.get_round(due.id).attempts == 0

@@ -100,6 +100,18 @@ class Metrics:
             "Seconds until the earliest forward retry now waiting (0: none waits)",
             registry=reg,
         )
+        self.process_retries = Counter(
+            f"{PREFIX}process_retries",
+            "Study rounds whose processing failed for the environment's sake (a full disk, "
+            "a worker killed) and will be tried again after a backoff",
+            registry=reg,
+        )
+        self.process_held_studies = Gauge(
+            f"{PREFIX}process_held_studies",
+            "Study rounds held after too many failed processing attempts, kept whole, "
+            "waiting for `quarantine release`",
+            registry=reg,
+        )
         self.forward_failed_studies = Gauge(
             f"{PREFIX}forward_failed_studies",
             "Study rounds in the failed-forward state, waiting for `quarantine release`",

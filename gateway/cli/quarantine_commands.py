@@ -13,6 +13,7 @@ from gateway.cli.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, storage_config
 def cmd_quarantine(args: argparse.Namespace) -> int:
     from gateway.stores import quarantine
     from gateway.stores.spool import Spool
+    from gateway.stores.spool_rounds import RoundState
 
     config = storage_config(args.config)
     if config is None:
@@ -22,6 +23,8 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         entries = quarantine.entries(storage)
         spool = Spool(storage, recover=False)
         failed = spool.failed_rounds()
+        held = spool.rounds_in(RoundState.HELD)
+        retrying = spool.retrying_rounds()
         spool.close()
         for entry in entries:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.created))
@@ -31,7 +34,18 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
                 f"round-{study_round.id}\tstudy\t{study_round.instances} instances\t"
                 f"forward/failed\t{study_round.message}"
             )
-        print(f"{len(entries)} quarantined instances, {len(failed)} studies failed to forward")
+        # Rounds whose processing failed (the disk, a worker killed): held ones wait for a
+        # release, retrying ones for their next attempt; each with its count of failures.
+        for study_round, state in [(r, "held") for r in held] + [(r, "retrying") for r in retrying]:
+            print(
+                f"round-{study_round.id}\tstudy\t{study_round.instances} instances\t"
+                f"process/{state}\t{study_round.attempts} failed attempts: {study_round.message}"
+            )
+        print(
+            f"{len(entries)} quarantined instances, {len(failed)} studies failed to forward, "
+            f"{len(held)} studies held after failed processing, "
+            f"{len(retrying)} waiting to be processed again"
+        )
         return EXIT_OK
     if args.quarantine_command == "release":
         return _release(storage, args.id)
@@ -50,7 +64,10 @@ def _release(storage: Path, entry_id: str) -> int:
             if spool.release(int(entry_id[6:])):
                 print(f"{entry_id}: queued for forwarding again")
                 return EXIT_OK
-            print(f"error: {entry_id} is not a failed study", file=sys.stderr)
+            if spool.release_held(int(entry_id[6:])):
+                print(f"{entry_id}: queued for processing again")
+                return EXIT_OK
+            print(f"error: {entry_id} is not a failed or held study", file=sys.stderr)
             return EXIT_FAILURE
         try:
             quarantine.release(storage, entry_id, spool)

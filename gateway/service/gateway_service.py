@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -28,24 +28,23 @@ from gateway.net.scp import start_scp, stop_scp
 from gateway.net.scu import forward_to_ae
 from gateway.pipeline.files import RoundResult, process_round
 from gateway.service import sdnotify
-from gateway.service.worker_pool import RoundWork, combined, new_pool
+from gateway.service.worker_pool import (
+    RoundWork,
+    WorkerPool,
+    chunk_size,
+    combined,
+    failure_text,
+    processing_retry_delay,
+)
 from gateway.site import Site
 from gateway.stores import quarantine
 from gateway.stores.audit import AUDIT_FILE, AuditLog
 from gateway.stores.spool import Spool
-from gateway.stores.spool_rounds import RoundState, StudyRound, uid_hash
+from gateway.stores.spool_rounds import RoundState, StudyRound
 
 log = logging.getLogger(__name__)
 
 FORWARD_THREADS = 4
-# Instances per worker task: a large study is spread over all workers, in about four tasks
-# per worker so that none idles while the last long chunk finishes; 8 to 64 instances a task.
-CHUNK = 64
-MIN_CHUNK = 8
-
-
-def chunk_size(instances: int, workers: int) -> int:
-    return max(MIN_CHUNK, min(CHUNK, -(-instances // max(1, workers * 4))))
 
 
 class GatewayService:
@@ -67,9 +66,11 @@ class GatewayService:
         self.metrics.measure(
             self.metrics.forward_failed_studies, lambda: self.spool.count_in(RoundState.FAILED)
         )
+        self.metrics.measure(
+            self.metrics.process_held_studies, lambda: self.spool.count_in(RoundState.HELD)
+        )
         self.audit = AuditLog(config.storage_dir / AUDIT_FILE)
-        self._pool = self._new_pool()
-        self._pool_generation = 0
+        self._pool = WorkerPool(self.settings, config.workers)
         self._forwarders = ThreadPoolExecutor(FORWARD_THREADS, thread_name_prefix="forward")
         self._lock = threading.Lock()
         self._work: dict[int, RoundWork] = {}
@@ -79,9 +80,6 @@ class GatewayService:
         self._storage_logged = -math.inf
         self.scp = None
         self.http = None
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return new_pool(self.settings, self.config.workers)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -122,7 +120,7 @@ class GatewayService:
             stop_scp(self.scp, timeout)
         if self._scheduler.running:  # start() may have failed before it
             self._scheduler.shutdown(wait=True)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown()
         self._forwarders.shutdown(wait=True, cancel_futures=True)
         if self.http is not None:
             self.http.shutdown()
@@ -219,7 +217,9 @@ class GatewayService:
         self.metrics.studies_completed.inc()
         with self._lock:
             work = self._work.setdefault(due.id, RoundWork(due))
-            work.round, work.parts, work.failed = due, [], False
+            work.round, work.parts, work.failure = due, [], None
+            work.attempt += 1
+            attempt = work.attempt
         log.info("study %s round %d complete: %d instances", due.study_hash, due.id, len(files))
         paths = [instance.path for instance in files]
         # A large study is spread over every worker, in chunks, so one study uses them all.
@@ -227,35 +227,65 @@ class GatewayService:
         chunks = [paths[i : i + size] for i in range(0, len(paths), size)] or [[]]
         work.pending = len(chunks)
         outbox = self.spool.outbox(due.id)
-        with self._lock:
-            pool, generation = self._pool, self._pool_generation
-        for chunk in chunks:
+        pool, generation = self._pool.current()
+        for index, chunk in enumerate(chunks):
             try:
                 future = pool.submit(process_round, chunk, outbox)
-            except (BrokenProcessPool, RuntimeError):
-                self._chunk_failed(work, "the worker pool is not running", generation)
-                return
-            future.add_done_callback(
-                lambda f, g=generation: self._chunk_done(work, f, g)  # type: ignore[misc]
-            )
+            except BrokenProcessPool:
+                failure = ("crash", "a worker process died")
+            except RuntimeError:  # the pool was shut down: stopping, or replaced just now
+                failure = ("cut short", "interrupted")
+            else:
+                future.add_done_callback(
+                    lambda f, a=attempt, g=generation: self._chunk_done(work, a, f, g)  # type: ignore[misc]
+                )
+                continue
+            self._chunks_ended(work, attempt, len(chunks) - index, failure, generation)
+            return
 
-    def _chunk_done(self, work: RoundWork, future: Future[RoundResult], generation: int) -> None:
+    def _chunk_done(
+        self, work: RoundWork, attempt: int, future: Future[RoundResult], generation: int
+    ) -> None:
         try:
-            result = future.result()
+            ended: RoundResult | tuple[str, str] = future.result()
         except BrokenProcessPool:
-            self._chunk_failed(work, "a worker process died", generation)
-            return
-        except Exception as exc:
-            self._chunk_failed(work, f"processing failed ({type(exc).__name__})", generation)
-            return
+            ended = ("crash", "a worker process died")
+        except CancelledError:  # the pool shut down under it (stop, or replaced)
+            ended = ("cut short", "interrupted")
+        except Exception as exc:  # the environment's (an instance's trouble holds it alone)
+            ended = ("failure", failure_text(exc))
+        self._chunks_ended(work, attempt, 1, ended, generation)
+
+    def _chunks_ended(
+        self,
+        work: RoundWork,
+        attempt: int,
+        count: int,
+        ended: RoundResult | tuple[str, str],
+        generation: int,
+    ) -> None:
+        """`count` chunks of an attempt are done (a result, or a (kind, why) failure).
+
+        The attempt ends when every chunk of it has: only then is the round processed
+        again or forwarded, so no chunk of a failed attempt still writes into its outbox.
+        """
+        if isinstance(ended, tuple) and ended[0] == "crash" and not self._stopping.is_set():
+            self._pool.replace(generation)  # a dead worker breaks the whole executor
         with self._lock:
-            if work.failed:
+            if attempt != work.attempt:
                 return
-            work.parts.append(result)
-            work.pending -= 1
+            if isinstance(ended, RoundResult):
+                work.parts.append(ended)
+            elif work.failure is None or work.failure[0] == "cut short":
+                work.failure = ended  # the first real failure is the one counted
+            work.pending -= count
             if work.pending:
                 return
-        self._processed(work, combined(work.parts))
+            failure = work.failure
+        if failure is None:
+            self._processed(work, combined(work.parts))
+        else:
+            self._attempt_failed(work, *failure)
 
     def _processed(self, work: RoundWork, result: RoundResult) -> None:
         round_id = work.round.id
@@ -273,28 +303,36 @@ class GatewayService:
         finally:
             self._release_busy(round_id)
 
-    def _chunk_failed(self, work: RoundWork, why: str, generation: int) -> None:
-        """A crash quarantines nothing and loses nothing: the round is processed again.
+    def _attempt_failed(self, work: RoundWork, kind: str, why: str) -> None:
+        """A failed attempt quarantines nothing and loses nothing: the round runs again.
 
-        After the first crash the round waits a quiet period before it runs again, so a
-        study that kills workers does not spin; it is never dropped. If even that state
-        change fails (a full disk), `_heal` retries it on a later tick.
+        A failure is counted in state.db and the round waits a growing delay before its
+        next attempt (`processing_retry_delay`); the last allowed failure holds it until
+        `quarantine release round-N`. An attempt cut short (a stop, another round's worker
+        death) is not a failure. If even the state change fails (a full disk), `_heal`
+        retries it on a later tick.
         """
-        with self._lock:
-            if work.failed:
-                return
-            work.failed = True
-            work.crashes += 1
-            if generation == self._pool_generation and not self._stopping.is_set():
-                old, self._pool = self._pool, self._new_pool()
-                self._pool_generation += 1
-                old.shutdown(wait=False, cancel_futures=True)
-        self.metrics.failures.labels(stage="worker").inc()
-        log.error("round %d: %s (%d times); processing it again", work.round.id, why, work.crashes)
+        round_id = work.round.id
         try:
-            self.spool.process_again(work.round.id, why, delayed=work.crashes > 1)
+            if kind == "cut short" or self._stopping.is_set():
+                self.spool.process_again(round_id, why)
+                return
+            self.metrics.failures.labels(stage="worker").inc()
+            failures = work.round.attempts + 1
+            delay = processing_retry_delay(failures)
+            if delay is None:
+                log.error("round %d: %s; held after %d failed attempts until `quarantine "
+                          "release round-%d`", round_id, why, failures, round_id)  # fmt: skip
+                self.spool.processing_failed(round_id, failures, None, f"{why}, {failures} times")
+                with self._lock:
+                    self._work.pop(round_id, None)
+                return
+            self.metrics.process_retries.inc()
+            log.error("round %d: %s (failure %d); processing it again in %.0f s",
+                      round_id, why, failures, delay)  # fmt: skip
+            self.spool.processing_failed(round_id, failures, time.time() + delay, why)
         finally:
-            self._release_busy(work.round.id)
+            self._release_busy(round_id)
 
     def _start_forwarding(self, due: StudyRound) -> None:
         if not self._claim_busy(due.id):
@@ -397,21 +435,14 @@ class GatewayService:
         )
 
     def _audit(self, work: RoundWork, result: ForwardResult, outcome: str, seconds: float) -> None:
-        processed = work.processed
         self.audit.record(
             "study_round",
-            round=work.round.id,
-            study_hash=uid_hash(work.round.study_uid),
-            pseudo_study_uids=list(processed.study_uids) if processed else [],
-            instances_in=processed.instances_in if processed else work.round.instances,
-            instances_out=result.sent,
-            instances_quarantined=processed.quarantined if processed else None,
-            quarantine_reasons=sorted(set(processed.reasons)) if processed else [],
-            pixel_boxes=dict(processed.pixel_boxes) if processed else {},
-            profile=self.profile.name,
-            processing_seconds=round(processed.seconds, 3) if processed else None,
-            forward_seconds=round(seconds, 3),
-            destination=self._destination_name(),
-            result=outcome,
-            message=result.message,
+            **work.audit_fields(
+                instances_out=result.sent,
+                profile=self.profile.name,
+                forward_seconds=round(seconds, 3),
+                destination=self._destination_name(),
+                result=outcome,
+                message=result.message,
+            ),
         )

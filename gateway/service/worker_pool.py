@@ -14,19 +14,67 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from gateway.pipeline.files import EngineSettings, RoundResult, count_boxes, init_worker
-from gateway.stores.spool_rounds import StudyRound
+from gateway.stores.spool_rounds import StudyRound, uid_hash
+
+# Processing that fails for the environment's sake (a full disk, a store locked, a worker
+# killed) is tried again 1, 2, 4 ... s later, at most PROCESS_RETRY_MAX_SECONDS apart; the
+# PROCESS_MAX_ATTEMPTS-th failure (about an hour of them) holds the round, kept whole, until
+# `quarantine release round-N`. Each failure shows in /metrics and `quarantine list`.
+PROCESS_MAX_ATTEMPTS = 20
+PROCESS_RETRY_INITIAL_SECONDS = 1.0
+PROCESS_RETRY_MAX_SECONDS = 300.0
+
+
+def processing_retry_delay(failures: int) -> float | None:
+    """Seconds to wait after a round's `failures`th failed processing, or None: hold it."""
+    if failures >= PROCESS_MAX_ATTEMPTS:
+        return None
+    delay = PROCESS_RETRY_INITIAL_SECONDS * 2 ** min(max(failures - 1, 0), 32)
+    return min(delay, PROCESS_RETRY_MAX_SECONDS)
+
+
+def failure_text(exc: BaseException) -> str:
+    """A failed attempt as logs and state.db show it: the type and the system's words,
+    never a file name or a value."""
+    strerror = exc.strerror if isinstance(exc, OSError) else None
+    return f"processing failed ({type(exc).__name__}{': ' + strerror if strerror else ''})"
 
 
 @dataclass
 class RoundWork:
-    """What the service remembers of a round between its stages (for the audit record)."""
+    """What the service remembers of a round between its stages (for the audit record).
+
+    `attempt` numbers its processing attempts in this process: an answer that belongs to
+    an earlier attempt is ignored, so it can never complete, or fail, a later one.
+    `failure` is the attempt's (kind, why) once one of its chunks failed.
+    """
 
     round: StudyRound
     processed: RoundResult | None = None
-    crashes: int = 0
+    attempt: int = 0
     pending: int = 0
     parts: list[RoundResult] = field(default_factory=list)
-    failed: bool = False
+    failure: tuple[str, str] | None = None
+
+    def audit_fields(
+        self, *, instances_out: int, profile: str, forward_seconds: float, **forward: object
+    ) -> dict[str, object]:
+        """The round's audit record (no patient data: hashes, pseudonyms, counts)."""
+        done = self.processed
+        return {
+            "round": self.round.id,
+            "study_hash": uid_hash(self.round.study_uid),
+            "pseudo_study_uids": list(done.study_uids) if done else [],
+            "instances_in": done.instances_in if done else self.round.instances,
+            "instances_out": instances_out,
+            "instances_quarantined": done.quarantined if done else None,
+            "quarantine_reasons": sorted(set(done.reasons)) if done else [],
+            "pixel_boxes": dict(done.pixel_boxes) if done else {},
+            "profile": profile,
+            "processing_seconds": round(done.seconds, 3) if done else None,
+            "forward_seconds": forward_seconds,
+            **forward,
+        }
 
 
 def combined(parts: list[RoundResult]) -> RoundResult:
@@ -82,3 +130,41 @@ def _exit_with_parent(parent: int) -> None:
 
 def new_pool(settings: EngineSettings, workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(settings,))
+
+
+# Instances per worker task: a large study is spread over all workers, in about four tasks
+# per worker so that none idles while the last long chunk finishes; 8 to 64 instances a task.
+CHUNK = 64
+MIN_CHUNK = 8
+
+
+def chunk_size(instances: int, workers: int) -> int:
+    return max(MIN_CHUNK, min(CHUNK, -(-instances // max(1, workers * 4))))
+
+
+class WorkerPool:
+    """The service's worker processes. A worker that dies breaks its whole executor, so the
+    pool is replaced as a whole; its generation tells a task of the old pool from one of
+    the new, and only the first report of a death replaces it."""
+
+    def __init__(self, settings: EngineSettings, workers: int) -> None:
+        self._settings, self._workers = settings, workers
+        self._lock = threading.Lock()
+        self._executor = new_pool(settings, workers)
+        self.generation = 0
+
+    def current(self) -> tuple[ProcessPoolExecutor, int]:
+        with self._lock:
+            return self._executor, self.generation
+
+    def replace(self, generation: int) -> None:
+        """A worker of `generation` died: start a new pool, unless that was done already."""
+        with self._lock:
+            if generation != self.generation:
+                return
+            old, self._executor = self._executor, new_pool(self._settings, self._workers)
+            self.generation += 1
+        old.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        self.current()[0].shutdown(wait=True, cancel_futures=True)

@@ -11,8 +11,9 @@ Round states::
 
     receiving --quiet period--> processing --outbox written--> forwarding --OK--> (deleted)
         ^                           |                              |  RETRY: backoff
-        +----- worker crash --------+                              +--> failed --release-->
-                                                                        forwarding
+        +-- crash, failure: backoff-+                              +--> failed --release-->
+        |                           | too many failures                 forwarding
+        +--------- release ------ held
 
 On start-up the spool recovers: `processing` rounds go back to `receiving` (their outbox is
 cleared and they are processed again), temporary and unrecorded files are removed (they
@@ -184,10 +185,11 @@ class Spool:
 
     def due_rounds(self, quiet_seconds: float, now: float | None = None) -> list[StudyRound]:
         """Receiving rounds whose study has been quiet long enough to be complete."""
-        cutoff = (time.time() if now is None else now) - quiet_seconds
+        moment = time.time() if now is None else now
         with self._lock:
             return self._rounds(
-                "r.state = ? AND r.last_received <= ?", (RoundState.RECEIVING, cutoff)
+                "r.state = ? AND r.last_received <= ? AND r.next_attempt <= ?",
+                (RoundState.RECEIVING, moment - quiet_seconds, moment),
             )
 
     def claim(self, round_id: int) -> list[SpooledInstance] | None:
@@ -232,6 +234,25 @@ class Spool:
                     RoundState.PROCESSING,
                 ),
             )
+
+    def processing_failed(
+        self, round_id: int, attempts: int, retry_at: float | None, message: str
+    ) -> None:
+        """processing -> receiving, due at `retry_at`, after its `attempts`th failure; or,
+        with `retry_at` None, -> held until `quarantine release`. The spool keeps it all."""
+        shutil.rmtree(self.outbox(round_id), ignore_errors=True)
+        state = RoundState.HELD if retry_at is None else RoundState.RECEIVING
+        with self._lock:
+            self._db.execute(
+                "UPDATE rounds SET state = ?, attempts = ?, next_attempt = ?, last_received = 0,"
+                " message = ? WHERE id = ? AND state = ?",
+                (state, attempts, retry_at or 0.0, message, round_id, RoundState.PROCESSING),
+            )
+
+    def retrying_rounds(self) -> list[StudyRound]:
+        """Rounds whose processing failed and that wait to be processed again."""
+        with self._lock:
+            return self._rounds("r.state = ? AND r.attempts > 0", (RoundState.RECEIVING,))
 
     def mark_forwarded(self, round_id: int, name: str) -> None:
         """The destination confirmed the outbox file `name`: never send it again.
@@ -296,6 +317,10 @@ class Spool:
     def release(self, round_id: int) -> bool:
         """failed -> forwarding, due now (the `quarantine release` command)."""
         return self._set_state(round_id, RoundState.FORWARDING, RoundState.FAILED, 0, 0.0, "")
+
+    def release_held(self, round_id: int) -> bool:
+        """held -> receiving, due now, its failures forgotten (`quarantine release`)."""
+        return self._set_state(round_id, RoundState.RECEIVING, RoundState.HELD, 0, 0.0, "")
 
     def rounds_in(self, state: RoundState) -> list[StudyRound]:
         with self._lock:

@@ -60,10 +60,11 @@ CREATE TABLE IF NOT EXISTS forwarded (
 
 
 class RoundState(StrEnum):
-    RECEIVING = "receiving"
+    RECEIVING = "receiving"  # attempts > 0: processing failed that often; next_attempt: when
     PROCESSING = "processing"
-    FORWARDING = "forwarding"
-    FAILED = "failed"
+    FORWARDING = "forwarding"  # attempts, next_attempt: the forward retries
+    FAILED = "failed"  # forwarding gave up; `quarantine release round-N` forwards again
+    HELD = "held"  # processing gave up; `quarantine release round-N` processes again
 
 
 @dataclass(frozen=True)

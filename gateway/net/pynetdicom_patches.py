@@ -57,17 +57,7 @@ from pynetdicom.association import LOGGER as PYNETDICOM_LOG
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
-from gateway.net.receive_limits import (
-    ABORT_BY_PROVIDER,
-    ABORT_BY_USER,
-    REASON_INVALID_PARAMETER,
-    REASON_NOT_SPECIFIED,
-    MessageMeter,
-    ReceiveLimits,
-    Refusal,
-    a_abort_pdu,
-    p_data_pdu,
-)
+from gateway.net.receive_limits import MessageMeter, ReceiveLimits, Refusal, p_data_pdu
 from gateway.net.store_response import store_response_command
 
 if TYPE_CHECKING:
@@ -304,13 +294,9 @@ def _refuse(dul: DULServiceProvider, meter: MessageMeter, refusal: Refusal) -> N
         meter.limits.on_refusal(dul.assoc, refusal)
     sock = dul.socket
     answer = _out_of_resources_answer(dul) if refusal.out_of_resources else b""
-    if refusal.kind == "pdu":
-        abort = a_abort_pdu(ABORT_BY_PROVIDER, REASON_INVALID_PARAMETER)
-    else:
-        abort = a_abort_pdu(ABORT_BY_USER, REASON_NOT_SPECIFIED)
     if sock is not None and sock.socket is not None:
         with contextlib.suppress(OSError):
-            sock.socket.sendall(answer + abort)
+            sock.socket.sendall(answer + refusal.abort_pdu())
             sock.socket.shutdown(socket.SHUT_RDWR)
     dul.event_queue.put("Evt17")  # as for a connection closed: A-P-ABORT to the acceptor
 
@@ -323,12 +309,15 @@ def _out_of_resources_answer(dul: DULServiceProvider) -> bytes:
     context_id = getattr(message, "context_id", None)
     if command is None or context_id is None or command.get("CommandField") != 0x0001:
         return b""
-    response = C_STORE()
-    response.MessageIDBeingRespondedTo = command.MessageID
-    response.AffectedSOPClassUID = command.AffectedSOPClassUID
-    response.AffectedSOPInstanceUID = command.AffectedSOPInstanceUID
-    response.Status = 0xA700
-    encoded = store_response_command(response)
+    try:
+        response = C_STORE()
+        response.MessageIDBeingRespondedTo = command.MessageID
+        response.AffectedSOPClassUID = command.AffectedSOPClassUID
+        response.AffectedSOPInstanceUID = command.AffectedSOPInstanceUID
+        response.Status = 0xA700
+        encoded = store_response_command(response)
+    except (AttributeError, TypeError, ValueError):  # a command set missing its elements
+        return b""
     return p_data_pdu(context_id, encoded) if encoded is not None else b""
 
 

@@ -51,6 +51,13 @@ class Refusal:
     kind: str  # "pdu", "command", "instance" or "first_request"
     out_of_resources: bool = False
 
+    def abort_pdu(self) -> bytes:
+        """The A-ABORT ending the association: from the service provider for a PDU that
+        breaks the negotiated length (invalid PDU parameter value), else from us (user)."""
+        if self.kind == "pdu":
+            return a_abort_pdu(ABORT_BY_PROVIDER, REASON_INVALID_PARAMETER)
+        return a_abort_pdu(ABORT_BY_USER, REASON_NOT_SPECIFIED)
+
 
 # Told about each refusal, with the association it ends (for the log line and metrics).
 OnRefusal = Callable[[Any, Refusal], None]

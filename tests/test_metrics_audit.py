@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -213,3 +214,59 @@ def test_concurrent_writers_do_not_interleave(tmp_path: Path) -> None:
     seen = {(entry["worker"], entry["index"]) for entry in entries}
     assert len(seen) == len(entries)
     assert all(entry["padding"] == padding for entry in entries)
+
+
+# --- a hostile or broken HTTP client ------------------------------------------------------
+
+
+def _half_sent(port: int) -> socket.socket:
+    """A client that starts a request and never finishes it."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x")
+    return sock
+
+
+def test_half_sent_requests_hold_a_bounded_number_of_threads(
+    serve: Callable[..., MetricsServer],
+) -> None:
+    from gateway.base.metrics import MAX_HANDLERS
+
+    server = serve(Metrics(), lambda: True)
+    before = threading.active_count()
+    clients = [_half_sent(server.port) for _ in range(MAX_HANDLERS + 40)]
+    try:
+        deadline = time.monotonic() + 10
+        while server.turned_away < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.turned_away >= 40
+        assert threading.active_count() <= before + MAX_HANDLERS
+    finally:
+        for sock in clients:
+            sock.close()
+    deadline = time.monotonic() + 10
+    status = None
+    while status != 200 and time.monotonic() < deadline:
+        try:
+            status = get(server, "/healthz")[0]
+        except OSError:
+            time.sleep(0.1)
+    assert status == 200  # slots come back once the clients are gone
+
+
+def test_a_request_that_never_completes_is_dropped_after_the_handler_timeout(
+    serve: Callable[..., MetricsServer], monkeypatch: pytest.MonkeyPatch, capfd
+) -> None:
+    import gateway.base.metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "HANDLER_SECONDS", 0.5)
+    server = serve(Metrics(), lambda: True)
+    sock = _half_sent(server.port)
+    try:
+        sock.settimeout(5)
+        started = time.monotonic()
+        assert sock.recv(1024) == b""  # the server closed it
+        assert time.monotonic() - started < 4
+    finally:
+        sock.close()
+    time.sleep(0.2)
+    assert "Traceback" not in capfd.readouterr().err  # a dropped client is no traceback

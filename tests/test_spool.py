@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from gateway.stores.spool import Spool
 from gateway.stores.spool_rounds import RoundState
 
@@ -142,3 +144,25 @@ def test_a_failed_round_waits_for_its_retry_and_a_held_one_for_its_release(
     spool.claim(due.id)
     spool.processed(due.id)
     assert spool.get_round(due.id).attempts == 0
+
+
+def test_health_probe_syncs_at_most_once_per_cache_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/healthz may be asked many times a second; the disk is probed (a sync) rarely."""
+    import gateway.stores.spool as spool_module
+
+    probes: list[Path] = []
+    real = spool_module.create_private_file
+
+    def counting(path: Path, data: bytes) -> None:
+        probes.append(path)
+        real(path, data)
+
+    monkeypatch.setattr(spool_module, "create_private_file", counting)
+    spool = Spool(tmp_path)
+    assert all(spool.writable() for _ in range(50))
+    assert len(probes) == 1
+    monkeypatch.setattr(spool_module, "WRITABLE_CACHE_SECONDS", 0.0)
+    assert spool.writable()
+    assert len(probes) == 2

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -32,6 +34,11 @@ PREFIX = "dicom_gateway_"
 
 # Per-study processing runs from under a second (a few slices) to minutes (a whole-body CT
 # with OCR), so the buckets span that range.
+# The HTTP endpoint serves probes and scrapes, a few at a time: more at once is a misbehaving
+# or hostile client, and each request must arrive and be answered within seconds.
+MAX_HANDLERS = 8
+HANDLER_SECONDS = 10.0
+
 _PROCESSING_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, math.inf)
 
 
@@ -170,15 +177,47 @@ class Metrics:
 
 
 class MetricsServer(ThreadingHTTPServer):
-    """The HTTP server returned by `Metrics.start_http`; `shutdown()` also frees the port."""
+    """The HTTP server returned by `Metrics.start_http`; `shutdown()` also frees the port.
+
+    Bounded for a hostile or broken client: at most `MAX_HANDLERS` requests are served at
+    once (a connection beyond that is closed unread), each has `HANDLER_SECONDS` to arrive
+    and be answered, and a client that drops its connection is a debug line, not a trace.
+    """
 
     daemon_threads = True
     thread: threading.Thread | None = None
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_HANDLERS)
+        self.turned_away = 0  # connections closed unread because every slot was busy
 
     @property
     def port(self) -> int:
         """The bound port (the free one chosen when asked for port 0)."""
         return int(self.server_address[1])
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.turned_away += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away or sent too slowly: one debug line, no traceback."""
+        kind = type(sys.exc_info()[1]).__name__
+        log.debug("http client %s: %s", client_address[0] if client_address else "?", kind)
 
     def shutdown(self) -> None:
         super().shutdown()
@@ -193,6 +232,7 @@ def _handler_class(metrics: Metrics, healthy: Callable[[], bool]) -> type[BaseHT
     class Handler(BaseHTTPRequestHandler):
         server_version = "dicom-gateway"
         sys_version = ""
+        timeout = HANDLER_SECONDS  # the socket's: a half-sent request is dropped, not waited on
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]

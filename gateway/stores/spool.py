@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -61,6 +62,7 @@ SPOOL_DIR = "spool"
 OUTBOX_DIR = "outbox"
 _TMP = "tmp"
 _OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT}
+WRITABLE_CACHE_SECONDS = 1.5  # how long a /healthz answer about the spool's disk holds
 
 
 class SpoolWriteError(Exception):
@@ -84,6 +86,8 @@ class Spool:
         for folder in (self.storage_dir, self.spool_dir, self._tmp, self.outbox_root):
             folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._writable_lock = threading.Lock()
+        self._writable, self._writable_at = False, -math.inf
         self._db = open_state_db(self.storage_dir / STATE_DB)
         if recover:
             self._recover()
@@ -366,7 +370,15 @@ class Spool:
     # -- health and recovery ---------------------------------------------------------------
 
     def writable(self) -> bool:
-        """Can a file be created and synced in the spool right now? (/healthz)"""
+        """Can a file be created and synced in the spool? (/healthz) Asked again at most
+        every `WRITABLE_CACHE_SECONDS`: a probe every request would be a sync every request."""
+        now = time.monotonic()
+        with self._writable_lock:
+            if now - self._writable_at >= WRITABLE_CACHE_SECONDS:
+                self._writable, self._writable_at = self._probe_writable(), now
+            return self._writable
+
+    def _probe_writable(self) -> bool:
         probe = self._tmp / f"health-{secrets.token_hex(4)}"
         try:
             create_private_file(probe, b"ok")

@@ -188,9 +188,9 @@ def deidentify_file(
     not, holds this one instance with its reason and lets the run and the study go on.
 
     Outputs are created exclusively: with `claims` (a run's claims folder, see
-    output_claims), the first input to claim a path writes it and the same input may write
-    it again; without, an existing file is never replaced. A second input for one output
-    is quarantined as a `duplicate`.
+    output_claims), the first input to claim an output SOP Instance UID writes it and the
+    same input may write it again; without, an existing file is never replaced. A second
+    input for one output is quarantined as a `duplicate`.
     """
     assert _engine is not None and _settings is not None, "init_worker was not called"
     stage = "read"
@@ -253,7 +253,8 @@ def _write_clean(
             "write-failed", "write", f"cannot encode the de-identified instance ({exc})"
         )
     try:
-        if claims is not None and not claim_output(claims, target, path):
+        uid = clean.result.sop_instance_uid
+        if claims is not None and not claim_output(claims, uid, path):
             return _DUPLICATE
         try:
             if _mapping is not None:
@@ -267,7 +268,7 @@ def _write_clean(
             return _DUPLICATE
         except Exception as exc:
             if claims is not None and not is_environment_error(exc):
-                release_output(claims, target, path)
+                release_output(claims, uid, path)
             raise
     finally:
         temporary.unlink(missing_ok=True)

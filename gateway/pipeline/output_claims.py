@@ -1,18 +1,19 @@
-"""Which input holds each output path of one run, so two inputs never share an output.
+"""Which input holds each output SOP Instance UID of one run: two inputs never share one.
 
 Two inputs with the same SOP Instance UID (a file exported twice, one instance in two
 transfer syntaxes, a script that gives several instances one UID) de-identify to the same
-output path. The first to claim the path writes it; a later, different input is held in the
-quarantine as a `duplicate`, so the output keeps one file per UID and the summary counts
-what is on disk.
+output UID, and usually the same output path. The first to claim the UID writes it; a
+later, different input is held in the quarantine as a `duplicate`, so the output keeps one
+file per UID (what any destination can hold) and the summary counts what is on disk.
 
-A claim is a small file named by the output path's hash, holding a hash of the input's path
-(never a name or UID), made with an exclusive link so that a half-written claim is never
-seen. The same input claiming again is its own earlier attempt (a round processed again
-after a crash or a worker's death, whose output may still be in the outbox): it is allowed
-to write again, and is not a duplicate. Claims need no fsync: after a crash the service
-clears an interrupted round's outbox together with its claims, and an offline run that dies
-is started again with a new claims folder.
+A claim is a small file named by a hash of the output UID, holding a hash of the input's
+path (never a name or UID in clear), made with an exclusive link so that a half-written
+claim is never seen (the storage folder is a local file system, as SQLite needs). The same
+input claiming again is its own earlier attempt (a round processed again after a crash or a
+worker's death, whose output may still be in the outbox): it is allowed to write again, and
+is not a duplicate. Claims need no fsync: after a crash the service clears an interrupted
+round's outbox together with its claims, and an offline run that dies is started again
+with a new claims folder.
 
 The service keeps a round's claims in its outbox (`.claims/`, gone with it); `anonymize`
 keeps a run's under the storage folder (never in the output, which holds only instances).
@@ -30,20 +31,25 @@ __all__ = ["CLAIMS_DIR", "claim_output", "release_output"]
 CLAIMS_DIR = ".claims"
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _claim_path(claims: Path, target: Path) -> Path:
-    return claims / _digest(target)[:40]
+def _owner(source: Path) -> bytes:
+    return _digest(str(source.resolve())).encode("ascii")
 
 
-def claim_output(claims: Path, target: Path, source: Path) -> bool:
-    """Claim `target` for `source` in this run: True if it is `source`'s to write (new, or
-    claimed by `source` before), False if another input holds it. Raises OSError."""
+def _claim_path(claims: Path, uid: str) -> Path:
+    return claims / _digest(uid)[:40]
+
+
+def claim_output(claims: Path, uid: str, source: Path) -> bool:
+    """Claim the output SOP Instance UID `uid` for `source` in this run: True if it is
+    `source`'s to write (new, or claimed by `source` before), False if another input holds
+    it. Raises OSError."""
     claims.mkdir(parents=True, exist_ok=True)
-    owner = _digest(source).encode("ascii")
-    claim = _claim_path(claims, target)
+    owner = _owner(source)
+    claim = _claim_path(claims, uid)
     staged = claims / f".tmp-{secrets.token_hex(8)}"
     with open(staged, "xb") as handle:
         handle.write(owner)
@@ -56,12 +62,12 @@ def claim_output(claims: Path, target: Path, source: Path) -> bool:
         staged.unlink(missing_ok=True)
 
 
-def release_output(claims: Path, target: Path, source: Path) -> None:
-    """Give `target` up again (`source` could not write it after all: the instance was
+def release_output(claims: Path, uid: str, source: Path) -> None:
+    """Give `uid` up again (`source` could not write it after all: the instance was
     quarantined); another input's claim is left alone."""
-    claim = _claim_path(claims, target)
+    claim = _claim_path(claims, uid)
     try:
-        if claim.read_bytes() == _digest(source).encode("ascii"):
+        if claim.read_bytes() == _owner(source):
             claim.unlink()
     except FileNotFoundError:
         pass

@@ -40,6 +40,7 @@ from gateway.pipeline.files import (
 from gateway.stores import quarantine
 from gateway.stores.mapping_records import InstanceOriginals
 from gateway.stores.mapping_writer import MappingWriter
+from gateway.stores.storage_dir import open_storage_dir
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ def anonymize_csv(
 ) -> CsvReport:
     """One clinical table with the site's engine; the mapping is sealed before the output
     appears. Raises CsvError (the table), ValueError (arguments) or OSError (environment)."""
+    open_storage_dir(settings.storage_dir)
     engine, mapping = build_engine_and_mapping(settings)
     try:
         return pseudonymise_csv(
@@ -272,6 +274,7 @@ def anonymize_folder(
     out = output_dir.resolve()
     if storage == out or storage.is_relative_to(out):
         raise ValueError("the storage folder (quarantine) must not be inside the output folder")
+    open_storage_dir(settings.storage_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     summary = Summary()

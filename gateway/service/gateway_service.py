@@ -41,6 +41,7 @@ from gateway.stores import quarantine
 from gateway.stores.audit import AUDIT_FILE, AuditLog
 from gateway.stores.spool import Spool
 from gateway.stores.spool_rounds import RoundState, StudyRound
+from gateway.stores.storage_dir import open_storage_dir
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class GatewayService:
         self.tls = site.tls
         self.profile = site.profile
         self.settings = site.engine_settings()
+        open_storage_dir(config.storage_dir)
         self.spool = Spool(config.storage_dir)
         quarantine.remove_staging(config.storage_dir)  # half-made entries of a crash
         self.metrics = Metrics()
@@ -323,7 +325,7 @@ class GatewayService:
             if delay is None:
                 log.error("round %d: %s; held after %d failed attempts until `quarantine "
                           "release round-%d`", round_id, why, failures, round_id)  # fmt: skip
-                self.spool.processing_failed(round_id, failures, None, f"{why}, {failures} times")
+                self.spool.processing_failed(round_id, failures, None, why)
                 with self._lock:
                     self._work.pop(round_id, None)
                 return

@@ -99,9 +99,9 @@ def exported(site: Site) -> list[Path]:
 
 @contextmanager
 def gateway_running(site: Site, patch: str = "") -> Iterator[Gateway]:
-    """`dicom-gateway run -c CONFIG`, with `patch` run first in the same interpreter (the
-    forked workers inherit it); stopped by its PID at the end."""
-    code = f"{patch}\nimport sys\nfrom gateway.cli.main import main\nsys.exit(main(sys.argv[1:]))"
+    """`dicom-gateway run -c CONFIG` (its entry point), with `patch` run first in the same
+    interpreter (the forked workers inherit it); stopped by its PID at the end."""
+    code = f"{patch}\nimport sys\nfrom gateway.cli.main import entry\nsys.exit(entry())"
     log_path = site.root / f"gateway-{time.monotonic_ns()}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

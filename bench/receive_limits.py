@@ -45,17 +45,18 @@ SC_IMAGE = "1.2.840.10008.5.1.4.1.1.7"
 
 # The SCP process: configured from argv (JSON), prints its port, runs until stdin closes.
 SERVE = """
-import json, sys, tempfile
+import json, os, sys, tempfile
 from pathlib import Path
 from gateway.base.metrics import Metrics
 from gateway.config import ListenConfig
 from gateway.net.scp import start_scp, stop_scp
+from gateway.keys.keyed_hash import KeyedHash
 from gateway.stores.spool import Spool
 wanted = json.loads(sys.argv[1])
 known = {k: v for k, v in wanted.items() if k in ListenConfig.model_fields}
 listen = ListenConfig(**known).model_copy(update={"port": 0})
 with tempfile.TemporaryDirectory() as folder:
-    spool = Spool(Path(folder) / "storage")
+    spool = Spool(Path(folder) / "storage", KeyedHash(os.urandom(32)))
     server = start_scp(listen, spool, Metrics())
     print(server.server_address[1], sorted(set(wanted) - set(known)), flush=True)
     sys.stdin.read()

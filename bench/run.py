@@ -42,6 +42,7 @@ import e2e  # bench/ is not a package
 import engine
 from service_harness import create_secret  # on sys.path since e2e
 
+from gateway.keys.keyed_hash import KeyedHash
 from gateway.stores.spool import Spool
 
 MIB = 2**20
@@ -80,7 +81,7 @@ def spool_rate(load: e2e.Workload, sample: int, folder: Path) -> float:
     """Instances/s of `Spool.store` alone (file fsync, folder fsync, state.db commit): the
     floor under the receive rate that the promise "acknowledged = on disk" sets."""
     blobs = [p.read_bytes() for p in load.files[: max(1, sample)]]
-    spool = Spool(folder / "spool-only")
+    spool = Spool(folder / "spool-only", KeyedHash(os.urandom(32)))
     try:
         started = time.perf_counter()
         for index, blob in enumerate(blobs):

@@ -218,6 +218,7 @@ def _alone(path: Path, output_dir: Path, claims: Path, settings: EngineSettings)
         stage="process",
         message="the worker process died while processing this file",
         origin="offline",
+        keyed_hash=settings.keyed_hash(),
     )
     return FileOutcome("quarantined", path, f"worker-died: {entry.id}")
 

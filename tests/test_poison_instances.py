@@ -20,6 +20,7 @@ from test_offline_cli import REAL_CLEAN, TESTDATA, Run, Site, anonymize, make_si
 import gateway.offline as offline
 import gateway.pipeline.files as files
 from gateway.deid.profile import default_profile
+from gateway.keys.keyed_hash import KeyedHash
 from gateway.offline import EngineSettings, anonymize_folder
 from gateway.pipeline.files import deidentify_file, init_worker
 from gateway.stores import quarantine
@@ -238,7 +239,10 @@ def test_a_quarantine_entry_is_fsynced_file_and_folder_before_put_returns(
     monkeypatch.setattr(os, "fsync", recording_fsync)
     storage = tmp_path / "storage"
     source = shutil.copyfile(TESTDATA / "CT_small.dcm", tmp_path / "spooled.dcm")
-    entry = quarantine.put(storage, source, reason="r", stage="s", message="m", origin="gateway")
+    keyed = KeyedHash(SECRET)
+    entry = quarantine.put(
+        storage, source, reason="r", stage="s", message="m", origin="gateway", keyed_hash=keyed
+    )
     root = str(quarantine.quarantine_root(storage))
     staging = f"{root}/.tmp-{entry.id}"
     for path in (f"{staging}/original.dcm", f"{staging}/reason.json", staging, root):
@@ -246,7 +250,9 @@ def test_a_quarantine_entry_is_fsynced_file_and_folder_before_put_returns(
     assert synced.index(staging) < synced.index(root)
 
     synced.clear()  # found again (a round processed again after a crash): synced again
-    assert quarantine.put(storage, source, reason="r", stage="s", message="m", origin="gateway")
+    assert quarantine.put(
+        storage, source, reason="r", stage="s", message="m", origin="gateway", keyed_hash=keyed
+    )
     assert {
         f"{entry.path}/original.dcm",
         f"{entry.path}/reason.json",

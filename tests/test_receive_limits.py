@@ -31,6 +31,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.base.metrics import Metrics
 from gateway.config import ConfigError, ListenConfig, load_config
+from gateway.keys.keyed_hash import KeyedHash
 from gateway.net.receive_limits import MessageMeter, ReceiveLimits
 from gateway.net.scp import STATUS_OUT_OF_RESOURCES, start_scp, stop_scp
 from gateway.stores.spool import Spool
@@ -69,7 +70,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., LimitedScp]]:
 
     def _start(**listen: Any) -> LimitedScp:
         config = ListenConfig(ae_title=GATEWAY_AE, **listen).model_copy(update={"port": 0})
-        spool = Spool(tmp_path / f"storage{len(started)}")
+        spool = Spool(tmp_path / f"storage{len(started)}", KeyedHash(bytes(range(32))))
         metrics = Metrics()
         running = LimitedScp(start_scp(config, spool, metrics), spool, metrics)
         started.append(running)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from service_harness import run_cli
 
+from gateway.keys.keyed_hash import KeyedHash
 from gateway.stores import quarantine
 from gateway.stores.spool import Spool
 
@@ -58,7 +59,8 @@ def test_quarantine_list_release_and_purge_of_an_instance(site: Path, tmp_path: 
         pytest.skip("shared/testdata is not beside the project")
     storage = site / "var"
     entry = quarantine.put(
-        storage, source, reason="identifier-found", stage="verify", message="x", origin="test"
+        storage, source, reason="identifier-found", stage="verify", message="x", origin="test",
+        keyed_hash=KeyedHash(bytes(range(32))),
     )
     listed = run_cli("quarantine", "-c", "gw.yaml", "list", cwd=site)
     assert listed.returncode == 0
@@ -71,11 +73,14 @@ def test_quarantine_list_release_and_purge_of_an_instance(site: Path, tmp_path: 
     released = run_cli("quarantine", "-c", "gw.yaml", "release", entry.id, cwd=site)
     assert released.returncode == 0, released.stderr
     assert quarantine.entries(storage) == []
-    spool = Spool(storage, recover=False)
+    spool = Spool(storage, None, recover=False)
     assert spool.queue_depth() == 1  # back in the spool, processed again with its study
     spool.close()
 
-    quarantine.put(storage, source, reason="r", stage="s", message="m", origin="test")
+    quarantine.put(
+        storage, source, reason="r", stage="s", message="m", origin="test",
+        keyed_hash=KeyedHash(bytes(range(32))),
+    )
     kept = run_cli("quarantine", "-c", "gw.yaml", "purge", "--older-than", "1", cwd=site)
     assert "purged 0" in kept.stdout
     purged = run_cli("quarantine", "-c", "gw.yaml", "purge", cwd=site)

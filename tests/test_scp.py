@@ -30,6 +30,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.base.metrics import Metrics
 from gateway.config import ListenConfig
+from gateway.keys.keyed_hash import KeyedHash
 from gateway.net.scp import (
     STATUS_CANNOT_UNDERSTAND,
     STATUS_DOES_NOT_MATCH,
@@ -100,7 +101,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., RunningScp]]:
     def _start(*, allowed: tuple[str, ...] = (), storage: Path | None = None) -> RunningScp:
         listen = ListenConfig(ae_title=GATEWAY_AE, allowed_calling_aes=list(allowed))
         listen = listen.model_copy(update={"host": "127.0.0.1", "port": 0})
-        spool = Spool(storage or tmp_path / "storage")
+        spool = Spool(storage or tmp_path / "storage", KeyedHash(bytes(range(32))))
         metrics = Metrics()
         server = start_scp(listen, spool, metrics)
         running = RunningScp(server, spool, metrics)

@@ -55,6 +55,8 @@ from service_harness import (
 )
 
 from gateway.deid.pseudonyms import patient_key
+from gateway.keys.keyed_hash import KeyedHash
+from gateway.keys.site_secret import read_site_secret
 from gateway.stores.spool import Spool
 from gateway.tools.synthetic import SyntheticPatient, make_ct_study, random_patient
 
@@ -805,7 +807,8 @@ def test_quarantine_list_leaves_a_running_services_work_alone(
     tmp_path: Path, secret: Path, study: list[Path]
 ) -> None:
     site = make_site(tmp_path / "site", secret, destination={"folder": str(tmp_path / "out")})
-    service_spool = Spool(site.storage)  # stands in for the running service's spool
+    # Stands in for the running service's spool.
+    service_spool = Spool(site.storage, KeyedHash(read_site_secret(secret)))
     try:
         data = study[0].read_bytes()
         original = read_original(study[0])

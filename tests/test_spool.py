@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.keys.keyed_hash import KeyedHash
 from gateway.stores.spool import Spool
 from gateway.stores.spool_rounds import RoundState
 
 STUDY = "1.2.826.0.1.3680043.2.1125.9.1"
+KEYED_HASH = KeyedHash(bytes(range(32)))  # names the spool's files
 
 
 def _store(spool: Spool, sop: str, payload: bytes = b"DICM", study: str = STUDY) -> None:
@@ -25,7 +27,7 @@ def _store(spool: Spool, sop: str, payload: bytes = b"DICM", study: str = STUDY)
 
 
 def test_a_study_is_due_after_its_quiet_period_and_claimed_once(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, KEYED_HASH)
     _store(spool, "1.1")
     _store(spool, "1.2")
     assert spool.due_rounds(quiet_seconds=3600) == []
@@ -39,7 +41,7 @@ def test_a_study_is_due_after_its_quiet_period_and_claimed_once(tmp_path: Path) 
 
 
 def test_duplicate_sop_instance_replaces_the_earlier_copy(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, KEYED_HASH)
     _store(spool, "1.1", b"first")
     _store(spool, "1.1", b"second")
     (due,) = spool.due_rounds(quiet_seconds=0)
@@ -49,7 +51,7 @@ def test_duplicate_sop_instance_replaces_the_earlier_copy(tmp_path: Path) -> Non
 
 
 def test_instance_arriving_while_its_study_is_processed_starts_a_new_round(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, KEYED_HASH)
     _store(spool, "1.1")
     (first,) = spool.due_rounds(quiet_seconds=0)
     assert spool.claim(first.id)
@@ -60,7 +62,7 @@ def test_instance_arriving_while_its_study_is_processed_starts_a_new_round(tmp_p
 
 
 def test_forwarding_retries_fail_and_release(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, KEYED_HASH)
     _store(spool, "1.1")
     (due,) = spool.due_rounds(quiet_seconds=0)
     spool.claim(due.id)
@@ -82,7 +84,7 @@ def test_forwarding_retries_fail_and_release(tmp_path: Path) -> None:
 def test_restart_reprocesses_interrupted_rounds_and_drops_unacknowledged_files(
     tmp_path: Path,
 ) -> None:
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, KEYED_HASH)
     _store(spool, "1.1")
     (due,) = spool.due_rounds(quiet_seconds=0)
     spool.claim(due.id)
@@ -92,7 +94,7 @@ def test_restart_reprocesses_interrupted_rounds_and_drops_unacknowledged_files(
     (spool.spool_dir / str(due.id) / "orphan.dcm").write_bytes(b"renamed, not recorded")
     spool.close()
 
-    again = Spool(tmp_path)
+    again = Spool(tmp_path, KEYED_HASH)
     (redo,) = again.due_rounds(quiet_seconds=3600)  # due at once: it was complete before
     assert redo.id == due.id and redo.state is RoundState.RECEIVING
     assert not again.outbox(due.id).exists()
@@ -103,7 +105,7 @@ def test_restart_reprocesses_interrupted_rounds_and_drops_unacknowledged_files(
 
 
 def test_state_survives_in_sqlite_with_full_sync(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, KEYED_HASH)
     _store(spool, "1.1")
     spool.close()
     db = sqlite3.connect(tmp_path / "state.db")
@@ -112,7 +114,7 @@ def test_state_survives_in_sqlite_with_full_sync(tmp_path: Path) -> None:
 
 
 def test_health_probe_reports_a_writable_spool(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, KEYED_HASH)
     assert spool.writable()
     assert list((spool.spool_dir / "tmp").iterdir()) == []
 
@@ -120,7 +122,7 @@ def test_health_probe_reports_a_writable_spool(tmp_path: Path) -> None:
 def test_a_failed_round_waits_for_its_retry_and_a_held_one_for_its_release(
     tmp_path: Path,
 ) -> None:
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, KEYED_HASH)
     _store(spool, "1.1")
     (due,) = spool.due_rounds(quiet_seconds=0)
     spool.claim(due.id)
@@ -160,7 +162,7 @@ def test_health_probe_syncs_at_most_once_per_cache_period(
         real(path, data)
 
     monkeypatch.setattr(spool_module, "create_private_file", counting)
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, KEYED_HASH)
     assert all(spool.writable() for _ in range(50))
     assert len(probes) == 1
     monkeypatch.setattr(spool_module, "WRITABLE_CACHE_SECONDS", 0.0)

@@ -40,6 +40,7 @@ from gateway.keys.dev_certificates import (
     DevCertificateError,
     make_dev_certificates,
 )
+from gateway.keys.keyed_hash import KeyedHash
 from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scp import _address_allowed, start_scp, stop_scp
 from gateway.net.scu import forward_to_ae
@@ -132,7 +133,7 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     ) -> Gateway:
         listen = ListenConfig(ae_title=GATEWAY_AE, allowed_networks=list(allowed_networks))
         listen = listen.model_copy(update={"host": LOOPBACK, "port": 0})
-        spool = Spool(tmp_path / f"storage{len(started)}")
+        spool = Spool(tmp_path / f"storage{len(started)}", KeyedHash(bytes(range(32))))
         gateway = Gateway(start_scp(listen, spool, ssl_context=ssl_context), spool)
         started.append(gateway)
         return gateway

@@ -6,8 +6,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.cli.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, storage_config
+from gateway.cli.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, print_problems, storage_config
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
@@ -21,7 +25,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     storage = config.storage_dir
     if args.quarantine_command == "list":
         entries = quarantine.entries(storage)
-        spool = Spool(storage, recover=False)
+        spool = Spool(storage, None, recover=False)  # reads the state; names no file
         failed = spool.failed_rounds()
         held = spool.rounds_in(RoundState.HELD)
         retrying = spool.retrying_rounds()
@@ -48,19 +52,30 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     if args.quarantine_command == "release":
-        return _release(storage, args.id)
+        return _release(args.config, config, args.id)
     removed = quarantine.purge(storage, older_than_days=args.older_than)
     print(f"purged {removed} quarantined instances")
     return EXIT_OK
 
 
-def _release(storage: Path, entry_id: str) -> int:
+def _release(config_path: Path, config: GatewayConfig, entry_id: str) -> int:
+    from gateway.keys.keyed_hash import KeyedHash
+    from gateway.keys.site_secret import SiteSecretError, read_site_secret
     from gateway.stores import quarantine
     from gateway.stores.spool import Spool
 
-    spool = Spool(storage, recover=False)
+    storage = config.storage_dir
+    a_round = entry_id.startswith("round-") and entry_id[6:].isdigit()
+    keyed_hash = None
+    if not a_round:  # an instance goes back into the spool, named by its keyed hash
+        try:
+            keyed_hash = KeyedHash(read_site_secret(config.keys.secret))
+        except SiteSecretError as exc:
+            print_problems([f"{config_path}: 'keys.secret': {exc}"])
+            return EXIT_USAGE
+    spool = Spool(storage, keyed_hash, recover=False)
     try:
-        if entry_id.startswith("round-") and entry_id[6:].isdigit():
+        if a_round:
             if spool.release(int(entry_id[6:])):
                 print(f"{entry_id}: queued for forwarding again")
                 return EXIT_OK

@@ -10,7 +10,6 @@ success status is sent only once `Spool.store` has made file and state row durab
 from __future__ import annotations
 
 import functools
-import hashlib
 import ipaddress
 import logging
 import re
@@ -378,7 +377,7 @@ def _on_store(event: Event, spool: Spool, metrics: Metrics | None) -> int:
     if metrics is not None:
         metrics.instances_received.inc()
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("stored instance %s from %r", _short_hash(sop_instance_uid), calling)
+        log.debug("stored instance %s from %r", spool.uid_hash(sop_instance_uid, 12), calling)
     return STATUS_SUCCESS
 
 
@@ -418,8 +417,3 @@ def _study_uid(dataset: bytes, transfer_syntax: str, sop_instance_uid: str) -> s
             STATUS_DOES_NOT_MATCH, "SOP Instance UID differs between request and dataset"
         )
     return study_value
-
-
-def _short_hash(value: str) -> str:
-    """A UID's stand-in for logs (DESIGN.md: log UIDs' hashes)."""
-    return hashlib.sha256(value.encode("ascii", "replace")).hexdigest()[:12]

@@ -27,6 +27,7 @@ from gateway.base.durable import fsync_directory
 from gateway.deid.engine import DeidResult, Engine
 from gateway.deid.profile import DeidProfile
 from gateway.deid.pseudonyms import Pseudonyms
+from gateway.keys.keyed_hash import KeyedHash
 from gateway.keys.reid_keys import load_public_key
 from gateway.pipeline.instance import (
     Clean,
@@ -57,6 +58,10 @@ class EngineSettings:
     # Set: burned-in text is found and blanked in the instances it selects (issue: pixels).
     pixels: PixelConfig | None = None
 
+    def keyed_hash(self) -> KeyedHash:
+        """The hash that names an input (quarantine, output claims) without revealing it."""
+        return KeyedHash(self.secret)
+
 
 @dataclass(frozen=True)
 class FileOutcome:
@@ -71,6 +76,7 @@ class FileOutcome:
 _engine: Engine | None = None
 _settings: EngineSettings | None = None
 _mapping: MappingWriter | None = None
+_keyed_hash: KeyedHash | None = None
 
 
 def build_engine_and_mapping(settings: EngineSettings) -> tuple[Engine, MappingWriter | None]:
@@ -91,9 +97,9 @@ def build_engine_and_mapping(settings: EngineSettings) -> tuple[Engine, MappingW
 
 def init_worker(settings: EngineSettings) -> None:
     """Process-pool initializer: one engine per worker process, built once."""
-    global _engine, _settings, _mapping
+    global _engine, _settings, _mapping, _keyed_hash
     configure_pydicom()
-    _settings = settings
+    _settings, _keyed_hash = settings, settings.keyed_hash()
     _engine, _mapping = build_engine_and_mapping(settings)
 
 
@@ -192,7 +198,9 @@ def deidentify_file(
     same input may write it again; without, an existing file is never replaced. A second
     input for one output is quarantined as a `duplicate`.
     """
-    assert _engine is not None and _settings is not None, "init_worker was not called"
+    assert _engine is not None and _settings is not None and _keyed_hash is not None, (
+        "init_worker was not called"
+    )
     stage = "read"
     try:
         read = read_instance(path)
@@ -209,7 +217,7 @@ def deidentify_file(
         )
         stage = "write"
         if isinstance(outcome, Clean):
-            written = _write_clean(path, outcome, target_for, claims)
+            written = _write_clean(path, outcome, target_for, claims, _keyed_hash)
             if isinstance(written, FileOutcome):
                 return written
             outcome = written
@@ -227,6 +235,7 @@ def deidentify_file(
         stage=outcome.stage,
         message=outcome.message,
         origin=origin,
+        keyed_hash=_keyed_hash,
     )
     return FileOutcome("quarantined", path, f"{outcome.reason}: {entry.id}")
 
@@ -237,7 +246,11 @@ _DUPLICATE = Quarantine(
 
 
 def _write_clean(
-    path: Path, clean: Clean, target_for: Callable[[DeidResult], Path], claims: Path | None
+    path: Path,
+    clean: Clean,
+    target_for: Callable[[DeidResult], Path],
+    claims: Path | None,
+    keyed_hash: KeyedHash,
 ) -> FileOutcome | Quarantine:
     """The clean instance in place (mapping sealed first), or why it cannot be."""
     if not _safe_names(clean.result):
@@ -254,7 +267,7 @@ def _write_clean(
         )
     try:
         uid = clean.result.sop_instance_uid
-        if claims is not None and not claim_output(claims, uid, path):
+        if claims is not None and not claim_output(claims, uid, path, keyed_hash):
             return _DUPLICATE
         try:
             if _mapping is not None:
@@ -268,7 +281,7 @@ def _write_clean(
             return _DUPLICATE
         except Exception as exc:
             if claims is not None and not is_environment_error(exc):
-                release_output(claims, uid, path)
+                release_output(claims, uid, path, keyed_hash)
             raise
     finally:
         temporary.unlink(missing_ok=True)

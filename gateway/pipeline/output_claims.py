@@ -7,13 +7,13 @@ later, different input is held in the quarantine as a `duplicate`, so the output
 file per UID (what any destination can hold) and the summary counts what is on disk.
 
 A claim is a small file named by a hash of the output UID, holding a hash of the input's
-path (never a name or UID in clear), made with an exclusive link so that a half-written
-claim is never seen (the storage folder is a local file system, as SQLite needs). The same
-input claiming again is its own earlier attempt (a round processed again after a crash or a
-worker's death, whose output may still be in the outbox): it is allowed to write again, and
-is not a duplicate. Claims need no fsync: after a crash the service clears an interrupted
-round's outbox together with its claims, and an offline run that dies is started again
-with a new claims folder.
+path (never a name or UID in clear; both keyed, gateway.keys.keyed_hash), made with an
+exclusive link so that a half-written claim is never seen (the storage folder is a local
+file system, as SQLite needs). The same input claiming again is its own earlier attempt (a
+round processed again after a crash or a worker's death, whose output may still be in the
+outbox): it is allowed to write again, and is not a duplicate. Claims need no fsync: after
+a crash the service clears an interrupted round's outbox together with its claims, and an
+offline run that dies is started again with a new claims folder.
 
 The service keeps a round's claims in its outbox (`.claims/`, gone with it); `anonymize`
 keeps a run's under the storage folder (never in the output, which holds only instances).
@@ -21,35 +21,32 @@ keeps a run's under the storage folder (never in the output, which holds only in
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 from pathlib import Path
+
+from gateway.keys.keyed_hash import KeyedHash
 
 __all__ = ["CLAIMS_DIR", "claim_output", "release_output"]
 
 CLAIMS_DIR = ".claims"
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+def _owner(source: Path, keyed_hash: KeyedHash) -> bytes:
+    return keyed_hash(str(source.resolve()), 64).encode("ascii")
 
 
-def _owner(source: Path) -> bytes:
-    return _digest(str(source.resolve())).encode("ascii")
+def _claim_path(claims: Path, uid: str, keyed_hash: KeyedHash) -> Path:
+    return claims / keyed_hash(uid, 40)
 
 
-def _claim_path(claims: Path, uid: str) -> Path:
-    return claims / _digest(uid)[:40]
-
-
-def claim_output(claims: Path, uid: str, source: Path) -> bool:
+def claim_output(claims: Path, uid: str, source: Path, keyed_hash: KeyedHash) -> bool:
     """Claim the output SOP Instance UID `uid` for `source` in this run: True if it is
     `source`'s to write (new, or claimed by `source` before), False if another input holds
     it. Raises OSError."""
     claims.mkdir(parents=True, exist_ok=True)
-    owner = _owner(source)
-    claim = _claim_path(claims, uid)
+    owner = _owner(source, keyed_hash)
+    claim = _claim_path(claims, uid, keyed_hash)
     staged = claims / f".tmp-{secrets.token_hex(8)}"
     with open(staged, "xb") as handle:
         handle.write(owner)
@@ -62,12 +59,12 @@ def claim_output(claims: Path, uid: str, source: Path) -> bool:
         staged.unlink(missing_ok=True)
 
 
-def release_output(claims: Path, uid: str, source: Path) -> None:
+def release_output(claims: Path, uid: str, source: Path, keyed_hash: KeyedHash) -> None:
     """Give `uid` up again (`source` could not write it after all: the instance was
     quarantined); another input's claim is left alone."""
-    claim = _claim_path(claims, uid)
+    claim = _claim_path(claims, uid, keyed_hash)
     try:
-        if claim.read_bytes() == _owner(source):
+        if claim.read_bytes() == _owner(source, keyed_hash):
             claim.unlink()
     except FileNotFoundError:
         pass

@@ -60,7 +60,7 @@ class GatewayService:
         self.profile = site.profile
         self.settings = site.engine_settings()
         open_storage_dir(config.storage_dir)
-        self.spool = Spool(config.storage_dir)
+        self.spool = Spool(config.storage_dir, self.settings.keyed_hash())
         quarantine.remove_staging(config.storage_dir)  # half-made entries of a crash
         self.metrics = Metrics()
         self.metrics.measure_queue_depth(self.spool.queue_depth)
@@ -218,11 +218,11 @@ class GatewayService:
             return
         self.metrics.studies_completed.inc()
         with self._lock:
-            work = self._work.setdefault(due.id, RoundWork(due))
+            work = self._work.setdefault(due.id, RoundWork(due, self.spool.uid_hash(due.study_uid)))
             work.round, work.parts, work.failure = due, [], None
             work.attempt += 1
             attempt = work.attempt
-        log.info("study %s round %d complete: %d instances", due.study_hash, due.id, len(files))
+        log.info("study %s round %d complete: %d instances", work.study_hash, due.id, len(files))
         paths = [instance.path for instance in files]
         # A large study is spread over every worker, in chunks, so one study uses them all.
         size = chunk_size(len(paths), self.config.workers)
@@ -340,7 +340,7 @@ class GatewayService:
         if not self._claim_busy(due.id):
             return
         with self._lock:
-            work = self._work.setdefault(due.id, RoundWork(due))
+            work = self._work.setdefault(due.id, RoundWork(due, self.spool.uid_hash(due.study_uid)))
         work.round = due
         try:
             self._forwarders.submit(self._forward, work)
@@ -432,7 +432,7 @@ class GatewayService:
         with self._lock:
             self._work.pop(work.round.id, None)
         log.info(
-            "study %s round %d forwarded: %d instances", work.round.study_hash, work.round.id,
+            "study %s round %d forwarded: %d instances", work.study_hash, work.round.id,
             result.sent,
         )
 

@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from gateway.pipeline.files import EngineSettings, RoundResult, count_boxes, init_worker
-from gateway.stores.spool_rounds import StudyRound, uid_hash
+from gateway.stores.spool_rounds import StudyRound
 
 # Processing that fails for the environment's sake (a full disk, a store locked, a worker
 # killed) is tried again 1, 2, 4 ... s later, at most PROCESS_RETRY_MAX_SECONDS apart; the
@@ -46,10 +46,12 @@ class RoundWork:
 
     `attempt` numbers its processing attempts in this process: an answer that belongs to
     an earlier attempt is ignored, so it can never complete, or fail, a later one.
-    `failure` is the attempt's (kind, why) once one of its chunks failed.
+    `failure` is the attempt's (kind, why) once one of its chunks failed. `study_hash` is
+    the study's keyed hash (`Spool.uid_hash`), what logs and the audit name it by.
     """
 
     round: StudyRound
+    study_hash: str
     processed: RoundResult | None = None
     attempt: int = 0
     pending: int = 0
@@ -63,7 +65,7 @@ class RoundWork:
         done = self.processed
         return {
             "round": self.round.id,
-            "study_hash": uid_hash(self.round.study_uid),
+            "study_hash": self.study_hash,
             "pseudo_study_uids": list(done.study_uids) if done else [],
             "instances_in": done.instances_in if done else self.round.instances,
             "instances_out": instances_out,

@@ -7,7 +7,6 @@ file name, which may itself carry a name). The quarantine is never under an outp
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gateway.base.durable import create_folder, create_private_file, fsync_directory, fsync_file
+from gateway.keys.keyed_hash import KeyedHash
 
 QUARANTINE_DIR = "quarantine"
 ORIGINAL_NAME = "original.dcm"
@@ -42,19 +42,29 @@ def new_entry_id(token: str | None = None) -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + (token or secrets.token_hex(4))
 
 
-def _source_key(source: Path, reason: str, stage: str, origin: str) -> str:
+def _source_key(
+    source: Path, reason: str, stage: str, origin: str, keyed_hash: KeyedHash
+) -> str:
     """Names one input file (path, size, modification time) held for one reason.
 
     The service quarantines from the spool, whose files are written once; a round processed
-    again after a crash finds its instance already held and adds no second entry.
+    again after a crash finds its instance already held and adds no second entry. Keyed: an
+    input's path may carry a name, and a spool file's is a hash of its SOP Instance UID.
     """
     status = source.stat()
     text = f"{origin}\0{source.resolve()}\0{status.st_size}\0{status.st_mtime_ns}"
-    return hashlib.sha256(f"{text}\0{stage}\0{reason}".encode()).hexdigest()
+    return keyed_hash(f"{text}\0{stage}\0{reason}", 64)
 
 
 def put(
-    storage_dir: Path, source: Path, *, reason: str, stage: str, message: str, origin: str
+    storage_dir: Path,
+    source: Path,
+    *,
+    reason: str,
+    stage: str,
+    message: str,
+    origin: str,
+    keyed_hash: KeyedHash,
 ) -> QuarantineEntry:
     """Copy `source` into a new quarantine entry with its reason (or return the entry that
     already holds this very file for this reason); the source is left as is.
@@ -66,7 +76,7 @@ def put(
     """
     root = quarantine_root(storage_dir)
     create_folder(root)
-    key = _source_key(source, reason, stage, origin)
+    key = _source_key(source, reason, stage, origin, keyed_hash)
     for held in root.glob(f"*-{key[:16]}"):
         found = _read_entry(held)
         if found is not None and found[1].get("source_key") == key:

@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.base.durable import create_private_file, fsync_directory
+from gateway.keys.keyed_hash import KeyedHash
 from gateway.stores.spool_rounds import (
     STATE_DB,
     RoundState,
@@ -51,7 +52,6 @@ from gateway.stores.spool_rounds import (
     StudyRound,
     open_state_db,
     select_rounds,
-    uid_hash,
 )
 
 __all__ = ["OUTBOX_DIR", "SPOOL_DIR", "Spool", "SpoolWriteError"]
@@ -76,10 +76,14 @@ class SpoolWriteError(Exception):
 class Spool:
     """Instances on disk plus the state of every study round, safe across crashes."""
 
-    def __init__(self, storage_dir: Path, *, recover: bool = True) -> None:
-        """Open (and create) the spool. `recover=False` for a command that runs beside the
-        service (`quarantine list`): crash recovery belongs to the service's start alone."""
+    def __init__(
+        self, storage_dir: Path, keyed_hash: KeyedHash | None, *, recover: bool = True
+    ) -> None:
+        """Open (and create) the spool. `keyed_hash` names its files (None: a command that
+        stores nothing, `quarantine list`). `recover=False` for a command that runs beside
+        the service: crash recovery belongs to the service's start alone."""
         self.storage_dir = Path(storage_dir)
+        self._keyed_hash = keyed_hash
         self.spool_dir = self.storage_dir / SPOOL_DIR
         self.outbox_root = self.storage_dir / OUTBOX_DIR
         self._tmp = self.spool_dir / _TMP
@@ -109,6 +113,7 @@ class Spool:
         `encoded` may come in parts (file meta, then the dataset as received): a large
         instance is then never copied into one buffer on its way to the disk.
         """
+        name = f"{self.uid_hash(sop_instance_uid)}.dcm"  # a re-sent instance replaces its file
         size = len(encoded) if isinstance(encoded, bytes) else sum(len(p) for p in encoded)
         temporary = self._tmp / f"{secrets.token_hex(8)}.part"
         try:
@@ -130,7 +135,7 @@ class Spool:
                 if not folder.is_dir():
                     folder.mkdir()
                     fsync_directory(self.spool_dir)
-                final = folder / f"{uid_hash(sop_instance_uid)}.dcm"
+                final = folder / name
                 replaced = final.exists()
                 os.replace(temporary, final)
                 fsync_directory(folder)
@@ -152,7 +157,8 @@ class Spool:
                 )
                 self._db.execute("COMMIT")
             except (OSError, sqlite3.Error) as exc:
-                self._rollback()
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
                 temporary.unlink(missing_ok=True)
                 if final is not None and not replaced:
                     final.unlink(missing_ok=True)
@@ -163,6 +169,12 @@ class Spool:
                     f"cannot record the instance ({type(exc).__name__})",
                     out_of_space=out_of_space,
                 ) from exc
+
+    def uid_hash(self, uid: str, length: int = 16) -> str:
+        """What file names and logs carry instead of an original UID (keyed: see KeyedHash)."""
+        if self._keyed_hash is None:
+            raise RuntimeError("the spool was opened without the site secret's keyed hash")
+        return self._keyed_hash(uid, length)
 
     def _receiving_round(self, study_uid: str, now: float) -> int:
         row = self._db.execute(
@@ -177,10 +189,6 @@ class Spool:
             (study_uid, RoundState.RECEIVING, now, now),
         )
         return int(cursor.lastrowid or 0)
-
-    def _rollback(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._db.execute("ROLLBACK")
 
     # -- the state machine -----------------------------------------------------------------
 

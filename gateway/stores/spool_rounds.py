@@ -9,7 +9,6 @@ acknowledge an instance once its row is in.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,7 +21,6 @@ __all__ = [
     "StudyRound",
     "open_state_db",
     "select_rounds",
-    "uid_hash",
 ]
 
 STATE_DB = "state.db"
@@ -86,15 +84,6 @@ class StudyRound:
     next_attempt: float
     message: str
     instances: int
-
-    @property
-    def study_hash(self) -> str:
-        return uid_hash(self.study_uid)
-
-
-def uid_hash(uid: str) -> str:
-    """What logs and audit records carry instead of an original UID."""
-    return hashlib.sha256(uid.encode("utf-8")).hexdigest()[:16]
 
 
 def open_state_db(path: Path) -> sqlite3.Connection:

@@ -22,6 +22,7 @@ from pynetdicom import AE
 
 from gateway.base.metrics import Metrics
 from gateway.config import ListenConfig
+from gateway.keys.keyed_hash import KeyedHash
 from gateway.net import scp
 from gateway.stores.spool import Spool
 
@@ -46,7 +47,7 @@ def short_bounds_scp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.setattr(scp, "STALLED_PDU_SECONDS", STALL_SECONDS)
     listen = ListenConfig(ae_title="DEID_GW", max_associations=2)
     listen = listen.model_copy(update={"host": "127.0.0.1", "port": 0})
-    spool = Spool(tmp_path / "storage")
+    spool = Spool(tmp_path / "storage", KeyedHash(bytes(range(32))))
     server = scp.start_scp(listen, spool, Metrics())
     server.ae.acse_timeout = ACSE_SECONDS
     try:

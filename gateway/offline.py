@@ -36,6 +36,7 @@ from gateway.pipeline.files import (
     build_engine_and_mapping,
     deidentify_file,
     init_worker,
+    remove_temporaries,
 )
 from gateway.stores import quarantine
 from gateway.stores.mapping_records import InstanceOriginals
@@ -210,6 +211,7 @@ def _alone(path: Path, output_dir: Path, claims: Path, settings: EngineSettings)
             return pool.submit(process_file, path, output_dir, claims).result()
         except BrokenProcessPool:
             pass
+    remove_temporaries(output_dir)  # the dead worker may have been writing
     log.warning("a worker process died on one input file: quarantined")
     entry = quarantine.put(
         settings.storage_dir,
@@ -252,6 +254,8 @@ def _pooled(
                         suspects += part
                 if suspects:  # any task still out may have been on the worker that died
                     suspects += [path for part in running.values() for path in part]
+        if suspects:  # the pool is down: what its killed workers were writing is half-made
+            remove_temporaries(output_dir)
         for path in suspects:
             yield _alone(path, output_dir, claims, settings)
 

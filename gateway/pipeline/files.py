@@ -143,11 +143,25 @@ class _CannotEncode(Exception):
     """pydicom cannot write the de-identified dataset (the instance's trouble, not the disk's)."""
 
 
+TEMPORARY_PREFIX = ".tmp-"  # an instance being written; renamed into place when whole
+
+
+def remove_temporaries(folder: Path) -> int:
+    """Remove the half-written instances that workers killed mid-write left under `folder`
+    (call only when no worker is writing there). Returns how many."""
+    removed = 0
+    for path in folder.rglob(f"{TEMPORARY_PREFIX}*"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def _encode_into(folder: Path, ds: Dataset) -> Path:
     """The instance written to a new temporary file in `folder` and fsynced; the caller
     renames it into place. Written straight to the file, not through bytes in memory: a
     large multi-frame costs one copy of itself, not three (measured: tests/load)."""
-    temporary = folder / f".tmp-{secrets.token_hex(6)}"
+    temporary = folder / f"{TEMPORARY_PREFIX}{secrets.token_hex(6)}"
     try:
         with open(temporary, "wb") as handle:
             try:

@@ -36,10 +36,19 @@ def umask_022() -> Iterator[None]:
 
 
 def open_to_others(root: Path) -> list[str]:
+    """Every file or folder under `root` that another user could read; files the running
+    service moves or deletes meanwhile (outbox, WAL) are passed over."""
     found = []
-    for path in [root, *root.rglob("*")]:
-        mode = stat.S_IMODE(path.lstat().st_mode)
-        if mode & 0o077 and not path.is_symlink():
+    paths = [root]
+    for folder, dirs, files in os.walk(root):  # os.walk skips a folder that vanished
+        paths += [Path(folder, name) for name in (*dirs, *files)]
+    for path in paths:
+        try:
+            status = path.lstat()
+        except FileNotFoundError:
+            continue
+        mode = stat.S_IMODE(status.st_mode)
+        if mode & 0o077 and not stat.S_ISLNK(status.st_mode):
             found.append(f"{path.relative_to(root.parent)} {mode:04o}")
     return found
 

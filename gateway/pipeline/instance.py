@@ -184,7 +184,7 @@ def process_instance(
             )
     identifiers.add_uids(result.remapped_uids - result.kept_uids)
     try:
-        leaks = find_leaks(ds, identifiers)
+        leaks = find_leaks(ds, identifiers, result.produced)
     except Exception as exc:
         return Quarantine("verify-failed", "verify", f"cannot verify ({type(exc).__name__})")
     if leaks:

@@ -361,12 +361,17 @@ class Gateway:
         return stop_process(self.process, timeout=timeout)
 
 
-def start_gateway(site: Site, *, timeout: float = 30.0) -> Gateway:
-    """`dicom-gateway run -c CONFIG`; returns once /healthz says 200 and the SCP accepts."""
-    log_path = site.root / f"gateway-{int(time.time() * 1000)}.log"
+def start_gateway(
+    site: Site, *, timeout: float = 30.0, command: Sequence[str] | None = None
+) -> Gateway:
+    """`dicom-gateway run -c CONFIG` (or `command`, another way of starting it); returns
+    once /healthz says 200 and the SCP accepts."""
+    log_path = site.root / f"gateway-{time.monotonic_ns()}.log"
+    if command is None:
+        command = [*gateway_command(), "run", "-c", str(site.config)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [*gateway_command(), "run", "-c", str(site.config)],
+            list(command),
             cwd=site.root,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -391,8 +396,8 @@ def start_gateway(site: Site, *, timeout: float = 30.0) -> Gateway:
 
 
 @contextmanager
-def running_gateway(site: Site) -> Iterator[Gateway]:
-    gateway = start_gateway(site)
+def running_gateway(site: Site, command: Sequence[str] | None = None) -> Iterator[Gateway]:
+    gateway = start_gateway(site, command=command)
     try:
         yield gateway
     finally:

@@ -13,10 +13,9 @@ import hmac
 import json
 import os
 import pickle
-import subprocess
 import urllib.request
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from service_harness import (
     gateway_command,
     make_site,
     run_cli,
+    running_gateway,
     storescu,
     wait_until,
 )
@@ -85,29 +85,9 @@ def metrics_text(site: Site) -> str:
         return str(response.read().decode("utf-8"))
 
 
-@contextmanager
-def verbose_gateway(site: Site) -> Iterator[Gateway]:
+def verbose_gateway(site: Site) -> AbstractContextManager[Gateway]:
     """`dicom-gateway -v run -c CONFIG`: debug logging, where UIDs' stand-ins are logged."""
-    log_path = site.root / f"gateway-{len(list(site.root.glob('gateway-*.log')))}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [*gateway_command(), "-v", "run", "-c", str(site.config)],
-            cwd=site.root,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    gateway = Gateway(site, process, log_path)
-    try:
-        wait_until(
-            lambda: process.poll() is not None or gateway.healthz() == 200,
-            timeout=30,
-            what="the gateway to answer /healthz",
-        )
-        assert process.poll() is None, gateway.log()
-        yield gateway
-    finally:
-        gateway.stop()
+    return running_gateway(site, [*gateway_command(), "-v", "run", "-c", str(site.config)])
 
 
 def test_the_keyed_hash_is_the_sites_own_and_never_the_secret_itself() -> None:

@@ -12,11 +12,9 @@ processing bug on one marked instance; a smaller retry bound), as `python -c` wo
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,7 @@ from service_harness import (
     Site,
     create_secret,
     make_site,
+    running_gateway,
     storescu,
     wait_until,
 )
@@ -97,31 +96,11 @@ def exported(site: Site) -> list[Path]:
     return sorted(folder.rglob("*.dcm")) if folder.is_dir() else []
 
 
-@contextmanager
-def gateway_running(site: Site, patch: str = "") -> Iterator[Gateway]:
+def gateway_running(site: Site, patch: str = "") -> AbstractContextManager[Gateway]:
     """`dicom-gateway run -c CONFIG` (its entry point), with `patch` run first in the same
     interpreter (the forked workers inherit it); stopped by its PID at the end."""
     code = f"{patch}\nimport sys\nfrom gateway.cli.main import entry\nsys.exit(entry())"
-    log_path = site.root / f"gateway-{time.monotonic_ns()}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", code, "run", "-c", str(site.config)],
-            cwd=site.root,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    gateway = Gateway(site, process, log_path)
-    try:
-        wait_until(
-            lambda: process.poll() is not None or gateway.healthz() == 200,
-            timeout=30,
-            what="the gateway to answer /healthz",
-        )
-        assert process.poll() is None, gateway.log()
-        yield gateway
-    finally:
-        gateway.stop()
+    return running_gateway(site, [sys.executable, "-c", code, "run", "-c", str(site.config)])
 
 
 def settled(gateway: Gateway) -> bool:

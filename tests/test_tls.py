@@ -42,7 +42,8 @@ from gateway.keys.dev_certificates import (
 )
 from gateway.keys.keyed_hash import KeyedHash
 from gateway.net.outcome import ForwardOutcome, ForwardResult
-from gateway.net.scp import _address_allowed, start_scp, stop_scp
+from gateway.net.refusals import address_allowed as _address_allowed
+from gateway.net.scp import start_scp, stop_scp
 from gateway.net.scu import forward_to_ae
 from gateway.net.tls import (
     TlsConfigError,

@@ -16,7 +16,7 @@ import re
 import socket
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydicom import uid as dicom_uid
 from pynetdicom import AE, AllStoragePresentationContexts, evt
@@ -33,8 +33,16 @@ from gateway.net.pynetdicom_server import (
     drop_idle_connection,
     serve_in_background,
 )
-from gateway.net.receive_limits import ReceiveLimits, Refusal
-from gateway.net.tls import HANDSHAKE_TIMEOUT, describe_tls_failure
+from gateway.net.receive_limits import ReceiveLimits
+from gateway.net.refusals import (
+    RateLimitedLog,
+    admit,
+    on_refusal,
+    on_rejected,
+    on_source_full,
+    on_tls_refused,
+)
+from gateway.net.tls import HANDSHAKE_TIMEOUT
 from gateway.stores.spool import SpoolWriteError
 
 if TYPE_CHECKING:
@@ -80,8 +88,6 @@ STALLED_PDU_SECONDS = 60.0
 # so only what would break grouping is refused: empty, too long, multi-valued, control
 # characters.
 _UID_SHAPE = re.compile(r"[\x21-\x5b\x5d-\x7e]{1,64}")
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Servers stop_scp has already stopped: a second call (signal, then exit) returns at once.
 _STOPPED: weakref.WeakSet[ThreadedAssociationServer] = weakref.WeakSet()
@@ -136,17 +142,19 @@ def start_scp(
         max_associations=listen.max_associations,
         max_pdu_size=listen.max_pdu_size,
     )
+    # Refusals a peer can repeat at will: one line per cause and source a minute.
+    says = RateLimitedLog(log)
     limits = ReceiveLimits(
         max_pdu_size=listen.max_pdu_size,
         max_instance_size=listen.max_instance_size,
         first_request_seconds=listen.first_request_seconds,
-        on_refusal=functools.partial(_on_refusal, metrics=metrics),
+        on_refusal=functools.partial(on_refusal, metrics=metrics, says=says),
     )
     if not PATCHES_APPLY:
         log.error("receive limits NOT enforced: written for pynetdicom 3.0.x (see pyproject)")
     handlers = [
         (evt.EVT_CONN_OPEN, _on_connection_open, [limits]),
-        (evt.EVT_REJECTED, _on_rejected, [frozenset(listen.allowed_calling_aes), metrics]),
+        (evt.EVT_REJECTED, on_rejected, [frozenset(listen.allowed_calling_aes), metrics, says]),
         (evt.EVT_C_STORE, _on_store, [spool, metrics]),
     ]
     networks = tuple(ipaddress.ip_network(n, strict=False) for n in listen.allowed_networks)
@@ -159,10 +167,14 @@ def start_scp(
         server_class=GatewayAssociationServer,
         stalled_pdu_seconds=STALLED_PDU_SECONDS,
         handshake_timeout=HANDSHAKE_TIMEOUT,
-        admit=functools.partial(_admit, networks=networks, metrics=metrics) if networks else None,
-        on_tls_refused=functools.partial(_tls_refused, metrics=metrics),
+        admit=(
+            functools.partial(admit, networks=networks, metrics=metrics, says=says)
+            if networks
+            else None
+        ),
+        on_tls_refused=functools.partial(on_tls_refused, metrics=metrics, says=says),
         per_source_limit=listen.max_associations_per_source,
-        on_source_full=functools.partial(_source_full, metrics=metrics),
+        on_source_full=functools.partial(on_source_full, metrics=metrics, says=says),
     )
     serve_in_background(ae, server, name=f"AcceptorServer@{listen.port}")
     log.info(
@@ -181,85 +193,6 @@ def start_scp(
         listen.max_associations_per_source,
     )
     return server
-
-
-def _on_refusal(assoc: Any, refusal: Refusal, metrics: Metrics | None) -> None:
-    """Say why an association was cut off (sizes and times, never data) and count it."""
-    requestor = assoc.requestor
-    log.warning(
-        "cut off association from %s (calling AE %r): %s",
-        _peer((requestor.address, requestor.port)),
-        requestor.ae_title,
-        refusal.reason,
-    )
-    if metrics is not None:
-        stage = "receive" if refusal.kind == "instance" else "connection"
-        metrics.failures.labels(stage=stage).inc()
-
-
-def _source_full(client_address: Any, limit: int, metrics: Metrics | None) -> None:
-    log.warning(
-        "refused connection from %s: it already holds %d (listen.max_associations_per_source)",
-        _peer(client_address),
-        limit,
-    )
-    _count_refusal(metrics)
-
-
-def _admit(client_address: Any, networks: tuple[IPNetwork, ...], metrics: Metrics | None) -> bool:
-    """Whether a client may connect at all; a refusal costs one log line."""
-    host = str(client_address[0]) if isinstance(client_address, tuple) else ""
-    if _address_allowed(host, networks):
-        return True
-    log.warning(
-        "refused connection from %s: address not in listen.allowed_networks",
-        _peer(client_address),
-    )
-    _count_refusal(metrics)
-    return False
-
-
-def _tls_refused(
-    client_address: Any, exc: Exception, stopping: bool, metrics: Metrics | None
-) -> None:
-    """Log a failed TLS handshake with the peer address and OpenSSL's reason."""
-    if stopping:  # server_close() cut it: not the peer's doing
-        log.info("TLS handshake with %s cut short: the SCP is stopping", _peer(client_address))
-        return
-    why = describe_tls_failure(exc)
-    log.warning("refused TLS connection from %s: %s", _peer(client_address), why)
-    _count_refusal(metrics)
-
-
-def _count_refusal(metrics: Metrics | None) -> None:
-    if metrics is not None:
-        metrics.failures.labels(stage="connection").inc()
-
-
-def _address_allowed(host: str, networks: tuple[IPNetwork, ...]) -> bool:
-    """Whether `host` (as accept() reports it) lies in one of `networks`. An IPv4 client of
-    a dual-stack socket shows up as ::ffff:a.b.c.d and is matched as a.b.c.d too."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        candidates.append(address.ipv4_mapped)
-    return any(
-        candidate in network
-        for candidate in candidates
-        for network in networks
-        if candidate.version == network.version
-    )
-
-
-def _peer(client_address: Any) -> str:
-    """`host:port` of a client; an address is network configuration, not patient data."""
-    if isinstance(client_address, tuple) and len(client_address) >= 2:
-        host, port = client_address[0], client_address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(client_address)
 
 
 def stop_scp(server: ThreadedAssociationServer, timeout: float = 30.0) -> bool:
@@ -315,17 +248,6 @@ def _on_connection_open(event: Event, limits: ReceiveLimits) -> None:
     except OSError as exc:
         log.warning("could not set TCP_NODELAY: %s", exc)
     tune_association(event.assoc, limits)
-
-
-def _on_rejected(event: Event, allowed: frozenset[str], metrics: Metrics | None) -> None:
-    """Say why an association was rejected; an AE title is configuration, not patient data."""
-    calling = event.assoc.requestor.ae_title
-    if allowed and calling not in allowed:
-        log.warning("rejected association from %r: calling AE not allowed", calling)
-    else:
-        log.warning("rejected association from %r (e.g. too many associations)", calling)
-    if metrics is not None:
-        metrics.failures.labels(stage="association").inc()
 
 
 class _NotUnderstood(Exception):

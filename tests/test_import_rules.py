@@ -4,7 +4,8 @@ The package's folders are its layers, from the floor up:
 
     base/        stdlib, pydicom and third-party helpers; nothing else of the package
     config/ keys/                     what a site is configured with and holds secret
-    deid/ pixels/ verify/             the engines: pure, a dataset or array in and out
+    text/                             free text: PHI recognizer, name lists, safe words
+    deid/ pixels/ verify/ documents/  the engines: pure, a dataset or array in and out
     stores/                           durable state (spool, quarantine, audit, mapping)
     pipeline/                         per-instance processing over the engines
     net/                              DICOM on the wire (scp, scu, tls, folder)
@@ -23,16 +24,18 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gateway"
 
-ENGINES = {"deid", "pixels", "verify"}
-BELOW_ENGINES = {"base", "config", "keys"}
+ENGINES = {"deid", "pixels", "verify", "documents"}
+BELOW_ENGINES = {"base", "config", "keys", "text"}
 # layer -> the layers its modules may import (its own layer always allowed).
 ALLOWED: dict[str, set[str]] = {
     "base": set(),
     "config": {"base"},
     "keys": {"base"},
-    "deid": {"base", "config"},
-    "pixels": {"base", "config"},
-    "verify": {"base", "config"},
+    "text": {"base"},
+    "deid": {"base", "config", "text"},
+    "pixels": {"base", "config", "text"},
+    "verify": {"base", "config", "text"},
+    "documents": {"base", "config", "text"},
     "stores": {"base", "config", "keys"},
     "pipeline": BELOW_ENGINES | ENGINES | {"stores"},
     "net": {"base", "config", "stores"},

@@ -59,11 +59,33 @@ def text_content(lines: list[str], size: int = 12) -> bytes:
     return b"\n".join(parts)
 
 
+@dataclass(frozen=True)
+class KeyImagePage:
+    """A text page with an image on it (a report with a key image), placed at `rect`."""
+
+    lines: list[str]
+    image: Image.Image
+    rect: tuple[int, int, int, int]  # x, y, width, height in points
+
+
+Page = list[str] | Image.Image | KeyImagePage
+
+
+def image_object(image: Image.Image) -> bytes:
+    jpeg = io.BytesIO()
+    image.convert("L").save(jpeg, "JPEG", quality=92)
+    return stream(
+        b"/Type /XObject /Subtype /Image /Width %d /Height %d"
+        b" /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode" % image.size,
+        jpeg.getvalue(),
+    )
+
+
 @dataclass
 class PdfSample:
     """A PDF to build: text pages, image pages, and the extras a real report may carry."""
 
-    pages: list[list[str] | Image.Image] = field(default_factory=list)
+    pages: list[Page] = field(default_factory=list)
     info: dict[str, str] = field(default_factory=dict)
     xmp: str | None = None
     annotation: str | None = None  # a Text annotation's /Contents on page 1
@@ -81,18 +103,15 @@ class PdfSample:
             page_numbers.append(number)
             objects.append(b"")  # the page, filled below
             if isinstance(page, Image.Image):
-                jpeg = io.BytesIO()
-                page.convert("L").save(jpeg, "JPEG", quality=92)
                 objects.append(stream(b"", b"q 612 0 0 792 0 0 cm /Im1 Do Q"))
-                objects.append(
-                    stream(
-                        b"/Type /XObject /Subtype /Image /Width %d /Height %d"
-                        b" /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode"
-                        % page.size,
-                        jpeg.getvalue(),
-                    )
-                )
+                objects.append(image_object(page))
                 resources = b"<< /XObject << /Im1 %d 0 R >> >>" % (number + 2)
+            elif isinstance(page, KeyImagePage):
+                x, y, width, height = page.rect
+                draw = b"q %d 0 0 %d %d %d cm /Im1 Do Q\n" % (width, height, x, y)
+                objects.append(stream(b"", draw + text_content(page.lines)))
+                objects.append(image_object(page.image))
+                resources = b"<< /Font << /F1 3 0 R >> /XObject << /Im1 %d 0 R >> >>" % (number + 2)
             else:
                 objects.append(stream(b"", text_content(page)))
                 resources = b"<< /Font << /F1 3 0 R >> >>"

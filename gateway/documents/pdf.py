@@ -122,6 +122,8 @@ def _clean_page(
     if not (width_pt > 0 and height_pt > 0):
         raise DocumentError(f"PDF page {index + 1} has no area")
     scale = min(DPI / 72, math.sqrt(MAX_PAGE_PIXELS / (width_pt * height_pt)))
+    while math.ceil(width_pt * scale) * math.ceil(height_pt * scale) > MAX_PAGE_PIXELS:
+        scale *= 0.999  # PDFium rounds the bitmap's size up or down; stay within the bound
     if scale < MIN_SCALE:
         raise DocumentError(f"PDF page {index + 1} is too large to render")
     # Annotations and form widgets are not drawn: their text is not in the page's text
@@ -152,7 +154,7 @@ def _clean_page(
         boxes = boxes + _ocr_boxes(image, ocr_words, find_spans, index)
     _paint(image, boxes)
     return (
-        ImagePage(_maybe_grey(image), image.width / scale, image.height / scale),
+        ImagePage(_maybe_grey(image), width_pt, height_pt),
         len(boxes),
     )
 

@@ -1,0 +1,182 @@
+"""Contact details and identifiers in free text: e-mail, URL, phone, address, postcode, ID.
+
+Each finder returns (start, end, kind) candidates that may overlap; the recognizer keeps the
+strongest. The hard part is what to leave alone: acquisition values and measurements
+("512x512", "120 kV", "b1000", "C1-C7", "PTV_6000", "0 500 1000") are full of digits, so an
+ID needs five or more digits in one token, a run of digit groups that is not an ascending
+list, or an identifier keyword ("MRN", "NHS No") in front of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import phonenumbers
+
+
+def _words(spaced: str) -> frozenset[str]:
+    return frozenset(spaced.split())
+
+
+EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+URL = re.compile(
+    r"(?i)\b(?:(?:https?|ftp)://|www\.)[^\s<>\"']+"
+    r"|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|edu|gov|info|nhs\.uk|co\.uk|org\.uk|ac\.uk|de|fr"
+    r"|nl|be|ch|at|it|es|ca|au|io)\b(?:/[^\s<>\"']*)?"
+)
+# Digit groups joined by space, dash, dot or parentheses, with an optional +NN in front.
+PHONE = re.compile(
+    r"(?<![\w+.,/])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]\d{2,5}){1,5}"
+    r"(?![\w]|[.,/]\d)"
+)
+PHONE_REGIONS = (None, "US", "GB", "DE", "FR", "NL")
+_LENIENCY = phonenumbers.Leniency.POSSIBLE
+UNITS = _words(
+    "mm cm m ms s sec min h hr hrs kv kvp ma mas mgy cgy gy ml mg g kg hu bq mbq mci hz khz mhz "
+    "t mt px pixels slices slice deg x mgy·cm mgycm"
+)
+_UNIT_AFTER = re.compile(r"\s?([A-Za-z·]+)")
+DIGIT_GROUPS = re.compile(r"(?<![\w.,/-])\d{1,6}(?:[ -]\d{1,6}){1,5}(?![\w]|[.,/-]\d)")
+ALNUM = re.compile(
+    r"(?<![A-Za-z0-9.,])(?=[A-Za-z]*\d)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?![A-Za-z0-9]|[.,]\d)"
+)
+ID_KEYWORD = re.compile(
+    r"(?i)\b(?:MRN|MR\s?(?:No|#)|UR\s?No|hospital\s+(?:no|number)|patient\s+(?:id|no|number)"
+    r"|pt\s+id|ID|accession(?:\s+(?:no|number))?|acc\s?(?:no|#)|NHS(?:\s+(?:no|number))?|SSN"
+    r"|SIN|BSN|NIR|chart|record|case)\s*(?:no\.?|number|#)?\s*[:#.]?\s*"
+    r"(?P<v>[A-Z]{0,3}[-\s]?\d[\d\s-]{2,}\d[A-Z]?)(?!\w)"
+)
+ADDRESS_PATTERNS = tuple(
+    re.compile(p)
+    for p in (
+        # 12 Baker Street, 221B Baker St., 1600 PENNSYLVANIA AVE
+        r"(?<![\w.])\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][\w'’.-]*\s+){1,4}(?i:street|st|road|rd"
+        r"|avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|terrace|close"
+        r"|crescent|square|sq|highway|hwy|parkway|pkwy|gardens|grove|row|mews|walk|circle"
+        r"|trail)\b\.?",
+        # Hauptstraße 5, Kerkstraat 12a, Bahnhofstr. 3
+        r"\b[A-ZÄÖÜ][\w'-]*(?i:straße|strasse|str\.|weg|gasse|platz|allee|straat|laan|plein"
+        r"|gracht|singel|dijk|kade|steeg|vej|gade|gatan|vägen|veien)\s+\d{1,5}[a-zA-Z]?\b",
+        # 5 rue de la Paix, Via Roma 10, Calle Mayor 5, ul. Marszałkowska 10
+        r"(?:(?<![\w.])\d{1,5}[a-zA-Z]?,?\s+)?\b(?i:rue|avenue|boulevard|chemin|allée|impasse"
+        r"|quai|place|via|viale|piazza|corso|calle|avenida|rua|praça|carrer|plaza|ul\.)\s+"
+        r"(?:(?:de|du|des|la|le|les|del|della|di|da|do|dos|das)\s+|[ld]['’])*"
+        r"[A-ZÀ-Ý][\w'’-]*(?:\s+[A-ZÀ-Ý][\w'’-]*){0,3}(?:,?\s+\d{1,5}[a-zA-Z]?\b)?",
+    )
+)
+_PAIRS_NOT_DUTCH = _words(
+    "MM CM ML MG MS HU KV CT MR US PA AP AX LT RT RL LR HF FH SI IS IV PO BH FS SE IR TR TE TI "
+    "DW SW PD CC LO SA SD SS MA GY NM PT CR DX XA RF MX OT SR BW DE FE NS"
+)
+POSTCODE_PATTERNS = (
+    re.compile(r"\b(?:[A-Z]{1,2}\d[A-Z\d]?|GIR) ?\d[A-Z]{2}\b"),  # UK
+    re.compile(r"\b[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] ?\d[ABCEGHJ-NPRSTV-Z]\d\b"),  # CA
+    re.compile(r"(?<![\w.,])[1-9]\d{3} ?[A-Z]{2}\b"),  # NL
+    re.compile(  # US ZIP after a state
+        r"\b(?:A[KLRZ]|C[AOT]|D[CE]|FL|GA|HI|I[ADLN]|K[SY]|LA|M[ADEINOST]|N[CDEHJMVY]|O[HKR]|PA"
+        r"|RI|S[CD]|T[NX]|UT|V[AT]|W[AIVY])\s+(?P<v>\d{5}(?:-\d{4})?)\b"
+    ),
+)
+
+
+def _unit_follows(text: str, end: int) -> bool:
+    after = _UNIT_AFTER.match(text, end)
+    return after is not None and after.group(1).lower() in UNITS
+
+
+def find_contacts(text: str) -> list[tuple[int, int, str]]:
+    found: list[tuple[int, int, str]] = []
+    if "@" in text:
+        found.extend((m.start(), m.end(), "email") for m in EMAIL.finditer(text))
+    if "." in text or ":" in text:
+        for m in URL.finditer(text):
+            end = m.end()
+            while end > m.start() and text[end - 1] in ".,;:)!?":
+                end -= 1
+            found.append((m.start(), end, "url"))
+    digits = sum(c.isdigit() for c in text)
+    if digits == 0:
+        return found
+    found.extend(_addresses(text))
+    found.extend(_postcodes(text))
+    if digits >= 5:
+        found.extend(_identifiers(text))
+    if digits >= 7:
+        found.extend(_phones(text))
+    return found
+
+
+def _addresses(text: str) -> list[tuple[int, int, str]]:
+    out = []
+    for pattern in ADDRESS_PATTERNS:
+        for m in pattern.finditer(text):
+            if any(c.isdigit() for c in m.group()):
+                out.append((m.start(), m.end(), "address"))
+    return out
+
+
+def _postcodes(text: str) -> list[tuple[int, int, str]]:
+    out = []
+    for index, pattern in enumerate(POSTCODE_PATTERNS):
+        for m in pattern.finditer(text):
+            if index == 2 and m.group()[-2:] in _PAIRS_NOT_DUTCH:
+                continue
+            if index == 0 and m.group()[-2:] in _PAIRS_NOT_DUTCH:
+                continue
+            start, end = m.span("v") if "v" in pattern.groupindex else m.span()
+            out.append((start, end, "postcode"))
+    return out
+
+
+def _value_list(numbers: list[str]) -> bool:
+    """Ascending round numbers ("0 500 1000", "1000-2000") are b-values or ranges, not IDs."""
+    values = [int(n) for n in numbers]
+    ascending = all(a < b for a, b in itertools.pairwise(values))
+    return ascending and all(n[-1] in "05" for n in numbers)
+
+
+def _identifiers(text: str) -> list[tuple[int, int, str]]:
+    out = []
+    for m in ID_KEYWORD.finditer(text):
+        if sum(c.isdigit() for c in m.group("v")) >= 3:
+            out.append((*m.span("v"), "id"))
+    for m in DIGIT_GROUPS.finditer(text):
+        groups = re.split(r"[ -]", m.group())
+        total = sum(len(g) for g in groups)
+        if _unit_follows(text, m.end()) or _value_list(groups):
+            continue
+        if "-" in m.group() and " " not in m.group():
+            wanted = total >= 5 if len(groups) >= 3 else (max(map(len, groups)) >= 5 or total >= 9)
+        else:
+            wanted = (total >= 9 and len(groups) >= 3) or max(map(len, groups)) >= 5
+        if wanted:
+            out.append((m.start(), m.end(), "id"))
+    for m in ALNUM.finditer(text):
+        token = m.group()
+        digits = sum(c.isdigit() for c in token)
+        letters = "".join(c for c in token if c.isalpha())
+        if not letters or digits < 3 or letters.lower() in UNITS or _unit_follows(text, m.end()):
+            continue
+        changes = sum(a.isdigit() != b.isdigit() for a, b in itertools.pairwise(token))
+        if digits >= 5 or (letters and digits >= 3 and changes >= 3):
+            out.append((m.start(), m.end(), "id"))
+    return out
+
+
+def _phones(text: str) -> list[tuple[int, int, str]]:
+    out = []
+    for m in PHONE.finditer(text):
+        value = m.group()
+        digits = sum(c.isdigit() for c in value)
+        structured = value.startswith(("+", "(", "0")) or "-" in value or "." in value
+        groups = re.findall(r"\d+", value)
+        if _value_list(groups) or _unit_follows(text, m.end()):
+            continue
+        if 7 <= digits <= 15 and structured:
+            out.append((m.start(), m.end(), "phone"))
+    if out or "+" in text or "(" in text:
+        for region in PHONE_REGIONS:
+            matcher = phonenumbers.PhoneNumberMatcher(text, region, leniency=_LENIENCY)
+            out.extend((match.start, match.end, "phone") for match in matcher)
+    return out

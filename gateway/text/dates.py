@@ -1,0 +1,190 @@
+"""Dates and times in free text, and date shifting that keeps the writer's spelling.
+
+A date is shifted rather than blanked when it parses to a full date, so that intervals between
+events survive de-identification (PS3.15 E.3.6, Retain Longitudinal Temporal Information with
+Modified Dates). The shifted date is written back in the same spelling: order, separators,
+zero padding, two- or four-digit year, month name language, abbreviation and letter case.
+
+Numeric dates whose day and month are both 12 or less are read day first (14/03 style, the
+majority outside the US) unless the text is unambiguous ("03/14/2024" is month first).
+Dotted numeric dates need a four-digit year, so that version numbers ("2.10.12") stay.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+# Month spellings by language, full and abbreviated; the first table that holds a word is the
+# one its shifted month is written back from.
+_MONTH_TABLES: tuple[tuple[str, ...], ...] = (
+    ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+     "october", "november", "december"),
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+    ("jan", "feb", "mar", "apr", "may", "june", "july", "aug", "sept", "oct", "nov", "dec"),
+    ("januar", "februar", "märz", "april", "mai", "juni", "juli", "august", "september",
+     "oktober", "november", "dezember"),
+    ("jan", "feb", "mrz", "apr", "mai", "jun", "jul", "aug", "sep", "okt", "nov", "dez"),
+    ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
+     "octobre", "novembre", "décembre"),
+    ("janv", "févr", "mars", "avr", "mai", "juin", "juil", "août", "sept", "oct", "nov", "déc"),
+    ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september",
+     "oktober", "november", "december"),
+    ("jan", "feb", "mrt", "apr", "mei", "jun", "jul", "aug", "sep", "okt", "nov", "dec"),
+    ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
+     "octubre", "noviembre", "diciembre"),
+    ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"),
+    ("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto",
+     "settembre", "ottobre", "novembre", "dicembre"),
+)  # fmt: skip
+_MONTHS: dict[str, tuple[int, int]] = {}
+for _table_index, _table in enumerate(_MONTH_TABLES):
+    for _month_index, _word in enumerate(_table):
+        _MONTHS.setdefault(_word, (_table_index, _month_index + 1))
+
+_MONTH = "(?P<mon>" + "|".join(sorted(map(re.escape, _MONTHS), key=len, reverse=True)) + r")\.?"
+_DAY = r"(?P<d>3[01]|[12]\d|0?[1-9])(?!\d)(?P<ord>st|nd|rd|th|er|e|\.)?"
+_YEAR4 = r"(?P<y>(?:1[89]|20)\d\d)"
+_END = r"(?![^\W_])"
+
+# Each pattern names its fields: y, m or mon, d, ord (ordinal suffix).
+DATE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        rf"(?<![\w.]){_YEAR4}(?P<s>[-/.])(?P<m>1[0-2]|0?[1-9])(?P=s)(?P<d>3[01]|[12]\d|0?[1-9])"
+        r"(?!\d|[.]\d|[^\W\dT_])",
+        r"(?<![\w.])(?P<y>(?:19|20)\d\d)(?P<m>0[1-9]|1[0-2])(?P<d>0[1-9]|[12]\d|3[01])"
+        r"(?![\w.]|T\d)",
+        r"(?<![\w.])(?P<a>[0-3]?\d)(?P<s>[-/.])(?P<b>[0-3]?\d)(?P=s)(?P<y>\d{4}|\d{2})"
+        r"(?![\w]|[.,]\d)",
+        rf"(?<![\w.]){_DAY}(?:\s+of)?[\s./-]*{_MONTH}(?:[\s./,-]*(?P<y>\d{{4}}|'?\d\d)(?!\d))?{_END}",
+        rf"(?<![\w.]){_MONTH}[\s.-]*{_DAY}(?:(?:,\s*|\s+|-){_YEAR4})?{_END}",
+        rf"(?<![\w.]){_MONTH}[\s./,-]+{_YEAR4}{_END}",
+    )
+)
+TIME_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"(?:(?<![\w.:])|(?<=\dT))(?:[01]?\d|2[0-3])[:h][0-5]\d(?::[0-5]\d(?:\.\d+)?)?"
+        r"(?:\s*[ap]\.?m\.?(?!\w))?(?![\w:]|\.\d)",
+        r"(?<![\w.:])(?:1[0-2]|0?[1-9])(?:\.[0-5]\d)?\s*[ap]\.?m\.?(?!\w)",
+    )
+)
+
+
+def _full_date(match: re.Match[str]) -> tuple[dt.date, bool] | None:
+    """The date a match spells and whether its numeric order is day first, or None."""
+    groups = match.groupdict()
+    year_text = groups.get("y")
+    if not year_text:
+        return None
+    year = int(year_text.lstrip("'"))
+    if len(year_text.lstrip("'")) == 2:
+        year += 2000 if year <= dt.date.today().year % 100 else 1900
+    day_first = True
+    if groups.get("mon"):
+        if not groups.get("d"):
+            return None
+        month = _MONTHS[groups["mon"].lower()][1]
+        day = int(groups["d"])
+    elif groups.get("a"):
+        first, second = int(groups["a"]), int(groups["b"])
+        day_first = not (first <= 12 < second)
+        day, month = (first, second) if day_first else (second, first)
+    else:
+        month, day = int(groups["m"]), int(groups["d"])
+    try:
+        return dt.date(year, month, day), day_first
+    except ValueError:
+        return None
+
+
+def is_date(match: re.Match[str]) -> bool:
+    """Whether a pattern match is a date at all (a numeric one must be a real date)."""
+    groups = match.groupdict()
+    if groups.get("mon"):
+        word = groups["mon"]
+        # "5 may be" is a verb; a month without year needs a capital ("May 5th" is a date).
+        day_before = match.start("d") < match.start("mon") if groups.get("d") else True
+        return bool(groups.get("y")) or (
+            word[0].isupper() and not (word.lower() == "may" and day_before)
+        )
+    if groups.get("s") == "." and len(groups.get("y") or "") == 2:
+        return False
+    return _full_date(match) is not None
+
+
+def _like(template: str, word: str) -> str:
+    if template.isupper() and len(template) > 1:
+        return word.upper()
+    if template[:1].isupper():
+        return word[:1].upper() + word[1:]
+    return word
+
+
+def _number(template: str, value: int) -> str:
+    return (
+        str(value).zfill(len(template))
+        if template.startswith("0") or len(template) > 1
+        else (str(value))
+    )
+
+
+def _ordinal(day: int, template: str) -> str:
+    if template.lower() in {"st", "nd", "rd", "th"}:
+        suffix = "th" if 10 <= day % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+        return _like(template, suffix)
+    if template.lower() in {"er", "e"}:  # French: only the first of the month is "1er"
+        return template if day == 1 else ""
+    return template
+
+
+def shift_date(value: str, days: int) -> str | None:
+    """`value` moved `days` into the past in the same spelling, or None if no full date."""
+    for pattern in DATE_PATTERNS:
+        match = pattern.fullmatch(value)
+        if match is None:
+            continue
+        parsed = _full_date(match)
+        if parsed is None:
+            return None
+        original, day_first = parsed
+        new = original - dt.timedelta(days=days)
+        fields: dict[str, str] = (
+            {"d": _number(match["d"] or "", new.day)}
+            if "d" in (pattern.groupindex) and match["d"]
+            else {}
+        )
+        if match.groupdict().get("a"):
+            first, second = (new.day, new.month) if day_first else (new.month, new.day)
+            fields = {"a": _number(match["a"], first), "b": _number(match["b"], second)}
+        if match.groupdict().get("m"):
+            fields["m"] = _number(match["m"], new.month)
+        if match.groupdict().get("mon"):
+            word = match["mon"]
+            table = _MONTH_TABLES[_MONTHS[word.lower()][0]]
+            fields["mon"] = _like(word, table[new.month - 1])
+        if match.groupdict().get("ord"):
+            fields["ord"] = _ordinal(new.day, match["ord"])
+        year_text = match["y"]
+        short = f"{new.year % 100:02d}"
+        fields["y"] = (
+            "'" + short
+            if year_text.startswith("'")
+            else (short if len(year_text) == 2 else str(new.year))
+        )
+        out = value
+        for name in sorted(fields, key=lambda n: match.start(n), reverse=True):
+            out = out[: match.start(name)] + fields[name] + out[match.end(name) :]
+        return out
+    return None
+
+
+def find_dates(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, "date" or "time") for every date and time in `text`, possibly overlapping."""
+    found: list[tuple[int, int, str]] = []
+    for pattern in DATE_PATTERNS:
+        found.extend((m.start(), m.end(), "date") for m in pattern.finditer(text) if is_date(m))
+    for pattern in TIME_PATTERNS:
+        found.extend((m.start(), m.end(), "time") for m in pattern.finditer(text))
+    return found

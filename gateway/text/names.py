@@ -1,0 +1,322 @@
+"""Person names in free text: name lists, safe vocabulary and context.
+
+Rules (a word is looked up NFKC + casefolded, and again with accents stripped):
+
+1. A site's safe word is never a name; a site's extra name always is.
+2. A word in the name lists that is not safe vocabulary is a name when it is capitalised (or the
+   whole value is lower case) and has three letters or more: "Nguyen", "GONZÁLEZ", "Иван".
+3. A title ("Dr", "Mrs", "Prof", "Nurse") makes the next capitalised word a name whatever it
+   is ("Dr. Rose Long", "Dr Xochitl"); a weaker cue ("wife", "per", "called", "discussed with",
+   "reviewed by", "contact", "attn") does so when that word is a listed name or not safe
+   vocabulary, so that "per protocol" and "discussed with Radiology" stay.
+   After a cue up to two more capitalised listed or unknown words join ("Rose Long").
+   A post-nominal (", MD", "RN", "PhD") does the same for the capitalised words before it.
+4. A listed word next to a name (space, hyphen or "^" between, same case style) is a name
+   too, however common: "Maria White", "Li Wei", "SMITH^JOHN".
+5. In prose (a value with lower-case words), two adjacent Title Case words that are both
+   listed, one of them not a common English word, are a name ("Hope Cushing").
+6. A run of 2-4 Han or Hangul characters that starts with a common family name is a name
+   ("王小明", "山田太郎", "김민준"), unless it is a listed clinical word; inside longer runs,
+   a family name with one or two characters before an honorific ("先生", "様") is one too.
+Everything else (all the anatomy, sequence, and English words that are also names somewhere)
+is left as it is: in "HEAD WHITE MATTER" no word is a name.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+
+from gateway.text.lexicon import Lexicon, accent_fold, fold
+
+
+def _words(spaced: str) -> frozenset[str]:
+    return frozenset(spaced.split())
+
+
+_CJK = "\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+WORD = re.compile(rf"[^\W\d_{_CJK}\u3040-\u30ff]+")
+HAN = re.compile(r"[\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+HANGUL = re.compile(r"[\uac00-\ud7af]+")
+JOINER = re.compile(r"[ \t]{1,3}|[ \t]?[-^][ \t]?|\^{1,2}")
+TITLES = _words(
+    "dr doctor mr mrs ms miss mx prof professor nurse sister dott dra herr frau sig sra sr "
+    "mme mlle dhr mevr señor señora docteur dokter δρ κ κος κα др доктор г-н врач الدكتور "
+    "دكتور السيد السيدة"
+)
+CUES = _words(
+    "wife husband son daughter mother father brother sister partner spouse friend guardian "
+    "mum mom dad niece nephew aunt uncle grandson granddaughter per called contact contacts "
+    "attn cc radiologist physician technologist tech resident fellow attending surgeon "
+    "consultant referrer patient pt name pn"
+)
+CUE_PAIRS = frozenset(
+    tuple(p.split())
+    for p in (
+        "discussed with", "spoke with", "spoke to", "spoken to", "talked to", "talked with",
+        "reviewed by", "signed by", "dictated by", "read by", "seen by", "approved by",
+        "verified by", "performed by", "reported by", "transcribed by", "referred by",
+        "ordered by", "requested by", "confirmed by", "informed by",
+    )
+)  # fmt: skip
+POST_NOMINALS = _words("md rn phd mbbs frcr frcp dds np mbchb facr lpn crna")
+NEVER_NAMES = TITLES | POST_NOMINALS | _words("mrn dob nhs ssn acc id pt pts hx dx rx tx sx fx ddx")
+PARTICLES = _words("van von de da di del della der den le la du dos das bin ibn al el ter ten")
+CJK_HONORIFICS = ("先生", "医生", "医师", "醫師", "醫生", "様", "さん", "氏", "君", "主任", "教授",
+                  "护士", "大夫", "선생님", "님", "씨", "환자", "교수")  # fmt: skip
+CJK_PREFIXES = ("患者", "病人", "姓名", "氏名", "报告人", "报告医师", "医师", "医生", "担当",
+                "主治医", "记录者", "审核", "記載者", "환자", "성명", "이름")  # fmt: skip
+HANGUL_ENDINGS = ("선생님", "님", "씨", "이", "가", "은", "는", "을", "를", "의", "와", "과",
+                  "에게", "께서", "환자")  # fmt: skip
+
+
+class Token:
+    """One word with what the rules need to know about it."""
+
+    __slots__ = ("cap", "end", "folded", "listed", "name", "safe", "start", "text")
+
+    def __init__(self, start: int, end: int, text: str) -> None:
+        self.start, self.end, self.text = start, end, text
+        self.folded = fold(text)
+        self.cap = text[:1].isupper() or text.lower() == text.upper()  # caseless scripts too
+        self.listed = self.safe = self.name = False
+
+
+def _tokens(
+    text: str, lexicon: Lexicon, extra: frozenset[str], site_safe: frozenset[str]
+) -> list[Token]:
+    tokens = []
+    for match in WORD.finditer(text):
+        word, start = match.group(), match.start()
+        for part in re.split(r"(['’]s$)", word):  # "Smith's": the name is "Smith"
+            if not part or part in {"'s", "’s"}:
+                continue
+            token = Token(start, start + len(part), part)
+            start += len(part)
+            forms = {token.folded, accent_fold(token.folded)}
+            if forms & site_safe or token.folded in NEVER_NAMES:
+                token.safe = True
+            elif forms & extra:
+                token.listed = token.name = True
+            else:
+                token.listed = bool(forms & lexicon.names)
+                token.safe = bool(forms & lexicon.safe)
+            tokens.append(token)
+    return tokens
+
+
+def _gap(text: str, left: Token, right: Token) -> str:
+    return text[left.end : right.start]
+
+
+def _joined(text: str, left: Token, right: Token) -> bool:
+    return JOINER.fullmatch(_gap(text, left, right)) is not None
+
+
+def _cue_gap(text: str, left: Token, right: Token) -> bool:
+    gap = _gap(text, left, right)
+    return len(gap) <= 4 and all(c in " \t.:,;-–—'’" for c in gap)
+
+
+def _is_title(token: Token) -> bool:
+    return (token.folded in TITLES and token.cap) or token.folded in {"dr", "mrs", "mr", "ms"}
+
+
+def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool) -> None:
+    count = len(tokens)
+    for index, token in enumerate(tokens):
+        if index + 1 >= count:
+            break
+        strong = _is_title(token)
+        pair = (tokens[index - 1].folded, token.folded) if index else ("", "")
+        weak = token.folded in CUES or pair in CUE_PAIRS
+        if not (strong or weak) or not _cue_gap(text, token, tokens[index + 1]):
+            continue
+        nxt = index + 1
+        while nxt < count and len(tokens[nxt].text) == 1 and tokens[nxt].cap:  # "Dr. J. Smith"
+            tokens[nxt].name = True
+            nxt += 1
+        if nxt >= count or _is_title(tokens[nxt]) or tokens[nxt].folded in PARTICLES:
+            continue
+        first = tokens[nxt]
+        if not _cue_gap(text, tokens[nxt - 1], first):
+            continue
+        cap = first.cap or lowercase_text
+        if (
+            (strong and cap)
+            or (cap and (first.listed or not first.safe))
+            or (first.listed and not first.safe)
+        ):
+            if (first.safe and not first.listed and not strong) or not first.text.isalpha():
+                continue
+            first.name = True
+            _extend(text, tokens, nxt, +1, 2)
+
+
+def _extend(text: str, tokens: list[Token], index: int, step: int, limit: int) -> None:
+    """Up to `limit` more capitalised listed or unknown words beside a name join it."""
+    here = index
+    for _ in range(limit):
+        other = here + step
+        if not 0 <= other < len(tokens):
+            return
+        left, right = (tokens[here], tokens[other]) if step > 0 else (tokens[other], tokens[here])
+        candidate = tokens[other]
+        if not _joined(text, left, right) and _gap(text, left, right) not in {". ", ", "}:
+            return
+        if not candidate.cap or _is_title(candidate) or candidate.folded in POST_NOMINALS:
+            return
+        if not (candidate.listed or not candidate.safe or len(candidate.text) == 1):
+            return
+        candidate.name = True
+        here = other
+
+
+def _apply_post_nominals(text: str, tokens: list[Token]) -> None:
+    for index, token in enumerate(tokens):
+        if index and token.folded in POST_NOMINALS and token.text[:1].isupper():
+            gap = _gap(text, tokens[index - 1], token)
+            previous = tokens[index - 1]
+            if (
+                gap in {", ", " ", ","}
+                and previous.cap
+                and not (previous.safe and not previous.listed)
+            ):
+                previous.name = True
+                _extend(text, tokens, index - 1, -1, 2)
+
+
+def _spread(text: str, tokens: list[Token]) -> None:
+    """Listed words (and particles between names) next to a name become names."""
+    changed = True
+    while changed:
+        changed = False
+        for index in range(len(tokens) - 1):
+            left, right = tokens[index], tokens[index + 1]
+            if left.name == right.name or not _joined(text, left, right):
+                continue
+            other = right if left.name else left
+            if (
+                other.listed
+                and other.cap == (left if left.name else right).cap
+                and (len(other.text) > 1)
+            ):
+                other.name = changed = True
+        for index in range(1, len(tokens) - 1):
+            middle = tokens[index]
+            if (
+                not middle.name
+                and middle.folded in PARTICLES
+                and tokens[index - 1].name
+                and (tokens[index + 1].name)
+            ):
+                middle.name = changed = True
+
+
+def _is_prose(tokens: list[Token]) -> bool:
+    return sum(1 for t in tokens if len(t.text) > 2 and t.text.islower()) >= 2
+
+
+def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
+                     site_safe: frozenset[str]) -> list[tuple[int, int]]:  # fmt: skip
+    """(start, end) of every name word in alphabetic scripts with case (and Arabic)."""
+    tokens = _tokens(text, lexicon, extra, site_safe)
+    if not tokens:
+        return []
+    lowercase_text = not any(c.isupper() for c in text)
+    for token in tokens:
+        if (
+            token.listed
+            and not token.safe
+            and len(token.text) >= 3
+            and (token.cap or lowercase_text)
+        ):
+            token.name = True
+    _apply_cues(text, tokens, lowercase_text)
+    _apply_post_nominals(text, tokens)
+    if _is_prose(tokens):
+        for left, right in itertools.pairwise(tokens):
+            if (
+                left.listed
+                and right.listed
+                and left.text.istitle()
+                and right.text.istitle()
+                and _joined(text, left, right)
+                and not (left.folded in lexicon.english and right.folded in lexicon.english)
+            ):
+                left.name = right.name = True
+    _spread(text, tokens)
+    for token in tokens:
+        if token.name and "^" in text[max(0, token.start - 1) : token.end + 1]:
+            _mark_pn_group(text, tokens, token)
+    return [(t.start, t.end) for t in tokens if t.name]
+
+
+def _mark_pn_group(text: str, tokens: list[Token], token: Token) -> None:
+    """A DICOM PN value in text ("SMITH^JOHN^A"): every component of a name is a name."""
+    start = text.rfind(" ", 0, token.start) + 1
+    end = text.find(" ", token.end)
+    end = len(text) if end < 0 else end
+    for other in tokens:
+        if start <= other.start and other.end <= end:
+            other.name = True
+
+
+def _cjk_name_length(run: str, lexicon: Lexicon) -> int:
+    """How many characters of `run` a family name + given name takes (0 if not a name)."""
+    for size in (2, 1):
+        if run[:size] in lexicon.cjk_family:
+            return min(len(run), 4 if size == 2 else 3)
+    return 0
+
+
+def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
+    previous_end = -10
+    for pattern in (HAN, HANGUL):
+        for match in pattern.finditer(text):
+            run, start = match.group(), match.start()
+            if pattern is HANGUL:
+                for ending in HANGUL_ENDINGS:
+                    if (
+                        run.endswith(ending)
+                        and 2 <= len(run) - len(ending) <= 4
+                        and (run[: -len(ending)] not in lexicon.cjk_safe)
+                        and _cjk_name_length(run[: -len(ending)], lexicon)
+                    ):
+                        run = run[: -len(ending)]
+                        break
+            if run in lexicon.cjk_safe:
+                continue
+            if 2 <= len(run) <= 4 and _cjk_name_length(run, lexicon):
+                previous_end = start + len(run)
+                yield start, previous_end
+            elif (
+                pattern is HAN
+                and 1 <= len(run) <= 3
+                and start - previous_end == 1
+                and (text[previous_end:start].isspace())
+            ):
+                yield start, start + len(run)  # "山田 太郎": the given name after a space
+            elif len(run) > 4:
+                yield from _names_inside(run, start, lexicon)
+
+
+def _names_inside(run: str, offset: int, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
+    """Names inside a long run, marked by an honorific after or a role before them."""
+    for honorific in CJK_HONORIFICS:
+        at = run.find(honorific)
+        while at > 1:
+            for size in (4, 3, 2):
+                begin = at - size
+                if begin >= 0 and _cjk_name_length(run[begin:at], lexicon) >= size:
+                    yield offset + begin, offset + at
+                    break
+            at = run.find(honorific, at + 1)
+    for prefix in CJK_PREFIXES:
+        at = run.find(prefix)
+        if at >= 0:
+            begin = at + len(prefix)
+            size = _cjk_name_length(run[begin : begin + 4], lexicon)
+            if size >= 2:
+                yield offset + begin, offset + begin + min(size, 3)

@@ -1,0 +1,140 @@
+"""A recognizer for unknown PHI in the free text a DICOM instance keeps.
+
+Series and study descriptions, protocol names, comments, ROI names, SR TEXT items, GSPS
+annotations and PDF text can hold identifiers the instance's own attributes do not: a
+relative's name, a phone number, a date of birth. `Recognizer.find` returns where they are and
+`clean` replaces them. Descriptors repeat on every instance of a series, so whole values are
+cached; the name lists load once per process (gateway/text/lexicon.py).
+
+The name rules are in gateway/text/names.py, dates in dates.py, the rest in contacts.py. When
+candidates overlap, the kind listed first in `_PRIORITY` wins, then the longer one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from gateway.text.contacts import find_contacts
+from gateway.text.dates import find_dates, shift_date
+from gateway.text.lexicon import Lexicon, forms, shipped_lexicon
+from gateway.text.names import find_cjk_names, find_latin_names
+
+_PRIORITY = {
+    kind: rank
+    for rank, kind in enumerate(
+        ("email", "url", "date", "address", "phone", "postcode", "id", "time", "name")
+    )
+}
+CACHE_SIZE = 65536
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where a piece of PHI is: text[start:end], and what kind of identifier it is."""
+
+    start: int
+    end: int
+    kind: str  # "name", "phone", "email", "url", "address", "postcode", "id", "date", "time"
+
+
+def _resolve(candidates: Iterable[tuple[int, int, str]]) -> tuple[Span, ...]:
+    """Non-overlapping spans, strongest kind first, then the longest; sorted by position."""
+    kept: list[tuple[int, int, str]] = []
+    ordered = sorted(set(candidates), key=lambda c: (_PRIORITY[c[2]], c[0] - c[1], c[0]))
+    for start, end, kind in ordered:
+        if end > start and all(end <= s or start >= e for s, e, _ in kept):
+            kept.append((start, end, kind))
+    return tuple(Span(s, e, k) for s, e, k in sorted(kept))
+
+
+def _merge_names(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """Adjacent name words become one span: "Maria González" is one name, replaced once."""
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if (
+            merged
+            and text[merged[-1][1] : start] in {"", " ", "-", "^", ". ", "."}
+            and (
+                text[merged[-1][1] : start] not in {". ", "."} or merged[-1][1] - merged[-1][0] == 1
+            )
+        ):
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(s, e, "name") for s, e in merged]
+
+
+class Recognizer:
+    """Finds and replaces PHI in free text with the shipped lists plus a site's own words."""
+
+    def __init__(self, extra_names: Iterable[str] = (), safe_words: Iterable[str] = ()) -> None:
+        self._extra = forms(extra_names)
+        self._site_safe = forms(safe_words)
+        self._lexicon: Lexicon | None = None
+        # Per instance, not a module-level lru_cache on methods: that would keep every
+        # recognizer alive, and sites with different lists must not share results.
+        self._find = lru_cache(maxsize=CACHE_SIZE)(self._find_uncached)
+        self._clean = lru_cache(maxsize=CACHE_SIZE)(self._clean_uncached)
+
+    @property
+    def lexicon(self) -> Lexicon:
+        if self._lexicon is None:
+            self._lexicon = shipped_lexicon()
+        return self._lexicon
+
+    def find(self, text: str) -> list[Span]:
+        """Non-overlapping spans of PHI in `text`, sorted by position."""
+        return list(self._find(text))
+
+    def contains_phi(self, text: str) -> bool:
+        return bool(self._find(text))
+
+    def clean(self, text: str, replacement: str = "*", shift_days: int | None = None) -> str:
+        """`text` with every span replaced; full dates are shifted instead when asked to."""
+        return self._clean(text, replacement, shift_days)
+
+    def cache_clear(self) -> None:
+        """Forget cached results (benchmarks time the uncached path with it)."""
+        self._find.cache_clear()
+        self._clean.cache_clear()
+
+    def _find_uncached(self, text: str) -> tuple[Span, ...]:
+        if not text or not any(c.isalnum() for c in text):
+            return ()
+        lexicon = self.lexicon
+        candidates: list[tuple[int, int, str]] = []
+        if any(c.isdigit() for c in text):
+            candidates.extend(find_dates(text))
+            candidates.extend(find_contacts(text))
+        elif "@" in text or "." in text:
+            candidates.extend(find_contacts(text))
+        names = find_latin_names(text, lexicon, self._extra, self._site_safe)
+        if not text.isascii():
+            names.extend(find_cjk_names(text, lexicon))
+        candidates.extend(_merge_names(text, names))
+        return _resolve(candidates)
+
+    def _clean_uncached(self, text: str, replacement: str, shift_days: int | None) -> str:
+        spans = self._find(text)
+        if not spans:
+            return text
+        parts: list[str] = []
+        position = 0
+        for span in spans:
+            parts.append(text[position : span.start])
+            value = text[span.start : span.end]
+            shifted = None
+            if span.kind == "date" and shift_days is not None:
+                shifted = shift_date(value, shift_days)
+            parts.append(replacement if shifted is None else shifted)
+            position = span.end
+        parts.append(text[position:])
+        return "".join(parts)
+
+
+@lru_cache(maxsize=1)
+def default_recognizer() -> Recognizer:
+    """The process-wide recognizer with the shipped lists only (built on first use)."""
+    return Recognizer()

@@ -92,6 +92,7 @@ class PdfSample:
     form_value: str | None = None  # a filled text field's /V, with an appearance on page 1
     attachment: str | None = None  # an embedded file's content
     javascript: str | None = None  # an /OpenAction script
+    rotate: int = 0  # every page's /Rotate: shown turned clockwise by this many degrees
 
     def build(self) -> bytes:
         # 1 catalog, 2 pages, 3 font, then per page: page + content (+ image).
@@ -116,7 +117,8 @@ class PdfSample:
                 objects.append(stream(b"", text_content(page)))
                 resources = b"<< /Font << /F1 3 0 R >> >>"
             objects[number - 1] = (
-                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources "
+                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Rotate %d /Resources "
+                % self.rotate
                 + resources
                 + b" /Contents %d 0 R ANNOTS >>" % (number + 1)
             )
@@ -223,6 +225,28 @@ def encrypted_pdf(lines: list[str], user_password: str, owner_password: str) -> 
     ]  # fmt: skip
     hex_id = file_id.hex().encode()
     return assemble(objects, b"/Encrypt 6 0 R /ID [<" + hex_id + b"> <" + hex_id + b">] ")
+
+
+def unmapped_font_pdf() -> bytes:
+    """A page of text in a Type 3 font with no Unicode map: glyphs PDFium cannot read.
+
+    Report generators do this with subset fonts lacking /ToUnicode; what is drawn then
+    cannot be extracted, so the text layer says nothing of what the page shows.
+    """
+    glyph = b"500 0 0 0 400 600 d1 0 0 400 600 re f"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]"
+        b" /Resources << /Font << /F9 5 0 R >> >> /Contents 4 0 R >>",
+        stream(b"", b"BT /F9 12 Tf 72 700 Td (AAB) Tj ET"),
+        b"<< /Type /Font /Subtype /Type3 /FontBBox [0 0 500 700]"
+        b" /FontMatrix [0.001 0 0 0.001 0 0] /CharProcs << /g1 6 0 R /g2 6 0 R >>"
+        b" /Encoding << /Type /Encoding /Differences [65 /g1 /g2] >>"
+        b" /FirstChar 65 /LastChar 66 /Widths [500 500] >>",
+        stream(b"", glyph),
+    ]
+    return assemble(objects)
 
 
 def scanned_page(lines: list[str], size: tuple[int, int] = (1275, 1650)) -> Image.Image:

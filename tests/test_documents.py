@@ -26,6 +26,7 @@ from document_samples import (
     encapsulated_instance,
     encrypted_pdf,
     scanned_page,
+    unmapped_font_pdf,
 )
 from PIL import Image
 from pydicom.dataset import Dataset
@@ -224,6 +225,29 @@ def test_text_page_with_a_large_image_needs_ocr() -> None:
         clean_encapsulated_document(ds, find_spans)
 
 
+def test_page_whose_font_cannot_be_read_needs_ocr() -> None:
+    ds = encapsulated_instance(unmapped_font_pdf(), "application/pdf")
+
+    with pytest.raises(DocumentError, match="without a Unicode map"):
+        clean_encapsulated_document(ds, find_spans)
+
+
+@needs_ocr
+@pytest.mark.parametrize("rotate", [90, 180, 270])
+def test_name_on_a_rotated_page_is_blacked_out_where_it_is_shown(rotate: int) -> None:
+    data = PdfSample(pages=[["Patient: Jane Planted", CLEAN_LINE]], rotate=rotate).build()
+    ds = encapsulated_instance(data, "application/pdf")
+
+    clean_encapsulated_document(ds, find_spans)
+
+    pdf = pdfium.PdfDocument(document_of(ds))
+    shown = pdf[0].render(scale=150 / 72).to_pil()
+    upright = shown.rotate(rotate, expand=True)  # PIL turns anticlockwise, /Rotate clockwise
+    words = " ".join(text for text, _ in ocr_words(upright))
+    assert "radiograph" in words
+    assert "Planted" not in words and "Jane" not in words
+
+
 def test_password_protected_pdf_is_refused() -> None:
     data = encrypted_pdf(["Patient: Jane Planted"], user_password="secret", owner_password="o")
     # It is a real encrypted PDF: it opens with its password and shows the text.
@@ -367,6 +391,70 @@ def test_xml_that_does_not_parse_is_refused_without_its_text() -> None:
         clean_encapsulated_document(ds, find_spans)
 
     assert "Planted" not in str(caught.value)
+
+
+def test_name_split_over_narrative_markup_is_found_as_one_name() -> None:
+    narrative = "Seen with <content>Quentin</content> <content styleCode='Bold'>Morrow</content>."
+    document = cda_document(("Jane", "Planted"), ("Zebedee", "Crumb"), narrative)
+    ds = encapsulated_instance(document, "text/XML", sop_class=ENCAPSULATED_CDA)
+
+    clean_encapsulated_document(ds, find_spans)
+
+    cleaned = document_of(ds).decode()
+    assert "Quentin" not in cleaned and "Morrow" not in cleaned
+    assert "Seen with <content>*******</content>" in cleaned
+
+
+def test_cells_of_a_narrative_table_are_read_apart() -> None:
+    """A newline between cells: "Chest" in one cell and "Clear" in the next are no name."""
+    narrative = "<table><tr><td>Chest</td><td>Clear</td></tr></table>"
+    document = cda_document(("Jane", "Planted"), ("Zebedee", "Crumb"), narrative)
+    ds = encapsulated_instance(document, "text/XML", sop_class=ENCAPSULATED_CDA)
+
+    clean_encapsulated_document(ds, find_spans)
+
+    assert "<td>Chest</td><td>Clear</td>" in document_of(ds).decode()
+
+
+def test_document_embedded_in_a_cda_is_masked_not_passed_through() -> None:
+    embedded = "<text mediaType='application/pdf' representation='B64'>JVBERi0xLjQK</text>"
+    document = cda_document(("Jane", "Planted"), ("Zebedee", "Crumb"), "Clear.").replace(
+        b"<title>Findings</title>", b"<title>Findings</title>" + embedded.encode()
+    )
+    ds = encapsulated_instance(document, "text/XML", sop_class=ENCAPSULATED_CDA)
+
+    clean_encapsulated_document(ds, find_spans)
+
+    cleaned = document_of(ds).decode()
+    assert "JVBERi0" not in cleaned
+    assert '<text nullFlavor="MSK" />' in cleaned
+
+
+def test_cda_written_with_a_prefix_keeps_it_so_type_names_still_resolve() -> None:
+    document = (
+        b'<cda:ClinicalDocument xmlns:cda="urn:hl7-org:v3"'
+        b' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        b"<cda:title>Report on Jane Planted</cda:title>"
+        b'<cda:value xsi:type="cda:PQ" value="4.5" unit="cm" xml:lang="en"/><plain/>'
+        b"</cda:ClinicalDocument>"
+    )
+    ds = encapsulated_instance(document, "text/XML", sop_class=ENCAPSULATED_CDA)
+
+    clean_encapsulated_document(ds, find_spans)
+
+    cleaned = document_of(ds).decode()
+    assert '<cda:ClinicalDocument xmlns:cda="urn:hl7-org:v3"' in cleaned
+    assert '<cda:value xsi:type="cda:PQ" value="4.5" unit="cm" xml:lang="en" />' in cleaned
+    assert "<cda:title>Report on **** *******</cda:title>" in cleaned
+    assert ET.fromstring(cleaned).find("plain") is not None  # still in no namespace
+
+
+def test_xml_nested_absurdly_deep_is_refused() -> None:
+    document = b"<a>" * 5000 + b"</a>" * 5000
+    ds = encapsulated_instance(document, "application/xml")
+
+    with pytest.raises(DocumentError, match="nested deeper than"):
+        clean_encapsulated_document(ds, find_spans)
 
 
 def test_other_xml_has_its_text_and_attributes_redacted() -> None:

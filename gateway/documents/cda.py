@@ -20,13 +20,18 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from xml.parsers import expat
 
-from gateway.documents.redaction import DocumentError, FindSpans, blank_spans
+from gateway.documents.redaction import (
+    DocumentError,
+    FindSpans,
+    blank_spans,
+    blank_spans_in_parts,
+)
 
 __all__ = ["CDA_NAMESPACE", "CleanedXml", "clean_xml", "placeholder_cda"]
 
 CDA_NAMESPACE = "urn:hl7-org:v3"
 XSI_NAMESPACE = "http://www.w3.org/2001/XMLSchema-instance"
-SDTC_NAMESPACE = "urn:hl7-org:sdtc"
+XML_NAMESPACE = "http://www.w3.org/XML/1998/namespace"
 MAX_XML_BYTES = 64 * 1024 * 1024
 
 # Entities whose name, address, telecom and id say who someone is (CDA R2 header and
@@ -44,6 +49,7 @@ IDENTIFIED_ENTITIES = frozenset(
         "birthplace", "maintainingPerson", "recordTarget", "author", "custodian",
         "legalAuthenticator", "authenticator", "informant", "participant", "dataEnterer",
         "performer", "encounterParticipant", "responsibleParty", "participantRole",
+        "location",
     }
 )  # fmt: skip
 # Elements masked inside those entities. Addresses, telecoms and instance identifiers are
@@ -64,6 +70,31 @@ STRUCTURAL_ATTRIBUTES = frozenset(
 )  # fmt: skip
 # A TS, INT, REAL or PQ value: digits and signs only, no text to redact.
 _NUMERIC_VALUE = re.compile(r"[0-9.+\-]*")
+# Narrative block (CDA R2 StrucDocText) elements a reader sees as separate lines or cells;
+# the other narrative elements (content, sub, sup, linkHtml) run on inline.
+BLOCK_ELEMENTS = frozenset(
+    {
+        "paragraph", "br", "list", "item", "table", "caption", "thead", "tbody", "tfoot",
+        "tr", "td", "th", "footnote", "col", "colgroup", "renderMultiMedia",
+    }
+)  # fmt: skip
+# CDA elements of type ED or StrucDocText: their text is read as one block.
+TEXT_BLOCKS = frozenset({"text", "originalText"})
+MAX_DEPTH = 200  # deeper nesting is no real document, and would exhaust the serialiser's stack
+
+
+@dataclass
+class _TextNode:
+    """The text or the tail of an element: where a part of a block's text lives."""
+
+    element: ET.Element
+    field: str  # "text" or "tail"
+
+    def get(self) -> str:
+        return getattr(self.element, self.field) or ""
+
+    def set(self, value: str) -> None:
+        setattr(self.element, self.field, value)
 
 
 @dataclass(frozen=True)
@@ -77,20 +108,12 @@ class CleanedXml:
 
 def clean_xml(data: bytes, find_spans: FindSpans) -> CleanedXml:
     """Mask identities, redact free text, and write `data` back as UTF-8 XML."""
-    root = _parse(data)
-    redacted = 0
+    root, prefixes = _parse(data)
     is_cda = _local(root.tag) == "ClinicalDocument"
-    for parent in list(root.iter()):
-        parent_name = _local(parent.tag)
-        for child in parent:
-            if isinstance(child.tag, str) and _masked(parent_name, _local(child.tag), is_cda):
-                _mask(child)
-                redacted += 1
+    redacted = _mask_identities(root) if is_cda else 0
+    for unit in _text_units(root, is_cda):
+        redacted += _clean_unit(unit, find_spans)
     for element in root.iter():
-        element.text, count = _clean_text(element.text, find_spans)
-        redacted += count
-        element.tail, count = _clean_text(element.tail, find_spans)
-        redacted += count
         for name, value in element.attrib.items():
             if _local(name) in STRUCTURAL_ATTRIBUTES or name in STRUCTURAL_ATTRIBUTES:
                 continue
@@ -99,14 +122,97 @@ def clean_xml(data: bytes, find_spans: FindSpans) -> CleanedXml:
             cleaned, count = blank_spans(value, find_spans)
             element.set(name, cleaned)
             redacted += count
-    return CleanedXml(_serialise(root), "cda" if is_cda else "xml", redacted)
+    return CleanedXml(_serialise(root, prefixes), "cda" if is_cda else "xml", redacted)
 
 
-def _parse(data: bytes) -> ET.Element:
+def _mask_identities(root: ET.Element) -> int:
+    """Mask the identity elements of a CDA document; how many were masked.
+
+    Embedded base64 content (an ED with representation="B64": a PDF, an image) is masked
+    too: it is a document inside the document, and it is not read here.
+    """
+    masked = 0
+    for parent in list(root.iter()):
+        parent_name = _local(parent.tag)
+        for child in parent:
+            if not isinstance(child.tag, str):
+                continue
+            name = _local(child.tag)
+            identity = name in MASKED_EVERYWHERE or (
+                name in IDENTITY_ELEMENTS and parent_name in IDENTIFIED_ENTITIES
+            )
+            if identity or child.get("representation", "").upper() == "B64":
+                _mask(child)
+                masked += 1
+    return masked
+
+
+def _text_units(root: ET.Element, is_cda: bool) -> list[list[_TextNode | str]]:
+    """The document's text as units find_spans reads whole, in document order.
+
+    A CDA text block (StrucDocText, ED) is one unit, its parts joined as a reader sees
+    them: a newline at block elements, nothing between inline ones. Elsewhere each text
+    node is its own unit.
+    """
+    units: list[list[_TextNode | str]] = []
+    inside_block: set[int] = set()
+    for element in root.iter():
+        if id(element) in inside_block:
+            continue
+        if is_cda and _local(element.tag) in TEXT_BLOCKS:
+            units.append(_block_parts(element))
+            inside_block.update(id(e) for e in element.iter())
+            units.append([_TextNode(element, "tail")])
+            continue
+        units.append([_TextNode(element, "text")])
+        units.append([_TextNode(element, "tail")])
+    return units
+
+
+def _block_parts(block: ET.Element) -> list[_TextNode | str]:
+    """The text nodes under `block` with the separators a reader sees between them."""
+    parts: list[_TextNode | str] = [_TextNode(block, "text")]
+    # An explicit stack rather than recursion; depth is bounded by the parse anyway.
+    stack: list[tuple[ET.Element, int]] = [(block, 0)]
+    while stack:
+        element, index = stack.pop()
+        if index > 0:  # back from child index - 1: close it, then its tail
+            child = element[index - 1]
+            parts += [_separator(child), _TextNode(child, "tail")]
+        if index < len(element):
+            child = element[index]
+            stack.append((element, index + 1))
+            parts += [_separator(child), _TextNode(child, "text")]
+            stack.append((child, 0))
+    return parts
+
+
+def _separator(element: ET.Element) -> str:
+    return "\n" if _local(element.tag) in BLOCK_ELEMENTS else ""
+
+
+def _clean_unit(unit: list[_TextNode | str], find_spans: FindSpans) -> int:
+    texts = [part.get() if isinstance(part, _TextNode) else part for part in unit]
+    blanked, count = blank_spans_in_parts(texts, find_spans)
+    if count:
+        for part, text in zip(unit, blanked, strict=True):
+            if isinstance(part, _TextNode) and part.get():
+                part.set(text)
+    return count
+
+
+def _parse(data: bytes) -> tuple[ET.Element, dict[str, str]]:
+    """The document's tree and the prefix it first declared for each namespace."""
     if len(data) > MAX_XML_BYTES:
         raise DocumentError(f"XML document larger than {MAX_XML_BYTES} bytes")
     # A first pass with expat itself, which reports declarations ElementTree would act on.
-    checker = expat.ParserCreate()
+    checker = expat.ParserCreate(namespace_separator="}")
+    prefixes: dict[str, str] = {}
+
+    def declare(prefix: str | None, uri: str) -> None:
+        prefix = prefix or ""
+        if uri not in prefixes and prefix not in prefixes.values():
+            prefixes[uri] = prefix
 
     def refuse_doctype(*_: object) -> None:
         raise DocumentError("XML document with a DOCTYPE declaration (entities are refused)")
@@ -114,11 +220,26 @@ def _parse(data: bytes) -> ET.Element:
     def refuse_entity(*_: object) -> None:
         raise DocumentError("XML document with an ENTITY declaration")
 
+    depth = 0
+
+    def enter(*_: object) -> None:
+        nonlocal depth
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise DocumentError(f"XML document nested deeper than {MAX_DEPTH} elements")
+
+    def leave(*_: object) -> None:
+        nonlocal depth
+        depth -= 1
+
     checker.StartDoctypeDeclHandler = refuse_doctype
     checker.EntityDeclHandler = refuse_entity
+    checker.StartElementHandler = enter
+    checker.EndElementHandler = leave
+    checker.StartNamespaceDeclHandler = declare
     try:
         checker.Parse(data, True)
-        return ET.fromstring(data)
+        return ET.fromstring(data), prefixes
     except (expat.ExpatError, ET.ParseError) as exc:
         # expat's message is a position and an error name, never the document's text.
         raise DocumentError(f"XML document does not parse ({_expat_reason(exc)})") from None
@@ -137,35 +258,62 @@ def _local(tag: object) -> str:
     return text.rsplit("}", 1)[-1]
 
 
-def _masked(parent: str, child: str, is_cda: bool) -> bool:
-    if not is_cda:
-        return False
-    if child in MASKED_EVERYWHERE:
-        return True
-    return child in IDENTITY_ELEMENTS and parent in IDENTIFIED_ENTITIES
-
-
 def _mask(element: ET.Element) -> None:
     """Empty `element` and mark it masked: it stays where the CDA schema requires it."""
+    tail = element.tail  # the text after the element is not its content (cleaned apart)
     element.clear()  # children, text, tail and attributes
+    element.tail = tail
     element.set("nullFlavor", "MSK")
 
 
-def _clean_text(text: str | None, find_spans: FindSpans) -> tuple[str | None, int]:
-    if text is None:
-        return None, 0
-    return blank_spans(text, find_spans)
+def _serialise(root: ET.Element, declared: dict[str, str]) -> bytes:
+    """The tree as UTF-8 XML with the document's own namespace prefixes.
 
+    ElementTree would write "ns0:ClinicalDocument" and lose the prefixes that xsi:type
+    values ("CD", "cda:PQ") are resolved against, so names are qualified here with the
+    prefixes the document declared, and all declarations are put on the root.
+    """
+    has_unqualified = any(not str(e.tag).startswith("{") for e in root.iter())
+    element_prefixes: dict[str, str] = {}
+    attribute_prefixes: dict[str, str] = {}
+    in_use = set(declared.values())
 
-def _serialise(root: ET.Element) -> bytes:
-    # The CDA namespace becomes the default again rather than "ns0:", and xsi/sdtc keep
-    # their usual prefixes, so xsi:type values ("CD", "PQ") stay resolvable.
-    ET.register_namespace("xsi", XSI_NAMESPACE)
-    ET.register_namespace("sdtc", SDTC_NAMESPACE)
-    try:
-        body = ET.tostring(root, encoding="unicode", default_namespace=CDA_NAMESPACE)
-    except ValueError:  # an element outside the CDA namespace: no default namespace then
-        body = ET.tostring(root, encoding="unicode")
+    def new_prefix() -> str:
+        number = 0
+        while f"ns{number}" in in_use:
+            number += 1
+        in_use.add(f"ns{number}")
+        return f"ns{number}"
+
+    def qualified(name: str, attribute: bool) -> str:
+        if not name.startswith("{"):
+            return name
+        uri, local = name[1:].split("}", 1)
+        if uri == XML_NAMESPACE:
+            return f"xml:{local}"
+        chosen = attribute_prefixes if attribute else element_prefixes
+        if uri not in chosen:
+            prefix = declared.get(uri)
+            # A default namespace cannot qualify an attribute, nor be declared over
+            # elements that have no namespace.
+            if prefix is None or (prefix == "" and (attribute or has_unqualified)):
+                prefix = new_prefix()
+            chosen[uri] = prefix
+        prefix = chosen[uri]
+        return f"{prefix}:{local}" if prefix else local
+
+    for element in root.iter():
+        element.tag = qualified(str(element.tag), attribute=False)
+        attributes = {qualified(name, True): value for name, value in element.attrib.items()}
+        element.attrib.clear()
+        element.attrib.update(attributes)
+    declarations = {
+        (f"xmlns:{prefix}" if prefix else "xmlns"): uri
+        for mapping in (element_prefixes, attribute_prefixes)
+        for uri, prefix in mapping.items()
+    }
+    root.attrib = {**declarations, **root.attrib}
+    body = ET.tostring(root, encoding="unicode")
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body.encode("utf-8")
 
 

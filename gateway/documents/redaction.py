@@ -19,6 +19,7 @@ __all__ = [
     "FindSpans",
     "OcrWords",
     "blank_spans",
+    "blank_spans_in_parts",
     "merge_spans",
     "shown_mime_type",
 ]
@@ -73,17 +74,33 @@ def blank_spans(text: str, find_spans: FindSpans) -> tuple[str, int]:
 
     Whitespace inside a span is kept, so line breaks and columns survive a multi-line match.
     """
+    parts, count = blank_spans_in_parts([text], find_spans)
+    return parts[0], count
+
+
+def blank_spans_in_parts(parts: list[str], find_spans: FindSpans) -> tuple[list[str], int]:
+    """`parts` read as one text (joined as they are), each returned with its PHI blanked.
+
+    A name split over markup (`<content>Jane</content> Doe`) is one name to a reader, so
+    the recognizer must see the joined text; the blanking lands back in each part.
+    """
+    text = "".join(parts)
     if not text.strip():
-        return text, 0
+        return list(parts), 0
     spans = merge_spans(find_spans(text), len(text))
     if not spans:
-        return text, 0
+        return list(parts), 0
     chars = list(text)
     for start, end in spans:
         for i in range(start, end):
             if not chars[i].isspace():
                 chars[i] = REDACTION_CHAR
-    return "".join(chars), len(spans)
+    blanked: list[str] = []
+    offset = 0
+    for part in parts:
+        blanked.append("".join(chars[offset : offset + len(part)]))
+        offset += len(part)
+    return blanked, len(spans)
 
 
 def shown_mime_type(mime: str) -> str:

@@ -39,6 +39,7 @@ from gateway.documents import (
 )
 from gateway.documents import pdf as pdf_cleaner
 from gateway.pixels.ocr import detect_text, is_available
+from gateway.text.recognizer import default_recognizer
 
 OCR_MISSING = is_available()
 needs_ocr = pytest.mark.skipif(OCR_MISSING is not None, reason=f"no Tesseract: {OCR_MISSING}")
@@ -173,6 +174,28 @@ def test_clean_words_of_a_text_pdf_stay_readable_and_the_name_does_not() -> None
     words = rendered_words(document_of(ds))
     assert "radiograph" in words
     assert "Planted" not in words and "Zebedee" not in words
+
+
+@needs_ocr
+def test_report_cleaned_with_the_gateway_recognizer_keeps_findings_and_loses_identifiers() -> None:
+    """The recognizer the pipeline will pass, used as it is: its Span objects taken as spans."""
+    recognizer = default_recognizer()
+    lines = [
+        "Patient: Jane Planted",
+        "Referred by Dr. Zebedee Crumb on 12/03/2024",
+        CLEAN_LINE,
+        "Call 555-201-3344 with questions",
+    ]
+    ds = encapsulated_instance(PdfSample(pages=[lines]).build(), "application/pdf")
+
+    report = clean_encapsulated_document(ds, recognizer.find)
+
+    assert report is not None and report.redacted >= 4
+    assert_no_planted_bytes(bytes(ds.EncapsulatedDocument), (*PLANTED, "555-201-3344"))
+    words = rendered_words(document_of(ds))
+    assert "radiograph" in words and "questions" in words
+    for value in ("Planted", "Zebedee", "Crumb", "2024", "3344"):
+        assert value not in words
 
 
 def test_a_name_on_the_last_page_of_a_long_report_is_found() -> None:
@@ -391,6 +414,19 @@ def test_xml_that_does_not_parse_is_refused_without_its_text() -> None:
         clean_encapsulated_document(ds, find_spans)
 
     assert "Planted" not in str(caught.value)
+
+
+def test_cda_narrative_cleaned_with_the_gateway_recognizer() -> None:
+    narrative = "Seen with <content>Quentin</content> Morrow, call 555-201-3344. Lungs clear."
+    document = cda_document(("Jane", "Planted"), ("Zebedee", "Crumb"), narrative)
+    ds = encapsulated_instance(document, "text/XML", sop_class=ENCAPSULATED_CDA)
+
+    clean_encapsulated_document(ds, default_recognizer().find)
+
+    cleaned = document_of(ds).decode()
+    for value in ("Quentin", "Morrow", "555-201-3344", "Jane", "Planted", "Zebedee", "Crumb"):
+        assert value not in cleaned
+    assert "Lungs clear." in cleaned
 
 
 def test_name_split_over_narrative_markup_is_found_as_one_name() -> None:

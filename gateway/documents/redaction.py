@@ -7,8 +7,8 @@ in `encapsulated.py` can all raise the same `DocumentError` without importing ea
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -24,7 +24,8 @@ __all__ = [
     "shown_mime_type",
 ]
 
-FindSpans = Callable[[str], list[tuple[int, int]]]
+SpanLike = Any  # (start, end), or an object with .start and .end
+FindSpans = Callable[[str], Sequence[SpanLike]]
 """PHI spans (start, end) in a text: the instance's identifiers plus a recognizer."""
 OcrWords = Callable[["Image.Image"], list[tuple[str, tuple[int, int, int, int]]]]
 """Words read in an image, each with its (x0, y0, x1, y1) pixel box, x1/y1 exclusive."""
@@ -43,8 +44,11 @@ class DocumentError(Exception):
     """
 
 
-def merge_spans(spans: list[tuple[int, int]], length: int) -> list[tuple[int, int]]:
+def merge_spans(spans: Sequence[SpanLike], length: int) -> list[tuple[int, int]]:
     """Spans clipped to [0, length), sorted and overlapping ones joined.
+
+    A span is a (start, end) pair or anything with .start and .end (the recognizer's
+    `Span`), so `Recognizer.find` can be passed as find_spans without a wrapper.
 
     The recognizer and the identifier matcher report spans independently; joined spans
     count once in the report and blank once. A span that is not a pair of ints is an error
@@ -53,7 +57,10 @@ def merge_spans(spans: list[tuple[int, int]], length: int) -> list[tuple[int, in
     clipped: list[tuple[int, int]] = []
     for span in spans:
         try:
-            start, end = int(span[0]), int(span[1])
+            if hasattr(span, "start") and hasattr(span, "end"):  # a recognizer's Span
+                start, end = int(span.start), int(span.end)
+            else:
+                start, end = int(span[0]), int(span[1])
         except (TypeError, ValueError, IndexError) as exc:
             raise DocumentError("find_spans returned a span that is not (start, end)") from exc
         start, end = max(start, 0), min(end, length)

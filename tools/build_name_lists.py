@@ -3,11 +3,14 @@
 Name lists come from names-dataset 3.3.1 (MIT licence), which takes 1.9 GB and 18 s to load:
 that is why the gateway never imports it and ships only the small lists this writes. The safe
 vocabulary is derived from pydicom's data dictionary and SR concept dictionaries, both large
-clinical and technical vocabularies that are already a runtime dependency.
+clinical and technical vocabularies that are already a runtime dependency, and from the
+lower-case (common noun) entries of the SCOWL English word lists that Debian ships as
+wamerican and wbritish (`apt-get install wamerican wbritish`).
 
     .venv/bin/python tools/build_name_lists.py [--max-rank 1000]
 
-Writes given_names.txt.gz, family_names.txt.gz, dicom_words.txt.gz, concept_words.txt.gz and
+Writes given_names.txt.gz, family_names.txt.gz, dicom_words.txt.gz, concept_words.txt.gz,
+english_dictionary.txt.gz and
 prints the counts to record in gateway/text/data/SOURCES.md.
 """
 
@@ -67,6 +70,22 @@ def write_gz(name: str, words: Iterable[str]) -> int:
     return len(lines)
 
 
+ENGLISH_LISTS = (Path("/usr/share/dict/american-english"), Path("/usr/share/dict/british-english"))
+
+
+def english_dictionary() -> set[str]:
+    """Lower-case entries only: capitalised ones are proper nouns, many of them names."""
+    missing = [str(p) for p in ENGLISH_LISTS if not p.exists()]
+    if missing:
+        raise SystemExit(f"missing {missing}: apt-get install wamerican wbritish")
+    words: set[str] = set()
+    for path in ENGLISH_LISTS:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.isalpha() and line.islower() and len(line) > 1:
+                words.add(fold(line))
+    return words
+
+
 def dictionary_words() -> set[str]:
     from pydicom.datadict import DicomDictionary
 
@@ -107,15 +126,21 @@ def main(argv: list[str] | None = None) -> int:
                 curated.update(fold(word) for word in line.split())
     dicom = dictionary_words()
     concept = concept_words() - dicom
+    english = english_dictionary() - dicom - concept
     dropped = sorted(((dicom | concept) & top) - curated)
+    dropped_english = sorted((english & top) - curated)
     print(f"given names: {write_gz('given_names.txt.gz', given)}")
     print(f"family names: {write_gz('family_names.txt.gz', family)}")
     print(f"dicom words: {write_gz('dicom_words.txt.gz', (dicom - top) | (dicom & curated))}")
     print(
         f"concept words: {write_gz('concept_words.txt.gz', (concept - top) | (concept & curated))}"
     )
+    kept_english = (english - top) | (english & curated)
+    print(f"english dictionary: {write_gz('english_dictionary.txt.gz', kept_english)}")
     print(f"derived words left out as top-{TOP_NAME_RANK} names: {len(dropped)}")
     print(" ".join(dropped))
+    print(f"dictionary words left out as top-{TOP_NAME_RANK} names: {len(dropped_english)}")
+    print(" ".join(dropped_english))
     for name in sorted(DATA.glob("*.gz")):
         print(f"{name.name}: {name.stat().st_size} bytes")
     return 0

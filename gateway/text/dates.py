@@ -180,11 +180,19 @@ def shift_date(value: str, days: int) -> str | None:
     return None
 
 
+# Breast ultrasound and mammography give a lesion's position as a clock face ("RT 10:00").
+CLOCK_FACE = re.compile(r"(?i)breast|axilla|nipple|areola|o'?clock|\b[LR]T?\b")
+WHOLE_HOUR = re.compile(r"(?:1[0-2]|0?[1-9]):[03]0")
+
+
 def find_dates(text: str) -> list[tuple[int, int, str]]:
     """(start, end, "date" or "time") for every date and time in `text`, possibly overlapping."""
     found: list[tuple[int, int, str]] = []
     for pattern in DATE_PATTERNS:
         found.extend((m.start(), m.end(), "date") for m in pattern.finditer(text) if is_date(m))
     for pattern in TIME_PATTERNS:
-        found.extend((m.start(), m.end(), "time") for m in pattern.finditer(text))
+        for m in pattern.finditer(text):
+            if WHOLE_HOUR.fullmatch(m.group()) and CLOCK_FACE.search(text):
+                continue
+            found.append((m.start(), m.end(), "time"))
     return found

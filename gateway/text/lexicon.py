@@ -74,7 +74,11 @@ class Lexicon:
 
 @lru_cache(maxsize=1)
 def shipped_lexicon() -> Lexicon:
-    english = forms(_read("english_words.txt") + _read("dicom_words.txt.gz"))
+    english = forms(
+        _read("english_words.txt")
+        + _read("dicom_words.txt.gz")
+        + _read("english_dictionary.txt.gz")
+    )
     safe = english | forms(_read("clinical_words.txt") + _read("concept_words.txt.gz"))
     names = forms(_read("given_names.txt.gz") + _read("family_names.txt.gz"))
     return Lexicon(

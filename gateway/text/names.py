@@ -74,13 +74,13 @@ HANGUL_ENDINGS = ("선생님", "님", "씨", "이", "가", "은", "는", "을", 
 class Token:
     """One word with what the rules need to know about it."""
 
-    __slots__ = ("cap", "end", "folded", "listed", "name", "safe", "start", "text")
+    __slots__ = ("cap", "end", "english", "folded", "listed", "name", "safe", "start", "text")
 
     def __init__(self, start: int, end: int, text: str) -> None:
         self.start, self.end, self.text = start, end, text
         self.folded = fold(text)
         self.cap = text[:1].isupper() or text.lower() == text.upper()  # caseless scripts too
-        self.listed = self.safe = self.name = False
+        self.listed = self.safe = self.name = self.english = False
 
 
 def _tokens(
@@ -102,6 +102,7 @@ def _tokens(
             else:
                 token.listed = bool(forms & lexicon.names)
                 token.safe = bool(forms & lexicon.safe)
+                token.english = bool(forms & lexicon.english)
             tokens.append(token)
     return tokens
 
@@ -123,12 +124,29 @@ def _is_title(token: Token) -> bool:
     return (token.folded in TITLES and token.cap) or token.folded in {"dr", "mrs", "mr", "ms"}
 
 
+def _modality_not_title(text: str, tokens: list[Token], index: int) -> bool:
+    """Upper-case "MR", "MS", "MRS", "DR" are a modality or a disease more often than a title
+    ("MR KNEE", "DR CHEST", "MRS PRESS"): titles with a dot or before a name."""
+    token = tokens[index]
+    if not (token.text.isupper() and token.folded in {"mr", "ms", "mrs", "dr"}):
+        return False
+    if text.startswith(".", token.end):
+        return False
+    following = tokens[index + 1] if index + 1 < len(tokens) else None
+    if following is None or not following.listed:
+        return True
+    if not following.safe:
+        return False  # "MR SMITH"
+    after = tokens[index + 2] if index + 2 < len(tokens) else None  # "DR ROSE LONG"
+    return not (after is not None and after.listed and _joined(text, following, after))
+
+
 def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool) -> None:
     count = len(tokens)
     for index, token in enumerate(tokens):
         if index + 1 >= count:
             break
-        strong = _is_title(token)
+        strong = _is_title(token) and not _modality_not_title(text, tokens, index)
         pair = (tokens[index - 1].folded, token.folded) if index else ("", "")
         weak = token.folded in CUES or pair in CUE_PAIRS
         if not (strong or weak) or not _cue_gap(text, token, tokens[index + 1]):
@@ -226,12 +244,11 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
         return []
     lowercase_text = not any(c.isupper() for c in text)
     for token in tokens:
-        if (
-            token.listed
-            and not token.safe
-            and len(token.text) >= 3
-            and (token.cap or lowercase_text)
-        ):
+        # An upper-case word of three letters or fewer ("LAO", "TEE", "OPG") is an
+        # abbreviation far more often than a name: it needs context or a name beside it.
+        short_caps = len(token.text) <= 3 and token.text.isupper()
+        bare = token.listed and not token.safe and len(token.text) >= 3 and not short_caps
+        if bare and (token.cap or lowercase_text):
             token.name = True
     _apply_cues(text, tokens, lowercase_text)
     _apply_post_nominals(text, tokens)

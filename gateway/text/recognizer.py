@@ -12,6 +12,7 @@ candidates overlap, the kind listed first in `_PRIORITY` wins, then the longer o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -28,6 +29,7 @@ _PRIORITY = {
     )
 }
 CACHE_SIZE = 65536
+_ELIDED_PREFIX = re.compile(r"(?<!\w)[ODLodl]['’]")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ def _merge_names(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int
     """Adjacent name words become one span: "Maria González" is one name, replaced once."""
     merged: list[list[int]] = []
     for start, end in sorted(spans):
+        if start >= 2 and _ELIDED_PREFIX.fullmatch(text, start - 2, start):
+            start -= 2  # "O'Brien", "D'Angelo": the prefix is part of the name
         if (
             merged
             and text[merged[-1][1] : start] in {"", " ", "-", "^", ". ", "."}

@@ -125,7 +125,7 @@ def placeholder_document(ds: Dataset) -> None:
         return
     kind = document_kind(ds)
     if kind == "pdf":
-        _store(ds, text_pdf([REMOVED]))
+        _store(ds, text_pdf([[REMOVED]]))
     elif kind == "xml":
         _store(ds, placeholder_cda())
     elif kind == "text":

@@ -9,6 +9,7 @@ string or a creation date would be new metadata with no use to a recipient.
 from __future__ import annotations
 
 import io
+import zlib
 from dataclasses import dataclass
 
 from PIL import Image
@@ -16,6 +17,7 @@ from PIL import Image
 __all__ = ["ImagePage", "image_pdf", "text_pdf"]
 
 JPEG_QUALITY = 85  # text at 150 dpi stays crisp; below ~75 ringing shows around glyphs
+FLATE_LEVEL = 6  # measured on a text page: level 9 saved 2% for 9x the time, level 1 cost 12%
 LETTER = (612.0, 792.0)  # points
 
 
@@ -64,15 +66,28 @@ def _pages_tree(page_numbers: list[int]) -> bytes:
     return b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % len(page_numbers)
 
 
+def _encode(image: Image.Image) -> tuple[bytes, bytes]:
+    """The smaller of Flate (lossless) and JPEG, with its PDF filter name.
+
+    Rendered text pages are anti-aliased glyphs on white: Flate stores them in a third fewer
+    bytes than JPEG at quality 85 and without ringing; scans and photos go the other way.
+    """
+    flate = zlib.compress(image.tobytes(), FLATE_LEVEL)
+    jpeg = io.BytesIO()
+    image.save(jpeg, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    if len(flate) <= jpeg.tell():
+        return b"/FlateDecode", flate
+    return b"/DCTDecode", jpeg.getvalue()
+
+
 def image_pdf(pages: list[ImagePage]) -> bytes:
-    """A PDF with one JPEG image filling each page, nothing else."""
+    """A PDF with one image filling each page, nothing else."""
     # Objects: 1 catalog, 2 pages tree, then per page: page, content stream, image.
     objects: list[bytes] = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]
     page_numbers = []
     for page in pages:
         image = page.image if page.image.mode in ("L", "RGB") else page.image.convert("RGB")
-        encoded = io.BytesIO()
-        image.save(encoded, "JPEG", quality=JPEG_QUALITY, optimize=True)
+        compression, encoded = _encode(image)
         page_number = len(objects) + 1
         content_number, image_number = page_number + 1, page_number + 2
         width, height = _number(page.width_pt), _number(page.height_pt)
@@ -86,8 +101,9 @@ def image_pdf(pages: list[ImagePage]) -> bytes:
         objects.append(
             _stream(
                 b"/Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace %s"
-                b" /BitsPerComponent 8 /Filter /DCTDecode" % (image.width, image.height, colour),
-                encoded.getvalue(),
+                b" /BitsPerComponent 8 /Filter %s"
+                % (image.width, image.height, colour, compression),
+                encoded,
             )
         )
         page_numbers.append(page_number)
@@ -100,19 +116,25 @@ def _pdf_string(text: str) -> bytes:
     return b"(" + escaped.encode("latin-1", errors="replace") + b")"
 
 
-def text_pdf(lines: list[str], size: tuple[float, float] = LETTER) -> bytes:
-    """A one-page PDF showing `lines` in Helvetica (a standard font: nothing embedded)."""
-    content = [b"BT /F1 14 Tf 72 %s Td 18 TL" % _number(size[1] - 96)]
-    for line in lines:
-        content.append(_pdf_string(line) + b" Tj T*")
-    content.append(b"ET")
-    objects = [
+def text_pdf(pages: list[list[str]], size: tuple[float, float] = LETTER) -> bytes:
+    """A PDF showing each page's lines in Helvetica (a standard font: nothing embedded)."""
+    # Objects: 1 catalog, 2 pages tree, 3 font, then per page: page, content stream.
+    objects: list[bytes] = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
-        _pages_tree([3]),
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 "
-        + _number(size[0]) + b" " + _number(size[1])
-        + b"] /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
-        _stream(b"", b"\n".join(content)),
+        b"",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
-    ]  # fmt: skip
+    ]
+    page_numbers = []
+    for lines in pages:
+        content = [b"BT /F1 14 Tf 72 %s Td 18 TL" % _number(size[1] - 96)]
+        content += [_pdf_string(line) + b" Tj T*" for line in lines]
+        content.append(b"ET")
+        page_numbers.append(len(objects) + 1)
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 " + _number(size[0]) + b" "
+            + _number(size[1]) + b"] /Resources << /Font << /F1 3 0 R >> >>"
+            + b" /Contents %d 0 R >>" % (len(objects) + 2)
+        )  # fmt: skip
+        objects.append(_stream(b"", b"\n".join(content)))
+    objects[1] = _pages_tree(page_numbers)
     return _assemble(objects)

@@ -103,8 +103,14 @@ def find_contacts(text: str) -> list[tuple[int, int, str]]:
     if digits >= 5:
         found.extend(_identifiers(text))
     if digits >= 7:
-        found.extend(_phones(text))
+        # A number after "MRN" or "NHS No" is an identifier even if it could be dialled.
+        keyed = [(s, e) for s, e, k in found if k == "id" and _keyed(text, s)]
+        found.extend(p for p in _phones(text) if not any(p[0] < e and s < p[1] for s, e in keyed))
     return found
+
+
+def _keyed(text: str, start: int) -> bool:
+    return any(m.start("v") == start for m in ID_KEYWORD.finditer(text, max(0, start - 40)))
 
 
 def _addresses(text: str) -> list[tuple[int, int, str]]:

@@ -150,8 +150,9 @@ def shift_date(value: str, days: int) -> str | None:
             return None
         original, day_first = parsed
         new = original - dt.timedelta(days=days)
+        ordinal = (match.groupdict().get("ord") or "").lower() in {"st", "nd", "rd", "th"}
         fields: dict[str, str] = (
-            {"d": _number(match["d"] or "", new.day)}
+            {"d": str(new.day) if ordinal else _number(match["d"] or "", new.day)}
             if "d" in (pattern.groupindex) and match["d"]
             else {}
         )

@@ -152,7 +152,7 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool) -> None:
         if not (strong or weak) or not _cue_gap(text, token, tokens[index + 1]):
             continue
         nxt = index + 1
-        while nxt < count and len(tokens[nxt].text) == 1 and tokens[nxt].cap:  # "Dr. J. Smith"
+        while nxt < count and _is_initial(text, tokens[nxt]):  # "Dr. J. Smith"
             tokens[nxt].name = True
             nxt += 1
         if nxt >= count or _is_title(tokens[nxt]) or tokens[nxt].folded in PARTICLES:
@@ -160,16 +160,35 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool) -> None:
         first = tokens[nxt]
         if not _cue_gap(text, tokens[nxt - 1], first):
             continue
-        cap = first.cap or lowercase_text
-        if (
-            (strong and cap)
-            or (cap and (first.listed or not first.safe))
-            or (first.listed and not first.safe)
-        ):
-            if (first.safe and not first.listed and not strong) or not first.text.isalpha():
-                continue
+        if strong:
+            wanted = first.cap or lowercase_text
+        else:  # "per protocol", "called back", "discussed with Radiology" stay
+            clear = first.listed and not first.safe
+            wanted = clear or (first.cap and (first.listed or not first.safe))
+        if wanted:
             first.name = True
             _extend(text, tokens, nxt, +1, 2)
+
+
+def _is_initial(text: str, token: Token) -> bool:
+    return len(token.text) == 1 and token.text.isupper() and text.startswith(".", token.end)
+
+
+def _style(token: Token) -> str:
+    """How a word is written: names beside each other are written alike ("Maria WHITE" is not
+    one name, "MARIA WHITE" and "Maria White" are)."""
+    text = token.text
+    if len(text) > 1 and text.isupper():
+        return "upper"
+    return "cap" if token.cap else "lower"
+
+
+def _may_join(named: Token, candidate: Token) -> bool:
+    """Whether a word beside a name may be part of it: a listed word written the same way,
+    but not a short upper-case abbreviation that is safe vocabulary ("CT", "MRI")."""
+    if not candidate.listed or len(candidate.text) < 2 or _style(candidate) != _style(named):
+        return False
+    return not (candidate.safe and len(candidate.text) <= 3 and candidate.text.isupper())
 
 
 def _extend(text: str, tokens: list[Token], index: int, step: int, limit: int) -> None:
@@ -181,13 +200,18 @@ def _extend(text: str, tokens: list[Token], index: int, step: int, limit: int) -
             return
         left, right = (tokens[here], tokens[other]) if step > 0 else (tokens[other], tokens[here])
         candidate = tokens[other]
-        if not _joined(text, left, right) and _gap(text, left, right) not in {". ", ", "}:
-            return
         if not candidate.cap or _is_title(candidate) or candidate.folded in POST_NOMINALS:
             return
-        if not (candidate.listed or not candidate.safe or len(candidate.text) == 1):
+        if _is_initial(text, candidate):
+            candidate.name = True
+        elif _joined(text, left, right):
+            if not (_may_join(tokens[here], candidate) or not candidate.safe):
+                return
+            candidate.name = True
+        elif _gap(text, left, right) in {". ", ", "} and candidate.listed and not candidate.safe:
+            candidate.name = True
+        else:
             return
-        candidate.name = True
         here = other
 
 
@@ -215,11 +239,7 @@ def _spread(text: str, tokens: list[Token]) -> None:
             if left.name == right.name or not _joined(text, left, right):
                 continue
             other = right if left.name else left
-            if (
-                other.listed
-                and other.cap == (left if left.name else right).cap
-                and (len(other.text) > 1)
-            ):
+            if _may_join(left if left.name else right, other):
                 other.name = changed = True
         for index in range(1, len(tokens) - 1):
             middle = tokens[index]

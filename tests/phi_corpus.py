@@ -638,6 +638,15 @@ class _Builder:
         value = self.pn(shown)
         return self.plant(kind, value, self.pn_spellings(shown), where)
 
+    def staff_code(self, where: str) -> Dataset:
+        """A staff member's code: an employee number, and their name as its meaning."""
+        staff = self.other()
+        employee = f"E{self.rng.randint(1000000, 9999999)}"
+        self.plant(ID, employee, [employee], where)
+        meaning = f"{staff.family}, {staff.given}"
+        self.plant(OTHER_NAME, meaning, staff.parts() or [meaning], where)
+        return _code(employee, "99HOSPSTAFF", meaning)
+
     # -- PHI snippets (each records its plants) ---------------------------------------------
 
     def my_name(self, where: str) -> str:
@@ -999,12 +1008,9 @@ def _common(ds: Dataset, b: _Builder, kind: str, sop_class: str, index: int) -> 
     ds.StudyTime = "101500"
     ds.ReferringPhysicianName = b.person_value(b.other(), OTHER_NAME, "ReferringPhysicianName")
     referring = Dataset()
-    staff = b.other()
-    employee = f"E{b.rng.randint(100000, 999999)}"
-    b.plant(ID, employee, [employee], "PersonIdentificationCodeSequence")
-    meaning = f"{staff.family}, {staff.given}"
-    b.plant(OTHER_NAME, meaning, staff.parts(), "PersonIdentificationCodeSequence")
-    referring.PersonIdentificationCodeSequence = Sequence([_code(employee, "99HOSPSTAFF", meaning)])
+    referring.PersonIdentificationCodeSequence = Sequence(
+        [b.staff_code("ReferringPhysicianIdentificationSequence>PersonIdentificationCodeSequence")]
+    )
     referring.InstitutionName = "Regional Hospital"
     ds.ReferringPhysicianIdentificationSequence = Sequence([referring])
     ds.StudyID = f"S{b.rng.randint(10000, 99999)}"
@@ -1147,8 +1153,9 @@ def _sr(b: _Builder, index: int) -> Dataset:
     )
     verifier.VerifyingOrganization = "Regional Hospital"
     verifier.VerificationDateTime = f"{b.patient.study_date}154500"
+    # PS3.3 C.17.2: the verifier's code, its meaning the person's name as sites fill it.
     verifier.VerifyingObserverIdentificationCodeSequence = Sequence(
-        [_code(f"E{rng.randint(100000, 999999)}", "99HOSPSTAFF", "Radiologist")]
+        [b.staff_code("VerifyingObserverIdentificationCodeSequence")]
     )
     ds.VerifyingObserverSequence = Sequence([verifier])
     ds.ValueType = "CONTAINER"
@@ -1393,6 +1400,21 @@ def _gsps(b: _Builder, index: int) -> Dataset:
     ds.PresentationCreationDate = b.patient.study_date
     ds.PresentationCreationTime = "110000"
     ds.ContentCreatorName = b.person_value(b.other(), OTHER_NAME, "ContentCreatorName")
+    # Person Identification Macro (PS3.3 10.1), one level down.
+    creator = Dataset()
+    creator.PersonIdentificationCodeSequence = Sequence(
+        [b.staff_code("ContentCreatorIdentificationCodeSequence>PersonIdentificationCodeSequence")]
+    )
+    street, town, code = make_address(rng)
+    creator.PersonAddress = f"{street}, {town} {code}"
+    b.plant(ADDRESS, street, [street], "ContentCreatorIdentificationCodeSequence")
+    b.plant(POSTCODE, code, [code], "ContentCreatorIdentificationCodeSequence")
+    phone, _ = make_phone(rng)
+    creator.PersonTelephoneNumbers = b.plant(
+        PHONE, phone, [phone], "ContentCreatorIdentificationCodeSequence"
+    )
+    creator.InstitutionName = "Regional Hospital"
+    ds.ContentCreatorIdentificationCodeSequence = Sequence([creator])
     image_uids = [b.uid("image", i) for i in range(3)]
     series_uid = b.uid("image-series")
     images = []

@@ -15,6 +15,7 @@ the places where it was found.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -171,8 +172,20 @@ def all_items(ds: Dataset, keyword: str) -> Iterator[Dataset]:
 
 
 def missing_phrases(outcome: Outcome, place: str, texts: list[str]) -> list[str]:
+    """The clinical phrases planted at `place` that none of the output `texts` holds, each
+    shown with the output text most like it (so the report says what became of it)."""
     joined = fold("\n".join(texts))
-    return [p for p in outcome.item.clinical.get(place, []) if fold(p) not in joined]
+    missing = []
+    for phrase in outcome.item.clinical.get(place, []):
+        if fold(phrase) in joined:
+            continue
+        closest = max(
+            texts,
+            key=lambda t: difflib.SequenceMatcher(None, fold(phrase), fold(t)).ratio(),
+            default="",
+        )
+        missing.append(f"{phrase!r} -> {closest[:90]!r}")
+    return missing
 
 
 # --- the generated set itself -------------------------------------------------------------
@@ -271,7 +284,7 @@ def test_image_descriptors_keep_their_clinical_words(run: Run) -> None:
                 "RequestedProcedureDescription",
             )
         ]
-        missing += [f"{o.item.name}: {p!r}" for p in missing_phrases(o, "Descriptor", texts)]
+        missing += [f"{o.item.name}: {p}" for p in missing_phrases(o, "Descriptor", texts)]
     assert not missing, f"{len(missing)} descriptors lost: {missing[:EXAMPLES]}"
 
 
@@ -284,7 +297,7 @@ def test_sr_text_items_keep_their_clinical_phrases(run: Run) -> None:
             if item.get("ValueType") == "TEXT"
         ]
         total += len(o.item.clinical.get("SRText", []))
-        missing += [f"{o.item.name}: {p!r}" for p in missing_phrases(o, "SRText", texts)]
+        missing += [f"{o.item.name}: {p}" for p in missing_phrases(o, "SRText", texts)]
     assert not missing, f"{len(missing)} of {total} clinical phrases lost: {missing[:EXAMPLES]}"
 
 
@@ -361,7 +374,7 @@ def test_rt_structure_sets_keep_clean_roi_names_and_clinical_text(run: Run) -> N
         ]
         descriptions = [str(r.get("ROIDescription", "")) for r in rois]
         problems += [
-            f"{o.item.name}: ROI description {p!r} lost"
+            f"{o.item.name}: ROI description lost {p}"
             for p in missing_phrases(o, "ROIDescription", descriptions)
         ]
         label = str(o.output.get("StructureSetLabel", ""))
@@ -389,9 +402,7 @@ def test_presentation_state_text_is_kept_and_references_are_remapped(run: Run) -
             problems.append(f"{o.item.name}: {len(texts)} of 9 text objects")
         if not any("nodule 8 mm" in t for t in texts):
             problems.append(f"{o.item.name}: 'nodule 8 mm' lost")
-        problems += [
-            f"{o.item.name}: text {p!r} lost" for p in missing_phrases(o, "GSPSText", texts)
-        ]
+        problems += [f"{o.item.name}: text lost {p}" for p in missing_phrases(o, "GSPSText", texts)]
         got = [
             str(r.get("ReferencedSOPInstanceUID", ""))
             for a in annotations

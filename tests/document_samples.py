@@ -88,7 +88,7 @@ class PdfSample:
     pages: list[Page] = field(default_factory=list)
     info: dict[str, str] = field(default_factory=dict)
     xmp: str | None = None
-    annotation: str | None = None  # a Text annotation's /Contents on page 1
+    annotation: str | None = None  # a FreeText annotation's text on page 1
     form_value: str | None = None  # a filled text field's /V, with an appearance on page 1
     attachment: str | None = None  # an embedded file's content
     javascript: str | None = None  # an /OpenAction script
@@ -124,10 +124,21 @@ class PdfSample:
             )
         catalog = b"<< /Type /Catalog /Pages 2 0 R"
         if self.annotation is not None:
+            # A FreeText annotation (a "typewriter" note) with its appearance: drawn on
+            # the page by viewers, yet not part of the page's content or text layer.
+            shown = pdf_string(self.annotation)
             objects.append(
-                b"<< /Type /Annot /Subtype /Text /Rect [400 700 420 720] /Open true /Contents "
-                + pdf_string(self.annotation)
-                + b" >>"
+                stream(
+                    b"/Type /XObject /Subtype /Form /BBox [0 0 240 24]"
+                    b" /Resources << /Font << /F1 3 0 R >> >>",
+                    b"BT /F1 14 Tf 2 6 Td " + shown + b" Tj ET",
+                )
+            )
+            objects.append(
+                b"<< /Type /Annot /Subtype /FreeText /Rect [300 500 540 524] /F 4"
+                b" /DA (/F1 14 Tf 0 g) /Contents "
+                + shown
+                + b" /AP << /N %d 0 R >> >>" % len(objects)
             )
             first_page_annots.append(len(objects))
         if self.form_value is not None:

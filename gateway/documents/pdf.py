@@ -85,9 +85,15 @@ def clean_pdf(data: bytes, find_spans: FindSpans, ocr_words: OcrWords | None) ->
             pages: list[ImagePage] = []
             redacted = 0
             for index in range(count):
-                page = pdf[index]
+                try:
+                    page = pdf[index]
+                except pdfium.PdfiumError:
+                    raise DocumentError(f"PDF page {index + 1} cannot be loaded") from None
                 try:
                     cleaned, boxes = _clean_page(page, index, find_spans, ocr_words)
+                except pdfium.PdfiumError:
+                    # PDFium's messages name the call that failed, never the page's text.
+                    raise DocumentError(f"PDF page {index + 1} cannot be read") from None
                 finally:
                     page.close()
                 pages.append(cleaned)

@@ -204,6 +204,9 @@ def test_the_generated_set_is_large_and_every_plant_lands_in_its_input() -> None
         "ISO_IR 192",
         "ISO 2022 IR 87",
     }
+    # ISO 2022 IR 87 (PS3.5 6.1.2.5.3): JIS X 0208 text between ESC $ B and ESC ( B.
+    japanese = [item for item in corpus if item.charset == "ISO 2022 IR 87"]
+    assert japanese and all(b"\x1b$B" in item.data for item in japanese)
     missing = []
     with pydicom_as_in_the_gateway():
         for item in corpus:

@@ -2,9 +2,12 @@
 
 The engine follows the table; this gate does not trust it. It searches every element at
 every depth, private ones and the file meta included, for the identifiers collected from
-the input (normalised: case, `^` separators, white space) and for every original UID that
-was remapped. A hit means the instance must not be written; the leak report names where
-(the tag path) and what kind of value, never the value itself.
+the input and for every original UID that was remapped. It folds text as the cleaner does
+(`base/identifiers.py`, `base/text_folding.py`: case, accents, width, kana, separators),
+so a spelling the cleaner missed is caught here; bytes that another character set of the
+input's values would read differently (UTF-8 in a file that declares none) are read again.
+A hit means the instance must not be written; the leak report names where (the tag path)
+and what kind of value, never the value itself.
 
 One exception, by path: a whole value that a rule of the profile itself computed at that very
 element (the engine's `DeidResult.produced`), e.g. a date rule that gives a birth date on 1
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from pydicom.dataelem import RawDataElement
@@ -76,8 +79,16 @@ def _latin1(ds: Dataset, inherited: bool) -> bool:
     return all(str(name).strip() in _LATIN1_CHARSETS for name in names)
 
 
+Readings = Callable[[str, bool], list[str]]
+
+
 def _texts(
-    ds: Dataset, path: str, out: list[tuple[str, str, str, int]], depth: int, latin1: bool
+    ds: Dataset,
+    path: str,
+    out: list[tuple[str, str, str, int]],
+    depth: int,
+    latin1: bool,
+    readings: Readings,
 ) -> None:
     """(path, VR, normalised text, tag) for every searchable value of `ds`, at every depth."""
     if depth > 64:
@@ -91,7 +102,7 @@ def _texts(
         where = f"{path}({t >> 16:04X},{t & 0xFFFF:04X})"
         if vr == "SQ":
             for index, item in enumerate(ds[t].value or ()):
-                _texts(item, f"{where}[{index}]", out, depth + 1, latin1)
+                _texts(item, f"{where}[{index}]", out, depth + 1, latin1, readings)
         elif vr in _TEXT_VRS:
             raw = ds.get_item(t)
             if latin1 and isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
@@ -99,13 +110,18 @@ def _texts(
                     text = part.strip(" \x00")
                     if text:
                         out.append((where, vr, normalise(text), t))
+                        for reading in readings(text, False):
+                            out.append((where, vr, normalise(reading), t))
             else:
                 for text in string_values(ds[t]):
                     out.append((where, vr, normalise(text), t))
         elif vr in _BINARY_VRS:
             value = ds[t].value
             if isinstance(value, bytes) and 0 < len(value) <= _MAX_BINARY_SCAN:
-                out.append((where, vr, normalise(value.decode("latin-1")), t))
+                text = value.decode("latin-1")
+                out.append((where, vr, normalise(text), t))
+                for reading in readings(text, True):
+                    out.append((where, vr, normalise(reading), t))
         else:
             text = _number_text(ds, t, vr)
             if text:
@@ -154,11 +170,13 @@ def find_leaks(
     values: list[tuple[str, str, str, int]] = []
     meta = getattr(ds, "file_meta", None)
     if meta is not None:
-        _texts(meta, "meta:", values, 0, True)
-    _texts(ds, "", values, 0, True)
+        _texts(meta, "meta:", values, 0, True, identifiers.readings)
+    _texts(ds, "", values, 0, True, identifiers.readings)
     leaks: list[Leak] = []
     pattern = identifiers.pattern()
     value_pattern = identifiers.value_pattern()
+    # Bytes read as text spell one or two letters by chance: longer parts only there.
+    bytes_pattern = identifiers.bytes_pattern()
     uids = {
         u for u in identifiers.uids if len(u) >= _MIN_UID_LENGTH and not u.startswith(_DICOM_ROOT)
     }
@@ -173,7 +191,7 @@ def find_leaks(
                 leaks.append(Leak(path, "original UID"))
         elif vr == _NUMBER_VR:
             # Never compared whole: a short ID such as "12" is also an Instance Number.
-            if pattern is not None and pattern.search(text):
+            if bytes_pattern is not None and bytes_pattern.search(text):
                 leaks.append(Leak(path, "identifying value in a number"))
         elif text in identifiers.exact:
             leaks.append(Leak(path, "identifying value"))
@@ -182,8 +200,10 @@ def find_leaks(
         elif vr == "CS" or tag in _VOCABULARY_TAGS:
             if value_pattern is not None and value_pattern.search(text):
                 leaks.append(Leak(path, "identifying value"))
-        elif pattern is not None and pattern.search(text):
-            leaks.append(Leak(path, "identifying value"))
-        elif long_uids and any(u in text for u in long_uids):
-            leaks.append(Leak(path, "original UID in text"))
+        else:
+            search = bytes_pattern if vr in _BINARY_VRS else pattern
+            if search is not None and search.search(text):
+                leaks.append(Leak(path, "identifying value"))
+            elif long_uids and any(u in text for u in long_uids):
+                leaks.append(Leak(path, "original UID in text"))
     return leaks

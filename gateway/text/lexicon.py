@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
@@ -53,6 +53,11 @@ def _read(name: str) -> list[str]:
     return words
 
 
+# (folded word, in the name lists, safe vocabulary, common English)
+WordFacts = tuple[str, bool, bool, bool]
+MEMO_LIMIT = 200_000
+
+
 @dataclass(frozen=True)
 class Lexicon:
     """Folded word sets: names, common English words, and the wider safe vocabulary."""
@@ -62,6 +67,25 @@ class Lexicon:
     safe: frozenset[str]
     cjk_family: frozenset[str]
     cjk_safe: frozenset[str]
+    # Words repeat across values far more than values do: remembering a word's facts saves
+    # the normalisation and four set look-ups. Bounded, so odd input cannot grow it forever.
+    _memo: dict[str, WordFacts] = field(default_factory=dict, compare=False, repr=False)
+
+    def facts(self, word: str) -> WordFacts:
+        known = self._memo.get(word)
+        if known is not None:
+            return known
+        folded = fold(word)
+        forms = {folded, accent_fold(folded)}
+        known = (
+            folded,
+            not forms.isdisjoint(self.names),
+            not forms.isdisjoint(self.safe),
+            not forms.isdisjoint(self.english),
+        )
+        if len(self._memo) < MEMO_LIMIT:
+            self._memo[word] = known
+        return known
 
     def is_name(self, word: str) -> bool:
         folded = fold(word)

@@ -28,7 +28,7 @@ import itertools
 import re
 from collections.abc import Iterator
 
-from gateway.text.lexicon import Lexicon, accent_fold, fold
+from gateway.text.lexicon import Lexicon, WordFacts, accent_fold
 
 
 def _words(spaced: str) -> frozenset[str]:
@@ -51,18 +51,31 @@ CUES = _words(
     "attn cc radiologist physician technologist tech resident fellow attending surgeon "
     "consultant referrer patient pt name pn"
 )
-CUE_PAIRS = frozenset(
-    tuple(p.split())
-    for p in (
-        "discussed with", "spoke with", "spoke to", "spoken to", "talked to", "talked with",
-        "reviewed by", "signed by", "dictated by", "read by", "seen by", "approved by",
-        "verified by", "performed by", "reported by", "transcribed by", "referred by",
-        "ordered by", "requested by", "confirmed by", "informed by",
-    )
-)  # fmt: skip
+# "with", "to", "by" are cues after one of these verbs up to three words before them:
+# "discussed findings with", "result communicated to", "images reviewed by".
+CUE_VERBS = _words(
+    "discussed spoke spoken talked communicated conveyed relayed reviewed signed dictated read "
+    "seen approved verified performed reported transcribed referred ordered requested "
+    "confirmed informed sent faxed given called telephoned phoned notified released discuss "
+    "speak talk inform notify"
+)
+CUE_LINKS = _words("with to by")
 POST_NOMINALS = _words("md rn phd mbbs frcr frcp dds np mbchb facr lpn crna")
-NEVER_NAMES = TITLES | POST_NOMINALS | _words("mrn dob nhs ssn acc id pt pts hx dx rx tx sx fx ddx")
-PARTICLES = _words("van von de da di del della der den le la du dos das bin ibn al el ter ten")
+# Words that are never names by themselves, though a title makes the next word one anyway.
+NEVER_NAMES = (
+    TITLES
+    | POST_NOMINALS
+    | _words(
+        "mrn dob nhs ssn acc id pt pts hx dx rx tx sx fx ddx patient patients family team staff "
+        "radiology transport registrar resident fellow attending technologist radiographer "
+        "sonographer clinic ward reception pharmacy lab ed er icu pacs ris his emr ehr gp "
+        "oncology cardiology neurology surgery urology orthopaedics orthopedics"
+    )
+)
+PARTICLES = _words(
+    "van von de da di del della der den le la du dos das bin ibn al el ter ten ní nic mac mc "
+    "ó ua uí bint binti ben ap"
+)
 CJK_HONORIFICS = ("先生", "医生", "医师", "醫師", "醫生", "様", "さん", "氏", "君", "主任", "教授",
                   "护士", "大夫", "선생님", "님", "씨", "환자", "교수")  # fmt: skip
 CJK_PREFIXES = ("患者", "病人", "姓名", "氏名", "报告人", "报告医师", "医师", "医生", "担当",
@@ -76,34 +89,31 @@ class Token:
 
     __slots__ = ("cap", "end", "english", "folded", "listed", "name", "safe", "start", "text")
 
-    def __init__(self, start: int, end: int, text: str) -> None:
-        self.start, self.end, self.text = start, end, text
-        self.folded = fold(text)
+    def __init__(self, start: int, text: str, facts: WordFacts) -> None:
+        self.start, self.end, self.text = start, start + len(text), text
+        self.folded, self.listed, self.safe, self.english = facts
         self.cap = text[:1].isupper() or text.lower() == text.upper()  # caseless scripts too
-        self.listed = self.safe = self.name = self.english = False
+        self.name = False
 
 
 def _tokens(
     text: str, lexicon: Lexicon, extra: frozenset[str], site_safe: frozenset[str]
 ) -> list[Token]:
+    """Words of `text` ("Smith's" gives "Smith" and "s": the apostrophe is not a letter)."""
     tokens = []
     for match in WORD.finditer(text):
-        word, start = match.group(), match.start()
-        for part in re.split(r"(['’]s$)", word):  # "Smith's": the name is "Smith"
-            if not part or part in {"'s", "’s"}:
-                continue
-            token = Token(start, start + len(part), part)
-            start += len(part)
-            forms = {token.folded, accent_fold(token.folded)}
-            if forms & site_safe or token.folded in NEVER_NAMES:
-                token.safe = True
-            elif forms & extra:
-                token.listed = token.name = True
-            else:
-                token.listed = bool(forms & lexicon.names)
-                token.safe = bool(forms & lexicon.safe)
-                token.english = bool(forms & lexicon.english)
-            tokens.append(token)
+        word = match.group()
+        facts = lexicon.facts(word)
+        folded, english = facts[0], facts[3]
+        forms = {folded, accent_fold(folded)} if extra or site_safe else set()
+        named = bool(forms & extra)
+        if folded in NEVER_NAMES or forms & site_safe:
+            facts, named = (folded, False, True, english), False
+        elif named:
+            facts = (folded, True, False, english)
+        token = Token(match.start(), word, facts)
+        token.name = named
+        tokens.append(token)
     return tokens
 
 
@@ -147,8 +157,10 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool) -> None:
         if index + 1 >= count:
             break
         strong = _is_title(token) and not _modality_not_title(text, tokens, index)
-        pair = (tokens[index - 1].folded, token.folded) if index else ("", "")
-        weak = token.folded in CUES or pair in CUE_PAIRS
+        weak = token.folded in CUES or (
+            token.folded in CUE_LINKS
+            and any(t.folded in CUE_VERBS for t in tokens[max(0, index - 3) : index])
+        )
         if not (strong or weak) or not _cue_gap(text, token, tokens[index + 1]):
             continue
         nxt = index + 1
@@ -242,6 +254,17 @@ def _spread(text: str, tokens: list[Token]) -> None:
             if _may_join(left if left.name else right, other):
                 other.name = changed = True
         for index in range(1, len(tokens) - 1):
+            middle, after = tokens[index], tokens[index + 1]
+            if (
+                tokens[index - 1].name
+                and middle.folded in PARTICLES
+                and not after.name
+                and after.text[:1].isupper()
+                and (after.listed or not after.safe)
+                and _joined(text, middle, after)
+            ):
+                middle.name = after.name = changed = True  # "Chloé Ní Bhriain"
+
             middle = tokens[index]
             if (
                 not middle.name

@@ -29,6 +29,8 @@ _PRIORITY = {
     )
 }
 CACHE_SIZE = 65536
+_ALNUM = re.compile(r"[^\W_]")
+_DIGIT = re.compile(r"\d")
 _ELIDED_PREFIX = re.compile(r"(?<!\w)[ODLodl]['’]")
 
 
@@ -105,11 +107,11 @@ class Recognizer:
         self._clean.cache_clear()
 
     def _find_uncached(self, text: str) -> tuple[Span, ...]:
-        if not text or not any(c.isalnum() for c in text):
+        if not text or _ALNUM.search(text) is None:
             return ()
         lexicon = self.lexicon
         candidates: list[tuple[int, int, str]] = []
-        if any(c.isdigit() for c in text):
+        if _DIGIT.search(text) is not None:
             candidates.extend(find_dates(text))
             candidates.extend(find_contacts(text))
         elif "@" in text or "." in text:

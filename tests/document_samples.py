@@ -238,6 +238,33 @@ def encrypted_pdf(lines: list[str], user_password: str, owner_password: str) -> 
     return assemble(objects, b"/Encrypt 6 0 R /ID [<" + hex_id + b"> <" + hex_id + b">] ")
 
 
+def image_in_form_pdf(image: Image.Image, form_scale: int) -> bytes:
+    """A text page with `image` drawn 80x60 pt inside a form XObject scaled `form_scale` times.
+
+    Generators wrap content in forms (templates, imported pages); an image's bounds are
+    then given in the form's space, not the page's.
+    """
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources"
+        b" << /Font << /F1 7 0 R >> /XObject << /Fm1 5 0 R >> >> /Contents 4 0 R >>",
+        stream(
+            b"",
+            b"q %d 0 0 %d 36 36 cm /Fm1 Do Q\n" % (form_scale, form_scale)
+            + text_content(["Key image"]),
+        ),
+        stream(
+            b"/Type /XObject /Subtype /Form /BBox [0 0 100 100]"
+            b" /Resources << /XObject << /Im1 6 0 R >> >>",
+            b"q 80 0 0 60 0 0 cm /Im1 Do Q",
+        ),
+        image_object(image),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    return assemble(objects)
+
+
 def unmapped_font_pdf() -> bytes:
     """A page of text in a Type 3 font with no Unicode map: glyphs PDFium cannot read.
 

@@ -25,6 +25,7 @@ from document_samples import (
     cda_document,
     encapsulated_instance,
     encrypted_pdf,
+    image_in_form_pdf,
     scanned_page,
     unmapped_font_pdf,
 )
@@ -257,6 +258,19 @@ def test_text_page_with_a_large_image_needs_ocr() -> None:
 
     with pytest.raises(DocumentError, match="PDF page with images needs OCR"):
         clean_encapsulated_document(ds, find_spans)
+
+
+@pytest.mark.parametrize(("form_scale", "needs"), [(1, False), (6, True)])
+def test_image_inside_a_form_is_measured_on_the_page(form_scale: int, needs: bool) -> None:
+    """80x60 pt is a logo (1% of the page); the same image in a form drawn 6x is not."""
+    data = image_in_form_pdf(scanned_page(["Jane Planted"], size=(400, 300)), form_scale)
+    ds = encapsulated_instance(data, "application/pdf")
+
+    if needs:
+        with pytest.raises(DocumentError, match="PDF page with images needs OCR"):
+            clean_encapsulated_document(ds, find_spans)
+    else:
+        assert clean_encapsulated_document(ds, find_spans) is not None
 
 
 def test_page_whose_font_cannot_be_read_needs_ocr() -> None:

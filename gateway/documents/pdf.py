@@ -36,6 +36,7 @@ MIN_SCALE = 0.25  # ... down to 18 dpi; a page needing less is refused
 # scanned letter, a screenshot, a key image with a burned-in name); a logo is below it.
 OCR_IMAGE_SHARE = 0.05
 PAD_PT = 1.0  # loose character boxes hug the font's ascent and descent; anti-aliasing spills
+MAX_FORM_DEPTH = 15  # form XObjects within form XObjects: PDFium's own default limit
 GREY_TOLERANCE = 6  # channel spread below which a rendered page is stored as greyscale
 BLACK = (0, 0, 0)
 
@@ -257,12 +258,35 @@ def _has_content(page: pdfium.PdfPage) -> bool:
 
 
 def _image_share(page: pdfium.PdfPage, area: float) -> float:
-    """Share of the page its images cover (summed, so overlapping images count twice)."""
+    """Share of the page its images cover (summed, so overlapping images count twice).
+
+    An image inside a form XObject reports its bounds in the form's space; the forms'
+    matrices map them onto the page, or a small image in a form drawn at 6x would pass
+    for a logo.
+    """
+    return _image_area(page, None, [], 0) / area
+
+
+def _image_area(
+    page: pdfium.PdfPage,
+    form: pdfium.PdfObject | None,
+    to_page: list[pdfium.PdfMatrix],
+    level: int,
+) -> float:
     covered = 0.0
-    for image in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]):
-        left, bottom, right, top = image.get_bounds()
-        covered += max(0.0, right - left) * max(0.0, top - bottom)
-    return covered / area
+    for item in page.get_objects(max_depth=1, form=form, level=level):
+        if item.type == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+            left, bottom, right, top = item.get_bounds()
+            corners = [(x, y) for x in (left, right) for y in (bottom, top)]
+            for matrix in reversed(to_page):  # innermost form first
+                corners = [matrix.on_point(x, y) for x, y in corners]
+            xs, ys = [x for x, _ in corners], [y for _, y in corners]
+            covered += (max(xs) - min(xs)) * (max(ys) - min(ys))
+        elif item.type == pdfium_c.FPDF_PAGEOBJ_FORM:
+            if level >= MAX_FORM_DEPTH:
+                raise DocumentError("PDF page with forms nested too deep")
+            covered += _image_area(page, item, [*to_page, item.get_matrix()], level + 1)
+    return covered
 
 
 def _ocr_boxes(

@@ -397,6 +397,24 @@ def test_cda_comes_out_without_the_planted_names_and_still_parses() -> None:
     assert patient.find(f"{V3}birthTime").get("nullFlavor") == "MSK"  # type: ignore[union-attr]
 
 
+def test_cda_value_typed_as_a_name_or_address_is_masked() -> None:
+    entry = (
+        '<entry><observation classCode="OBS" moodCode="EVN"><code code="X"/>'
+        '<value xsi:type="PN"><given>Ottoline</given></value>'
+        '<value xsi:type="AD"><city>Ravensbeck</city></value></observation></entry>'
+    )
+    document = cda_document(("Jane", "Planted"), ("Zebedee", "Crumb"), "Clear.").replace(
+        b"<entry>", entry.encode() + b"<entry>", 1
+    )
+    ds = encapsulated_instance(document, "text/XML", sop_class=ENCAPSULATED_CDA)
+
+    clean_encapsulated_document(ds, find_spans)
+
+    cleaned = document_of(ds).decode()
+    assert "Ottoline" not in cleaned and "Ravensbeck" not in cleaned
+    assert '<value xsi:type="PN" nullFlavor="MSK" />' in cleaned
+
+
 def test_cda_keeps_its_clinical_content_and_codes() -> None:
     ds = cda_instance()
 

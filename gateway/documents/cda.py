@@ -32,6 +32,7 @@ __all__ = ["CDA_NAMESPACE", "CleanedXml", "clean_xml", "placeholder_cda"]
 CDA_NAMESPACE = "urn:hl7-org:v3"
 XSI_NAMESPACE = "http://www.w3.org/2001/XMLSchema-instance"
 XML_NAMESPACE = "http://www.w3.org/XML/1998/namespace"
+XSI_TYPE = f"{{{XSI_NAMESPACE}}}type"
 MAX_XML_BYTES = 64 * 1024 * 1024
 
 # Entities whose name, address, telecom and id say who someone is (CDA R2 header and
@@ -57,6 +58,8 @@ IDENTIFIED_ENTITIES = frozenset(
 # names the issuing system (the DICOM side replaces UIDs for the same reason).
 IDENTITY_ELEMENTS = frozenset({"name", "birthTime", "deceasedTime"})
 MASKED_EVERYWHERE = frozenset({"addr", "telecom", "id", "setId"})
+# A clinical statement's value typed as a name, address, telecom or identifier is one.
+IDENTITY_TYPES = frozenset({"PN", "ON", "EN", "TN", "AD", "TEL", "II"})
 # Attributes that hold codes, OIDs, UIDs, types or references, never free text.
 STRUCTURAL_ATTRIBUTES = frozenset(
     {
@@ -65,7 +68,7 @@ STRUCTURAL_ATTRIBUTES = frozenset(
         "representation", "ID", "IDREF", "styleCode", "contextControlCode",
         "contextConductionInd", "inversionInd", "negationInd", "operator", "inclusive",
         "integrityCheckAlgorithm", "compression", "language", "qualifier", "xmlns",
-        f"{{{XSI_NAMESPACE}}}type", f"{{{XSI_NAMESPACE}}}schemaLocation",
+        XSI_TYPE, f"{{{XSI_NAMESPACE}}}schemaLocation",
     }
 )  # fmt: skip
 # A TS, INT, REAL or PQ value: digits and signs only, no text to redact.
@@ -138,8 +141,11 @@ def _mask_identities(root: ET.Element) -> int:
             if not isinstance(child.tag, str):
                 continue
             name = _local(child.tag)
-            identity = name in MASKED_EVERYWHERE or (
-                name in IDENTITY_ELEMENTS and parent_name in IDENTIFIED_ENTITIES
+            data_type = child.get(XSI_TYPE, "").rsplit(":", 1)[-1]
+            identity = (
+                name in MASKED_EVERYWHERE
+                or data_type in IDENTITY_TYPES
+                or (name in IDENTITY_ELEMENTS and parent_name in IDENTIFIED_ENTITIES)
             )
             if identity or child.get("representation", "").upper() == "B64":
                 _mask(child)
@@ -259,10 +265,17 @@ def _local(tag: object) -> str:
 
 
 def _mask(element: ET.Element) -> None:
-    """Empty `element` and mark it masked: it stays where the CDA schema requires it."""
+    """Empty `element` and mark it masked: it stays where the CDA schema requires it.
+
+    Its xsi:type stays too: an observation's value is of the abstract type ANY, and the
+    schema needs the concrete type even of a null value.
+    """
     tail = element.tail  # the text after the element is not its content (cleaned apart)
+    data_type = element.get(XSI_TYPE)
     element.clear()  # children, text, tail and attributes
     element.tail = tail
+    if data_type is not None:
+        element.set(XSI_TYPE, data_type)
     element.set("nullFlavor", "MSK")
 
 

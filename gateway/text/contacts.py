@@ -27,8 +27,13 @@ URL = re.compile(
 )
 # Digit groups joined by space, dash, dot or parentheses, with an optional +NN in front.
 PHONE = re.compile(
-    r"(?<![\w+.,/])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]\d{2,5}){1,5}"
+    r"(?<![\w+.,/])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]\d{2,8}){1,5}"
     r"(?![\w]|[.,/]\d)"
+)
+# A number after "tel", "fax", "pager" or "bleep" is a phone number however it is written.
+PHONE_KEYWORD = re.compile(
+    r"(?i)\b(?:tel|telephone|phone|ph|fax|mobile|mob|cell|pager|bleep|ext)\.?\s*[:#.]?\s*"
+    r"(?P<v>\+?\(?\d[\d\s().-]{2,}\d)(?!\w)"
 )
 PHONE_REGIONS = (None, "US", "GB", "DE", "FR", "NL")
 _LENIENCY = phonenumbers.Leniency.POSSIBLE
@@ -58,9 +63,12 @@ ADDRESS_PATTERNS = tuple(
         # Hauptstraße 5, Kerkstraat 12a, Bahnhofstr. 3
         r"\b[A-ZÄÖÜ][\w'-]*(?i:straße|strasse|str\.|weg|gasse|platz|allee|straat|laan|plein"
         r"|gracht|singel|dijk|kade|steeg|vej|gade|gatan|vägen|veien)\s+\d{1,5}[a-zA-Z]?\b",
+        # P.O. Box 123, Postfach 1234
+        r"\b(?i:p\.?\s?o\.?\s?box|postfach|postbus|apartado)\s*\d{1,6}\b",
         # 5 rue de la Paix, Via Roma 10, Calle Mayor 5, ul. Marszałkowska 10
         r"(?:(?<![\w.])\d{1,5}[a-zA-Z]?,?\s+)?\b(?i:rue|avenue|boulevard|chemin|allée|impasse"
-        r"|quai|place|via|viale|piazza|corso|calle|avenida|rua|praça|carrer|plaza|ul\.)\s+"
+        r"|quai|place|via|viale|piazza|corso|calle|avenida|rua|praça|carrer|plaza|ul\.|paseo"
+        r"|avinguda|rambla|camino|carretera|ronda|cours|route|strada|vicolo|largo|travessa)\s+"
         r"(?:(?:de|du|des|la|le|les|del|della|di|da|do|dos|das)\s+|[ld]['’])*"
         r"[A-ZÀ-Ý][\w'’-]*(?:\s+[A-ZÀ-Ý][\w'’-]*){0,3}(?:,?\s+\d{1,5}[a-zA-Z]?\b)?",
     )
@@ -100,8 +108,9 @@ def find_contacts(text: str) -> list[tuple[int, int, str]]:
         return found
     found.extend(_addresses(text))
     found.extend(_postcodes(text))
-    if digits >= 5:
+    if digits >= 3:
         found.extend(_identifiers(text))
+        found.extend((m.start("v"), m.end("v"), "phone") for m in PHONE_KEYWORD.finditer(text))
     if digits >= 7:
         # A number after "MRN" or "NHS No" is an identifier even if it could be dialled.
         keyed = [(s, e) for s, e, k in found if k == "id" and _keyed(text, s)]
@@ -165,7 +174,7 @@ def _identifiers(text: str) -> list[tuple[int, int, str]]:
         if not letters or digits < 3 or letters.lower() in UNITS or _unit_follows(text, m.end()):
             continue
         changes = sum(a.isdigit() != b.isdigit() for a, b in itertools.pairwise(token))
-        if digits >= 5 or (letters and digits >= 3 and changes >= 3):
+        if digits >= 5 or (digits >= 4 and changes >= 3):
             out.append((m.start(), m.end(), "id"))
     return out
 
@@ -181,7 +190,7 @@ def _phones(text: str) -> list[tuple[int, int, str]]:
             continue
         if 7 <= digits <= 15 and structured:
             out.append((m.start(), m.end(), "phone"))
-    if out or "+" in text or "(" in text:
+    if not out and ("+" in text or "(" in text):  # the regex above finds most; this the rest
         for region in PHONE_REGIONS:
             matcher = phonenumbers.PhoneNumberMatcher(text, region, leniency=_LENIENCY)
             out.extend((match.start, match.end, "phone") for match in matcher)

@@ -167,6 +167,10 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool) -> None:
         while nxt < count and _is_initial(text, tokens[nxt]):  # "Dr. J. Smith"
             tokens[nxt].name = True
             nxt += 1
+        particles = []
+        while strong and nxt + 1 < count and tokens[nxt].folded in PARTICLES:
+            particles.append(tokens[nxt])  # "Dr. de la Cruz"
+            nxt += 1
         if nxt >= count or _is_title(tokens[nxt]) or tokens[nxt].folded in PARTICLES:
             continue
         first = tokens[nxt]
@@ -178,6 +182,8 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool) -> None:
             clear = first.listed and not first.safe
             wanted = clear or (first.cap and (first.listed or not first.safe))
         if wanted:
+            for particle in particles:
+                particle.name = True
             first.name = True
             _extend(text, tokens, nxt, +1, 2)
 

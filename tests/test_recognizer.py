@@ -186,6 +186,17 @@ def test_planted_phi_is_removed_and_clinical_words_survive(recognizer: Recognize
         ("김민준 환자 CT", "김민준"),
         ("Dr. J. Smith reviewed", "J. Smith"),
         ("Nurse Hope Cushing gave contrast", "Hope Cushing"),
+        ("Seen by Dr. de la Cruz", "de la Cruz"),
+        ("Discussed findings with Summer Stone today", "Summer Stone"),
+        ("CT CHEST - Chloé Ní Bhriain", "Ní Bhriain"),
+        ("MRS SMITH CT HEAD", "SMITH"),
+        ("Fax: 030 12345678", "12345678"),
+        ("Pager 4-5678", "4-5678"),
+        ("Send to P.O. Box 123", "Box 123"),
+        ("Lives at Paseo de la Castellana 89", "Castellana 89"),
+        ("5 de marzo de 2021", "5 de marzo"),
+        ("Study ID 8812", "8812"),
+        ("LOPEZ, MARIA", "MARIA"),
     ],
 )
 def test_the_brief_examples_are_found(recognizer: Recognizer, sentence: str, value: str) -> None:

@@ -2,7 +2,7 @@
 
 Matching uses NFKC + casefold (casefold, not lower: Greek final sigma and German sharp s),
 and, as an extra form, the same with accents stripped, so that "GONZALEZ" finds "González"
-and "ΓΙΩΡΓΟΣ" finds "Γιώργος". Lists are read lazily because they cost ~0.5 s and ~40 MB and
+and "ΓΙΩΡΓΟΣ" finds "Γιώργος". Lists are read lazily because they cost ~0.6 s and ~60 MB and
 a gateway that never cleans free text should not pay for them.
 """
 

@@ -1,25 +1,37 @@
 """Person names in free text: name lists, safe vocabulary and context.
 
-Rules (a word is looked up NFKC + casefolded, and again with accents stripped):
+A word is "listed" when it is in the shipped given/family name lists (or a site's extra
+names) and "safe" when it is in the safe vocabulary: English dictionary words, pydicom's
+DICOM and SR concept vocabulary, hand-written clinical words (lexicon.py, data/SOURCES.md).
+Words are looked up NFKC + casefolded, and again with accents stripped. Rules:
 
 1. A site's safe word is never a name; a site's extra name always is.
-2. A word in the name lists that is not safe vocabulary is a name when it is capitalised (or the
-   whole value is lower case) and has three letters or more: "Nguyen", "GONZÁLEZ", "Иван".
+2. A listed word that is not safe is a name when it is capitalised (or the whole value is lower
+   case) and has three letters or more: "Nguyen", "GONZÁLEZ", "Иван". An upper-case word of
+   three letters or fewer ("LAO", "TEE", "KIM") needs rule 3 or 4: in descriptors it is an
+   abbreviation far more often than a name.
 3. A title ("Dr", "Mrs", "Prof", "Nurse") makes the next capitalised word a name whatever it
-   is ("Dr. Rose Long", "Dr Xochitl"); a weaker cue ("wife", "per", "called", "discussed with",
-   "reviewed by", "contact", "attn") does so when that word is a listed name or not safe
-   vocabulary, so that "per protocol" and "discussed with Radiology" stay.
-   After a cue up to two more capitalised listed or unknown words join ("Rose Long").
-   A post-nominal (", MD", "RN", "PhD") does the same for the capitalised words before it.
-4. A listed word next to a name (space, hyphen or "^" between, same case style) is a name
-   too, however common: "Maria White", "Li Wei", "SMITH^JOHN".
-5. In prose (a value with lower-case words), two adjacent Title Case words that are both
-   listed, one of them not a common English word, are a name ("Hope Cushing").
+   is ("Dr. Rose Long", "Dr Xochitl", "Dr. de la Cruz"). Upper-case "MR", "MS", "MRS", "DR"
+   are modalities or diseases ("MR KNEE", "DR CHEST") unless a dot or a name follows.
+   A weaker cue ("wife", "per", "called", "contact", "attn", or "with"/"to"/"by" a few words
+   after "discussed", "communicated", "reviewed", "signed"...) makes the next word a name when
+   it is listed and not safe, or capitalised and listed or unknown: "per protocol", "called
+   back" and "discussed with Radiology" stay. Up to two more capitalised listed or unknown
+   words join the name ("Rose Long"). A post-nominal (", MD", "RN", "PhD") does the same for
+   the capitalised words before it.
+4. A listed word next to a name (space, hyphen or "^" between) written the same way
+   (Title Case or capitals) is a name too, however common: "Maria White", "Li Wei",
+   "SMITH^JOHN"; "Maria WHITE MATTER" is not one name. Particles between or after names
+   join them ("Ludwig van Beethoven", "Chloé Ní Bhriain").
+5. In prose (a value with lower-case words), two adjacent Title Case listed words, one of them
+   not common English, are a name ("Hope Cushing").
 6. A run of 2-4 Han or Hangul characters that starts with a common family name is a name
-   ("王小明", "山田太郎", "김민준"), unless it is a listed clinical word; inside longer runs,
-   a family name with one or two characters before an honorific ("先生", "様") is one too.
-Everything else (all the anatomy, sequence, and English words that are also names somewhere)
-is left as it is: in "HEAD WHITE MATTER" no word is a name.
+   ("王小明", "山田太郎", "김민준", also with a Korean particle or honorific after it), unless
+   it is a listed clinical word; a short Han run after such a name and a space is its given
+   name ("山田 太郎"); inside longer runs, a family name before an honorific ("先生", "様") or
+   after a role ("患者") is one.
+Everything else (anatomy, sequence and English words that are also names somewhere) stays:
+in "HEAD WHITE MATTER" no word is a name, and "Rose Long" alone is two words.
 """
 
 from __future__ import annotations

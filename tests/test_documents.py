@@ -9,6 +9,8 @@ reading the clean words back from the rendered output with Tesseract.
 
 from __future__ import annotations
 
+import io
+import random
 import re
 import struct
 import xml.etree.ElementTree as ET
@@ -30,7 +32,9 @@ from document_samples import (
     unmapped_font_pdf,
 )
 from PIL import Image
+from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.filewriter import dcmwrite
 
 from gateway.documents import (
     DocumentError,
@@ -152,6 +156,13 @@ def test_document_length_states_the_new_document_and_the_value_is_padded_even() 
     assert length in (len(value), len(value) - 1)
     assert value[length:] in (b"", b"\x00")
     assert value[:length].rstrip().endswith(b"%%EOF")
+    written = io.BytesIO()
+    dcmwrite(written, ds, enforce_file_format=True)
+    read_back = dcmread(io.BytesIO(written.getvalue()))
+    assert (
+        bytes(read_back.EncapsulatedDocument)[: read_back.EncapsulatedDocumentLength]
+        == (value[:length])
+    )
 
 
 def test_only_the_document_and_its_length_change() -> None:
@@ -366,6 +377,45 @@ def test_failing_ocr_is_a_document_error_naming_the_page() -> None:
 
     with pytest.raises(DocumentError, match=r"OCR failed on PDF page 1 \(RuntimeError\)"):
         clean_encapsulated_document(ds, find_spans, broken_ocr)
+
+
+def mutations(data: bytes, count: int, seed: int) -> list[bytes]:
+    """`count` copies of `data` with a few bytes changed, some also cut short."""
+    rng = random.Random(seed)
+    variants = []
+    for _ in range(count):
+        mutated = bytearray(data)
+        for _ in range(rng.randint(1, 20)):
+            mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            mutated = mutated[: rng.randrange(len(mutated))]
+        variants.append(bytes(mutated))
+    return variants
+
+
+@pytest.mark.parametrize(
+    ("mime", "original"),
+    [
+        ("application/pdf", report_pdf().build()),
+        ("text/XML", cda_document(("Jane", "Planted"), ("Zebedee", "Crumb"), "Clear.")),
+    ],
+    ids=["pdf", "cda"],
+)
+def test_damaged_documents_are_cleaned_or_refused_never_crash(mime: str, original: bytes) -> None:
+    outcomes = set()
+    for data in mutations(original, 40, seed=len(mime)):
+        ds = encapsulated_instance(data, mime)
+        try:
+            clean_encapsulated_document(ds, find_spans)
+        except DocumentError:
+            outcomes.add("refused")
+            continue
+        outcomes.add("cleaned")
+        if mime == "application/pdf":
+            assert extractable_text(document_of(ds)).strip() == ""
+        else:
+            ET.fromstring(document_of(ds))
+    assert outcomes == {"refused", "cleaned"}  # the mutations exercise both ways
 
 
 # --- CDA and XML ------------------------------------------------------------------------

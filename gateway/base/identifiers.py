@@ -181,6 +181,9 @@ _TELECOM_PARTS = re.compile(r"[\^,;\n\r\\]+")
 _NAME_PUNCTUATION = ".,;:()\"'"
 _SEP = r"[\s^=]"  # what separates the words of a value in a text (PN `^`, `=` too)
 _LOOSE_SEP = r"[\s\-./_()]{0,2}"
+# A short number with a dot inside is a decimal ("1.2345"), not Study ID 12345 written apart.
+_LOOSE_SEP_NO_DOT = r"[\s\-/_()]{0,2}"
+MIN_DOTTED_DIGITS = 8
 _LETTER = r"[^\W\d_]"  # a letter of any script
 _ALNUM = r"[^\W_]"
 
@@ -633,9 +636,10 @@ def _bounded(word: str) -> str:
 
 
 def _loose(letters_digits: str) -> str:
-    """An ID with up to two separators between any two of its characters; no digit touches
-    a digit at its ends, no letter a letter ("12345678" is not inside "9123456789")."""
-    body = _LOOSE_SEP.join(re.escape(c) for c in letters_digits)
+    """An ID with up to two separators between any two of its characters (a dot only in
+    long or lettered IDs); no digit touches a digit at its ends, no letter a letter."""
+    dotted = not letters_digits.isdigit() or len(letters_digits) >= MIN_DOTTED_DIGITS
+    body = (_LOOSE_SEP if dotted else _LOOSE_SEP_NO_DOT).join(map(re.escape, letters_digits))
     before, after = _edge(letters_digits[0], False), _edge(letters_digits[-1], False)
     return (f"(?<!{before})" if before else "") + body + (f"(?!{after})" if after else "")
 

@@ -143,9 +143,9 @@ _LATIN_FAMILY = (
     "Okafor", "Ezeani", "Ibekwe", "Abubakar", "Haddad", "Khoury", "Nasrallah", "Quispe",
     "Mamani", "Huanca", "Kealoha", "Kahananui", "Tuilagi", "Fifita", "Ngata", "Te Whare",
     "Trelawney", "Penhaligon", "Tregothnan", "Pryderi", "Llywelyn", "ap Gruffydd",
-    "Vanterpool", "Okonjo", "Achebe", "Lindqvist", "Thorvaldsen", "Østergaard", "Lund",
+    "Vanterpool", "Okonjo", "Achebe", "Hjelmqvist", "Thorvaldsen", "Østergaard", "Lundegård",
     "Rasmussen", "Holmberg", "Vasilescu", "Popescu", "Dumitrescu", "Ionescu", "Kovačević",
-    "Jovanović", "Petrović", "Babić", "Novak", "Horvat", "Kowalewska", "Zieliński",
+    "Jovanović", "Petrović", "Babić", "Nováčková", "Horvat", "Kowalewska", "Zieliński",
     "Mazur", "Kwiatkowski", "Lewandowska", "Oyelowo", "Balogun", "Adebayo",
 )
 # (family, given, romanized family, romanized given); romanized forms are how staff type them.
@@ -212,12 +212,12 @@ _JAPANESE = (
 )
 # Invented streets and towns (none is a real place name we know of, none is a fake-list word).
 _STREETS = (
-    "Quillby", "Brackenmoor", "Fennimore", "Hollinsworth", "Wrenfield", "Gorsebrook",
+    "Quillby", "Brackenmoor", "Fennimore", "Hollinsworth", "Wrenthorpe", "Gorsebrook",
     "Tillingham", "Marrowdale", "Cobblestead", "Pellingham", "Sandiford", "Ravensholt",
-    "Thistlecombe", "Larkspur", "Mirefield", "Oakhurst", "Withybrook", "Fallowmere",
+    "Thistlecombe", "Larkspur", "Mirefield", "Oakhythe", "Withybrook", "Fallowmere",
 )
 _TOWNS = (
-    "Northbridge", "Eastwater", "Kingsmere", "Ashcombe", "Westhollow", "Brightmoor",
+    "Northbridge", "Eastwater", "Kingsmere", "Ashwelcombe", "Westhollow", "Brightmoor",
     "Dunmarrow", "Caerwyth", "Holtsby", "Skarvik", "Ploumanec", "Altenmoor", "Villabrea",
 )
 _DOMAINS = (
@@ -602,6 +602,9 @@ class _Builder:
                 return self.show(person)
 
     def plant(self, kind: str, value: str, spellings: Iterable[str], where: str) -> str:
+        spellings = list(spellings)
+        if kind in DIGIT_CLASSES:
+            spellings += digit_runs(value)
         forms = tuple(dict.fromkeys(s for s in spellings if s and s.strip()))
         self.plants.append(Plant(kind, value, forms, where))
         return value
@@ -918,6 +921,23 @@ class _Builder:
 
     def uid(self, *parts: object) -> str:
         return generate_uid(prefix=_UID_PREFIX, entropy_srcs=[self.name, *map(str, parts)])
+
+
+_GROUP = re.compile(r"[0-9A-Za-z]+")
+MIN_RUN_DIGITS = 6
+
+
+def digit_runs(value: str) -> list[str]:
+    """Runs of whole groups of a number that still identify when the rest is cut out:
+    "*.97.225 455" keeps 97225455 of a Dutch BSN. Runs of six digits or more, not the whole."""
+    groups = [(m.start(), m.end()) for m in _GROUP.finditer(value)]
+    runs = []
+    for i in range(len(groups)):
+        for j in range(i, len(groups)):
+            run = value[groups[i][0] : groups[j][1]]
+            if run != value and sum(c.isdigit() for c in run) >= MIN_RUN_DIGITS:
+                runs.append(run)
+    return runs
 
 
 def make_phone(rng: random.Random) -> tuple[str, str]:

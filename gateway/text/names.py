@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator
 
 from gateway.text.lexicon import Lexicon, WordFacts, accent_fold
 
@@ -49,8 +48,6 @@ def _words(spaced: str) -> frozenset[str]:
 
 _CJK = "\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 WORD = re.compile(rf"[^\W\d_{_CJK}\u3040-\u30ff]+")
-HAN = re.compile(r"[\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-HANGUL = re.compile(r"[\uac00-\ud7af]+")
 JOINER = re.compile(r"[ \t]{1,3}|[ \t]?[-^][ \t]?|\^{1,2}")
 TITLES = _words(
     "dr doctor mr mrs ms miss mx prof professor nurse sister dott dra herr frau sig sra sr "
@@ -88,24 +85,32 @@ PARTICLES = _words(
     "van von de da di del della der den le la du dos das bin ibn al el ter ten ní nic mac mc "
     "ó ua uí bint binti ben ap"
 )
-CJK_HONORIFICS = ("先生", "医生", "医师", "醫師", "醫生", "様", "さん", "氏", "君", "主任", "教授",
-                  "护士", "大夫", "선생님", "님", "씨", "환자", "교수")  # fmt: skip
-CJK_PREFIXES = ("患者", "病人", "姓名", "氏名", "报告人", "报告医师", "医师", "医生", "担当",
-                "主治医", "记录者", "审核", "記載者", "환자", "성명", "이름")  # fmt: skip
-HANGUL_ENDINGS = ("선생님", "님", "씨", "이", "가", "은", "는", "을", "를", "의", "와", "과",
-                  "에게", "께서", "환자")  # fmt: skip
+# Nouns an eponym comes before: a name followed by one of these is not a person.
+EPONYM_NOUNS = _words(
+    "fracture fractures disease syndrome sign signs lesion lesions malformation neuroma cyst "
+    "tear classification score criteria line lines node nodes ligament procedure operation "
+    "repair reconstruction shunt catheter tube view projection test maneuver manoeuvre scale "
+    "grade type stage lymphoma sarcoma tumor tumour ulcer hernia palsy phenomenon reflex triad "
+    "angle space canal duct gland body bodies cell cells effect position method technique "
+    "method formula index law rule classification anomaly deformity contracture disorder "
+    "fossa foramen node nodule esophagus aneurysm dissection thyroiditis encephalopathy "
+    "sarcoma cysts spots nodes artery vein valve pouch membrane"
+)
+ROMAN = _words("I II III IV V VI VII")
 
 
 class Token:
     """One word with what the rules need to know about it."""
 
-    __slots__ = ("cap", "end", "english", "folded", "listed", "name", "safe", "start", "text")
+    __slots__ = (
+        "cap", "cued", "end", "english", "folded", "listed", "name", "safe", "start", "text",
+    )  # fmt: skip
 
     def __init__(self, start: int, text: str, facts: WordFacts) -> None:
         self.start, self.end, self.text = start, start + len(text), text
         self.folded, self.listed, self.safe, self.english = facts
         self.cap = text[:1].isupper() or text.lower() == text.upper()  # caseless scripts too
-        self.name = False
+        self.name = self.cued = False  # cued: a title, cue or post-nominal made it a name
 
 
 def _tokens(
@@ -196,7 +201,7 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool) -> None:
         if wanted:
             for particle in particles:
                 particle.name = True
-            first.name = True
+            first.name = first.cued = True
             _extend(text, tokens, nxt, +1, 2)
 
 
@@ -255,7 +260,7 @@ def _apply_post_nominals(text: str, tokens: list[Token]) -> None:
                 and previous.cap
                 and not (previous.safe and not previous.listed)
             ):
-                previous.name = True
+                previous.name = previous.cued = True
                 _extend(text, tokens, index - 1, -1, 2)
 
 
@@ -268,8 +273,17 @@ def _spread(text: str, tokens: list[Token]) -> None:
             left, right = tokens[index], tokens[index + 1]
             if left.name == right.name or not _joined(text, left, right):
                 continue
-            other = right if left.name else left
-            if _may_join(left if left.name else right, other):
+            named, other = (left, right) if left.name else (right, left)
+            # An unknown capitalised word right after a name is most likely its surname
+            # ("Maria Featherstonehaugh"), one before it is not ("Protocol Maria").
+            unknown_after = (
+                other is right
+                and not other.listed
+                and not other.safe
+                and len(other.text) >= 3
+                and _style(other) == _style(named) != "lower"
+            )
+            if _may_join(named, other) or unknown_after:
                 other.name = changed = True
         for index in range(1, len(tokens) - 1):
             middle, after = tokens[index], tokens[index + 1]
@@ -325,10 +339,38 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
             ):
                 left.name = right.name = True
     _spread(text, tokens)
+    _drop_eponyms(text, tokens)
     for token in tokens:
         if token.name and "^" in text[max(0, token.start - 1) : token.end + 1]:
             _mark_pn_group(text, tokens, token)
     return [(t.start, t.end) for t in tokens if t.name]
+
+
+def _drop_eponyms(text: str, tokens: list[Token]) -> None:
+    """Names before a clinical noun are eponyms ("Chiari I malformation", "Morton neuroma",
+    "Hill-Sachs lesion", "Baker's cyst"), not people, unless a title or cue named them."""
+    index = 0
+    while index < len(tokens):
+        if not tokens[index].name:
+            index += 1
+            continue
+        end = index
+        while end + 1 < len(tokens) and tokens[end + 1].name:
+            end += 1
+        after = end + 1
+        while after < len(tokens) and (
+            tokens[after].text in ROMAN or tokens[after].text in {"s", "S"}
+        ):
+            after += 1
+        run = tokens[index : end + 1]
+        if (
+            after < len(tokens)
+            and tokens[after].folded in EPONYM_NOUNS
+            and not any(t.cued for t in run)
+        ):
+            for token in run:
+                token.name = False
+        index = end + 1
 
 
 def _mark_pn_group(text: str, tokens: list[Token], token: Token) -> None:
@@ -339,62 +381,3 @@ def _mark_pn_group(text: str, tokens: list[Token], token: Token) -> None:
     for other in tokens:
         if start <= other.start and other.end <= end:
             other.name = True
-
-
-def _cjk_name_length(run: str, lexicon: Lexicon) -> int:
-    """How many characters of `run` a family name + given name takes (0 if not a name)."""
-    for size in (2, 1):
-        if run[:size] in lexicon.cjk_family:
-            return min(len(run), 4 if size == 2 else 3)
-    return 0
-
-
-def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
-    previous_end = -10
-    for pattern in (HAN, HANGUL):
-        for match in pattern.finditer(text):
-            run, start = match.group(), match.start()
-            if pattern is HANGUL:
-                for ending in HANGUL_ENDINGS:
-                    if (
-                        run.endswith(ending)
-                        and 2 <= len(run) - len(ending) <= 4
-                        and (run[: -len(ending)] not in lexicon.cjk_safe)
-                        and _cjk_name_length(run[: -len(ending)], lexicon)
-                    ):
-                        run = run[: -len(ending)]
-                        break
-            if run in lexicon.cjk_safe:
-                continue
-            if 2 <= len(run) <= 4 and _cjk_name_length(run, lexicon):
-                previous_end = start + len(run)
-                yield start, previous_end
-            elif (
-                pattern is HAN
-                and 1 <= len(run) <= 3
-                and start - previous_end == 1
-                and (text[previous_end:start].isspace())
-            ):
-                yield start, start + len(run)  # "山田 太郎": the given name after a space
-            elif len(run) > 4:
-                yield from _names_inside(run, start, lexicon)
-
-
-def _names_inside(run: str, offset: int, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
-    """Names inside a long run, marked by an honorific after or a role before them."""
-    for honorific in CJK_HONORIFICS:
-        at = run.find(honorific)
-        while at > 1:
-            for size in (4, 3, 2):
-                begin = at - size
-                if begin >= 0 and _cjk_name_length(run[begin:at], lexicon) >= size:
-                    yield offset + begin, offset + at
-                    break
-            at = run.find(honorific, at + 1)
-    for prefix in CJK_PREFIXES:
-        at = run.find(prefix)
-        if at >= 0:
-            begin = at + len(prefix)
-            size = _cjk_name_length(run[begin : begin + 4], lexicon)
-            if size >= 2:
-                yield offset + begin, offset + begin + min(size, 3)

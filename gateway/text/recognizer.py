@@ -17,10 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from gateway.text.cjk_names import find_cjk_names
 from gateway.text.contacts import find_contacts
 from gateway.text.dates import find_dates, shift_date
 from gateway.text.lexicon import Lexicon, forms, shipped_lexicon
-from gateway.text.names import find_cjk_names, find_latin_names
+from gateway.text.names import find_latin_names
 
 _PRIORITY = {
     kind: rank

@@ -1,0 +1,81 @@
+"""Names written in Han or Hangul, where no space separates family and given name.
+
+A run of 2-4 Han or Hangul characters that starts with one of the most common Chinese,
+Japanese or Korean family names (data/cjk_family_names.txt) is a name unless it is a listed
+clinical word (data/cjk_safe_words.txt); see rule 6 in names.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from gateway.text.lexicon import Lexicon
+
+HAN = re.compile(r"[\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+HANGUL = re.compile(r"[\uac00-\ud7af]+")
+CJK_HONORIFICS = ("先生", "医生", "医师", "醫師", "醫生", "様", "さん", "氏", "君", "主任", "教授",
+                  "护士", "大夫", "선생님", "님", "씨", "환자", "교수")  # fmt: skip
+CJK_PREFIXES = ("患者", "病人", "姓名", "氏名", "报告人", "报告医师", "医师", "医生", "担当",
+                "主治医", "记录者", "审核", "記載者", "환자", "성명", "이름")  # fmt: skip
+HANGUL_ENDINGS = ("선생님", "님", "씨", "이", "가", "은", "는", "을", "를", "의", "와", "과",
+                  "에게", "께서", "환자")  # fmt: skip
+
+
+def _cjk_name_length(run: str, lexicon: Lexicon) -> int:
+    """How many characters of `run` a family name + given name takes (0 if not a name)."""
+    for size in (2, 1):
+        if run[:size] in lexicon.cjk_family:
+            return min(len(run), 4 if size == 2 else 3)
+    return 0
+
+
+def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
+    previous_end = -10
+    for pattern in (HAN, HANGUL):
+        for match in pattern.finditer(text):
+            run, start = match.group(), match.start()
+            if pattern is HANGUL:
+                for ending in HANGUL_ENDINGS:
+                    if (
+                        run.endswith(ending)
+                        and 2 <= len(run) - len(ending) <= 4
+                        and (run[: -len(ending)] not in lexicon.cjk_safe)
+                        and _cjk_name_length(run[: -len(ending)], lexicon)
+                    ):
+                        run = run[: -len(ending)]
+                        break
+            if run in lexicon.cjk_safe:
+                continue
+            if 2 <= len(run) <= 4 and _cjk_name_length(run, lexicon):
+                previous_end = start + len(run)
+                yield start, previous_end
+            elif (
+                pattern is HAN
+                and 1 <= len(run) <= 3
+                and start - previous_end == 1
+                and (text[previous_end:start].isspace())
+            ):
+                yield start, start + len(run)  # "山田 太郎": the given name after a space
+            elif len(run) > 4:
+                yield from _names_inside(run, start, lexicon)
+
+
+def _names_inside(run: str, offset: int, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
+    """Names inside a long run, marked by an honorific after or a role before them."""
+    for honorific in CJK_HONORIFICS:
+        at = run.find(honorific)
+        while at > 1:
+            for size in (4, 3, 2):
+                begin = at - size
+                if begin >= 0 and _cjk_name_length(run[begin:at], lexicon) >= size:
+                    yield offset + begin, offset + at
+                    break
+            at = run.find(honorific, at + 1)
+    for prefix in CJK_PREFIXES:
+        at = run.find(prefix)
+        if at >= 0:
+            begin = at + len(prefix)
+            size = _cjk_name_length(run[begin : begin + 4], lexicon)
+            if size >= 2:
+                yield offset + begin, offset + begin + min(size, 3)

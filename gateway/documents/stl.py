@@ -43,7 +43,7 @@ def clean_stl(data: bytes) -> CleanedStl:
     if not data.lstrip().startswith(b"solid"):
         raise DocumentError("STL model that is neither binary nor ASCII STL")
     try:
-        text = data.decode("ascii")
+        text = data.rstrip(b"\x00").decode("ascii")  # a NUL pad left by a sender
     except UnicodeDecodeError:
         raise DocumentError("ASCII STL model with bytes that are not ASCII") from None
     lines: list[str] = []

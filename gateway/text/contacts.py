@@ -20,11 +20,11 @@ def _words(spaced: str) -> frozenset[str]:
 
 
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-URL = re.compile(
-    r"(?i)\b(?:(?:https?|ftp)://|www\.)[^\s<>\"']+"
-    r"|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|edu|gov|info|nhs\.uk|co\.uk|org\.uk|ac\.uk|de|fr"
-    r"|nl|be|ch|at|it|es|ca|au|io)\b(?:/[^\s<>\"']*)?"
-)
+URL = re.compile(r"(?i)\b(?:(?:https?|ftp)://|www\.)[^\s<>\"']+")
+# A bare domain ("hospital.org/x"): dotted labels taken whole (possessive, so that a long run
+# of dots costs linear time), then the last label checked against a few top-level domains.
+DOMAIN = re.compile(r"(?<![\w.@-])[\w-]++(?:\.[\w-]++)++(?:/[^\s<>\"']*)?")
+TOP_LEVEL = _words("com org net edu gov info de fr nl be ch at it es ca au io uk")
 # Digit groups joined by space, dash, dot or parentheses, with an optional +NN in front.
 PHONE = re.compile(
     r"(?<![\w+.,/])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]\d{2,8}){1,5}"
@@ -98,7 +98,9 @@ def find_contacts(text: str) -> list[tuple[int, int, str]]:
     if "@" in text:
         found.extend((m.start(), m.end(), "email") for m in EMAIL.finditer(text))
     if "." in text or ":" in text:
-        for m in URL.finditer(text):
+        urls = list(URL.finditer(text))
+        urls += [m for m in DOMAIN.finditer(text) if _top_level(m.group()) in TOP_LEVEL]
+        for m in urls:
             end = m.end()
             while end > m.start() and text[end - 1] in ".,;:)!?":
                 end -= 1
@@ -120,6 +122,10 @@ def find_contacts(text: str) -> list[tuple[int, int, str]]:
 
 def _keyed(text: str, start: int) -> bool:
     return any(m.start("v") == start for m in ID_KEYWORD.finditer(text, max(0, start - 40)))
+
+
+def _top_level(value: str) -> str:
+    return value.split("/", 1)[0].rsplit(".", 1)[-1].lower()
 
 
 def _addresses(text: str) -> list[tuple[int, int, str]]:

@@ -30,6 +30,7 @@ _PRIORITY = {
     )
 }
 CACHE_SIZE = 65536
+CACHED_LENGTH = 1024  # longer values are not cached
 _ALNUM = re.compile(r"[^\W_]")
 _DIGIT = re.compile(r"\d")
 _ELIDED_PREFIX = re.compile(r"(?<!\w)[ODLodl]['’]")
@@ -93,14 +94,22 @@ class Recognizer:
 
     def find(self, text: str) -> list[Span]:
         """Non-overlapping spans of PHI in `text`, sorted by position."""
-        return list(self._find(text))
+        return list(self._spans(text))
 
     def contains_phi(self, text: str) -> bool:
-        return bool(self._find(text))
+        return bool(self._spans(text))
 
     def clean(self, text: str, replacement: str = "*", shift_days: int | None = None) -> str:
         """`text` with every span replaced; full dates are shifted instead when asked to."""
+        if len(text) > CACHED_LENGTH:
+            return self._clean_uncached(text, replacement, shift_days)
         return self._clean(text, replacement, shift_days)
+
+    def _spans(self, text: str) -> tuple[Span, ...]:
+        # Descriptors repeat; a PDF's or report's text does not and would only fill the cache.
+        if len(text) > CACHED_LENGTH:
+            return self._find_uncached(text)
+        return self._find(text)
 
     def cache_clear(self) -> None:
         """Forget cached results (benchmarks time the uncached path with it)."""
@@ -124,7 +133,7 @@ class Recognizer:
         return _resolve(candidates)
 
     def _clean_uncached(self, text: str, replacement: str, shift_days: int | None) -> str:
-        spans = self._find(text)
+        spans = self._spans(text)
         if not spans:
             return text
         parts: list[str] = []

@@ -402,19 +402,21 @@ def dataset_texts(ds: Dataset, path: str = "") -> Iterator[tuple[str, str, str]]
 
 
 def pdf_text(document: bytes) -> tuple[int, str]:
-    """Page count and the text pypdfium2 extracts from every page."""
+    """Page count, and the text pypdfium2 extracts from every page and the document
+    information dictionary."""
     import pypdfium2 as pdfium
 
     pdf = pdfium.PdfDocument(document)
     try:
-        texts = []
+        texts = [str(v) for v in pdf.get_metadata_dict(skip_empty=True).values()]
+        pages = len(pdf)
         for index in range(len(pdf)):
             page = pdf[index]
             textpage = page.get_textpage()
             texts.append(textpage.get_text_range())
             textpage.close()
             page.close()
-        return len(texts), "\n".join(texts)
+        return pages, "\n".join(texts)
     finally:
         pdf.close()
 
@@ -1504,8 +1506,9 @@ def _pdf_escape(line: str) -> bytes:
     return raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
 
 
-def minimal_pdf(pages: list[list[str]]) -> bytes:
-    """A PDF 1.4 with Helvetica text lines, one content stream per page, a correct xref."""
+def minimal_pdf(pages: list[list[str]], info: dict[str, str] | None = None) -> bytes:
+    """A PDF 1.4 with Helvetica text lines, one content stream per page, a correct xref, and
+    a document information dictionary (PDF 1.4 section 10.2.1) when `info` is given."""
     objects: list[bytes] = [b"", b""]  # 1: catalog, 2: pages (filled in below)
     objects.append(
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
@@ -1529,6 +1532,14 @@ def minimal_pdf(pages: list[list[str]]) -> bytes:
         b" ".join(b"%d 0 R" % k for k in kids),
         len(kids),
     )
+    trailer = b"/Root 1 0 R"
+    if info:
+        objects.append(
+            b"<< "
+            + b" ".join(b"/%s (%s)" % (k.encode(), _pdf_escape(v)) for k, v in info.items())
+            + b" >>"
+        )
+        trailer += b" /Info %d 0 R" % len(objects)
     out = BytesIO()
     out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
@@ -1540,7 +1551,7 @@ def minimal_pdf(pages: list[list[str]]) -> bytes:
     for offset in offsets:
         out.write(b"%010d 00000 n \n" % offset)
     out.write(
-        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+        b"trailer\n<< /Size %d %s >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, trailer, xref)
     )
     return out.getvalue()
 
@@ -1571,7 +1582,12 @@ def _pdf(b: _Builder, index: int) -> Dataset:
             f"Page {page + 1}",
         ]
         pages.append(lines)
-    document = minimal_pdf(pages)
+    info = {
+        "Title": f"Referral {b.my_name('PDF Info')}",
+        "Author": b.other_name("PDF Info"),
+        "Subject": b.my_id("PDF Info"),
+    }
+    document = minimal_pdf(pages, info)
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     ds.EncapsulatedDocumentLength = len(document)
     ds.EncapsulatedDocument = document + (b"\x00" if len(document) % 2 else b"")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from io import BytesIO
 
 import pytest
-from conftest import pydicom_as_in_the_gateway
+from conftest import FIGURES, pydicom_as_in_the_gateway
 from phi_corpus import (
     CLASSES,
     COUNTS,
@@ -119,7 +119,26 @@ def run() -> Run:
                 outcome.written = buffer.getvalue()
                 outcome.leaks = find_leaks(outcome)
             outcomes.append(outcome)
+    FIGURES.append(summary(outcomes))
     return Run(engine, outcomes)
+
+
+def summary(outcomes: list[Outcome]) -> str:
+    """One block for the session's summary: what was planted, held, and found again."""
+    planted = Counter(p.kind for o in outcomes for p in o.item.plants)
+    leaked = Counter(
+        h.plant.kind for o in outcomes for h in {id(h.plant): h for h in o.leaks}.values()
+    )
+    held = Counter(o.item.kind for o in outcomes if isinstance(o.result, Quarantine))
+    values = sum(o.item.text_values for o in outcomes)
+    return "\n".join(
+        [
+            f"free text: {len(outcomes)} generated instances, {values} text values, "
+            f"{sum(planted.values())} plants; quarantined {sum(held.values())} {dict(held)}",
+            "  leaked/planted by class: "
+            + ", ".join(f"{k} {leaked[k]}/{planted[k]}" for k in CLASSES),
+        ]
+    )
 
 
 def leak_report(outcomes: list[Outcome]) -> str:

@@ -12,6 +12,8 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.text.recognizer import Recognizer, Span, default_recognizer
 
@@ -267,3 +269,26 @@ def test_results_are_cached_per_value() -> None:
 def test_empty_and_symbol_only_values(recognizer: Recognizer) -> None:
     assert recognizer.find("") == []
     assert recognizer.clean("---") == "---"
+
+
+def test_site_lists_may_hold_whole_names() -> None:
+    site = Recognizer(extra_names=["TLATOANI^XIUHCOATL", "Quetzal Ehecatl"])
+    assert site.clean("Per protocol, Xiuhcoatl Tlatoani; Ehecatl") == "Per protocol, *; *"
+
+
+@pytest.mark.timeout(30)
+def test_long_and_hostile_text_takes_linear_time(recognizer: Recognizer) -> None:
+    report = "Discussed with Dr. Maria Gonzalez on 14 Mar 2024, MRN 1234567. Lungs clear. " * 300
+    assert recognizer.clean(report).count("*") == 900
+    for hostile in ("a." * 5000, "a@b." * 3000, "1-" * 5000, "Maria " * 3000, "+1" * 2000):
+        recognizer.find(hostile)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_spans_are_in_bounds_sorted_and_apart_for_any_text(text: str) -> None:
+    spans = Recognizer().find(text)
+    assert all(0 <= s.start < s.end <= len(text) for s in spans)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(spans))
+    if not spans:
+        assert default_recognizer().clean(text) == text

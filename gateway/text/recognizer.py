@@ -33,6 +33,7 @@ CACHE_SIZE = 65536
 CACHED_LENGTH = 1024  # longer values are not cached
 _ALNUM = re.compile(r"[^\W_]")
 _DIGIT = re.compile(r"\d")
+_SITE_WORD = re.compile(r"[\s^,]+")
 _ELIDED_PREFIX = re.compile(r"(?<!\w)[ODLodl]['’]")
 
 
@@ -78,8 +79,9 @@ class Recognizer:
     """Finds and replaces PHI in free text with the shipped lists plus a site's own words."""
 
     def __init__(self, extra_names: Iterable[str] = (), safe_words: Iterable[str] = ()) -> None:
-        self._extra = forms(extra_names)
-        self._site_safe = forms(safe_words)
+        # Lists may hold whole names ("SMITH^JOHN", "Van Helsing"): words are what is matched.
+        self._extra = forms(w for n in extra_names for w in _SITE_WORD.split(n) if len(w) > 1)
+        self._site_safe = forms(w for n in safe_words for w in _SITE_WORD.split(n) if w)
         self._lexicon: Lexicon | None = None
         # Per instance, not a module-level lru_cache on methods: that would keep every
         # recognizer alive, and sites with different lists must not share results.

@@ -24,7 +24,11 @@ Words are looked up NFKC + casefolded, and again with accents stripped. Rules:
    "SMITH^JOHN"; "Maria WHITE MATTER" is not one name. Particles between or after names
    join them ("Ludwig van Beethoven", "Chloé Ní Bhriain").
 5. In prose (a value with lower-case words), two adjacent Title Case listed words, one of them
-   not common English, are a name ("Hope Cushing").
+   not common English, are a name ("Hope Cushing"), and so are a Title Case listed word and
+   an unknown Title Case word after it that does not end like a medical term (-oma, -itis,
+   -ectomy...): "Grace Featherstonehaugh". An unknown word right after a name joins it in any
+   text ("MARIA XIUHCOATL"), and names before a clinical noun are eponyms, not people
+   ("Chiari I malformation", "Baker's cyst") unless a title or cue named them.
 6. A run of 2-4 Han or Hangul characters that starts with a common family name is a name
    ("王小明", "山田太郎", "김민준", also with a Korean particle or honorific after it), unless
    it is a listed clinical word; a short Han run after such a name and a space is its given
@@ -95,6 +99,12 @@ EPONYM_NOUNS = _words(
     "method formula index law rule classification anomaly deformity contracture disorder "
     "fossa foramen node nodule esophagus aneurysm dissection thyroiditis encephalopathy "
     "sarcoma cysts spots nodes artery vein valve pouch membrane"
+)
+MEDICAL_SUFFIXES = tuple(
+    _words(
+        "oma omas itis osis oses ectomy otomy ostomy plasty gram graphy scopy pathy emia aemia "
+        "algia cele trophy plasia ectasis iasis ular ical"
+    )
 )
 ROMAN = _words("I II III IV V VI VII")
 
@@ -327,7 +337,8 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
             token.name = True
     _apply_cues(text, tokens, lowercase_text)
     _apply_post_nominals(text, tokens)
-    if _is_prose(tokens):
+    prose = _is_prose(tokens)
+    if prose:
         for left, right in itertools.pairwise(tokens):
             if (
                 left.listed
@@ -338,6 +349,21 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
                 and not (left.folded in lexicon.english and right.folded in lexicon.english)
             ):
                 left.name = right.name = True
+    for left, right in itertools.pairwise(tokens) if prose else ():
+        # "Grace Featherstonehaugh": a listed word, then an unknown one, both in Title Case,
+        # in prose (a Title Case descriptor's rare word is a term: "Lung Nodulectomy").
+        if (
+            left.listed
+            and not right.folded.endswith(MEDICAL_SUFFIXES)
+            and left.text.istitle()
+            and right.text.istitle()
+            and not right.listed
+            and not right.safe
+            and len(right.text) >= 4
+            and left.folded not in NEVER_NAMES
+            and _joined(text, left, right)
+        ):
+            left.name = right.name = True
     _spread(text, tokens)
     _drop_eponyms(text, tokens)
     for token in tokens:

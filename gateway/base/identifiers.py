@@ -227,28 +227,34 @@ def _parse_date(da: str) -> tuple[int, int, int] | None:
     return y, m, d
 
 
-def _date_source(da: str) -> str | None:
-    """One regex for every spelling of a date: numeric in ISO, European and US order, with
-    or without leading zeros, any of `-/. ` between; English month names, short or long."""
+def _date_sources(da: str) -> list[str]:
+    """Regexes for every spelling of a date: numeric in ISO, European and US order, with or
+    without leading zeros, any of `-/. ` between; English month names, short or long."""
     parsed = _parse_date(da)
     if parsed is None:
-        return None
+        return []
     y, m, d = parsed
+    days = [f"0{d}", str(d)] if d < 10 else [str(d)]
+    nums = [f"0{m}", str(m)] if m < 10 else [str(m)]
     day = f"0?{d}" if d < 10 else str(d)
     num = f"0?{m}" if m < 10 else str(m)
     month = _MONTHS[m - 1]
-    names = f"(?:{month}|{month[:3]}\\.?" + ("|sept\\.?" if m == 9 else "") + ")"
-    ordinal = f"{day}(?:st|nd|rd|th)?"
+    shorts = [month[:3]] + (["sept"] if m == 9 else [])
+    any_name = "(?:" + "|".join([month, *(f"{n}\\.?" for n in shorts)]) + ")"
     sep = r"[-/. ]"
     words = r"[\s\-./,]{0,3}"
-    forms = [
-        f"{y}{sep}{num}{sep}{day}",
-        f"{day}{sep}{num}{sep}{y}",
-        f"{num}{sep}{day}{sep}{y}",
-        f"{ordinal}{words}(?:of\\s+)?{names}{words}{y}",
-        f"(?<!{_LETTER}){names}{words}{ordinal}{words}{y}",
-    ]
-    return f"(?<!\\d)(?:{'|'.join(forms)})(?!\\d)"
+    ordinal = r"(?:st|nd|rd|th)?"
+    end = r"(?!\d)"
+    out = [_guarded(str(y), r"\d", f"{sep}{num}{sep}{day}{end}")]
+    for dv in days:
+        out.append(_guarded(dv, r"\d", f"{sep}{num}{sep}{y}{end}"))
+        out.append(_guarded(dv, r"\d", f"{ordinal}{words}(?:of\\s+)?{any_name}{words}{y}{end}"))
+    for nv in nums:
+        out.append(_guarded(nv, r"\d", f"{sep}{day}{sep}{y}{end}"))
+    for name in dict.fromkeys([month, *shorts]):
+        dot = "" if name == month else r"\.?"
+        out.append(_guarded(name, _LETTER, f"{dot}{words}{day}{ordinal}{words}{y}{end}"))
+    return out
 
 
 @dataclass
@@ -603,7 +609,7 @@ def _compiled(
     parts: list[tuple[int, str]] = [(len(v), _literal(v)) for v in values]
     parts += [(len(p), _bounded(p)) for p in phrases]
     parts += [(len(c), _loose(c)) for c in loose]
-    parts += [(10, s) for s in map(_date_source, dates) if s is not None]
+    parts += [(10, s) for da in dates for s in _date_sources(da)]
     least = MIN_NAME_COMPONENT_LENGTH if which == "bytes" else 0
     parts += [(len(w), _bounded(w)) for w in words if len(w) >= least]
     parts.sort(key=lambda p: (-p[0], p[1]))
@@ -627,21 +633,35 @@ def _edge(ch: str, strict: bool) -> str | None:
     return None
 
 
+def _guarded(first: str, edge: str | None, rest: str) -> str:
+    """`first` (plain text), then `rest` (a regex), where no `edge` character comes before.
+
+    The check follows the first character instead of preceding it: an alternation whose
+    every branch starts with a literal lets `re` skip to the positions where one of those
+    characters is (sre_compile's charset prefix), several times faster on clean text.
+    """
+    head = re.escape(first[0])
+    guard = f"(?<!{edge}{head})" if edge else ""
+    return head + guard + re.escape(first[1:]) + rest
+
+
 def _bounded(word: str) -> str:
     """A word or phrase where no letter touches it (a digit may: "smith01"); one or two
     letters long, where neither a letter nor a digit does."""
     strict = len(word) < MIN_NAME_COMPONENT_LENGTH
     before, after = _edge(word[0], strict), _edge(word[-1], strict)
-    return (f"(?<!{before})" if before else "") + _literal(word) + (f"(?!{after})" if after else "")
+    literal = _literal(word)[len(re.escape(word[0])) :]
+    return _guarded(word[0], before, literal + (f"(?!{after})" if after else ""))
 
 
 def _loose(letters_digits: str) -> str:
     """An ID with up to two separators between any two of its characters (a dot only in
     long or lettered IDs); no digit touches a digit at its ends, no letter a letter."""
     dotted = not letters_digits.isdigit() or len(letters_digits) >= MIN_DOTTED_DIGITS
-    body = (_LOOSE_SEP if dotted else _LOOSE_SEP_NO_DOT).join(map(re.escape, letters_digits))
+    separator = _LOOSE_SEP if dotted else _LOOSE_SEP_NO_DOT
+    body = "".join(separator + re.escape(c) for c in letters_digits[1:])
     before, after = _edge(letters_digits[0], False), _edge(letters_digits[-1], False)
-    return (f"(?<!{before})" if before else "") + body + (f"(?!{after})" if after else "")
+    return _guarded(letters_digits[0], before, body + (f"(?!{after})" if after else ""))
 
 
 def string_values(elem: DataElement) -> Iterator[str]:

@@ -256,6 +256,32 @@ def test_attributes_the_profile_keeps_are_not_collected() -> None:
     assert "saint quillon infirmary" in collect_identifiers(ds, default_profile().keeps).values
 
 
+def test_codes_and_issuers_that_identify_people_and_sites_are_collected() -> None:
+    ds = _instance()
+    person = Dataset()
+    person.CodeValue = "EMP-88213"
+    person.CodingSchemeDesignator = "99HOSP"
+    person.CodeMeaning = "Employee"
+    referring = Dataset()
+    referring.PersonIdentificationCodeSequence = Sequence([person])
+    referring.PersonTelecomInformation = "mailto:h.quill@example.org"
+    ds.ReferringPhysicianIdentificationSequence = Sequence([referring])
+    institution = Dataset()
+    institution.CodeValue = "QH0042"
+    institution.CodingSchemeDesignator = "99HOSP"
+    institution.CodeMeaning = "Quillon Hospital Trust"
+    ds.InstitutionCodeSequence = Sequence([institution])
+    issuer = Dataset()
+    issuer.LocalNamespaceEntityID = "QUILLON_RIS"
+    ds.IssuerOfAccessionNumberSequence = Sequence([issuer])
+    ds.MedicalRecordLocator = "MRL-55102"
+    ids = collect_identifiers(ds, default_profile().keeps)
+    assert {"emp-88213", "qh0042", "quillon hospital trust", "quillon_ris"} <= ids.values
+    assert {"h.quill@example.org", "mrl-55102"} <= ids.values
+    assert "employee" not in ids.values  # a person code's meaning is a vocabulary word
+    assert ids.found_in("EMP 88213") and ids.found_in("mrl55102")
+
+
 # -- IDs, phones, addresses, e-mail, dates -----------------------------------------------------
 
 

@@ -195,14 +195,9 @@ class Identifiers:
             self._add_phone(raw, text)
         elif kind == TELECOM:
             self._add_telecom(raw, text)
-        elif kind == CODE:
-            if len(text) >= MIN_SUBSTRING_LENGTH or is_unspaced(text):
-                self.values.add(text)
-            elif len(text) >= 3:
-                self.exact.add(text)
-        else:
+        elif kind != CODE or len(text) >= 3:  # a code of 1-2 characters is anybody's
             self._add_plain(text)
-            if kind == ID:
+            if kind in (ID, CODE):
                 self._add_loose(text)
         return True
 

@@ -46,9 +46,10 @@ from gateway.deid.pseudonyms import Pseudonyms
 from gateway.pipeline.instance import Clean, Quarantine, process_instance
 
 SECRET = b"free-text-clean-test-secret-32by"
+NUMBER_CLASSES = frozenset({"phone", "postcode", "id", "national-id", "date", "time"})
 SITE = "FREE-TEXT-SITE"
 MAX_QUARANTINED_SHARE = 0.05
-EXAMPLES = 12
+EXAMPLES = 16
 
 
 @dataclass
@@ -141,13 +142,22 @@ def summary(outcomes: list[Outcome]) -> str:
     )
 
 
+def _shape(value: str) -> str:
+    return re.sub(r"[^\W\d_]", "A", re.sub(r"\d", "9", value))
+
+
 def leak_report(outcomes: list[Outcome]) -> str:
-    """Counts of leaked plants by class and by where they were planted, and a few examples
-    (the values are synthetic, so the report may show them)."""
+    """Counts of leaked plants by class, by the place found and, for numbers, by shape; and
+    examples of every class (the values are synthetic, so the report may show them)."""
     leaked = [(o, hit) for o in outcomes for hit in o.leaks]
     plants = {(id(o), id(hit.plant)): (o, hit) for o, hit in leaked}
     by_class = Counter(hit.plant.kind for _, hit in plants.values())
     by_where = Counter(re.sub(r"\[\d+\]", "", hit.where) for _, hit in plants.values())
+    shapes = Counter(
+        f"{hit.plant.kind} {_shape(hit.plant.value)!r}"
+        for _, hit in plants.values()
+        if hit.plant.kind in NUMBER_CLASSES
+    )
     planted = Counter(p.kind for o in outcomes for p in o.item.plants)
     lines = [
         f"{len(plants)} planted values leaked from {len({id(o) for o, _ in leaked})} "
@@ -155,9 +165,15 @@ def leak_report(outcomes: list[Outcome]) -> str:
         "by class (leaked/planted): "
         + ", ".join(f"{k} {by_class[k]}/{planted[k]}" for k in CLASSES if planted[k]),
         "by place found: " + ", ".join(f"{w} {n}" for w, n in by_where.most_common()),
+        "numbers by shape (9 digit, A letter): "
+        + ", ".join(f"{s} x{n}" for s, n in shapes.most_common(12)),
         "examples:",
     ]
-    for o, hit in list(plants.values())[:EXAMPLES]:
+    # One example of each class first, then the rest in order.
+    firsts = {hit.plant.kind: key for key, (_, hit) in reversed(list(plants.items()))}
+    order = [*firsts.values(), *(k for k in plants if k not in firsts.values())]
+    for key in order[:EXAMPLES]:
+        o, hit = plants[key]
         lines.append(
             f"  {o.item.name} [{o.item.charset}] {hit.plant.kind} {hit.plant.value!r} "
             f"(planted in {hit.plant.where}) as {hit.spelling!r} at {hit.where}"

@@ -144,6 +144,7 @@ _PLACEHOLDERS = frozenset(
      "removed", "redacted", "deidentified", "de-identified"}
 )  # fmt: skip
 _TELECOM_PARTS = re.compile(r"[\^,;\n\r\\]+")
+_UID_LIKE = re.compile(r"\d+(?:\.\d+){3,}")
 _SCHEME = re.compile(r"^\s*(?:mailto|tel|fax):", re.IGNORECASE)
 
 
@@ -213,6 +214,8 @@ class Identifiers:
             self.exact.add(text)
 
     def _add_loose(self, text: str) -> None:
+        if _UID_LIKE.fullmatch(text):
+            return  # an OID (Universal Entity ID): its dots are its own, not a writer's
         letters_digits = compact(text)
         digits = sum(c.isdigit() for c in letters_digits)
         if len(letters_digits) >= MIN_LOOSE_LENGTH and digits and letters_digits.isascii():

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.deid.free_text import FreeTextSettings
 from gateway.deid.profile import DeidProfile, ProfileError
 from gateway.deid.profile_loading import load_profile
 from gateway.deid.review import review
@@ -45,6 +46,7 @@ class Site:
     secret: bytes  # the site secret every pseudonym is keyed with
     tls: TlsContexts  # built from listen.tls and destination.tls (None where plain)
     pixels: PixelConfig | None  # None: pixel cleaning off
+    free_text: FreeTextSettings  # the recognizer and the site's own word lists
 
     def engine_settings(self) -> EngineSettings:
         """What each worker process builds its engine and mapping writer from."""
@@ -56,6 +58,7 @@ class Site:
             config.storage_dir,
             config.keys.reid_public_key,
             self.pixels,
+            self.free_text,
         )
 
 
@@ -78,11 +81,12 @@ def load_site(config_path: Path, *, ocr: bool | None = None) -> Site:
         raise SiteError([f"{shown}: 'keys.secret': {exc}"]) from None
     check_reid_public_key(config.keys.reid_public_key, shown)
     pixels = pixel_settings(config, shown, config.deid.ocr if ocr is None else ocr)
+    free_text = free_text_settings(config, shown)
     try:
         tls = check_tls(config, shown)
     except ConfigError as exc:
         raise SiteError(exc.problems) from None
-    return Site(Path(config_path), config, profile, secret, tls, pixels)
+    return Site(Path(config_path), config, profile, secret, tls, pixels, free_text)
 
 
 def load_storage_config(config_path: Path) -> GatewayConfig:
@@ -106,6 +110,35 @@ def reviewed_profile(config: GatewayConfig, shown: str) -> DeidProfile:
     if not verdict.ok:
         raise SiteError([f"{shown}: 'deid.profile': {verdict.message()}"])
     return profile
+
+
+def free_text_settings(config: GatewayConfig, shown: str) -> FreeTextSettings:
+    """deid.free_text with the site's word files read now: a file that cannot be read (or
+    a name list that is empty) stops the start, naming the file."""
+    section = config.deid.free_text
+    words: dict[str, list[str]] = {"names": [], "safe_words": []}
+    for key, paths in (("names", section.names), ("safe_words", section.safe_words)):
+        for index, path in enumerate(paths):
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise SiteError(
+                    [f"{shown}: 'deid.free_text.{key}.{index}': cannot read {path}: {reason}"]
+                ) from None
+            found = [w.split("#", 1)[0].strip() for w in lines]
+            found = [w for w in found if w]
+            if not found:
+                raise SiteError(
+                    [f"{shown}: 'deid.free_text.{key}.{index}': {path} lists no words"]
+                )
+            words[key].extend(found)
+    return FreeTextSettings(
+        recognizer=section.recognizer,
+        names=tuple(words["names"]),
+        safe_words=tuple(words["safe_words"]),
+        clean_on_leak=section.clean_on_leak,
+    )
 
 
 def check_reid_public_key(path: Path | None, shown: str) -> None:

@@ -53,7 +53,8 @@ ALLOWED: dict[str, set[str]] = {
 DEID_TIERS = [
     {
         "standard", "actions", "fakes", "pseudonyms", "tagsets", "strict", "iod_types",
-        "overrides", "rule_apply", "marking", "csv_text", "compiled_rules",
+        "overrides", "rule_apply", "marking", "csv_text", "compiled_rules", "free_text",
+        "document_placeholder", "text_values", "deid_result",
     },
     {"engine"},
     {"profile"},

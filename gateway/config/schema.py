@@ -30,6 +30,7 @@ __all__ = [
     "ClientTlsConfig",
     "DeidConfig",
     "DestinationConfig",
+    "FreeTextConfig",
     "GatewayConfig",
     "HttpConfig",
     "KeysConfig",
@@ -291,6 +292,21 @@ class StudyConfig(_Section):
     quiet_seconds: Seconds = 30.0
 
 
+class FreeTextConfig(_Section):
+    """Free-text cleaning (docs/profiles.md, "Free text")."""
+
+    # Clean kept and cleaned text with the PHI recognizer, not only the instance's own
+    # identifiers. Off only for a site that has its own way of vetting text.
+    recognizer: bool = True
+    # Files of the site's own words, one per line (# comments): names always taken for a
+    # person's name, and safe words never taken for one.
+    names: tuple[FilePath, ...] = ()
+    safe_words: tuple[FilePath, ...] = ()
+    # A value the profile (or CTP script) keeps in which the verify gate finds an
+    # identifier is cleaned by the recognizer instead of quarantining the instance.
+    clean_on_leak: bool = False
+
+
 class DeidConfig(_Section):
     profile: FilePath | None = None  # None: the engine's built-in default profile
     lookup_table: FilePath | None = None
@@ -301,6 +317,7 @@ class DeidConfig(_Section):
     # Which instances get pixel cleaning, the OCR mode, region rules (conf/pixel_rules.yaml);
     # None: the built-in defaults (US, SC, XA, ES, OT, DOC, BurnedInAnnotation YES).
     pixel_rules: FilePath | None = None
+    free_text: FreeTextConfig = _section()
 
 
 class KeysConfig(_Section):

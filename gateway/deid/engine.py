@@ -35,7 +35,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from pydicom.datadict import keyword_for_tag
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -44,12 +44,15 @@ from gateway.deid.actions import (
     FREE_TEXT_VRS,
     TEXT_VRS,
     as_list,
-    clean_dates_in_text,
     dummy_value,
     empty_value,
     shift_da,
     shift_dt,
 )
+from gateway.deid.deid_result import DeidError as DeidError
+from gateway.deid.deid_result import DeidResult, PatientIdentity
+from gateway.deid.document_placeholder import ENCAPSULATED_DOCUMENT, placeholder_document
+from gateway.deid.free_text import DEFAULT_SETTINGS, FreeTextSettings, TextCleaner
 from gateway.deid.iod_types import choose_action, required_type
 from gateway.deid.marking import IMPLEMENTATION_CLASS_UID as IMPLEMENTATION_CLASS_UID
 from gateway.deid.marking import IMPLEMENTATION_VERSION_NAME as IMPLEMENTATION_VERSION_NAME
@@ -60,47 +63,29 @@ from gateway.deid.pseudonyms import Pseudonyms, patient_key
 from gateway.deid.rule_apply import apply_rule, produced_values
 from gateway.deid.standard import Option
 from gateway.deid.strict import strict_action
-from gateway.deid.tagsets import CODED_ENTRY_TAGS, DICOM_ROOT, SCRUBBED_VRS, vocabulary_uid_tags
+from gateway.deid.tagsets import (
+    CODE_MEANING,
+    CODED_ENTRY_TAGS,
+    DICOM_ROOT,
+    EQUIPMENT_TAGS,
+    PERSON_IDENTIFICATION_CODES,
+    SCRUBBED_VRS,
+    standard_scheme,
+    vocabulary_uid_tags,
+)
+from gateway.deid.text_values import TextValues
 
 if TYPE_CHECKING:
     from gateway.deid.compiled_rules import CompiledRules
+    from gateway.text.recognizer import Recognizer
 
 MAX_DEPTH = 64
-
-class DeidError(Exception):
-    """An instance the engine cannot make safe; the message carries no patient data."""
-
 
 class _Mode(Enum):
     NORMAL = "normal"
     DUMMY = "dummy"  # inside a sequence whose action is D
+    DUMMY_CODES = "dummy-codes"  # D on a sequence of codes that identify a person
     CLEAN = "clean"  # inside a sequence whose action is C
-
-
-@dataclass
-class DeidResult:
-    """What the engine did to one instance: its new identity, and what it replaced."""
-
-    patient_pseudonym: str
-    study_uid: str
-    series_uid: str
-    sop_instance_uid: str
-    date_shift_days: int | None
-    remapped_uids: set[str] = field(default_factory=set)
-    # UIDs the profile left as they are somewhere in the output (K, Retain UIDs): public by
-    # the profile's choice even where the same value was remapped elsewhere.
-    kept_uids: set[str] = field(default_factory=set)
-    # Values a rule of the profile computed (a fake, a fixed text, a CTP date or hash), by
-    # tag path as the verify gate names it: an equal original there is the rule's doing.
-    produced: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PatientIdentity:
-    """A patient's pseudonym, and the days their dates move back (None: dates removed)."""
-
-    pseudonym: str
-    shift_days: int | None
 
 
 @dataclass
@@ -109,23 +94,37 @@ class _Instance:
     identifiers: Identifiers
     shift_days: int | None
     pseudonym: str
+    cleaner: TextCleaner
     remapped: set[str] = field(default_factory=set)
     kept: set[str] = field(default_factory=set)
     produced: list[DataElement] = field(default_factory=list)
+    document: bytes | None = None
 
 
 class Engine:
     """Applies a compiled profile to datasets, with the pseudonyms of one site."""
 
-    def __init__(self, profile: CompiledRules, pseudonyms: Pseudonyms) -> None:
+    def __init__(
+        self,
+        profile: CompiledRules,
+        pseudonyms: Pseudonyms,
+        free_text: FreeTextSettings = DEFAULT_SETTINGS,
+    ) -> None:
         self.profile = profile
         self.pseudonyms = pseudonyms
+        self.set_free_text(free_text)
         self._modified_dates = profile.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES)
         self._remap_unlisted_uids = not profile.has(Option.RETAIN_UIDS)
         self._action_for = profile.action_for
         self._strict = profile.strict
         self._paths = profile.paths
         self._private_overrides = bool(profile.private_rules or profile.private_group_rules)
+
+    def set_free_text(self, settings: FreeTextSettings) -> None:
+        """How this engine cleans free text (the site's choice; see free_text.py)."""
+        self.free_text = settings
+        self._text = TextValues(self.pseudonyms, settings)
+        self.recognizer: Recognizer | None = self._text.recognizer
 
     def patient_identity(
         self,
@@ -164,7 +163,8 @@ class Engine:
             str(ds.get("StudyInstanceUID", "") or ""),
         )
         shift = identity.shift_days
-        inst = _Instance(ds, identifiers, shift, identity.pseudonym)
+        cleaner = TextCleaner(identifiers, self.recognizer, shift)
+        inst = _Instance(ds, identifiers, shift, identity.pseudonym, cleaner)
         self._walk(ds, inst, parent=None, mode=_Mode.NORMAL, depth=0, path=())
         ds.PatientName = inst.pseudonym
         ds.PatientID = inst.pseudonym
@@ -179,6 +179,7 @@ class Engine:
             remapped_uids=inst.remapped,
             kept_uids=inst.kept,
             produced=produced_values(ds, inst.produced),
+            document=inst.document,
         )
 
     # -- the walk -------------------------------------------------------------------------
@@ -261,12 +262,18 @@ class Engine:
             # Date, Date of Gain Calibration, ...), so no original date sits beside a shifted
             # one and intervals between them stay true.
             self._shift_dates(ds, t, vr, inst)
-        elif mode is _Mode.DUMMY and vr in FREE_TEXT_VRS and t not in CODED_ENTRY_TAGS:
+        elif mode is _Mode.DUMMY_CODES and vr in FREE_TEXT_VRS:
             self._set(ds, t, vr, dummy_value(vr))
+        elif t == CODE_MEANING and not standard_scheme(ds.get("CodingSchemeDesignator")):
+            self._text.clean(ds, t, vr, inst.cleaner)  # a local code's meaning is free text
+        elif t in CODED_ENTRY_TAGS:
+            return  # vocabulary; the verify gate still checks it for whole values
+        elif mode is _Mode.DUMMY and vr in FREE_TEXT_VRS:
+            self._text.dummy(ds, t, vr, inst.cleaner)
         elif mode is _Mode.CLEAN and vr in TEXT_VRS:
-            self._clean_text(ds, t, vr, inst)
-        elif vr in SCRUBBED_VRS and t not in CODED_ENTRY_TAGS:
-            self._scrub_retained(ds, t, vr, inst)
+            self._text.clean(ds, t, vr, inst.cleaner)
+        elif vr in SCRUBBED_VRS and t not in EQUIPMENT_TAGS:
+            self._text.scrub_retained(ds, t, vr, inst.cleaner)
 
     def _walk_items(
         self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, depth: int, path: tuple[int, ...]
@@ -303,9 +310,15 @@ class Engine:
         elif vr == "SQ":
             # D: dummy the free text of the items; C: clean it; U: walk (UIDs are in the table).
             sub = {"D": _Mode.DUMMY, "C": _Mode.CLEAN}.get(action, mode)
+            if action == "D" and t == PERSON_IDENTIFICATION_CODES:
+                sub = _Mode.DUMMY_CODES  # its Code Value is the person's ID
             self._walk_items(ds, t, inst, sub, depth, path)
         elif vr == "UI" and action in ("U", "D", "C"):
             self._remap_uids(ds, t, inst)
+        elif action == "D" and vr == "PN":
+            self._text.person_pseudonyms(ds, t)
+        elif action == "D" and t == ENCAPSULATED_DOCUMENT:
+            inst.document = placeholder_document(ds)
         elif action == "D" or action == "U":
             self._set(ds, t, vr, dummy_value(vr))
         elif action == "C":
@@ -315,6 +328,9 @@ class Engine:
 
     def _apply_rule(self, ds: Dataset, t: int, rule: Rule, inst: _Instance) -> None:
         """A site override with a parameter: fake value, fixed text, or allow-list clean."""
+        if rule.recognizer is not None:
+            self._text.clean_rule(ds, t, rule, inst.cleaner)
+            return
         inst.remapped.update(apply_rule(ds, t, rule, vr_of(ds, t), self.pseudonyms.fake_digest))
         if rule.kind != "allow" and t in ds:  # an allow list keeps values of the input
             inst.produced.append(ds[t])
@@ -349,7 +365,7 @@ class Engine:
             ]
             self._set(ds, t, vr, tokens if len(tokens) > 1 else (tokens or [None])[0])
         elif vr in TEXT_VRS:
-            self._clean_text(ds, t, vr, inst)
+            self._text.clean(ds, t, vr, inst.cleaner)
         elif vr in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
             del ds[t]
         # TM, numbers and other VRs: nothing in them identifies once dates move by whole days.
@@ -365,35 +381,6 @@ class Engine:
             self._set(ds, t, vr, empty_value(vr))
         else:
             self._set(ds, t, vr, shifted if len(shifted) > 1 else (shifted or [None])[0])
-
-    def _scrub_retained(self, ds: Dataset, t: int, vr: str, inst: _Instance) -> None:
-        """Free text the table retains still loses this patient's identifiers.
-
-        A modality that writes the patient's name into, say, Sequence Name would otherwise
-        send the instance to quarantine; the value is kept with the name cut out. Raw values
-        are checked before pydicom converts them, so clean text costs one regex search.
-        """
-        raw = ds.get_item(t)
-        if (
-            isinstance(raw, RawDataElement)
-            and isinstance(raw.value, bytes)
-            and not inst.identifiers.found_in(raw.value.decode("latin-1"))
-        ):
-            return
-        values = [str(v) for v in as_list(ds[t].value)]
-        scrubbed = [inst.identifiers.scrub(v) for v in values]
-        if scrubbed != values:
-            self._set(ds, t, vr, scrubbed if len(scrubbed) > 1 else scrubbed[0])
-
-    def _clean_text(self, ds: Dataset, t: int, vr: str, inst: _Instance) -> None:
-        replacement = "X" if vr == "CS" else "*"
-        originals = [str(v) for v in as_list(ds[t].value)]
-        cleaned = [
-            clean_dates_in_text(inst.identifiers.scrub(v, replacement), inst.shift_days)
-            for v in originals
-        ]
-        if cleaned != originals:  # clean text (the usual case) is left as it was read
-            self._set(ds, t, vr, cleaned if len(cleaned) > 1 else cleaned[0])
 
     # -- private attributes (PS3.15 E.3.10) -------------------------------------------------
 

@@ -66,6 +66,19 @@ _RT_PLAN_DATE = 0x300A0006
 _RT_PLAN_TIME = 0x300A0007
 _TREATMENT_MACHINE_NAME = 0x300A00B2
 _BEAM_SEQUENCE = 0x300A00B0
+_REFERENCED_IMAGE_SEQUENCE = 0x00081140
+# Where a presentation state names the images it applies to (PS3.3 C.11.11 Presentation
+# State Relationship: Referenced Series > Referenced Image, Type 1; C.10.5 Graphic
+# Annotation, C.10.4 Displayed Area, C.11.8 Softcopy VOI LUT: 1C). Without them a GSPS
+# applies to nothing: the references stay, with remapped UIDs.
+_IMAGE_REFERENCE_PARENTS = frozenset(
+    {
+        0x00081115,  # Referenced Series Sequence
+        0x00700001,  # Graphic Annotation Sequence
+        0x0070005A,  # Displayed Area Selection Sequence
+        0x00283110,  # Softcopy VOI LUT Sequence
+    }
+)
 _ION_BEAM_SEQUENCE = 0x300A03A2
 
 
@@ -126,6 +139,8 @@ def required_type(tag: int, parent: int | None, root: Dataset) -> int:
         if tag in (_RT_PLAN_DATE, _RT_PLAN_TIME):
             return 2  # PS3.3 C.8.8.9 RT General Plan: Type 2.
         return 3
+    if tag == _REFERENCED_IMAGE_SEQUENCE and parent in _IMAGE_REFERENCE_PARENTS:
+        return 1
     if tag == _TREATMENT_MACHINE_NAME and parent in (_BEAM_SEQUENCE, _ION_BEAM_SEQUENCE):
         return 2  # PS3.3 C.8.8.14 RT Beams / C.8.8.25 RT Ion Beams: Type 2.
     if tag == _SOURCE_IMAGE_SEQUENCE and parent == _DERIVATION_IMAGE_SEQUENCE:

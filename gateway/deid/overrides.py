@@ -13,7 +13,10 @@ An override names attributes one of five ways, and gives them an action::
                                           a path inside sequences; `*` is any item
 
 Actions: X Z D K C U (PS3.15 E.1.1), `{replace: CLASS}` (a fake value, see fakes.py),
-`{replace: "fixed text"}`, `{clean: {allow: [...], fallback: remove|empty|"TEXT"}}`.
+`{replace: "fixed text"}`, `{clean: {allow: [...], fallback: remove|empty|"TEXT"}}`,
+`{clean: {recognizer: true|false}}` (C with or without the free-text recognizer, whatever
+the site's default), `{clean: {allow: [...], recognizer: true}}` (allowed values kept as
+they are, any other cleaned by the recognizer instead of the fallback).
 
 Everything compiles into the engine's tag -> action map (exact tags, and the table tags a
 group pattern covers), a list of group patterns consulted only for tags outside the map, a
@@ -77,6 +80,9 @@ class Rule:
     allow_patterns: tuple[re.Pattern[str], ...] = ()
     fallback: str = "remove"  # "remove", "empty", or "text" (then `text` is the fallback)
     describe: str = ""
+    # Clean rules: None (not said: the allow list and its fallback), True (values the allow
+    # list does not name are cleaned with the recognizer), False (cleaned without it).
+    recognizer: bool | None = None
 
     def allows(self, value: str) -> bool:
         value = value.strip()
@@ -299,15 +305,29 @@ def check_text(text: str, vr: str | None) -> str:
 
 def _clean(arg: object, vr: str | None, key: str, problems: list[str]) -> Rule | None:
     at = f"{key}.clean"
-    if not isinstance(arg, dict) or "allow" not in arg:
-        problems.append(f"{at}': needs allow: [exact values or {{regex: ...}}]")
+    if not isinstance(arg, dict) or ("allow" not in arg and "recognizer" not in arg):
+        problems.append(f"{at}': needs allow: [exact values or {{regex: ...}}] or "
+                        "recognizer: true|false")
         return None
-    unknown = [k for k in arg if k not in ("allow", "fallback")]
+    unknown = [k for k in arg if k not in ("allow", "fallback", "recognizer")]
     for name in unknown:
-        problems.append(f"{at}.{name}': unknown key (allow, fallback)")
+        problems.append(f"{at}.{name}': unknown key (allow, fallback, recognizer)")
     if vr is not None and vr not in _TEXT_VRS:
         problems.append(f"{at}': an allow list applies to text attributes, not {vr}")
         return None
+    recognizer = arg.get("recognizer")
+    if recognizer is not None and not isinstance(recognizer, bool):
+        problems.append(f"{at}.recognizer': true or false")
+        return None
+    if "allow" not in arg:
+        if unknown:
+            return None
+        if "fallback" in arg:
+            problems.append(f"{at}.fallback': a fallback needs an allow list")
+            return None
+        shown = "with" if recognizer else "without"
+        return Rule("C", "allow", recognizer=recognizer,
+                    describe=f"clean {shown} the recognizer")
     allow = arg["allow"]
     if not isinstance(allow, list) or not allow:
         problems.append(f"{at}.allow': a non-empty list")
@@ -338,9 +358,11 @@ def _clean(arg: object, vr: str | None, key: str, problems: list[str]) -> Rule |
     if unknown or len(exact) + len(patterns) < len(allow):
         return None
     shown = "remove" if fallback == "remove" else "empty" if fallback == "empty" else repr(text)
+    if recognizer is not None:
+        shown = "cleaned with the recognizer" if recognizer else "cleaned"
     return Rule("C", "allow", text=text, allow_exact=frozenset(exact),
                 allow_patterns=tuple(patterns), fallback=fallback,
-                describe=f"clean: {len(allow)} allowed, else {shown}")
+                describe=f"clean: {len(allow)} allowed, else {shown}", recognizer=recognizer)
 
 
 def describe(action: Action) -> str:

@@ -25,6 +25,7 @@ from pydicom.filewriter import dcmwrite
 
 from gateway.base.durable import fsync_directory
 from gateway.deid.engine import DeidResult, Engine
+from gateway.deid.free_text import DEFAULT_SETTINGS, FreeTextSettings
 from gateway.deid.profile import DeidProfile
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.keys.keyed_hash import KeyedHash
@@ -57,6 +58,8 @@ class EngineSettings:
     reid_public_key: Path | None = None
     # Set: burned-in text is found and blanked in the instances it selects (issue: pixels).
     pixels: PixelConfig | None = None
+    # How free text is cleaned: the recognizer, the site's word lists (deid.free_text).
+    free_text: FreeTextSettings = DEFAULT_SETTINGS
 
     def keyed_hash(self) -> KeyedHash:
         """The hash that names an input (quarantine, output claims) without revealing it."""
@@ -85,6 +88,7 @@ def build_engine_and_mapping(settings: EngineSettings) -> tuple[Engine, MappingW
     engine = settings.profile.build_engine(
         Pseudonyms(settings.secret, settings.site_id), settings.storage_dir
     )
+    engine.set_free_text(settings.free_text)
     mapping = (
         MappingWriter(
             settings.storage_dir / MAPPING_FILENAME, load_public_key(settings.reid_public_key)

@@ -10,14 +10,22 @@ from __future__ import annotations
 import logging
 import sqlite3
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from gateway.base.identifiers import collect_identifiers
 from gateway.base.transfer_syntaxes import SUPPORTED
+from gateway.deid.document_placeholder import set_document
 from gateway.deid.engine import DeidError, DeidResult, Engine
+from gateway.deid.free_text import DEFAULT_SETTINGS, TextCleaner
+from gateway.documents.encapsulated import DocumentError, clean_encapsulated_document
+from gateway.pipeline.leak_cleaning import clean_leaks
+from gateway.pixels import ocr
 from gateway.pixels.clean import PixelError, PixelReport, clean_pixels
 from gateway.pixels.rules import PixelConfig
 from gateway.stores.mapping_records import InstanceOriginals, MappingUnavailableError
@@ -170,10 +178,18 @@ def process_instance(
         if is_environment_error(exc):
             raise  # a CTP @integer table on a full disk: retried, not held
         return Quarantine("deid-failed", "deid", f"cannot de-identify ({type(exc).__name__})")
+    recognizer = getattr(engine, "recognizer", None)
+    free_text = getattr(engine, "free_text", DEFAULT_SETTINGS)
+    cleaner = TextCleaner(identifiers, recognizer, result.date_shift_days)
+    document, result.document = result.document, None  # never leaves this function
+    if document is not None and recognizer is not None:
+        problem = _clean_document(ds, document, cleaner)
+        if problem is not None:
+            return problem
     report = None
     if pixels is not None:
         try:
-            report = clean_pixels(ds, identifiers, pixels)
+            report = clean_pixels(ds, identifiers, pixels, recognizer)
         except PixelError as exc:
             return Quarantine("pixels-failed", "pixels", str(exc))
         except Exception as exc:
@@ -187,8 +203,47 @@ def process_instance(
         leaks = find_leaks(ds, identifiers, result.produced)
     except Exception as exc:
         return Quarantine("verify-failed", "verify", f"cannot verify ({type(exc).__name__})")
+    if leaks and free_text.clean_on_leak and clean_leaks(ds, leaks, cleaner):
+        try:
+            leaks = find_leaks(ds, identifiers, result.produced)
+        except Exception as exc:
+            return Quarantine("verify-failed", "verify", f"cannot verify ({type(exc).__name__})")
     if leaks:
         shown = "; ".join(str(leak) for leak in leaks[:10])
         more = f" (+{len(leaks) - 10} more)" if len(leaks) > 10 else ""
         return Quarantine("identifier-found", "verify", shown + more)
     return Clean(ds, result, originals, report)
+
+
+def _clean_document(ds: Dataset, document: bytes, cleaner: TextCleaner) -> Quarantine | None:
+    """The encapsulated document cleaned in place of the engine's placeholder (PDF pages
+    rendered with PHI blanked, CDA text cleaned); a document that cannot be made safe holds
+    the instance."""
+    set_document(ds, document)
+    try:
+        clean_encapsulated_document(ds, cleaner.spans, _ocr_words())
+    except DocumentError as exc:
+        return Quarantine("document-not-cleaned", "documents", str(exc))
+    except Exception as exc:
+        if is_environment_error(exc):
+            raise
+        return Quarantine(
+            "document-not-cleaned", "documents", f"cannot clean the document ({type(exc).__name__})"
+        )
+    return None
+
+
+def _ocr_words() -> Callable[[Image.Image], list[tuple[str, tuple[int, int, int, int]]]] | None:
+    """Words and boxes Tesseract reads on a rendered page, when Tesseract is here: scanned
+    pages can then be cleaned; without it such a page holds the instance."""
+    if ocr.is_available() is not None:
+        return None
+
+    def read(image: Image.Image) -> list[tuple[str, tuple[int, int, int, int]]]:
+        gray = np.asarray(image.convert("L"), dtype=np.uint8)
+        return [
+            (word.text, (word.box.x0, word.box.y0, word.box.x1, word.box.y1))
+            for word in ocr.detect_text(gray)
+        ]
+
+    return read

@@ -9,6 +9,7 @@ decoded or checked raises PixelError: a selected instance is never forwarded unc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 
@@ -25,6 +26,9 @@ from gateway.pixels.redact import (
 )
 from gateway.pixels.regions import Box
 from gateway.pixels.rules import PixelConfig
+
+if TYPE_CHECKING:
+    from gateway.text.recognizer import Recognizer
 
 # Reading passes per frame before the pixel verify (redaction can expose more text).
 MAX_OCR_PASSES = 3
@@ -61,8 +65,14 @@ def check_available() -> None:
         raise PixelError(f"OCR is required but not available: {missing}")
 
 
-def clean_pixels(ds: Dataset, identifiers: Identifiers, config: PixelConfig) -> PixelReport:
-    """Clean `ds` in place if the configuration selects it; raise PixelError otherwise fails."""
+def clean_pixels(
+    ds: Dataset,
+    identifiers: Identifiers,
+    config: PixelConfig,
+    recognizer: Recognizer | None = None,
+) -> PixelReport:
+    """Clean `ds` in place if the configuration selects it; raise PixelError otherwise fails.
+    `recognizer` (redact_identifiers mode): words in which it finds PHI are blanked too."""
     if "PixelData" not in ds or not config.selection.selects(ds):
         return PixelReport(selected=False)
     allow = config.allow_list()
@@ -85,7 +95,7 @@ def clean_pixels(ds: Dataset, identifiers: Identifiers, config: PixelConfig) -> 
             words = detect_text(ocr_image(frames[index], ds))
             found = [
                 _on_frame(box, index)
-                for box in boxes_to_redact(words, config.mode, allow, identifiers)
+                for box in boxes_to_redact(words, config.mode, allow, identifiers, recognizer)
             ]
             if not found:
                 break

@@ -17,7 +17,7 @@ import re
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
@@ -26,19 +26,13 @@ from gateway.base.identifiers import Identifiers
 from gateway.base.yaml_files import YamlFileError, read_mapping, validate, value_error
 from gateway.pixels.regions import Box, merge_boxes
 
+if TYPE_CHECKING:
+    from gateway.text.recognizer import Recognizer
+
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "DEPENDENCIES",
-    "MODES",
-    "AllowList",
-    "AllowListError",
-    "OcrError",
-    "Word",
-    "boxes_to_redact",
-    "detect_text",
-    "is_available",
-]
+__all__ = ["DEPENDENCIES", "MODES", "AllowList", "AllowListError", "OcrError", "Word",
+           "boxes_to_redact", "detect_text", "is_available"]  # fmt: skip
 
 DEPENDENCIES: tuple[str, ...] = ("pytesseract", "tesseract binary", "eng traineddata")
 MODES: tuple[str, ...] = ("redact_all_text", "redact_identifiers")
@@ -409,9 +403,10 @@ def _within_one_edit(a: str, b: str) -> bool:
     return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
 
 
-def identifies(text: str, identifiers: Identifiers) -> bool:
+def identifies(text: str, identifiers: Identifiers, recognizer: Recognizer | None = None) -> bool:
     """True when OCR text holds an identifier of the instance or looks like one (a date or
-    time, a run of 5+ digits, a name part with an OCR slip)."""
+    time, a run of 5+ digits, a name part with an OCR slip), or the free-text recognizer
+    finds PHI in it (another person's name, a phone number, an address)."""
     # OCR reads the PN separator "^" as "*" or "~"; normalise() only knows "^" and "=".
     spaced = re.sub(r"[*~_,;:]+", " ", text)
     return (
@@ -420,11 +415,16 @@ def identifies(text: str, identifiers: Identifiers) -> bool:
         or looks_like_date(text)
         or _LONG_DIGIT_RUN.search(text) is not None
         or _near_name(text, identifiers)
+        or (recognizer is not None and recognizer.contains_phi(text))
     )
 
 
 def boxes_to_redact(
-    words: Iterable[Word], mode: str, allow: AllowList, identifiers: Identifiers
+    words: Iterable[Word],
+    mode: str,
+    allow: AllowList,
+    identifiers: Identifiers,
+    recognizer: Recognizer | None = None,
 ) -> list[Box]:
     """Boxes to blank for these words.
 
@@ -439,6 +439,6 @@ def boxes_to_redact(
         if mode == "redact_all_text":
             if not allow.allows(word.text):
                 chosen.append(word.box)
-        elif identifies(word.text, identifiers):
+        elif identifies(word.text, identifiers, recognizer):
             chosen.append(word.box)
     return chosen

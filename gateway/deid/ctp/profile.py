@@ -19,6 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -41,6 +42,7 @@ from gateway.deid.ctp.script_file import CtpScript, ElementRule, ScriptError, re
 from gateway.deid.ctp.script_functions import FUNCTIONS
 from gateway.deid.ctp.syntax import FnCall, iter_calls
 from gateway.deid.engine import DeidError, DeidResult, PatientIdentity
+from gateway.deid.free_text import FreeTextSettings
 from gateway.deid.marking import rewrite_file_meta
 from gateway.deid.overrides import code_rank
 from gateway.deid.profile import PATIENT_IDENTITY_TAGS, CsvRules, ProfileError
@@ -52,6 +54,9 @@ from gateway.deid.standard import (
     OVERLAY_DATA_PATTERN,
     PRIVATE_PATTERN,
 )
+
+if TYPE_CHECKING:
+    from gateway.text.recognizer import Recognizer
 
 PATIENT_ID = 0x00100020
 SOP_INSTANCE_UID = 0x00080018
@@ -242,6 +247,14 @@ class CtpEngine:
         )
         # pseudonym -> the patient fields it came from, for clinical_date
         self._patients: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self.set_free_text(FreeTextSettings(recognizer=False))
+
+    def set_free_text(self, settings: FreeTextSettings) -> None:
+        """The site's free-text choices. The script decides every element itself; the
+        pipeline uses the recognizer only where the site asks it to clean a kept value the
+        verify gate flags (deid.free_text.clean_on_leak)."""
+        self.free_text = settings
+        self.recognizer: Recognizer | None = settings.build()
 
     def _context(self, in_ds: Dataset, out_ds: Dataset) -> Context:
         meta = getattr(in_ds, "file_meta", None)

@@ -284,6 +284,17 @@ def test_few_instances_are_quarantined(run: Run) -> None:
     )
 
 
+def test_quarantine_messages_quote_no_planted_phi(run: Run) -> None:
+    """STYLE.md: a Quarantine's message carries no patient data (it goes to logs)."""
+    quoted = [
+        f"{o.item.name}: {hit.plant.kind} {hit.spelling!r}"
+        for o in run.outcomes
+        if isinstance(o.result, Quarantine)
+        for hit in Needles(o.item.plants).find(f"{o.result.reason} {o.result.message}", "message")
+    ]
+    assert not quoted, quoted[:EXAMPLES]
+
+
 # --- no planted PHI survives, kind by kind ---------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 
+from document_samples import assemble
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -1532,28 +1533,15 @@ def minimal_pdf(pages: list[list[str]], info: dict[str, str] | None = None) -> b
         b" ".join(b"%d 0 R" % k for k in kids),
         len(kids),
     )
-    trailer = b"/Root 1 0 R"
+    trailer = b""
     if info:
         objects.append(
             b"<< "
             + b" ".join(b"/%s (%s)" % (k.encode(), _pdf_escape(v)) for k, v in info.items())
             + b" >>"
         )
-        trailer += b" /Info %d 0 R" % len(objects)
-    out = BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(
-        b"trailer\n<< /Size %d %s >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, trailer, xref)
-    )
-    return out.getvalue()
+        trailer = b"/Info %d 0 R " % len(objects)
+    return assemble(objects, trailer)
 
 
 def _pdf(b: _Builder, index: int) -> Dataset:

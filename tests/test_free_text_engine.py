@@ -10,6 +10,7 @@ the planted values, not only the element that held them.
 from __future__ import annotations
 
 import io
+import re
 import unicodedata
 from pathlib import Path
 
@@ -215,6 +216,23 @@ def test_retained_text_loses_other_peoples_names_and_contacts() -> None:
     assert out.SequenceName == "*tfl3d1_16ns"
     assert out.ProtocolName == "T2 FLAIR AX"
     assert "ekwueme" not in _all_text(out)
+
+
+def test_retained_text_loses_dates_times_and_long_ids_but_keeps_technical_values() -> None:
+    """Content Description and Graphic Layer Description are in no table row: kept, so the
+    recognizer cuts what identifies (a date moves with the patient's other dates)."""
+    ds = _base("1.2.840.10008.5.1.4.1.1.11.1")
+    ds.Modality = "PR"
+    ds.ContentDescription = "key images on 28-JUN-1986 at 14:35, MRN 29379658"
+    ds.ContentLabel = "KEY_IMAGES_2"
+    ds.SequenceName = "*tfl3d1_16ns"
+    out = _clean(ds)
+    text = _all_text(out)
+    for value in ("1986", "14:35", "29379658"):
+        assert value not in text, value
+    assert re.fullmatch(r"key images on \d\d-[A-Z]{3}-\d{4} at \*, MRN \*", out.ContentDescription)
+    assert out.ContentLabel == "KEY_IMAGES_2"
+    assert out.SequenceName == "*tfl3d1_16ns"
 
 
 def _pdf_instance(document: bytes) -> Dataset:

@@ -8,9 +8,10 @@ Where each applies (the engine decides, see `engine.py`):
 - text the profile cleans (C), and text inside a sequence the profile cleans or replaces by
   dummies (SR content, GSPS text objects): every kind the recognizer knows; dates that
   parse are shifted with the patient's other dates, the rest replaced;
-- text the table retains as it is (Sequence Name, RT labels, ...): names and contact
-  details only (name, phone, e-mail, URL, address, postcode), since technical values
-  ("tfl3d1_16ns", "B30f", "2.5mm") look like IDs to a recognizer and identify nobody;
+- text the table retains as it is (Sequence Name, RT labels, Content Description, ...):
+  names, contact details, dates (shifted) and times, and IDs of six digits or more; not
+  shorter ID-like tokens, since technical values ("tfl3d1_16ns", "B30f", "2.5mm") look like
+  IDs to a recognizer and identify nobody;
 - equipment and vocabulary (Manufacturer, model, software versions, coded entries of
   standard schemes): never, a vendor called "Philips" is not a person.
 """
@@ -27,10 +28,21 @@ from gateway.deid.actions import clean_dates_in_text
 
 if TYPE_CHECKING:
     from gateway.base.identifiers import Identifiers
-    from gateway.text.recognizer import Recognizer
+    from gateway.text.recognizer import Recognizer, Span
 
-# What the recognizer may cut out of a value the table retains as it is.
+# What the recognizer may cut out of a value the table retains as it is (and IDs with
+# RETAINED_ID_DIGITS digits or more).
 CONTACT_KINDS = frozenset({"name", "phone", "email", "url", "address", "postcode"})
+RETAINED_KINDS = CONTACT_KINDS | {"date", "time"}
+RETAINED_ID_DIGITS = 6
+
+
+def retained_phi(text: str, span: Span) -> bool:
+    """Whether a span the recognizer found is cut from a value the table retains."""
+    if span.kind in RETAINED_KINDS:
+        return True
+    value = text[span.start : span.end]
+    return span.kind == "id" and sum(c.isdigit() for c in value) >= RETAINED_ID_DIGITS
 
 
 @dataclass(frozen=True)
@@ -110,18 +122,16 @@ class TextCleaner:
             return replacement
         return text
 
-    def clean_names(self, text: str, replacement: str = "*") -> str:
-        """The instance's identifiers and the names and contact details the recognizer
-        finds; for values the table retains (see the module text)."""
+    def clean_retained(self, text: str, replacement: str = "*") -> str:
+        """The instance's identifiers and what `retained_phi` lets the recognizer cut; for
+        values the table retains (see the module text). Dates are shifted, as in `clean`."""
         cleaned = self.identifiers.scrub(text, replacement)
-        if self.recognizer is not None and cleaned:
-            spans = [
-                (s.start, s.end)
-                for s in self.recognizer.find(cleaned)
-                if s.kind in CONTACT_KINDS
-            ]
-            cleaned = replace_spans(cleaned, spans, replacement)
-        return cleaned
+        if self.recognizer is None or not cleaned:
+            return cleaned
+        spans = [s for s in self.recognizer.find(cleaned) if retained_phi(cleaned, s)]
+        if not spans:
+            return cleaned
+        return self.recognizer.replace(cleaned, spans, replacement, self.shift_days)
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where `text` holds an identifier or PHI, as sorted, merged (start, end) spans of

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 
 from gateway.base.identifiers import vr_of
 from gateway.deid.actions import TEXT_VRS, as_list, dummy_value
-from gateway.deid.free_text import CONTACT_KINDS, FreeTextSettings, TextCleaner
+from gateway.deid.free_text import FreeTextSettings, TextCleaner, retained_phi
 from gateway.deid.overrides import Rule
 from gateway.deid.pseudonyms import Pseudonyms
 
@@ -47,8 +47,8 @@ class TextValues:
             _set(ds, t, vr, cleaned)
 
     def scrub_retained(self, ds: Dataset, t: int, vr: str, cleaner: TextCleaner) -> None:
-        """Free text the table retains still loses this patient's identifiers and the names
-        and contact details the recognizer finds.
+        """Free text the table retains still loses this patient's identifiers and the names,
+        contact details, dates, times and long IDs the recognizer finds (`retained_phi`).
 
         A modality that writes the patient's name into, say, Sequence Name would otherwise
         send the instance to quarantine; the value is kept with the name cut out. Raw values
@@ -66,7 +66,7 @@ class TextValues:
         ):
             return
         values = [str(v) for v in as_list(ds[t].value)]
-        scrubbed = [cleaner.clean_names(v) for v in values]
+        scrubbed = [cleaner.clean_retained(v) for v in values]
         if scrubbed != values:
             _set(ds, t, vr, scrubbed)
 
@@ -114,12 +114,9 @@ class TextValues:
 
 def _plain_ascii_without_phi(raw: bytes, recognizer: Recognizer) -> bool:
     """True when a raw value is plain ASCII (so its bytes read the same in any character
-    set but ISO 2022) and the recognizer finds no name or contact detail in it."""
+    set but ISO 2022) and the recognizer finds nothing `retained_phi` cuts."""
     if not raw.isascii() or b"\x1b" in raw:
         return False
     text = raw.decode("ascii")
-    return not any(
-        span.kind in CONTACT_KINDS
-        for part in text.split("\\")
-        for span in recognizer.find(part.strip(" \x00"))
-    )
+    parts = (part.strip(" \x00") for part in text.split("\\"))
+    return not any(retained_phi(part, span) for part in parts for span in recognizer.find(part))

@@ -135,7 +135,12 @@ class Recognizer:
         return _resolve(candidates)
 
     def _clean_uncached(self, text: str, replacement: str, shift_days: int | None) -> str:
-        spans = self._spans(text)
+        return self.replace(text, self._spans(text), replacement, shift_days)
+
+    @staticmethod
+    def replace(text: str, spans: Iterable[Span], replacement: str, shift_days: int | None) -> str:
+        """`text` with the given spans (sorted, not overlapping) replaced; full dates are
+        shifted instead when `shift_days` is given."""
         if not spans:
             return text
         parts: list[str] = []

@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
-from gateway.base.name_forms import japanese_readings, login_forms, romanized
+from gateway.base.name_forms import typed_forms
 from gateway.base.text_folding import (
     MIN_LETTER_EDGED_LENGTH,
     address_parts,
@@ -246,26 +246,8 @@ class Identifiers:
                 else:
                     self.words.update(w for w in name_words(component) if w not in _PLACEHOLDERS)
             japanese = any(kana_only(g.replace("^", "")) for g in raw.split("=")[1:3] if g)
-            self._add_latin_forms([c if c in names else "" for c in components[:2]], japanese)
-
-    def _add_latin_forms(self, components: list[str], japanese: bool) -> None:
-        """How a name is typed in Latin letters and as a login (name_forms.py): "Vlachou"
-        for "Βλάχου", "ipetrov" and "haddad.l", "apgruffydd" for "ap Gruffydd". The kanji
-        of a name with a kana group are not read (their reading is the kana's)."""
-        latin: list[set[str]] = []
-        for component in components:
-            words = component.split(" ") if component else []
-            forms = japanese_readings(component.replace(" ", ""))
-            if not forms:
-                pieces = [component.replace(" ", "")] if is_unspaced(component) else words
-                forms = {form for piece in pieces for form in romanized(piece, han=not japanese)}
-            if len(words) > 1 and component.isascii():
-                forms.add("".join(ch for ch in component if ch.isalpha()))  # "apgruffydd"
-            latin.append(forms | ({component} if component.isascii() else set()))
-            for form in forms:
-                (self.phrases if " " in form else self.words).add(form)
-        if len(latin) == 2:
-            self.words.update(login_forms(*latin))
+            for form in typed_forms([c if c in names else "" for c in components[:2]], japanese):
+                (self.phrases if " " in form else self.words).add(form)  # name_forms.py
 
     def _add_phrase(self, phrase: str) -> None:
         if is_unspaced(phrase):

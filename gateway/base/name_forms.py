@@ -23,6 +23,8 @@ from collections.abc import Iterable
 
 from anyascii import anyascii
 
+from gateway.base.text_folding import is_unspaced
+
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
 _NOT_LETTER = re.compile(r"[^a-z]")
@@ -135,3 +137,24 @@ def login_forms(families: Iterable[str], givens: Iterable[str]) -> set[str]:
                 f"{given}_{family}", f"{family}_{given}", f"{given}{family}", f"{family}{given}",
             }  # fmt: skip
     return forms
+
+
+def typed_forms(components: list[str], japanese: bool) -> set[str]:
+    """Every Latin reading and login form of a name's folded (family, given) components:
+    "Vlachou" for "Βλάχου", "ipetrov" and "haddad.l", "apgruffydd" for "ap Gruffydd". The
+    kanji of a Japanese name (`japanese`: it has a kana group) are not read."""
+    out: set[str] = set()
+    latin: list[set[str]] = []
+    for component in components:
+        words = component.split(" ") if component else []
+        forms = japanese_readings(component.replace(" ", ""))
+        if not forms:
+            pieces = [component.replace(" ", "")] if is_unspaced(component) else words
+            forms = {form for piece in pieces for form in romanized(piece, han=not japanese)}
+        if len(words) > 1 and component.isascii():
+            forms.add("".join(ch for ch in component if ch.isalpha()))  # "apgruffydd"
+        out |= forms
+        latin.append(forms | ({component} if component.isascii() else set()))
+    if len(latin) == 2:
+        out |= login_forms(*latin)
+    return out

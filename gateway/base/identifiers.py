@@ -228,8 +228,7 @@ class Identifiers:
             self.dates.add(da)
 
     def _add_name(self, raw: str) -> None:
-        """PS3.5 6.2: up to three component groups (alphabetic, ideographic, phonetic) of up
-        to five components (family, given, middle, prefix, suffix)."""
+        """PS3.5 6.2: up to three groups of up to five components (family, given, ...)."""
         for group in raw.split("=")[:3]:
             whole = normalise(group)
             if not whole or whole in _PLACEHOLDERS or whole in _OUR_DUMMIES:
@@ -245,8 +244,7 @@ class Identifiers:
                         self._add_unspaced(token)
                 else:
                     self.words.update(w for w in name_words(component) if w not in _PLACEHOLDERS)
-            japanese = any(kana_only(g.replace("^", "")) for g in raw.split("=")[1:3] if g)
-            for form in typed_forms([c if c in names else "" for c in components[:2]], japanese):
+            for form in typed_forms([c if c in names else "" for c in components[:2]], raw):
                 (self.phrases if " " in form else self.words).add(form)  # name_forms.py
 
     def _add_phrase(self, phrase: str) -> None:

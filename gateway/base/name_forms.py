@@ -23,7 +23,7 @@ from collections.abc import Iterable
 
 from anyascii import anyascii
 
-from gateway.base.text_folding import is_unspaced
+from gateway.base.text_folding import is_unspaced, kana_only
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
@@ -139,10 +139,12 @@ def login_forms(families: Iterable[str], givens: Iterable[str]) -> set[str]:
     return forms
 
 
-def typed_forms(components: list[str], japanese: bool) -> set[str]:
-    """Every Latin reading and login form of a name's folded (family, given) components:
-    "Vlachou" for "Βλάχου", "ipetrov" and "haddad.l", "apgruffydd" for "ap Gruffydd". The
-    kanji of a Japanese name (`japanese`: it has a kana group) are not read."""
+def typed_forms(components: list[str], person_name: str) -> set[str]:
+    """Every Latin reading and login form of the folded (family, given) components of one
+    group of `person_name` (a PN value): "Vlachou" for "Βλάχου", "ipetrov" and "haddad.l",
+    "apgruffydd" for "ap Gruffydd". The kanji of a name with a kana group are not read."""
+    groups = person_name.split("=")[1:3]
+    japanese = any(kana_only(g.replace("^", "")) for g in groups if g)
     out: set[str] = set()
     latin: list[set[str]] = []
     for component in components:

@@ -41,6 +41,7 @@ def _identifiers(name: str) -> Identifiers:
         ("Дмитрий", "dmitry"),
         ("Наталья", "natalya"),
         ("Алексей", "alexey"),
+        ("Алексей", "aleksei"),
         ("Шевченко", "shevchenko"),
         ("김", "kim"),
         ("이", "lee"),
@@ -162,3 +163,31 @@ def test_a_kept_description_with_a_login_form_is_cleaned_not_quarantined() -> No
     outcome = process_instance(ds, engine)
     assert not isinstance(outcome, Quarantine), outcome
     assert "haddad" not in _written(outcome.dataset)
+
+
+@pytest.mark.parametrize(
+    ("name", "typed"),
+    [
+        ("حداد^ليلى", ["Haddad", "Hadad", "Layla", "Leila", "haddad.l", "layla.haddad", "lhaddad"]),
+        ("الأحمد^محمد", ["Al-Ahmad", "al ahmad", "Ahmed", "Mohammed", "Muhammad", "Mohamed"]),
+        ("منصور^خالد", ["Mansour", "Mansoor", "Khaled", "Khalid", "mansourk", "k.mansour"]),
+        ("القحطاني^عبدالله", ["Al-Qahtani", "Qahtani", "Abdullah", "Abdallah"]),
+        ("אברהם^", ["Avraham", "Abraham"]),
+    ],
+)
+def test_names_in_abjads_are_found_in_every_latin_spelling(name: str, typed: list[str]) -> None:
+    found = _identifiers(name)
+    for spelling in typed:
+        assert found.scrub(f"seen {spelling}.") == "seen *.", spelling
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("منصور^خالد", "breath hold, held for 20 s"),
+        ("حداد^ليلى", "hooded and headed views"),
+        ("سارة^علي", "sure, all is well: ALI protocol"),
+    ],
+)
+def test_abjad_names_do_not_take_ordinary_words(name: str, text: str) -> None:
+    assert _identifiers(name).scrub(text) == text

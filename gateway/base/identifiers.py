@@ -162,11 +162,10 @@ class Identifiers:
     dates: set[str] = field(default_factory=set)
     # Codecs whose bytes of a value read as Latin-1 differ from the value (see `readings`).
     codecs: set[str] = field(default_factory=set)
+    spelled: set[str] = field(default_factory=set)  # regexes: names in abjads (abjad_names)
     _patterns: dict[str, re.Pattern[str] | None] = field(
         default_factory=dict, repr=False, compare=False
     )
-
-    # -- collecting -----------------------------------------------------------------------
 
     def add_value(self, raw: str, vr: str, kind: str | None = None) -> None:
         """Add one value; `kind` (NAME, ID, ADDRESS, ...) says how it is written in text,
@@ -244,8 +243,10 @@ class Identifiers:
                         self._add_unspaced(token)
                 else:
                     self.words.update(w for w in name_words(component) if w not in _PLACEHOLDERS)
-            for form in typed_forms([c if c in names else "" for c in components[:2]], raw):
-                (self.phrases if " " in form else self.words).add(form)  # name_forms.py
+            forms, spelled = typed_forms([c if c in names else "" for c in components], group, raw)
+            self.spelled.update(spelled)  # name_forms.py
+            for form in forms:
+                (self.phrases if " " in form else self.words).add(form)
 
     def _add_phrase(self, phrase: str) -> None:
         if is_unspaced(phrase):
@@ -286,8 +287,6 @@ class Identifiers:
             elif sum(c.isdigit() for c in part) >= MIN_LOOSE_LENGTH:
                 self._add_phone(part, normalise(part))
 
-    # -- searching ------------------------------------------------------------------------
-
     def pattern(self) -> re.Pattern[str] | None:
         """One regex matching any identifier in folded text (values anywhere, words whole)."""
         return self._pattern("all")
@@ -312,6 +311,7 @@ class Identifiers:
                 frozenset(self.loose),
                 frozenset(self.dates),
                 frozenset(words),
+                frozenset(self.spelled) if which != "values" else frozenset(),
             )
         return self._patterns[which]
 
@@ -344,7 +344,7 @@ class Identifiers:
         return cut_matches(text, pattern, replacement)
 
 
-_SETS = ("values", "words", "exact", "phrases", "loose", "dates", "codecs")
+_SETS = ("values", "words", "exact", "phrases", "loose", "dates", "codecs", "spelled")
 
 
 @lru_cache(maxsize=4096)

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from anyascii import anyascii
 
+from gateway.base.abjad_names import abjad_patterns
 from gateway.base.text_folding import is_unspaced, kana_only
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
@@ -81,6 +82,7 @@ def _variants(latin: str, scripts: set[str]) -> set[str]:
     if "CYRILLIC" in scripts:
         forms |= {re.sub(r"iy$", "y", f) for f in forms} | {re.sub(r"iy$", "i", f) for f in forms}
         forms |= {f.replace("ks", "x") for f in forms} | {f.replace("kh", "h") for f in forms}
+        forms |= {re.sub(r"([aeiou])y$", r"\1i", f) for f in forms}  # "Aleksei", "Sergei"
     if scripts & {"HIRAGANA", "KATAKANA"}:
         forms |= {re.sub(r"([aeiou])\1|ou", lambda m: m.group()[0], f) for f in forms}
     return forms
@@ -139,19 +141,22 @@ def login_forms(families: Iterable[str], givens: Iterable[str]) -> set[str]:
     return forms
 
 
-def typed_forms(components: list[str], person_name: str) -> set[str]:
-    """Every Latin reading and login form of the folded (family, given) components of one
-    group of `person_name` (a PN value): "Vlachou" for "Βλάχου", "ipetrov" and "haddad.l",
-    "apgruffydd" for "ap Gruffydd". The kanji of a name with a kana group are not read."""
-    groups = person_name.split("=")[1:3]
-    japanese = any(kana_only(g.replace("^", "")) for g in groups if g)
+def typed_forms(components: list[str], group: str, person_name: str) -> tuple[set[str], set[str]]:
+    """Every Latin reading and login form of the (family, given) components of one `group`
+    of `person_name` (a PN value; `components` are the group's, folded, "" for a
+    placeholder): "Vlachou" for "Βλάχου", "ipetrov" and "haddad.l", "apgruffydd" for "ap
+    Gruffydd"; and regexes for Arabic and Hebrew names, which have no one Latin spelling
+    (abjad_names.py). Readings come from the unfolded name ("й" is not "и"); the kanji of a
+    name with a kana group are not read."""
+    japanese = any(kana_only(g.replace("^", "")) for g in person_name.split("=")[1:3] if g)
+    originals = [unicodedata.normalize("NFC", c).casefold() for c in group.split("^")[:2]]
     out: set[str] = set()
     latin: list[set[str]] = []
-    for component in components:
-        words = component.split(" ") if component else []
-        forms = japanese_readings(component.replace(" ", ""))
+    for component, original in zip(components[:2], originals, strict=False):
+        words = original.split() if component else []
+        forms = japanese_readings("".join(words))
         if not forms:
-            pieces = [component.replace(" ", "")] if is_unspaced(component) else words
+            pieces = ["".join(words)] if is_unspaced(component) else words
             forms = {form for piece in pieces for form in romanized(piece, han=not japanese)}
         if len(words) > 1 and component.isascii():
             forms.add("".join(ch for ch in component if ch.isalpha()))  # "apgruffydd"
@@ -159,4 +164,4 @@ def typed_forms(components: list[str], person_name: str) -> set[str]:
         latin.append(forms | ({component} if component.isascii() else set()))
     if len(latin) == 2:
         out |= login_forms(*latin)
-    return out
+    return out, abjad_patterns(components[:1], components[1:2])

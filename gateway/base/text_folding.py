@@ -366,13 +366,16 @@ def compile_alternation(
     loose: frozenset[str],
     dates: frozenset[str],
     words: frozenset[str],
+    spelled: frozenset[str] = frozenset(),
 ) -> re.Pattern[str] | None:
     """One regex for a set of identifiers, longest first (a whole name is cut, not its first
-    word); compiled once per set: a study's instances share them."""
+    word), `spelled` regexes as they are; compiled once per set: a study's instances share
+    them."""
     parts: list[tuple[int, str]] = [(len(v), value_regex(v)) for v in values]
     parts += [(len(p), word_regex(p)) for p in phrases | words]
     parts += [(len(c), loose_regex(c)) for c in loose]
     parts += [(10, s) for da in dates for s in date_regexes(da)]
+    parts += [(len(s) // 4, s) for s in spelled]
     parts.sort(key=lambda p: (-p[0], p[1]))
     source = "|".join(s for _length, s in parts)
     return re.compile(source) if source else None

@@ -7,12 +7,12 @@ identifiers of an instance (identifiers.py) add these forms, so that the cleaner
 and the verify gate looks for them.
 
 Romanization uses `anyascii` (one Latin reading per character, ISC licence) with the
-variants people actually write: Greek "ου" as "ou", Cyrillic soft signs dropped and "-iy"
-endings as "-y" or "-i", Japanese long vowels shortened ("サトウ": "sato" as well as
-"satou"), Korean family names in their usual spellings (김: Kim, Gim; 이: Lee, Yi, Rhee).
-Japanese kanji are not romanized (anyascii reads them as Chinese): the phonetic group of a
-Japanese name, in kana, is. Abjads (Arabic, Hebrew) write no vowels, so no single Latin
-spelling follows from them: not romanized (a site lists such names' spellings itself).
+variants people actually write: Greek "ου" as "ou"; Cyrillic soft signs dropped, "-iy" as
+"-y" or "-i", "-ey" as "-ei"; Japanese long vowels shortened ("サトウ": "sato", "satou");
+Korean family names in their usual spellings (김: Kim, Gim; 이: Lee, Yi, Rhee). Japanese
+kanji are not romanized (anyascii reads them as Chinese): the kana of the phonetic group
+are. Abjads (Arabic, Hebrew) write no short vowels, so no single Latin spelling follows
+from them: their names become regexes instead (abjad_names.py).
 """
 
 from __future__ import annotations

@@ -42,7 +42,16 @@ UNITS = _words(
     "t mt px pixels slices slice deg x mgy·cm mgycm"
 )
 _UNIT_AFTER = re.compile(r"\s?([A-Za-z·]+)")
-DIGIT_GROUPS = re.compile(r"(?<![\w.,/-])\d{1,6}(?:[ -]\d{1,6}){1,5}(?![\w]|[.,/-]\d)")
+# One run of digits or up to six groups joined by a space or a dash. Groups are not capped in
+# length: "641215-2299263" (a Korean RRN) has a seven-digit group. Possessive, so that a long
+# run of digits is not tried again at every shorter length.
+DIGIT_GROUPS = re.compile(r"(?<![\w.,/-])\d++(?:[ -]\d++){0,5}(?![\w]|[.,/-]\d)")
+# Words after which digit groups are a reference number ("prior 193 5501", "hosp no. 28 21").
+ID_CUE = re.compile(
+    r"(?i)(?:\b(?:prior|ref|reference|no|nr|num|number|hosp(?:ital)?\s+no|acc|accession|case"
+    r"|exam|order|req|request|study|file|chart|record|visit|encounter|episode|MRN|ID)\.?|#)"
+    r"\s*[:#.]?\s*\Z"
+)
 ALNUM = re.compile(
     r"(?<![A-Za-z0-9.,])(?=[A-Za-z]*\d)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?![A-Za-z0-9]|[.,]\d)"
 )
@@ -52,12 +61,56 @@ ID_KEYWORD = re.compile(
     r"|SIN|BSN|NIR|chart|record|case)\s*(?:no\.?|number|#)?\s*[:#.]?\s*"
     r"(?P<v>[A-Z]{0,3}[-\s]?\d[\d\s-]{2,}\d[A-Z]?)(?!\w)"
 )
+# A national identifier's name: whatever follows with five digits or more is the identifier,
+# letters included ("NI no. AP 65 42 12 C", "codice fiscale RSSMRA85T10A562S").
+NATIONAL_KEYWORD = re.compile(
+    r"(?:\b(?:NI|NINO|RRN|SSN|AHV|AVS|CPR|PESEL|DNI|NIE|NIF|CURP|RFC|NIR|INSEE|BSN|SIN|TFN|IRD"
+    r"|PPSN?|HKID|NRIC|CNP|EGN|OIB|JMBG|CPF|RUT|RUN|TIN|NHI)"
+    r"|(?i:\b(?:national\s+insurance|national\s+id(?:entity)?(?:\s+card)?|id\s+card"
+    r"|identity\s+card|passport|aadhaar|aadhar|personnummer|personnr|fødselsnummer"
+    r"|henkilötunnus|hetu|codice\s+fiscale|medicare|medicaid|steuer-?id|steuernummer"
+    r"|sozialversicherungs(?:nummer|nr)|social\s+security|sécurité\s+sociale|carte\s+vitale"
+    r"|burgerservicenummer|sofinummer|resident\s+registration|c[ée]dula|curp)))\b"
+    r"(?i:\s*(?:no|nr|num|number|#)?\.?\s*[:#.]?\s*)"
+    r"(?P<v>(?:[A-Z]{1,6}[\s-]?)?\d[\dA-Z]*(?:[\s./-]\d[\dA-Z]*)*(?:[\s-][A-Z](?![\w-]))?)"
+)
+# National identifier shapes specific enough to take without a keyword.
+NATIONAL_PATTERNS = tuple(
+    re.compile(p)
+    for p in (
+        # UK National Insurance number: two prefix letters (not D F I Q U V, second not O,
+        # not BG GB KN NK NT TN ZZ), three digit pairs, a suffix A-D; spaced or not.
+        r"\b(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
+        r"(?: \d\d \d\d \d\d ?|\d{6})[A-D]\b",
+        # Korean RRN: birth date, dash, sex/century digit 1-8, six digits.
+        r"(?<![\w-])\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])-[1-8]\d{6}(?![\w-])",
+        # US SSN: not 000, 666 or 9xx, no zero group.
+        r"(?<![\w-])(?!000|666|9)\d{3}-(?!00)\d\d-(?!0000)\d{4}(?![\w-])",
+        # Nordic: Danish CPR and Finnish HETU (ddmmyy, -/+/A, four characters), Swedish
+        # personnummer ([yy]yymmdd-nnnn).
+        r"(?<![\w+-])(?:0[1-9]|[12]\d|3[01])(?:0[1-9]|1[0-2])\d\d[-+A]\d{3}[\dA-Y](?![\w-])",
+        r"(?<![\w+-])(?:19|20)?\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[-+]\d{4}(?![\w-])",
+        # Italian codice fiscale.
+        r"\b[A-Z]{6}\d\d[A-EHLMPR-T]\d\d[A-Z]\d{3}[A-Z]\b",
+        # Spanish DNI / NIE: eight digits (or X, Y, Z and seven) and a check letter.
+        r"(?<![\w.,/-])(?:\d{8}|[XYZ]\d{7})[\s-]?[A-HJ-NP-TV-Z]\b",
+        # French NIR: sex, year, month, department (2A/2B for Corsica), commune, order, key.
+        r"(?<![\w.,/-])[12] ?\d\d ?(?:0[1-9]|1[0-2]|[2-9]\d) ?(?:\d\d|2[AB]) ?\d{3} ?\d{3}"
+        r"(?: ?\d\d)?(?![\w]|[.,/-]\d)",
+        # Indian Aadhaar: three groups of four, not starting with 0 or 1.
+        r"(?<![\w.,/-])[2-9]\d{3} \d{4} \d{4}(?![\w]|[.,/-]\d)",
+        # Chinese resident ID: region, birth date, order, check digit or X.
+        r"(?<![\w.,/-])[1-9]\d{5}(?:18|19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
+        r"\d{3}[\dXx](?!\w)",
+    )
+)
 ADDRESS_PATTERNS = tuple(
     re.compile(p)
     for p in (
         # 12 Baker Street, 221B Baker St., 1600 PENNSYLVANIA AVE
-        r"(?<![\w.])\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][\w'’.-]*\s+){1,4}(?i:street|st|road|rd"
-        r"|avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|terrace|close"
+        # ("at 16:29, LOW DOSE CT" is a time and a modality, not 29 Low Dose Court).
+        r"(?<![\w.:])\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][\w'’.-]*\s+){1,4}(?i:street|st|road|rd"
+        r"|avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|(?-i:Ct|ct)|place|pl|terrace|close"
         r"|crescent|square|sq|highway|hwy|parkway|pkwy|gardens|grove|row|mews|walk|circle"
         r"|trail)\b\.?",
         # Hauptstraße 5, Kerkstraat 12a, Bahnhofstr. 3
@@ -115,13 +168,19 @@ def find_contacts(text: str) -> list[tuple[int, int, str]]:
         found.extend((m.start("v"), m.end("v"), "phone") for m in PHONE_KEYWORD.finditer(text))
     if digits >= 7:
         # A number after "MRN" or "NHS No" is an identifier even if it could be dialled.
-        keyed = [(s, e) for s, e, k in found if k == "id" and _keyed(text, s)]
+        keyed = [(s, e) for s, e, k in found if k == "id" and _keyed(text, s, e)]
         found.extend(p for p in _phones(text) if not any(p[0] < e and s < p[1] for s, e in keyed))
     return found
 
 
-def _keyed(text: str, start: int) -> bool:
-    return any(m.start("v") == start for m in ID_KEYWORD.finditer(text, max(0, start - 40)))
+def _keyed(text: str, start: int, end: int) -> bool:
+    """Whether an ID candidate is named as one ("MRN ...") or has a national ID's shape."""
+    window = max(0, start - 40)
+    if any(m.start("v") == start for m in ID_KEYWORD.finditer(text, window)):
+        return True
+    if any(m.start("v") == start for m in NATIONAL_KEYWORD.finditer(text, window)):
+        return True
+    return any(p.fullmatch(text, start, end) for p in NATIONAL_PATTERNS)
 
 
 def _top_level(value: str) -> str:
@@ -150,11 +209,21 @@ def _postcodes(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
+def _round(number: str) -> bool:
+    """A number someone would choose: 0, a multiple of ten, 5-95, or a multiple of 25.
+
+    "415" and "945585" end in 5 but are not round; a leading zero ("07700") makes a code."""
+    if len(number) > 5 or (len(number) > 1 and number[0] == "0"):
+        return False
+    value = int(number)
+    return value % 10 == 0 or value % 25 == 0 or (value < 100 and value % 5 == 0)
+
+
 def _value_list(numbers: list[str]) -> bool:
     """Ascending round numbers ("0 500 1000", "1000-2000") are b-values or ranges, not IDs."""
     values = [int(n) for n in numbers]
     ascending = all(a < b for a, b in itertools.pairwise(values))
-    return ascending and all(n[-1] in "05" for n in numbers)
+    return ascending and all(map(_round, numbers))
 
 
 def _identifiers(text: str) -> list[tuple[int, int, str]]:
@@ -162,15 +231,27 @@ def _identifiers(text: str) -> list[tuple[int, int, str]]:
     for m in ID_KEYWORD.finditer(text):
         if sum(c.isdigit() for c in m.group("v")) >= 3:
             out.append((*m.span("v"), "id"))
+    for m in NATIONAL_KEYWORD.finditer(text):
+        if sum(c.isdigit() for c in m.group("v")) >= 5:
+            out.append((*m.span("v"), "id"))
+    for pattern in NATIONAL_PATTERNS:
+        for m in pattern.finditer(text):
+            if not _value_list(re.findall(r"\d+", m.group())):
+                out.append((m.start(), m.end(), "id"))
     for m in DIGIT_GROUPS.finditer(text):
         groups = re.split(r"[ -]", m.group())
         total = sum(len(g) for g in groups)
-        if _unit_follows(text, m.end()) or _value_list(groups):
+        longest = max(map(len, groups))
+        if _unit_follows(text, m.end()) or (len(groups) > 1 and _value_list(groups)):
             continue
-        if "-" in m.group() and " " not in m.group():
-            wanted = total >= 5 if len(groups) >= 3 else (max(map(len, groups)) >= 5 or total >= 9)
+        if len(groups) == 1:
+            wanted = total >= 6  # a lone run: "prior 29379658", "US THYROID - 3871056"
+        elif "-" in m.group() and " " not in m.group():
+            wanted = total >= 5 if len(groups) >= 3 else (longest >= 5 or total >= 9)
         else:
-            wanted = (total >= 9 and len(groups) >= 3) or max(map(len, groups)) >= 5
+            wanted = (total >= 9 and len(groups) >= 3) or longest >= 5
+        if not wanted and total >= 6 and longest >= 3:
+            wanted = ID_CUE.search(text, max(0, m.start() - 24), m.start()) is not None
         if wanted:
             out.append((m.start(), m.end(), "id"))
     for m in ALNUM.finditer(text):

@@ -8,6 +8,10 @@ zero padding, two- or four-digit year, month name language, abbreviation and let
 Numeric dates whose day and month are both 12 or less are read day first (14/03 style, the
 majority outside the US) unless the text is unambiguous ("03/14/2024" is month first).
 Dotted numeric dates need a four-digit year, so that version numbers ("2.10.12") stay.
+
+A time may be followed by punctuation, a colon included ("at 20:14: abdominal pain"), but not
+by a colon or dot and a digit: "1:10:100" is a ratio and "10:32.5" a measurement. A whole
+hour or half hour in text about the breast is a clock-face position ("RT 10:00"), not a time.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ DATE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         rf"(?<![\w.]){_YEAR4}(?P<s>[-/.])(?P<m>1[0-2]|0?[1-9])(?P=s)(?P<d>3[01]|[12]\d|0?[1-9])"
         r"(?!\d|[.]\d|[^\W\dT_])",
         r"(?<![\w.])(?P<y>(?:19|20)\d\d)(?P<m>0[1-9]|1[0-2])(?P<d>0[1-9]|[12]\d|3[01])"
-        r"(?![\w.]|T\d)",
+        r"(?![\w.]|T\d|[-+]\d)",  # "19900101-1234" is a Swedish personnummer
         r"(?<![\w.])(?P<a>[0-3]?\d)(?P<s>[-/.])(?P<b>[0-3]?\d)(?P=s)(?P<y>\d{4}|\d{2})"
         r"(?![\w]|[.,]\d)",
         rf"(?<![\w.]){_DAY}(?:\s+(?:of|de))?[\s./-]*{_MONTH}"
@@ -67,7 +71,7 @@ TIME_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     re.compile(p, re.IGNORECASE)
     for p in (
         r"(?:(?<![\w.:])|(?<=\dT))(?:[01]?\d|2[0-3])[:h][0-5]\d(?::[0-5]\d(?:\.\d+)?)?"
-        r"(?:\s*[ap]\.?m\.?(?!\w))?(?![\w:]|\.\d)",
+        r"(?:\s*[ap]\.?m\.?(?!\w))?(?!\w|[:.]\d)",
         r"(?<![\w.:])(?:1[0-2]|0?[1-9])(?:\.[0-5]\d)?\s*[ap]\.?m\.?(?!\w)",
     )
 )

@@ -1,0 +1,153 @@
+"""The recognizer on numbers that identify: times, bare IDs, national IDs, phones, places.
+
+Each class has values it must find in the shapes real text writes them in, and clinical or
+acquisition text with the same look (measurements, ratios, b-values, clock faces, version
+numbers) that it must leave exactly as it is.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.text.recognizer import Recognizer, default_recognizer
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return default_recognizer()
+
+
+def cleaned(recognizer: Recognizer, text: str) -> str:
+    return recognizer.clean(text)
+
+
+# --- times -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("at 20:14: abdominal pain RLQ", "at *: abdominal pain RLQ"),
+        ("at 03h27: US RENAL BILAT", "at *: US RENAL BILAT"),
+        ("scanned at 07:25; obs", "scanned at *; obs"),
+        ("measurements (at 12:45 pm)", "measurements (at *)"),
+        ("at 16:29, LOW DOSE CT LUNG SCREEN", "at *, LOW DOSE CT LUNG SCREEN"),
+    ],
+)
+def test_a_time_before_punctuation_is_found(
+    recognizer: Recognizer, text: str, expected: str
+) -> None:
+    assert cleaned(recognizer, text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Pitch 1.375:1", "ratio 1:10:100", "12:30:1 dilution", "US BREAST RT 10:00: mass",
+        "LT BREAST 2:30: cyst", "16:9 display", "2:1 AV block", "T 10:32.5 s",
+    ],
+)  # fmt: skip
+def test_ratios_and_clock_faces_stay(recognizer: Recognizer, text: str) -> None:
+    assert recognizer.find(text) == [], text
+
+
+# --- bare and cued IDs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("EF 55 percent. prior 29379658.", "29379658"),
+        ("Ventricles normal in size. hosp no. 2821670.", "2821670"),
+        ("EF 55 percent. 7242202. Mild degenerative change", "7242202"),
+        ("US THYROID - 3871056", "3871056"),
+        ("2857497; shortness of breath", "2857497"),
+        ("CT HEAD W/O prior 193 5501", "193 5501"),
+        ("COR MPR 3MM prior 415 58120", "415 58120"),
+        ("key images case 65867429", "65867429"),
+        ("ref # 123 456", "123 456"),
+        ("acc 554 201", "554 201"),
+    ],
+)
+def test_bare_and_cued_digit_runs_are_ids(recognizer: Recognizer, text: str, value: str) -> None:
+    spans = recognizer.find(text)
+    assert [text[s.start : s.end] for s in spans if s.kind == "id"] == [value]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "DWI b0 500 1000", "b 50 400 800", "Window 1500-2000", "prior 0 500 1000",
+        "Boost 1600 cGy", "DLP 123456 mGy.cm", "1.2.840.10008.5.1.4.1.1.2", "matrix 512 512",
+        "kV 80 100 120 140", "Series 1001", "syngo MR E11 VE11C 2.3.1", "version 2.10.12",
+        "SE 2 IMG 45", "prior 3 4 mm", "Liver measures 16.2 cm", "Lesion 12 x 9 mm",
+        "0.625123 s", "C1-C7", "L4-L5", "PTV_6000", "TI-RADS 3", "EF 55 percent",
+        "CPR 2 cycles", "AX 2.5MM SOFT TISSUE",
+    ],
+)  # fmt: skip
+def test_measurements_and_value_lists_are_not_ids(recognizer: Recognizer, text: str) -> None:
+    assert recognizer.find(text) == [], text
+
+
+# --- national identifiers --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # after a keyword
+        ("NI no. AP 65 42 12 C. Aortic diameter 3.4 cm.", "AP 65 42 12 C"),
+        ("RRN 641215-2299263. email", "641215-2299263"),
+        ("SSN 304-43-3573; measurements", "304-43-3573"),
+        ("NIR 1 91 10 82 280 972 61; key images", "1 91 10 82 280 972 61"),
+        ("BSN 123.95.531. lives", "123.95.531"),
+        ("AHV 756.1234.5678.97", "756.1234.5678.97"),
+        ("codice fiscale RSSMRA85T10A562S", "RSSMRA85T10A562S"),
+        ("passport X1234567 issued", "X1234567"),
+        ("Aadhaar 2345 6789 0123", "2345 6789 0123"),
+        ("personnummer 19900101-1234", "19900101-1234"),
+        ("PESEL 44051401359", "44051401359"),
+        ("SIN: 046 454 286", "046 454 286"),
+        ("Medicare 2123 45670 1", "2123 45670 1"),
+        ("national id 123456789", "123456789"),
+        # by shape alone
+        ("T2 FLAIR AX AB 12 34 56 C", "AB 12 34 56 C"),
+        ("T2 FLAIR AX RRN 620625-2941056", "620625-2941056"),
+        ("screening 530706-2181412", "530706-2181412"),
+        ("pt 304-43-3573", "304-43-3573"),
+        ("CPR 010190-1234", "010190-1234"),
+        ("HETU 131052-308T", "131052-308T"),
+        ("19900101-1234 CT HEAD", "19900101-1234"),
+        ("DNI 12345678-Z", "12345678-Z"),
+        ("12345678 Z, CT HEAD", "12345678 Z"),
+        ("1 91 10 82 280 972 61", "1 91 10 82 280 972 61"),
+        ("2345 6789 0123", "2345 6789 0123"),
+        ("11010519491231002X", "11010519491231002X"),
+    ],
+)
+def test_national_ids_are_found_whole(recognizer: Recognizer, text: str, value: str) -> None:
+    assert value not in cleaned(recognizer, text)
+    assert any(text[s.start : s.end] == value for s in recognizer.find(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2000 3000 4000", "MR 12 34 mm", "AX 12 34 56 mm", "CPR in progress",
+        "SIN 30 deg", "DWI 1000 2000 3000", "ratio 1:1",
+    ],
+)  # fmt: skip
+def test_national_id_look_alikes_stay(recognizer: Recognizer, text: str) -> None:
+    assert recognizer.find(text) == [], text
+
+
+# --- phones ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["07700 945585: PE PROTOCOL", "call 07700 900123", "01632 960983 - CT HEAD"],
+)
+def test_uk_numbers_with_a_leading_zero_are_phones(recognizer: Recognizer, text: str) -> None:
+    spans = recognizer.find(text)
+    assert [s.kind for s in spans] == ["phone"], text

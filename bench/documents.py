@@ -34,9 +34,9 @@ import pypdfium2 as pdfium
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 
+from gateway.base.pdf_writer import ImagePage, image_pdf, text_pdf
 from gateway.documents import clean_encapsulated_document
 from gateway.documents import pdf as pdf_cleaner
-from gateway.documents.pdf_writer import ImagePage, image_pdf, text_pdf
 from gateway.pixels.ocr import detect_text, is_available
 from gateway.text.recognizer import default_recognizer
 

@@ -257,6 +257,24 @@ def test_without_the_recognizer_a_document_becomes_a_valid_placeholder() -> None
     assert "quillfeather" not in _all_text(out)
 
 
+def test_without_the_recognizer_a_cda_becomes_a_valid_cda_placeholder() -> None:
+    from xml.etree import ElementTree
+
+    cda = (
+        b'<?xml version="1.0"?><ClinicalDocument xmlns="urn:hl7-org:v3"><recordTarget>'
+        b"<patientRole><patient><name>Orsolya Quillfeather</name></patient></patientRole>"
+        b"</recordTarget></ClinicalDocument>"
+    )
+    ds = _pdf_instance(cda)
+    ds.MIMETypeOfEncapsulatedDocument = "text/xml"
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.104.2"
+    out = _clean(ds, _engine(FreeTextSettings(recognizer=False)))
+    stored = bytes(out.EncapsulatedDocument)[: out.EncapsulatedDocumentLength]
+    root = ElementTree.fromstring(stored)
+    assert root.tag == "{urn:hl7-org:v3}ClinicalDocument"
+    assert "quillfeather" not in _all_text(out)
+
+
 def test_a_document_that_cannot_be_read_is_held_with_a_reason() -> None:
     outcome = process_instance(_pdf_instance(b"%PDF-1.4 broken Quillfeather"), _engine())
     assert isinstance(outcome, Quarantine)

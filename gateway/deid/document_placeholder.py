@@ -2,7 +2,8 @@
 
 A dummy of two NUL bytes with the old Encapsulated Document Length is an invalid document;
 instead a minimal valid document of the same MIME type ("removed"), with a length that is
-right. The document stage (gateway/documents/) may then put a cleaned copy in its place.
+right. The document stage (gateway/documents/) then puts a cleaned copy in its place, or
+its own placeholder, valid for every kind of document (CDA, STL, OBJ) the engine knows not.
 """
 
 from __future__ import annotations
@@ -10,35 +11,14 @@ from __future__ import annotations
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
+from gateway.base.pdf_writer import text_pdf
+
 ENCAPSULATED_DOCUMENT = 0x00420011
 ENCAPSULATED_DOCUMENT_LENGTH = 0x00420015
 
 
-def _blank_pdf() -> bytes:
-    """A one-page blank A4 PDF with a correct cross-reference table."""
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << >> >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for offset in offsets:
-        out += b"%010d 00000 n \n" % offset
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
-
-
 _BY_MIME = {
-    "application/pdf": _blank_pdf(),
+    "application/pdf": text_pdf([["REMOVED"]]),
     "text/xml": b'<?xml version="1.0" encoding="UTF-8"?>\n<removed/>\n',
     "application/xml": b'<?xml version="1.0" encoding="UTF-8"?>\n<removed/>\n',
     "text/plain": b"REMOVED",

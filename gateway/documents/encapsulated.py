@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
+from gateway.base.pdf_writer import text_pdf
 from gateway.documents.cda import clean_xml, placeholder_cda
 from gateway.documents.pdf import clean_pdf
-from gateway.documents.pdf_writer import text_pdf
 from gateway.documents.plain_text import clean_plain_text
 from gateway.documents.redaction import (
     DocumentError,

@@ -23,7 +23,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import Image, ImageChops, ImageDraw
 
-from gateway.documents.pdf_writer import ImagePage, image_pdf
+from gateway.base.pdf_writer import ImagePage, image_pdf
 from gateway.documents.redaction import DocumentError, FindSpans, OcrWords, merge_spans
 
 __all__ = ["MAX_PAGES", "CleanedPdf", "clean_pdf"]

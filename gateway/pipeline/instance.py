@@ -7,6 +7,7 @@ no patient data. Nothing here touches files; callers decide where bytes go.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import warnings
@@ -23,7 +24,11 @@ from gateway.base.transfer_syntaxes import SUPPORTED
 from gateway.deid.document_placeholder import set_document
 from gateway.deid.engine import DeidError, DeidResult, Engine
 from gateway.deid.free_text import DEFAULT_SETTINGS, TextCleaner
-from gateway.documents.encapsulated import DocumentError, clean_encapsulated_document
+from gateway.documents.encapsulated import (
+    DocumentError,
+    clean_encapsulated_document,
+    placeholder_document,
+)
 from gateway.pipeline.leak_cleaning import clean_leaks
 from gateway.pixels import ocr
 from gateway.pixels.clean import PixelError, PixelReport, clean_pixels
@@ -186,6 +191,9 @@ def process_instance(
         problem = _clean_document(ds, document, cleaner)
         if problem is not None:
             return problem
+    elif document is not None:
+        with contextlib.suppress(DocumentError):  # a kind it knows not: the engine's stays
+            placeholder_document(ds)  # valid for its kind: CDA, STL, OBJ, PDF
     report = None
     if pixels is not None:
         try:

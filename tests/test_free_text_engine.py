@@ -275,6 +275,37 @@ def test_without_the_recognizer_a_cda_becomes_a_valid_cda_placeholder() -> None:
     assert "quillfeather" not in _all_text(out)
 
 
+def test_cda_times_move_with_the_instances_dates() -> None:
+    """A CDA's effectiveTime is the study date in another spelling: it moves by the same
+    shift, so the document tells no true date and agrees with the DICOM header."""
+    from xml.etree import ElementTree
+
+    cda = (
+        b'<?xml version="1.0"?><ClinicalDocument xmlns="urn:hl7-org:v3">'
+        b'<effectiveTime value="20240501093000+0100"/><component><structuredBody><component>'
+        b"<section><text>Nodule 8 mm, stable.</text><entry><observation>"
+        b'<effectiveTime><low value="20240501"/><high value="202405"/></effectiveTime>'
+        b'<value value="12" unit="mm"/></observation></entry></section></component>'
+        b"</structuredBody></component></ClinicalDocument>"
+    )
+    ds = _pdf_instance(cda)
+    ds.MIMETypeOfEncapsulatedDocument = "text/xml"
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.104.2"
+    out = _clean(ds)
+    stored = bytes(out.EncapsulatedDocument)[: out.EncapsulatedDocumentLength]
+    root = ElementTree.fromstring(stored)
+    v3 = "{urn:hl7-org:v3}"
+    time = root.find(f"{v3}effectiveTime")
+    assert time is not None
+    assert time.get("value") == f"{out.StudyDate}093000+0100"
+    assert out.StudyDate != "20240501"
+    low, high = root.iter(f"{v3}low"), root.iter(f"{v3}high")
+    assert next(low).get("value") == out.StudyDate
+    assert next(high).get("value") == out.StudyDate[:6]
+    assert next(root.iter(f"{v3}value")).get("value") == "12"
+    assert b"20240501" not in stored and b"Nodule 8 mm, stable." in stored
+
+
 def test_a_document_that_cannot_be_read_is_held_with_a_reason() -> None:
     outcome = process_instance(_pdf_instance(b"%PDF-1.4 broken Quillfeather"), _engine())
     assert isinstance(outcome, Quarantine)

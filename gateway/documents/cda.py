@@ -5,7 +5,7 @@ about and by whom in structured header elements, and free text in the narrative 
 The structured identity (names of persons and organisations, addresses, telecoms, ids,
 birth times) is replaced by the element with nullFlavor="MSK" (masked, HL7 V3 NullFlavor),
 so the document keeps its shape; every remaining text node and free-text attribute goes
-through find_spans.
+through find_spans. Points in time move by the patient's date shift (masked without one).
 
 XML is parsed with the standard library, but a document type declaration is refused
 outright: entities are how XML bombs and external-entity reads work, and CDA never needs
@@ -15,6 +15,7 @@ of the document sees).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -71,6 +72,16 @@ STRUCTURAL_ATTRIBUTES = frozenset(
         XSI_TYPE, f"{{{XSI_NAMESPACE}}}schemaLocation",
     }
 )  # fmt: skip
+# A point in time (HL7 V3 TS): YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ], in an element that
+# holds one: effectiveTime, time, the bounds of an interval, or any xsi:type *TS.
+TIME_STAMP = re.compile(
+    r"(?P<date>(?P<y>(?:1[89]|20)\d\d)(?P<m>0[1-9]|1[0-2])?(?P<d>0[1-9]|[12]\d|3[01])?)"
+    r"(?:[0-2]\d(?:[0-5]\d(?:[0-5]\d(?:\.\d+)?)?)?)?(?:[+-]\d{4})?"
+)
+TIME_ELEMENTS = frozenset(
+    {"effectiveTime", "time", "low", "high", "center", "birthTime", "deceasedTime",
+     "expectedUseTime", "originalTime"}
+)  # fmt: skip
 # A TS, INT, REAL or PQ value: digits and signs only, no text to redact.
 _NUMERIC_VALUE = re.compile(r"[0-9.+\-]*")
 # Narrative block (CDA R2 StrucDocText) elements a reader sees as separate lines or cells;
@@ -109,14 +120,18 @@ class CleanedXml:
     redacted: int
 
 
-def clean_xml(data: bytes, find_spans: FindSpans) -> CleanedXml:
-    """Mask identities, redact free text, and write `data` back as UTF-8 XML."""
+def clean_xml(data: bytes, find_spans: FindSpans, shift_days: int | None = None) -> CleanedXml:
+    """Mask identities, redact free text, move or mask dates (see `_clean_time`), and write
+    `data` back as UTF-8 XML."""
     root, prefixes = _parse(data)
     is_cda = _local(root.tag) == "ClinicalDocument"
     redacted = _mask_identities(root) if is_cda else 0
     for unit in _text_units(root, is_cda):
         redacted += _clean_unit(unit, find_spans)
     for element in root.iter():
+        if is_cda and _clean_time(element, shift_days):
+            redacted += 1
+            continue
         for name, value in element.attrib.items():
             if _local(name) in STRUCTURAL_ATTRIBUTES or name in STRUCTURAL_ATTRIBUTES:
                 continue
@@ -126,6 +141,31 @@ def clean_xml(data: bytes, find_spans: FindSpans) -> CleanedXml:
             element.set(name, cleaned)
             redacted += count
     return CleanedXml(_serialise(root, prefixes), "cda" if is_cda else "xml", redacted)
+
+
+def _clean_time(element: ET.Element, shift_days: int | None) -> bool:
+    """A CDA point in time (TS: `value="20240314093000+0100"`) moves by the patient's date
+    shift, as the DICOM dates around it do, so the document tells no true date and its
+    intervals stay right; without a shift it is masked. True when the element was one."""
+    value = element.get("value")
+    if value is None or element.get("unit") is not None:
+        return False
+    match = TIME_STAMP.fullmatch(value)
+    if match is None or not (
+        _local(element.tag) in TIME_ELEMENTS or element.get(XSI_TYPE, "").endswith("TS")
+    ):
+        return False
+    try:
+        day = dt.date(int(match["y"]), int(match["m"] or 1), int(match["d"] or 1))
+    except ValueError:
+        return False
+    if shift_days is None:
+        _mask(element)
+        return True
+    moved = day - dt.timedelta(days=shift_days)
+    digits = f"{moved.year:04d}{moved.month:02d}{moved.day:02d}"[: len(match["date"])]
+    element.set("value", digits + value[len(match["date"]) :])
+    return True
 
 
 def _mask_identities(root: ET.Element) -> int:

@@ -80,8 +80,10 @@ def clean_encapsulated_document(
     ds: Dataset,
     find_spans: FindSpans,
     ocr_words: OcrWords | None = None,
+    shift_days: int | None = None,
 ) -> DocumentReport | None:
     """Replace ds's document by its cleaned version; None when ds has no (0042,0011).
+    `shift_days`: how far the instance's dates moved (CDA times move as far; None: masked).
 
     Raises DocumentError when the document cannot be made safe (unknown MIME type, an
     encrypted or corrupt PDF, a scanned page with no OCR, a DOCTYPE in XML, a limit).
@@ -98,7 +100,7 @@ def clean_encapsulated_document(
         _store(ds, pdf.data)
         report = DocumentReport("pdf", pdf.pages, pdf.redacted)
     elif kind == "xml":
-        xml = clean_xml(document.rstrip(b"\x00"), find_spans)
+        xml = clean_xml(document.rstrip(b"\x00"), find_spans, shift_days)
         _store(ds, xml.data)
         report = DocumentReport(xml.kind, 1, xml.redacted)
     elif kind == "text":

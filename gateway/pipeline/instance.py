@@ -229,7 +229,7 @@ def _clean_document(ds: Dataset, document: bytes, cleaner: TextCleaner) -> Quara
     the instance."""
     set_document(ds, document)
     try:
-        clean_encapsulated_document(ds, cleaner.spans, _ocr_words())
+        clean_encapsulated_document(ds, cleaner.spans, _ocr_words(), cleaner.shift_days)
     except DocumentError as exc:
         return Quarantine("document-not-cleaned", "documents", str(exc))
     except Exception as exc:

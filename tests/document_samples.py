@@ -287,6 +287,50 @@ def unmapped_font_pdf() -> bytes:
     return assemble(objects)
 
 
+def outlined_text_pdf(lines: list[str], text_line: str = "") -> bytes:
+    """A Letter page whose `lines` are drawn as outlines: one filled path per character,
+    made of the rectangles of the character's pixels (as a design tool's "convert text to
+    outlines" leaves it), under an ordinary text line when `text_line` is given. The text
+    layer holds only `text_line`; the outlined characters are pixels only OCR can read."""
+    font = ImageFont.truetype(str(FONT), 48)
+    unit = 14 / 48  # points per glyph pixel: 14 pt type
+    content = [b"0 g"]
+    if text_line:
+        content.append(text_content([text_line]).replace(b"72 720 Td", b"72 740 Td"))
+    for row, line in enumerate(lines):
+        x, baseline = 72.0, 690.0 - row * 28
+        for char in line:
+            mask = font.getmask(char)
+            width, height = mask.size
+            left, top, _, _ = font.getbbox(char)
+            rects = []
+            for y in range(height):
+                run = None
+                for column in range(width + 1):
+                    dark = column < width and mask.getpixel((column, y)) > 127
+                    if dark and run is None:
+                        run = column
+                    elif not dark and run is not None:
+                        x0 = x + (left + run) * unit
+                        y0 = baseline + (38 - top - y - 1) * unit
+                        rects.append(
+                            b"%.2f %.2f %.2f %.2f re" % (x0, y0, (column - run) * unit, unit)
+                        )
+                        run = None
+            if rects:
+                content.append(b" ".join(rects) + b" f")
+            x += font.getlength(char) * unit
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]"
+        b" /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
+        stream(b"", b"\n".join(content)),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    return assemble(objects)
+
+
 def scanned_page(lines: list[str], size: tuple[int, int] = (1275, 1650)) -> Image.Image:
     """A white Letter page at 150 dpi with `lines` typed on it in DejaVu Sans, as if scanned."""
     image = Image.new("L", size, 255)

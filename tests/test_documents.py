@@ -28,6 +28,7 @@ from document_samples import (
     encapsulated_instance,
     encrypted_pdf,
     image_in_form_pdf,
+    outlined_text_pdf,
     scanned_page,
     unmapped_font_pdf,
 )
@@ -289,6 +290,29 @@ def test_page_whose_font_cannot_be_read_needs_ocr() -> None:
 
     with pytest.raises(DocumentError, match="without a Unicode map"):
         clean_encapsulated_document(ds, find_spans)
+
+
+def test_text_drawn_as_outlines_without_ocr_is_refused() -> None:
+    """The text layer says "Findings: ...", the page also shows a name in outlines."""
+    data = outlined_text_pdf(["Patient: Jane Planted", "Referred by Zebedee Crumb"], CLEAN_LINE)
+    ds = encapsulated_instance(data, "application/pdf")
+
+    with pytest.raises(DocumentError, match="text drawn as outlines needs OCR"):
+        clean_encapsulated_document(ds, find_spans)
+
+
+@needs_ocr
+def test_text_drawn_as_outlines_is_read_by_ocr_and_the_name_blacked_out() -> None:
+    data = outlined_text_pdf(["Patient: Jane Planted", "Referred by Zebedee Crumb"], CLEAN_LINE)
+    assert "Planted" in rendered_words(data)
+    ds = encapsulated_instance(data, "application/pdf")
+
+    report = clean_encapsulated_document(ds, find_spans, ocr_words)
+
+    assert report is not None and report.redacted >= 2
+    words = rendered_words(document_of(ds))
+    assert "Planted" not in words and "Zebedee" not in words
+    assert "radiograph" in words
 
 
 @needs_ocr

@@ -7,9 +7,9 @@ by OCR) are painted over, and a new PDF is written from the images alone: the ou
 no text layer at all, only pixels that were looked at.
 
 Fail closed: a page whose visible content we cannot read (no text layer, a font without
-a Unicode map, large images) needs OCR; without an OCR callable it raises DocumentError.
-PDFium is not thread-safe, so all use of it here holds one lock (the gateway's workers are
-processes, each with its own lock).
+a Unicode map, large images, text drawn as outlines) needs OCR; without an OCR callable it
+raises DocumentError. PDFium is not thread-safe, so all use of it here holds one lock (the
+gateway's workers are processes, each with its own lock).
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ MIN_SCALE = 0.25  # ... down to 18 dpi; a page needing less is refused
 OCR_IMAGE_SHARE = 0.05
 PAD_PT = 1.0  # loose character boxes hug the font's ascent and descent; anti-aliasing spills
 MAX_FORM_DEPTH = 15  # form XObjects within form XObjects: PDFium's own default limit
+# Text converted to outlines is drawn as paths, one per glyph or word, that the text layer
+# does not hold: this many small filled paths on a page mean it needs OCR.
+OUTLINE_GLYPHS = 24
+GLYPH_PT = 36.0  # a glyph or word outline fits in a box this size (points)
 GREY_TOLERANCE = 6  # channel spread below which a rendered page is stored as greyscale
 BLACK = (0, 0, 0)
 
@@ -154,6 +158,8 @@ def _clean_page(
         reason = _NO_TEXT
     elif _image_share(page, width_pt * height_pt) >= OCR_IMAGE_SHARE:
         reason = "PDF page with images needs OCR"
+    elif _glyph_paths(page, None, 0) >= OUTLINE_GLYPHS:
+        reason = "PDF page with text drawn as outlines needs OCR"
     if reason is not None:
         if ocr_words is None:
             raise DocumentError(f"{reason} (page {index + 1})")
@@ -287,6 +293,22 @@ def _image_area(
                 raise DocumentError("PDF page with forms nested too deep")
             covered += _image_area(page, item, [*to_page, item.get_matrix()], level + 1)
     return covered
+
+
+def _glyph_paths(page: pdfium.PdfPage, form: pdfium.PdfObject | None, level: int) -> int:
+    """How many small filled paths the page draws (glyphs or words as outlines)."""
+    count = 0
+    for item in page.get_objects(max_depth=1, form=form, level=level):
+        if item.type == pdfium_c.FPDF_PAGEOBJ_PATH:
+            left, bottom, right, top = item.get_bounds()
+            count += 0 < right - left <= GLYPH_PT and 0 < top - bottom <= GLYPH_PT
+        elif item.type == pdfium_c.FPDF_PAGEOBJ_FORM:
+            if level >= MAX_FORM_DEPTH:
+                raise DocumentError("PDF page with forms nested too deep")
+            count += _glyph_paths(page, item, level + 1)
+        if count >= OUTLINE_GLYPHS:
+            break
+    return count
 
 
 def _ocr_boxes(

@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from io import BytesIO
 from pathlib import Path
 
@@ -37,12 +38,12 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine import BENCH_SECRET, BENCH_SITE, Tally  # bench/ is not a package
+from engine import BENCH_SECRET, BENCH_SITE, Tally, time_process  # bench/ is not a package
 
 from gateway.deid.engine import Engine
 from gateway.deid.profile import default_profile
 from gateway.deid.pseudonyms import Pseudonyms
-from gateway.pipeline.instance import Clean, configure_pydicom, process_instance
+from gateway.pipeline.instance import configure_pydicom, process_instance
 from gateway.tools.synthetic import make_ct_study
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
@@ -88,17 +89,7 @@ def engine_pass(engine: Engine, inputs: list[bytes]) -> tuple[float, Tally]:
     """`process_instance` on every input, the recognizer's cache cold at the start (a worker
     that has just started); reading is not timed."""
     clear_recognizer_caches(engine)
-    spent, tally = 0.0, Tally()
-    for data in inputs:
-        ds = dcmread(BytesIO(data))
-        started = time.perf_counter()
-        outcome = process_instance(ds, engine)
-        spent += time.perf_counter() - started
-        if isinstance(outcome, Clean):
-            tally.clean += 1
-        else:
-            tally.quarantined += 1
-    return spent, tally
+    return time_process(engine, (partial(dcmread, BytesIO(data)) for data in inputs))
 
 
 def time_engines(

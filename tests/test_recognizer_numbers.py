@@ -151,3 +151,78 @@ def test_national_id_look_alikes_stay(recognizer: Recognizer, text: str) -> None
 def test_uk_numbers_with_a_leading_zero_are_phones(recognizer: Recognizer, text: str) -> None:
     spans = recognizer.find(text)
     assert [s.kind for s in spans] == ["phone"], text
+
+
+# --- towns, postcodes and the rest of an address ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        # after a street, a flat or a P.O. box
+        ("Lives at 12 Baker Street, London NW1 6XE", ["London", "NW1 6XE"]),
+        ("45 Quillby Ave Apt 3B, Eastwater 12345. Lesion 12 x 9 mm", ["Apt 3B", "Eastwater"]),
+        ("Quillbystraße 12, Holtsby 43842. EF 55 percent", ["Holtsby", "43842"]),
+        ("12 rue des Lilas, 75008 Paris", ["75008", "Paris"]),
+        ("Hauptstraße 5, D-10115 Berlin", ["D-10115", "Berlin"]),
+        ("Kerkstraat 12, 1012 AB Amsterdam", ["1012 AB", "Amsterdam"]),
+        ("Storgatan 1, SE-114 55 Stockholm", ["SE-114 55", "Stockholm"]),
+        ("12 Main St, Springfield, IL 62704", ["Springfield", "62704"]),
+        ("10 George St, Sydney NSW 2000", ["Sydney", "2000"]),
+        ("P.O. Box 123, Toronto, ON M5V 2T6", ["Toronto", "M5V 2T6"]),
+        ("nodule 8 mm * Apt 5B, Eastwater 11149. Ventricles", ["Apt 5B", "Eastwater", "11149"]),
+        # after an address cue
+        ("lives at *, Northbridge *. Pt seen", ["Northbridge"]),
+        ("home: *, Westhollow 85060.", ["Westhollow", "85060"]),
+        ("address * * 4B, Eastwater *.", ["Eastwater"]),
+        ("wohnhaft in Altenmoor, Hauptstr. 5", ["Altenmoor", "Hauptstr. 5"]),
+        ("lives in Kingsmere with her daughter.", ["Kingsmere"]),
+        ("address *, Brightmoor BR2 9RF. No pleural effusion.", ["Brightmoor", "BR2 9RF"]),
+        # a town next to a postcode, at a clause start or after a comma or a `*`
+        ("Wall thickening. *, Altenmoor 73840.", ["Altenmoor", "73840"]),
+        ("CT HEAD. Holtsby 43842.", ["Holtsby", "43842"]),
+        ("Cambridge, MA 02139 - outside CT", ["Cambridge", "02139"]),
+        ("Brightmoor BR2 9RF", ["Brightmoor", "BR2 9RF"]),
+        ("75008 Paris, CT HEAD", ["75008", "Paris"]),
+        ("Mild change. *, Skarvik *. nodule 8 mm", ["Skarvik"]),
+    ],
+)
+def test_towns_and_postcodes_are_found(
+    recognizer: Recognizer, text: str, values: list[str]
+) -> None:
+    out = cleaned(recognizer, text)
+    assert all(value not in out for value in values), out
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("Lives at 12 Baker Street, see prior US ABDOMEN", "see prior US ABDOMEN"),
+        ("12 Baker St, Liver measures 16 cm", "Liver measures 16 cm"),
+        ("lives at *, Holtsby 43842. Lesion 12 x 9 mm", "Lesion 12 x 9 mm"),
+    ],
+)
+def test_an_address_stops_where_prose_starts(recognizer: Recognizer, text: str, kept: str) -> None:
+    assert cleaned(recognizer, text).endswith(kept)
+
+
+def test_a_postcode_after_a_town_is_reported_as_a_postcode(recognizer: Recognizer) -> None:
+    text = "Lives at 12 Baker Street, London NW1 6XE"
+    spans = [(text[s.start : s.end], s.kind) for s in recognizer.find(text)]
+    assert spans == [("12 Baker Street, London", "address"), ("NW1 6XE", "postcode")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "home: oxygen therapy 2L", "home: 2L O2 via NC", "home: Lasix 40 mg daily",
+        "Home: O2 2L", "home: CPAP at night", "residence: nursing home.", "Address: see chart.",
+        "IP address 10.0.0.1", "Series 1001, Bosniak 2F", "Boost 1600 cGy", "Siemens 12345",
+        "Window 1500-2000", "AX T2 3MM", "COR MPR 3MM", "SAG T1 2MM", "FLAIR T2 3MM",
+        "LOW DOSE CT LUNG SCREEN 2000", "Gleason 3+4=7, PSA 12.5", "DLP 1234 mGy.cm",
+        "Flat 2 mm lesion", "flat panel 3000 x 3000", "kV 120, mAs 2500", "Level 3, Dept 12",
+        "CTDIvol 12.5 mGy, DLP 1200", "Volume 1500 ml", "b-value 1000, ADC 1200",
+    ],
+)  # fmt: skip
+def test_clinical_text_with_numbers_is_no_address(recognizer: Recognizer, text: str) -> None:
+    assert recognizer.find(text) == [], text

@@ -33,6 +33,10 @@ $(STAMP): pyproject.toml | system
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps rapidocr-onnxruntime==1.4.4
+	if $(BIN)/python -m pip show -q opencv-python 2>/dev/null; then \
+	  $(BIN)/python -m pip uninstall -q -y opencv-python && \
+	  $(BIN)/python -m pip install -q --force-reinstall --no-deps opencv-python-headless; fi
 	touch $(STAMP)
 
 setup: system $(STAMP)

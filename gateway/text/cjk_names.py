@@ -2,16 +2,38 @@
 
 A run of 2-4 Han or Hangul characters that starts with one of the most common Chinese,
 Japanese or Korean family names (data/cjk_family_names.txt) is a name unless it is a listed
-clinical word (data/cjk_safe_words.txt); see rule 6 in names.py.
+clinical word (data/cjk_safe_words.txt); see rule 6 in names.py. After a relation or role
+cue, Latin ("wife", "nurse", "contoured by") or CJK (妻, 护士, 아내, then a space or colon), a
+run of 1-4 Han, kana or Hangul characters is a name whatever it starts with: given names alone
+("wife 花子", "nurse 수빈") have no family name to find (rule 7 in names.py).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from gateway.text.lexicon import Lexicon
+from gateway.text.names import CUE_LINKS, CUE_VERBS, CUES, ROLES_BEFORE, TITLES
 
+_RUN = "\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+CJK_CUES = ("妻子", "丈夫", "护士", "護士", "医生", "醫生", "先生", "女士", "息子", "간호사",
+            "아내", "남편", "妻", "夫", "母", "父", "娘")  # fmt: skip
+
+
+def _alternatives(words: Iterable[str]) -> str:
+    return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+
+
+# A cue, then a name in Han, kana or Hangul (1-4 characters, and 1-3 more after a space).
+_CUED = re.compile(
+    rf"(?:(?<![^\W\d_])(?:{_alternatives(CUES | TITLES | ROLES_BEFORE)})\.?[ \t:：]{{0,3}}"
+    rf"|(?<![^\W\d_])(?:{_alternatives(CUE_VERBS)})(?:[ \t]+[^\W\d_]+){{0,2}}[ \t]+"
+    rf"(?:{_alternatives(CUE_LINKS)})[ \t]{{1,2}}"
+    rf"|(?<![{_RUN}])(?:{_alternatives(CJK_CUES)})(?:[ \t]{{1,2}}|[:：・]))"
+    rf"([{_RUN}]{{1,4}})(?![{_RUN}])(?:[ \t]([{_RUN}]{{1,3}})(?![{_RUN}]))?",
+    re.IGNORECASE,
+)
 HAN = re.compile(r"[\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 HANGUL = re.compile(r"[\uac00-\ud7af]+")
 CJK_HONORIFICS = ("先生", "医生", "医师", "醫師", "醫生", "様", "さん", "氏", "君", "主任", "教授",
@@ -31,6 +53,12 @@ def _cjk_name_length(run: str, lexicon: Lexicon) -> int:
 
 
 def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
+    for match in _CUED.finditer(text):
+        name, given = match.group(1, 2)
+        if name not in lexicon.cjk_safe:
+            yield match.span(1)
+            if given and name in lexicon.cjk_family:  # "by 黄 志强"
+                yield match.span(2)
     previous_end = -10
     for pattern in (HAN, HANGUL):
         for match in pattern.finditer(text):

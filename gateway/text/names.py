@@ -2,38 +2,42 @@
 
 A word is "listed" when it is in the shipped given/family name lists (or a site's extra
 names) and "safe" when it is in the safe vocabulary: English dictionary words, pydicom's
-DICOM and SR concept vocabulary, hand-written clinical words (lexicon.py, data/SOURCES.md).
-Words are looked up NFKC + casefolded, and again with accents stripped. Rules:
+DICOM and SR concept vocabulary, hand-written clinical and product words (lexicon.py,
+data/SOURCES.md). Words are looked up NFKC + casefolded, and again with accents stripped.
+Context words (titles, cues, particles...) are in data/name_context.txt. Rules:
 
 1. A site's safe word is never a name; a site's extra name always is.
 2. A listed word that is not safe is a name when it is capitalised (or the whole value is lower
    case) and has three letters or more: "Nguyen", "GONZÁLEZ", "Иван". An upper-case word of
-   three letters or fewer ("LAO", "TEE", "KIM") needs rule 3 or 4: in descriptors it is an
-   abbreviation far more often than a name.
-3. A title ("Dr", "Mrs", "Prof", "Nurse") makes the next capitalised word a name whatever it
-   is ("Dr. Rose Long", "Dr Xochitl", "Dr. de la Cruz"). Upper-case "MR", "MS", "MRS", "DR"
-   are modalities or diseases ("MR KNEE", "DR CHEST") unless a dot or a name follows.
-   A weaker cue ("wife", "per", "called", "contact", "attn", or "with"/"to"/"by" a few words
-   after "discussed", "communicated", "reviewed", "signed"...) makes the next word a name when
-   it is listed and not safe, or capitalised and listed or unknown: "per protocol", "called
-   back" and "discussed with Radiology" stay. Up to two more capitalised listed or unknown
-   words join the name ("Rose Long"). A post-nominal (", MD", "RN", "PhD") does the same for
-   the capitalised words before it.
-4. A listed word next to a name (space, hyphen or "^" between) written the same way
-   (Title Case or capitals) is a name too, however common: "Maria White", "Li Wei",
-   "SMITH^JOHN"; "Maria WHITE MATTER" is not one name. Particles between or after names
-   join them ("Ludwig van Beethoven", "Chloé Ní Bhriain").
+   three letters or fewer ("LAO", "TEE", "KIM") needs context: it is mostly an abbreviation.
+3. A title ("Dr", "Mrs", "Nurse") makes the next capitalised word a name whatever it is ("Dr.
+   Rose Long", "Dr. de la Cruz", "Dr. Le"); upper-case "MR", "MS", "MRS", "DR" are modalities
+   or diseases ("MR KNEE") unless a dot or a name follows. A weaker cue (a relation or role,
+   "nurse", "per", upper-case "RN" before a name, or "with"/"to"/"by" a few words after
+   "discussed", "contoured"...) makes the next word a name when it is listed and not safe, or
+   capitalised and listed or unknown: "per protocol", "discussed with Radiology" stay. Up to
+   two more capitalised listed or unknown words join it; a post-nominal (", MD") does the same
+   for the words before it.
+4. A listed word next to a name (space, hyphen or "^" between) written the same way is a name
+   too, however common: "Maria White", "SMITH^JOHN"; "Maria WHITE MATTER" is not one name.
+   Particles between or after names join them ("Ludwig van Beethoven", "Chloé Ní Bhriain").
 5. In prose (a value with lower-case words), two adjacent Title Case listed words, one of them
-   not common English, are a name ("Hope Cushing"), and so are a Title Case listed word and
-   an unknown Title Case word after it that does not end like a medical term (-oma, -itis,
-   -ectomy...): "Grace Featherstonehaugh". An unknown word right after a name joins it in any
-   text ("MARIA XIUHCOATL"), and names before a clinical noun are eponyms, not people
-   ("Chiari I malformation", "Baker's cyst") unless a title or cue named them.
-6. A run of 2-4 Han or Hangul characters that starts with a common family name is a name
-   ("王小明", "山田太郎", "김민준", also with a Korean particle or honorific after it), unless
-   it is a listed clinical word; a short Han run after such a name and a space is its given
-   name ("山田 太郎"); inside longer runs, a family name before an honorific ("先生", "様") or
-   after a role ("患者") is one.
+   not common English, are a name ("Hope Cushing"), and so are a Title Case listed word and an
+   unknown one after it that does not end like a medical term (-oma, -itis...): "Grace
+   Featherstonehaugh". An unknown word right after a name joins it in any text; names before a
+   clinical noun are eponyms ("Chiari I malformation", "Baker's cyst") unless a title or cue
+   named them.
+6. Han and Hangul names: cjk_names.py (a common family name and 1-3 characters; after a cue,
+   Latin or CJK, any 1-4 characters: "wife 花子", "nurse 수빈").
+7. Names no list knows, told by their neighbours. "Unknown" here means capitalised, not safe,
+   not an upper-case abbreviation of three letters, not shaped like a clinical term (-osis,
+   -ia, -ic, hepato-...) and not safe words run together ("LSPINE"): such a word, or a listed
+   one, is a name before "present", "aware", "notified", "edit", "at bedside", "(wife)"
+   ("Zimmerer present"); beside a lone "*", a name part the cleaner already cut ("* Jo"); alone
+   as a sentence in prose ("3.4 cm. Pryderi."). An upper-case word and a Title Case word,
+   both listed or unknown, are "SURNAME Given" ("GOIKOETXEA Enguerrand", "KIM Minjun").
+   Caseless scripts (Arabic, Hebrew, Devanagari, Thai) have no capitals to go by: there only
+   listed words and cues count.
 Everything else (anatomy, sequence and English words that are also names somewhere) stays:
 in "HEAD WHITE MATTER" no word is a name, and "Rose Long" alone is two words.
 """
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from importlib import resources
 
 from gateway.text.lexicon import Lexicon, WordFacts, accent_fold
 
@@ -53,60 +58,32 @@ def _words(spaced: str) -> frozenset[str]:
 _CJK = "\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 WORD = re.compile(rf"[^\W\d_{_CJK}\u3040-\u30ff]+")
 JOINER = re.compile(r"[ \t]{1,3}|[ \t]?[-^][ \t]?|\^{1,2}")
-TITLES = _words(
-    "dr doctor mr mrs ms miss mx prof professor nurse sister dott dra herr frau sig sra sr "
-    "mme mlle dhr mevr señor señora docteur dokter δρ κ κος κα др доктор г-н врач الدكتور "
-    "دكتور السيد السيدة"
-)
-CUES = _words(
-    "wife husband son daughter mother father brother sister partner spouse friend guardian "
-    "mum mom dad niece nephew aunt uncle grandson granddaughter per called contact contacts "
-    "attn cc radiologist physician technologist tech resident fellow attending surgeon "
-    "consultant referrer patient pt name pn"
-)
-# "with", "to", "by" are cues after one of these verbs up to three words before them:
-# "discussed findings with", "result communicated to", "images reviewed by".
-CUE_VERBS = _words(
-    "discussed spoke spoken talked communicated conveyed relayed reviewed signed dictated read "
-    "seen approved verified performed reported transcribed referred ordered requested "
-    "confirmed informed sent faxed given called telephoned phoned notified released discuss "
-    "speak talk inform notify"
-)
-CUE_LINKS = _words("with to by")
-POST_NOMINALS = _words("md rn phd mbbs frcr frcp dds np mbchb facr lpn crna")
-# Words that are never names by themselves, though a title makes the next word one anyway.
-NEVER_NAMES = (
-    TITLES
-    | POST_NOMINALS
-    | _words(
-        "mrn dob nhs ssn acc id pt pts hx dx rx tx sx fx ddx patient patients family team staff "
-        "radiology transport registrar resident fellow attending technologist radiographer "
-        "sonographer clinic ward reception pharmacy lab ed er icu pacs ris his emr ehr gp "
-        "oncology cardiology neurology surgery urology orthopaedics orthopedics"
-    )
-)
-PARTICLES = _words(
-    "van von de da di del della der den le la du dos das bin ibn al el ter ten ní nic mac mc "
-    "ó ua uí bint binti ben ap"
-)
-# Nouns an eponym comes before: a name followed by one of these is not a person.
-EPONYM_NOUNS = _words(
-    "fracture fractures disease syndrome sign signs lesion lesions malformation neuroma cyst "
-    "tear classification score criteria line lines node nodes ligament procedure operation "
-    "repair reconstruction shunt catheter tube view projection test maneuver manoeuvre scale "
-    "grade type stage lymphoma sarcoma tumor tumour ulcer hernia palsy phenomenon reflex triad "
-    "angle space canal duct gland body bodies cell cells effect position method technique "
-    "method formula index law rule classification anomaly deformity contracture disorder "
-    "fossa foramen node nodule esophagus aneurysm dissection thyroiditis encephalopathy "
-    "sarcoma cysts spots nodes artery vein valve pouch membrane"
-)
-MEDICAL_SUFFIXES = tuple(
-    _words(
-        "oma omas itis osis oses ectomy otomy ostomy plasty gram graphy scopy pathy emia aemia "
-        "algia cele trophy plasia ectasis iasis ular ical"
-    )
-)
+
+
+def _sections(name: str) -> dict[str, frozenset[str]]:
+    """The "[section]" word sets of a small hand-written data file ("#" lines are comments)."""
+    text = resources.files("gateway.text").joinpath("data", name).read_text("utf-8")
+    text = re.sub(r"(?m)^#.*$", "", text)
+    return {k: frozenset(v.split()) for k, v in re.findall(r"(?m)^\[(\w+)\]$([^\[]*)", text)}
+
+
+# Titles, cues, particles, eponym nouns, clinical word endings: see data/name_context.txt.
+_CONTEXT = _sections("name_context.txt")
+TITLES, CUES, CUE_VERBS = _CONTEXT["titles"], _CONTEXT["cues"], _CONTEXT["cue_verbs"]
+CUE_LINKS, ROLES_BEFORE, AFTER_NAME = (
+    _CONTEXT["cue_links"], _CONTEXT["roles_before"], _CONTEXT["after_name"],
+)  # fmt: skip
+POST_NOMINALS, PARTICLES = _CONTEXT["post_nominals"], _CONTEXT["particles"]
+NEVER_NAMES = TITLES | POST_NOMINALS | _CONTEXT["never_names"]
+EPONYM_NOUNS = _CONTEXT["eponym_nouns"]
+MEDICAL_SUFFIXES = tuple(_CONTEXT["medical_suffixes"])
+CLINICAL_ENDINGS = MEDICAL_SUFFIXES + tuple(_CONTEXT["clinical_endings"])
+CLINICAL_STARTS = tuple(_CONTEXT["clinical_starts"])
+AT_BEDSIDE = ("at", "bedside")
 ROMAN = _words("I II III IV V VI VII")
+# A "*" on its own is a part of the patient's name the cleaner has already cut ("* Jo").
+_LONE_STAR_BEFORE = re.compile(r"(?:^|[^\w*])\*[ \t]$")
+_LONE_STAR_AFTER = re.compile(r"[ \t]\*(?![\w*])")
 
 
 class Token:
@@ -153,8 +130,9 @@ def _joined(text: str, left: Token, right: Token) -> bool:
 
 
 def _cue_gap(text: str, left: Token, right: Token) -> bool:
+    """Only punctuation between a cue and a name; a "*" is a name part already cut."""
     gap = _gap(text, left, right)
-    return len(gap) <= 4 and all(c in " \t.:,;-–—'’" for c in gap)
+    return gap == " * " or (len(gap) <= 4 and all(c in " \t.:,;-–—'’" for c in gap))
 
 
 def _is_title(token: Token) -> bool:
@@ -184,9 +162,13 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool) -> None:
         if index + 1 >= count:
             break
         strong = _is_title(token) and not _modality_not_title(text, tokens, index)
-        weak = token.folded in CUES or (
-            token.folded in CUE_LINKS
-            and any(t.folded in CUE_VERBS for t in tokens[max(0, index - 3) : index])
+        weak = (
+            token.folded in CUES
+            or (token.folded in ROLES_BEFORE and token.text.isupper())
+            or (
+                token.folded in CUE_LINKS
+                and any(t.folded in CUE_VERBS for t in tokens[max(0, index - 3) : index])
+            )
         )
         if not (strong or weak) or not _cue_gap(text, token, tokens[index + 1]):
             continue
@@ -198,9 +180,16 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool) -> None:
         while strong and nxt + 1 < count and tokens[nxt].folded in PARTICLES:
             particles.append(tokens[nxt])  # "Dr. de la Cruz"
             nxt += 1
-        if nxt >= count or _is_title(tokens[nxt]) or tokens[nxt].folded in PARTICLES:
+        if nxt >= count:
             continue
+        if particles and not (tokens[nxt].cap and _cue_gap(text, particles[-1], tokens[nxt])):
+            nxt -= 1  # "Dr. Le present": the particle is the surname
+            particles.pop()
         first = tokens[nxt]
+        if _is_title(first) or (
+            first.folded in PARTICLES and not (strong and first.text[:1].isupper())
+        ):
+            continue
         if not _cue_gap(text, tokens[nxt - 1], first):
             continue
         if strong:
@@ -306,15 +295,71 @@ def _spread(text: str, tokens: list[Token]) -> None:
                 and _joined(text, middle, after)
             ):
                 middle.name = after.name = changed = True  # "Chloé Ní Bhriain"
+            elif after.name and tokens[index - 1].name and middle.folded in PARTICLES:
+                changed = changed or not middle.name  # "Ludwig van Beethoven"
+                middle.name = True
 
-            middle = tokens[index]
-            if (
-                not middle.name
-                and middle.folded in PARTICLES
-                and tokens[index - 1].name
-                and (tokens[index + 1].name)
-            ):
-                middle.name = changed = True
+
+def _unknown_name(
+    token: Token, lexicon: Lexicon, endings: tuple[str, ...] = MEDICAL_SUFFIXES
+) -> bool:
+    """A capitalised word (cased scripts only) that is a name as far as the lists tell:
+    listed and not safe, or unknown and not shaped like a clinical term or compound."""
+    text, folded = token.text, token.folded
+    if not text[:1].isupper() or token.safe or folded in NEVER_NAMES or len(text) < 2:
+        return False
+    if token.listed:
+        return True
+    if text.isupper() and len(text) < 4:
+        return False  # "DVT", "CTA": abbreviations
+    if folded.endswith(endings) or folded.startswith(CLINICAL_STARTS):
+        return False
+    return not any(  # "LSPINE", "Chestwall": safe words run together
+        (at == 1 or lexicon.is_safe(folded[:at])) and lexicon.is_safe(folded[at:])
+        for at in range(1, len(folded) - 2)
+    )
+
+
+def _apply_context(text: str, tokens: list[Token], prose: bool, lexicon: Lexicon) -> None:
+    """Names the lists do not know, told by their neighbours: "SURNAME Given", a word before
+    "present" or "(wife)", beside a lone "*", or alone as a sentence in prose."""
+    count, ends = len(tokens), {".", ";", "!", "?"}
+    for index, token in enumerate(tokens):
+        before = text[tokens[index - 1].end if index else 0 : token.start]
+        nxt = tokens[index + 1] if index + 1 < count else None
+        after = text[token.end : nxt.start if nxt else len(text)]
+        maybe = token.name or _unknown_name(token, lexicon)
+        if (  # "GOIKOETXEA Enguerrand", "POPESCU Ty": DICOM writes the family name first
+            nxt is not None
+            and after == " "
+            and token.text.isupper()
+            and nxt.text.istitle()
+            and ((token.name and nxt.listed) or (maybe and _unknown_name(nxt, lexicon)))
+        ):
+            token.name = nxt.name = True
+        if not maybe:
+            continue
+        if nxt is not None and after in {" ", ", "} and nxt.text.islower():
+            third = tokens[index + 2].folded if index + 2 < count else None
+            context = nxt.folded in AFTER_NAME or (nxt.folded, third) == AT_BEDSIDE
+        else:
+            context = after == " (" and nxt is not None and nxt.folded in CUES
+        if context and (
+            token.name or token.listed or _unknown_name(token, lexicon, CLINICAL_ENDINGS)
+        ):
+            token.name = token.cued = True  # "Zimmerer present", "Maria (wife)"
+            _extend(text, tokens, index, -1, 2)
+        elif _LONE_STAR_BEFORE.search(before) or _LONE_STAR_AFTER.match(after):
+            token.name = True  # "* Jo", "TRELAWNEY * present"
+        elif (
+            prose
+            and not token.text.isupper()
+            and (index == 0 or before.rstrip()[-1:] in ends)
+            and (after.lstrip()[:1] in ends or not after)
+            and _unknown_name(token, lexicon, CLINICAL_ENDINGS)
+            and not token.english
+        ):
+            token.name = True  # "Aortic diameter 3.4 cm. Pryderi."
 
 
 def _is_prose(tokens: list[Token]) -> bool:
@@ -338,32 +383,17 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
     _apply_cues(text, tokens, lowercase_text)
     _apply_post_nominals(text, tokens)
     prose = _is_prose(tokens)
-    if prose:
-        for left, right in itertools.pairwise(tokens):
-            if (
-                left.listed
-                and right.listed
-                and left.text.istitle()
-                and right.text.istitle()
-                and _joined(text, left, right)
-                and not (left.folded in lexicon.english and right.folded in lexicon.english)
-            ):
-                left.name = right.name = True
     for left, right in itertools.pairwise(tokens) if prose else ():
-        # "Grace Featherstonehaugh": a listed word, then an unknown one, both in Title Case,
-        # in prose (a Title Case descriptor's rare word is a term: "Lung Nodulectomy").
-        if (
-            left.listed
-            and not right.folded.endswith(MEDICAL_SUFFIXES)
-            and left.text.istitle()
-            and right.text.istitle()
-            and not right.listed
-            and not right.safe
-            and len(right.text) >= 4
-            and left.folded not in NEVER_NAMES
-            and _joined(text, left, right)
-        ):
+        if not (left.listed and left.text.istitle() and right.text.istitle()):
+            continue
+        if right.listed:  # "Hope Cushing": two listed words, one of them not common English
+            pair = not (left.folded in lexicon.english and right.folded in lexicon.english)
+        else:  # "Grace Featherstonehaugh" (in a Title Case descriptor a rare word is a term)
+            pair = not right.safe and len(right.text) >= 4 and left.folded not in NEVER_NAMES
+            pair = pair and not right.folded.endswith(MEDICAL_SUFFIXES)
+        if pair and _joined(text, left, right):
             left.name = right.name = True
+    _apply_context(text, tokens, prose, lexicon)
     _spread(text, tokens)
     _drop_eponyms(text, tokens)
     for token in tokens:
@@ -391,6 +421,7 @@ def _drop_eponyms(text: str, tokens: list[Token]) -> None:
         run = tokens[index : end + 1]
         if (
             after < len(tokens)
+            and re.fullmatch(r"[ \t'’-]*", _gap(text, tokens[after - 1], tokens[after]))
             and tokens[after].folded in EPONYM_NOUNS
             and not any(t.cued for t in run)
         ):

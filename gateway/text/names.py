@@ -310,12 +310,12 @@ def _unknown_name(
         return False
     if token.listed:
         return True
-    if text.isupper() and len(text) < 4:
-        return False  # "DVT", "CTA": abbreviations
+    if (text.isupper() and len(text) < 4) or max(folded) > "\u024f":
+        return False  # "DVT", "CTA": abbreviations; Greek or Cyrillic words are all unknown
     if folded.endswith(endings) or folded.startswith(CLINICAL_STARTS):
         return False
     return not any(  # "LSPINE", "Chestwall": safe words run together
-        (at == 1 or lexicon.is_safe(folded[:at])) and lexicon.is_safe(folded[at:])
+        (at == 1 or folded[:at] in lexicon.safe) and folded[at:] in lexicon.safe
         for at in range(1, len(folded) - 2)
     )
 
@@ -325,6 +325,8 @@ def _apply_context(text: str, tokens: list[Token], prose: bool, lexicon: Lexicon
     "present" or "(wife)", beside a lone "*", or alone as a sentence in prose."""
     count, ends = len(tokens), {".", ";", "!", "?"}
     for index, token in enumerate(tokens):
+        if not token.name and (token.safe or not token.text[:1].isupper()):
+            continue
         before = text[tokens[index - 1].end if index else 0 : token.start]
         nxt = tokens[index + 1] if index + 1 < count else None
         after = text[token.end : nxt.start if nxt else len(text)]

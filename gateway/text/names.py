@@ -36,8 +36,9 @@ Context words (titles, cues, particles...) are in data/name_context.txt. Rules:
    ("Zimmerer present"); beside a lone "*", a name part the cleaner already cut ("* Jo"); alone
    as a sentence in prose ("3.4 cm. Pryderi."). An upper-case word and a Title Case word,
    both listed or unknown, are "SURNAME Given" ("GOIKOETXEA Enguerrand", "KIM Minjun").
-   Caseless scripts (Arabic, Hebrew, Devanagari, Thai) have no capitals to go by: there only
-   listed words and cues count.
+   Only Latin words can be "unknown": caseless scripts (Arabic, Hebrew, Devanagari, Thai) have
+   no capitals to go by and every Greek or Cyrillic word is unknown to the English vocabulary,
+   so there only listed words and cues count.
 Everything else (anatomy, sequence and English words that are also names somewhere) stays:
 in "HEAD WHITE MATTER" no word is a name, and "Rose Long" alone is two words.
 """

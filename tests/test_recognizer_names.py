@@ -116,3 +116,10 @@ def test_at_least_99_5_percent_of_clinical_descriptors_come_back_unchanged(
     values = [line for line in lines if line.strip() and not line.startswith("#")]
     changed = [v for v in values if recognizer.clean(v) != v]
     assert len(changed) <= len(values) * 0.005, changed
+
+
+@pytest.mark.parametrize(
+    "text", ["TE 90 ms Echo train 16", "TR 2000 ms Spin echo", "TI 150 ms Inversion"]
+)
+def test_milliseconds_are_not_a_title(text: str) -> None:
+    assert Recognizer().clean(text) == text

@@ -226,3 +226,15 @@ def test_a_postcode_after_a_town_is_reported_as_a_postcode(recognizer: Recognize
 )  # fmt: skip
 def test_clinical_text_with_numbers_is_no_address(recognizer: Recognizer, text: str) -> None:
     assert recognizer.find(text) == [], text
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("lives in Kingsmere", "lives in *"),
+        ("address *, Villabrea *", "address *"),
+        ("mail <alexey.*@web.de> today", "mail <*> today"),
+    ],
+)
+def test_places_and_mails_without_digits_or_around_a_cut(text: str, cleaned: str) -> None:
+    assert Recognizer().clean(text) == cleaned

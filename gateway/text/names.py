@@ -137,7 +137,8 @@ def _cue_gap(text: str, left: Token, right: Token) -> bool:
 
 
 def _is_title(token: Token) -> bool:
-    return (token.folded in TITLES and token.cap) or token.folded in {"dr", "mrs", "mr", "ms"}
+    """A title, capitalised or not ("dr smith"); lower-case "ms" is milliseconds."""
+    return (token.folded in TITLES and token.cap) or token.folded in {"dr", "mrs", "mr"}
 
 
 def _modality_not_title(text: str, tokens: list[Token], index: int) -> bool:

@@ -125,9 +125,7 @@ class Recognizer:
         candidates: list[tuple[int, int, str]] = []
         if _DIGIT.search(text) is not None:
             candidates.extend(find_dates(text))
-            candidates.extend(find_contacts(text))
-        elif "@" in text or "." in text:
-            candidates.extend(find_contacts(text))
+        candidates.extend(find_contacts(text))  # towns need no digit: "lives in Kingsmere"
         names = find_latin_names(text, lexicon, self._extra, self._site_safe)
         if not text.isascii():
             names.extend(find_cjk_names(text, lexicon))

@@ -298,38 +298,22 @@ def test_quarantine_messages_quote_no_planted_phi(run: Run) -> None:
 # --- no planted PHI survives, kind by kind ---------------------------------------------------
 
 
-# Open in issue 14 (measured 2026-12-04, 453 of 6,245 plants leaked, 1,416 without the
-# recognizer): bare 5-digit postcodes and town names, UK NI and Korean resident numbers,
-# IDs written without their letters, "14h35" times, login forms of the patient's name,
-# held-out names without context and two-letter surnames. The tests run and report every
-# leak by class; they are expected to fail until those classes are recognized.
-OPEN_LEAK_CLASSES = pytest.mark.xfail(
-    reason="issue 14 open: postcodes, towns, national IDs, login forms, held-out names",
-    strict=False,
-)
-
-
-@OPEN_LEAK_CLASSES
 def test_images_keep_no_planted_phi(run: Run) -> None:
     assert_no_leaks(run, "ct", "mr", "us")
 
 
-@OPEN_LEAK_CLASSES
 def test_sr_keeps_no_planted_phi(run: Run) -> None:
     assert_no_leaks(run, "sr")
 
 
-@OPEN_LEAK_CLASSES
 def test_rt_structure_sets_keep_no_planted_phi(run: Run) -> None:
     assert_no_leaks(run, "rtstruct")
 
 
-@OPEN_LEAK_CLASSES
 def test_presentation_states_keep_no_planted_phi(run: Run) -> None:
     assert_no_leaks(run, "gsps")
 
 
-@OPEN_LEAK_CLASSES
 def test_encapsulated_pdfs_keep_no_planted_phi(run: Run) -> None:
     assert_no_leaks(run, "pdf")
 

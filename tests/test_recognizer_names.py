@@ -123,3 +123,19 @@ def test_at_least_99_5_percent_of_clinical_descriptors_come_back_unchanged(
 )
 def test_milliseconds_are_not_a_title(text: str) -> None:
     assert Recognizer().clean(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("nodule 8 mm Vanterpool", "nodule 8 mm *"),
+        ("renal cyst Bosniak", "renal cyst Bosniak"),
+        ("fluid in Morison", "fluid in Morison"),
+        ("Brodie abscess.", "Brodie abscess."),
+        ("CT Abdomen Pelvis", "CT Abdomen Pelvis"),
+    ],
+)
+def test_an_unknown_word_ending_a_note_is_a_name_but_an_eponym_is_not(
+    text: str, cleaned: str
+) -> None:
+    assert Recognizer().clean(text) == cleaned

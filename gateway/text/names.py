@@ -34,8 +34,9 @@ Context words (titles, cues, particles...) are in data/name_context.txt. Rules:
    -ia, -ic, hepato-...) and not safe words run together ("LSPINE"): such a word, or a listed
    one, is a name before "present", "aware", "notified", "edit", "at bedside", "(wife)"
    ("Zimmerer present"); beside a lone "*", a name part the cleaner already cut ("* Jo"); alone
-   as a sentence in prose ("3.4 cm. Pryderi."). An upper-case word and a Title Case word,
-   both listed or unknown, are "SURNAME Given" ("GOIKOETXEA Enguerrand", "KIM Minjun").
+   as a sentence in prose ("3.4 cm. Pryderi."); ending a note after a lower-case word ("nodule
+   8 mm Vanterpool"; radiology eponyms are safe words: "fluid in Morison"). An upper-case word
+   and a Title Case word, both listed or unknown, are "SURNAME Given" ("KIM Minjun").
    Only Latin words can be "unknown": caseless scripts (Arabic, Hebrew, Devanagari, Thai) have
    no capitals to go by and every Greek or Cyrillic word is unknown to the English vocabulary,
    so there only listed words and cues count.
@@ -364,6 +365,10 @@ def _apply_context(text: str, tokens: list[Token], prose: bool, lexicon: Lexicon
             and not token.english
         ):
             token.name = True  # "Aortic diameter 3.4 cm. Pryderi."
+        elif index == count - 1 and index and tokens[index - 1].text.islower():
+            last = token.text.istitle() and len(token.text) >= 5 and not after.strip(" .")
+            if last and _unknown_name(token, lexicon, CLINICAL_ENDINGS) and not token.english:
+                token.name = True  # "nodule 8 mm Vanterpool": an unknown word ends a note
 
 
 def _is_prose(tokens: list[Token]) -> bool:

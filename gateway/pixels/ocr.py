@@ -436,7 +436,9 @@ def boxes_to_redact(
         raise ValueError(f"unknown pixel redaction mode {mode!r} (expected one of {MODES})")
     chosen: list[Box] = []
     for word in words:
-        if mode == "redact_all_text":
+        if not word.text.strip():  # found but not read: what it says is unknown
+            chosen.append(word.box)
+        elif mode == "redact_all_text":
             if not allow.allows(word.text):
                 chosen.append(word.box)
         elif identifies(word.text, identifiers, recognizer):

@@ -1,0 +1,130 @@
+"""Burned-in text on a frame: where it is (every time) and what it says (once per look).
+
+Two backends behind one contract (`missing()` names what is not installed, STYLE.md):
+- "fast": a learned text detector plus a classical OpenCV pass (detect.py) finds the lines,
+  one Tesseract kept alive per worker process reads each line (line_reader.py);
+- "tesseract": pytesseract over the whole frame (ocr.py), the fallback where the fast
+  backend's packages are missing.
+Both return `ocr.Word`s, so the redaction modes (`ocr.boxes_to_redact`) are the same.
+
+Multi-frame images repeat their annotations on every frame: `FrameMemory` remembers what
+each line crop was read as, by a hash of its pixels, so a cine loop's static text is read
+once; detection still runs on every frame, so text that appears mid-loop is found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gateway.pixels import detect, line_reader, ocr
+from gateway.pixels.regions import Box
+
+BACKENDS = ("fast", "tesseract")
+# A detected line's box is drawn in to its ink (pixels this far from the box's border grey),
+# then padded: the detector's boxes are generous, blanking should not be.
+INK_CONTRAST = 40
+INK_PAD_PX = 3
+
+
+def missing(backend: str) -> str | None:
+    """None when `backend` can run here, else what is missing and how to get it."""
+    if backend == "tesseract":
+        return ocr.is_available()
+    return detect.is_available() or line_reader.is_available()
+
+
+def chosen_backend() -> str:
+    """The fast backend where it is installed, else pytesseract."""
+    return "fast" if missing("fast") is None else "tesseract"
+
+
+def is_available() -> str | None:
+    """None when some backend can read burned-in text here."""
+    fast = missing("fast")
+    if fast is None:
+        return None
+    fallback = ocr.is_available()
+    return None if fallback is None else f"{fast}; or for the fallback: {fallback}"
+
+
+@dataclass
+class FrameMemory:
+    """What line crops of one instance were read as, by the hash of their pixels."""
+
+    readings: dict[bytes, ocr.Word] = field(default_factory=dict)
+    reused: int = 0  # lines not read again because an earlier frame showed the same pixels
+
+    def key(self, image: np.ndarray, box: Box) -> bytes:
+        height, width = image.shape[:2]
+        clipped = box.clipped(width, height)
+        crop = np.ascontiguousarray(image[clipped.y0 : clipped.y1, clipped.x0 : clipped.x1])
+        digest = hashlib.blake2b(crop.tobytes(), digest_size=16)
+        digest.update(np.asarray(crop.shape, dtype=np.int64).tobytes())
+        return digest.digest()
+
+
+def find_words(
+    image: np.ndarray,
+    colour: np.ndarray | None = None,
+    backend: str | None = None,
+    memory: FrameMemory | None = None,
+) -> list[ocr.Word]:
+    """Text on one frame: `image` is its 8-bit grey view (`frames.ocr_image`), `colour` the
+    8-bit RGB frame when it has one (yellow or red text stands out in colour)."""
+    backend = backend or chosen_backend()
+    if backend == "tesseract":
+        return ocr.detect_text(image)
+    boxes = [
+        _to_ink(image, box) for box in detect.detect_boxes(colour if colour is not None else image)
+    ]
+    if memory is None:
+        return line_reader.read_lines(image, boxes)
+    words: list[ocr.Word | None] = []
+    unread: list[tuple[int, Box, bytes]] = []
+    for box in boxes:
+        key = memory.key(image, box)
+        known = memory.readings.get(key)
+        if known is None:
+            unread.append((len(words), box, key))
+            words.append(None)
+        else:
+            memory.reused += 1
+            words.append(ocr.Word(box, known.text, known.confidence))
+    read = line_reader.read_lines(image, [box for _, box, _ in unread])
+    for (index, _, key), word in zip(unread, read, strict=True):
+        memory.readings[key] = word
+        words[index] = word
+    return [word for word in words if word is not None]
+
+
+def _to_ink(image: np.ndarray, box: Box) -> Box:
+    """`box` drawn in to the pixels that differ from its border's grey, then padded; kept
+    whole when its border is not one grey (text over speckle: all of it may be ink)."""
+    height, width = image.shape[:2]
+    inner = box.clipped(width, height)
+    crop = image[inner.y0 : inner.y1, inner.x0 : inner.x1].astype(np.int16)
+    if crop.shape[0] < 3 or crop.shape[1] < 3:
+        return box
+    border = np.concatenate([crop[0], crop[-1], crop[1:-1, 0], crop[1:-1, -1]])
+    grey = int(np.median(border))
+    if np.percentile(np.abs(border - grey), 90) > INK_CONTRAST // 2:
+        return box
+    rows, cols = np.nonzero(np.abs(crop - grey) > INK_CONTRAST)
+    if rows.size == 0:
+        return box
+    tight = Box(
+        inner.x0 + int(cols.min()), inner.y0 + int(rows.min()),
+        inner.x0 + int(cols.max()) + 1, inner.y0 + int(rows.max()) + 1, box.source, box.frame,
+    )  # fmt: skip
+    return tight.padded(INK_PAD_PX, width, height)
+
+
+def find_boxes(image: np.ndarray, colour: np.ndarray | None = None) -> list[Box]:
+    """Where text is on a frame, without reading it (the fast backend's detector; the
+    fallback reads, since Tesseract finds text only by reading it)."""
+    if chosen_backend() == "tesseract":
+        return [word.box for word in ocr.detect_text(image)]
+    return detect.detect_boxes(colour if colour is not None else image)

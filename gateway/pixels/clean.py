@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 
 from gateway.base.identifiers import Identifiers
 from gateway.pixels.anatomy import anatomy_mask, inside, outside_parts
+from gateway.pixels.cine import CineMemory
 from gateway.pixels.frames import PixelDecodeError, decode_frames, ocr_image, write_frames
 from gateway.pixels.ocr import AllowList, Word, boxes_to_redact
 from gateway.pixels.redact import (
@@ -56,12 +57,21 @@ class PixelReport:
     boxes: list[Box] = field(default_factory=list)
     overlays_removed: int = 0
     lines_reused: int = 0  # text lines of a multi-frame image not read again (same pixels)
+    frames_reused: int = 0  # frames that showed an earlier frame's screen (cine.py)
 
     @property
     def reasons(self) -> dict[str, int]:
+        """Boxes blanked by source, and (for the audit) the frames and text lines of a
+        multi-frame image that reused an earlier frame's result."""
         counts: dict[str, int] = {}
         for box in self.boxes:
             counts[box.source] = counts.get(box.source, 0) + 1
+        for name, count in (
+            ("frames-reused", self.frames_reused),
+            ("lines-reused", self.lines_reused),
+        ):
+            if count:
+                counts[name] = count
         return counts
 
 
@@ -97,10 +107,20 @@ def clean_pixels(
     blank_boxes(frames, boxes, fill)
     backend, memory = chosen_backend(), FrameMemory()
     picture = anatomy_mask(ds, frames.shape[1], frames.shape[2])
+    cine = CineMemory(picture)
     for index in range(len(frames)):
-        boxes += _clean_frame(frames, index, ds, fill, identifiers, config, allow, recognizer,
-                              backend, memory, boxes, picture)  # fmt: skip
-    report.lines_reused = memory.reused
+        probe = cine.probe(frames[index], ocr_image(frames[index], ds)) if len(frames) > 1 else None
+        earlier = cine.boxes_for(probe) if probe is not None else None
+        if earlier is not None:  # the same screen as an earlier frame, nothing new drawn
+            found = [_on_frame(box, index) for box in earlier]
+            blank_boxes(frames, found, fill)
+        else:
+            found = _clean_frame(frames, index, ds, fill, identifiers, config, allow,
+                                 recognizer, backend, memory, boxes, picture)  # fmt: skip
+            if probe is not None:
+                cine.remember(probe, found)
+        boxes += found
+    report.lines_reused, report.frames_reused = memory.reused, cine.reused
     report.boxes = boxes
     write_frames(ds, frames, config.encoding)
     ds.BurnedInAnnotation = "NO"

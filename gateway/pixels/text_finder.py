@@ -27,6 +27,8 @@ BACKENDS = ("fast", "tesseract")
 # then padded: the detector's boxes are generous, blanking should not be.
 INK_CONTRAST = 40
 INK_PAD_PX = 3
+CHROMA_TEXT = 100  # max - min of R, G, B where a stroke is drawn in a pure colour
+CHROMA_SHARE = 0.02  # share of a box's pixels in colour that makes it a coloured line
 
 
 def missing(backend: str) -> str | None:
@@ -80,6 +82,8 @@ def find_words(
     boxes = [
         _to_ink(image, box) for box in detect.detect_boxes(colour if colour is not None else image)
     ]
+    if colour is not None:
+        image = _coloured_text_as_grey(image, colour, boxes)
     if memory is None:
         return line_reader.read_lines(image, boxes)
     words: list[ocr.Word | None] = []
@@ -98,6 +102,22 @@ def find_words(
         memory.readings[key] = word
         words[index] = word
     return [word for word in words if word is not None]
+
+
+def _coloured_text_as_grey(image: np.ndarray, colour: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """The grey view, where a box holds coloured strokes (yellow, cyan, green annotations)
+    its chroma instead: over grey speckle or tissue, colour is the text's only contrast."""
+    wide = colour.astype(np.int16)
+    chroma = (wide.max(axis=2) - wide.min(axis=2)).astype(np.uint8)
+    out = image
+    height, width = image.shape[:2]
+    for box in boxes:
+        inner = box.clipped(width, height)
+        part = chroma[inner.y0 : inner.y1, inner.x0 : inner.x1]
+        if part.size and (part >= CHROMA_TEXT).mean() >= CHROMA_SHARE:
+            out = out.copy() if out is image else out
+            out[inner.y0 : inner.y1, inner.x0 : inner.x1] = part
+    return out
 
 
 def _to_ink(image: np.ndarray, box: Box) -> Box:

@@ -1,0 +1,67 @@
+"""Frames of a cine loop that show the same screen: cleaned once, the rest reuse the boxes.
+
+A 60-frame ultrasound loop repeats its patient banner, date and scale on every frame while
+the picture moves. When a frame's pixels outside the picture (anatomy.py) hash the same as
+an earlier frame's, its annotations are those of that frame: the same boxes are blanked
+without looking again. Text can still appear over the picture mid-loop (a measurement, a
+label): text is drawn bright or in pure colour, so a frame whose picture gains bright or
+coloured pixels that the earlier frame did not have near the same place is looked at in
+full, as is any frame whose screen changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gateway.pixels.anatomy import screen_hash
+from gateway.pixels.regions import Box
+
+BRIGHT = 220  # grey level of drawn text (white 255, yellow ~226 in the grey view)
+CHROMA = 100  # max - min of R, G, B of pure colours (yellow, cyan, green annotations)
+NEAR_PX = 2  # a bright pixel this close to one of the earlier frame's is not new
+NEW_TEXT_PIXELS = 24  # about one small character's strokes
+
+
+@dataclass
+class Probe:
+    """What is compared of one frame, taken before the frame is cleaned."""
+
+    screen: bytes
+    marks: np.ndarray  # bright or coloured pixels inside the picture
+
+
+@dataclass
+class _Seen:
+    boxes: list[Box]
+    near: np.ndarray  # the marks of that frame, grown by NEAR_PX
+
+
+@dataclass
+class CineMemory:
+    picture: np.ndarray
+    seen: dict[bytes, list[_Seen]] = field(default_factory=dict)
+    reused: int = 0
+
+    def probe(self, frame: np.ndarray, grey: np.ndarray) -> Probe:
+        marks = grey >= BRIGHT
+        if frame.ndim == 3:
+            wide = frame.astype(np.int32)
+            marks |= (wide.max(axis=2) - wide.min(axis=2)) >= CHROMA
+        return Probe(screen_hash(frame, self.picture), marks & self.picture)
+
+    def boxes_for(self, probe: Probe) -> list[Box] | None:
+        """The boxes of an earlier frame with this screen and no new marks, else None."""
+        for seen in self.seen.get(probe.screen, ()):
+            if int((probe.marks & ~seen.near).sum()) < NEW_TEXT_PIXELS:
+                self.reused += 1
+                return seen.boxes
+        return None
+
+    def remember(self, probe: Probe, boxes: list[Box]) -> None:
+        near = probe.marks.copy()
+        for dy in range(-NEAR_PX, NEAR_PX + 1):
+            for dx in range(-NEAR_PX, NEAR_PX + 1):
+                near |= np.roll(np.roll(probe.marks, dy, axis=0), dx, axis=1)
+        self.seen.setdefault(probe.screen, []).append(_Seen(boxes, near))

@@ -103,7 +103,15 @@ def test_shipped_config_loads_and_every_path_is_resolved(monkeypatch: pytest.Mon
                     "reid_public_key": REPO / "certs" / "reid-public.pem",
                 },
             }
-            | {"deid": {"profile": config.deid.profile, "pixel_rules": config.deid.pixel_rules}}
+            # Pixel cleaning is on in the shipped file (the high-risk set its pixel rules
+            # select), off in the built-in default (a site without OCR would not start).
+            | {
+                "deid": {
+                    "profile": config.deid.profile,
+                    "pixel_rules": config.deid.pixel_rules,
+                    "ocr": True,
+                }
+            }
             | {"storage_dir": REPO / "var"}
         ).model_dump()
     ), "the shipped file should spell out the built-in defaults"

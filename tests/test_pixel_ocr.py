@@ -345,7 +345,8 @@ def test_missing_allow_list_is_an_error(tmp_path: Path) -> None:
 
 def test_no_file_means_defaults_and_the_shipped_allow_list() -> None:
     config = load_pixel_config(None)
-    assert config.selection == Selection() and config.rules == []
+    assert config.selection == Selection(everything=True) and config.rules == []
+    assert config.selection.selects(dataset(Modality="CT", BurnedInAnnotation="NO"))
     assert config.mode == "redact_all_text"
     assert config.allowlist == CONF / "pixel_allowlist.yaml"
     assert config.allow_list().allows("R") and not config.allow_list().allows("SMITH")

@@ -72,10 +72,21 @@ CASES = [
     Case("us-rgb-white-on-black", "US", US, 480, 640, "RGB", 8, "DejaVuSans.ttf", 18, 255, 0),
     Case("us-rgb-gray-small", "US", US, 480, 640, "RGB", 8, "DejaVuSans.ttf", 14, 200, 20, RLE),
     Case("sc-mono2-bold", "OT", SC, 512, 512, "MONOCHROME2", 8, "DejaVuSans-Bold.ttf", 22, 240, 10),
-    Case("sc-mono2-dark-on-light", "OT", SC, 512, 512, "MONOCHROME2", 8, "DejaVuSans.ttf", 20,
-         15, 230, J2K),
-    Case("xa-12bit", "XA", XA, 512, 512, "MONOCHROME2", 16, "DejaVuSansMono.ttf", 18, 250, 30,
-         JLS),
+    Case(
+        "sc-mono2-dark-on-light",
+        "OT",
+        SC,
+        512,
+        512,
+        "MONOCHROME2",
+        8,
+        "DejaVuSans.ttf",
+        20,
+        15,
+        230,
+        J2K,
+    ),
+    Case("xa-12bit", "XA", XA, 512, 512, "MONOCHROME2", 16, "DejaVuSansMono.ttf", 18, 250, 30, JLS),
     Case("sc-mono1", "OT", SC, 400, 600, "MONOCHROME1", 8, "DejaVuSans.ttf", 20, 240, 20),
 ]
 
@@ -260,11 +271,13 @@ def test_real_ultrasound_comes_out_without_burned_in_text(name: str) -> None:
 
 
 def test_instances_outside_the_selection_pass_untouched() -> None:
+    """The shipped pixel rules narrow "every image" to the modalities that carry text."""
     path = TESTDATA / "CT_small.dcm"
     if not path.exists():
         pytest.skip("shared/testdata is not beside the project")
     before = dcmread(path).get_item("PixelData").value
-    outcome = process_instance(dcmread(path), _engine(), load_pixel_config(None))
+    shipped = load_pixel_config(Path(__file__).resolve().parents[1] / "conf" / "pixel_rules.yaml")
+    outcome = process_instance(dcmread(path), _engine(), shipped)
     assert isinstance(outcome, Clean)
     assert outcome.dataset.get_item("PixelData").value == before
     assert "BurnedInAnnotation" not in outcome.dataset
@@ -307,3 +320,18 @@ def test_anonymize_with_ocr_cleans_burned_in_text_of_a_folder(tmp_path: Path) ->
     cleaned = dcmread(output)
     assert cleaned.BurnedInAnnotation == "NO"
     assert _blank(case, decode_frames(cleaned)[0])[mask].mean() > 0.98
+
+
+def test_without_a_selection_every_image_is_looked_at_and_a_ct_annotation_goes() -> None:
+    """No pixel rules written: a CT with a name burned in (BurnedInAnnotation absent, as many
+    screen captures stored as CT are) is cleaned; the rest of the CT stays as it was."""
+    case = Case("ct-key-image", "CT", "1.2.840.10008.5.1.4.1.1.2", 512, 512, "MONOCHROME2", 8,
+                "DejaVuSans.ttf", 16, 250, 20)  # fmt: skip
+    pixels8, mask, _ = _render(case)
+    ds = _encoded_and_back(_instance(case, pixels8))
+    before = decode_frames(ds)[0].copy()
+    outcome = process_instance(ds, _engine(), load_pixel_config(None))
+    assert isinstance(outcome, Clean), getattr(outcome, "message", "")
+    after = decode_frames(_encoded_and_back(outcome.dataset))[0]
+    assert (_blank(case, after) & mask).sum() / mask.sum() > 0.99
+    assert (_changed(before, after) & ~mask).mean() < 0.05

@@ -75,10 +75,13 @@ def _uid_under(uid: str, roots: tuple[str, ...]) -> bool:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which instances get pixel cleaning. Any one criterion selects an instance.
+    """Which instances get pixel cleaning: every instance with pixel data (`everything`, the
+    default when no selection is written), or those any one written criterion selects.
 
-    Criteria widen, never narrow: a manufacturer or model pattern adds instances (a site
-    that knows a CT console burns in names), it does not exempt the default modalities.
+    Writing a selection narrows "everything" to the instances a site knows carry text (the
+    shipped pixel_rules.yaml: US, SC, XA, ES, OT, DOC, BurnedInAnnotation YES). Among the
+    criteria, each widens: a manufacturer or model pattern adds instances (a CT console that
+    burns in names), it does not exempt the listed modalities.
     """
 
     modalities: frozenset[str] = DEFAULT_MODALITIES
@@ -86,9 +89,12 @@ class Selection:
     burned_in_annotation_yes: bool = True
     manufacturers: tuple[re.Pattern[str], ...] = ()
     models: tuple[re.Pattern[str], ...] = ()
+    everything: bool = False
 
     def selects(self, ds: Dataset) -> bool:
         """True when `ds` must have its pixels cleaned."""
+        if self.everything:
+            return True
         if _text(ds, "Modality").upper() in self.modalities:
             return True
         if _uid_under(_text(ds, "SOPClassUID"), self.sop_class_prefixes):
@@ -158,7 +164,7 @@ def _clip(value: int, limit: int) -> int:
 class PixelConfig:
     """The pixel stage's settings, validated; see conf/pixel_rules.yaml for each key."""
 
-    selection: Selection = field(default_factory=Selection)
+    selection: Selection = field(default_factory=lambda: Selection(everything=True))
     mode: str = "redact_all_text"
     us_outside_regions: bool = False
     overlays: str = "remove"
@@ -310,13 +316,17 @@ class _PixelRulesFile(_Schema):
     rules: list[_RuleFile] | None = None
 
     def pixel_config(self) -> PixelConfig:
-        chosen = self.selection or _SelectionFile()
-        selection = Selection(
-            chosen.modalities,
-            chosen.sop_classes,
-            chosen.burned_in_annotation,
-            chosen.manufacturers,
-            chosen.models,
+        chosen = self.selection
+        selection = (
+            Selection(everything=True)
+            if chosen is None
+            else Selection(
+                chosen.modalities,
+                chosen.sop_classes,
+                chosen.burned_in_annotation,
+                chosen.manufacturers,
+                chosen.models,
+            )
         )
         rules = [rule.rule() for rule in self.rules or []]
         return PixelConfig(
@@ -329,8 +339,8 @@ class _PixelRulesFile(_Schema):
 
 
 def load_pixel_config(path: str | os.PathLike[str] | None) -> PixelConfig:
-    """Load and check `conf/pixel_rules.yaml`; None gives the defaults with the shipped
-    allow list, or an empty one where it is not installed (every word is then blanked in
+    """Load and check `conf/pixel_rules.yaml`; None gives the defaults (every instance with
+    pixel data is selected) with the shipped allow list, or an empty one where it is not installed (every word is then blanked in
     redact_all_text mode: fail closed).
 
     Raises PixelConfigError listing every problem, each `FILE: 'dotted.key': reason`; the

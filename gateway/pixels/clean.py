@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 # Reading passes per frame before the pixel verify (redaction can expose more text).
 MAX_OCR_PASSES = 3
 PICTURE_CONFIDENCE = 50.0  # a reading inside the picture this sure is text, not texture
+SAME_BOX = 0.7
 RING_PX = 2  # the ring around a blanked box whose grey fills it in the next look
 
 # PS3.16 CID 7050: Clean Pixel Data Option.
@@ -153,6 +154,7 @@ def _clean_frame(
     colour = frames.ndim == 4 and frames.dtype == np.uint8
     here = [box for box in ruled if box.frame in (None, index)]
     blanked: list[Box] = []
+    kept_before: list[Box] = []
     for _ in range(MAX_OCR_PASSES + 1):
         image = _unboxed(ocr_image(frames[index], ds), here + blanked)
         rgb = _unboxed(frames[index], here + blanked) if colour else None
@@ -163,6 +165,10 @@ def _clean_frame(
             else:  # texture inside the picture; its ends outside it are blanked unread
                 words += [Word(part, "", 0.0) for part in outside_parts(picture, word.box)]
         chosen = boxes_to_redact(words, config.mode, allow, identifiers, recognizer)
+        # A line an earlier look read and kept ("R", "7.5 MHz") is not read anew into
+        # something else because the detector drew its box a pixel wider this time.
+        chosen = [box for box in chosen if not any(_same_box(box, k) for k in kept_before)]
+        kept_before += [word.box for word in words if word.box not in chosen and word.text]
         blank_boxes(frames, [_on_frame(box, index) for box in chosen], fill)
         blanked += [_on_frame(box, index) for box in chosen]
         if not chosen:
@@ -173,6 +179,13 @@ def _clean_frame(
     if any(_identifying(text, identifiers) for text in kept):
         raise PixelError("an identifying value is still readable after redaction")
     return blanked
+
+
+def _same_box(a: Box, b: Box) -> bool:
+    """Boxes of one line on two looks: they overlap by SAME_BOX of the larger one."""
+    width = min(a.x1, b.x1) - max(a.x0, b.x0)
+    height = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return width > 0 and height > 0 and width * height >= SAME_BOX * max(a.area(), b.area())
 
 
 def _read_as_text(word: Word) -> bool:

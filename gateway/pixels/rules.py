@@ -340,8 +340,8 @@ class _PixelRulesFile(_Schema):
 
 def load_pixel_config(path: str | os.PathLike[str] | None) -> PixelConfig:
     """Load and check `conf/pixel_rules.yaml`; None gives the defaults (every instance with
-    pixel data is selected) with the shipped allow list, or an empty one where it is not installed (every word is then blanked in
-    redact_all_text mode: fail closed).
+    pixel data is selected) with the shipped allow list, or an empty one where it is not
+    installed (every word is then blanked in redact_all_text mode: fail closed).
 
     Raises PixelConfigError listing every problem, each `FILE: 'dotted.key': reason`; the
     allow list's problems are included.

@@ -11,6 +11,7 @@ full, as is any frame whose screen changed.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,18 +44,39 @@ class CineMemory:
     picture: np.ndarray
     seen: dict[bytes, list[_Seen]] = field(default_factory=dict)
     reused: int = 0
+    _box: tuple[int, int, int, int] = (0, 0, 0, 0)  # the picture's bounding rows and columns
+    _rectangle: bool = False
+
+    def __post_init__(self) -> None:
+        rows, columns = (
+            np.nonzero(self.picture.any(axis=1))[0],
+            np.nonzero(self.picture.any(axis=0))[0],
+        )
+        if rows.size:
+            self._box = (int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1)
+            y0, y1, x0, x1 = self._box
+            self._rectangle = bool(self.picture[y0:y1, x0:x1].all())
 
     def probe(self, frame: np.ndarray, grey: np.ndarray) -> Probe:
-        marks = grey >= BRIGHT
+        """The frame's screen hash and the marks in its picture (its bounding box)."""
+        y0, y1, x0, x1 = self._box
+        if self._rectangle:  # the common case: four strips, no mask copy of the frame
+            digest = hashlib.blake2b(digest_size=16)
+            for strip in (frame[:y0], frame[y1:], frame[y0:y1, :x0], frame[y0:y1, x1:]):
+                digest.update(np.ascontiguousarray(strip).tobytes())
+            screen = digest.digest()
+        else:
+            screen = screen_hash(frame, self.picture)
+        marks = grey[y0:y1, x0:x1] >= BRIGHT
         if frame.ndim == 3:
-            wide = frame.astype(np.int32)
-            marks |= (wide.max(axis=2) - wide.min(axis=2)) >= CHROMA
-        return Probe(screen_hash(frame, self.picture), marks & self.picture)
+            crop = frame[y0:y1, x0:x1].astype(np.int16)
+            marks |= (crop.max(axis=2) - crop.min(axis=2)) >= CHROMA
+        return Probe(screen, marks & self.picture[y0:y1, x0:x1])
 
     def boxes_for(self, probe: Probe) -> list[Box] | None:
         """The boxes of an earlier frame with this screen and no new marks, else None."""
         for seen in self.seen.get(probe.screen, ()):
-            if int((probe.marks & ~seen.near).sum()) < NEW_TEXT_PIXELS:
+            if int(np.count_nonzero(probe.marks & ~seen.near)) < NEW_TEXT_PIXELS:
                 self.reused += 1
                 return seen.boxes
         return None

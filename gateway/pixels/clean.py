@@ -145,8 +145,9 @@ def _clean_frame(
 ) -> list[Box]:
     """Read, blank, read again (blanking one word can make a neighbour legible) until a
     look finds nothing more to blank or MAX_OCR_PASSES + 1 looks were taken (what the last
-    finds is blanked too); the last look is the pixel verify: none of the instance's
-    identifying values may be readable in what it leaves.
+    finds is blanked too). Looks after the first see only the neighbourhoods of what the
+    previous one blanked: nothing else changed. The looks are the pixel verify: none of
+    the instance's identifying values may be readable in what they leave.
 
     Each look sees the blanked boxes filled with the grey around them, not black: the
     edge of a black box on a light screen would itself look like text ("|").
@@ -155,11 +156,13 @@ def _clean_frame(
     here = [box for box in ruled if box.frame in (None, index)]
     blanked: list[Box] = []
     kept_before: list[Box] = []
+    kept_texts: list[str] = []
+    near: list[Box] | None = None  # the first look sees the whole frame
     for _ in range(MAX_OCR_PASSES + 1):
         image = _unboxed(ocr_image(frames[index], ds), here + blanked)
         rgb = _unboxed(frames[index], here + blanked) if colour else None
         words = []
-        for word in find_words(image, rgb, backend, memory):
+        for word in find_words(image, rgb, backend, memory, near):
             if not inside(picture, word.box) or _read_as_text(word):
                 words.append(word)
             else:  # texture inside the picture; its ends outside it are blanked unread
@@ -168,15 +171,19 @@ def _clean_frame(
         # A line an earlier look read and kept ("R", "7.5 MHz") is not read anew into
         # something else because the detector drew its box a pixel wider this time.
         chosen = [box for box in chosen if not any(_same_box(box, k) for k in kept_before)]
-        kept_before += [word.box for word in words if word.box not in chosen and word.text]
+        kept = [word for word in words if word.box not in chosen]
+        kept_before += [word.box for word in kept if word.text]
+        kept_texts += [word.text.strip() for word in kept]
         blank_boxes(frames, [_on_frame(box, index) for box in chosen], fill)
         blanked += [_on_frame(box, index) for box in chosen]
         if not chosen:
             break
-    # The last look is the verify: what it leaves (allowed, or not identifying in
+        # Blanking changed the frame only in those boxes: the next look (and the verify)
+        # looks around them; the fallback backend reads whole frames only.
+        near = chosen if backend == "fast" else None
+    # The looks are the verify: what they left (allowed, or not identifying in
     # redact_identifiers mode) must hold none of the instance's identifying values.
-    kept = [word.text.strip() for word in words if word.box not in chosen]
-    if any(_identifying(text, identifiers) for text in kept):
+    if any(_identifying(text, identifiers) for text in kept_texts):
         raise PixelError("an identifying value is still readable after redaction")
     return blanked
 

@@ -27,6 +27,7 @@ BACKENDS = ("fast", "tesseract")
 # then padded: the detector's boxes are generous, blanking should not be.
 INK_CONTRAST = 40
 INK_PAD_PX = 3
+NEAR_PX = 32  # the neighbourhood of a blanked box looked at again (a line height or two)
 CHROMA_TEXT = 100  # max - min of R, G, B where a stroke is drawn in a pure colour
 CHROMA_SHARE = 0.02  # share of a box's pixels in colour that makes it a coloured line
 
@@ -73,15 +74,18 @@ def find_words(
     colour: np.ndarray | None = None,
     backend: str | None = None,
     memory: FrameMemory | None = None,
+    near: list[Box] | None = None,
 ) -> list[ocr.Word]:
     """Text on one frame: `image` is its 8-bit grey view (`frames.ocr_image`), `colour` the
-    8-bit RGB frame when it has one (yellow or red text stands out in colour)."""
+    8-bit RGB frame when it has one (yellow or red text stands out in colour). With `near`
+    (the fast backend), only the neighbourhoods of those boxes are looked at: after blanking
+    them, that is the only place where the frame changed."""
     backend = backend or chosen_backend()
     if backend == "tesseract":
         return ocr.detect_text(image)
-    boxes = [
-        _to_ink(image, box) for box in detect.detect_boxes(colour if colour is not None else image)
-    ]
+    source = colour if colour is not None else image
+    found = detect.detect_boxes(source) if near is None else _detect_near(source, near)
+    boxes = [_to_ink(image, box) for box in found]
     if colour is not None:
         image = _coloured_text_as_grey(image, colour, boxes)
     if memory is None:
@@ -102,6 +106,36 @@ def find_words(
         memory.readings[key] = word
         words[index] = word
     return [word for word in words if word is not None]
+
+
+def _detect_near(image: np.ndarray, near: list[Box]) -> list[Box]:
+    """Detection in the neighbourhood of each box (NEAR_PX around it), crops merged."""
+    height, width = image.shape[:2]
+    areas: list[Box] = []
+    for box in near:
+        area = box.padded(NEAR_PX, width, height)
+        for index, other in enumerate(areas):
+            if (
+                area.x0 < other.x1
+                and other.x0 < area.x1
+                and area.y0 < other.y1
+                and other.y0 < area.y1
+            ):
+                areas[index] = _union(area, other)
+                break
+        else:
+            areas.append(area)
+    out: list[Box] = []
+    for area in areas:
+        crop = np.ascontiguousarray(image[area.y0 : area.y1, area.x0 : area.x1])
+        for box in detect.detect_boxes(crop):
+            out.append(Box(box.x0 + area.x0, box.y0 + area.y0, box.x1 + area.x0,
+                           box.y1 + area.y0, box.source, box.frame))  # fmt: skip
+    return out
+
+
+def _union(a: Box, b: Box) -> Box:
+    return Box(min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1), a.source)
 
 
 def _coloured_text_as_grey(image: np.ndarray, colour: np.ndarray, boxes: list[Box]) -> np.ndarray:

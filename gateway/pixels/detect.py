@@ -71,6 +71,10 @@ MAX_RING_EDGES = 0.25  # share of edge pixels in that ring: above it is speckle,
 MIN_MIDDLE_EDGES = 0.2
 
 PAD_PX = 2  # anti-aliased edges lie just outside the detected regions
+# DBNet looks at the places the classical pass could not settle, this much around each (a
+# line or two of context), or at the whole frame when those cover more than this share.
+LOOK_PAD_PX = 32
+WHOLE_FRAME_SHARE = 0.5
 # Boxes of one line merge across a word space up to this many times the line height.
 WORD_SPACE_FACTOR = 1.0
 
@@ -149,9 +153,17 @@ def detect_boxes(image: np.ndarray) -> list[Box]:
     height, width = image.shape[:2]
     if height == 0 or width == 0:
         return []
-    found, must_look = _classical_boxes(image)
-    if must_look:
+    found, look_at = _classical_boxes(image)
+    areas = _areas([box.padded(LOOK_PAD_PX, width, height) for box in look_at])
+    if sum(area.area() for area in areas) > WHOLE_FRAME_SHARE * width * height:
         found += _dbnet_boxes(image)
+    else:  # DBNet only where the classical pass saw something it could not settle
+        for area in areas:
+            crop = np.ascontiguousarray(image[area.y0 : area.y1, area.x0 : area.x1])
+            found += [
+                Box(b.x0 + area.x0, b.y0 + area.y0, b.x1 + area.x0, b.y1 + area.y0, SOURCE)
+                for b in _dbnet_boxes(crop)
+            ]
     return _merge(found, width, height)
 
 
@@ -213,8 +225,8 @@ def _text_sized(stats: np.ndarray) -> np.ndarray:
     return (h >= MIN_TEXT_HEIGHT) & (h <= MAX_TEXT_HEIGHT) & (w >= 2) & (w <= MAX_ASPECT * h)
 
 
-def _classical_boxes(image: np.ndarray) -> tuple[list[Box], bool]:
-    """Text-like edge components on a quiet background, and whether DBNet must look.
+def _classical_boxes(image: np.ndarray) -> tuple[list[Box], list[Box]]:
+    """Text-like edge components on a quiet background, and where DBNet must look.
 
     Text-like: text-sized, with edges across the middle rows (thin strokes). Kept when few
     edge pixels lie in the ring around it: a glyph on a flat background passes, a blob of
@@ -234,7 +246,7 @@ def _classical_boxes(image: np.ndarray) -> tuple[list[Box], bool]:
     candidates = stats[_text_sized(stats) & stroke_like]
     # Taller with edges across its middle: lines closer than ~3 px joined into one block,
     # or a textured region (speckle) that text may be drawn over. DBNet looks at both.
-    must_look = bool(((stats[:, 3] > MAX_TEXT_HEIGHT) & stroke_like).any())
+    look_at = _stat_boxes(stats[(stats[:, 3] > MAX_TEXT_HEIGHT) & stroke_like])
     height, width = mask.shape
 
     def count(x0: int, y0: int, x1: int, y1: int) -> int:
@@ -249,16 +261,35 @@ def _classical_boxes(image: np.ndarray) -> tuple[list[Box], bool]:
         if ring_area > 0 and ring_edges <= MAX_RING_EDGES * ring_area:
             boxes.append(Box(x, y, x + w, y + h, SOURCE))
         else:
-            must_look = True
-    if not must_look:
-        strong = (edges >= STRONG_EDGE_THRESH).astype(np.uint8)
-        for box in boxes:  # what was kept is covered already
-            strong[box.y0 : box.y1, box.x0 : box.x1] = 0
-        strong_stats = _components(strong)
-        # One noisy pixel makes a 5 px edge blob; a bright glyph over texture is taller.
-        tall = _text_sized(strong_stats) & (strong_stats[:, 3] > MIN_TEXT_HEIGHT + 1)
-        must_look = bool((tall & _stroke_like(strong_stats, cv2.integral(strong))).any())
-    return boxes, must_look
+            look_at.append(Box(x, y, x + w, y + h, SOURCE))
+    strong = (edges >= STRONG_EDGE_THRESH).astype(np.uint8)
+    for box in boxes:  # what was kept is covered already
+        strong[box.y0 : box.y1, box.x0 : box.x1] = 0
+    strong_stats = _components(strong)
+    # One noisy pixel makes a 5 px edge blob; a bright glyph over texture is taller.
+    tall = _text_sized(strong_stats) & (strong_stats[:, 3] > MIN_TEXT_HEIGHT + 1)
+    look_at += _stat_boxes(strong_stats[tall & _stroke_like(strong_stats, cv2.integral(strong))])
+    return boxes, look_at
+
+
+def _areas(boxes: list[Box]) -> list[Box]:
+    """Overlapping boxes joined into one, until none overlap."""
+    areas: list[Box] = []
+    for box in boxes:
+        while True:
+            hit = next((a for a in areas if a.x0 < box.x1 and box.x0 < a.x1
+                        and a.y0 < box.y1 and box.y0 < a.y1), None)  # fmt: skip
+            if hit is None:
+                break
+            areas.remove(hit)
+            box = hit.union(box)
+        areas.append(box)
+    return areas
+
+
+def _stat_boxes(stats: np.ndarray) -> list[Box]:
+    """Boxes of connected-component statistics rows (x, y, w, h, area)."""
+    return [Box(x, y, x + w, y + h, SOURCE) for x, y, w, h, _ in stats.tolist()]
 
 
 def _stroke_like(stats: np.ndarray, integral: np.ndarray) -> np.ndarray:

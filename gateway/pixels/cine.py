@@ -18,6 +18,7 @@ import numpy as np
 
 from gateway.pixels.anatomy import screen_hash
 from gateway.pixels.regions import Box
+from gateway.pixels.text_finder import chroma
 
 BRIGHT = 220  # grey level of drawn text (white 255, yellow ~226 in the grey view)
 CHROMA = 100  # max - min of R, G, B of pure colours (yellow, cyan, green annotations)
@@ -57,8 +58,9 @@ class CineMemory:
             y0, y1, x0, x1 = self._box
             self._rectangle = bool(self.picture[y0:y1, x0:x1].all())
 
-    def probe(self, frame: np.ndarray, grey: np.ndarray) -> Probe:
-        """The frame's screen hash and the marks in its picture (its bounding box)."""
+    def probe(self, frame: np.ndarray, grey: np.ndarray | None) -> Probe:
+        """The frame's screen hash and the marks in its picture (its bounding box); `grey`,
+        the grey view, is needed for monochrome frames only."""
         y0, y1, x0, x1 = self._box
         if self._rectangle:  # the common case: four strips, no mask copy of the frame
             digest = hashlib.blake2b(digest_size=16)
@@ -67,10 +69,13 @@ class CineMemory:
             screen = digest.digest()
         else:
             screen = screen_hash(frame, self.picture)
-        marks = grey[y0:y1, x0:x1] >= BRIGHT
-        if frame.ndim == 3:
-            crop = frame[y0:y1, x0:x1].astype(np.int16)
-            marks |= (crop.max(axis=2) - crop.min(axis=2)) >= CHROMA
+        if frame.ndim == 3 and frame.dtype == np.uint8:
+            crop = frame[y0:y1, x0:x1]
+            bright = np.maximum(crop[..., 0], crop[..., 1]) >= BRIGHT
+            marks = bright | (chroma(crop) >= CHROMA)  # white, yellow; or any pure colour
+        else:
+            assert grey is not None
+            marks = grey[y0:y1, x0:x1] >= BRIGHT
         return Probe(screen, marks & self.picture[y0:y1, x0:x1])
 
     def boxes_for(self, probe: Probe) -> list[Box] | None:

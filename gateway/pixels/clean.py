@@ -110,7 +110,10 @@ def clean_pixels(
     picture = anatomy_mask(ds, frames.shape[1], frames.shape[2])
     cine = CineMemory(picture)
     for index in range(len(frames)):
-        probe = cine.probe(frames[index], ocr_image(frames[index], ds)) if len(frames) > 1 else None
+        probe = None
+        if len(frames) > 1:
+            rgb8 = frames.ndim == 4 and frames.dtype == np.uint8
+            probe = cine.probe(frames[index], None if rgb8 else ocr_image(frames[index], ds))
         earlier = cine.boxes_for(probe) if probe is not None else None
         if earlier is not None:  # the same screen as an earlier frame, nothing new drawn
             found = [_on_frame(box, index) for box in earlier]
@@ -158,9 +161,13 @@ def _clean_frame(
     kept_before: list[Box] = []
     kept_texts: list[str] = []
     near: list[Box] | None = None  # the first look sees the whole frame
+    # The views of the frame before this frame's blanking: each look fills what was blanked
+    # with the grey around it, which is what the view of the blanked frame would show.
+    grey = _unboxed(ocr_image(frames[index], ds), here)
+    original = _unboxed(frames[index], here) if colour else None
     for _ in range(MAX_OCR_PASSES + 1):
-        image = _unboxed(ocr_image(frames[index], ds), here + blanked)
-        rgb = _unboxed(frames[index], here + blanked) if colour else None
+        image = _unboxed(grey, blanked)
+        rgb = _unboxed(original, blanked) if original is not None else None
         words = []
         for word in find_words(image, rgb, backend, memory, near):
             if not inside(picture, word.box) or _read_as_text(word):

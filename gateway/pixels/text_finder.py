@@ -138,17 +138,25 @@ def _union(a: Box, b: Box) -> Box:
     return Box(min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1), a.source)
 
 
+def chroma(rgb: np.ndarray) -> np.ndarray:
+    """max - min of R, G, B per pixel (uint8): 0 for greys, high for pure colours. Channel
+    by channel, which is several times faster than a reduction over the last axis."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+
+
 def _coloured_text_as_grey(image: np.ndarray, colour: np.ndarray, boxes: list[Box]) -> np.ndarray:
     """The grey view, where a box holds coloured strokes (yellow, cyan, green annotations)
     its chroma instead: over grey speckle or tissue, colour is the text's only contrast."""
-    wide = colour.astype(np.int16)
-    chroma = (wide.max(axis=2) - wide.min(axis=2)).astype(np.uint8)
     out = image
     height, width = image.shape[:2]
     for box in boxes:
         inner = box.clipped(width, height)
-        part = chroma[inner.y0 : inner.y1, inner.x0 : inner.x1]
-        if part.size and (part >= CHROMA_TEXT).mean() >= CHROMA_SHARE:
+        crop = colour[inner.y0 : inner.y1, inner.x0 : inner.x1]
+        if not crop.size:
+            continue
+        part = chroma(crop)
+        if (part >= CHROMA_TEXT).mean() >= CHROMA_SHARE:
             out = out.copy() if out is image else out
             out[inner.y0 : inner.y1, inner.x0 : inner.x1] = part
     return out

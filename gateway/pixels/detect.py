@@ -71,6 +71,10 @@ MAX_RING_EDGES = 0.25  # share of edge pixels in that ring: above it is speckle,
 MIN_MIDDLE_EDGES = 0.2
 
 PAD_PX = 2  # anti-aliased edges lie just outside the detected regions
+# A strong edge is a glyph's when one of its sides is thin: eroding that side by this many
+# px leaves at most this share of it (strokes of 7-24 px text are 1-4 px wide).
+STROKE_ERODE = 2
+SOLID_SHARE = 0.15
 # DBNet looks at the places the classical pass could not settle, this much around each (a
 # line or two of context), or at the whole frame when those cover more than this share.
 LOOK_PAD_PX = 32
@@ -268,8 +272,30 @@ def _classical_boxes(image: np.ndarray) -> tuple[list[Box], list[Box]]:
     strong_stats = _components(strong)
     # One noisy pixel makes a 5 px edge blob; a bright glyph over texture is taller.
     tall = _text_sized(strong_stats) & (strong_stats[:, 3] > MIN_TEXT_HEIGHT + 1)
-    look_at += _stat_boxes(strong_stats[tall & _stroke_like(strong_stats, cv2.integral(strong))])
+    strong_boxes = _stat_boxes(
+        strong_stats[tall & _stroke_like(strong_stats, cv2.integral(strong))]
+    )
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    look_at += [box for box in strong_boxes if _thin_strokes(grey, box)]
     return boxes, look_at
+
+
+def _thin_strokes(grey: np.ndarray, box: Box) -> bool:
+    """Whether the bright or the dark side of a strong edge is drawn in thin strokes, as
+    glyphs are, rather than being a solid area (a body outline, bone against fat): the side
+    left after an erosion of STROKE_ERODE px is small."""
+    import cv2
+
+    height, width = grey.shape
+    area = box.padded(RING_PX, width, height)
+    crop = grey[area.y0 : area.y1, area.x0 : area.x1]
+    middle = (int(crop.min()) + int(crop.max())) // 2
+    kernel = np.ones((2 * STROKE_ERODE + 1, 2 * STROKE_ERODE + 1), np.uint8)
+    for side in (crop > middle, crop <= middle):
+        drawn = int(side.sum())
+        if drawn and cv2.erode(side.astype(np.uint8), kernel).sum() <= SOLID_SHARE * drawn:
+            return True
+    return False
 
 
 def _areas(boxes: list[Box]) -> list[Box]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gateway.pixels.box_merge import MAX_TEXT_HEIGHT, areas, merge, overlap
 from gateway.pixels.regions import Box
 
 if TYPE_CHECKING:
@@ -58,7 +59,6 @@ EDGE_THRESH = 40
 STRONG_EDGE_THRESH = 120
 CLOSE_WIDTH = 7  # joins the glyphs of a word (gaps of 1-4 px at 7-24 px text)
 MIN_TEXT_HEIGHT = 5  # a 7 px "0" has a ~5 px cap; its gradient is ~7 px tall
-MAX_TEXT_HEIGHT = 32  # a 24 px line with ascenders and descenders, plus the gradient's 2 px
 # Straight edges at least this long (banner rims, table tops) are not text; removed before
 # the components are formed, so that text touching a rim is not joined to it. Shorter runs
 # stay: the bottom edge of a line of digits runs unbroken for 50+ px.
@@ -70,17 +70,19 @@ MAX_RING_EDGES = 0.25  # share of edge pixels in that ring: above it is speckle,
 # blob (a vertebra, a table top) has edges only at its rim.
 MIN_MIDDLE_EDGES = 0.2
 
-PAD_PX = 2  # anti-aliased edges lie just outside the detected regions
 # A strong edge is a glyph's when one of its sides is thin: eroding that side by this many
 # px leaves at most this share of it (strokes of 7-24 px text are 1-4 px wide).
 STROKE_ERODE = 2
 SOLID_SHARE = 0.15
+# Near-white text over texture: pixels this bright, in components at least this tall and at
+# most this full (a line of glyphs after the horizontal close is about half ink).
+BRIGHT_GLYPH = 225
+MIN_GLYPH_HEIGHT = 7
+MAX_GLYPH_FILL = 0.8
 # DBNet looks at the places the classical pass could not settle, this much around each (a
 # line or two of context), or at the whole frame when those cover more than this share.
 LOOK_PAD_PX = 32
 WHOLE_FRAME_SHARE = 0.5
-# Boxes of one line merge across a word space up to this many times the line height.
-WORD_SPACE_FACTOR = 1.0
 
 _session: onnxruntime.InferenceSession | None = None
 _session_lock = threading.Lock()
@@ -158,17 +160,19 @@ def detect_boxes(image: np.ndarray) -> list[Box]:
     if height == 0 or width == 0:
         return []
     found, look_at = _classical_boxes(image)
-    areas = _areas([box.padded(LOOK_PAD_PX, width, height) for box in look_at])
-    if sum(area.area() for area in areas) > WHOLE_FRAME_SHARE * width * height:
+    places = areas([box.padded(LOOK_PAD_PX, width, height) for box in look_at])
+    if sum(place.area() for place in places) > WHOLE_FRAME_SHARE * width * height:
         found += _dbnet_boxes(image)
     else:  # DBNet only where the classical pass saw something it could not settle
-        for area in areas:
+        for area in places:
             crop = np.ascontiguousarray(image[area.y0 : area.y1, area.x0 : area.x1])
             found += [
                 Box(b.x0 + area.x0, b.y0 + area.y0, b.x1 + area.x0, b.y1 + area.y0, SOURCE)
                 for b in _dbnet_boxes(crop)
             ]
-    return _merge(found, width, height)
+    # Near-white glyphs the passes above missed (where they found text, their boxes stand).
+    found += [b for b in _bright_glyphs(image) if not any(overlap(b, f) for f in found)]
+    return merge(found, width, height)
 
 
 # --- the classical pass ----------------------------------------------------------------
@@ -280,6 +284,25 @@ def _classical_boxes(image: np.ndarray) -> tuple[list[Box], list[Box]]:
     return boxes, look_at
 
 
+def _bright_glyphs(image: np.ndarray) -> list[Box]:
+    """Text drawn near white over a busy picture ("LIVER" over ultrasound speckle), which
+    both passes above can miss: the brightest pixels, joined along a line, in components of
+    a glyph's height and with a glyph's share of ink (speckle's bright dots are smaller,
+    a bright reflector is solid)."""
+    import cv2
+
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    bright = (grey >= BRIGHT_GLYPH).astype(np.uint8)
+    if int(bright.sum()) < MIN_TEXT_HEIGHT * MIN_TEXT_HEIGHT:
+        return []
+    closed = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((1, CLOSE_WIDTH), np.uint8))
+    _, _, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
+    stats = stats[1:]
+    fill = stats[:, 4] / np.maximum(stats[:, 2] * stats[:, 3], 1)
+    glyphs = _text_sized(stats) & (stats[:, 3] >= MIN_GLYPH_HEIGHT) & (fill <= MAX_GLYPH_FILL)
+    return _stat_boxes(stats[glyphs])
+
+
 def _thin_strokes(grey: np.ndarray, box: Box) -> bool:
     """Whether the bright or the dark side of a strong edge is drawn in thin strokes, as
     glyphs are, rather than being a solid area (a body outline, bone against fat): the side
@@ -296,21 +319,6 @@ def _thin_strokes(grey: np.ndarray, box: Box) -> bool:
         if drawn and cv2.erode(side.astype(np.uint8), kernel).sum() <= SOLID_SHARE * drawn:
             return True
     return False
-
-
-def _areas(boxes: list[Box]) -> list[Box]:
-    """Overlapping boxes joined into one, until none overlap."""
-    areas: list[Box] = []
-    for box in boxes:
-        while True:
-            hit = next((a for a in areas if a.x0 < box.x1 and box.x0 < a.x1
-                        and a.y0 < box.y1 and box.y0 < a.y1), None)  # fmt: skip
-            if hit is None:
-                break
-            areas.remove(hit)
-            box = hit.union(box)
-        areas.append(box)
-    return areas
 
 
 def _stat_boxes(stats: np.ndarray) -> list[Box]:
@@ -376,62 +384,3 @@ def _dbnet_boxes(image: np.ndarray) -> list[Box]:
         box = Box(max(x - reach, 0), max(y - grow, 0), x + w + reach, y + h + grow, SOURCE)
         boxes.append(box.clipped(width, height))
     return boxes
-
-
-# --- merging ---------------------------------------------------------------------------
-
-
-def _same_line_neighbours(a: Box, b: Box) -> bool:
-    """Two boxes of one line with no more than a word space between them."""
-    overlap = min(a.y1, b.y1) - max(a.y0, b.y0)
-    if overlap < 0.5 * min(a.height, b.height):
-        return False
-    space = max(b.x0 - a.x1, a.x0 - b.x1)
-    return space <= WORD_SPACE_FACTOR * max(a.height, b.height)
-
-
-def _mostly_overlapping(a: Box, b: Box) -> bool:
-    """Two findings of the same text (DBNet's and the classical pass's)."""
-    w = min(a.x1, b.x1) - max(a.x0, b.x0)
-    h = min(a.y1, b.y1) - max(a.y0, b.y0)
-    return w > 0 and h > 0 and w * h >= 0.5 * min(a.area(), b.area())
-
-
-def _merge(boxes: list[Box], width: int, height: int) -> list[Box]:
-    """Join the boxes of a line (a name split into words is still a name) and the boxes
-    of one text found twice, then pad. Lines stay apart even when their boxes touch: their
-    union would blank the margins of the shorter line. Boxes may overlap."""
-    boxes = [b for b in boxes if b.area() > 0]
-    if not boxes:
-        return []
-    parent = list(range(len(boxes)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    changed = True
-    while changed:  # a union may make a line reach the next word: repeat until stable
-        changed = False
-        lines: dict[int, Box] = {}
-        for i, box in enumerate(boxes):
-            r = root(i)
-            lines[r] = box if r not in lines else lines[r].union(box)
-        keys = sorted(lines, key=lambda r: lines[r].x0)
-        for n, i in enumerate(keys):
-            for j in keys[n + 1 :]:
-                a, b = lines[i], lines[j]
-                if b.x0 - a.x1 > WORD_SPACE_FACTOR * MAX_TEXT_HEIGHT * 2:
-                    break
-                if root(i) != root(j) and (
-                    _same_line_neighbours(a, b) or _mostly_overlapping(a, b)
-                ):
-                    parent[root(i)] = root(j)
-                    changed = True
-    merged = {root(i): boxes[i] for i in range(len(boxes))}
-    for i, box in enumerate(boxes):
-        merged[root(i)] = merged[root(i)].union(box)
-    padded = {b.padded(PAD_PX, width, height) for b in merged.values()}
-    return sorted(padded, key=lambda b: (b.y0, b.x0, b.y1, b.x1))

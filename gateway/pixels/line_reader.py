@@ -29,6 +29,9 @@ LANGUAGE = "eng"
 UPSCALE = 2
 MARGIN_PX = 4  # background around the crop: Tesseract needs a little to find the baseline
 SURE_CONFIDENCE = 70.0  # below this, the other polarity is read too and the surer one kept
+# A line read as nothing is read once more, as:
+BRIGHT_TEXT = 200  # a crop this bright at its brightest may hold near-white text...
+BRIGHT_SPREAD = 30  # ...drawn at one grey: its brightest pixels within this many levels
 # Where Debian, Fedora, Alpine and Homebrew put traineddata (TESSDATA_PREFIX comes first).
 TESSDATA_GLOBS = (
     "/usr/share/tesseract-ocr/*/tessdata",
@@ -144,6 +147,12 @@ def read_lines(image: np.ndarray, boxes: Iterable[Box]) -> list[Word]:
             text, confidence = _read_one(api, prepared)
             if confidence < SURE_CONFIDENCE:
                 other = _read_one(api, 255 - prepared)
+                if other[1] > confidence:
+                    text, confidence = other
+            if not text and int(crop.max()) >= BRIGHT_TEXT:
+                # Near-white text over speckle: its brightest pixels alone, dark on white.
+                only = np.where(crop >= int(crop.max()) - BRIGHT_SPREAD, 0, 255).astype(np.uint8)
+                other = _read_one(api, _prepared(255 - only))
                 if other[1] > confidence:
                     text, confidence = other
             words.append(Word(box, text, confidence))

@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 from gateway.base.identifiers import Identifiers
 from gateway.pixels.anatomy import anatomy_mask, inside, outside_parts
 from gateway.pixels.cine import CineMemory
+from gateway.pixels.detect import bright_glyphs
 from gateway.pixels.frames import PixelDecodeError, decode_frames, ocr_image, write_frames
 from gateway.pixels.ocr import AllowList, Word, boxes_to_redact
 from gateway.pixels.redact import (
@@ -170,7 +171,7 @@ def _clean_frame(
         rgb = _unboxed(original, blanked) if original is not None else None
         words = []
         for word in find_words(image, rgb, backend, memory, near):
-            if not inside(picture, word.box) or _read_as_text(word):
+            if not inside(picture, word.box) or _read_as_text(word, image):
                 words.append(word)
             else:  # texture inside the picture; its ends outside it are blanked unread
                 words += [Word(part, "", 0.0) for part in outside_parts(picture, word.box)]
@@ -202,9 +203,17 @@ def _same_box(a: Box, b: Box) -> bool:
     return width > 0 and height > 0 and width * height >= SAME_BOX * max(a.area(), b.area())
 
 
-def _read_as_text(word: Word) -> bool:
-    """Inside the picture a box is text only when it reads as text (see anatomy.py)."""
-    return word.confidence >= PICTURE_CONFIDENCE and any(c.isalnum() for c in word.text)
+def _read_as_text(word: Word, image: np.ndarray) -> bool:
+    """Inside the picture a box is text only when it reads as text (see anatomy.py), or
+    when it cannot be read but holds near-white glyphs (text drawn over speckle)."""
+    if word.confidence >= PICTURE_CONFIDENCE and any(c.isalnum() for c in word.text):
+        return True
+    if word.text.strip():
+        return False
+    height, width = image.shape[:2]
+    box = word.box.clipped(width, height)
+    crop = np.ascontiguousarray(image[box.y0 : box.y1, box.x0 : box.x1])
+    return crop.size > 0 and bool(bright_glyphs(crop))
 
 
 def _identifying(text: str, identifiers: Identifiers) -> bool:

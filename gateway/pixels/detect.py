@@ -34,7 +34,7 @@ from gateway.pixels.regions import Box
 if TYPE_CHECKING:
     import onnxruntime
 
-__all__ = ["MODEL_FILE", "detect_boxes", "is_available", "model_path"]
+__all__ = ["MODEL_FILE", "bright_glyphs", "detect_boxes", "is_available", "model_path"]
 
 MODEL_FILE = "ch_PP-OCRv4_det_infer.onnx"
 SOURCE = "ocr"  # the audit source of the boxes (regions.SOURCES)
@@ -171,7 +171,7 @@ def detect_boxes(image: np.ndarray) -> list[Box]:
                 for b in _dbnet_boxes(crop)
             ]
     # Near-white glyphs the passes above missed (where they found text, their boxes stand).
-    found += [b for b in _bright_glyphs(image) if not any(overlap(b, f) for f in found)]
+    found += [b for b in bright_glyphs(image) if not any(overlap(b, f) for f in found)]
     return merge(found, width, height)
 
 
@@ -284,7 +284,7 @@ def _classical_boxes(image: np.ndarray) -> tuple[list[Box], list[Box]]:
     return boxes, look_at
 
 
-def _bright_glyphs(image: np.ndarray) -> list[Box]:
+def bright_glyphs(image: np.ndarray) -> list[Box]:
     """Text drawn near white over a busy picture ("LIVER" over ultrasound speckle), which
     both passes above can miss: the brightest pixels, joined along a line, in components of
     a glyph's height and with a glyph's share of ink (speckle's bright dots are smaller,

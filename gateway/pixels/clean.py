@@ -58,7 +58,7 @@ class PixelReport:
     frames: int = 0
     boxes: list[Box] = field(default_factory=list)
     overlays_removed: int = 0
-    lines_reused: int = 0  # text lines of a multi-frame image not read again (same pixels)
+    lines_reused: int = 0  # text lines not read again: same pixels in an earlier look or frame
     frames_reused: int = 0  # frames that showed an earlier frame's screen (cine.py)
 
     @property

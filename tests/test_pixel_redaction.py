@@ -335,3 +335,18 @@ def test_without_a_selection_every_image_is_looked_at_and_a_ct_annotation_goes()
     after = decode_frames(_encoded_and_back(outcome.dataset))[0]
     assert (_blank(case, after) & mask).sum() / mask.sum() > 0.99
     assert (_changed(before, after) & ~mask).mean() < 0.05
+
+
+@pytest.mark.parametrize("name", ["MR_small.dcm", "emri_small.dcm", "CT_small.dcm"])
+def test_text_free_ct_and_mr_keep_their_pixels_when_every_image_is_looked_at(name: str) -> None:
+    """Texture is not text: small CT and MR images with nothing burned in come out almost as
+    they were (a thumbnail-sized image is all picture; inside the picture a box must read as
+    text to be blanked)."""
+    path = TESTDATA / name
+    if not path.exists():
+        pytest.skip("shared/testdata is not beside the project")
+    before = decode_frames(dcmread(path))
+    outcome = process_instance(dcmread(path), _engine(), load_pixel_config(None))
+    assert isinstance(outcome, Clean), getattr(outcome, "message", "")
+    after = decode_frames(_encoded_and_back(outcome.dataset))
+    assert (before != after).mean() < 0.08

@@ -21,6 +21,7 @@ from gateway.pixels.regions import Box
 # Without ultrasound regions, the picture is taken to be the central area: this share of
 # each side is the screen around it (patient banners, corner labels, scale bars).
 MARGIN_SHARE = 0.15
+SMALL_SIDE = 128
 INSIDE_SHARE = 0.5  # a box at least this much inside the picture is inside it
 
 
@@ -34,6 +35,8 @@ def anatomy_mask(ds: Dataset, rows: int, columns: int) -> np.ndarray:
             continue
         x0, y0, x1, y1 = (int(v) for v in values)
         mask[max(y0, 0) : max(y1 + 1, 0), max(x0, 0) : max(x1 + 1, 0)] = True
+    if min(rows, columns) < SMALL_SIDE:
+        mask[:] = True  # a thumbnail-sized image is all picture: no screen around it
     if not mask.any():
         top, left = int(rows * MARGIN_SHARE), int(columns * MARGIN_SHARE)
         mask[top : rows - top, left : columns - left] = True

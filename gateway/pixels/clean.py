@@ -38,9 +38,13 @@ if TYPE_CHECKING:
 
 # Reading passes per frame before the pixel verify (redaction can expose more text).
 MAX_OCR_PASSES = 3
-PICTURE_CONFIDENCE = 50.0  # a reading inside the picture this sure is text, not texture
+# Inside the picture a reading of two letters or more is text, not texture, from this
+# confidence; one character from SURE_CHARACTER (texture reads as "y" at 52).
+PICTURE_CONFIDENCE = 50.0
+SURE_CHARACTER = 80.0
 SAME_BOX = 0.7
 RING_PX = 2  # the ring around a blanked box whose grey fills it in the next look
+BUSY_SPREAD = 20.0  # grey spread around a box beyond which it stands on texture, not screen
 
 # PS3.16 CID 7050: Clean Pixel Data Option.
 CLEAN_PIXEL_DATA_CODE = ("113101", "Clean Pixel Data Option")
@@ -171,7 +175,8 @@ def _clean_frame(
         rgb = _unboxed(original, blanked) if original is not None else None
         words = []
         for word in find_words(image, rgb, backend, memory, near):
-            if not inside(picture, word.box) or _read_as_text(word, image):
+            screen = not inside(picture, word.box) and not _busy(image, word.box)
+            if screen or _read_as_text(word, image):
                 words.append(word)
             else:  # texture inside the picture; its ends outside it are blanked unread
                 words += [Word(part, "", 0.0) for part in outside_parts(picture, word.box)]
@@ -203,10 +208,26 @@ def _same_box(a: Box, b: Box) -> bool:
     return width > 0 and height > 0 and width * height >= SAME_BOX * max(a.area(), b.area())
 
 
+def _busy(image: np.ndarray, box: Box) -> bool:
+    """Whether the ring around a box is textured (anatomy reaching the image's edge), not
+    the flat screen that banners and labels are drawn on."""
+    height, width = image.shape[:2]
+    inner, outer = box.clipped(width, height), box.padded(RING_PX * 2, width, height)
+    ring = np.ones((outer.y1 - outer.y0, outer.x1 - outer.x0), dtype=bool)
+    ring[inner.y0 - outer.y0 : inner.y1 - outer.y0, inner.x0 - outer.x0 : inner.x1 - outer.x0] = (
+        False
+    )
+    around = image[outer.y0 : outer.y1, outer.x0 : outer.x1][ring]
+    return around.size > 0 and float(around.std()) >= BUSY_SPREAD
+
+
 def _read_as_text(word: Word, image: np.ndarray) -> bool:
     """Inside the picture a box is text only when it reads as text (see anatomy.py), or
     when it cannot be read but holds near-white glyphs (text drawn over speckle)."""
-    if word.confidence >= PICTURE_CONFIDENCE and any(c.isalnum() for c in word.text):
+    letters = sum(c.isalnum() for c in word.text)
+    if (letters >= 2 and word.confidence >= PICTURE_CONFIDENCE) or (
+        letters and word.confidence >= SURE_CHARACTER
+    ):
         return True
     if word.text.strip():
         return False

@@ -82,6 +82,8 @@ def _get_api() -> Any:
     """The process's one Tesseract, created on first use (loading eng takes ~0.2 s)."""
     global _api
     if _api is None:
+        # One thread per worker process: processes, not OpenMP threads, share the cores.
+        os.environ.setdefault("OMP_THREAD_LIMIT", "1")
         import tesserocr
 
         path = tessdata_path()

@@ -10,7 +10,8 @@ from __future__ import annotations
 from gateway.pixels.regions import Box
 
 PAD_PX = 2  # anti-aliased edges lie just outside the detected regions
-# Boxes of one line merge across a word space up to this many times the line height.
+# Words of one line merge across a space up to this many times the text height (a word
+# space is ~0.3 em; columns of a table or screen corners lie much further apart).
 WORD_SPACE_FACTOR = 1.0
 # A 24 px line with ascenders and descenders, plus the gradient's 2 px (detect.py uses it
 # too): words further apart than two of these never join.
@@ -36,7 +37,7 @@ def areas(boxes: list[Box]) -> list[Box]:
     return areas
 
 
-def _same_line_neighbours(a: Box, b: Box) -> bool:
+def same_line_neighbours(a: Box, b: Box) -> bool:
     """Two boxes of one line with no more than a word space between them."""
     overlap = min(a.y1, b.y1) - max(a.y0, b.y0)
     if overlap < 0.5 * min(a.height, b.height):
@@ -80,9 +81,7 @@ def merge(boxes: list[Box], width: int, height: int) -> list[Box]:
                 a, b = lines[i], lines[j]
                 if b.x0 - a.x1 > WORD_SPACE_FACTOR * MAX_TEXT_HEIGHT * 2:
                     break
-                if root(i) != root(j) and (
-                    _same_line_neighbours(a, b) or _mostly_overlapping(a, b)
-                ):
+                if root(i) != root(j) and (same_line_neighbours(a, b) or _mostly_overlapping(a, b)):
                     parent[root(i)] = root(j)
                     changed = True
     merged = {root(i): boxes[i] for i in range(len(boxes))}

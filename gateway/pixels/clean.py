@@ -115,17 +115,18 @@ def clean_pixels(
     picture = anatomy_mask(ds, frames.shape[1], frames.shape[2])
     cine = CineMemory(picture)
     for index in range(len(frames)):
-        probe = None
+        probe, view = None, None
         if len(frames) > 1:
-            rgb8 = frames.ndim == 4 and frames.dtype == np.uint8
-            probe = cine.probe(frames[index], None if rgb8 else ocr_image(frames[index], ds))
+            if not (frames.ndim == 4 and frames.dtype == np.uint8):
+                view = ocr_image(frames[index], ds)  # the probe's, and the first look's
+            probe = cine.probe(frames[index], view)
         earlier = cine.boxes_for(probe) if probe is not None else None
         if earlier is not None:  # the same screen as an earlier frame, nothing new drawn
             found = [_on_frame(box, index) for box in earlier]
             blank_boxes(frames, found, fill)
         else:
             found = _clean_frame(frames, index, ds, fill, identifiers, config, allow,
-                                 recognizer, backend, memory, boxes, picture)  # fmt: skip
+                                 recognizer, backend, memory, boxes, picture, view)  # fmt: skip
             if probe is not None:
                 cine.remember(probe, found)
         boxes += found
@@ -150,12 +151,14 @@ def _clean_frame(
     memory: FrameMemory,
     ruled: list[Box],
     picture: np.ndarray,
+    view: np.ndarray | None = None,
 ) -> list[Box]:
     """Read, blank, read again (blanking one word can make a neighbour legible) until a
     look finds nothing more to blank or MAX_OCR_PASSES + 1 looks were taken (what the last
     finds is blanked too). Looks after the first see only the neighbourhoods of what the
     previous one blanked: nothing else changed. The looks are the pixel verify: none of
-    the instance's identifying values may be readable in what they leave.
+    the instance's identifying values may be readable in what they leave. `view`: the
+    frame's grey view when the caller already made it.
 
     Each look sees the blanked boxes filled with the grey around them, not black: the
     edge of a black box on a light screen would itself look like text ("|").
@@ -168,7 +171,7 @@ def _clean_frame(
     near: list[Box] | None = None  # the first look sees the whole frame
     # The views of the frame before this frame's blanking: each look fills what was blanked
     # with the grey around it, which is what the view of the blanked frame would show.
-    grey = _unboxed(ocr_image(frames[index], ds), here)
+    grey = _unboxed(view if view is not None else ocr_image(frames[index], ds), here)
     original = _unboxed(frames[index], here) if colour else None
     for _ in range(MAX_OCR_PASSES + 1):
         image = _unboxed(grey, blanked)
@@ -211,14 +214,19 @@ def _same_box(a: Box, b: Box) -> bool:
 def _busy(image: np.ndarray, box: Box) -> bool:
     """Whether the ring around a box is textured (anatomy reaching the image's edge), not
     the flat screen that banners and labels are drawn on."""
+    around = _ring(image, box, RING_PX * 2)
+    return around.size > 0 and float(around.std()) >= BUSY_SPREAD
+
+
+def _ring(image: np.ndarray, box: Box, px: int) -> np.ndarray:
+    """The pixels of `image` in a ring `px` wide around `box` (clipped to the image)."""
     height, width = image.shape[:2]
-    inner, outer = box.clipped(width, height), box.padded(RING_PX * 2, width, height)
+    inner, outer = box.clipped(width, height), box.padded(px, width, height)
     ring = np.ones((outer.y1 - outer.y0, outer.x1 - outer.x0), dtype=bool)
     ring[inner.y0 - outer.y0 : inner.y1 - outer.y0, inner.x0 - outer.x0 : inner.x1 - outer.x0] = (
         False
     )
-    around = image[outer.y0 : outer.y1, outer.x0 : outer.x1][ring]
-    return around.size > 0 and float(around.std()) >= BUSY_SPREAD
+    return image[outer.y0 : outer.y1, outer.x0 : outer.x1][ring]
 
 
 def _read_as_text(word: Word, image: np.ndarray) -> bool:
@@ -256,12 +264,7 @@ def _unboxed(image: np.ndarray, boxes: list[Box]) -> np.ndarray:
         inner = box.clipped(width, height)
         if inner.area() == 0:
             continue
-        outer = box.padded(RING_PX, width, height)
-        ring = np.ones((outer.y1 - outer.y0, outer.x1 - outer.x0), dtype=bool)
-        ring[
-            inner.y0 - outer.y0 : inner.y1 - outer.y0, inner.x0 - outer.x0 : inner.x1 - outer.x0
-        ] = False
-        around = out[outer.y0 : outer.y1, outer.x0 : outer.x1][ring]
+        around = _ring(out, box, RING_PX)
         value = np.median(around, axis=0) if around.size else 0
         out[inner.y0 : inner.y1, inner.x0 : inner.x1] = np.asarray(value).astype(image.dtype)
     return out

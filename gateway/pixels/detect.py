@@ -166,10 +166,7 @@ def detect_boxes(image: np.ndarray) -> list[Box]:
     else:  # DBNet only where the classical pass saw something it could not settle
         for area in places:
             crop = np.ascontiguousarray(image[area.y0 : area.y1, area.x0 : area.x1])
-            found += [
-                Box(b.x0 + area.x0, b.y0 + area.y0, b.x1 + area.x0, b.y1 + area.y0, SOURCE)
-                for b in _dbnet_boxes(crop)
-            ]
+            found += [b.moved(area.x0, area.y0) for b in _dbnet_boxes(crop)]
     # Near-white glyphs the passes above missed (where they found text, their boxes stand).
     found += [b for b in bright_glyphs(image) if not any(overlap(b, f) for f in found)]
     return merge(found, width, height)

@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 from gateway.base.identifiers import Identifiers
 from gateway.base.yaml_files import YamlFileError, read_mapping, validate, value_error
+from gateway.pixels.box_merge import same_line_neighbours
 from gateway.pixels.regions import Box, merge_boxes
 
 if TYPE_CHECKING:
@@ -54,9 +55,6 @@ MIN_CONFIDENCE_SHORT = 60.0
 SHORT_WORD = 3
 PAD_PX = 3  # anti-aliased edges and descenders lie just outside Tesseract's glyph boxes
 MERGE_GAP_PX = 2  # after padding, boxes this close are one text group
-# Words of one line merge across a space up to this many times the text height (a word
-# space is ~0.3 em; columns of a table or screen corners lie much further apart).
-WORD_SPACE_FACTOR = 1.0
 SURE_CONFIDENCE = 80.0  # real annotation text scores 85+, speckle rarely 70
 MAX_PASSES = 3  # read, mask what was read, read again: at most this many times
 TIMEOUT_S = 120  # one Tesseract run; a hung OCR must not hold a worker forever
@@ -211,15 +209,6 @@ def _drop_duplicates(words: list[Word]) -> list[Word]:
     return kept
 
 
-def _same_line_neighbours(a: Box, b: Box) -> bool:
-    """Two words of one line with no more than a word space between them."""
-    overlap = min(a.y1, b.y1) - max(a.y0, b.y0)
-    if overlap < 0.5 * min(a.height, b.height):
-        return False
-    space = max(b.x0 - a.x1, a.x0 - b.x1)
-    return space <= WORD_SPACE_FACTOR * max(a.height, b.height)
-
-
 def _merge_words(words: list[Word], width: int, height: int) -> list[Word]:
     """Pad each word, join the words of a line, then merge touching groups (merge_boxes).
 
@@ -241,7 +230,7 @@ def _merge_words(words: list[Word], width: int, height: int) -> list[Word]:
 
     for i in range(len(words)):
         for j in range(i + 1, len(words)):
-            if _same_line_neighbours(words[i].box, words[j].box):
+            if same_line_neighbours(words[i].box, words[j].box):
                 parent[root(i)] = root(j)
     lines: dict[int, Box] = {}
     for i, box in enumerate(padded):

@@ -48,6 +48,10 @@ class Box:
         """Pixels covered (per frame), 0 for an empty box."""
         return self.width * self.height
 
+    def moved(self, dx: int, dy: int) -> Box:
+        """This box shifted by (dx, dy): a box found in a crop, in the frame's coordinates."""
+        return Box(self.x0 + dx, self.y0 + dy, self.x1 + dx, self.y1 + dy, self.source, self.frame)
+
     def padded(self, px: int, width: int, height: int) -> Box:
         """This box grown by `px` on every side and clipped to a `width` x `height` image.
 

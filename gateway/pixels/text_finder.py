@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gateway.pixels import detect, line_reader, ocr
+from gateway.pixels.box_merge import areas
 from gateway.pixels.regions import Box
 
 BACKENDS = ("fast", "tesseract")
@@ -111,31 +112,11 @@ def find_words(
 def _detect_near(image: np.ndarray, near: list[Box]) -> list[Box]:
     """Detection in the neighbourhood of each box (NEAR_PX around it), crops merged."""
     height, width = image.shape[:2]
-    areas: list[Box] = []
-    for box in near:
-        area = box.padded(NEAR_PX, width, height)
-        for index, other in enumerate(areas):
-            if (
-                area.x0 < other.x1
-                and other.x0 < area.x1
-                and area.y0 < other.y1
-                and other.y0 < area.y1
-            ):
-                areas[index] = _union(area, other)
-                break
-        else:
-            areas.append(area)
     out: list[Box] = []
-    for area in areas:
+    for area in areas([box.padded(NEAR_PX, width, height) for box in near]):
         crop = np.ascontiguousarray(image[area.y0 : area.y1, area.x0 : area.x1])
-        for box in detect.detect_boxes(crop):
-            out.append(Box(box.x0 + area.x0, box.y0 + area.y0, box.x1 + area.x0,
-                           box.y1 + area.y0, box.source, box.frame))  # fmt: skip
+        out += [box.moved(area.x0, area.y0) for box in detect.detect_boxes(crop)]
     return out
-
-
-def _union(a: Box, b: Box) -> Box:
-    return Box(min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1), a.source)
 
 
 def chroma(rgb: np.ndarray) -> np.ndarray:

@@ -78,24 +78,6 @@ def _recognizer(names: tuple[str, ...], safe_words: tuple[str, ...]) -> Recogniz
 DEFAULT_SETTINGS = FreeTextSettings()
 
 
-def replace_spans(text: str, spans: list[tuple[int, int]], replacement: str) -> str:
-    """`text` with each (start, end) span, sorted and not overlapping, replaced."""
-    if not spans:
-        return text
-    out: list[str] = []
-    last = 0
-    for start, end in spans:
-        if start < last:
-            start = last
-        if end <= start:
-            continue
-        out.append(text[last:start])
-        out.append(replacement)
-        last = end
-    out.append(text[last:])
-    return "".join(out)
-
-
 class TextCleaner:
     """Cleans the free text of one instance: its identifiers, then the recognizer."""
 

@@ -69,6 +69,17 @@ def _shortest(spelling: str) -> int:
 def abjad_regex(word: str) -> str | None:
     """A regex for the Latin spellings of one Arabic or Hebrew name word, to search folded
     text as a whole word; None when the word is not in those scripts or too short."""
+    spelling = _spelling(word)
+    return None if spelling is None else _whole(spelling)
+
+
+def _whole(spelling: str) -> str:
+    """`spelling` where no letter of any script touches it."""
+    return rf"(?<![^\W\d_]){spelling}(?![^\W\d_])"
+
+
+def _spelling(word: str) -> str | None:
+    """The regex of `abjad_regex` without its word edges (to build login forms from)."""
     word = _MARKS.sub("", word).replace("\u0640", "")  # vowel marks, tatweel
     article = word.startswith(_ARTICLE) and len(word) > len(_ARTICLE) + 1
     if article:
@@ -92,29 +103,21 @@ def abjad_regex(word: str) -> str | None:
         parts.append(spelling + "[aeiou]{0,2}")
     body = "".join(parts)
     prefix = "(?:[ae]l[- ]?)?" if article else ""
-    return rf"(?<![^\W\d_]){prefix}[aeiou']?{body}(?![^\W\d_])"
+    return rf"{prefix}[aeiou']?{body}"
 
 
 def abjad_patterns(families: list[str], givens: list[str]) -> set[str]:
     """Regexes for the words of a name's family and given components, and for the login
     forms made of them ("haddad.l", "lhaddad", "layla.haddad")."""
-    family = [r for r in (abjad_regex(w) for c in families for w in c.split()) if r]
-    given = [r for r in (abjad_regex(w) for c in givens for w in c.split()) if r]
-    out = set(family) | set(given)
+    family = [f for f in (_spelling(w) for c in families for w in c.split()) if f]
+    given = [g for g in (_spelling(w) for c in givens for w in c.split()) if g]
+    out = {_whole(spelling) for spelling in family + given}
+    initial = _initial(givens)
     for f in family:
-        bare_f = _bare(f)
-        for g in given:
-            bare_g = _bare(g)
-            initial = _initial(givens)
-            out.add(rf"(?<![^\W\d_])(?:{bare_g}[._]?{bare_f}|{bare_f}[._]?{bare_g})(?![^\W\d_])")
-            if initial:
-                out.add(rf"(?<![^\W\d_])(?:{initial}\.?{bare_f}|{bare_f}\.?{initial})(?![^\W\d_])")
+        if initial:
+            out.add(_whole(rf"(?:{initial}\.?{f}|{f}\.?{initial})"))
+        out.update(_whole(rf"(?:{g}[._]?{f}|{f}[._]?{g})") for g in given)
     return out
-
-
-def _bare(pattern: str) -> str:
-    """The body of an `abjad_regex`, without its word edges."""
-    return pattern.removeprefix(r"(?<![^\W\d_])").removesuffix(r"(?![^\W\d_])")
 
 
 def _initial(givens: list[str]) -> str | None:

@@ -23,7 +23,6 @@ from gateway.pixels import detect, line_reader, ocr
 from gateway.pixels.box_merge import areas
 from gateway.pixels.regions import Box
 
-BACKENDS = ("fast", "tesseract")
 # A detected line's box is drawn in to its ink (pixels this far from the box's border grey),
 # then padded: the detector's boxes are generous, blanking should not be.
 INK_CONTRAST = 40
@@ -163,11 +162,3 @@ def _to_ink(image: np.ndarray, box: Box) -> Box:
         inner.x0 + int(cols.max()) + 1, inner.y0 + int(rows.max()) + 1, box.source, box.frame,
     )  # fmt: skip
     return tight.padded(INK_PAD_PX, width, height)
-
-
-def find_boxes(image: np.ndarray, colour: np.ndarray | None = None) -> list[Box]:
-    """Where text is on a frame, without reading it (the fast backend's detector; the
-    fallback reads, since Tesseract finds text only by reading it)."""
-    if chosen_backend() == "tesseract":
-        return [word.box for word in ocr.detect_text(image)]
-    return detect.detect_boxes(colour if colour is not None else image)

@@ -57,9 +57,18 @@ def merge(boxes: list[Box], width: int, height: int) -> list[Box]:
     """Join the boxes of a line (a name split into words is still a name) and the boxes
     of one text found twice, then pad. Lines stay apart even when their boxes touch: their
     union would blank the margins of the shorter line. Boxes may overlap."""
-    boxes = [b for b in boxes if b.area() > 0]
-    if not boxes:
+    return [box for box, _ in merge_scored([(box, 0.0) for box in boxes], width, height)]
+
+
+def merge_scored(
+    found: list[tuple[Box, float]], width: int, height: int
+) -> list[tuple[Box, float]]:
+    """`merge` for boxes that carry the detector's confidence that they hold text; a
+    joined box carries the highest of its parts'."""
+    found = [(b, s) for b, s in found if b.area() > 0]
+    if not found:
         return []
+    boxes = [b for b, _ in found]
     parent = list(range(len(boxes)))
 
     def root(i: int) -> int:
@@ -85,7 +94,12 @@ def merge(boxes: list[Box], width: int, height: int) -> list[Box]:
                     parent[root(i)] = root(j)
                     changed = True
     merged = {root(i): boxes[i] for i in range(len(boxes))}
-    for i, box in enumerate(boxes):
+    scores = {root(i): 0.0 for i in range(len(boxes))}
+    for i, (box, score) in enumerate(found):
         merged[root(i)] = merged[root(i)].union(box)
-    padded = {b.padded(PAD_PX, width, height) for b in merged.values()}
-    return sorted(padded, key=lambda b: (b.y0, b.x0, b.y1, b.x1))
+        scores[root(i)] = max(scores[root(i)], score)
+    padded: dict[Box, float] = {}
+    for r, box in merged.items():
+        grown = box.padded(PAD_PX, width, height)
+        padded[grown] = max(padded.get(grown, 0.0), scores[r])
+    return sorted(padded.items(), key=lambda item: (item[0].y0, item[0].x0, item[0].y1, item[0].x1))

@@ -230,12 +230,15 @@ def _ring(image: np.ndarray, box: Box, px: int) -> np.ndarray:
 
 
 def _read_as_text(word: Word, image: np.ndarray) -> bool:
-    """Inside the picture a box is text only when it reads as text (see anatomy.py), or
-    when it cannot be read but holds near-white glyphs (text drawn over speckle)."""
+    """Inside the picture a box is text only when it reads as text (see anatomy.py), when
+    the detector is sure it is a word (a label over speckle that Tesseract reads unsure),
+    or when it cannot be read but holds near-white glyphs (text drawn over speckle)."""
     letters = sum(c.isalnum() for c in word.text)
     if (letters >= 2 and word.confidence >= PICTURE_CONFIDENCE) or (
         letters and word.confidence >= SURE_CHARACTER
     ):
+        return True
+    if word.detected:
         return True
     if word.text.strip():
         return False

@@ -28,13 +28,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gateway.pixels.box_merge import MAX_TEXT_HEIGHT, areas, merge, overlap
+from gateway.pixels.box_merge import MAX_TEXT_HEIGHT, areas, merge_scored, overlap
 from gateway.pixels.regions import Box
 
 if TYPE_CHECKING:
     import onnxruntime
 
-__all__ = ["MODEL_FILE", "bright_glyphs", "detect_boxes", "is_available", "model_path"]
+__all__ = [
+    "MODEL_FILE",
+    "bright_glyphs",
+    "detect_boxes",
+    "find_lines",
+    "is_available",
+    "learned_lines",
+    "model_path",
+]
 
 MODEL_FILE = "ch_PP-OCRv4_det_infer.onnx"
 SOURCE = "ocr"  # the audit source of the boxes (regions.SOURCES)
@@ -50,6 +58,12 @@ DB_MIN_SIDE = 3
 # widened by this share of their height on each side.
 DB_EXTEND_X = 0.6
 STRIDE = 32  # the network needs sides that are multiples of 32
+# A region is a word the detector is sure of (its score is passed on with the box) when
+# its mean probability reaches this and it is word-shaped: speckle regions scored up to
+# 0.56 and were at most 12 px long, labels over speckle 0.63-0.88 and 32 px or longer.
+SURE_SCORE = 0.6
+SURE_MIN_WIDTH = 16
+SURE_ASPECT = 3.0
 
 # Classical pass. A 3x3 morphological gradient is the local range: glyph edges of text at
 # >= ~60 grey levels from its background exceed EDGE_THRESH, smooth anatomy does not.
@@ -63,6 +77,8 @@ MIN_TEXT_HEIGHT = 5  # a 7 px "0" has a ~5 px cap; its gradient is ~7 px tall
 # the components are formed, so that text touching a rim is not joined to it. Shorter runs
 # stay: the bottom edge of a line of digits runs unbroken for 50+ px.
 MIN_RULE_PX = 40
+RIM_END_WIDTH = 8  # the end of a bar between two rules is a component this narrow
+RIM_REACH = 4  # how far beside it a rule is looked for
 MAX_ASPECT = 60.0  # width / height of one line
 RING_PX = 3  # the background around a candidate, read to tell text from texture
 MAX_RING_EDGES = 0.25  # share of edge pixels in that ring: above it is speckle, not text
@@ -151,6 +167,12 @@ def detect_boxes(image: np.ndarray) -> list[Box]:
     Light and dark text alike; each box padded by PAD_PX and merged per line, clipped to
     the image. Covering too much is safe, covering too little is not.
     """
+    return [box for box, _ in find_lines(image)]
+
+
+def find_lines(image: np.ndarray) -> list[tuple[Box, float]]:
+    """`detect_boxes`, each box with the detector's confidence that it holds a word: the
+    DBNet score of a word-shaped region it contains (SURE_SCORE and up), else 0."""
     if image.dtype != np.uint8 or not (
         image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)
     ):
@@ -159,17 +181,27 @@ def detect_boxes(image: np.ndarray) -> list[Box]:
     height, width = image.shape[:2]
     if height == 0 or width == 0:
         return []
-    found, look_at = _classical_boxes(image)
+    classical, look_at = _classical_boxes(image)
+    found = [(box, 0.0) for box in classical]
     places = areas([box.padded(LOOK_PAD_PX, width, height) for box in look_at])
     if sum(place.area() for place in places) > WHOLE_FRAME_SHARE * width * height:
         found += _dbnet_boxes(image)
     else:  # DBNet only where the classical pass saw something it could not settle
         for area in places:
             crop = np.ascontiguousarray(image[area.y0 : area.y1, area.x0 : area.x1])
-            found += [b.moved(area.x0, area.y0) for b in _dbnet_boxes(crop)]
+            found += [(b.moved(area.x0, area.y0), s) for b, s in _dbnet_boxes(crop)]
     # Near-white glyphs the passes above missed (where they found text, their boxes stand).
-    found += [b for b in bright_glyphs(image) if not any(overlap(b, f) for f in found)]
-    return merge(found, width, height)
+    found += [(b, 0.0) for b in bright_glyphs(image) if not any(overlap(b, f) for f, _ in found)]
+    return merge_scored(found, width, height)
+
+
+def learned_lines(image: np.ndarray) -> list[tuple[Box, float]]:
+    """DBNet alone on `image` (a crop around a box that could not be read), boxes merged per
+    line, each with its score when DBNet is sure it is a word (else 0)."""
+    height, width = image.shape[:2]
+    if height == 0 or width == 0:
+        return []
+    return merge_scored(_dbnet_boxes(image), width, height)
 
 
 # --- the classical pass ----------------------------------------------------------------
@@ -185,8 +217,9 @@ def _edges(image: np.ndarray) -> np.ndarray:
     return gradient if gradient.ndim == 2 else gradient.max(axis=2)
 
 
-def _without_rules(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """The edge mask less straight steps at least MIN_RULE_PX long (banner rims, tables).
+def _without_rules(mask: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The edge mask less straight steps at least MIN_RULE_PX long (banner rims, tables),
+    and those steps (the rules) as a mask.
 
     Found on the one-directional difference, which must hold along the whole run: in
     speckle or along the foot of a line of digits it breaks, on a drawn rim it does not.
@@ -204,7 +237,7 @@ def _without_rules(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
     rows = cv2.morphologyEx(rows, cv2.MORPH_OPEN, np.ones((1, MIN_RULE_PX), np.uint8))
     cols = cv2.morphologyEx(cols, cv2.MORPH_OPEN, np.ones((MIN_RULE_PX, 1), np.uint8))
     if not rows.any() and not cols.any():
-        return mask
+        return mask, np.zeros_like(mask)
     rules = np.zeros_like(mask)
     rules[:-1] |= rows  # a step between rows y and y+1 marks both in the 3x3 gradient
     rules[1:] |= rows
@@ -213,7 +246,7 @@ def _without_rules(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
     rules = cv2.dilate(rules, np.ones((1, 3), np.uint8)) | cv2.dilate(
         rules, np.ones((3, 1), np.uint8)
     )
-    return mask & (1 - rules)
+    return mask & (1 - rules), rules
 
 
 def _components(mask: np.ndarray) -> np.ndarray:
@@ -244,7 +277,7 @@ def _classical_boxes(image: np.ndarray) -> tuple[list[Box], list[Box]]:
     import cv2
 
     edges = _edges(image)
-    mask = _without_rules((edges >= EDGE_THRESH).astype(np.uint8), image)
+    mask, rules = _without_rules((edges >= EDGE_THRESH).astype(np.uint8), image)
     integral = cv2.integral(mask)  # (h+1) x (w+1) sums: any rectangle's count in O(1)
     stats = _components(mask)
     stroke_like = _stroke_like(stats, integral)
@@ -259,6 +292,8 @@ def _classical_boxes(image: np.ndarray) -> tuple[list[Box], list[Box]]:
 
     boxes: list[Box] = []
     for x, y, w, h, _area in candidates.tolist():
+        if _rim_end(rules, x, y, w, h):
+            continue
         x0, y0 = max(x - RING_PX, 0), max(y - RING_PX, 0)
         x1, y1 = min(x + w + RING_PX, width), min(y + h + RING_PX, height)
         ring_area = (x1 - x0) * (y1 - y0) - w * h
@@ -279,6 +314,21 @@ def _classical_boxes(image: np.ndarray) -> tuple[list[Box], list[Box]]:
     grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     look_at += [box for box in strong_boxes if _thin_strokes(grey, box)]
     return boxes, look_at
+
+
+def _rim_end(rules: np.ndarray, x: int, y: int, w: int, h: int) -> bool:
+    """Whether a narrow component is the square end of a bar or table top: rules (its
+    long rims) leave its top and its bottom towards one side only. It reads as "I" or "L",
+    and blanking it would only make a new end one box further on. A colon between the
+    fields of a banner has the banner's rims on both sides: it stays a candidate."""
+    if w > RIM_END_WIDTH:
+        return False
+    for rows in (slice(max(y - 1, 0), y + 2), slice(max(y + h - 2, 0), y + h + 1)):
+        left = bool(rules[rows, max(x - RIM_REACH, 0) : x].any())
+        right = bool(rules[rows, x + w : x + w + RIM_REACH].any())
+        if left == right:
+            return False
+    return True
 
 
 def bright_glyphs(image: np.ndarray) -> list[Box]:
@@ -353,7 +403,8 @@ def _dbnet_input(image: np.ndarray) -> np.ndarray:
     return batch
 
 
-def _dbnet_boxes(image: np.ndarray) -> list[Box]:
+def _dbnet_boxes(image: np.ndarray) -> list[tuple[Box, float]]:
+    """DBNet's regions as boxes, each with its score when it is a word it is sure of."""
     import cv2
 
     session = _get_session()
@@ -369,15 +420,22 @@ def _dbnet_boxes(image: np.ndarray) -> list[Box]:
     flat = labels.ravel()
     sums = np.bincount(flat, weights=probability.ravel(), minlength=count)
     sizes = np.bincount(flat, minlength=count)
-    boxes: list[Box] = []
+    boxes: list[tuple[Box, float]] = []
     for label in range(1, count):
         x, y, w, h, _area = stats[label].tolist()
-        if min(w, h) < DB_MIN_SIDE or sums[label] < DB_BOX_THRESH * sizes[label]:
+        score = sums[label] / max(sizes[label], 1)
+        if min(w, h) < DB_MIN_SIDE or score < DB_BOX_THRESH:
             continue
+        worded = (
+            score >= SURE_SCORE
+            and w >= SURE_MIN_WIDTH
+            and w >= SURE_ASPECT * h
+            and h <= MAX_TEXT_HEIGHT
+        )
         # Unclip as DBNet does: grow by area * ratio / perimeter of the shrunk region.
         grow = int(np.ceil(w * h * UNCLIP_RATIO / (2 * (w + h))))
         # Over speckle, DBNet's region stops short of a word's first or last stroke.
         reach = grow + int(np.ceil(DB_EXTEND_X * h))
         box = Box(max(x - reach, 0), max(y - grow, 0), x + w + reach, y + h + grow, SOURCE)
-        boxes.append(box.clipped(width, height))
+        boxes.append((box.clipped(width, height), float(score) if worded else 0.0))
     return boxes

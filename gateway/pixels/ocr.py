@@ -98,6 +98,7 @@ class Word:
     box: Box
     text: str = field(repr=False)  # patient data: never in a repr or a log line
     confidence: float
+    detected: float = 0.0  # the text detector's confidence that the box holds a word
 
 
 def detect_text(image: np.ndarray) -> list[Word]:
@@ -332,13 +333,17 @@ class AllowList:
         return text.lower() in self.words or any(p.fullmatch(text) for p in self.patterns)
 
     def allows(self, text: str) -> bool:
-        """True when `text` (a word or a merged group of words) is safe to leave."""
-        text = " ".join(text.split())
-        if not text:
-            return True
-        if self._allows_one(text):
-            return True
-        return all(self._allows_one(token) for token in text.split(" "))
+        """True when `text` (a word or a merged group of words) is safe to leave: it splits
+        into runs of words each allowed whole ("W 400" "L 40": a label with its value)."""
+        tokens = text.split()
+        # reach[i]: the first i tokens split into allowed runs.
+        reach = [True] + [False] * len(tokens)
+        for end in range(1, len(tokens) + 1):
+            reach[end] = any(
+                reach[start] and self._allows_one(" ".join(tokens[start:end]))
+                for start in range(end)
+            )
+        return reach[-1]
 
 
 _MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"

@@ -14,6 +14,8 @@ once; detection still runs on every frame, so text that appears mid-loop is foun
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
@@ -39,8 +41,10 @@ def missing(backend: str) -> str | None:
     return detect.is_available() or line_reader.is_available()
 
 
+@functools.cache
 def chosen_backend() -> str:
-    """The fast backend where it is installed, else pytesseract."""
+    """The fast backend where it is installed, else pytesseract (looked up once per
+    process: finding the packages costs ~1 ms, more than a text-free CT slice's look)."""
     return "fast" if missing("fast") is None else "tesseract"
 
 
@@ -84,10 +88,53 @@ def find_words(
     if backend == "tesseract":
         return ocr.detect_text(image)
     source = colour if colour is not None else image
-    found = detect.detect_boxes(source) if near is None else _detect_near(source, near)
-    boxes = [_to_ink(image, box) for box in found]
+    found = detect.find_lines(source) if near is None else _detect_near(source, near)
+    boxes = [_to_ink(image, box) for box, _ in found]
     if colour is not None:
         image = _coloured_text_as_grey(image, colour, boxes)
+    words = [
+        dataclasses.replace(word, detected=score) if score else word
+        for word, (_, score) in zip(_read(image, boxes, memory), found, strict=True)
+    ]
+    return words + _closer_look(image, source, words, memory)
+
+
+def _closer_look(
+    image: np.ndarray, source: np.ndarray, words: list[ocr.Word], memory: FrameMemory | None
+) -> list[ocr.Word]:
+    """Boxes read as nothing, looked at again by the learned detector alone (the classical
+    pass can join two lines, or a line and an edge of anatomy, into one box Tesseract
+    cannot read): the lines it is sure of inside them, read one by one. The unread box
+    stays as it was; these are added."""
+    height, width = image.shape[:2]
+    sure: list[tuple[Box, float]] = []
+    for word in words:
+        if word.text.strip() or word.detected:
+            continue
+        area = word.box.padded(detect.LOOK_PAD_PX, width, height)
+        crop = np.ascontiguousarray(source[area.y0 : area.y1, area.x0 : area.x1])
+        for box, score in detect.learned_lines(crop):
+            box = box.moved(area.x0, area.y0)
+            if score and _inside(box, word.box):
+                sure.append((box, score))
+    if not sure:
+        return []
+    boxes = [_to_ink(image, box) for box, _ in sure]
+    return [
+        dataclasses.replace(word, detected=score)
+        for word, (_, score) in zip(_read(image, boxes, memory), sure, strict=True)
+    ]
+
+
+def _inside(box: Box, outer: Box) -> bool:
+    """Most of `box` lies within `outer`."""
+    width = min(box.x1, outer.x1) - max(box.x0, outer.x0)
+    height = min(box.y1, outer.y1) - max(box.y0, outer.y0)
+    return width > 0 and height > 0 and width * height >= 0.5 * box.area()
+
+
+def _read(image: np.ndarray, boxes: list[Box], memory: FrameMemory | None) -> list[ocr.Word]:
+    """Each box read, or its reading remembered from an earlier look at the same pixels."""
     if memory is None:
         return line_reader.read_lines(image, boxes)
     words: list[ocr.Word | None] = []
@@ -108,13 +155,13 @@ def find_words(
     return [word for word in words if word is not None]
 
 
-def _detect_near(image: np.ndarray, near: list[Box]) -> list[Box]:
+def _detect_near(image: np.ndarray, near: list[Box]) -> list[tuple[Box, float]]:
     """Detection in the neighbourhood of each box (NEAR_PX around it), crops merged."""
     height, width = image.shape[:2]
-    out: list[Box] = []
+    out: list[tuple[Box, float]] = []
     for area in areas([box.padded(NEAR_PX, width, height) for box in near]):
         crop = np.ascontiguousarray(image[area.y0 : area.y1, area.x0 : area.x1])
-        out += [box.moved(area.x0, area.y0) for box in detect.detect_boxes(crop)]
+        out += [(box.moved(area.x0, area.y0), s) for box, s in detect.find_lines(crop)]
     return out
 
 

@@ -6,6 +6,7 @@ text; detection is judged by recall: the share of those pixels inside the boxes 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -350,3 +351,18 @@ def test_no_file_means_defaults_and_the_shipped_allow_list() -> None:
     assert config.mode == "redact_all_text"
     assert config.allowlist == CONF / "pixel_allowlist.yaml"
     assert config.allow_list().allows("R") and not config.allow_list().allows("SMITH")
+
+
+def test_a_group_is_allowed_when_it_splits_into_allowed_runs() -> None:
+    """A label with its value is one allowed run ("W 400"), a letter alone is not: single
+    letters outside the orientation markers may be initials."""
+    allow = AllowList(
+        frozenset({"l", "mm"}),
+        (re.compile(r"(W|L)\s?\d{1,4}", re.IGNORECASE), re.compile(r"\d{1,3}")),
+    )
+    assert allow.allows("W 400  L 40")
+    assert allow.allows("W400 L 40 mm")
+    assert allow.allows("")
+    assert not allow.allows("W")
+    assert not allow.allows("W 400 J")
+    assert not allow.allows("JW 400")

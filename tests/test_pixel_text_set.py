@@ -57,6 +57,7 @@ class Frame:
     colour: bool
     lines: tuple[Line, ...]
     region: tuple[int, int, int, int] | None = None  # an ultrasound region (x0, y0, x1, y1)
+    table: tuple[int, int, int, int] | None = None  # a CT table top drawn as a bar (x0, y0, x1, y1)
 
 
 FRAMES = (
@@ -106,6 +107,34 @@ FRAMES = (
         ),
     ),
     Frame(
+        "us-labels-over-speckle",
+        "US",
+        480,
+        640,
+        True,
+        (
+            Line("LIVER", 262, 204, 13, (235, 235, 235)),
+            Line("RT KIDNEY", 300, 300, 12, (235, 235, 235)),
+            Line("GB NECK", 180, 150, 14, WHITE),
+            Line("4 cm", 600, 300, 11, WHITE, kept=True),
+        ),
+        region=(60, 40, 580, 440),
+    ),
+    Frame(
+        "ct-table-window-and-label",
+        "CT",
+        512,
+        512,
+        False,
+        (
+            Line("W 400  L 40", 6, 492, 12, WHITE, kept=True),
+            Line("2024-05-06", 352, 448, 11, (40, 40, 40)),
+            Line("SE 3  IM 45", 380, 8, 12, WHITE, kept=True),
+            Line("PELLINORE^IRIS", 6, 6, 12, WHITE),
+        ),
+        table=(60, 413, 452, 421),
+    ),
+    Frame(
         "mr-large-text",
         "MR",
         256,
@@ -135,6 +164,11 @@ def _picture(frame: Frame, rng: np.random.Generator) -> np.ndarray:
             (xx - frame.columns / 2) / (frame.columns * 0.42)
         ) ** 2 < 1
         image[body] = 90 + rng.normal(0, 12, int(body.sum()))
+    if frame.table is not None:
+        x0, y0, x1, y1 = frame.table
+        image[y0:y1, x0:x1] = 110
+    if frame.name.startswith("ct-table"):  # a light label box for the dark date
+        image[440:466, 344:424] = 235
     return image.clip(0, 255).astype(np.uint8)
 
 
@@ -228,6 +262,16 @@ def test_allow_listed_lines_survive(outcome) -> None:
     for line, ink in zip(frame.lines, inks, strict=True):
         if line.kept:
             assert not changed[ink].any(), f"{frame.name}: {line.text!r} was blanked"
+
+
+def test_a_table_top_is_not_text(outcome) -> None:
+    """The square ends of a bar read as "I" or "L"; blanking them would eat the bar."""
+    frame, _, before, after = outcome
+    if frame.table is None:
+        pytest.skip("no table in this frame")
+    x0, y0, x1, y1 = frame.table
+    around = (slice(y0 - 4, y1 + 4), slice(x0 - 8, x1 + 8))
+    assert not _pixels_changed(before, after)[around].any()
 
 
 def test_blanked_area_outside_the_text_lines_is_small(outcome) -> None:

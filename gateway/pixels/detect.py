@@ -214,7 +214,13 @@ def _edges(image: np.ndarray) -> np.ndarray:
 
     kernel = np.ones((3, 3), np.uint8)
     gradient = cv2.morphologyEx(image, cv2.MORPH_GRADIENT, kernel)
-    return gradient if gradient.ndim == 2 else gradient.max(axis=2)
+    return gradient if gradient.ndim == 2 else _channel_max(gradient)
+
+
+def _channel_max(values: np.ndarray) -> np.ndarray:
+    """The largest of the last axis's 3 channels, channel by channel (a reduction over a
+    last axis of 3 is several times slower)."""
+    return np.maximum(np.maximum(values[..., 0], values[..., 1]), values[..., 2])
 
 
 def _without_rules(mask: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -228,8 +234,8 @@ def _without_rules(mask: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.
 
     grey = image.astype(np.int16)
     if grey.ndim == 3:
-        step_y = np.abs(np.diff(grey, axis=0)).max(axis=2)
-        step_x = np.abs(np.diff(grey, axis=1)).max(axis=2)
+        step_y = _channel_max(np.abs(np.diff(grey, axis=0)))
+        step_x = _channel_max(np.abs(np.diff(grey, axis=1)))
     else:
         step_y, step_x = np.abs(np.diff(grey, axis=0)), np.abs(np.diff(grey, axis=1))
     rows = (step_y >= EDGE_THRESH).astype(np.uint8)

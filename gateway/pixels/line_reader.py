@@ -120,9 +120,10 @@ def _prepared(crop: np.ndarray) -> np.ndarray:
 
 
 def _read_one(api: Any, image: np.ndarray) -> tuple[str, float]:
-    from PIL import Image
-
-    api.SetImage(Image.fromarray(image))
+    # Raw bytes: SetImage(PIL image) encodes a BMP with a palette on every call.
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    height, width = image.shape
+    api.SetImageBytes(image.tobytes(), width, height, 1, width)
     text = " ".join(api.GetUTF8Text().split())
     confidence = float(api.MeanTextConf()) if text else 0.0
     return text, confidence

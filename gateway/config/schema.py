@@ -103,6 +103,7 @@ def _ip_network(value: str) -> str:
 
 Count = Annotated[int, BeforeValidator(_no_bool("an integer")), Field(ge=1)]
 Seconds = Annotated[float, BeforeValidator(_no_bool("a number")), Field(gt=0, allow_inf_nan=False)]
+Days = Seconds  # a positive number, of days
 Port = Annotated[int, BeforeValidator(_no_bool("an integer")), AfterValidator(_port_in_range)]
 Text = Annotated[str, AfterValidator(_not_blank)]
 AETitle = Annotated[str, AfterValidator(_ae_title)]
@@ -292,6 +293,12 @@ class StudyConfig(_Section):
     quiet_seconds: Seconds = 30.0
 
 
+class QuarantineConfig(_Section):
+    """Quarantined originals hold patient data: a site may have them purged by age."""
+
+    purge_after_days: Days | None = None  # None: kept until `quarantine purge`
+
+
 class FreeTextConfig(_Section):
     """Free-text cleaning (docs/profiles.md, "Free text")."""
 
@@ -402,6 +409,7 @@ class GatewayConfig(_Section):
     keys: KeysConfig = _section()
     destination: DestinationConfig = _section()
     http: HttpConfig = _section()
+    quarantine: QuarantineConfig = _section()
 
     _config_path: Path | None = PrivateAttr(default=None)
 

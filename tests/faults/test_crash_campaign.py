@@ -11,7 +11,7 @@ import pytest
 from crash_campaign import run_campaign
 from service_harness import STORESCP, STORESCU
 
-from gateway.service.gateway_service import FORWARD_THREADS
+from gateway.service.forwarding import FORWARD_THREADS
 
 pytestmark = [
     pytest.mark.skipif(None in (STORESCU, STORESCP), reason="DCMTK storescu/storescp missing"),

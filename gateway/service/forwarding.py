@@ -1,0 +1,204 @@
+"""The forwarding stage: a processed round's outbox to its destination, retries, the end.
+
+One `Destination` interface for every kind of place a round can go (a DICOM AE, a folder,
+later more): `send` takes the outbox files not yet confirmed and calls `on_stored` after
+each one the destination has taken, so a retry or a restart sends only the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from gateway.base.metrics import Metrics
+from gateway.config.schema import DestinationConfig, RetryConfig
+from gateway.net.folder import forward_to_folder
+from gateway.net.outcome import ForwardOutcome, ForwardResult
+from gateway.net.scu import forward_to_ae
+from gateway.service.in_flight import InFlight
+from gateway.service.worker_pool import RoundWork
+from gateway.stores.audit import AuditLog
+from gateway.stores.spool import Spool
+from gateway.stores.spool_rounds import StudyRound
+
+log = logging.getLogger(__name__)
+
+FORWARD_THREADS = 4
+
+
+class Destination(Protocol):
+    """Where clean rounds go."""
+
+    name: str
+
+    def send(self, files: list[Path], on_stored: Callable[[Path], None]) -> ForwardResult:
+        """Send `files`; call `on_stored(path)` once the destination holds each one, so a
+        retry sends only the rest. A destination where sending a file again is harmless
+        may call it for none (the stage counts what `sent` says)."""
+        ...
+
+
+@dataclass
+class AeDestination:
+    """A DICOM AE (C-STORE, optionally over TLS), one association per study."""
+
+    ae_title: str
+    host: str
+    port: int
+    calling_ae: str
+    ssl_context: ssl.SSLContext | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+    def send(self, files: list[Path], on_stored: Callable[[Path], None]) -> ForwardResult:
+        return forward_to_ae(
+            files,
+            ae_title=self.ae_title,
+            host=self.host,
+            port=self.port,
+            calling_ae=self.calling_ae,
+            ssl_context=self.ssl_context,
+            on_stored=on_stored,
+        )
+
+
+@dataclass
+class FolderDestination:
+    """A folder tree, written atomically and durably (idempotent: same names again)."""
+
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return f"folder {self.folder}"
+
+    def send(self, files: list[Path], on_stored: Callable[[Path], None]) -> ForwardResult:
+        return forward_to_folder(files, self.folder)  # the same names again: harmless
+
+
+def destination_for(
+    config: DestinationConfig, calling_ae: str, ssl_context: ssl.SSLContext | None
+) -> Destination:
+    """The configured destination (validation left exactly one form set)."""
+    if config.folder is not None:
+        return FolderDestination(config.folder)
+    assert config.ae_title and config.host and config.port
+    return AeDestination(config.ae_title, config.host, config.port, calling_ae, ssl_context)
+
+
+class ForwardingStage:
+    """Sends processed rounds on threads, retries them at their time (the scheduler asks),
+    and ends a round: metrics, `spool.finish`, the audit record."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        destination: Destination,
+        retry: RetryConfig,
+        metrics: Metrics,
+        audit: AuditLog,
+        profile_name: str,
+        in_flight: InFlight,
+    ) -> None:
+        self.spool, self.destination, self.retry = spool, destination, retry
+        self.metrics, self.audit, self.profile_name = metrics, audit, profile_name
+        self.in_flight = in_flight
+        self._threads = ThreadPoolExecutor(FORWARD_THREADS, thread_name_prefix="forward")
+
+    def start(self, due: StudyRound) -> None:
+        """Send `due` (a round whose outbox is ready, or whose retry time has come)."""
+        if not self.in_flight.claim(due.id):
+            return
+        work = self.in_flight.work(due)
+        work.round = due
+        try:
+            self._threads.submit(self._forward, work)
+        except RuntimeError:  # shutting down
+            self.in_flight.release(due.id)
+
+    def shutdown(self) -> None:
+        self._threads.shutdown(wait=True, cancel_futures=True)
+
+    def _forward(self, work: RoundWork) -> None:
+        round_id = work.round.id
+        started = time.monotonic()
+        try:
+            # Resumed: what the destination already confirmed (before a retry or a crash)
+            # is not sent again.
+            done = self.spool.forwarded(round_id)
+            files = sorted(
+                f for f in self.spool.outbox(round_id).glob("*.dcm") if f.name not in done
+            )
+            marked: list[Path] = []
+
+            def stored(path: Path) -> None:
+                self.spool.mark_forwarded(round_id, path.name)
+                self.metrics.instances_forwarded.inc()
+                marked.append(path)
+
+            result = self.destination.send(files, stored)
+            self.metrics.instances_forwarded.inc(max(result.sent - len(marked), 0))
+            if done:
+                result = ForwardResult(
+                    result.outcome,
+                    result.sent + len(done),
+                    result.failed,
+                    f"{result.message} ({len(done)} sent by earlier attempts)",
+                )
+        except Exception as exc:  # a bug must not kill the forwarding thread silently
+            log.exception("round %d: forwarding crashed", round_id)
+            result = ForwardResult(ForwardOutcome.RETRY, 0, 0, type(exc).__name__)
+        seconds = time.monotonic() - started
+        try:
+            if result.outcome is ForwardOutcome.OK:
+                self.finish(work, result, seconds)
+            else:
+                self._retry_later(work, result)
+        finally:
+            self.in_flight.release(round_id)
+
+    def _retry_later(self, work: RoundWork, result: ForwardResult) -> None:
+        attempts = work.round.attempts + 1
+        self.metrics.failures.labels(stage="forward").inc()
+        if result.outcome is ForwardOutcome.FAIL or attempts >= self.retry.max_attempts:
+            log.error("round %d: forwarding failed after %d attempts: %s",
+                      work.round.id, attempts, result.message)  # fmt: skip
+            self.spool.forward_failed(work.round.id, attempts, None, result.message)
+            self._audit(work, result, "failed", 0.0)
+            return
+        delay = min(self.retry.initial_seconds * 2 ** (attempts - 1), self.retry.max_seconds)
+        self.metrics.forward_retries.inc()
+        log.warning("round %d: forwarding attempt %d failed (%s); next in %.0f s",
+                    work.round.id, attempts, result.message, delay)  # fmt: skip
+        self.spool.forward_failed(work.round.id, attempts, time.time() + delay, result.message)
+
+    def finish(self, work: RoundWork, result: ForwardResult, seconds: float) -> None:
+        """The round is done: everything clean is at the destination (or there was none)."""
+        # Counted first: once the queue shows empty, the count already says forwarded.
+        self.metrics.studies_forwarded.inc()
+        self.spool.finish(work.round.id)
+        self._audit(work, result, "forwarded", seconds)
+        self.in_flight.forget(work.round.id)
+        log.info("study %s round %d forwarded: %d instances",
+                 work.study_hash, work.round.id, result.sent)  # fmt: skip
+
+    def _audit(self, work: RoundWork, result: ForwardResult, outcome: str, seconds: float) -> None:
+        self.audit.record(
+            "study_round",
+            **work.audit_fields(
+                instances_out=result.sent,
+                profile=self.profile_name,
+                forward_seconds=round(seconds, 3),
+                destination=self.destination.name,
+                result=outcome,
+                message=result.message,
+            ),
+        )

@@ -1,0 +1,189 @@
+"""The processing stage: a complete round's instances through the worker pool into its outbox.
+
+A large round is cut into chunks spread over every worker; the round is processed when all
+its chunks are. A failure that is the environment's (a full disk, a dead worker) processes
+the whole round again after a growing delay, and holds it after the last allowed attempt;
+an instance's own trouble is never a failure here: it goes to the quarantine alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future
+from concurrent.futures.process import BrokenProcessPool
+
+from gateway.base.metrics import Metrics
+from gateway.pipeline.files import RoundResult, process_round
+from gateway.service.in_flight import InFlight
+from gateway.service.worker_pool import (
+    RoundWork,
+    WorkerPool,
+    chunk_size,
+    combined,
+    failure_text,
+    processing_retry_delay,
+)
+from gateway.stores.spool import Spool
+from gateway.stores.spool_rounds import RoundState, StudyRound
+
+log = logging.getLogger(__name__)
+
+
+class ProcessingStage:
+    """`start(due)` runs a round whose quiet period has passed; `on_empty(work)` is told of
+    a processed round with nothing clean to send (its originals are in the quarantine)."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        pool: WorkerPool,
+        workers: int,
+        metrics: Metrics,
+        in_flight: InFlight,
+        stopping: threading.Event,
+        on_empty: Callable[[RoundWork], None],
+    ) -> None:
+        self.spool, self.pool, self.workers, self.metrics = spool, pool, workers, metrics
+        self.in_flight, self.stopping, self.on_empty = in_flight, stopping, on_empty
+
+    def heal(self) -> None:
+        """A round left `processing` with no work in flight (its state change failed, e.g.
+        on a full disk) goes back to `receiving`, so it runs again once the cause is gone."""
+        for stuck in self.spool.rounds_in(RoundState.PROCESSING):
+            if self.in_flight.claim(stuck.id):
+                try:
+                    log.warning("round %d: processing was interrupted; running it again", stuck.id)
+                    self.spool.process_again(stuck.id, "interrupted", delayed=True)
+                finally:
+                    self.in_flight.release(stuck.id)
+
+    def start(self, due: StudyRound) -> None:
+        if not self.in_flight.claim(due.id):
+            return
+        try:
+            files = self.spool.claim(due.id)
+        except Exception:
+            self.in_flight.release(due.id)
+            raise
+        if files is None:
+            self.in_flight.release(due.id)
+            return
+        self.metrics.studies_completed.inc()
+        work = self.in_flight.work(due)
+        with self.in_flight.lock:
+            work.round, work.parts, work.failure = due, [], None
+            work.attempt += 1
+            attempt = work.attempt
+        log.info("study %s round %d complete: %d instances", work.study_hash, due.id, len(files))
+        paths = [instance.path for instance in files]
+        # A large study is spread over every worker, in chunks, so one study uses them all.
+        size = chunk_size(len(paths), self.workers)
+        chunks = [paths[i : i + size] for i in range(0, len(paths), size)] or [[]]
+        work.pending = len(chunks)
+        outbox = self.spool.outbox(due.id)
+        pool, generation = self.pool.current()
+        for index, chunk in enumerate(chunks):
+            try:
+                future = pool.submit(process_round, chunk, outbox)
+            except BrokenProcessPool:
+                failure = ("crash", "a worker process died")
+            except RuntimeError:  # the pool was shut down: stopping, or replaced just now
+                failure = ("cut short", "interrupted")
+            else:
+                future.add_done_callback(
+                    lambda f, a=attempt, g=generation: self._chunk_done(work, a, f, g)  # type: ignore[misc]
+                )
+                continue
+            self._chunks_ended(work, attempt, len(chunks) - index, failure, generation)
+            return
+
+    def _chunk_done(
+        self, work: RoundWork, attempt: int, future: Future[RoundResult], generation: int
+    ) -> None:
+        try:
+            ended: RoundResult | tuple[str, str] = future.result()
+        except BrokenProcessPool:
+            ended = ("crash", "a worker process died")
+        except CancelledError:  # the pool shut down under it (stop, or replaced)
+            ended = ("cut short", "interrupted")
+        except Exception as exc:  # the environment's (an instance's trouble holds it alone)
+            ended = ("failure", failure_text(exc))
+        self._chunks_ended(work, attempt, 1, ended, generation)
+
+    def _chunks_ended(
+        self,
+        work: RoundWork,
+        attempt: int,
+        count: int,
+        ended: RoundResult | tuple[str, str],
+        generation: int,
+    ) -> None:
+        """`count` chunks of an attempt are done (a result, or a (kind, why) failure).
+
+        The attempt ends when every chunk of it has: only then is the round processed
+        again or forwarded, so no chunk of a failed attempt still writes into its outbox.
+        """
+        if isinstance(ended, tuple) and ended[0] == "crash" and not self.stopping.is_set():
+            self.pool.replace(generation)  # a dead worker breaks the whole executor
+        with self.in_flight.lock:
+            if attempt != work.attempt:
+                return
+            if isinstance(ended, RoundResult):
+                work.parts.append(ended)
+            elif work.failure is None or work.failure[0] == "cut short":
+                work.failure = ended  # the first real failure is the one counted
+            work.pending -= count
+            if work.pending:
+                return
+            failure = work.failure
+        if failure is None:
+            self._processed(work, combined(work.parts))
+        else:
+            self._attempt_failed(work, *failure)
+
+    def _processed(self, work: RoundWork, result: RoundResult) -> None:
+        round_id = work.round.id
+        try:
+            work.processed = result
+            self.metrics.processing_seconds.observe(result.seconds)
+            self.metrics.instances_quarantined.inc(result.quarantined)
+            if result.quarantined:
+                self.metrics.failures.labels(stage="deid").inc(result.quarantined)
+            self.spool.processed(round_id)
+            if result.written == 0:
+                self.on_empty(work)
+        finally:
+            self.in_flight.release(round_id)
+
+    def _attempt_failed(self, work: RoundWork, kind: str, why: str) -> None:
+        """A failed attempt quarantines nothing and loses nothing: the round runs again.
+
+        A failure is counted in state.db and the round waits a growing delay before its
+        next attempt (`processing_retry_delay`); the last allowed failure holds it until
+        `quarantine release round-N`. An attempt cut short (a stop, another round's worker
+        death) is not a failure. If even the state change fails (a full disk), `heal`
+        retries it on a later tick.
+        """
+        round_id = work.round.id
+        try:
+            if kind == "cut short" or self.stopping.is_set():
+                self.spool.process_again(round_id, why)
+                return
+            self.metrics.failures.labels(stage="worker").inc()
+            failures = work.round.attempts + 1
+            delay = processing_retry_delay(failures)
+            if delay is None:
+                log.error("round %d: %s; held after %d failed attempts until `quarantine "
+                          "release round-%d`", round_id, why, failures, round_id)  # fmt: skip
+                self.spool.processing_failed(round_id, failures, None, why)
+                self.in_flight.forget(round_id)
+                return
+            self.metrics.process_retries.inc()
+            log.error("round %d: %s (failure %d); processing it again in %.0f s",
+                      round_id, why, failures, delay)  # fmt: skip
+            self.spool.processing_failed(round_id, failures, time.time() + delay, why)
+        finally:
+            self.in_flight.release(round_id)

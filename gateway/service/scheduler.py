@@ -1,0 +1,109 @@
+"""The service's only clock: every timed decision of `run` is a job here.
+
+- rounds whose quiet period has passed go to processing (and rounds whose processing retry
+  time has come: the spool answers both as due);
+- processed rounds, and failed forwards whose retry time has come, go to forwarding;
+- with `quarantine.purge_after_days`, quarantined originals older than that are deleted,
+  once an hour.
+
+The stages themselves keep no timers: a retry is a time written in state.db that a later
+tick finds due, so a restart keeps every schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from gateway.base.metrics import Metrics
+from gateway.stores import quarantine
+from gateway.stores.spool import Spool
+from gateway.stores.spool_rounds import StudyRound
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY_SECONDS = 3600.0
+STORAGE_LOG_EVERY_SECONDS = 60.0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        spool: Spool,
+        quiet_seconds: float,
+        metrics: Metrics,
+        *,
+        heal: Callable[[], None],
+        process: Callable[[StudyRound], None],
+        forward: Callable[[StudyRound], None],
+        storage_dir: Path,
+        purge_after_days: float | None = None,
+    ) -> None:
+        self.spool, self.quiet_seconds, self.metrics = spool, quiet_seconds, metrics
+        self._heal, self._process, self._forward = heal, process, forward
+        self._storage_dir, self._purge_after_days = storage_dir, purge_after_days
+        self._aps = BackgroundScheduler(daemon=True)
+        self._stopped = False
+        self._storage_logged = -math.inf
+
+    @property
+    def tick_seconds(self) -> float:
+        """A quarter of the quiet period, between 0.2 and 1 s: a study is taken at most
+        that long after its quiet period ends."""
+        return max(0.2, min(1.0, self.quiet_seconds / 4))
+
+    def start(self) -> None:
+        self._aps.add_job(self.tick, "interval", seconds=self.tick_seconds,
+                          max_instances=1, coalesce=True, id="rounds")  # fmt: skip
+        if self._purge_after_days is not None:
+            self._aps.add_job(self.purge_quarantine, "interval", seconds=PURGE_EVERY_SECONDS,
+                              max_instances=1, coalesce=True, id="quarantine-purge",
+                              next_run_time=datetime.now())  # fmt: skip
+        self._aps.start()
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._aps.running:  # start() may have failed before it
+            self._aps.shutdown(wait=True)
+
+    def tick(self) -> None:
+        """Hand every due round to its stage."""
+        if self._stopped:
+            return
+        try:
+            self._heal()
+            for due in self.spool.due_rounds(self.quiet_seconds):
+                self._process(due)
+            for due in self.spool.forward_due():
+                self._forward(due)
+        except (OSError, sqlite3.OperationalError) as exc:
+            # A full or failing disk: everything stays where it is and the next tick tries
+            # again; one line a minute, not a traceback four times a second.
+            self.metrics.failures.labels(stage="storage").inc()
+            now = time.monotonic()
+            if now - self._storage_logged >= STORAGE_LOG_EVERY_SECONDS:
+                self._storage_logged = now
+                log.error("storage unusable, work waits: %s", exc)
+        except Exception:
+            log.exception("scheduler tick failed")
+
+    def purge_quarantine(self) -> int:
+        """Delete quarantined originals older than `purge_after_days`; how many went."""
+        if self._purge_after_days is None or self._stopped:
+            return 0
+        try:
+            removed = quarantine.purge(self._storage_dir, self._purge_after_days)
+        except OSError as exc:
+            log.error("quarantine purge failed: %s", exc.strerror or type(exc).__name__)
+            return 0
+        if removed:
+            log.info("quarantine: %d entries older than %g days purged",
+                     removed, self._purge_after_days)  # fmt: skip
+        return removed

@@ -1,4 +1,9 @@
-"""The forwarding stage: a processed round's outbox to its destination, retries, the end.
+"""The forwarding stage: clean instances to the destination as they clear, retries, the end.
+
+While a study is still arriving, what its outbox already holds is sent (`send_ready`, asked
+by the scheduler); a failed send of that kind only waits a little, in memory. Once the
+round is closed and processed, `start` sends the rest: its failures are retried at times
+kept in state.db, and its success ends the round.
 
 One `Destination` interface for every kind of place a round can go (a DICOM AE, a folder,
 later more): `send` takes the outbox files not yet confirmed and calls `on_stored` after
@@ -8,6 +13,7 @@ each one the destination has taken, so a retry or a restart sends only the rest.
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 import time
 from collections.abc import Callable
@@ -40,7 +46,7 @@ class Destination(Protocol):
     def send(self, files: list[Path], on_stored: Callable[[Path], None]) -> ForwardResult:
         """Send `files`; call `on_stored(path)` once the destination holds each one, so a
         retry sends only the rest. A destination where sending a file again is harmless
-        may call it for none (the stage counts what `sent` says)."""
+        may call it later, or for none (the stage counts what `sent` says)."""
         ...
 
 
@@ -81,7 +87,13 @@ class FolderDestination:
         return f"folder {self.folder}"
 
     def send(self, files: list[Path], on_stored: Callable[[Path], None]) -> ForwardResult:
-        return forward_to_folder(files, self.folder)  # the same names again: harmless
+        """All marked once all are written; after a failure none are (the same names
+        written again are harmless)."""
+        result = forward_to_folder(files, self.folder)
+        if result.outcome is ForwardOutcome.OK:
+            for path in files:
+                on_stored(path)
+        return result
 
 
 def destination_for(
@@ -112,6 +124,71 @@ class ForwardingStage:
         self.metrics, self.audit, self.profile_name = metrics, audit, profile_name
         self.in_flight = in_flight
         self._threads = ThreadPoolExecutor(FORWARD_THREADS, thread_name_prefix="forward")
+        self._early_waits: dict[int, tuple[int, float]] = {}  # round -> (failures, until)
+        # A refusal that sending again cannot help (0xCxxx): the round is not sent again
+        # while it arrives, and its close ends in the failed state without a resend.
+        self._early_refusals: dict[int, ForwardResult] = {}
+
+    def send_ready(self, receiving: StudyRound) -> None:
+        """Send what the outbox of a round still receiving holds and was not sent yet."""
+        failures, until = self._early_waits.get(receiving.id, (0, 0.0))
+        if time.monotonic() < until or not self._has_unsent(receiving.id):
+            return
+        if not self.in_flight.claim(receiving.id):
+            return
+        try:
+            self._threads.submit(self._send_early, receiving.id, failures)
+        except RuntimeError:  # shutting down
+            self.in_flight.release(receiving.id)
+
+    def _has_unsent(self, round_id: int) -> bool:
+        outbox = self.spool.outbox(round_id)
+        if not outbox.is_dir():
+            return False
+        names = {f.name for f in outbox.glob("*.dcm") if not f.name.startswith(".")}
+        return bool(names - self.spool.forwarded(round_id))
+
+    def _send_early(self, round_id: int, failures: int) -> None:
+        try:
+            result = self._send_unsent(round_id)
+            if result.outcome is ForwardOutcome.OK:
+                self._early_waits.pop(round_id, None)
+            elif result.outcome is ForwardOutcome.FAIL:
+                self._early_refusals[round_id] = result
+                self._early_waits[round_id] = (failures + 1, math.inf)
+                log.warning("round %d: the destination refused an instance (%s); the study "
+                            "waits for its close", round_id, result.message)  # fmt: skip
+            else:
+                delay = min(self.retry.initial_seconds * 2**failures, self.retry.max_seconds)
+                self._early_waits[round_id] = (failures + 1, time.monotonic() + delay)
+                log.warning("round %d: sending as instances clear failed (%s); again in %.0f s",
+                            round_id, result.message, delay)  # fmt: skip
+        except Exception:
+            log.exception("round %d: sending as instances clear crashed", round_id)
+        finally:
+            self.in_flight.release(round_id)
+
+    def _send_unsent(self, round_id: int) -> ForwardResult:
+        """The outbox files the destination has not confirmed, sent; marks as they go."""
+        done = self.spool.forwarded(round_id)
+        files = sorted(
+            f
+            for f in self.spool.outbox(round_id).glob("*.dcm")
+            if f.name not in done and not f.name.startswith(".")
+        )
+        marked: list[Path] = []
+
+        def stored(path: Path) -> None:
+            self.spool.mark_forwarded(round_id, path.name)
+            self.metrics.instances_forwarded.inc()
+            marked.append(path)
+
+        result = self.destination.send(files, stored)
+        self.metrics.instances_forwarded.inc(max(result.sent - len(marked), 0))
+        if done:
+            result = ForwardResult(result.outcome, result.sent + len(done), result.failed,
+                                   f"{result.message} ({len(done)} sent earlier)")  # fmt: skip
+        return result
 
     def start(self, due: StudyRound) -> None:
         """Send `due` (a round whose outbox is ready, or whose retry time has come)."""
@@ -130,29 +207,12 @@ class ForwardingStage:
     def _forward(self, work: RoundWork) -> None:
         round_id = work.round.id
         started = time.monotonic()
+        self._early_waits.pop(round_id, None)
+        refused = self._early_refusals.pop(round_id, None)
         try:
-            # Resumed: what the destination already confirmed (before a retry or a crash)
-            # is not sent again.
-            done = self.spool.forwarded(round_id)
-            files = sorted(
-                f for f in self.spool.outbox(round_id).glob("*.dcm") if f.name not in done
-            )
-            marked: list[Path] = []
-
-            def stored(path: Path) -> None:
-                self.spool.mark_forwarded(round_id, path.name)
-                self.metrics.instances_forwarded.inc()
-                marked.append(path)
-
-            result = self.destination.send(files, stored)
-            self.metrics.instances_forwarded.inc(max(result.sent - len(marked), 0))
-            if done:
-                result = ForwardResult(
-                    result.outcome,
-                    result.sent + len(done),
-                    result.failed,
-                    f"{result.message} ({len(done)} sent by earlier attempts)",
-                )
+            # Resumed: what the destination already confirmed (sent as instances cleared,
+            # before a retry or a crash) is not sent again.
+            result = refused if refused is not None else self._send_unsent(round_id)
         except Exception as exc:  # a bug must not kill the forwarding thread silently
             log.exception("round %d: forwarding crashed", round_id)
             result = ForwardResult(ForwardOutcome.RETRY, 0, 0, type(exc).__name__)

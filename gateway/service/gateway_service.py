@@ -77,6 +77,8 @@ class GatewayService:
             heal=self.processing.heal,
             process=self.processing.start,
             forward=self.forwarding.start,
+            take_arrivals=self.processing.take_arrivals,
+            send_ready=self.forwarding.send_ready,
             storage_dir=config.storage_dir,
             purge_after_days=config.quarantine.purge_after_days,
         )

@@ -20,11 +20,13 @@ class InFlight:
         self.lock = threading.Lock()  # also guards the fields of each RoundWork
         self._work: dict[int, RoundWork] = {}
         self._busy: set[int] = set()
+        self.streaming: dict[int, int] = {}  # round id -> arrival chunks with the workers
 
-    def claim(self, round_id: int) -> bool:
-        """True when no stage had the round: the caller now has it."""
+    def claim(self, round_id: int, *, idle: bool = False) -> bool:
+        """True when no stage had the round: the caller now has it. `idle`: only when no
+        arrival of it is with a worker either (the round's own processing waits for them)."""
         with self.lock:
-            if round_id in self._busy:
+            if round_id in self._busy or (idle and self.streaming.get(round_id)):
                 return False
             self._busy.add(round_id)
             return True

@@ -1,9 +1,14 @@
-"""The processing stage: a complete round's instances through the worker pool into its outbox.
+"""The processing stage: instances through the worker pool into their round's outbox.
 
-A large round is cut into chunks spread over every worker; the round is processed when all
-its chunks are. A failure that is the environment's (a full disk, a dead worker) processes
-the whole round again after a growing delay, and holds it after the last allowed attempt;
-an instance's own trouble is never a failure here: it goes to the quarantine alone.
+Instances are processed as they arrive (`take_arrivals`, asked by the scheduler a few times
+a second): the acknowledged instances not yet processed go to the workers in chunks, and
+each chunk's instances are marked processed once their outbox copies are durable. When the
+study's quiet period has passed, `start` closes the round: what is left unprocessed goes
+to the workers too, and the round moves on to forwarding. A large round is cut into chunks
+spread over every worker. A failure that is the environment's (a full disk, a dead worker)
+makes the round's arrivals wait a growing delay; at the close it processes the whole round
+again, and holds it after the last allowed attempt. An instance's own trouble is never a
+failure here: it goes to the quarantine alone.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from concurrent.futures.process import BrokenProcessPool
 
 from gateway.base.metrics import Metrics
 from gateway.pipeline.files import RoundResult, process_round
+from gateway.service import worker_pool
 from gateway.service.in_flight import InFlight
 from gateway.service.worker_pool import (
+    CHUNK,
     RoundWork,
     WorkerPool,
     chunk_size,
@@ -30,6 +37,10 @@ from gateway.stores.spool import Spool
 from gateway.stores.spool_rounds import RoundState, StudyRound
 
 log = logging.getLogger(__name__)
+
+# Arrival chunks with the workers at once, per worker: enough that none idles between two
+# looks of the scheduler, few enough that a closing round is not queued behind many.
+ARRIVAL_CHUNKS_PER_WORKER = 2
 
 
 class ProcessingStage:
@@ -48,6 +59,130 @@ class ProcessingStage:
     ) -> None:
         self.spool, self.pool, self.workers, self.metrics = spool, pool, workers, metrics
         self.in_flight, self.stopping, self.on_empty = in_flight, stopping, on_empty
+        self._with_workers: set[tuple[int, str]] = set()  # (round, SOP UID) of arrivals
+        self._arrival_chunks = 0
+
+    # -- on arrival -------------------------------------------------------------------------
+
+    def take_arrivals(self) -> None:
+        """Hand acknowledged, unprocessed instances of receiving rounds to the workers."""
+        with self.in_flight.lock:
+            room = self.workers * ARRIVAL_CHUNKS_PER_WORKER - self._arrival_chunks
+            busy = set(self._with_workers)
+        if self.stopping.is_set():
+            return
+        self._hold_exhausted()
+        if room <= 0:
+            return
+        found = self.spool.arrivals(
+            room * CHUNK, skip=busy, max_attempts=worker_pool.PROCESS_MAX_ATTEMPTS
+        )
+        pool, generation = self.pool.current()
+        for round_id, instances in found.items():
+            due = self.spool.get_round(round_id)
+            if due is None:
+                continue
+            work = self.in_flight.work(due)
+            size = chunk_size(len(instances), self.workers)
+            for start in range(0, len(instances), size):
+                if room <= 0:
+                    return
+                chunk = instances[start : start + size]
+                uids = [instance.sop_instance_uid for instance in chunk]
+                paths = [instance.path for instance in chunk]
+                with self.in_flight.lock:
+                    self._with_workers.update((round_id, uid) for uid in uids)
+                    self.in_flight.streaming[round_id] = (
+                        self.in_flight.streaming.get(round_id, 0) + 1
+                    )
+                    self._arrival_chunks += 1
+                    attempt = work.attempt
+                try:
+                    future = pool.submit(process_round, paths, self.spool.outbox(round_id))
+                except (BrokenProcessPool, RuntimeError):
+                    self._arrivals_ended(work, attempt, uids, None, generation)
+                    return
+                future.add_done_callback(
+                    lambda f, w=work, a=attempt, u=uids, g=generation: self._arrivals_ended(  # type: ignore[misc]
+                        w, a, u, f, g
+                    )
+                )
+                room -= 1
+
+    def _arrivals_ended(
+        self,
+        work: RoundWork,
+        attempt: int,
+        uids: list[str],
+        future: Future[RoundResult] | None,
+        generation: int,
+    ) -> None:
+        """An arrival chunk is done: its instances are marked processed, or (a failure of
+        the environment) the round's arrivals wait a growing delay."""
+        round_id = work.round.id
+        failure: tuple[str, str] | None = ("cut short", "interrupted")
+        result: RoundResult | None = None
+        if future is not None:
+            try:
+                result, failure = future.result(), None
+            except BrokenProcessPool:
+                failure = ("crash", "a worker process died")
+            except CancelledError:
+                pass
+            except Exception as exc:
+                failure = ("failure", failure_text(exc))
+        if failure and failure[0] == "crash" and not self.stopping.is_set():
+            self.pool.replace(generation)
+        try:
+            if result is not None and attempt == work.attempt:
+                self.spool.mark_processed(round_id, uids)
+                with self.in_flight.lock:
+                    work.streamed.append(result)
+            elif failure is not None and failure[0] != "cut short":
+                self._arrivals_failed(work, failure[1])
+        except Exception:  # a full disk: the marks are not made, the instances run again
+            log.exception("round %d: recording processed arrivals failed", round_id)
+        finally:
+            with self.in_flight.lock:
+                self._with_workers.difference_update((round_id, uid) for uid in uids)
+                self.in_flight.streaming[round_id] -= 1
+                if not self.in_flight.streaming[round_id]:
+                    del self.in_flight.streaming[round_id]
+                self._arrival_chunks -= 1
+
+    def _arrivals_failed(self, work: RoundWork, why: str) -> None:
+        """As a failed attempt of the round's close: counted, retried after a growing
+        delay, and the last allowed failure holds the round (`_hold_exhausted`)."""
+        self.metrics.failures.labels(stage="worker").inc()
+        current = self.spool.get_round(work.round.id)
+        if current is None or current.attempts >= worker_pool.PROCESS_MAX_ATTEMPTS:
+            return  # another chunk's failure counted already; the hold is on its way
+        failures = current.attempts + 1
+        delay = processing_retry_delay(failures)
+        if delay is not None:
+            self.metrics.process_retries.inc()
+            log.error("round %d: %s (failure %d); processing it again in %.0f s",
+                      work.round.id, why, failures, delay)  # fmt: skip
+        self.spool.arrivals_failed(work.round.id, failures, time.time() + (delay or 0.0), why)
+
+    def _hold_exhausted(self) -> None:
+        """Receiving rounds whose arrivals failed the last allowed time are held, once no
+        chunk of theirs is with a worker and no stage has them."""
+        for exhausted in self.spool.retrying_rounds():
+            if exhausted.attempts < worker_pool.PROCESS_MAX_ATTEMPTS:
+                continue
+            if not self.in_flight.claim(exhausted.id, idle=True):
+                continue
+            try:
+                if self.spool.hold_receiving(exhausted.id, exhausted.message):
+                    log.error("round %d: %s; held after %d failed attempts until `quarantine "
+                              "release round-%d`", exhausted.id, exhausted.message,
+                              exhausted.attempts, exhausted.id)  # fmt: skip
+                    self.in_flight.forget(exhausted.id)
+            finally:
+                self.in_flight.release(exhausted.id)
+
+    # -- the round's close ------------------------------------------------------------------
 
     def heal(self) -> None:
         """A round left `processing` with no work in flight (its state change failed, e.g.
@@ -61,7 +196,8 @@ class ProcessingStage:
                     self.in_flight.release(stuck.id)
 
     def start(self, due: StudyRound) -> None:
-        if not self.in_flight.claim(due.id):
+        """Close `due` (its quiet period has passed): process what is left, then forward."""
+        if not self.in_flight.claim(due.id, idle=True):
             return
         try:
             files = self.spool.claim(due.id)
@@ -77,7 +213,11 @@ class ProcessingStage:
             work.round, work.parts, work.failure = due, [], None
             work.attempt += 1
             attempt = work.attempt
-        log.info("study %s round %d complete: %d instances", work.study_hash, due.id, len(files))
+        log.info("study %s round %d complete: %d instances, %d left to process",
+                 work.study_hash, due.id, due.instances, len(files))  # fmt: skip
+        if not files:
+            self._processed(work, combined(work.streamed))
+            return
         paths = [instance.path for instance in files]
         # A large study is spread over every worker, in chunks, so one study uses them all.
         size = chunk_size(len(paths), self.workers)
@@ -140,7 +280,7 @@ class ProcessingStage:
                 return
             failure = work.failure
         if failure is None:
-            self._processed(work, combined(work.parts))
+            self._processed(work, combined(work.streamed + work.parts))
         else:
             self._attempt_failed(work, *failure)
 
@@ -153,7 +293,8 @@ class ProcessingStage:
             if result.quarantined:
                 self.metrics.failures.labels(stage="deid").inc(result.quarantined)
             self.spool.processed(round_id)
-            if result.written == 0:
+            outbox = self.spool.outbox(round_id)
+            if not (outbox.is_dir() and any(outbox.glob("*.dcm"))):
                 self.on_empty(work)
         finally:
             self.in_flight.release(round_id)
@@ -168,6 +309,8 @@ class ProcessingStage:
         retries it on a later tick.
         """
         round_id = work.round.id
+        with self.in_flight.lock:
+            work.streamed = []  # the outbox is cleared: every instance runs again
         try:
             if kind == "cut short" or self.stopping.is_set():
                 self.spool.process_again(round_id, why)

@@ -1,7 +1,9 @@
 """The service's only clock: every timed decision of `run` is a job here.
 
-- rounds whose quiet period has passed go to processing (and rounds whose processing retry
-  time has come: the spool answers both as due);
+- instances acknowledged since the last look go to processing, and what a receiving
+  round's outbox holds goes to forwarding, five times a second (`arrivals`);
+- rounds whose quiet period has passed are closed by processing (and rounds whose
+  processing retry time has come: the spool answers both as due);
 - processed rounds, and failed forwards whose retry time has come, go to forwarding;
 - with `quarantine.purge_after_days`, quarantined originals older than that are deleted,
   once an hour.
@@ -25,10 +27,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from gateway.base.metrics import Metrics
 from gateway.stores import quarantine
 from gateway.stores.spool import Spool
-from gateway.stores.spool_rounds import StudyRound
+from gateway.stores.spool_rounds import RoundState, StudyRound
 
 log = logging.getLogger(__name__)
 
+ARRIVALS_EVERY_SECONDS = 0.2
 PURGE_EVERY_SECONDS = 3600.0
 STORAGE_LOG_EVERY_SECONDS = 60.0
 
@@ -43,11 +46,14 @@ class Scheduler:
         heal: Callable[[], None],
         process: Callable[[StudyRound], None],
         forward: Callable[[StudyRound], None],
+        take_arrivals: Callable[[], None] = lambda: None,
+        send_ready: Callable[[StudyRound], None] = lambda _round: None,
         storage_dir: Path,
         purge_after_days: float | None = None,
     ) -> None:
         self.spool, self.quiet_seconds, self.metrics = spool, quiet_seconds, metrics
         self._heal, self._process, self._forward = heal, process, forward
+        self._take_arrivals, self._send_ready = take_arrivals, send_ready
         self._storage_dir, self._purge_after_days = storage_dir, purge_after_days
         self._aps = BackgroundScheduler(daemon=True)
         self._stopped = False
@@ -62,6 +68,8 @@ class Scheduler:
     def start(self) -> None:
         self._aps.add_job(self.tick, "interval", seconds=self.tick_seconds,
                           max_instances=1, coalesce=True, id="rounds")  # fmt: skip
+        self._aps.add_job(self.arrivals, "interval", seconds=ARRIVALS_EVERY_SECONDS,
+                          max_instances=1, coalesce=True, id="arrivals")  # fmt: skip
         if self._purge_after_days is not None:
             self._aps.add_job(self.purge_quarantine, "interval", seconds=PURGE_EVERY_SECONDS,
                               max_instances=1, coalesce=True, id="quarantine-purge",
@@ -73,16 +81,31 @@ class Scheduler:
         if self._aps.running:  # start() may have failed before it
             self._aps.shutdown(wait=True)
 
+    def arrivals(self) -> None:
+        """New instances to the workers; clean ones of studies still arriving on their way."""
+        self._guarded(self._arrivals)
+
+    def _arrivals(self) -> None:
+        self._take_arrivals()
+        for receiving in self.spool.rounds_in(RoundState.RECEIVING):
+            self._send_ready(receiving)
+
     def tick(self) -> None:
         """Hand every due round to its stage."""
+        self._guarded(self._tick)
+
+    def _tick(self) -> None:
+        self._heal()
+        for due in self.spool.due_rounds(self.quiet_seconds):
+            self._process(due)
+        for due in self.spool.forward_due():
+            self._forward(due)
+
+    def _guarded(self, job: Callable[[], None]) -> None:
         if self._stopped:
             return
         try:
-            self._heal()
-            for due in self.spool.due_rounds(self.quiet_seconds):
-                self._process(due)
-            for due in self.spool.forward_due():
-                self._forward(due)
+            job()
         except (OSError, sqlite3.OperationalError) as exc:
             # A full or failing disk: everything stays where it is and the next tick tries
             # again; one line a minute, not a traceback four times a second.
@@ -92,7 +115,7 @@ class Scheduler:
                 self._storage_logged = now
                 log.error("storage unusable, work waits: %s", exc)
         except Exception:
-            log.exception("scheduler tick failed")
+            log.exception("scheduler job failed")
 
     def purge_quarantine(self) -> int:
         """Delete quarantined originals older than `purge_after_days`; how many went."""

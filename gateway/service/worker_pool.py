@@ -57,6 +57,7 @@ class RoundWork:
     pending: int = 0
     parts: list[RoundResult] = field(default_factory=list)
     failure: tuple[str, str] | None = None
+    streamed: list[RoundResult] = field(default_factory=list)  # processed on arrival
 
     def audit_fields(
         self, *, instances_out: int, profile: str, forward_seconds: float, **forward: object

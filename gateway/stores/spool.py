@@ -45,6 +45,8 @@ from pathlib import Path
 
 from gateway.base.durable import create_private_file, fsync_directory
 from gateway.keys.keyed_hash import KeyedHash
+from gateway.stores.spool_arrivals import Arrivals
+from gateway.stores.spool_queries import RoundQueries
 from gateway.stores.spool_rounds import (
     STATE_DB,
     RoundState,
@@ -73,7 +75,7 @@ class SpoolWriteError(Exception):
         self.out_of_space = out_of_space
 
 
-class Spool:
+class Spool(Arrivals, RoundQueries):
     """Instances on disk plus the state of every study round, safe across crashes."""
 
     def __init__(
@@ -140,7 +142,9 @@ class Spool:
                 os.replace(temporary, final)
                 fsync_directory(folder)
                 self._db.execute(
-                    "INSERT OR REPLACE INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO instances (round_id, sop_instance_uid, "
+                    "sop_class_uid, transfer_syntax, calling_ae, file, size, received) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         round_id,
                         sop_instance_uid,
@@ -205,7 +209,8 @@ class Spool:
             )
 
     def claim(self, round_id: int) -> list[SpooledInstance] | None:
-        """receiving -> processing; the instances to process, or None if it was not receiving."""
+        """receiving -> processing; the instances still to process (not processed on
+        arrival), or None if it was not receiving."""
         with self._lock:
             cursor = self._db.execute(
                 "UPDATE rounds SET state = ? WHERE id = ? AND state = ?",
@@ -215,7 +220,7 @@ class Spool:
                 return None
             rows = self._db.execute(
                 "SELECT sop_instance_uid, sop_class_uid, transfer_syntax, file FROM instances "
-                "WHERE round_id = ? ORDER BY received",
+                "WHERE round_id = ? AND processed = 0 ORDER BY received",
                 (round_id,),
             ).fetchall()
         return [SpooledInstance(r[0], r[1], r[2], self.spool_dir / r[3]) for r in rows]
@@ -235,6 +240,7 @@ class Spool:
         """
         shutil.rmtree(self.outbox(round_id), ignore_errors=True)
         with self._lock:
+            self._unmark_processed([round_id])
             self._db.execute(
                 "UPDATE rounds SET state = ?, last_received = ?, message = ? "
                 "WHERE id = ? AND state = ?",
@@ -255,16 +261,12 @@ class Spool:
         shutil.rmtree(self.outbox(round_id), ignore_errors=True)
         state = RoundState.HELD if retry_at is None else RoundState.RECEIVING
         with self._lock:
+            self._unmark_processed([round_id])
             self._db.execute(
                 "UPDATE rounds SET state = ?, attempts = ?, next_attempt = ?, last_received = 0,"
                 " message = ? WHERE id = ? AND state = ?",
                 (state, attempts, retry_at or 0.0, message, round_id, RoundState.PROCESSING),
             )
-
-    def retrying_rounds(self) -> list[StudyRound]:
-        """Rounds whose processing failed and that wait to be processed again."""
-        with self._lock:
-            return self._rounds("r.state = ? AND r.attempts > 0", (RoundState.RECEIVING,))
 
     def mark_forwarded(self, round_id: int, name: str) -> None:
         """The destination confirmed the outbox file `name`: never send it again.
@@ -289,21 +291,6 @@ class Spool:
                 "SELECT file FROM forwarded WHERE round_id = ?", (round_id,)
             ).fetchall()
         return {str(row[0]) for row in rows}
-
-    def next_retry_in(self, now: float | None = None) -> float:
-        """Seconds until the earliest forward retry now waiting (0: none waits)."""
-        moment = time.time() if now is None else now
-        with self._lock:
-            row = self._db.execute(
-                "SELECT MIN(next_attempt) FROM rounds WHERE state = ? AND attempts > 0",
-                (RoundState.FORWARDING,),
-            ).fetchone()
-        return max(0.0, float(row[0]) - moment) if row and row[0] is not None else 0.0
-
-    def count_in(self, state: RoundState) -> int:
-        with self._lock:
-            row = self._db.execute("SELECT COUNT(*) FROM rounds WHERE state = ?", (state,))
-            return int(row.fetchone()[0])
 
     def forward_due(self, now: float | None = None) -> list[StudyRound]:
         moment = time.time() if now is None else now
@@ -333,19 +320,6 @@ class Spool:
     def release_held(self, round_id: int) -> bool:
         """held -> receiving, due now, its failures forgotten (`quarantine release`)."""
         return self._set_state(round_id, RoundState.RECEIVING, RoundState.HELD, 0, 0.0, "")
-
-    def rounds_in(self, state: RoundState) -> list[StudyRound]:
-        with self._lock:
-            return self._rounds("r.state = ?", (state,))
-
-    def failed_rounds(self) -> list[StudyRound]:
-        with self._lock:
-            return self._rounds("r.state = ?", (RoundState.FAILED,))
-
-    def get_round(self, round_id: int) -> StudyRound | None:
-        with self._lock:
-            found = self._rounds("r.id = ?", (round_id,))
-        return found[0] if found else None
 
     def finish(self, round_id: int) -> None:
         """A confirmed forward: delete the round's spool and outbox copies and its rows."""
@@ -396,11 +370,6 @@ class Spool:
         finally:
             probe.unlink(missing_ok=True)
 
-    def queue_depth(self) -> int:
-        """Instances received and not yet forwarded."""
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM instances").fetchone()[0])
-
     def _recover(self) -> None:
         """After a crash: re-run interrupted processing, drop what was never acknowledged."""
         with self._lock:
@@ -411,6 +380,7 @@ class Spool:
                 )
             ]
             try:
+                self._unmark_processed(interrupted)
                 self._db.execute(
                     "UPDATE rounds SET state = ?, last_received = 0 WHERE state = ?",
                     (RoundState.RECEIVING, RoundState.PROCESSING),

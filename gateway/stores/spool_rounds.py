@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS instances (
     file TEXT NOT NULL,
     size INTEGER NOT NULL,
     received REAL NOT NULL,
+    processed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (round_id, sop_instance_uid)
 );
 CREATE TABLE IF NOT EXISTS forwarded (
@@ -58,7 +59,9 @@ CREATE TABLE IF NOT EXISTS forwarded (
 
 
 class RoundState(StrEnum):
-    RECEIVING = "receiving"  # attempts > 0: processing failed that often; next_attempt: when
+    # Instances are processed as they arrive (instances.processed); attempts > 0: processing
+    # failed that often; next_attempt: when it is tried again.
+    RECEIVING = "receiving"
     PROCESSING = "processing"
     FORWARDING = "forwarding"  # attempts, next_attempt: the forward retries
     FAILED = "failed"  # forwarding gave up; `quarantine release round-N` forwards again
@@ -97,6 +100,10 @@ def open_state_db(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA foreign_keys=ON")
     db.executescript(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(instances)")}
+    if "processed" not in columns:  # a state.db of a release before streaming
+        db.execute("ALTER TABLE instances ADD COLUMN processed INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX IF NOT EXISTS instances_to_process ON instances (processed, round_id)")
     return db
 
 

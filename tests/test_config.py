@@ -473,6 +473,7 @@ def test_every_problem_is_reported_at_once(site: Path) -> None:
 def test_quarantine_purge_age_must_be_a_positive_number(site: Path) -> None:
     problem = only_problem_of(MINIMAL + "    quarantine:\n      purge_after_days: -3\n", site)
     assert problem == "conf/gateway.yaml: 'quarantine.purge_after_days': -3 must be more than 0"
-    config = load_config(write_config(site, MINIMAL + "    quarantine:\n      purge_after_days: 30\n"))
+    thirty = MINIMAL + "    quarantine:\n      purge_after_days: 30\n"
+    config = load_config(write_config(site, thirty))
     assert config.quarantine.purge_after_days == 30
     assert load_config(write_config(site, MINIMAL)).quarantine.purge_after_days is None

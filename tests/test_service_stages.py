@@ -7,8 +7,6 @@ import json
 import time
 from pathlib import Path
 
-import pytest
-
 from gateway.base.metrics import Metrics
 from gateway.config.schema import DestinationConfig
 from gateway.keys.keyed_hash import KeyedHash
@@ -93,10 +91,13 @@ def test_the_configured_destination_is_a_folder_or_an_ae(tmp_path: Path) -> None
     assert (ae.name, ae.calling_ae) == ("ARCHIVE@127.0.0.1:11113", "DEID_GW")
 
 
-def test_a_folder_destination_takes_files_again_without_harm(tmp_path: Path) -> None:
+def test_a_folder_destination_marks_what_it_wrote_and_takes_it_again_without_harm(
+    tmp_path: Path,
+) -> None:
     files = sorted(make_ct_study(tmp_path / "outbox", instances=3, rows=8, columns=8))
     destination = FolderDestination(tmp_path / "out")
     for _ in range(2):
-        result = destination.send(files, lambda path: pytest.fail("no marks needed"))
-        assert (result.outcome, result.sent) == (ForwardOutcome.OK, 3)
+        stored: list[Path] = []
+        result = destination.send(files, stored.append)
+        assert (result.outcome, result.sent, stored) == (ForwardOutcome.OK, 3, files)
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 3

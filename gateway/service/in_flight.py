@@ -21,6 +21,7 @@ class InFlight:
         self._work: dict[int, RoundWork] = {}
         self._busy: set[int] = set()
         self.streaming: dict[int, int] = {}  # round id -> arrival chunks with the workers
+        self._whole: set[int] = set()  # claimed idle: the holder may clear the outbox
 
     def claim(self, round_id: int, *, idle: bool = False) -> bool:
         """True when no stage had the round: the caller now has it. `idle`: only when no
@@ -29,11 +30,30 @@ class InFlight:
             if round_id in self._busy or (idle and self.streaming.get(round_id)):
                 return False
             self._busy.add(round_id)
+            if idle:
+                self._whole.add(round_id)
             return True
+
+    def start_streaming(self, round_id: int) -> bool:
+        """Count one more arrival chunk of the round with the workers; False while a stage
+        holds the round whole (it may clear the outbox: the chunk's marks would outlive
+        its copies)."""
+        with self.lock:
+            if round_id in self._whole:
+                return False
+            self.streaming[round_id] = self.streaming.get(round_id, 0) + 1
+            return True
+
+    def end_streaming(self, round_id: int) -> None:
+        with self.lock:
+            self.streaming[round_id] -= 1
+            if not self.streaming[round_id]:
+                del self.streaming[round_id]
 
     def release(self, round_id: int) -> None:
         with self.lock:
             self._busy.discard(round_id)
+            self._whole.discard(round_id)
 
     def work(self, due: StudyRound) -> RoundWork:
         """The round's record, made on first sight (after a restart: at forwarding)."""

@@ -60,6 +60,7 @@ class ProcessingStage:
         self.spool, self.pool, self.workers, self.metrics = spool, pool, workers, metrics
         self.in_flight, self.stopping, self.on_empty = in_flight, stopping, on_empty
         self._with_workers: set[tuple[int, str]] = set()  # (round, SOP UID) of arrivals
+        self._failures_lock = threading.Lock()
         self._arrival_chunks = 0
 
     # -- on arrival -------------------------------------------------------------------------
@@ -90,16 +91,21 @@ class ProcessingStage:
                 chunk = instances[start : start + size]
                 uids = [instance.sop_instance_uid for instance in chunk]
                 paths = [instance.path for instance in chunk]
+                if not self.in_flight.start_streaming(round_id):
+                    break  # the round is being closed or held: its close takes these
+                now = self.spool.get_round(round_id)
+                if now is None or now.state is not RoundState.RECEIVING:
+                    self.in_flight.end_streaming(round_id)  # closed since it was looked up
+                    break
                 with self.in_flight.lock:
                     self._with_workers.update((round_id, uid) for uid in uids)
-                    self.in_flight.streaming[round_id] = (
-                        self.in_flight.streaming.get(round_id, 0) + 1
-                    )
                     self._arrival_chunks += 1
                     attempt = work.attempt
                 try:
                     future = pool.submit(process_round, paths, self.spool.outbox(round_id))
-                except (BrokenProcessPool, RuntimeError):
+                except (BrokenProcessPool, RuntimeError) as exc:
+                    if isinstance(exc, BrokenProcessPool):
+                        self.pool.replace(generation)
                     self._arrivals_ended(work, attempt, uids, None, generation)
                     return
                 future.add_done_callback(
@@ -145,19 +151,22 @@ class ProcessingStage:
         finally:
             with self.in_flight.lock:
                 self._with_workers.difference_update((round_id, uid) for uid in uids)
-                self.in_flight.streaming[round_id] -= 1
-                if not self.in_flight.streaming[round_id]:
-                    del self.in_flight.streaming[round_id]
                 self._arrival_chunks -= 1
+            self.in_flight.end_streaming(round_id)
 
     def _arrivals_failed(self, work: RoundWork, why: str) -> None:
         """As a failed attempt of the round's close: counted, retried after a growing
         delay, and the last allowed failure holds the round (`_hold_exhausted`)."""
+        with self._failures_lock:  # chunks of one batch fail together: one failure
+            current = self.spool.get_round(work.round.id)
+            if current is None or current.attempts >= worker_pool.PROCESS_MAX_ATTEMPTS:
+                return  # the hold is on its way
+            if current.next_attempt > time.time():
+                return  # another chunk's failure counted already
+            self._count_arrivals_failure(work, current.attempts + 1, why)
+
+    def _count_arrivals_failure(self, work: RoundWork, failures: int, why: str) -> None:
         self.metrics.failures.labels(stage="worker").inc()
-        current = self.spool.get_round(work.round.id)
-        if current is None or current.attempts >= worker_pool.PROCESS_MAX_ATTEMPTS:
-            return  # another chunk's failure counted already; the hold is on its way
-        failures = current.attempts + 1
         delay = processing_retry_delay(failures)
         if delay is not None:
             self.metrics.process_retries.inc()
@@ -188,7 +197,7 @@ class ProcessingStage:
         """A round left `processing` with no work in flight (its state change failed, e.g.
         on a full disk) goes back to `receiving`, so it runs again once the cause is gone."""
         for stuck in self.spool.rounds_in(RoundState.PROCESSING):
-            if self.in_flight.claim(stuck.id):
+            if self.in_flight.claim(stuck.id, idle=True):
                 try:
                     log.warning("round %d: processing was interrupted; running it again", stuck.id)
                     self.spool.process_again(stuck.id, "interrupted", delayed=True)

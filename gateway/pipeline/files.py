@@ -34,16 +34,19 @@ from gateway.pipeline.instance import (
     Clean,
     Quarantine,
     configure_pydicom,
+    expected_pixel_length,
     is_environment_error,
     process_instance,
 )
 from gateway.pipeline.output_claims import CLAIMS_DIR, claim_output, release_output
+from gateway.pipeline.pixel_tail import PIXEL_DATA, PixelTail, TailError, copy_tail, read_header
 from gateway.pixels.rules import PixelConfig
 from gateway.stores import quarantine
 from gateway.stores.mapping_records import MAPPING_FILENAME
 from gateway.stores.mapping_writer import MappingWriter
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class EngineSettings:
@@ -136,6 +139,34 @@ def read_instance(path: Path) -> Dataset | Quarantine | str:
     return "not a DICOM file"
 
 
+def _large_header(path: Path) -> tuple[Dataset, PixelTail] | Quarantine | None:
+    """A large instance's header and where its pixel data lies (`pixel_tail`), unless the
+    pixel stage selects it (it needs the frames); a Quarantine for pixel data cut short;
+    None: read the file whole (small, or not a plain Part 10 file)."""
+    try:
+        found = read_header(path)
+    except TailError as exc:
+        return Quarantine("truncated-pixel-data", "read", str(exc))
+    except Exception:
+        return None  # read_instance tells what is wrong with it
+    if found is None:
+        return None
+    ds, tail = found
+    pixels = _settings.pixels if _settings is not None else None
+    if pixels is not None and pixels.selection.selects(ds):
+        return None
+    expected = expected_pixel_length(ds)
+    if expected is None:
+        return None  # image pixel attributes missing: read whole, held for that
+    if tail.value_length is not None and tail.value_length < expected:
+        return Quarantine(
+            "truncated-pixel-data",
+            "read",
+            f"pixel data has {tail.value_length} of {expected} bytes",
+        )
+    return ds, tail
+
+
 def encode(ds: Dataset) -> bytes:
     """The instance as a DICOM file (preamble, rebuilt file meta, dataset)."""
     buffer = io.BytesIO()
@@ -161,15 +192,20 @@ def remove_temporaries(folder: Path) -> int:
     return removed
 
 
-def _encode_into(folder: Path, ds: Dataset) -> Path:
+def _encode_into(folder: Path, ds: Dataset, tail: PixelTail | None = None) -> Path:
     """The instance written to a new temporary file in `folder` and fsynced; the caller
     renames it into place. Written straight to the file, not through bytes in memory: a
-    large multi-frame costs one copy of itself, not three (measured: tests/load)."""
+    large multi-frame costs one copy of itself, not three (measured: tests/load). With
+    `tail`, `ds` is a header and the source's Pixel Data element is copied after it."""
     temporary = folder / f"{TEMPORARY_PREFIX}{secrets.token_hex(6)}"
+    if tail is not None and any(int(tag) >= PIXEL_DATA for tag in ds.keys()):  # noqa: SIM118
+        raise _CannotEncode("an element past Pixel Data")
     try:
         with open(temporary, "wb") as handle:
             try:
                 dcmwrite(handle, ds, enforce_file_format=True)
+                if tail is not None:
+                    copy_tail(tail, handle)
             except OSError as exc:
                 if exc.errno is not None:  # the disk's (full, I/O error): retried, not held
                     raise
@@ -221,7 +257,13 @@ def deidentify_file(
     )
     stage = "read"
     try:
-        read = read_instance(path)
+        tail: PixelTail | None = None
+        read: Dataset | Quarantine | str
+        header = _large_header(path)
+        if isinstance(header, tuple):
+            read, tail = header
+        else:
+            read = header if header is not None else read_instance(path)
         if isinstance(read, str):
             if origin == "offline":
                 return FileOutcome("skipped", path, read)
@@ -235,7 +277,7 @@ def deidentify_file(
         )
         stage = "write"
         if isinstance(outcome, Clean):
-            written = _write_clean(path, outcome, target_for, claims, _keyed_hash)
+            written = _write_clean(path, outcome, target_for, claims, _keyed_hash, tail)
             if isinstance(written, FileOutcome):
                 return written
             outcome = written
@@ -269,6 +311,7 @@ def _write_clean(
     target_for: Callable[[DeidResult], Path],
     claims: Path | None,
     keyed_hash: KeyedHash,
+    tail: PixelTail | None = None,
 ) -> FileOutcome | Quarantine:
     """The clean instance in place (mapping sealed first), or why it cannot be."""
     if not _safe_names(clean.result):
@@ -278,7 +321,7 @@ def _write_clean(
     target = target_for(clean.result)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        temporary = _encode_into(target.parent, clean.dataset)
+        temporary = _encode_into(target.parent, clean.dataset, tail)
     except _CannotEncode as exc:
         return Quarantine(
             "write-failed", "write", f"cannot encode the de-identified instance ({exc})"

@@ -137,7 +137,7 @@ def _check_readable(ds: Dataset) -> Quarantine | None:
     if not ds.get("SOPClassUID") or not ds.get("SOPInstanceUID"):
         return Quarantine("not-an-instance", "read", "no SOP Class UID or SOP Instance UID")
     if "PixelData" in ds:
-        expected = _expected_pixel_length(ds)
+        expected = expected_pixel_length(ds)
         if expected is None:
             return Quarantine(
                 "invalid-value", "read", "image pixel attributes are missing or not numbers"
@@ -150,7 +150,7 @@ def _check_readable(ds: Dataset) -> Quarantine | None:
     return None
 
 
-def _expected_pixel_length(ds: Dataset) -> int | None:
+def expected_pixel_length(ds: Dataset) -> int | None:
     try:
         rows, columns = int(ds.Rows), int(ds.Columns)
         samples = int(ds.get("SamplesPerPixel", 1) or 1)

@@ -15,12 +15,15 @@ rate with its ratio to that passthrough:
                           = per core (bench/engine.py)
   OCR                     burned-in text detection, frames/s in 1 process (bench/pixels.py)
   peak RSS                the service process, its largest worker, and their sum
+  streaming               time to the first and last instance forwarded, one sender and 4
+                          concurrent ones, mixed study sizes (bench/streaming.py)
 
 for two workloads: realistic CT (512x512 16-bit slices) and tiny instances (per-instance
 overhead). It prints figures and never judges them beyond naming the issue's targets; the
 machine and its load average are printed with them, since other work skews every figure.
 
     .venv/bin/python bench/run.py [--ct 300] [--tiny 2000] [--workers 2] [--quiet 0.5]
+        [--streaming-quiet 1] [--no-streaming]
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import e2e  # bench/ is not a package
 import engine
+import streaming
 from service_harness import create_secret  # on sys.path since e2e
 
 from gateway.keys.keyed_hash import KeyedHash
@@ -324,11 +328,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ocr-frames", type=int, default=2, help="frames per OCR kind (2)")
     parser.add_argument("--ocr-kinds", default="ct,us", help="ct and/or us (ct,us)")
+    parser.add_argument(
+        "--no-streaming", dest="streaming", action="store_false", help="skip bench/streaming.py"
+    )
+    parser.add_argument(
+        "--streaming-quiet", type=float, default=1.0, help="streaming quiet period, s (1)"
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="max wait per run, s")
     args = parser.parse_args(argv)
     if e2e.STORESCU is None or e2e.STORESCP is None:
         parser.error("DCMTK storescu and storescp are needed (apt-get install dcmtk)")
-    if args.workers < 1 or args.quiet <= 0 or args.ct < 0 or args.tiny < 0:
+    if (
+        args.workers < 1
+        or min(args.quiet, args.streaming_quiet) <= 0
+        or min(args.ct, args.tiny) < 0
+    ):
         parser.error("--workers must be at least 1, --quiet positive, counts not negative")
     if not set(args.ocr_kinds.split(",")) <= {"ct", "us"}:
         parser.error("--ocr-kinds takes ct, us or ct,us")
@@ -341,6 +355,17 @@ def main(argv: list[str] | None = None) -> int:
     print(machine, flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         columns = measure(args, Path(folder))
+        plan = streaming.Plan(
+            ct=args.ct,
+            tiny=args.tiny,
+            ct_size=args.ct_size,
+            tiny_size=args.tiny_size,
+            quiet=args.streaming_quiet,
+            workers=args.workers,
+            timeout=args.timeout,
+        )
+        wanted = args.streaming and bool(columns)
+        flowing = streaming.measure(plan, Path(folder) / "streaming") if wanted else []
     if not columns:
         print("nothing measured: --ct and --tiny are both 0")
         return 0
@@ -358,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(table(columns, args)))
     print()
     print("\n".join(targets(columns)))
+    if flowing:
+        print()
+        print("\n".join(streaming.table(flowing, plan)))
     return 0
 
 

@@ -92,6 +92,11 @@ def combined(parts: list[RoundResult]) -> RoundResult:
     )
 
 
+# Workers yield the CPU to the receiving process: a modality waits for each acknowledgement,
+# while de-identification streams behind it and catches up when the sending stops.
+WORKER_NICE = 5
+
+
 def _init_worker(settings: EngineSettings) -> None:
     """Pool initializer: a worker must not outlive the gateway, nor hold its ports.
 
@@ -103,6 +108,8 @@ def _init_worker(settings: EngineSettings) -> None:
     close that number later) and exits within a second of its parent.
     """
     _drop_inherited_sockets()
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)
     parent = os.getppid()
     threading.Thread(
         target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True

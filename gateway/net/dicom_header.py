@@ -8,6 +8,7 @@ few microseconds and hand anything unusual back to pydicom:
 
 - `header_uids`: the SOP Instance UID and Study Instance UID texts of a little-endian
   dataset, from a walk over the top-level elements that stops past (0020,000D);
+  `file_uids` the same for a received instance already in a file, of any size;
 - `top_level_values` / `file_header_values`: the same walk for any few top-level elements
   of a dataset or a DICOM file (the folder destination's path parts);
 - `file_meta`: preamble + File Meta Information, byte for byte what pynetdicom writes for a
@@ -16,8 +17,11 @@ few microseconds and hand anything unusual back to pydicom:
 
 from __future__ import annotations
 
+import mmap
 import struct
 from io import BytesIO
+from pathlib import Path
+from typing import BinaryIO
 
 from pydicom import uid as dicom_uid
 from pydicom.filereader import read_partial
@@ -29,6 +33,7 @@ __all__ = [
     "HeaderUnreadable",
     "file_header_values",
     "file_meta",
+    "file_uids",
     "header_uids",
     "top_level_values",
 ]
@@ -55,6 +60,8 @@ _LEFT_TO_PYDICOM = frozenset(
 )
 
 PREAMBLE = b"\0" * 128 + b"DICM"
+# What the walk reads: bytes, or a memory map of a file (slices of either are bytes).
+Encoded = bytes | bytearray | mmap.mmap
 
 
 class HeaderUnreadable(Exception):
@@ -64,13 +71,32 @@ class HeaderUnreadable(Exception):
 def header_uids(dataset: bytes, transfer_syntax: str) -> tuple[str, str]:
     """(SOP Instance UID, Study Instance UID) as texts ("" when absent) of an encoded
     dataset; raises HeaderUnreadable when not even pydicom can read that far."""
-    found = top_level_values(dataset, transfer_syntax, _WANTED)
+    found = _uid_texts(top_level_values(dataset, transfer_syntax, _WANTED))
     if found is None:
         return _by_pydicom(dataset, transfer_syntax)
+    return found
+
+
+def file_uids(path: Path, start: int, transfer_syntax: str) -> tuple[str, str]:
+    """`header_uids` of the dataset that begins at byte `start` of a file (behind a File
+    Meta header `file_meta` wrote). The walk reads a memory map of the file, so only the
+    pages it touches are read, however large the file; pydicom, when needed, reads the
+    file itself, stopping at the same place."""
+    with open(path, "rb") as handle:
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            found = _uid_texts(top_level_values(data, transfer_syntax, _WANTED, start))
+        if found is None:
+            return _read_partial(handle)
+    return found
+
+
+def _uid_texts(found: dict[int, bytes] | None) -> tuple[str, str] | None:
+    if found is None:
+        return None
     try:
         instance, study = (found.get(tag, b"").decode("ascii") for tag in _WANTED)
     except UnicodeDecodeError:
-        return _by_pydicom(dataset, transfer_syntax)
+        return None
     return _clean(instance), _clean(study)
 
 
@@ -90,18 +116,18 @@ def file_header_values(data: bytes, wanted: dict[int, bytes]) -> dict[int, bytes
 
 
 def top_level_values(
-    dataset: bytes, transfer_syntax: str, wanted: dict[int, bytes]
+    dataset: Encoded, transfer_syntax: str, wanted: dict[int, bytes], start: int = 0
 ) -> dict[int, bytes] | None:
-    """The raw values of the `wanted` top-level elements ({tag: VR}), from a walk that
-    stops past the highest of them; absent elements are left out. None for what it leaves
-    to pydicom: big endian, deflate, a VR other than the wanted one, a truncated element
-    or odd VR on the way, sequences nested too deep."""
+    """The raw values of the `wanted` top-level elements ({tag: VR}) of the dataset that
+    begins at `start`, from a walk that stops past the highest of them; absent elements are
+    left out. None for what it leaves to pydicom: big endian, deflate, a VR other than the
+    wanted one, a truncated element or odd VR on the way, sequences nested too deep."""
     if transfer_syntax in _LEFT_TO_PYDICOM:
         return None
     explicit = transfer_syntax != _IMPLICIT_LE  # every encapsulated syntax is explicit LE
     last = max(wanted)
     values: dict[int, bytes] = {}
-    position: int | None = 0
+    position: int | None = start
     while position is not None and position + 8 <= len(dataset):
         found = _element_header(dataset, position, explicit)
         if found is None:
@@ -118,7 +144,7 @@ def top_level_values(
 
 
 def _element_header(
-    data: bytes, position: int, explicit: bool
+    data: Encoded, position: int, explicit: bool
 ) -> tuple[int, bytes, int, int] | None:
     """(tag, VR or b"", value length, value position) of the element at `position`."""
     if position + 8 > len(data):
@@ -137,7 +163,7 @@ def _element_header(
     return None
 
 
-def _skip(data: bytes, position: int, explicit: bool, depth: int) -> int | None:
+def _skip(data: Encoded, position: int, explicit: bool, depth: int) -> int | None:
     """Where the element at `position` ends; an undefined-length sequence (PS3.5 7.5) is
     walked item by item to its delimiter. None when cut short or nested too deep."""
     found = _element_header(data, position, explicit)
@@ -184,9 +210,15 @@ def _past_study_uid(tag: BaseTag, vr: str | None, length: int) -> bool:
 
 def _by_pydicom(dataset: bytes, transfer_syntax: str) -> tuple[str, str]:
     """pydicom's partial reader, which stops at the first tag past (0020,000D) too."""
+    return _read_partial(BytesIO(file_meta("1.2", "1.2", transfer_syntax) + dataset))
+
+
+def _read_partial(file: BinaryIO) -> tuple[str, str]:
+    """(SOP Instance UID, Study Instance UID) of a DICOM file, read by pydicom up to the
+    first tag past (0020,000D); the values of other elements are skipped, not read."""
     try:
         ds = read_partial(
-            BytesIO(file_meta("1.2", "1.2", transfer_syntax) + dataset),
+            file,
             stop_when=_past_study_uid,
             specific_tags=list(_WANTED),  # type: ignore[arg-type]
         )

@@ -32,6 +32,10 @@ over the limit is answered 0xA700 and aborted. The first-request deadline bounds
 for the A-ASSOCIATE-RQ (`receive_pdu`), every read before the first P-DATA-TF (`recv`: a
 trickling peer gains nothing) and the wait for a request once associated (the reactor).
 
+Streamed receive (`pynetdicom_receive`, with `open_file`): each C-STORE data set is written
+into a spool file as its fragments arrive, never held whole; what an ended association
+leaves unanswered is removed.
+
 Requestor correctness. `install_reactor_gate` keeps the forwarder's reactor parked while it
 sends a study (see `ReactorGate`), and `send_files_as_stored` makes C-STORE stream a file's
 encoded bytes instead of decoding and re-encoding it.
@@ -57,6 +61,7 @@ from pynetdicom.association import LOGGER as PYNETDICOM_LOG
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
+from gateway.net.pynetdicom_receive import OpenFile, discard_unserved, receive_into_files
 from gateway.net.receive_limits import MessageMeter, ReceiveLimits, Refusal, p_data_pdu
 from gateway.net.store_response import store_response_command
 
@@ -104,12 +109,17 @@ _GONE_CHECK_SECONDS = 0.2
 _LOGGING_EVENTS = (evt.EVT_DIMSE_RECV, evt.EVT_DIMSE_SENT, evt.EVT_PDU_RECV, evt.EVT_PDU_SENT)
 
 
-def tune_association(assoc: Association, limits: ReceiveLimits | None = None) -> None:
+def tune_association(
+    assoc: Association, limits: ReceiveLimits | None = None, open_file: OpenFile | None = None
+) -> None:
     """Shorter DUL naps, an acceptor that waits on its queue, larger reads, no logging work
-    for disabled log levels, direct C-STORE responses, and `limits` enforced (see above)."""
+    for disabled log levels, direct C-STORE responses, `limits` enforced, and data sets
+    written into files from `open_file` as they arrive (see above)."""
     tune_connection(assoc)
     if not PATCHES_APPLY:
         return
+    if open_file is not None:
+        receive_into_files(assoc, open_file)
     meter = MessageMeter(limits) if limits is not None else None
     assoc._run_reactor = types.MethodType(  # type: ignore[method-assign]
         functools.partial(_acceptor_reactor, meter=meter), assoc
@@ -367,12 +377,13 @@ def _give_up_waiting(dul: DULServiceProvider, meter: MessageMeter) -> None:
 
 
 def _acceptor_reactor(self: Association, meter: MessageMeter | None = None) -> None:
-    """The acceptor's reactor, then the end of any message cut off mid-transfer: it may hold
-    up to listen.max_instance_size, and the ended association's reference cycles would keep
-    it until a full garbage collection."""
+    """The acceptor's reactor, then the end of any message cut off mid-transfer: its file
+    (or, received in memory, up to listen.max_instance_size that the ended association's
+    reference cycles would keep until a full garbage collection) goes."""
     try:
         _acceptor_loop(self, meter)
     finally:
+        discard_unserved(self)
         self.dimse.message = None
 
 

@@ -3,8 +3,13 @@
 The C-STORE handler only spools and answers (STYLE.md, "handlers that only answer"): the
 dataset is kept exactly as the peer encoded it, the only parse is a stop-early header read
 for the Study Instance UID, and de-identification happens later in the worker pool. A
-success status is sent only once `Spool.store` has made file and state row durable
+success status is sent only once `Spool.store_file` has made file and state row durable
 (DESIGN.md, "Acknowledged means durable").
+
+The dataset is written into the spool's tmp folder as it arrives, behind the File Meta
+header, so the receiving process holds about one PDU of it, whatever the instance's size
+(`pynetdicom_receive`); only where those patches do not apply (another pynetdicom) is it
+received in memory and spooled with `Spool.store`.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from gateway.base.transfer_syntaxes import SUPPORTED
 from gateway.config.schema import MAX_PDU_SIZE
-from gateway.net.dicom_header import HeaderUnreadable, file_meta, header_uids
+from gateway.net.dicom_header import HeaderUnreadable, file_meta, file_uids, header_uids
 from gateway.net.pynetdicom_patches import PATCHES_APPLY, tune_association
+from gateway.net.pynetdicom_receive import received_file
 from gateway.net.pynetdicom_server import (
     GatewayAssociationServer,
     awaiting_association_request,
@@ -44,8 +50,10 @@ from gateway.net.refusals import (
 )
 from gateway.net.tls import HANDSHAKE_TIMEOUT
 from gateway.stores.spool import SpoolWriteError
+from gateway.stores.spool_intake import IncomingFile
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from ssl import SSLContext
 
     from pynetdicom.events import Event
@@ -153,7 +161,7 @@ def start_scp(
     if not PATCHES_APPLY:
         log.error("receive limits NOT enforced: written for pynetdicom 3.0.x (see pyproject)")
     handlers = [
-        (evt.EVT_CONN_OPEN, _on_connection_open, [limits]),
+        (evt.EVT_CONN_OPEN, _on_connection_open, [limits, spool]),
         (evt.EVT_REJECTED, on_rejected, [frozenset(listen.allowed_calling_aes), metrics, says]),
         (evt.EVT_C_STORE, _on_store, [spool, metrics]),
     ]
@@ -232,9 +240,10 @@ def stop_scp(server: ThreadedAssociationServer, timeout: float = 30.0) -> bool:
     return not left
 
 
-def _on_connection_open(event: Event, limits: ReceiveLimits) -> None:
+def _on_connection_open(event: Event, limits: ReceiveLimits, spool: Spool) -> None:
     """Disable Nagle on the accepted socket (pynetdicom never sets TCP_NODELAY), and put the
-    receive limits on the association before it reads anything.
+    receive limits and the streaming into the spool on the association before it reads
+    anything.
 
     With Nagle on, a peer that writes twice before reading (command PDU, then dataset PDU)
     waits for the other side's delayed ACK, ~40 ms per exchange: ~20 instances/s. The
@@ -247,7 +256,23 @@ def _on_connection_open(event: Event, limits: ReceiveLimits) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError as exc:
         log.warning("could not set TCP_NODELAY: %s", exc)
-    tune_association(event.assoc, limits)
+    tune_association(event.assoc, limits, functools.partial(_dataset_file, spool))
+
+
+def _dataset_file(
+    spool: Spool, sop_class_uid: object, sop_instance_uid: object, transfer_syntax: str
+) -> IncomingFile:
+    """Where a C-STORE data set is written as it arrives: a spool tmp file headed by the
+    File Meta header the handler will build from the same request (and check)."""
+    try:
+        header = file_meta(
+            _uid(sop_class_uid, "SOP Class UID"),
+            _uid(sop_instance_uid, "SOP Instance UID"),
+            transfer_syntax,
+        )
+    except _NotUnderstood:
+        header = b""  # the handler refuses the request before it reads the file
+    return spool.incoming(header)
 
 
 class _NotUnderstood(Exception):
@@ -265,22 +290,35 @@ def _on_store(event: Event, spool: Spool, metrics: Metrics | None) -> int:
     header built from the request; only the two UIDs the spool needs are read from them.
     """
     calling = event.assoc.requestor.ae_title
+    incoming = received_file(event)
     try:
         request = event.request
         sop_class_uid = _uid(request.AffectedSOPClassUID, "SOP Class UID")
         sop_instance_uid = _uid(request.AffectedSOPInstanceUID, "SOP Instance UID")
         transfer_syntax = str(event.context.transfer_syntax)
-        dataset = event.encoded_dataset(include_meta=False)
-        study_uid = _study_uid(dataset, transfer_syntax, sop_instance_uid)
         meta = file_meta(sop_class_uid, sop_instance_uid, transfer_syntax)
-        spool.store(
-            (meta, dataset),  # not meta + dataset: a 2 GB instance would be copied once more
-            sop_instance_uid=sop_instance_uid,
-            sop_class_uid=sop_class_uid,
-            study_uid=study_uid,
-            transfer_syntax=transfer_syntax,
-            calling_ae=calling,
-        )
+        instance = {
+            "sop_instance_uid": sop_instance_uid,
+            "sop_class_uid": sop_class_uid,
+            "transfer_syntax": transfer_syntax,
+            "calling_ae": calling,
+        }
+        if isinstance(incoming, IncomingFile):
+            incoming.finish()  # SpoolWriteError if a piece could not be written
+            if incoming.header != meta:
+                raise RuntimeError("the file's File Meta differs from the request's")
+            uids = functools.partial(file_uids, incoming.path, len(meta), transfer_syntax)
+            study_uid = _study_uid(uids, sop_instance_uid)
+            spool.store_file(incoming.path, study_uid=study_uid, **instance)
+        else:
+            dataset = event.encoded_dataset(include_meta=False)
+            uids = functools.partial(header_uids, dataset, transfer_syntax)
+            study_uid = _study_uid(uids, sop_instance_uid)
+            spool.store(
+                (meta, dataset),  # not meta + dataset: a 2 GB instance would be copied again
+                study_uid=study_uid,
+                **instance,
+            )
     except _NotUnderstood as exc:
         log.warning("refused instance from %r: %s (status 0x%04X)", calling, exc, exc.status)
         return _failed(metrics, exc.status)
@@ -296,6 +334,9 @@ def _on_store(event: Event, spool: Spool, metrics: Metrics | None) -> int:
         # The exception text may quote element values; log its type only.
         log.error("failed to store instance from %r: %s", calling, type(exc).__name__)
         return _failed(metrics, STATUS_PROCESSING_FAILURE)
+    finally:
+        if incoming is not None:
+            incoming.discard()  # what was refused; nothing once stored (moved away)
     if metrics is not None:
         metrics.instances_received.inc()
     if log.isEnabledFor(logging.DEBUG):
@@ -316,14 +357,15 @@ def _uid(value: object, what: str) -> str:
     return text
 
 
-def _study_uid(dataset: bytes, transfer_syntax: str, sop_instance_uid: str) -> str:
-    """The dataset's Study Instance UID, from a header read that stops right after it.
+def _study_uid(read_uids: Callable[[], tuple[str, str]], sop_instance_uid: str) -> str:
+    """The dataset's Study Instance UID, from a header read (`read_uids`: `header_uids` or
+    `file_uids`) that stops right after it.
 
     Elements are in ascending tag order (PS3.5 7.1), so reading stops at the first tag past
     (0020,000D), long before the pixel data; values on the way are not decoded.
     """
     try:
-        instance_value, study_value = header_uids(dataset, transfer_syntax)
+        instance_value, study_value = read_uids()
     except HeaderUnreadable as exc:
         raise _NotUnderstood(STATUS_CANNOT_UNDERSTAND, f"dataset unreadable ({exc})") from exc
     # PS3.3 C.7.2.1: Study Instance UID is Type 1 in every composite IOD, so a dataset

@@ -1,11 +1,11 @@
 """The durable per-study buffer between the SCP and the worker pool, and its state machine.
 
-Guarantee: `store()` returns only when the instance file and its row in `state.db` are on
-disk (fsync), so the SCP may answer success. Files live under `spool/<round>/`; the state
-of every study round lives in SQLite (WAL, synchronous=FULL). A round is one batch of a
-study: instances that arrive while an earlier round of the same study is being processed
-start a new round, processed and forwarded on its own, so nothing is lost or mixed with
-half-processed state.
+Guarantee: `store()` and `store_file()` (`spool_intake`) return only when the instance file
+and its row in `state.db` are on disk (fsync), so the SCP may answer success. Files live
+under `spool/<round>/`; the state of every study round lives in SQLite (WAL,
+synchronous=FULL). A round is one batch of a study: instances that arrive while an earlier
+round of the same study is being processed start a new round, processed and forwarded on
+its own, so nothing is lost or mixed with half-processed state.
 
 Round states::
 
@@ -30,22 +30,19 @@ files and the transitions.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
 import math
-import os
 import secrets
 import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.base.durable import create_private_file, fsync_directory
+from gateway.base.durable import create_private_file
 from gateway.keys.keyed_hash import KeyedHash
 from gateway.stores.spool_arrivals import Arrivals
+from gateway.stores.spool_intake import Intake, SpoolWriteError
 from gateway.stores.spool_queries import RoundQueries
 from gateway.stores.spool_rounds import (
     STATE_DB,
@@ -63,19 +60,10 @@ log = logging.getLogger(__name__)
 SPOOL_DIR = "spool"
 OUTBOX_DIR = "outbox"
 _TMP = "tmp"
-_OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT}
 WRITABLE_CACHE_SECONDS = 1.5  # how long a /healthz answer about the spool's disk holds
 
 
-class SpoolWriteError(Exception):
-    """The instance could not be made durable (disk full, I/O error). Nothing was kept."""
-
-    def __init__(self, message: str, *, out_of_space: bool) -> None:
-        super().__init__(message)
-        self.out_of_space = out_of_space
-
-
-class Spool(Arrivals, RoundQueries):
+class Spool(Intake, Arrivals, RoundQueries):
     """Instances on disk plus the state of every study round, safe across crashes."""
 
     def __init__(
@@ -98,101 +86,13 @@ class Spool(Arrivals, RoundQueries):
         if recover:
             self._recover()
 
-    # -- receiving -------------------------------------------------------------------------
-
-    def store(
-        self,
-        encoded: bytes | Sequence[bytes],
-        *,
-        sop_instance_uid: str,
-        sop_class_uid: str,
-        study_uid: str,
-        transfer_syntax: str,
-        calling_ae: str,
-    ) -> None:
-        """Make one received instance durable; only then may the SCP answer success.
-
-        `encoded` may come in parts (file meta, then the dataset as received): a large
-        instance is then never copied into one buffer on its way to the disk.
-        """
-        name = f"{self.uid_hash(sop_instance_uid)}.dcm"  # a re-sent instance replaces its file
-        size = len(encoded) if isinstance(encoded, bytes) else sum(len(p) for p in encoded)
-        temporary = self._tmp / f"{secrets.token_hex(8)}.part"
-        try:
-            create_private_file(temporary, encoded)
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            raise SpoolWriteError(
-                f"cannot write to the spool ({exc.strerror})",
-                out_of_space=exc.errno in _OUT_OF_SPACE,
-            ) from exc
-        now = time.time()
-        with self._lock:
-            final: Path | None = None
-            replaced = False
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                round_id = self._receiving_round(study_uid, now)
-                folder = self.spool_dir / str(round_id)
-                if not folder.is_dir():
-                    folder.mkdir()
-                    fsync_directory(self.spool_dir)
-                final = folder / name
-                replaced = final.exists()
-                os.replace(temporary, final)
-                fsync_directory(folder)
-                self._db.execute(
-                    "INSERT OR REPLACE INTO instances (round_id, sop_instance_uid, "
-                    "sop_class_uid, transfer_syntax, calling_ae, file, size, received) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        round_id,
-                        sop_instance_uid,
-                        sop_class_uid,
-                        transfer_syntax,
-                        calling_ae,
-                        str(final.relative_to(self.spool_dir)),
-                        size,
-                        now,
-                    ),
-                )
-                self._db.execute(
-                    "UPDATE rounds SET last_received = ? WHERE id = ?", (now, round_id)
-                )
-                self._db.execute("COMMIT")
-            except (OSError, sqlite3.Error) as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-                temporary.unlink(missing_ok=True)
-                if final is not None and not replaced:
-                    final.unlink(missing_ok=True)
-                out_of_space = (isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE) or (
-                    isinstance(exc, sqlite3.Error) and "full" in str(exc)
-                )
-                raise SpoolWriteError(
-                    f"cannot record the instance ({type(exc).__name__})",
-                    out_of_space=out_of_space,
-                ) from exc
+    # -- receiving (the rest is in spool_intake) --------------------------------------------
 
     def uid_hash(self, uid: str, length: int = 16) -> str:
         """What file names and logs carry instead of an original UID (keyed: see KeyedHash)."""
         if self._keyed_hash is None:
             raise RuntimeError("the spool was opened without the site secret's keyed hash")
         return self._keyed_hash(uid, length)
-
-    def _receiving_round(self, study_uid: str, now: float) -> int:
-        row = self._db.execute(
-            "SELECT id FROM rounds WHERE study_uid = ? AND state = ? ORDER BY id DESC LIMIT 1",
-            (study_uid, RoundState.RECEIVING),
-        ).fetchone()
-        if row is not None:
-            return int(row[0])
-        cursor = self._db.execute(
-            "INSERT INTO rounds (study_uid, state, first_received, last_received) "
-            "VALUES (?, ?, ?, ?)",
-            (study_uid, RoundState.RECEIVING, now, now),
-        )
-        return int(cursor.lastrowid or 0)
 
     # -- the state machine -----------------------------------------------------------------
 
@@ -278,9 +178,7 @@ class Spool(Arrivals, RoundQueries):
         with self._lock:
             self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO forwarded VALUES (?, ?)", (round_id, name)
-                )
+                self._db.execute("INSERT OR IGNORE INTO forwarded VALUES (?, ?)", (round_id, name))
             finally:
                 self._db.execute("PRAGMA synchronous=FULL")
 
@@ -309,7 +207,11 @@ class Spool(Arrivals, RoundQueries):
             )
         else:
             self._set_state(
-                round_id, RoundState.FORWARDING, RoundState.FORWARDING, attempts, next_attempt,
+                round_id,
+                RoundState.FORWARDING,
+                RoundState.FORWARDING,
+                attempts,
+                next_attempt,
                 message,
             )
 
@@ -389,9 +291,7 @@ class Spool(Arrivals, RoundQueries):
                 # A full disk: start anyway, so that the SCP answers 0xA700 rather than
                 # nothing; the service's tick re-queues these rounds once there is room.
                 log.error("recovery of %d rounds deferred: %s", len(interrupted), exc)
-            recorded = {
-                row[0] for row in self._db.execute("SELECT file FROM instances").fetchall()
-            }
+            recorded = {row[0] for row in self._db.execute("SELECT file FROM instances").fetchall()}
             live_rounds = {
                 str(row[0]) for row in self._db.execute("SELECT id FROM rounds").fetchall()
             }

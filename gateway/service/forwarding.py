@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -128,29 +129,35 @@ class ForwardingStage:
         # A refusal that sending again cannot help (0xCxxx): the round is not sent again
         # while it arrives, and its close ends in the failed state without a resend.
         self._early_refusals: dict[int, ForwardResult] = {}
+        # Receiving rounds with clean instances in the outbox not yet sent (`written`): the
+        # outbox is looked at only then, not five times a second for every round.
+        self._unsent: set[int] = set()
+        self._unsent_lock = threading.Lock()
+
+    def written(self, round_id: int) -> None:
+        """Clean instances of a receiving round are now in its outbox."""
+        with self._unsent_lock:
+            self._unsent.add(round_id)
 
     def send_ready(self, receiving: StudyRound) -> None:
         """Send what the outbox of a round still receiving holds and was not sent yet."""
         failures, until = self._early_waits.get(receiving.id, (0, 0.0))
-        if time.monotonic() < until or not self._has_unsent(receiving.id):
-            return
-        if not self.in_flight.claim(receiving.id):
-            return
+        with self._unsent_lock:
+            if receiving.id not in self._unsent or time.monotonic() < until:
+                return
+            if not self.in_flight.claim(receiving.id):
+                return
+            self._unsent.discard(receiving.id)  # what is written from now on: next time
         try:
             self._threads.submit(self._send_early, receiving.id, failures)
         except RuntimeError:  # shutting down
             self.in_flight.release(receiving.id)
 
-    def _has_unsent(self, round_id: int) -> bool:
-        outbox = self.spool.outbox(round_id)
-        if not outbox.is_dir():
-            return False
-        names = {f.name for f in outbox.glob("*.dcm") if not f.name.startswith(".")}
-        return bool(names - self.spool.forwarded(round_id))
-
     def _send_early(self, round_id: int, failures: int) -> None:
         try:
             result = self._send_unsent(round_id)
+            if result.outcome is not ForwardOutcome.OK:
+                self.written(round_id)  # still unsent: again after the wait
             if result.outcome is ForwardOutcome.OK:
                 self._early_waits.pop(round_id, None)
             elif result.outcome is ForwardOutcome.FAIL:
@@ -164,6 +171,7 @@ class ForwardingStage:
                 log.warning("round %d: sending as instances clear failed (%s); again in %.0f s",
                             round_id, result.message, delay)  # fmt: skip
         except Exception:
+            self.written(round_id)
             log.exception("round %d: sending as instances clear crashed", round_id)
         finally:
             self.in_flight.release(round_id)

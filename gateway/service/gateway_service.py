@@ -69,6 +69,7 @@ class GatewayService:
         self.processing = ProcessingStage(
             self.spool, self._pool, config.workers, self.metrics, in_flight, self._stopping,
             on_empty=self._nothing_to_forward,
+            on_written=self.forwarding.written,
         )  # fmt: skip
         self.scheduler = Scheduler(
             self.spool,

@@ -45,7 +45,8 @@ ARRIVAL_CHUNKS_PER_WORKER = 2
 
 class ProcessingStage:
     """`start(due)` runs a round whose quiet period has passed; `on_empty(work)` is told of
-    a processed round with nothing clean to send (its originals are in the quarantine)."""
+    a processed round with nothing clean to send (its originals are in the quarantine);
+    `on_written(round_id)`, of clean instances of a receiving round now in its outbox."""
 
     def __init__(
         self,
@@ -56,9 +57,11 @@ class ProcessingStage:
         in_flight: InFlight,
         stopping: threading.Event,
         on_empty: Callable[[RoundWork], None],
+        on_written: Callable[[int], None] = lambda _round_id: None,
     ) -> None:
         self.spool, self.pool, self.workers, self.metrics = spool, pool, workers, metrics
         self.in_flight, self.stopping, self.on_empty = in_flight, stopping, on_empty
+        self.on_written = on_written
         self._with_workers: set[tuple[int, str]] = set()  # (round, SOP UID) of arrivals
         self._failures_lock = threading.Lock()
         self._arrival_chunks = 0
@@ -144,6 +147,8 @@ class ProcessingStage:
                 self.spool.mark_processed(round_id, uids)
                 with self.in_flight.lock:
                     work.streamed.append(result)
+                if result.written:
+                    self.on_written(round_id)
             elif failure is not None and failure[0] != "cut short":
                 self._arrivals_failed(work, failure[1])
         except Exception:  # a full disk: the marks are not made, the instances run again

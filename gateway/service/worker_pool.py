@@ -94,7 +94,7 @@ def combined(parts: list[RoundResult]) -> RoundResult:
 
 # Workers yield the CPU to the receiving process: a modality waits for each acknowledgement,
 # while de-identification streams behind it and catches up when the sending stops.
-WORKER_NICE = 5
+WORKER_NICE = 15
 
 
 def _init_worker(settings: EngineSettings) -> None:

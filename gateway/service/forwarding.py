@@ -128,7 +128,7 @@ class ForwardingStage:
         self._early_waits: dict[int, tuple[int, float]] = {}  # round -> (failures, until)
         # A refusal that sending again cannot help (0xCxxx): the round is not sent again
         # while it arrives, and its close ends in the failed state without a resend.
-        self._early_refusals: dict[int, ForwardResult] = {}
+        self._early_refusals: dict[int, tuple[ForwardResult, set[str]]] = {}
         # Receiving rounds with clean instances in the outbox not yet sent (`written`): the
         # outbox is looked at only then, not five times a second for every round.
         self._unsent: set[int] = set()
@@ -155,13 +155,13 @@ class ForwardingStage:
 
     def _send_early(self, round_id: int, failures: int) -> None:
         try:
-            result = self._send_unsent(round_id)
+            result, unconfirmed = self._send_unsent(round_id)
             if result.outcome is not ForwardOutcome.OK:
                 self.written(round_id)  # still unsent: again after the wait
             if result.outcome is ForwardOutcome.OK:
                 self._early_waits.pop(round_id, None)
             elif result.outcome is ForwardOutcome.FAIL:
-                self._early_refusals[round_id] = result
+                self._early_refusals[round_id] = (result, unconfirmed)
                 self._early_waits[round_id] = (failures + 1, math.inf)
                 log.warning("round %d: the destination refused an instance (%s); the study "
                             "waits for its close", round_id, result.message)  # fmt: skip
@@ -176,13 +176,16 @@ class ForwardingStage:
         finally:
             self.in_flight.release(round_id)
 
-    def _send_unsent(self, round_id: int) -> ForwardResult:
-        """The outbox files the destination has not confirmed, sent; marks as they go."""
+    def _send_unsent(
+        self, round_id: int, skip: set[str] | frozenset[str] = frozenset()
+    ) -> tuple[ForwardResult, set[str]]:
+        """The outbox files the destination has not confirmed (less `skip`), sent; marks
+        as they go. With the names of those sent and not confirmed."""
         done = self.spool.forwarded(round_id)
         files = sorted(
             f
             for f in self.spool.outbox(round_id).glob("*.dcm")
-            if f.name not in done and not f.name.startswith(".")
+            if f.name not in done and f.name not in skip and not f.name.startswith(".")
         )
         marked: list[Path] = []
 
@@ -196,7 +199,7 @@ class ForwardingStage:
         if done:
             result = ForwardResult(result.outcome, result.sent + len(done), result.failed,
                                    f"{result.message} ({len(done)} sent earlier)")  # fmt: skip
-        return result
+        return result, {f.name for f in files} - {f.name for f in marked}
 
     def start(self, due: StudyRound) -> None:
         """Send `due` (a round whose outbox is ready, or whose retry time has come)."""
@@ -220,7 +223,12 @@ class ForwardingStage:
         try:
             # Resumed: what the destination already confirmed (sent as instances cleared,
             # before a retry or a crash) is not sent again.
-            result = refused if refused is not None else self._send_unsent(round_id)
+            if refused is None:
+                result, _ = self._send_unsent(round_id)
+            else:  # the rest goes; the refused instances wait in the failed state
+                refusal, refused_names = refused
+                rest, _ = self._send_unsent(round_id, skip=refused_names)
+                result = refusal if rest.outcome is ForwardOutcome.OK else rest
         except Exception as exc:  # a bug must not kill the forwarding thread silently
             log.exception("round %d: forwarding crashed", round_id)
             result = ForwardResult(ForwardOutcome.RETRY, 0, 0, type(exc).__name__)

@@ -211,6 +211,9 @@ class ProcessingStage:
 
     def start(self, due: StudyRound) -> None:
         """Close `due` (its quiet period has passed): process what is left, then forward."""
+        if due.attempts >= worker_pool.PROCESS_MAX_ATTEMPTS:
+            self._hold_exhausted()  # its arrivals failed the last allowed time
+            return
         if not self.in_flight.claim(due.id, idle=True):
             return
         try:

@@ -350,10 +350,16 @@ def test_samples_and_a_multi_series_study_reach_storescp_de_identified_and_consi
     # The samples are mostly clean: the gateway must forward most of them, not hold them.
     assert len(expected) >= len(samples.files) * 3 // 4
 
-    assert leaks_in((r.path for r in received), patient.identifying_values()) == []
+    # The patient's values in every file; an all-digit one (a birth date) only in the
+    # patient's own: another sample's forty-digit 2.25 UIDs hold any eight digits by chance
+    # now and then (the secret, so every UID, is new each run).
+    mine = [r for r in received if originals[r.sop_instance_uid].path in study]
+    values = patient.identifying_values()
+    textual = [v for v in values if not v.isdigit()]
+    assert leaks_in((r.path for r in received), textual) == []
+    assert leaks_in((r.path for r in mine), values) == []
     assert {r.identity_removed for r in received} == {"YES"}
     assert_consistent_pseudonyms(site, received, originals)
-    mine = [r for r in received if originals[r.sop_instance_uid].path in study]
     assert len({r.study_uid for r in mine}) == 1
     assert len({r.frame_of_reference_uid for r in mine}) == 1
     assert sorted(Counter(r.series_uid for r in mine).values()) == [3, 4]

@@ -658,3 +658,66 @@ def leaks_in(paths: Iterable[Path], values: Iterable[str]) -> list[tuple[str, st
         data = path.read_bytes().lower()
         hits.extend((path.name, n.decode()) for n in wanted if n in data)
     return hits
+
+
+# --- test inputs and file systems shared by the receive, load and disk-full tests --------------
+
+
+def write_large_multiframe(path: Path, megabytes: int, name: str, patient_id: str) -> Any:
+    """An Enhanced CT of `megabytes` MiB of 512x512 16-bit frames, written frame by frame
+    (a test never holds it whole), no two frames alike and no printable text in them;
+    returns its header (a pydicom Dataset without Pixel Data)."""
+    import struct
+
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.filewriter import dcmwrite
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    frames = max(1, megabytes * 2)  # 0.5 MiB a frame
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT Image Storage
+    ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = (generate_uid() for _ in "123")
+    ds.PatientName, ds.PatientID = name, patient_id
+    ds.Modality = "CT"
+    ds.Rows = ds.Columns = 512
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.NumberOfFrames = frames
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    dcmwrite(path, ds, enforce_file_format=True)
+    frame = (np.arange(512 * 512, dtype=np.uint16) % 2048).tobytes()
+    with open(path, "ab") as handle:
+        handle.write(b"\xe0\x7f\x10\x00OW\x00\x00" + struct.pack("<I", len(frame) * frames))
+        for number in range(frames):
+            handle.write(frame[:-2] + struct.pack("<H", number))
+    return ds
+
+
+@contextmanager
+def small_tmpfs(mountpoint: Path, size: str) -> Iterator[Path]:
+    """`mountpoint` (created) as a tmpfs of `size` ("4m", "200k"), so that writes run out
+    of space; skips the test where mounting is not allowed (it needs root)."""
+    import pytest
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"mount not permitted here: {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], capture_output=True, timeout=30, check=False)
+        if os.path.ismount(mountpoint):
+            subprocess.run(["umount", "-l", str(mountpoint)], timeout=30, check=False)

@@ -27,6 +27,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 from pynetdicom.transport import ThreadedAssociationServer
+from service_harness import small_tmpfs
 
 from gateway.base.metrics import Metrics
 from gateway.config import ListenConfig
@@ -382,25 +383,8 @@ def test_accepted_sockets_have_nagle_disabled(start: Callable[..., RunningScp]) 
 @pytest.fixture
 def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
     """A 200 KiB tmpfs, so that writing a CT slice runs out of space."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    mountpoint = tmp_path / "tiny"
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"mount not permitted here: {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "tiny", "200k") as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", str(mountpoint)], capture_output=True, timeout=30, check=False)
-        if os.path.ismount(mountpoint):
-            subprocess.run(["umount", "-l", str(mountpoint)], timeout=30, check=False)
 
 
 def test_full_disk_answers_out_of_resources_and_keeps_nothing(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import signal
 import socket
 import struct
@@ -23,7 +22,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fuzz import rawpeer
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -39,9 +37,11 @@ from service_harness import (
     make_site,
     rss_bytes,
     running_gateway,
+    small_tmpfs,
     storescu,
     storescu_command,
     wait_until,
+    write_large_multiframe,
 )
 
 from gateway.base.metrics import Metrics
@@ -67,29 +67,8 @@ ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
 
 
 def write_multiframe(path: Path, mib: int) -> Dataset:
-    """An Enhanced CT of `mib` MiB of 512x512 16-bit frames, written frame by frame (the
-    test never holds it whole); its header."""
-    frames = mib * 2  # 0.5 MiB a frame
-    ds = Dataset()
-    ds.SOPClassUID = ENHANCED_CT
-    ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = (generate_uid() for _ in "123")
-    ds.PatientName, ds.PatientID = "Strommann^Wilhelmine", "SW-4471902"
-    ds.Modality = "CT"
-    ds.Rows = ds.Columns = 512
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.NumberOfFrames = frames
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    dcmwrite(path, ds, enforce_file_format=True)
-    frame = (np.arange(512 * 512, dtype=np.uint16) % 2048).tobytes()
-    with open(path, "ab") as handle:
-        handle.write(b"\xe0\x7f\x10\x00OW\x00\x00" + struct.pack("<I", len(frame) * frames))
-        for number in range(frames):
-            handle.write(frame[:-2] + struct.pack("<H", number))  # no two frames alike
-    return ds
+    """An Enhanced CT of `mib` MiB, written frame by frame; its header."""
+    return write_large_multiframe(path, mib, "Strommann^Wilhelmine", "SW-4471902")
 
 
 def dataset_offset(path: Path) -> int:
@@ -210,23 +189,8 @@ def files_under(folder: Path) -> list[Path]:
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs: an 8 MiB instance runs out of space halfway through its data set."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root (tests/faults/test_disk_full.py does not)")
-    mountpoint = tmp_path / "tiny"
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"mount not permitted here: {mounted.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "tiny", "4m") as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True, timeout=30)
 
 
 def test_disk_full_mid_stream_answers_a700_keeps_nothing_and_the_association_goes_on(

@@ -14,7 +14,6 @@ appended to $LOAD_REPORT when set.
 from __future__ import annotations
 
 import os
-import struct
 import threading
 import time
 from collections import Counter
@@ -22,12 +21,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pytest
 from pydicom import dcmread
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filewriter import dcmwrite
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from service_harness import (
     STORESCU,
     Gateway,
@@ -39,6 +34,7 @@ from service_harness import (
     start_gateway,
     storescu,
     wait_until,
+    write_large_multiframe,
 )
 
 from gateway.tools.synthetic import make_ct_study, random_patient
@@ -201,39 +197,14 @@ def test_one_large_study_passes_with_bounded_memory(gateway: Gateway, tmp_path: 
 MULTIFRAME_MB = int(os.environ.get("LOAD_MULTIFRAME_MB") or 0)
 
 
-def write_large_multiframe(path: Path, megabytes: int) -> list[str]:
-    """An Enhanced CT of `megabytes` MiB of 512x512 16-bit frames, written frame by frame
-    (the test itself never holds it); its identifying values."""
-    frames = max(1, megabytes * 2)  # 0.5 MiB per frame
-    ds = Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
-    ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = (generate_uid() for _ in "123")
-    ds.PatientName, ds.PatientID = "Grossvolumen^Henrike", "GV-77012345"
-    ds.Modality = "CT"
-    ds.Rows = ds.Columns = 512
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.NumberOfFrames = frames
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    dcmwrite(path, ds, enforce_file_format=True)
-    frame = (np.arange(512 * 512, dtype=np.uint16) % 2048).tobytes()  # no printable text
-    with open(path, "ab") as handle:
-        handle.write(b"\xe0\x7f\x10\x00OW\x00\x00" + struct.pack("<I", len(frame) * frames))
-        for _ in range(frames):
-            handle.write(frame)
-    return ["Grossvolumen^Henrike", "GV-77012345"]
-
-
 @pytest.mark.skipif(not MULTIFRAME_MB, reason="LOAD_MULTIFRAME_MB not set (make load sets it)")
 def test_one_large_multiframe_passes(gateway: Gateway, tmp_path: Path) -> None:
     """A multi-frame of LOAD_MULTIFRAME_MB MiB: exported clean. Memory is reported per
     process: the receiving process holds a received instance whole (pynetdicom), a worker
     holds about one copy while it de-identifies and writes it."""
     source = tmp_path / "large-multiframe.dcm"
-    identifying = write_large_multiframe(source, MULTIFRAME_MB)
+    identifying = ["Grossvolumen^Henrike", "GV-77012345"]
+    write_large_multiframe(source, MULTIFRAME_MB, *identifying)
     size = source.stat().st_size
 
     began = time.monotonic()

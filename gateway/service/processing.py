@@ -83,10 +83,6 @@ class ProcessingStage:
         )
         pool, generation = self.pool.current()
         for round_id, instances in found.items():
-            due = self.spool.get_round(round_id)
-            if due is None:
-                continue
-            work = self.in_flight.work(due)
             size = chunk_size(len(instances), self.workers)
             for start in range(0, len(instances), size):
                 if room <= 0:
@@ -100,6 +96,7 @@ class ProcessingStage:
                 if now is None or now.state is not RoundState.RECEIVING:
                     self.in_flight.end_streaming(round_id)  # closed since it was looked up
                     break
+                work = self.in_flight.work(now)
                 with self.in_flight.lock:
                     self._with_workers.update((round_id, uid) for uid in uids)
                     self._arrival_chunks += 1

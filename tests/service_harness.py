@@ -400,6 +400,12 @@ def running_gateway(site: Site, command: Sequence[str] | None = None) -> Iterato
     gateway = start_gateway(site, command=command)
     try:
         yield gateway
+    except BaseException:
+        # The gateway's own account of a failed test, in the test's captured output (the
+        # site is in a temporary folder CI does not keep).
+        print(f"--- gateway log, last lines ({gateway.log_path.name}) ---")
+        print("\n".join(gateway.log().splitlines()[-80:]))
+        raise
     finally:
         gateway.stop()
 

@@ -65,7 +65,7 @@ class GatewayService:
             self.spool, self.destination, config.destination.retry, self.metrics, self.audit,
             self.profile.name, in_flight,
         )  # fmt: skip
-        self._pool = WorkerPool(self.settings, config.workers)
+        self._pool = WorkerPool(self.settings, config.workers, self.spool.held_still)
         self.processing = ProcessingStage(
             self.spool, self._pool, config.workers, self.metrics, in_flight, self._stopping,
             on_empty=self._nothing_to_forward,

@@ -37,6 +37,8 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from gateway.base.durable import create_private_file
@@ -313,6 +315,13 @@ class Spool(Intake, Arrivals, RoundQueries):
                 shutil.rmtree(folder, ignore_errors=True)
         if interrupted:
             log.info("recovered %d interrupted study rounds", len(interrupted))
+
+    @contextmanager
+    def held_still(self) -> Iterator[None]:
+        """While this is held no thread of this process is inside SQLite (every use of
+        state.db holds the same lock): the moment to fork a process that will use SQLite."""
+        with self._lock:
+            yield
 
     def close(self) -> None:
         with self._lock:

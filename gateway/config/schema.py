@@ -8,6 +8,7 @@ every problem as `FILE: 'dotted.key': reason (value)`.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
@@ -196,6 +197,7 @@ class RetryConfig(_Section):
 
 
 _PEER_KEYS = ("ae_title", "host", "port")
+_DESTINATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class DestinationConfig(_Section):
@@ -321,6 +323,11 @@ class GatewayConfig(_Section):
                 key="destinations",
             )  # fmt: skip
         for name, destination in self.destinations.items():
+            if not _DESTINATION_NAME.fullmatch(name):
+                raise value_error(
+                    "destination_name", f"{show(name)} is not a name of letters, digits, '-' "
+                    "and '_' (it names a folder)", key=f"destinations.{name}",
+                )  # fmt: skip
             if destination.folder is None and destination.ae_title is None:
                 raise value_error(
                     "destination_peer", "give a folder or ae_title/host/port",

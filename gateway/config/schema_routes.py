@@ -29,7 +29,6 @@ SHORT_NAMES = {
     "study_description": "StudyDescription",
     "manufacturer": "Manufacturer",
     "station_name": "StationName",
-    "calling_ae": "CallingAETitle",  # not an attribute: the association's calling AE
 }
 
 
@@ -95,8 +94,6 @@ class RouteConfig(_Section):
     def _known_attributes(cls, when: dict[str, Condition]) -> dict[str, Condition]:
         for key in when:
             keyword = SHORT_NAMES.get(key, key)
-            if keyword == "CallingAETitle":
-                continue
             tag = tag_for_keyword(keyword)
             if tag is None:
                 raise value_error(

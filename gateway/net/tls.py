@@ -32,7 +32,7 @@ import datetime as dt
 import os
 import re
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -166,6 +166,8 @@ class TlsContexts:
 
     server: ssl.SSLContext | None = None
     client: ssl.SSLContext | None = None
+    # The named destinations' (`destinations:`) that ask for TLS, by name.
+    named: dict[str, ssl.SSLContext] = field(default_factory=dict)
 
 
 def check_tls(config: GatewayConfig, shown: str | None = None) -> TlsContexts:
@@ -193,9 +195,18 @@ def check_tls(config: GatewayConfig, shown: str | None = None) -> TlsContexts:
             client = client_context(destination_tls.cert, destination_tls.key, destination_tls.ca)
         except TlsConfigError as exc:
             problems.append(f"{where}: 'destination.tls.{exc.role}': {exc}")
+    named: dict[str, ssl.SSLContext] = {}
+    for name, destination in config.destinations.items():
+        if destination.tls is None:
+            continue
+        tls = destination.tls
+        try:
+            named[name] = client_context(tls.cert, tls.key, tls.ca)
+        except TlsConfigError as exc:
+            problems.append(f"{where}: 'destinations.{name}.tls.{exc.role}': {exc}")
     if problems:
         raise ConfigError(problems)
-    return TlsContexts(server=server, client=client)
+    return TlsContexts(server=server, client=client, named=named)
 
 
 # --- file checks ---------------------------------------------------------------------------

@@ -7,14 +7,14 @@ through a temporary name, fsync and rename, so a crash never leaves a half-writt
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import re
 import secrets
-import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,10 +23,10 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import dcmwrite
 
-from gateway.base.durable import fsync_directory
 from gateway.deid.engine import DeidResult, Engine
 from gateway.deid.free_text import DEFAULT_SETTINGS, FreeTextSettings
 from gateway.deid.profile import DeidProfile
+from gateway.deid.pseudonym_table import PseudonymTable
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.keys.keyed_hash import KeyedHash
 from gateway.keys.reid_keys import load_public_key
@@ -38,8 +38,9 @@ from gateway.pipeline.instance import (
     is_environment_error,
     process_instance,
 )
-from gateway.pipeline.output_claims import CLAIMS_DIR, claim_output, release_output
+from gateway.pipeline.output_claims import claim_output, release_output
 from gateway.pipeline.pixel_tail import PIXEL_DATA, PixelTail, TailError, copy_tail, read_header
+from gateway.pipeline.routing import Route, Router
 from gateway.pixels.rules import PixelConfig
 from gateway.stores import quarantine
 from gateway.stores.mapping_records import MAPPING_FILENAME
@@ -63,6 +64,11 @@ class EngineSettings:
     pixels: PixelConfig | None = None
     # How free text is cleaned: the recognizer, the site's word lists (deid.free_text).
     free_text: FreeTextSettings = DEFAULT_SETTINGS
+    # `routes:`: the rules, and their own profiles (a rule's `profile` indexes 1 onwards).
+    router: Router = field(default_factory=Router)
+    route_profiles: tuple[DeidProfile, ...] = ()
+    # deid.pseudonym_table: pre-assigned pseudonyms for Patient ID and Name (never shown).
+    pseudonym_table: PseudonymTable | None = field(default=None, repr=False)
 
     def keyed_hash(self) -> KeyedHash:
         """The hash that names an input (quarantine, output claims) without revealing it."""
@@ -71,7 +77,7 @@ class EngineSettings:
 
 @dataclass(frozen=True)
 class FileOutcome:
-    status: str  # "written" | "quarantined" | "skipped"
+    status: str  # "written" | "quarantined" | "skipped" | "dropped" (detail: the rule)
     source: Path
     detail: str = ""
     output: Path | None = None
@@ -80,6 +86,7 @@ class FileOutcome:
 
 
 _engine: Engine | None = None
+_route_engines: tuple[Engine, ...] = ()  # the rules' own profiles, `Route.profile` - 1
 _settings: EngineSettings | None = None
 _mapping: MappingWriter | None = None
 _keyed_hash: KeyedHash | None = None
@@ -92,6 +99,7 @@ def build_engine_and_mapping(settings: EngineSettings) -> tuple[Engine, MappingW
         Pseudonyms(settings.secret, settings.site_id), settings.storage_dir
     )
     engine.set_free_text(settings.free_text)
+    with_table(engine, settings)
     mapping = (
         MappingWriter(
             settings.storage_dir / MAPPING_FILENAME, load_public_key(settings.reid_public_key)
@@ -104,10 +112,39 @@ def build_engine_and_mapping(settings: EngineSettings) -> tuple[Engine, MappingW
 
 def init_worker(settings: EngineSettings) -> None:
     """Process-pool initializer: one engine per worker process, built once."""
-    global _engine, _settings, _mapping, _keyed_hash
+    global _engine, _route_engines, _settings, _mapping, _keyed_hash
     configure_pydicom()
     _settings, _keyed_hash = settings, settings.keyed_hash()
     _engine, _mapping = build_engine_and_mapping(settings)
+    _route_engines = tuple(_route_engine(settings, p) for p in settings.route_profiles)
+
+
+def _route_engine(settings: EngineSettings, profile: DeidProfile) -> Engine:
+    engine = profile.build_engine(
+        Pseudonyms(settings.secret, settings.site_id), settings.storage_dir
+    )
+    engine.set_free_text(settings.free_text)
+    return with_table(engine, settings)
+
+
+def with_table(engine: Engine, settings: EngineSettings) -> Engine:
+    """The site's pre-assigned pseudonyms on `engine` (site.py refuses them with a CTP
+    script, which writes Patient ID itself)."""
+    if settings.pseudonym_table is not None:
+        if not isinstance(engine, Engine):
+            raise ValueError("deid.pseudonym_table cannot be used with a CTP script profile")
+        engine.pseudonym_table = settings.pseudonym_table
+    return engine
+
+
+def _routed(ds: Dataset) -> tuple[Route | None, Engine, PixelConfig | None]:
+    """The rule `ds` falls under (None: none), and the engine and pixel settings it says."""
+    assert _engine is not None and _settings is not None
+    route = _settings.router.route_for(ds)
+    if route is None:
+        return None, _engine, _settings.pixels
+    engine = _route_engines[route.profile - 1] if route.profile else _engine
+    return route, engine, route.pixels if route.pixels_set else _settings.pixels
 
 
 def read_instance(path: Path) -> Dataset | Quarantine | str:
@@ -152,7 +189,7 @@ def _large_header(path: Path) -> tuple[Dataset, PixelTail] | Quarantine | None:
     if found is None:
         return None
     ds, tail = found
-    pixels = _settings.pixels if _settings is not None else None
+    pixels = _routed(ds)[2] if _settings is not None else None
     if pixels is not None and pixels.selection.selects(ds):
         return None
     expected = expected_pixel_length(ds)
@@ -238,6 +275,7 @@ def deidentify_file(
     target_for: Callable[[DeidResult], Path],
     origin: str,
     claims: Path | None = None,
+    folder_for: Callable[[str], Path] | None = None,
 ) -> FileOutcome:
     """Read, de-identify, verify and write one file (in a worker process).
 
@@ -251,6 +289,10 @@ def deidentify_file(
     output_claims), the first input to claim an output SOP Instance UID writes it and the
     same input may write it again; without, an existing file is never replaced. A second
     input for one output is quarantined as a `duplicate`.
+
+    A rule of `routes:` picks the engine and pixel settings; a dropping rule writes
+    nothing (`dropped`). With `folder_for` (a destination's folder in the outbox), a rule's
+    clean file goes to its first destination's folder and is linked into the others'.
     """
     assert _engine is not None and _settings is not None and _keyed_hash is not None, (
         "init_worker was not called"
@@ -269,16 +311,25 @@ def deidentify_file(
                 return FileOutcome("skipped", path, read)
             # The SCP acknowledged it: whatever it turned out to be, it is held, never dropped.
             read = Quarantine("unreadable", "read", read)
+        stage = "route"
+        route, engine, pixels = (
+            (None, _engine, None) if isinstance(read, Quarantine) else _routed(read)
+        )
+        if route is not None and route.drop:
+            return FileOutcome("dropped", path, route.name)
         stage = "deid"
         outcome: Clean | Quarantine = (
-            read
-            if isinstance(read, Quarantine)
-            else process_instance(read, _engine, _settings.pixels)
+            read if isinstance(read, Quarantine) else process_instance(read, engine, pixels)
         )
         stage = "write"
         if isinstance(outcome, Clean):
+            places = [folder_for(d) for d in route.destinations] if route and folder_for else []
+            if places:
+                target_for = lambda result: places[0] / f"{result.sop_instance_uid}.dcm"  # noqa: E731
             written = _write_clean(path, outcome, target_for, claims, _keyed_hash, tail)
             if isinstance(written, FileOutcome):
+                if places and written.output is not None:
+                    _link_copies(written.output, [p / written.output.name for p in places[1:]])
                 return written
             outcome = written
     except Exception as exc:
@@ -298,6 +349,15 @@ def deidentify_file(
         keyed_hash=_keyed_hash,
     )
     return FileOutcome("quarantined", path, f"{outcome.reason}: {entry.id}")
+
+
+def _link_copies(output: Path, copies: list[Path]) -> None:
+    """The clean file in other destinations' folders too (hard links: one copy on disk).
+    A link already there is this same file from an earlier attempt."""
+    for copy in copies:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.link(output, copy)
 
 
 _DUPLICATE = Quarantine(
@@ -350,50 +410,3 @@ def _write_clean(
     return FileOutcome(
         "written", path, output=target, study_uid=clean.result.study_uid, pixel_boxes=boxes
     )
-
-
-@dataclass(frozen=True)
-class RoundResult:
-    """One study round through the worker: counts and the pseudonymous study UIDs."""
-
-    instances_in: int
-    written: int
-    quarantined: int
-    study_uids: tuple[str, ...]
-    seconds: float
-    reasons: tuple[str, ...] = ()
-    pixel_boxes: tuple[tuple[str, int], ...] = ()  # (source, count) over the round
-
-
-def _outbox_target(outbox: Path, result: DeidResult) -> Path:
-    return outbox / f"{result.sop_instance_uid}.dcm"
-
-
-def process_round(files: list[Path], outbox: Path) -> RoundResult:
-    """De-identify a study round from the spool into its outbox (in a worker process)."""
-    started = time.monotonic()
-    outbox.mkdir(parents=True, exist_ok=True)
-    claims = outbox / CLAIMS_DIR  # shared by the round's chunks, gone with its outbox
-    outcomes = [
-        deidentify_file(path, lambda result: _outbox_target(outbox, result), "gateway", claims)
-        for path in files
-    ]
-    fsync_directory(outbox)
-    written = [o for o in outcomes if o.status == "written"]
-    return RoundResult(
-        instances_in=len(files),
-        written=len(written),
-        quarantined=len(outcomes) - len(written),
-        study_uids=tuple(sorted({o.study_uid for o in written})),
-        seconds=time.monotonic() - started,
-        reasons=tuple(o.detail.split(":")[0] for o in outcomes if o.status != "written"),
-        pixel_boxes=count_boxes(o.pixel_boxes for o in outcomes),
-    )
-
-
-def count_boxes(per_file: Iterable[dict[str, int]]) -> tuple[tuple[str, int], ...]:
-    totals: dict[str, int] = {}
-    for counts in per_file:
-        for source, count in counts.items():
-            totals[source] = totals.get(source, 0) + count
-    return tuple(sorted(totals.items()))

@@ -28,6 +28,8 @@ from gateway.config.schema import DestinationConfig, RetryConfig
 from gateway.net.folder import forward_to_folder
 from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scu import forward_to_ae
+from gateway.pipeline.round_files import destination_folder
+from gateway.pipeline.routing import DEFAULT_DESTINATION
 from gateway.service.in_flight import InFlight
 from gateway.service.worker_pool import RoundWork
 from gateway.stores.audit import AuditLog
@@ -97,6 +99,26 @@ class FolderDestination:
         return result
 
 
+_NOTHING = ForwardResult(ForwardOutcome.OK, 0, 0, "nothing to send")
+
+
+def _together(results: list[tuple[str, ForwardResult]]) -> ForwardResult:
+    """One result for a round sent to several destinations: refused where any refused,
+    to be retried where any is to be retried (only what is unconfirmed goes again)."""
+    if len(results) == 1:
+        return results[0][1]
+    outcomes = {result.outcome for _, result in results}
+    outcome = next(o for o in (ForwardOutcome.FAIL, ForwardOutcome.RETRY, ForwardOutcome.OK)
+                   if o in outcomes)  # fmt: skip
+    shown = [(n, r) for n, r in results if r is not _NOTHING]
+    return ForwardResult(
+        outcome,
+        sum(r.sent for _, r in results),
+        sum(r.failed for _, r in results),
+        "; ".join(f"{name}: {r.message}" for name, r in shown) or _NOTHING.message,
+    )
+
+
 def destination_for(
     config: DestinationConfig, calling_ae: str, ssl_context: ssl.SSLContext | None
 ) -> Destination:
@@ -114,14 +136,17 @@ class ForwardingStage:
     def __init__(
         self,
         spool: Spool,
-        destination: Destination,
+        destinations: Destination | dict[str, Destination],
         retry: RetryConfig,
         metrics: Metrics,
         audit: AuditLog,
         profile_name: str,
         in_flight: InFlight,
     ) -> None:
-        self.spool, self.destination, self.retry = spool, destination, retry
+        if not isinstance(destinations, dict):
+            destinations = {DEFAULT_DESTINATION: destinations}
+        self.spool, self.destinations, self.retry = spool, destinations, retry
+        self.destination = destinations[DEFAULT_DESTINATION]
         self.metrics, self.audit, self.profile_name = metrics, audit, profile_name
         self.in_flight = in_flight
         self._threads = ThreadPoolExecutor(FORWARD_THREADS, thread_name_prefix="forward")
@@ -179,27 +204,41 @@ class ForwardingStage:
     def _send_unsent(
         self, round_id: int, skip: set[str] | frozenset[str] = frozenset()
     ) -> tuple[ForwardResult, set[str]]:
-        """The outbox files the destination has not confirmed (less `skip`), sent; marks
-        as they go. With the names of those sent and not confirmed."""
+        """The outbox files their destinations have not confirmed (less `skip`), sent to
+        each destination in turn; marks as they go. With the names of those sent and not
+        confirmed. A named destination's files are marked as `to-NAME/FILE`."""
         done = self.spool.forwarded(round_id)
-        files = sorted(
-            f
-            for f in self.spool.outbox(round_id).glob("*.dcm")
-            if f.name not in done and f.name not in skip and not f.name.startswith(".")
-        )
-        marked: list[Path] = []
+        outbox = self.spool.outbox(round_id)
+        results: list[tuple[str, ForwardResult]] = []
+        unconfirmed: set[str] = set()
+        for name, destination in self.destinations.items():
+            folder = destination_folder(outbox, name)
+            prefix = "" if folder == outbox else f"{folder.name}/"
+            files = sorted(
+                f
+                for f in (folder.glob("*.dcm") if folder.is_dir() else ())
+                if prefix + f.name not in done
+                and prefix + f.name not in skip
+                and not f.name.startswith(".")
+            )
+            if not files and results:
+                continue
+            marked: list[Path] = []
 
-        def stored(path: Path) -> None:
-            self.spool.mark_forwarded(round_id, path.name)
-            self.metrics.instances_forwarded.inc()
-            marked.append(path)
+            def stored(path: Path, prefix: str = prefix, marked: list[Path] = marked) -> None:
+                self.spool.mark_forwarded(round_id, prefix + path.name)
+                self.metrics.instances_forwarded.inc()
+                marked.append(path)
 
-        result = self.destination.send(files, stored)
-        self.metrics.instances_forwarded.inc(max(result.sent - len(marked), 0))
+            result = destination.send(files, stored) if files else _NOTHING
+            self.metrics.instances_forwarded.inc(max(result.sent - len(marked), 0))
+            results.append((name, result))
+            unconfirmed |= {prefix + f.name for f in files} - {prefix + f.name for f in marked}
+        result = _together(results)
         if done:
             result = ForwardResult(result.outcome, result.sent + len(done), result.failed,
                                    f"{result.message} ({len(done)} sent earlier)")  # fmt: skip
-        return result, {f.name for f in files} - {f.name for f in marked}
+        return result, unconfirmed
 
     def start(self, due: StudyRound) -> None:
         """Send `due` (a round whose outbox is ready, or whose retry time has come)."""

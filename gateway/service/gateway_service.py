@@ -16,6 +16,7 @@ import threading
 from gateway.base.metrics import Metrics
 from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scp import start_scp, stop_scp
+from gateway.pipeline.routing import DEFAULT_DESTINATION
 from gateway.service import sdnotify
 from gateway.service.forwarding import ForwardingStage, destination_for
 from gateway.service.in_flight import InFlight
@@ -61,8 +62,12 @@ class GatewayService:
         self.destination = destination_for(
             config.destination, config.listen.ae_title, self.tls.client
         )
+        destinations = {DEFAULT_DESTINATION: self.destination} | {
+            name: destination_for(named, config.listen.ae_title, self.tls.named.get(name))
+            for name, named in config.destinations.items()
+        }
         self.forwarding = ForwardingStage(
-            self.spool, self.destination, config.destination.retry, self.metrics, self.audit,
+            self.spool, destinations, config.destination.retry, self.metrics, self.audit,
             self.profile.name, in_flight,
         )  # fmt: skip
         self._pool = WorkerPool(self.settings, config.workers, self.spool.held_still)

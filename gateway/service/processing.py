@@ -21,7 +21,7 @@ from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
 
 from gateway.base.metrics import Metrics
-from gateway.pipeline.files import RoundResult, process_round
+from gateway.pipeline.round_files import RoundResult, process_round
 from gateway.service import worker_pool
 from gateway.service.in_flight import InFlight
 from gateway.service.worker_pool import (
@@ -308,7 +308,7 @@ class ProcessingStage:
                 self.metrics.failures.labels(stage="deid").inc(result.quarantined)
             self.spool.processed(round_id)
             outbox = self.spool.outbox(round_id)
-            if not (outbox.is_dir() and any(outbox.glob("*.dcm"))):
+            if not (outbox.is_dir() and any(outbox.rglob("*.dcm"))):  # incl. to-NAME/
                 self.on_empty(work)
         finally:
             self.in_flight.release(round_id)

@@ -15,7 +15,8 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from gateway.pipeline.files import EngineSettings, RoundResult, count_boxes, init_worker
+from gateway.pipeline.files import EngineSettings, init_worker
+from gateway.pipeline.round_files import RoundResult, count_boxes
 from gateway.stores.spool_rounds import StudyRound
 
 # Processing that fails for the environment's sake (a full disk, a store locked, a worker
@@ -75,6 +76,7 @@ class RoundWork:
             "instances_quarantined": done.quarantined if done else None,
             "quarantine_reasons": sorted(set(done.reasons)) if done else [],
             "pixel_boxes": dict(done.pixel_boxes) if done else {},
+            "dropped_by_rule": dict(done.dropped) if done else {},
             "profile": profile,
             "processing_seconds": round(done.seconds, 3) if done else None,
             "forward_seconds": forward_seconds,
@@ -91,6 +93,7 @@ def combined(parts: list[RoundResult]) -> RoundResult:
         seconds=max((p.seconds for p in parts), default=0.0),
         reasons=tuple(reason for p in parts for reason in p.reasons),
         pixel_boxes=count_boxes(dict(p.pixel_boxes) for p in parts),
+        dropped=count_boxes(dict(p.dropped) for p in parts),
     )
 
 

@@ -61,9 +61,11 @@ class Summary:
     problems: list[FileOutcome] = field(default_factory=list)
     csv_written: int = 0
     csv_failed: int = 0
+    csv_rows_left_out: int = 0  # patients not in deid.pseudonym_table (quarantine)
 
-    def add_csv(self, outcome: FileOutcome) -> None:
+    def add_csv(self, outcome: FileOutcome, left_out: int = 0) -> None:
         """A clinical table: counted apart from the DICOM files; a failure is a problem."""
+        self.csv_rows_left_out += left_out
         if outcome.status == "written":
             self.csv_written += 1
         else:
@@ -91,6 +93,10 @@ class Summary:
         ) + (
             f", csv written: {self.csv_written}, csv failed: {self.csv_failed}"
             if self.csv_written or self.csv_failed
+            else ""
+        ) + (
+            f", csv rows left out (not in the pseudonym table): {self.csv_rows_left_out}"
+            if self.csv_rows_left_out
             else ""
         )
 
@@ -168,7 +174,9 @@ def anonymize_csv(
 
 def _anonymize_tables(
     tables: list[Path], input_dir: Path, output_dir: Path, settings: EngineSettings
-) -> list[FileOutcome]:
+) -> list[tuple[FileOutcome, int]]:
+    """Each table's outcome, and how many of its rows were left out (patients the pseudonym
+    table does not list, under unlisted_patients: quarantine)."""
     outcomes = []
     for path in tables:
         target = output_dir / path.relative_to(input_dir)
@@ -177,9 +185,10 @@ def _anonymize_tables(
         except CsvError as exc:
             where = f"line {exc.line}: " if exc.line is not None else ""
             column = f"column '{exc.column}': " if exc.column is not None else ""
-            outcomes.append(FileOutcome("csv failed", path, f"{where}{column}{exc.reason}"))
+            outcomes.append((FileOutcome("csv failed", path, f"{where}{column}{exc.reason}"), 0))
             continue
-        outcomes.append(FileOutcome("written", path, f"{report.rows} rows", output=target))
+        written = FileOutcome("written", path, f"{report.rows} rows", output=target)
+        outcomes.append((written, report.left_out))
     return outcomes
 
 
@@ -302,7 +311,7 @@ def anonymize_folder(
         with contextlib.suppress(OSError):
             claims.parent.rmdir()  # another run's claims may still be in it
     summary.problems.sort(key=lambda outcome: outcome.source)
-    for outcome in _anonymize_tables(tables, input_dir, output_dir, settings):
-        summary.add_csv(outcome)
+    for outcome, left_out in _anonymize_tables(tables, input_dir, output_dir, settings):
+        summary.add_csv(outcome, left_out)
     summary.seconds = time.monotonic() - started
     return summary

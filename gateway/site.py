@@ -14,9 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.deid.ctp.profile import CtpProfile
 from gateway.deid.free_text import FreeTextSettings
 from gateway.deid.profile import DeidProfile, ProfileError
 from gateway.deid.profile_loading import load_profile
+from gateway.deid.pseudonym_table import (
+    PseudonymTable,
+    PseudonymTableError,
+    load_pseudonym_table,
+)
 from gateway.deid.review import review
 from gateway.keys.reid_keys import ReidKeyError, load_public_key
 from gateway.keys.site_secret import SiteSecretError, read_site_secret
@@ -47,6 +53,8 @@ class Site:
     tls: TlsContexts  # built from listen.tls and destination.tls (None where plain)
     pixels: PixelConfig | None  # None: pixel cleaning off
     free_text: FreeTextSettings  # the recognizer and the site's own word lists
+    # deid.pseudonym_table, read and checked (None: every patient gets the keyed pseudonym)
+    pseudonym_table: PseudonymTable | None = None
 
     def engine_settings(self) -> EngineSettings:
         """What each worker process builds its engine and mapping writer from."""
@@ -59,6 +67,7 @@ class Site:
             config.keys.reid_public_key,
             self.pixels,
             self.free_text,
+            pseudonym_table=self.pseudonym_table,
         )
 
 
@@ -82,11 +91,14 @@ def load_site(config_path: Path, *, ocr: bool | None = None) -> Site:
     check_reid_public_key(config.keys.reid_public_key, shown)
     pixels = pixel_settings(config, shown, config.deid.ocr if ocr is None else ocr)
     free_text = free_text_settings(config, shown)
+    table = pseudonym_table(config, shown, (profile,))
     try:
         tls = check_tls(config, shown)
     except ConfigError as exc:
         raise SiteError(exc.problems) from None
-    return Site(Path(config_path), config, profile, secret, tls, pixels, free_text)
+    return Site(
+        Path(config_path), config, profile, secret, tls, pixels, free_text, pseudonym_table=table
+    )
 
 
 def load_storage_config(config_path: Path) -> GatewayConfig:
@@ -139,6 +151,28 @@ def free_text_settings(config: GatewayConfig, shown: str) -> FreeTextSettings:
         safe_words=tuple(words["safe_words"]),
         clean_on_leak=section.clean_on_leak,
     )
+
+
+def pseudonym_table(
+    config: GatewayConfig, shown: str, profiles: tuple[DeidProfile, ...]
+) -> PseudonymTable | None:
+    """deid.pseudonym_table read now (every problem: `FILE: 'deid.pseudonym_table':
+    TABLE:LINE: reason`, never a cell). Refused with a CTP script as the profile: the script
+    writes Patient ID and Patient's Name itself (CTP's way is @lookup with a lookup table)."""
+    path = config.deid.pseudonym_table
+    if path is None:
+        return None
+    key = f"{shown}: 'deid.pseudonym_table'"
+    if any(isinstance(profile, CtpProfile) for profile in profiles):
+        raise SiteError([
+            f"{key}: cannot be used with a CTP script as a profile (the script writes "
+            "Patient ID and Patient's Name itself): give the trial's pseudonyms in the script, "
+            "e.g. @lookup(this,ptid) with deid.lookup_table"
+        ])  # fmt: skip
+    try:
+        return load_pseudonym_table(path, config.deid.unlisted_patients)
+    except PseudonymTableError as exc:
+        raise SiteError([f"{key}: {problem}" for problem in exc.problems]) from None
 
 
 def check_reid_public_key(path: Path | None, shown: str) -> None:

@@ -54,7 +54,7 @@ DEID_TIERS = [
     {
         "standard", "actions", "fakes", "pseudonyms", "tagsets", "strict", "iod_types",
         "overrides", "rule_apply", "marking", "csv_text", "compiled_rules", "free_text",
-        "document_placeholder", "text_values", "deid_result",
+        "document_placeholder", "text_values", "deid_result", "pseudonym_table",
     },
     {"engine"},
     {"profile"},

@@ -114,6 +114,12 @@ def cmd_csv(args: argparse.Namespace) -> int:
         f"{args.output}: {report.rows} rows, {len(report.patients)} patients; "
         f"dates shifted: {', '.join(report.shifted) or 'none'}; "
         f"dropped: {', '.join(report.dropped) or 'none'}"
+        + (
+            f"; {report.left_out} rows of {report.unlisted} patients left out "
+            "(not in deid.pseudonym_table)"
+            if report.left_out
+            else ""
+        )
     )
     return EXIT_OK
 

@@ -26,6 +26,7 @@ from typing import Protocol
 from gateway.deid.csv_text import CsvError, Table, read_table, write_atomically
 from gateway.deid.engine import PatientIdentity
 from gateway.deid.profile import CsvRules
+from gateway.deid.pseudonym_table import UnlistedPatient
 
 __all__ = [
     "ClinicalEngine",
@@ -84,6 +85,9 @@ class CsvReport:
     shifted: tuple[str, ...]
     dropped: tuple[str, ...]
     patients: tuple[CsvPatient, ...] = field(repr=False)
+    # Rows left out, and their patients: not in deid.pseudonym_table, which says quarantine.
+    left_out: int = 0
+    unlisted: int = 0
 
 
 # -- dates ----------------------------------------------------------------------------------
@@ -231,6 +235,7 @@ def _pseudonymise_rows(
     # known before the first row is written.
     identities: dict[tuple[str, str], PatientIdentity] = {}
     by_id: dict[str, str] = {}
+    unlisted: set[tuple[str, str]] = set()  # not in the pseudonym table: rows left out
     row_keys: list[tuple[str, str]] = []
     for line, row in table.records[1:]:
         if len(row) != len(header):
@@ -243,10 +248,15 @@ def _pseudonymise_rows(
         if columns.issuer_index is not None:
             row_issuer = row[columns.issuer_index].strip() or issuer
         key = (patient_id, row_issuer)
-        if key not in identities:
-            identities[key] = engine.patient_identity(patient_id, row_issuer)
-            by_id.setdefault(patient_id, identities[key].pseudonym)
+        if key not in identities and key not in unlisted:
+            try:
+                identities[key] = engine.patient_identity(patient_id, row_issuer)
+            except UnlistedPatient:
+                unlisted.add(key)
+            else:
+                by_id.setdefault(patient_id, identities[key].pseudonym)
         row_keys.append(key)
+    unlisted_ids = {patient_id for patient_id, _ in unlisted} - set(by_id)
 
     kept = [i for i in range(len(header)) if i not in columns.dropped]
     for index in kept:
@@ -256,6 +266,8 @@ def _pseudonymise_rows(
                 raise CsvError(source, _UNLISTED_DATE, line=line, column=name_of(index))
     out_rows = [[header[i] for i in kept]]
     for (line, row), key in zip(table.records[1:], row_keys, strict=True):
+        if key in unlisted:
+            continue  # the images of this patient are quarantined: the rows stay out too
         identity = identities[key]
         out: list[str] = []
         for index in kept:
@@ -274,6 +286,10 @@ def _pseudonymise_rows(
             elif cell in by_id:
                 # The same patient's (or another patient's) ID repeated in another column.
                 out.append(identity.pseudonym if cell == key[0] else by_id[cell])
+            elif cell in unlisted_ids:
+                raise CsvError(source, "holds the ID of a patient the pseudonym table does "
+                               "not list (whose rows are left out)", line=line,
+                               column=name_of(index))  # fmt: skip
             elif _looks_like_date(cell):
                 raise CsvError(source, _UNLISTED_DATE, line=line, column=name_of(index))
             else:
@@ -286,6 +302,8 @@ def _pseudonymise_rows(
         shifted=tuple(name_of(i) for i in sorted(columns.dates)),
         dropped=tuple(name_of(i) for i in sorted(columns.dropped)),
         patients=tuple(CsvPatient(pid, iss, ident) for (pid, iss), ident in identities.items()),
+        left_out=sum(key in unlisted for key in row_keys),
+        unlisted=len(unlisted),
     )
     return out_rows, report
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 class DeidError(Exception):
     """An instance the engine cannot make safe; the message carries no patient data."""
 
+    reason = "deid-failed"  # the quarantine's reason code (a subclass may name its own)
+
 
 @dataclass
 class DeidResult:

@@ -20,7 +20,8 @@ Rules where the standard leaves a choice (documented in the README too):
   overlay plane without its data is invalid (PS3.3 C.9.2, Overlay Data is Type 1). C on
   Overlay or Curve Data (Clean Graphics) does the same until the pixel stage can clean the
   bitmaps: a bitmap cannot be cleaned by the tag engine;
-- Patient's Name and Patient ID become the site-scoped pseudonym (see `overrides.PSEUDONYM`);
+- Patient's Name and Patient ID become the site-scoped pseudonym (see `overrides.PSEUDONYM`),
+  or the patient's pre-assigned one (`pseudonym_table.py`; dates and UIDs stay keyed);
 - site overrides (see `overrides.py`) are in the same map; a path override (`A/*/B`) is
   looked up only inside the sequences it names; a fake value, fixed text or allow-list clean
   that a private element's VR cannot take (UN, numbers) removes that element instead;
@@ -59,6 +60,7 @@ from gateway.deid.marking import IMPLEMENTATION_VERSION_NAME as IMPLEMENTATION_V
 from gateway.deid.marking import __version__ as __version__
 from gateway.deid.marking import mark_deidentified, rewrite_file_meta
 from gateway.deid.overrides import PSEUDONYM, Rule
+from gateway.deid.pseudonym_table import PseudonymTable
 from gateway.deid.pseudonyms import Pseudonyms, patient_key
 from gateway.deid.rule_apply import apply_rule, produced_values
 from gateway.deid.standard import Option
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
     from gateway.text.recognizer import Recognizer
 
 MAX_DEPTH = 64
+
 
 class _Mode(Enum):
     NORMAL = "normal"
@@ -112,6 +115,7 @@ class Engine:
     ) -> None:
         self.profile = profile
         self.pseudonyms = pseudonyms
+        self.pseudonym_table: PseudonymTable | None = None  # deid.pseudonym_table
         self.set_free_text(free_text)
         self._modified_dates = profile.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES)
         self._remap_unlisted_uids = not profile.has(Option.RETAIN_UIDS)
@@ -141,7 +145,9 @@ class Engine:
         """
         key = patient_key(patient_id, issuer, name, birth_date, study_uid)
         shift = self.pseudonyms.date_shift_days(key) if self._modified_dates else None
-        return PatientIdentity(self.pseudonyms.patient_id(key), shift)
+        table = self.pseudonym_table  # raises UnlistedPatient (a DeidError) when it says so
+        listed = table.pseudonym_for(patient_id, issuer) if table is not None else None
+        return PatientIdentity(listed or self.pseudonyms.patient_id(key), shift)
 
     def clinical_date(self, identity: PatientIdentity, value: str) -> str | None:
         """A DA value (YYYYMMDD) of this patient as the profile treats dates: shifted by the
@@ -360,9 +366,7 @@ class Engine:
         if vr in ("DA", "DT"):
             self._shift_dates(ds, t, vr, inst)
         elif vr == "AE":
-            tokens = [
-                "AE" + self.pseudonyms.token("ae", str(v), 10) for v in as_list(ds[t].value)
-            ]
+            tokens = ["AE" + self.pseudonyms.token("ae", str(v), 10) for v in as_list(ds[t].value)]
             self._set(ds, t, vr, tokens if len(tokens) > 1 else (tokens or [None])[0])
         elif vr in TEXT_VRS:
             self._text.clean(ds, t, vr, inst.cleaner)

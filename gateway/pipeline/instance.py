@@ -178,7 +178,7 @@ def process_instance(
     try:
         result = engine.deidentify(ds, identifiers)
     except DeidError as exc:
-        return Quarantine("deid-failed", "deid", str(exc))
+        return Quarantine(exc.reason, "deid", str(exc))  # e.g. unlisted-patient
     except Exception as exc:
         if is_environment_error(exc):
             raise  # a CTP @integer table on a full disk: retried, not held

@@ -284,6 +284,8 @@ def test_a_full_queue_is_audited_rather_than_held(tmp_path: Path) -> None:
 def test_without_a_hook_nothing_runs(tmp_path: Path) -> None:
     audit = AuditLog(tmp_path / "audit.jsonl")
     before = threading.active_count()
+    AfterStudyHooks(AfterStudyHook(command=("true",)), audit).shutdown(1)
+    assert threading.active_count() == before  # threads start at the first event
     hooks = AfterStudyHooks(None, audit)
     hooks.study_forwarded(event())
     hooks.shutdown(1)

@@ -146,12 +146,10 @@ class AfterStudyHooks:
         self._closed = False
         self._stop_now = threading.Event()
         self._opener = http_opener() if config is not None and config.url else None
-        self._threads = [
-            threading.Thread(target=self._work, name=f"after-study-hook-{n}", daemon=True)
-            for n in range(threads if config is not None else 0)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._thread_count = threads
+        # Started at the first event, not here: no thread of ours exists when the service
+        # forks its worker processes after making this object.
+        self._threads: list[threading.Thread] = []
 
     @property
     def configured(self) -> bool:
@@ -166,6 +164,7 @@ class AfterStudyHooks:
         try:
             with self._cond:
                 if not self._closed and len(self._jobs) + len(kinds) <= self._max_pending:
+                    self._start_threads()
                     self._jobs.extend((kind, event) for kind in kinds)
                     self._cond.notify(len(kinds))
                     return
@@ -177,7 +176,9 @@ class AfterStudyHooks:
 
     def shutdown(self, timeout: float) -> None:
         """Take no more events; let queued and running hooks finish for up to `timeout`
-        seconds, then kill the commands still running and audit the ones not started."""
+        seconds, then kill the commands still running and audit the ones not started (and
+        wait up to 2 s more for the killed ones' records). An HTTP request still waiting
+        for its answer is left to its own timeout on its daemon thread."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -195,6 +196,13 @@ class AfterStudyHooks:
             thread.join(max(0.0, end - time.monotonic()))
 
     # -- the worker threads -------------------------------------------------------------
+
+    def _start_threads(self) -> None:
+        for n in range(len(self._threads), self._thread_count):
+            name = f"after-study-hook-{n}"
+            thread = threading.Thread(target=self._work, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def _work(self) -> None:
         while True:

@@ -82,6 +82,8 @@ class Spool(Intake, Arrivals, RoundQueries):
         for folder in (self.storage_dir, self.spool_dir, self._tmp, self.outbox_root):
             folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._intake_lock = threading.Lock()
+        self._intake_queue = []
         self._writable_lock = threading.Lock()
         self._writable, self._writable_at = False, -math.inf
         self._db = open_state_db(self.storage_dir / STATE_DB)

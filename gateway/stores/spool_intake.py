@@ -3,7 +3,9 @@ spool's tmp folder while it arrives (`incoming`, then `store_file`).
 
 Either way the file is fsynced in `tmp/`, renamed into its round's folder (same file
 system: a rename, never a copy), the folder fsynced and the state row committed (WAL,
-synchronous=FULL) before the call returns; only then may the SCP answer success. What
+synchronous=FULL) before the call returns; only then may the SCP answer success. The
+folder fsync and the commit are shared by the instances of concurrent associations that
+arrive together (group commit, `_record`). What
 fails leaves nothing behind: the temporary file is removed, and one left by a crash is
 removed by the spool's recovery at the next start (`tmp/` is emptied).
 """
@@ -18,6 +20,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.base.durable import create_private_file, fsync_directory, fsync_file
@@ -115,11 +118,37 @@ class IncomingFile:
         self.path.unlink(missing_ok=True)
 
 
+@dataclass(eq=False)
+class _Pending:
+    """An instance fsynced in tmp/, waiting for its batch to be recorded."""
+
+    temporary: Path
+    size: int
+    study_uid: str
+    row: tuple[str, str, str, str]
+    name: str
+    done: bool = False
+    error: SpoolWriteError | None = None
+
+    def fail(self, exc: OSError | sqlite3.Error) -> None:
+        """Not recorded: nothing of it is kept (its temporary file goes)."""
+        self.temporary.unlink(missing_ok=True)
+        out_of_space = (isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE) or (
+            isinstance(exc, sqlite3.Error) and "full" in str(exc)
+        )
+        self.error = SpoolWriteError(
+            f"cannot record the instance ({type(exc).__name__})", out_of_space=out_of_space
+        )
+        self.error.__cause__ = exc
+
+
 class Intake:
     """Mixed into `Spool`: the receiving side."""
 
     _db: sqlite3.Connection
     _lock: threading.Lock
+    _intake_lock: threading.Lock  # guards `_intake_queue` (taken without `_lock`)
+    _intake_queue: list[_Pending]
     _tmp: Path
     spool_dir: Path
     uid_hash: Callable[..., str]
@@ -185,46 +214,97 @@ class Intake:
         row: tuple[str, str, str, str],
     ) -> None:
         """Rename the fsynced `temporary` into its round's folder, fsync that, commit.
-        `row`: SOP Instance UID, SOP Class UID, transfer syntax, calling AE."""
-        name = f"{self.uid_hash(row[0])}.dcm"  # a re-sent instance replaces its file
-        now = time.time()
+        `row`: SOP Instance UID, SOP Class UID, transfer syntax, calling AE.
+
+        Group commit: instances of concurrent associations that arrive while another
+        one is being recorded wait for the lock, and the thread that gets it records them
+        all: one folder fsync per round folder and one state.db commit for the batch,
+        instead of one of each per instance. Each caller returns (or raises) only once its
+        own instance is committed (or has failed), so acknowledging still means durable.
+        """
+        entry = _Pending(temporary, size, study_uid, row, f"{self.uid_hash(row[0])}.dcm")
+        with self._intake_lock:
+            self._intake_queue.append(entry)
         with self._lock:
-            final: Path | None = None
-            replaced = False
+            if not entry.done:
+                with self._intake_lock:
+                    batch, self._intake_queue[:] = list(self._intake_queue), []
+                self._commit_batch(batch)
+        if entry.error is not None:
+            raise entry.error
+
+    def _commit_batch(self, batch: list[_Pending]) -> None:
+        """Record `batch` in one transaction (called under the spool's lock). An entry
+        that cannot be moved fails alone (its savepoint is rolled back); a failed commit
+        fails them all, and their files are removed again."""
+        now = time.time()
+        moved: list[tuple[_Pending, Path, bool, int]] = []  # (entry, final, replaced, round)
+        committed = False
+        try:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                round_id = self._receiving_round(study_uid, now)
-                folder = self.spool_dir / str(round_id)
-                if not folder.is_dir():
-                    folder.mkdir()
-                    fsync_directory(self.spool_dir)
-                final = folder / name
-                replaced = final.exists()
-                os.replace(temporary, final)
-                fsync_directory(folder)
-                self._db.execute(
-                    "INSERT OR REPLACE INTO instances (round_id, sop_instance_uid, "
-                    "sop_class_uid, transfer_syntax, calling_ae, file, size, received) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (round_id, *row, str(final.relative_to(self.spool_dir)), size, now),
-                )
-                self._db.execute(
-                    "UPDATE rounds SET last_received = ? WHERE id = ?", (now, round_id)
-                )
+            except sqlite3.Error as exc:
+                for entry in batch:
+                    entry.fail(exc)
+                return
+            folders: set[Path] = set()
+            for entry in batch:
+                self._db.execute("SAVEPOINT instance")
+                final: Path | None = None
+                try:
+                    round_id = self._receiving_round(entry.study_uid, now)
+                    folder = self.spool_dir / str(round_id)
+                    if not folder.is_dir():
+                        folder.mkdir()
+                        fsync_directory(self.spool_dir)
+                    final = folder / entry.name
+                    replaced = final.exists()
+                    os.replace(entry.temporary, final)
+                except (OSError, sqlite3.Error) as exc:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK TO instance")
+                        self._db.execute("RELEASE instance")
+                    entry.fail(exc)
+                    continue
+                self._db.execute("RELEASE instance")
+                moved.append((entry, final, replaced, round_id))
+                folders.add(folder)
+            try:
+                for folder in folders:
+                    fsync_directory(folder)
+                for entry, final, _replaced, round_id in moved:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO instances (round_id, sop_instance_uid, "
+                        "sop_class_uid, transfer_syntax, calling_ae, file, size, received) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (round_id, *entry.row, str(final.relative_to(self.spool_dir)),
+                         entry.size, now),
+                    )  # fmt: skip
+                    self._db.execute(
+                        "UPDATE rounds SET last_received = ? WHERE id = ?", (now, round_id)
+                    )
                 self._db.execute("COMMIT")
+                committed = True
             except (OSError, sqlite3.Error) as exc:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
-                temporary.unlink(missing_ok=True)
-                if final is not None and not replaced:
-                    final.unlink(missing_ok=True)
-                out_of_space = (isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE) or (
-                    isinstance(exc, sqlite3.Error) and "full" in str(exc)
-                )
-                raise SpoolWriteError(
-                    f"cannot record the instance ({type(exc).__name__})",
-                    out_of_space=out_of_space,
-                ) from exc
+                for entry, final, replaced, _round_id in moved:
+                    if not replaced:
+                        final.unlink(missing_ok=True)
+                    entry.fail(exc)
+        finally:
+            if not committed:  # also on a surprise: nobody is told "kept" who is not
+                with contextlib.suppress(sqlite3.Error):
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                for entry, final, replaced, _round_id in moved:
+                    if entry.error is None and not replaced:
+                        final.unlink(missing_ok=True)
+                for entry in batch:
+                    if entry.error is None:
+                        entry.fail(OSError(errno.EIO, "the batch was not recorded"))
+            for entry in batch:
+                entry.done = True
 
     def _receiving_round(self, study_uid: str, now: float) -> int:
         row = self._db.execute(

@@ -34,7 +34,7 @@ from gateway.deid.profile import default_profile
 from gateway.deid.pseudonym_table import load_pseudonym_table
 from gateway.deid.pseudonyms import Pseudonyms, patient_key
 from gateway.keys.site_secret import read_site_secret
-from gateway.pipeline.files import EngineSettings, build_engine_and_mapping
+from gateway.pipeline.files import EngineSettings, build_engine_and_mapping, encode
 from gateway.pipeline.instance import Clean, Quarantine, process_instance
 from gateway.stores import quarantine
 from gateway.tools.synthetic import SyntheticPatient, make_ct_study, random_patient
@@ -203,6 +203,9 @@ def test_the_issuer_column_decides_who_is_listed(tmp_path: Path, issuer: str, li
     if listed:
         assert isinstance(outcome, Clean), outcome
         assert outcome.dataset.PatientID == outcome.dataset.PatientName == TRIAL_ID
+        output = tmp_path / "out.dcm"
+        output.write_bytes(encode(outcome.dataset))
+        assert leaks_in([output], originals([path], LISTED)) == []
     else:
         assert isinstance(outcome, Quarantine)
         assert (outcome.reason, outcome.stage) == ("unlisted-patient", "deid")

@@ -131,7 +131,8 @@ def destination_for(
 
 class ForwardingStage:
     """Sends processed rounds on threads, retries them at their time (the scheduler asks),
-    and ends a round: metrics, `spool.finish`, the audit record."""
+    and ends a round: metrics, `spool.finish`, the audit record, then `after_study` (the
+    site's hooks: it returns at once and never raises)."""
 
     def __init__(
         self,
@@ -142,13 +143,14 @@ class ForwardingStage:
         audit: AuditLog,
         profile_name: str,
         in_flight: InFlight,
+        after_study: Callable[[RoundWork, ForwardResult], None] = lambda _work, _result: None,
     ) -> None:
         if not isinstance(destinations, dict):
             destinations = {DEFAULT_DESTINATION: destinations}
         self.spool, self.destinations, self.retry = spool, destinations, retry
         self.destination = destinations[DEFAULT_DESTINATION]
         self.metrics, self.audit, self.profile_name = metrics, audit, profile_name
-        self.in_flight = in_flight
+        self.in_flight, self.after_study = in_flight, after_study
         self._threads = ThreadPoolExecutor(FORWARD_THREADS, thread_name_prefix="forward")
         self._early_waits: dict[int, tuple[int, float]] = {}  # round -> (failures, until)
         # A refusal that sending again cannot help (0xCxxx): the round is not sent again
@@ -304,6 +306,7 @@ class ForwardingStage:
         self.in_flight.forget(work.round.id)
         log.info("study %s round %d forwarded: %d instances",
                  work.study_hash, work.round.id, result.sent)  # fmt: skip
+        self.after_study(work, result)
 
     def _audit(self, work: RoundWork, result: ForwardResult, outcome: str, seconds: float) -> None:
         self.audit.record(

@@ -19,6 +19,7 @@ from gateway.net.scp import start_scp, stop_scp
 from gateway.pipeline.routing import DEFAULT_DESTINATION
 from gateway.service import sdnotify
 from gateway.service.forwarding import ForwardingStage, destination_for
+from gateway.service.hooks import AfterStudyHooks, StudyForwarded
 from gateway.service.in_flight import InFlight
 from gateway.service.processing import ProcessingStage
 from gateway.service.scheduler import Scheduler
@@ -66,9 +67,10 @@ class GatewayService:
             name: destination_for(named, config.listen.ae_title, self.tls.named.get(name))
             for name, named in config.destinations.items()
         }
+        self.hooks = AfterStudyHooks(config.hooks.after_study, self.audit)
         self.forwarding = ForwardingStage(
             self.spool, destinations, config.destination.retry, self.metrics, self.audit,
-            self.profile.name, in_flight,
+            self.profile.name, in_flight, after_study=self._after_study,
         )  # fmt: skip
         self._pool = WorkerPool(self.settings, config.workers, self.spool.held_still)
         self.processing = ProcessingStage(
@@ -90,6 +92,26 @@ class GatewayService:
         )
         self.scp = None
         self.http = None
+
+    def _after_study(self, work: RoundWork, result: ForwardResult) -> None:
+        """The site's after-study hooks, given the round's pseudonymous facts only."""
+        if not self.hooks.configured:
+            return
+        done = work.processed
+        try:
+            event = StudyForwarded(
+                pseudo_study_uids=done.study_uids if done else (),
+                study_hash=work.study_hash,
+                round=work.round.id,
+                instances_out=result.sent,
+                instances_quarantined=done.quarantined if done else 0,
+                destination=", ".join(d.name for d in self.forwarding.destinations.values()),
+                result="forwarded",
+            )
+        except ValueError as exc:  # a value the hook may not be given: none is
+            log.warning("round %d: after-study hook not run (%s)", work.round.id, exc)
+            return
+        self.hooks.study_forwarded(event)
 
     def _nothing_to_forward(self, work: RoundWork) -> None:
         """Every instance of the round went to the quarantine: the round is done."""
@@ -131,6 +153,7 @@ class GatewayService:
         self.scheduler.stop()
         self._pool.shutdown()
         self.forwarding.shutdown()
+        self.hooks.shutdown(timeout=min(timeout, 10.0))
         if self.http is not None:
             self.http.shutdown()
         self.spool.close()

@@ -10,7 +10,7 @@ Each problem is one line, `FILE: 'key.path': reason`, naming the file as the use
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.config import ConfigError, GatewayConfig, load_config
@@ -28,6 +28,8 @@ from gateway.keys.reid_keys import ReidKeyError, load_public_key
 from gateway.keys.site_secret import SiteSecretError, read_site_secret
 from gateway.net.tls import TlsContexts, check_tls
 from gateway.pipeline.files import EngineSettings
+from gateway.pipeline.route_loading import RouteError, load_routes
+from gateway.pipeline.routing import Router
 from gateway.pixels.clean import PixelError, check_available
 from gateway.pixels.rules import PixelConfig, PixelConfigError, load_pixel_config
 
@@ -53,6 +55,8 @@ class Site:
     tls: TlsContexts  # built from listen.tls and destination.tls (None where plain)
     pixels: PixelConfig | None  # None: pixel cleaning off
     free_text: FreeTextSettings  # the recognizer and the site's own word lists
+    router: Router = field(default_factory=Router)  # `routes:`, each rule's profile reviewed
+    route_profiles: tuple[DeidProfile, ...] = ()
     # deid.pseudonym_table, read and checked (None: every patient gets the keyed pseudonym)
     pseudonym_table: PseudonymTable | None = None
 
@@ -67,6 +71,8 @@ class Site:
             config.keys.reid_public_key,
             self.pixels,
             self.free_text,
+            router=self.router,
+            route_profiles=self.route_profiles,
             pseudonym_table=self.pseudonym_table,
         )
 
@@ -91,14 +97,19 @@ def load_site(config_path: Path, *, ocr: bool | None = None) -> Site:
     check_reid_public_key(config.keys.reid_public_key, shown)
     pixels = pixel_settings(config, shown, config.deid.ocr if ocr is None else ocr)
     free_text = free_text_settings(config, shown)
-    table = pseudonym_table(config, shown, (profile,))
+    try:
+        router, route_profiles = load_routes(config, shown)
+    except RouteError as exc:
+        raise SiteError(exc.problems) from None
+    table = pseudonym_table(config, shown, (profile, *route_profiles))
     try:
         tls = check_tls(config, shown)
     except ConfigError as exc:
         raise SiteError(exc.problems) from None
     return Site(
-        Path(config_path), config, profile, secret, tls, pixels, free_text, pseudonym_table=table
-    )
+        Path(config_path), config, profile, secret, tls, pixels, free_text, router, route_profiles,
+        pseudonym_table=table,
+    )  # fmt: skip
 
 
 def load_storage_config(config_path: Path) -> GatewayConfig:
@@ -141,9 +152,7 @@ def free_text_settings(config: GatewayConfig, shown: str) -> FreeTextSettings:
             found = [w.split("#", 1)[0].strip() for w in lines]
             found = [w for w in found if w]
             if not found:
-                raise SiteError(
-                    [f"{shown}: 'deid.free_text.{key}.{index}': {path} lists no words"]
-                )
+                raise SiteError([f"{shown}: 'deid.free_text.{key}.{index}': {path} lists no words"])
             words[key].extend(found)
     return FreeTextSettings(
         recognizer=section.recognizer,

@@ -328,6 +328,11 @@ class GatewayConfig(_Section):
                     "destination_name", f"{show(name)} is not a name of letters, digits, '-' "
                     "and '_' (it names a folder)", key=f"destinations.{name}",
                 )  # fmt: skip
+            if "retry" in destination.model_fields_set:
+                raise value_error(
+                    "destination_retry", "every destination is retried on destination.retry's "
+                    "schedule; remove this key", key=f"destinations.{name}.retry",
+                )  # fmt: skip
             if destination.folder is None and destination.ae_title is None:
                 raise value_error(
                     "destination_peer", "give a folder or ae_title/host/port",

@@ -50,12 +50,14 @@ __all__ = ["EngineSettings", "Summary", "anonymize_csv", "anonymize_folder"]
 # Under the storage folder: one folder of output claims per running `anonymize`.
 RUN_CLAIMS_DIR = "anonymize-claims"
 
+
 @dataclass
 class Summary:
     files_in: int = 0
     written: int = 0
     quarantined: int = 0
     skipped: int = 0
+    dropped: int = 0  # by a rule of `routes:` (drop: true); not a problem
     duplicates: int = 0  # of the quarantined: a second input for an output already written
     seconds: float = 0.0
     problems: list[FileOutcome] = field(default_factory=list)
@@ -77,6 +79,9 @@ class Summary:
         if outcome.status == "written":
             self.written += 1
             return
+        if outcome.status == "dropped":
+            self.dropped += 1
+            return
         if outcome.status == "quarantined":
             self.quarantined += 1
             self.duplicates += outcome.detail.startswith("duplicate:")
@@ -86,18 +91,23 @@ class Summary:
 
     def line(self) -> str:
         return (
-            f"files in: {self.files_in}, written: {self.written}, "
-            f"quarantined: {self.quarantined}, skipped: {self.skipped}, "
-            + (f"duplicates: {self.duplicates}, " if self.duplicates else "")
-            + f"seconds: {self.seconds:.2f}"
-        ) + (
-            f", csv written: {self.csv_written}, csv failed: {self.csv_failed}"
-            if self.csv_written or self.csv_failed
-            else ""
-        ) + (
-            f", csv rows left out (not in the pseudonym table): {self.csv_rows_left_out}"
-            if self.csv_rows_left_out
-            else ""
+            (
+                f"files in: {self.files_in}, written: {self.written}, "
+                f"quarantined: {self.quarantined}, skipped: {self.skipped}, "
+                + (f"duplicates: {self.duplicates}, " if self.duplicates else "")
+                + (f"dropped by a rule: {self.dropped}, " if self.dropped else "")
+                + f"seconds: {self.seconds:.2f}"
+            )
+            + (
+                f", csv written: {self.csv_written}, csv failed: {self.csv_failed}"
+                if self.csv_written or self.csv_failed
+                else ""
+            )
+            + (
+                f", csv rows left out (not in the pseudonym table): {self.csv_rows_left_out}"
+                if self.csv_rows_left_out
+                else ""
+            )
         )
 
 
@@ -135,9 +145,7 @@ def record_table_patients(mapping: MappingWriter, report: CsvReport) -> None:
     `reidentify --csv` reverses the table; a record the images already made is kept."""
     entries = []
     for patient in report.patients:
-        originals = InstanceOriginals(
-            patient.patient_id, patient.issuer, "", "", "", "", "", ""
-        )
+        originals = InstanceOriginals(patient.patient_id, patient.issuer, "", "", "", "", "", "")
         identity = _TableIdentity(patient.identity.pseudonym, patient.identity.shift_days)
         entries += originals.entries(identity)
     mapping.record_many(entries)

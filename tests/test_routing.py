@@ -23,6 +23,7 @@ from service_harness import (
     leaks_in,
     make_site,
     received_files,
+    run_cli,
     running_gateway,
     storescp_on,
     storescu,
@@ -261,3 +262,24 @@ def test_one_destination_down_while_the_other_receives(tmp_path: Path) -> None:
     assert leaks_in(paths, identifiers(patient, ct)) == []
     (record,) = site.audit_records()
     assert record["result"] == "forwarded"
+
+
+def test_offline_anonymize_applies_a_rules_profile_and_drop(tmp_path: Path) -> None:
+    patient, ct = study(tmp_path, 75)
+    dose = series(tmp_path / "in" / "dose", ct[:2], Modality="SR", SeriesDescription="Dose Info")
+    mr = series(tmp_path / "in" / "mr", ct, Modality="MR", StudyDescription="MR BRAIN",
+                SeriesDescription="T2")  # fmt: skip
+    site = make_site(tmp_path / "site", create_secret(tmp_path / "keys"),
+                     destination={"folder": str(tmp_path / "unused")})  # fmt: skip
+    site.write(routes=[
+        {"name": "no dose", "when": {"series_description": {"regex": "(?i)dose"}}, "drop": True},
+        {"name": "mr", "when": {"modality": "MR"}, "profile": str(FEDERATION)},
+    ])  # fmt: skip
+    out = tmp_path / "out"
+    run = run_cli("anonymize", tmp_path / "in", out, "-c", site.config, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "dropped by a rule: 2" in run.stdout + run.stderr
+    written = sorted(out.rglob("*.dcm"))
+    assert len(written) == len(mr)
+    assert all(str(dcmread(p).PatientID).isdigit() for p in written)  # the script's @hashptid
+    assert leaks_in(written, identifiers(patient, ct + dose + mr)) == []

@@ -283,3 +283,23 @@ def test_offline_anonymize_applies_a_rules_profile_and_drop(tmp_path: Path) -> N
     assert len(written) == len(mr)
     assert all(str(dcmread(p).PatientID).isdigit() for p in written)  # the script's @hashptid
     assert leaks_in(written, identifiers(patient, ct + dose + mr)) == []
+
+
+def test_the_shipped_configurations_commented_routes_are_valid(tmp_path: Path) -> None:
+    """conf/gateway.yaml shows destinations, routes and source commented out: uncommented,
+    they must load (a sysadmin starts from them)."""
+    shipped = Path(__file__).resolve().parents[1] / "conf" / "gateway.yaml"
+    lines, inside = [], False
+    for line in shipped.read_text(encoding="utf-8").splitlines():
+        inside = line.startswith(("# destinations:", "# routes:", "# source:")) or (
+            inside and line.startswith("#  ")
+        )
+        lines.append(line[2:] if inside else line)
+    copy = tmp_path / "gateway.yaml"  # its files are not looked at: check_files=False
+    copy.write_text("\n".join(lines), encoding="utf-8")
+    config = load_config(copy, check_files=False)
+    assert [route.name for route in config.routes] == [
+        "no dose reports", "ultrasound to its own archive", "ct to both",
+    ]  # fmt: skip
+    assert set(config.destinations) == {"us-archive"}
+    assert config.source is not None and config.source.retrieve == "move"

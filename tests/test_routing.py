@@ -303,3 +303,19 @@ def test_the_shipped_configurations_commented_routes_are_valid(tmp_path: Path) -
     ]  # fmt: skip
     assert set(config.destinations) == {"us-archive"}
     assert config.source is not None and config.source.retrieve == "move"
+
+
+def test_a_rule_under_a_ctp_script_with_a_pseudonym_table_is_refused(tmp_path: Path) -> None:
+    """The script writes Patient ID itself; a trial table could not be honoured there."""
+    table = tmp_path / "trial.csv"
+    table.write_text("patient_id,pseudonym\nMRN0000001,TRIAL-001\n", encoding="utf-8")
+    site = make_site(tmp_path / "site", create_secret(tmp_path / "keys"),
+                     destination={"folder": str(tmp_path / "out")})  # fmt: skip
+    site.write(
+        deid={"pseudonym_table": str(table)},
+        routes=[{"name": "mr", "when": {"modality": "MR"}, "profile": str(FEDERATION)}],
+    )
+    run = run_cli("check-config", "-c", site.config, cwd=tmp_path)
+    assert run.returncode == 2
+    assert "'deid.pseudonym_table': cannot be used with a CTP script" in run.stderr
+    assert "MRN0000001" not in run.stdout + run.stderr

@@ -7,6 +7,8 @@ several destinations links the one clean file into each folder).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +33,24 @@ class RoundResult:
     reasons: tuple[str, ...] = ()
     pixel_boxes: tuple[tuple[str, int], ...] = ()  # (source, count) over the round
     dropped: tuple[tuple[str, int], ...] = ()  # (rule, count): instances a rule dropped
+
+    def to_json(self) -> str:
+        """As state.db keeps it (counts, reason codes, pseudonymous UIDs: no patient data)."""
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> RoundResult:
+        data = json.loads(text)
+        return cls(
+            instances_in=int(data["instances_in"]),
+            written=int(data["written"]),
+            quarantined=int(data["quarantined"]),
+            study_uids=tuple(data["study_uids"]),
+            seconds=float(data["seconds"]),
+            reasons=tuple(data.get("reasons", ())),
+            pixel_boxes=tuple((str(k), int(v)) for k, v in data.get("pixel_boxes", ())),
+            dropped=tuple((str(k), int(v)) for k, v in data.get("dropped", ())),
+        )
 
 
 def destination_folder(outbox: Path, destination: str) -> Path:

@@ -141,9 +141,7 @@ class ProcessingStage:
             self.pool.replace(generation)
         try:
             if result is not None and attempt == work.attempt:
-                self.spool.mark_processed(round_id, uids)
-                with self.in_flight.lock:
-                    work.streamed.append(result)
+                self.spool.mark_processed(round_id, uids, result.to_json())
                 if result.written:
                     self.on_written(round_id)
             elif failure is not None and failure[0] != "cut short":
@@ -229,8 +227,12 @@ class ProcessingStage:
             attempt = work.attempt
         log.info("study %s round %d complete: %d instances, %d left to process",
                  work.study_hash, due.id, due.instances, len(files))  # fmt: skip
+        # What was processed on arrival, as state.db kept it (also from before a restart).
+        streamed = [RoundResult.from_json(p) for p in self.spool.processed_parts(due.id)]
+        with self.in_flight.lock:
+            work.streamed = streamed
         if not files:
-            self._processed(work, combined(work.streamed))
+            self._processed(work, combined(streamed))
             return
         paths = [instance.path for instance in files]
         # A large study is spread over every worker, in chunks, so one study uses them all.

@@ -60,7 +60,7 @@ class RoundWork:
     pending: int = 0
     parts: list[RoundResult] = field(default_factory=list)
     failure: tuple[str, str] | None = None
-    streamed: list[RoundResult] = field(default_factory=list)  # processed on arrival
+    streamed: list[RoundResult] = field(default_factory=list)  # on arrival (state.db parts)
 
     def audit_fields(
         self, *, instances_out: int, profile: str, forward_seconds: float, **forward: object

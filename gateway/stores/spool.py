@@ -233,6 +233,7 @@ class Spool(Intake, Arrivals, RoundQueries):
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM instances WHERE round_id = ?", (round_id,))
             self._db.execute("DELETE FROM forwarded WHERE round_id = ?", (round_id,))
+            self._db.execute("DELETE FROM round_parts WHERE round_id = ?", (round_id,))
             self._db.execute("DELETE FROM rounds WHERE id = ?", (round_id,))
             self._db.execute("COMMIT")
         shutil.rmtree(self.spool_dir / str(round_id), ignore_errors=True)

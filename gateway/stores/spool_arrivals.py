@@ -63,21 +63,45 @@ class Arrivals:
             taken += 1
         return found
 
-    def mark_processed(self, round_id: int, sop_instance_uids: Collection[str]) -> None:
-        """These instances' clean copies (or quarantine entries) are durable."""
+    def mark_processed(
+        self, round_id: int, sop_instance_uids: Collection[str], part: str | None = None
+    ) -> None:
+        """These instances' clean copies (or quarantine entries) are durable; `part` is
+        what the worker reported of them (kept for the round's audit record), recorded in
+        the same transaction."""
         if not sop_instance_uids:
             return
         marks = [(round_id, uid) for uid in sop_instance_uids]
         with self._lock:
             self._db.execute("PRAGMA synchronous=NORMAL")
             try:
-                self._db.executemany(
-                    "UPDATE instances SET processed = 1 WHERE round_id = ? "
-                    "AND sop_instance_uid = ?",
-                    marks,
-                )
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(
+                        "UPDATE instances SET processed = 1 WHERE round_id = ? "
+                        "AND sop_instance_uid = ?",
+                        marks,
+                    )
+                    if part is not None:
+                        self._db.execute(
+                            "INSERT INTO round_parts (round_id, part) VALUES (?, ?)",
+                            (round_id, part),
+                        )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
             finally:
                 self._db.execute("PRAGMA synchronous=FULL")
+
+    def processed_parts(self, round_id: int) -> list[str]:
+        """What `mark_processed` kept of the round's instances processed on arrival."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT part FROM round_parts WHERE round_id = ? ORDER BY rowid", (round_id,)
+            ).fetchall()
+        return [str(row[0]) for row in rows]
 
     def arrivals_failed(self, round_id: int, attempts: int, retry_at: float, message: str) -> None:
         """Processing a receiving round's arrivals failed for the environment's sake: its
@@ -107,4 +131,7 @@ class Arrivals:
         Called under the spool's lock."""
         self._db.executemany(
             "UPDATE instances SET processed = 0 WHERE round_id = ?", [(i,) for i in round_ids]
+        )
+        self._db.executemany(
+            "DELETE FROM round_parts WHERE round_id = ?", [(i,) for i in round_ids]
         )

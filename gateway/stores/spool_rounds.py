@@ -55,6 +55,13 @@ CREATE TABLE IF NOT EXISTS forwarded (
     file TEXT NOT NULL,
     PRIMARY KEY (round_id, file)
 );
+-- What the workers reported of the instances processed on arrival (counts, pseudonymous
+-- study UIDs; no patient data), so the round's audit record is whole after a restart.
+CREATE TABLE IF NOT EXISTS round_parts (
+    round_id INTEGER NOT NULL REFERENCES rounds (id),
+    part TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS round_parts_by_round ON round_parts (round_id);
 """
 
 

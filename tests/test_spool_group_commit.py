@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from gateway.keys.keyed_hash import KeyedHash
 from gateway.stores.spool import Spool
 from gateway.stores.spool_intake import SpoolWriteError
@@ -139,3 +141,25 @@ def test_a_commit_that_fails_fails_every_instance_of_the_batch(tmp_path: Path) -
     assert spool.queue_depth() == 0
     assert [p for p in (tmp_path / "spool").rglob("*") if p.is_file()] == []
     spool.close()
+
+
+def test_process_durability_keeps_what_it_acknowledged_for_the_next_start(tmp_path: Path) -> None:
+    """spool.durability: process syncs nothing while receiving; what it acknowledged is in
+    the page cache and state.db's WAL, which a crash of the process does not lose."""
+    spool = Spool(tmp_path, KEYED_HASH, durability="process")
+    synced: list[str] = []
+    spool._db.set_trace_callback(lambda sql: synced.append(sql) if "synchronous" in sql else None)
+    for number in range(5):
+        store(spool, f"4.{number}", STUDIES[2], f"instance {number}".encode())
+    assert "PRAGMA synchronous=NORMAL" in synced
+    # The next start (the crashed process's connection is simply abandoned).
+    again = Spool(tmp_path, KEYED_HASH)
+    (due,) = again.due_rounds(quiet_seconds=0)
+    claimed = again.claim(due.id)
+    assert claimed is not None
+    assert sorted(i.path.read_bytes() for i in claimed) == [
+        f"instance {n}".encode() for n in range(5)
+    ]
+    again.close()
+    with pytest.raises(ValueError, match="durability"):
+        Spool(tmp_path / "other", KEYED_HASH, durability="sometimes")

@@ -46,10 +46,11 @@ def create_folder(directory: Path, mode: int = 0o777) -> None:
         fsync_directory(folder.parent)
 
 
-def create_private_file(path: Path, data: bytes | Sequence[bytes]) -> None:
+def create_private_file(path: Path, data: bytes | Sequence[bytes], *, sync: bool = True) -> None:
     """Create `path` with mode 0600 (FileExistsError if it exists), write `data` (one buffer,
     or several written one after another, so that a header and a large body need not be
-    joined in memory first), fsync it.
+    joined in memory first), fsync it (unless `sync` is False: the spool's `process`
+    durability, where surviving the process's crash is enough).
 
     The mode is set exactly, whatever the umask. A write that fails removes the file it
     created, so no half-written key or instance is ever left behind. Raises OSError; the
@@ -63,7 +64,8 @@ def create_private_file(path: Path, data: bytes | Sequence[bytes]) -> None:
             view = memoryview(part)
             while view:
                 view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         Path(path).unlink(missing_ok=True)

@@ -47,6 +47,7 @@ __all__ = [
     "RetryConfig",
     "RouteConfig",
     "SourceConfig",
+    "SpoolConfig",
     "StudyConfig",
     "TlsConfig",
 ]
@@ -134,6 +135,16 @@ class ListenConfig(_Section):
 
 class StudyConfig(_Section):
     quiet_seconds: Seconds = 30.0
+
+
+class SpoolConfig(_Section):
+    """What "acknowledged" promises. `fsync` (the default): the instance file, its folder
+    entry and its state row are synced before success is answered, so it survives a power
+    cut. `process`: nothing is synced while receiving, so it survives a crash of the gateway
+    (kill -9, the OOM killer) but not of the machine; for hosts whose storage or UPS makes
+    that the site's choice."""
+
+    durability: Literal["fsync", "process"] = "fsync"
 
 
 class QuarantineConfig(_Section):
@@ -298,6 +309,7 @@ class GatewayConfig(_Section):
     destination: DestinationConfig = _section()
     http: HttpConfig = _section()
     quarantine: QuarantineConfig = _section()
+    spool: SpoolConfig = _section()
     # Named destinations beside the main one ("default"), for routes to send to.
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)

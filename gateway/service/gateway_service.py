@@ -46,7 +46,9 @@ class GatewayService:
         self.profile = site.profile
         self.settings = site.engine_settings()
         open_storage_dir(config.storage_dir)
-        self.spool = Spool(config.storage_dir, self.settings.keyed_hash())
+        self.spool = Spool(
+            config.storage_dir, self.settings.keyed_hash(), durability=config.spool.durability
+        )
         quarantine.remove_staging(config.storage_dir)  # half-made entries of a crash
         self.metrics = Metrics()
         self.metrics.measure_queue_depth(self.spool.queue_depth)

@@ -69,11 +69,21 @@ class Spool(Intake, Arrivals, RoundQueries):
     """Instances on disk plus the state of every study round, safe across crashes."""
 
     def __init__(
-        self, storage_dir: Path, keyed_hash: KeyedHash | None, *, recover: bool = True
+        self,
+        storage_dir: Path,
+        keyed_hash: KeyedHash | None,
+        *,
+        recover: bool = True,
+        durability: str = "fsync",
     ) -> None:
         """Open (and create) the spool. `keyed_hash` names its files (None: a command that
         stores nothing, `quarantine list`). `recover=False` for a command that runs beside
-        the service: crash recovery belongs to the service's start alone."""
+        the service: crash recovery belongs to the service's start alone. `durability`
+        (`spool.durability`): "fsync", an acknowledged instance survives a power cut;
+        "process", it survives the gateway's crash (no sync while receiving)."""
+        if durability not in ("fsync", "process"):
+            raise ValueError(f"unknown durability {durability!r}")
+        self._sync = durability == "fsync"
         self.storage_dir = Path(storage_dir)
         self._keyed_hash = keyed_hash
         self.spool_dir = self.storage_dir / SPOOL_DIR

@@ -149,6 +149,7 @@ class Intake:
     _lock: threading.Lock
     _intake_lock: threading.Lock  # guards `_intake_queue` (taken without `_lock`)
     _intake_queue: list[_Pending]
+    _sync: bool  # spool.durability "fsync"; False: "process" (no sync while receiving)
     _tmp: Path
     spool_dir: Path
     uid_hash: Callable[..., str]
@@ -175,7 +176,7 @@ class Intake:
         size = len(encoded) if isinstance(encoded, bytes) else sum(len(p) for p in encoded)
         temporary = self._tmp / f"{secrets.token_hex(8)}.part"
         try:
-            create_private_file(temporary, encoded)  # fsynced
+            create_private_file(temporary, encoded, sync=self._sync)
         except OSError as exc:
             temporary.unlink(missing_ok=True)
             raise _write_failed(exc) from exc
@@ -198,7 +199,8 @@ class Intake:
         if Path(path).parent != self._tmp:
             raise ValueError("store_file takes a file in the spool's tmp folder")
         try:
-            fsync_file(path)
+            if self._sync:
+                fsync_file(path)
             size = os.stat(path).st_size
         except OSError as exc:
             Path(path).unlink(missing_ok=True)
@@ -232,6 +234,8 @@ class Intake:
                 self._commit_batch(batch)
         if entry.error is not None:
             raise entry.error
+        if not entry.done:  # never: every batch marks its entries; never "kept" unrecorded
+            raise SpoolWriteError("the instance was not recorded", out_of_space=False)
 
     def _commit_batch(self, batch: list[_Pending]) -> None:
         """Record `batch` in one transaction (called under the spool's lock). An entry
@@ -242,6 +246,8 @@ class Intake:
         committed = False
         try:
             try:
+                if not self._sync:  # WAL without a sync: kept across a crash of the process
+                    self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 for entry in batch:
@@ -256,7 +262,8 @@ class Intake:
                     folder = self.spool_dir / str(round_id)
                     if not folder.is_dir():
                         folder.mkdir()
-                        fsync_directory(self.spool_dir)
+                        if self._sync:
+                            fsync_directory(self.spool_dir)
                     final = folder / entry.name
                     replaced = final.exists()
                     os.replace(entry.temporary, final)
@@ -270,7 +277,7 @@ class Intake:
                 moved.append((entry, final, replaced, round_id))
                 folders.add(folder)
             try:
-                for folder in folders:
+                for folder in folders if self._sync else ():
                     fsync_directory(folder)
                 for entry, final, _replaced, round_id in moved:
                     self._db.execute(
@@ -305,6 +312,9 @@ class Intake:
                         entry.fail(OSError(errno.EIO, "the batch was not recorded"))
             for entry in batch:
                 entry.done = True
+            if not self._sync:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("PRAGMA synchronous=FULL")
 
     def _receiving_round(self, study_uid: str, now: float) -> int:
         row = self._db.execute(

@@ -84,13 +84,15 @@ class Figures:
     orphans: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    durability: str = "fsync"
 
     def table(self) -> str:
         by_phase = ", ".join(f"{p} {self.kills[p]}" for p in (*PHASES, "idle") if self.kills[p])
         return "\n".join(
             [
-                f"crash campaign: {sum(self.kills.values())} kills ({by_phase}) in "
-                f"{self.seconds:.0f} s; {self.main_only} of them the main process alone",
+                f"crash campaign ({self.durability}): {sum(self.kills.values())} kills "
+                f"({by_phase}) in {self.seconds:.0f} s; {self.main_only} of them the main "
+                "process alone",
                 f"  instances sent            {self.sent}",
                 f"  acknowledged              {self.acknowledged}",
                 f"  delivered (acknowledged)  {self.delivered}",
@@ -178,10 +180,14 @@ def cut_pixel_data(path: Path) -> Path:
 # --- the campaign ----------------------------------------------------------------------------
 
 
-def run_campaign(workdir: Path, kills: int, seed: int = 1, log=print) -> Figures:
-    """`kills` SIGKILLs aimed by a Random(seed); the figures and any broken promise."""
+def run_campaign(
+    workdir: Path, kills: int, seed: int = 1, log=print, durability: str = "fsync"
+) -> Figures:
+    """`kills` SIGKILLs aimed by a Random(seed); the figures and any broken promise.
+    `durability`: the site's `spool.durability` (a kill is a crash of the process, which
+    both promise to survive)."""
     rng = random.Random(seed)
-    figures = Figures()
+    figures = Figures(durability=durability)
     started = time.monotonic()
     secret = create_secret(workdir / "keys")
     archive_port = free_port()
@@ -194,6 +200,7 @@ def run_campaign(workdir: Path, kills: int, seed: int = 1, log=print) -> Figures
             quiet_seconds=0.5,
             max_attempts=10_000,
         )
+        site.write(spool={"durability": durability})
         watcher = Watcher(site)
         modality = Modality(workdir / "in", site.listen_port, seed)
         gateway = start_gateway(site)
@@ -321,9 +328,10 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--durability", choices=("fsync", "process"), default="fsync")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="gateway-faults-"))
-    figures = run_campaign(workdir, args.kills, args.seed)
+    figures = run_campaign(workdir, args.kills, args.seed, durability=args.durability)
     print(figures.table())
     for problem in figures.problems:
         print("PROBLEM:", problem)

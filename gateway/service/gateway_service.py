@@ -136,6 +136,9 @@ class GatewayService:
             self.config.study.quiet_seconds,
             self.destination.name,
         )
+        if self.config.spool.durability == "process":
+            log.warning("spool.durability is process: acknowledged instances survive a crash "
+                        "of the gateway, not a power cut")  # fmt: skip
         listen = self.config.listen
         sdnotify.status(
             f"{listen.ae_title} listening on {listen.host}:{listen.port}; "

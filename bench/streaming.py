@@ -69,6 +69,7 @@ class Plan:
     tiny_size: int = 16
     small: tuple[int, ...] = SMALL
     quiet: float = 1.0
+    durability: str = "fsync"  # spool.durability
     workers: int = 2
     timeout: float = 600.0
 
@@ -248,6 +249,7 @@ def through_gateway(
             quiet_seconds=plan.quiet,
             workers=plan.workers,
         )
+        site.write(spool={"durability": plan.durability})
         gateway = start_gateway(site)
         sampler = e2e.RssSampler(gateway.pid)
         sampler.start()
@@ -322,8 +324,9 @@ def table(results: list[Result], plan: Plan) -> list[str]:
     rule = "-" * (_LABEL + _CELL * len(results) + len(results))
     lines = [
         f"streaming: storescp --fork; gateway: {plan.workers} workers, quiet period "
-        f"{plan.quiet:g} s (subtracted where stated), fsync per instance; DCMTK: best of 2; "
-        f"times from the first storescu launch; ratios = inst/s vs DCMTK passthrough",
+        f"{plan.quiet:g} s (subtracted where stated), spool.durability {plan.durability}; "
+        "DCMTK: best of 2; times from the first storescu launch; "
+        "ratios = inst/s vs DCMTK passthrough",
         "",
         _row("streaming scenario", [r.scenario.name for r in results]),
         rule,
@@ -361,12 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", type=float, default=1.0, help="study quiet period, s (1)")
     parser.add_argument("--workers", type=int, default=2, help="gateway worker processes (2)")
     parser.add_argument("--timeout", type=float, default=600.0, help="max wait per run, s")
+    parser.add_argument("--durability", choices=("fsync", "process"), default="fsync",
+                        help="spool.durability of the gateway (fsync)")  # fmt: skip
     args = parser.parse_args(argv)
     if e2e.STORESCU is None or e2e.STORESCP is None:
         parser.error("DCMTK storescu and storescp are needed (apt-get install dcmtk)")
     if args.workers < 1 or args.quiet <= 0 or args.timeout <= 0:
         parser.error("--workers must be at least 1, --quiet and --timeout positive")
-    plan = Plan(quiet=args.quiet, workers=args.workers, timeout=args.timeout)
+    plan = Plan(quiet=args.quiet, workers=args.workers, timeout=args.timeout,
+                durability=args.durability)  # fmt: skip
     if args.quick:
         plan = replace(plan, ct=60, tiny=300, small=SMALL[:3])
     began = time.perf_counter()

@@ -27,6 +27,7 @@ from gateway.config.schema_types import (
     IPNetwork,
     Port,
     Seconds,
+    SecondsOrZero,
     Text,
     TlsConfig,
     _Section,
@@ -224,6 +225,9 @@ class DestinationConfig(_Section):
     port: Port | None = None
     tls: ClientTlsConfig | None = None
     retry: RetryConfig = _section()
+    # A study round's association is kept open between its batches for this long idle
+    # (0: a new association for every batch, for archives that allow one at a time).
+    keep_open_seconds: SecondsOrZero = 5.0
 
     @model_validator(mode="after")
     def _exactly_one_form(self) -> DestinationConfig:
@@ -231,6 +235,11 @@ class DestinationConfig(_Section):
         if self.folder is not None and given:
             why = "give either folder or ae_title/host/port, not both"
             raise value_error("destination_both", why)
+        if self.folder is not None and "keep_open_seconds" in self.model_fields_set:
+            raise value_error(
+                "destination_keep_open", "only used with ae_title/host/port, not with folder",
+                key="keep_open_seconds",
+            )  # fmt: skip
         if self.folder is not None and self.tls is not None:
             raise value_error(
                 "destination_tls", "only used with ae_title/host/port, not with folder", key="tls"

@@ -88,6 +88,9 @@ def _ip_network(value: str) -> str:
 Count = Annotated[int, BeforeValidator(_no_bool("an integer")), Field(ge=1)]
 Seconds = Annotated[float, BeforeValidator(_no_bool("a number")), Field(gt=0, allow_inf_nan=False)]
 Days = Seconds  # a positive number, of days
+SecondsOrZero = Annotated[
+    float, BeforeValidator(_no_bool("a number")), Field(ge=0, allow_inf_nan=False)
+]
 Port = Annotated[int, BeforeValidator(_no_bool("an integer")), AfterValidator(_port_in_range)]
 Text = Annotated[str, AfterValidator(_not_blank)]
 AETitle = Annotated[str, AfterValidator(_ae_title)]

@@ -7,11 +7,10 @@ never raise; only programming errors do.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,9 +19,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
-from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext, build_context
 
+from gateway.net.kept_associations import Kept, KeptAssociations, release_kept
 from gateway.net.outcome import ForwardOutcome, ForwardResult, Tally
 from gateway.net.pynetdicom_patches import (
     install_reactor_gate,
@@ -30,7 +29,7 @@ from gateway.net.pynetdicom_patches import (
     send_files_as_stored,
     tune_connection,
 )
-from gateway.net.tls import describe_tls_failure
+from gateway.net.scu_handshake import Negotiation, TlsWitness, association_failed
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
@@ -72,6 +71,8 @@ def forward_to_ae(
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     on_stored: Callable[[Path], None] | None = None,
+    kept: KeptAssociations | None = None,
+    key: Hashable | None = None,
 ) -> ForwardResult:
     """C-STORE every file to `ae_title` at `host:port`, one association per study.
 
@@ -87,6 +88,10 @@ def forward_to_ae(
 
     `on_stored(path)` is called right after each success (or warning) response, before the
     next instance is sent; an exception from it is logged and does not stop the study.
+
+    With `kept` and `key` (a study round), the association is kept open for the round's next
+    batch and taken again from there when it still covers what is to be sent; one that
+    turns out to be gone before anything was stored on it is replaced by a new one at once.
     """
     destination = f"{ae_title}@{host}:{port}{' over TLS' if ssl_context is not None else ''}"
     tally = Tally(total=len(files))
@@ -111,10 +116,12 @@ def forward_to_ae(
             timeout=timeout,
             on_stored=on_stored,
             tls=(
-                _TlsWitness(ssl_context, server_hostname or host)
+                TlsWitness(ssl_context, server_hostname or host)
                 if ssl_context is not None
                 else None
             ),
+            kept=kept,
+            key=key,
         )
 
     result = tally.result(destination)
@@ -194,60 +201,6 @@ def _install_reactor_gate(event: evt.Event) -> None:
     install_reactor_gate(event.assoc)
 
 
-class _TlsWitness:
-    """Stands in for the SSLContext in pynetdicom's `tls_args` and keeps the socket it wraps.
-
-    pynetdicom calls only `wrap_socket(sock, server_side=False, server_hostname=...)` on it.
-    When the handshake fails, pynetdicom logs the error and drops the socket; with the
-    socket kept here (a `RecordingSSLSocket` from `client_context`) the RETRY can say why.
-    """
-
-    def __init__(self, context: ssl.SSLContext, server_hostname: str) -> None:
-        self.context = context
-        self.server_hostname = server_hostname
-        self.socket: ssl.SSLSocket | None = None
-
-    def wrap_socket(
-        self, sock: socket.socket, server_side: bool = False, server_hostname: str | None = None
-    ) -> ssl.SSLSocket:
-        # Before the handshake, so that its last flight and the A-ASSOCIATE-RQ are not held
-        # back by Nagle either (see _disable_nagle).
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.socket = self.context.wrap_socket(
-            sock, server_side=server_side, server_hostname=server_hostname
-        )
-        return self.socket
-
-    @property
-    def tls_args(self) -> tuple[ssl.SSLContext, str]:
-        return self, self.server_hostname  # type: ignore[return-value]
-
-    def failure(self) -> str:
-        """Why TLS failed on this connection, or "" when it did not (or we cannot tell)."""
-        exc = getattr(self.socket, "tls_failure", None)
-        return describe_tls_failure(exc) if exc is not None else ""
-
-
-@dataclass
-class _Negotiation:
-    """What the DUL saw while associating. Kept from its events because pynetdicom can
-    report a quick A-ASSOCIATE-RJ (peer rejects and closes at once) as a failed connection:
-    its ACSE checks the socket after the DUL has already closed it."""
-
-    connected: bool = False
-    rejection: str = ""
-
-    def on_connection_open(self, event: evt.Event) -> None:
-        self.connected = True
-
-    def on_pdu(self, event: evt.Event) -> None:
-        pdu = event.pdu
-        if isinstance(pdu, A_ASSOCIATE_RJ) and not self.rejection:
-            # PS3.8 9.3.4: result, source and reason codes; no patient data.
-            self.rejection = f"{pdu.result_str}; {pdu.source_str}; {pdu.reason_str}"
-
-
 def _send_group(
     group: list[_Instance],
     tally: Tally,
@@ -258,9 +211,27 @@ def _send_group(
     calling_ae: str,
     timeout: float,
     on_stored: Callable[[Path], None] | None = None,
-    tls: _TlsWitness | None = None,
+    tls: TlsWitness | None = None,
+    kept: KeptAssociations | None = None,
+    key: Hashable | None = None,
 ) -> None:
-    seen = _Negotiation()
+    keeping = kept is not None and key is not None
+    reused = kept.take(key) if kept is not None and key is not None else None
+    if reused is not None and _covers(reused.accepted, group):
+        assert kept is not None and key is not None
+        kept.reused += 1
+        sent, retry_reason = tally.sent, tally.retry_reason
+        _use(reused.assoc, group, tally, on_stored)
+        if tally.retry_reason and tally.sent == sent:
+            # Gone while it waited (the peer's idle timeout): a new one, at once.
+            tally.retry_reason = retry_reason
+            release_kept(reused)
+        else:
+            _keep_or_release(reused.assoc, tally, kept, key)
+            return
+    elif reused is not None:
+        release_kept(reused)  # negotiated for other SOP classes or syntaxes
+    seen = Negotiation()
     ae = AE(ae_title=calling_ae)
     ae.connection_timeout = timeout
     ae.acse_timeout = timeout
@@ -281,43 +252,54 @@ def _send_group(
             (evt.EVT_PDU_RECV, seen.on_pdu),
         ],
     )
+    if kept is not None:
+        kept.opened += 1
+    if not assoc.is_established:
+        association_failed(assoc, group, tally, seen, len(contexts), tls)
+        return
+    try:
+        _use(assoc, group, tally, on_stored)
+    finally:
+        _keep_or_release(assoc, tally, kept if keeping else None, key)
+
+
+def _use(
+    assoc: Association,
+    group: list[_Instance],
+    tally: Tally,
+    on_stored: Callable[[Path], None] | None,
+) -> None:
+    """Send `group` with the reactor held parked (see `ReactorGate`)."""
     gate = reactor_gate(assoc)
     try:
-        if not assoc.is_established:
-            _association_failed(assoc, group, tally, seen, len(contexts), tls)
-            return
         if gate is not None:
             gate.held = True
         _store_all(assoc, group, tally, on_stored)
     finally:
         if gate is not None:
             gate.release_hold()
-        if assoc.is_established:
-            assoc.release()
 
 
-def _association_failed(
-    assoc: Association,
-    group: list[_Instance],
-    tally: Tally,
-    seen: _Negotiation,
-    proposed: int,
-    tls: _TlsWitness | None = None,
+def _keep_or_release(
+    assoc: Association, tally: Tally, kept: KeptAssociations | None, key: Hashable | None
 ) -> None:
-    tls_failure = tls.failure() if tls is not None else ""
-    if tls_failure:
-        # A configuration matter on one side or the other; retried like any refusal, so
-        # that fixing the certificate is enough for the study to go out.
-        tally.retry_reason = f"TLS with the destination failed: {tls_failure}"
-    elif seen.rejection:
-        tally.retry_reason = f"association rejected ({seen.rejection})"
-    elif not seen.connected:
-        tally.retry_reason = "no connection (refused, unreachable or timed out)"
-    elif assoc.rejected_contexts and not assoc.accepted_contexts:
-        # The peer takes none of these SOP classes in any syntax we can produce.
-        tally.fail(f"peer accepted none of {proposed} presentation contexts", len(group))
-    else:
-        tally.retry_reason = "association aborted or timed out during negotiation"
+    """Kept for the round's next batch when all went well, else released."""
+    if kept is not None and key is not None and assoc.is_established and not tally.retry_reason:
+        accepted = frozenset(
+            (UID(cx.abstract_syntax), UID(cx.transfer_syntax[0])) for cx in assoc.accepted_contexts
+        )
+        kept.give_back(key, Kept(assoc, accepted, 0.0))
+    elif assoc.is_established:
+        assoc.release()
+
+
+def _covers(accepted: frozenset[tuple[UID, UID]], group: list[_Instance]) -> bool:
+    """Whether an association with these accepted contexts can take every instance."""
+    return all(
+        (i.sop_class, i.transfer_syntax) in accepted
+        or any((i.sop_class, ts) in accepted for ts in _NATIVE_LE)
+        for i in group
+    )
 
 
 def _store_all(

@@ -19,13 +19,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from gateway.base.metrics import Metrics
 from gateway.config.schema import DestinationConfig, RetryConfig
 from gateway.net.folder import forward_to_folder
+from gateway.net.kept_associations import KeptAssociations
 from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scu import forward_to_ae
 from gateway.pipeline.round_files import destination_folder
@@ -46,28 +47,43 @@ class Destination(Protocol):
 
     name: str
 
-    def send(self, files: list[Path], on_stored: Callable[[Path], None]) -> ForwardResult:
-        """Send `files`; call `on_stored(path)` once the destination holds each one, so a
-        retry sends only the rest. A destination where sending a file again is harmless
-        may call it later, or for none (the stage counts what `sent` says)."""
+    def send(
+        self, files: list[Path], on_stored: Callable[[Path], None], round_id: int | None = None
+    ) -> ForwardResult:
+        """Send `files` (of `round_id`); call `on_stored(path)` once the destination holds
+        each one, so a retry sends only the rest. A destination where sending a file again
+        is harmless may call it later, or for none (the stage counts what `sent` says)."""
         ...
+
+    def round_done(self, round_id: int) -> None:
+        """The round will send nothing more (what was kept open for it may go)."""
+
+    def release_idle(self) -> None:
+        """Let go of what has been kept open and unused too long (the scheduler asks)."""
+
+    def close(self) -> None:
+        """Shutdown."""
 
 
 @dataclass
 class AeDestination:
-    """A DICOM AE (C-STORE, optionally over TLS), one association per study."""
+    """A DICOM AE (C-STORE, optionally over TLS): one association per study round, kept
+    open between its batches while it arrives, released when the round ends or idles."""
 
     ae_title: str
     host: str
     port: int
     calling_ae: str
     ssl_context: ssl.SSLContext | None = None
+    kept: KeptAssociations | None = field(default_factory=KeptAssociations)  # None: never
 
     @property
     def name(self) -> str:
         return f"{self.ae_title}@{self.host}:{self.port}"
 
-    def send(self, files: list[Path], on_stored: Callable[[Path], None]) -> ForwardResult:
+    def send(
+        self, files: list[Path], on_stored: Callable[[Path], None], round_id: int | None = None
+    ) -> ForwardResult:
         return forward_to_ae(
             files,
             ae_title=self.ae_title,
@@ -76,7 +92,21 @@ class AeDestination:
             calling_ae=self.calling_ae,
             ssl_context=self.ssl_context,
             on_stored=on_stored,
+            kept=self.kept,
+            key=round_id,
         )
+
+    def round_done(self, round_id: int) -> None:
+        if self.kept is not None:
+            self.kept.release(round_id)
+
+    def release_idle(self) -> None:
+        if self.kept is not None:
+            self.kept.release_idle()
+
+    def close(self) -> None:
+        if self.kept is not None:
+            self.kept.close()
 
 
 @dataclass
@@ -89,7 +119,9 @@ class FolderDestination:
     def name(self) -> str:
         return f"folder {self.folder}"
 
-    def send(self, files: list[Path], on_stored: Callable[[Path], None]) -> ForwardResult:
+    def send(
+        self, files: list[Path], on_stored: Callable[[Path], None], round_id: int | None = None
+    ) -> ForwardResult:
         """All marked once all are written; after a failure none are (the same names
         written again are harmless)."""
         result = forward_to_folder(files, self.folder)
@@ -118,6 +150,15 @@ def _together(results: list[tuple[str, ForwardResult]]) -> ForwardResult:
         "; ".join(f"{name}: {r.message}" for name, r in shown) or _NOTHING.message,
     )
 
+    def round_done(self, round_id: int) -> None:
+        """Nothing is kept open for a folder."""
+
+    def release_idle(self) -> None:
+        """Nothing is kept open for a folder."""
+
+    def close(self) -> None:
+        """Nothing is kept open for a folder."""
+
 
 def destination_for(
     config: DestinationConfig, calling_ae: str, ssl_context: ssl.SSLContext | None
@@ -126,7 +167,9 @@ def destination_for(
     if config.folder is not None:
         return FolderDestination(config.folder)
     assert config.ae_title and config.host and config.port
-    return AeDestination(config.ae_title, config.host, config.port, calling_ae, ssl_context)
+    idle = config.keep_open_seconds
+    return AeDestination(config.ae_title, config.host, config.port, calling_ae, ssl_context,
+                         KeptAssociations(idle) if idle > 0 else None)  # fmt: skip
 
 
 class ForwardingStage:
@@ -232,7 +275,7 @@ class ForwardingStage:
                 self.metrics.instances_forwarded.inc()
                 marked.append(path)
 
-            result = destination.send(files, stored) if files else _NOTHING
+            result = destination.send(files, stored, round_id) if files else _NOTHING
             self.metrics.instances_forwarded.inc(max(result.sent - len(marked), 0))
             results.append((name, result))
             unconfirmed |= {prefix + f.name for f in files} - {prefix + f.name for f in marked}
@@ -255,6 +298,17 @@ class ForwardingStage:
 
     def shutdown(self) -> None:
         self._threads.shutdown(wait=True, cancel_futures=True)
+        for destination in self.destinations.values():
+            destination.close()
+
+    def release_idle(self) -> None:
+        """Associations kept open for rounds that sent nothing for a while are released."""
+        for destination in self.destinations.values():
+            destination.release_idle()
+
+    def _round_done(self, round_id: int) -> None:
+        for destination in self.destinations.values():
+            destination.round_done(round_id)
 
     def _forward(self, work: RoundWork) -> None:
         round_id = work.round.id
@@ -290,6 +344,7 @@ class ForwardingStage:
                       work.round.id, attempts, result.message)  # fmt: skip
             self.spool.forward_failed(work.round.id, attempts, None, result.message)
             self._audit(work, result, "failed", 0.0)
+            self._round_done(work.round.id)
             return
         delay = min(self.retry.initial_seconds * 2 ** (attempts - 1), self.retry.max_seconds)
         self.metrics.forward_retries.inc()
@@ -301,6 +356,7 @@ class ForwardingStage:
         """The round is done: everything clean is at the destination (or there was none)."""
         # Counted first: once the queue shows empty, the count already says forwarded.
         self.metrics.studies_forwarded.inc()
+        self._round_done(work.round.id)
         self.spool.finish(work.round.id)
         self._audit(work, result, "forwarded", seconds)
         self.in_flight.forget(work.round.id)

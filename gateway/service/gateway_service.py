@@ -89,6 +89,7 @@ class GatewayService:
             forward=self.forwarding.start,
             take_arrivals=self.processing.take_arrivals,
             send_ready=self.forwarding.send_ready,
+            housekeeping=self.forwarding.release_idle,
             storage_dir=config.storage_dir,
             purge_after_days=config.quarantine.purge_after_days,
         )

@@ -5,6 +5,7 @@
 - rounds whose quiet period has passed are closed by processing (and rounds whose
   processing retry time has come: the spool answers both as due);
 - processed rounds, and failed forwards whose retry time has come, go to forwarding;
+- associations kept open for a round and idle too long are released (`housekeeping`);
 - with `quarantine.purge_after_days`, quarantined originals older than that are deleted,
   once an hour.
 
@@ -48,12 +49,14 @@ class Scheduler:
         forward: Callable[[StudyRound], None],
         take_arrivals: Callable[[], None] = lambda: None,
         send_ready: Callable[[StudyRound], None] = lambda _round: None,
+        housekeeping: Callable[[], None] = lambda: None,
         storage_dir: Path,
         purge_after_days: float | None = None,
     ) -> None:
         self.spool, self.quiet_seconds, self.metrics = spool, quiet_seconds, metrics
         self._heal, self._process, self._forward = heal, process, forward
         self._take_arrivals, self._send_ready = take_arrivals, send_ready
+        self._housekeeping = housekeeping
         self._storage_dir, self._purge_after_days = storage_dir, purge_after_days
         self._aps = BackgroundScheduler(daemon=True)
         self._stopped = False
@@ -100,6 +103,7 @@ class Scheduler:
             self._process(due)
         for due in self.spool.forward_due():
             self._forward(due)
+        self._housekeeping()
 
     def _guarded(self, job: Callable[[], None]) -> None:
         if self._stopped:

@@ -10,6 +10,7 @@ The package's folders are its layers, from the floor up:
     pipeline/                         per-instance processing over the engines
     net/                              DICOM on the wire (scp, scu, tls, folder)
     site                              start-up: a config file turned into a checked site
+    pull                              query/retrieve from the source into the running gateway
     service/ offline reidentify       the three ways of running
     cli/                              the command; nothing imports it
 
@@ -40,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     "pipeline": BELOW_ENGINES | ENGINES | {"stores"},
     "net": {"base", "config", "stores"},
     "site": BELOW_ENGINES | ENGINES | {"stores", "pipeline", "net"},
+    "pull": {"base", "config", "keys", "stores", "net"},
     "tools": {"base"},
     "service": BELOW_ENGINES | ENGINES | {"stores", "pipeline", "net", "site"},
     "offline": BELOW_ENGINES | ENGINES | {"stores", "pipeline", "site"},

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gateway.cli.exits import DEFAULT_CONFIG
 from gateway.cli.key_commands import cmd_certs_dev, cmd_keys_init, cmd_reidentify
+from gateway.cli.pull_commands import add_pull_parser
 from gateway.cli.quarantine_commands import cmd_quarantine
 from gateway.cli.run_commands import (
     cmd_anonymize,
@@ -135,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("dir", metavar="DIR")
     sample.set_defaults(func=cmd_sample)
+
+    add_pull_parser(commands)
     return parser
 
 

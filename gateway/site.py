@@ -28,10 +28,10 @@ from gateway.keys.reid_keys import ReidKeyError, load_public_key
 from gateway.keys.site_secret import SiteSecretError, read_site_secret
 from gateway.net.tls import TlsContexts, check_tls
 from gateway.pipeline.files import EngineSettings
-from gateway.pipeline.route_loading import RouteError, load_routes
+from gateway.pipeline.route_loading import RouteError, load_routes, pixel_config
 from gateway.pipeline.routing import Router
-from gateway.pixels.clean import PixelError, check_available
-from gateway.pixels.rules import PixelConfig, PixelConfigError, load_pixel_config
+from gateway.pixels.clean import PixelError
+from gateway.pixels.rules import PixelConfig, PixelConfigError
 
 log = logging.getLogger(__name__)
 
@@ -204,12 +204,7 @@ def pixel_settings(config: GatewayConfig, shown: str, ocr: bool) -> PixelConfig 
     broken one is found by `check-config`, not on the day OCR is switched on.
     """
     try:
-        if not ocr:
-            if config.deid.pixel_rules is not None:
-                load_pixel_config(config.deid.pixel_rules)
-            return None
-        check_available()
-        return load_pixel_config(config.deid.pixel_rules)
+        return pixel_config(ocr, config.deid.pixel_rules)
     except PixelError as exc:
         raise SiteError([f"{shown}: 'deid.ocr': {exc}"]) from None
     except PixelConfigError as exc:

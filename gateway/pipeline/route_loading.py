@@ -8,6 +8,8 @@ file, the key and the reason.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from gateway.config import GatewayConfig
 from gateway.config.schema_routes import RouteConfig
 from gateway.deid.profile import DeidProfile, ProfileError
@@ -67,17 +69,24 @@ def _reviewed(rule: RouteConfig, config: GatewayConfig, where: str) -> DeidProfi
     return profile
 
 
+def pixel_config(ocr: bool, rules: Path | None) -> PixelConfig | None:
+    """The pixel stage's settings when OCR is on (None when off); a rules file is checked
+    even with OCR off, so a broken one is found by `check-config`, not on the day OCR is
+    switched on. Fail closed: OCR asked for and missing raises PixelError."""
+    if not ocr:
+        if rules is not None:
+            load_pixel_config(rules)
+        return None
+    check_available()
+    return load_pixel_config(rules)
+
+
 def _pixels(rule: RouteConfig, config: GatewayConfig, where: str) -> PixelConfig | None:
     assert rule.pixels is not None
     ocr = config.deid.ocr if rule.pixels.ocr is None else rule.pixels.ocr
     rules = rule.pixels.rules if rule.pixels.rules is not None else config.deid.pixel_rules
     try:
-        if not ocr:
-            if rules is not None:
-                load_pixel_config(rules)
-            return None
-        check_available()
-        return load_pixel_config(rules)
+        return pixel_config(ocr, rules)
     except PixelError as exc:
         raise RouteError([f"{where}.pixels.ocr': {exc}"]) from None
     except PixelConfigError as exc:

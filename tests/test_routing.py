@@ -221,6 +221,9 @@ def test_two_archives_a_dropped_series_and_a_study_sent_to_both(tmp_path: Path) 
     )
     records = site.audit_records()
     assert sum(r["dropped_by_rule"].get("no dose reports", 0) for r in records) == len(dose)
+    assert sorted(sorted(r["destinations"]) for r in records) == [
+        ["default"], ["default", "research"], ["research"],
+    ]  # fmt: skip
     assert sum(r["instances_quarantined"] for r in records) == 0
     everything = identifiers(ct_patient, ct + dose) + identifiers(mr_patient, mr)
     everything += identifiers(us_patient, us)

@@ -130,6 +130,15 @@ class FolderDestination:
                 on_stored(path)
         return result
 
+    def round_done(self, round_id: int) -> None:
+        """Nothing is kept open for a folder."""
+
+    def release_idle(self) -> None:
+        """Nothing is kept open for a folder."""
+
+    def close(self) -> None:
+        """Nothing is kept open for a folder."""
+
 
 _NOTHING = ForwardResult(ForwardOutcome.OK, 0, 0, "nothing to send")
 
@@ -149,15 +158,6 @@ def _together(results: list[tuple[str, ForwardResult]]) -> ForwardResult:
         sum(r.failed for _, r in results),
         "; ".join(f"{name}: {r.message}" for name, r in shown) or _NOTHING.message,
     )
-
-    def round_done(self, round_id: int) -> None:
-        """Nothing is kept open for a folder."""
-
-    def release_idle(self) -> None:
-        """Nothing is kept open for a folder."""
-
-    def close(self) -> None:
-        """Nothing is kept open for a folder."""
 
 
 def destination_for(
@@ -343,6 +343,7 @@ class ForwardingStage:
             log.error("round %d: forwarding failed after %d attempts: %s",
                       work.round.id, attempts, result.message)  # fmt: skip
             self.spool.forward_failed(work.round.id, attempts, None, result.message)
+            work.destinations = self._destinations_used(work.round.id)
             self._audit(work, result, "failed", 0.0)
             self._round_done(work.round.id)
             return
@@ -357,12 +358,22 @@ class ForwardingStage:
         # Counted first: once the queue shows empty, the count already says forwarded.
         self.metrics.studies_forwarded.inc()
         self._round_done(work.round.id)
+        work.destinations = self._destinations_used(work.round.id)
         self.spool.finish(work.round.id)
         self._audit(work, result, "forwarded", seconds)
         self.in_flight.forget(work.round.id)
         log.info("study %s round %d forwarded: %d instances",
                  work.study_hash, work.round.id, result.sent)  # fmt: skip
         self.after_study(work, result)
+
+    def _destinations_used(self, round_id: int) -> list[str]:
+        """Names of the destinations the round's outbox holds files for."""
+        outbox = self.spool.outbox(round_id)
+        return [
+            name
+            for name in self.destinations
+            if any(destination_folder(outbox, name).glob("*.dcm"))
+        ]
 
     def _audit(self, work: RoundWork, result: ForwardResult, outcome: str, seconds: float) -> None:
         self.audit.record(
@@ -372,6 +383,7 @@ class ForwardingStage:
                 profile=self.profile_name,
                 forward_seconds=round(seconds, 3),
                 destination=self.destination.name,
+                destinations={n: self.destinations[n].name for n in work.destinations},
                 result=outcome,
                 message=result.message,
             ),

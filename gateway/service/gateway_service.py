@@ -108,7 +108,7 @@ class GatewayService:
                 round=work.round.id,
                 instances_out=result.sent,
                 instances_quarantined=done.quarantined if done else 0,
-                destination=", ".join(d.name for d in self.forwarding.destinations.values()),
+                destination=", ".join(work.destinations) or "none",
                 result="forwarded",
             )
         except ValueError as exc:  # a value the hook may not be given: none is

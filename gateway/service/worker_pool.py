@@ -61,6 +61,7 @@ class RoundWork:
     parts: list[RoundResult] = field(default_factory=list)
     failure: tuple[str, str] | None = None
     streamed: list[RoundResult] = field(default_factory=list)  # on arrival (state.db parts)
+    destinations: list[str] = field(default_factory=list)  # names its outbox had files for
 
     def audit_fields(
         self, *, instances_out: int, profile: str, forward_seconds: float, **forward: object

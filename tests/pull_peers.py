@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from peers import ORTHANC, _start, _stop, _tail, _wait_for_http, free_port
@@ -36,13 +37,17 @@ class Archive:
 
 @contextmanager
 def orthanc_source(
-    tmp_path: Path, destinations: dict[str, int], ae_title: str = "STAGING"
+    tmp_path: Path,
+    destinations: dict[str, int],
+    ae_title: str = "STAGING",
+    settings: dict[str, Any] | None = None,
 ) -> Iterator[Archive]:
     """Orthanc whose DicomModalities hold each `destinations` AE (at 127.0.0.1:port): those
-    may query it and be moved to; storing is open to all."""
+    may query it and be moved to; storing is open to all. `settings` are added to its
+    configuration (e.g. DICOM TLS)."""
     if ORTHANC is None:
         pytest.skip("Orthanc not installed (apt-get install orthanc)")
-    root = Path(tmp_path) / "orthanc-source"
+    root = Path(tmp_path) / f"orthanc-{ae_title.lower()}"
     root.mkdir(parents=True, exist_ok=True)
     log_path = root / "orthanc.log"
     modalities = {ae.lower(): [ae, LOOPBACK, port] for ae, port in destinations.items()}
@@ -63,6 +68,7 @@ def orthanc_source(
             "DicomModalities": modalities,
             "SaveJobs": False,
             "StorageCompression": False,
+            **(settings or {}),
         }
         config_path = root / "orthanc.json"
         config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +156,7 @@ def forwarded(world: World, study: Study) -> set[str]:
             return None
         return {uid for r in sent for uid in r["pseudo_study_uids"]}
 
-    return wait_until(done, timeout=40, what="the pulled study to be forwarded")
+    return wait_until(done, timeout=30, what="the pulled study to be forwarded")
 
 
 def output_files(world: World, pseudo_study_uids: set[str]) -> list[Path]:
@@ -260,6 +261,7 @@ def test_dry_run_moves_nothing(world: World) -> None:
     assert "would pull study 1" in result.stdout and "4 instances" in result.stdout
     report = report_of(result.stdout)
     assert report["dry_run"] is True and report["counts"]["found"] == 1
+    assert not (world.site.storage / "pull" / f"{report['run_id']}.state.json").exists()
     assert report["counts"]["instances_expected"] == 4
     assert world.received() == before
 
@@ -344,4 +346,48 @@ def test_pull_from_dcmqrscp_by_accession(world: World) -> None:
     report = report_of(result.stdout)
     assert report["counts"]["instances_retrieved"] == 4
     assert_report_clean(report, [study])
+    assert_arrived_clean(world, study)
+
+
+# --- the source over TLS ------------------------------------------------------------------------
+
+
+def test_pull_from_a_source_over_tls(world: World) -> None:
+    certs = world.tmp / "certs"
+    made = subprocess.run(
+        [*gateway_command(), "certs", "dev", "--dir", str(certs)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    study = make_study(world.tmp / "in", 709)
+    tls = {
+        "DicomTlsEnabled": True,
+        "DicomTlsCertificate": str(certs / "server.pem"),
+        "DicomTlsPrivateKey": str(certs / "server-key.pem"),
+        "DicomTlsTrustedCertificates": str(certs / "ca.pem"),
+        "DicomTlsRemoteCertificateRequired": True,
+    }
+    with orthanc_source(
+        world.tmp, {GATEWAY_AE: world.site.listen_port}, ae_title="SECURE", settings=tls
+    ) as archive:
+        # Loaded by its REST API: its DICOM port speaks TLS, which storescu here does not.
+        for path in study.files:
+            request = urllib.request.Request(
+                f"{archive.http_url}/instances", data=path.read_bytes(), method="POST"
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200
+        client = {"cert": str(certs / "client.pem"), "key": str(certs / "client-key.pem"),
+                  "ca": str(certs / "ca.pem")}  # fmt: skip
+        config = world.config(
+            "pull-tls.yaml", ae_title=archive.ae_title, port=archive.port, tls=client
+        )
+        before = world.received()
+        result = pull(config, "--accession", study.accession)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert world.received() - before == 4
+        # Without our client certificate the archive refuses, and the message says so.
+        plain = world.config("pull-plain.yaml", ae_title=archive.ae_title, port=archive.port)
+        refused = pull(plain, "--accession", study.accession)
+        assert refused.returncode == 1 and "source SECURE@127.0.0.1" in refused.stderr
     assert_arrived_clean(world, study)

@@ -226,7 +226,8 @@ class _Run:
     # -- the report --------------------------------------------------------------------------
 
     def write_report(self) -> Path:
-        path = self.options.report or self.setup.folder / f"{self.run_id}.json"
+        name = f"{self.run_id}.dry-run.json" if self.options.dry_run else f"{self.run_id}.json"
+        path = self.options.report or self.setup.folder / name
         report = build_report(
             self.state,
             started=self.started,

@@ -272,6 +272,7 @@ def test_dry_run_moves_nothing(world: World) -> None:
 def test_a_killed_run_started_again_fetches_only_what_is_missing(world: World) -> None:
     study = world.studies["resume"]
     before = world.received()
+    ran_before = {p.name[:16] for p in (world.site.storage / "pull").glob("*.state.json")}
     command = [*gateway_command(), "pull", "-c", str(world.config()), "--study",
                study.study_uid, "--batch-size", "2"]  # fmt: skip
     process = subprocess.Popen(
@@ -294,8 +295,13 @@ def test_a_killed_run_started_again_fetches_only_what_is_missing(world: World) -
     got_first = world.received() - before
     assert 2 <= got_first < 24, "the first run was not cut off halfway"
 
-    result = pull(world.config(), "--study", study.study_uid, "--batch-size", "2")
+    # Started again with --resume and a request that grew (its own run id would differ).
+    runs = [p.name[:16] for p in (world.site.storage / "pull").glob("*.state.json")]
+    run_id = next(r for r in runs if r not in ran_before)
+    result = pull(world.config(), "--study", study.study_uid, "1.2.3.4.5", "--batch-size", "2",
+                  "--resume", run_id)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+    assert report_of(result.stdout)["not_found"] == ["argument 2"]
     first_line = next(x for x in result.stdout.splitlines() if x.startswith("study 1/1"))
     already = int(first_line.split(": ")[1].split("/")[0])
     assert already >= 2 and already <= got_first

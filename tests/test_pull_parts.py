@@ -35,6 +35,12 @@ def test_csv_column_of_unknown_kind_needs_the_key(tmp_path: Path) -> None:
         csv_request(table, "other", "accession")
 
 
+@pytest.mark.parametrize("value", ["ACC*", "AC?1", "A1\\A2"])
+def test_keys_that_would_match_more_than_themselves_are_refused(value: str) -> None:
+    with pytest.raises(RequestError, match="argument 2"):
+        PullRequest.from_arguments("accession", ["A0", value])
+
+
 def test_run_id_is_the_set_of_keys_and_names_none_of_them() -> None:
     one = PullRequest.from_arguments("accession", ["A1", "A2"])
     two = PullRequest.from_arguments("accession", ["A2", "A1", "A2"])

@@ -30,6 +30,10 @@ _COLUMN_KINDS: dict[str, str] = {
 }
 
 
+# C-FIND wildcards and the value separator: a key holding one matches more than it says.
+_MATCHING = ("*", "?", "\\")
+
+
 class RequestError(Exception):
     """A request that cannot be read (a usage error: exit 2)."""
 
@@ -91,6 +95,11 @@ def _deduplicated(kind: str, found: list[tuple[str, str]]) -> PullRequest:
     values: dict[str, str] = {}
     for value, where in found:
         value = value.strip()
+        if any(c in value for c in _MATCHING):
+            raise RequestError(
+                f"{where}: a key with * ? or \\ would match other studies (wildcard or list "
+                "matching); give exact values"
+            )
         if value and value not in values:
             values[value] = where
     if not values:

@@ -10,7 +10,7 @@ run exits 0 once the queries succeeded.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -225,9 +225,12 @@ class _Run:
 
     # -- the report --------------------------------------------------------------------------
 
+    @property
+    def report_name(self) -> str:
+        return f"{self.run_id}.dry-run.json" if self.options.dry_run else f"{self.run_id}.json"
+
     def write_report(self) -> Path:
-        name = f"{self.run_id}.dry-run.json" if self.options.dry_run else f"{self.run_id}.json"
-        path = self.options.report or self.setup.folder / name
+        path = self.options.report or self.setup.folder / self.report_name
         report = build_report(
             self.state,
             started=self.started,
@@ -250,15 +253,33 @@ def run_pull(
     """The whole run, progress on `out`; PullError (a peer down, a refused association)
     becomes exit 1, its message on `err`, with the state saved and the report written for
     what was done."""
-    run = _Run(setup, request, options, out)
+    try:
+        run = _Run(setup, request, options, out)
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or another run's state
+        print(f"error: cannot read the run state under {setup.folder}: {exc}", file=err)
+        return EXIT_FAILURE
     try:
         status = run.run()
     except PullError as exc:
         print(f"error: {exc}", file=err, flush=True)
         status = EXIT_FAILURE
         if not run.options.dry_run and run.state.runs:
-            run.state.save()
+            _saved(run.state.save, err)
+    except OSError as exc:  # the run state or a received file could not be written
+        print(f"error: cannot write under {setup.folder}: {exc.strerror or exc}", file=err)
+        return EXIT_FAILURE
     if run.resolved:
-        path = run.write_report()
-        run.say(f"report: {path}")
+        if _saved(run.write_report, err) == EXIT_OK:
+            run.say(f"report: {options.report or setup.folder / run.report_name}")
+        else:
+            status = EXIT_FAILURE
     return status
+
+
+def _saved(write: Callable[[], object], err: TextIO) -> int:
+    try:
+        write()
+    except OSError as exc:
+        print(f"error: cannot write the run state or report: {exc.strerror or exc}", file=err)
+        return EXIT_FAILURE
+    return EXIT_OK

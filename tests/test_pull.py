@@ -109,7 +109,7 @@ def make_study(folder: Path, seed: int, instances: int = 4) -> Study:
 
 
 SEEDS = {"uid": 701, "accession": 702, "patient": 703, "csv": 704, "get": 705,
-         "dry": 706, "resume": 707}  # fmt: skip
+         "dry": 706, "resume": 707, "resume-get": 710}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     secret = create_secret(tmp / "keys")
     site = make_site(tmp / "site", secret, destination={"folder": str(tmp / "export")})
     studies = {
-        name: make_study(tmp / "in", seed, instances=24 if name == "resume" else 4)
+        name: make_study(tmp / "in", seed, instances=24 if name.startswith("resume") else 4)
         for name, seed in SEEDS.items()
     }
     with (
@@ -269,11 +269,15 @@ def test_dry_run_moves_nothing(world: World) -> None:
 # --- resume --------------------------------------------------------------------------------
 
 
-def test_a_killed_run_started_again_fetches_only_what_is_missing(world: World) -> None:
-    study = world.studies["resume"]
+@pytest.mark.parametrize("retrieve", ["move", "get"])
+def test_a_killed_run_started_again_fetches_only_what_is_missing(
+    world: World, retrieve: str
+) -> None:
+    study = world.studies["resume" if retrieve == "move" else "resume-get"]
+    config = world.config(f"pull-{retrieve}.yaml", retrieve=retrieve)
     before = world.received()
     ran_before = {p.name[:16] for p in (world.site.storage / "pull").glob("*.state.json")}
-    command = [*gateway_command(), "pull", "-c", str(world.config()), "--study",
+    command = [*gateway_command(), "pull", "-c", str(config), "--study",
                study.study_uid, "--batch-size", "2"]  # fmt: skip
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -298,7 +302,7 @@ def test_a_killed_run_started_again_fetches_only_what_is_missing(world: World) -
     # Started again with --resume and a request that grew (its own run id would differ).
     runs = [p.name[:16] for p in (world.site.storage / "pull").glob("*.state.json")]
     run_id = next(r for r in runs if r not in ran_before)
-    result = pull(world.config(), "--study", study.study_uid, "1.2.3.4.5", "--batch-size", "2",
+    result = pull(config, "--study", study.study_uid, "1.2.3.4.5", "--batch-size", "2",
                   "--resume", run_id)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert report_of(result.stdout)["not_found"] == ["argument 2"]
@@ -310,6 +314,8 @@ def test_a_killed_run_started_again_fetches_only_what_is_missing(world: World) -
     assert 24 <= total <= 24 + 2, total
     assert total - got_first == 24 - already
     assert_arrived_clean(world, study)
+    incoming = world.site.storage / "pull" / run_id / "incoming"
+    assert not incoming.exists() or list(incoming.iterdir()) == []
 
 
 # --- errors --------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def gateway_side(audit: Path, study_hashes: Iterable[str], since: str) -> Gatewa
         closed.add(str(record["study_hash"]))
         if record.get("result") == "forwarded":
             forwarded += int(record.get("instances_out") or 0)
-        else:
+        elif record.get("result") == "failed":
             failed += 1
         quarantined += int(record.get("instances_quarantined") or 0)
     return GatewaySide(len(closed), forwarded, quarantined, failed)

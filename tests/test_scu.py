@@ -106,14 +106,14 @@ def test_contexts_are_set_before_the_association_request_with_nodelay(
     study: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[tuple[int, bool]] = []
-    real = scu._disable_nagle
+    real = scu.disable_nagle
 
     def spy(event) -> None:
         real(event)
         sock = event.assoc.dul.socket.socket
         seen.append((sock.getsockopt(6, 1), event.assoc.is_established))  # IPPROTO_TCP, NODELAY
 
-    monkeypatch.setattr(scu, "_disable_nagle", spy)
+    monkeypatch.setattr(scu, "disable_nagle", spy)
     with run_storescp(tmp_path / "in") as (port, _):
         result = forward_to_ae(study[:2], ae_title="ARCHIVE", host="127.0.0.1", port=port)
     assert result.outcome is ForwardOutcome.OK

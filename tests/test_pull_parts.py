@@ -8,10 +8,12 @@ import stat
 from pathlib import Path
 
 import pytest
+from pydicom.dataset import Dataset
 
 from gateway.keys.keyed_hash import KeyedHash
 from gateway.pull.report import gateway_side
 from gateway.pull.request import PullRequest, RequestError, csv_request, run_id
+from gateway.pull.retrieve import _collect
 from gateway.pull.run_state import RunState
 
 HASH = KeyedHash(b"s" * 32)
@@ -77,3 +79,37 @@ def test_gateway_side_sums_the_runs_study_rounds_since_it_began(tmp_path: Path) 
     assert (side.studies_closed, side.forwarded, side.quarantined, side.failed_rounds) == (
         2, 3, 1, 1,
     )  # fmt: skip
+
+
+def _response(
+    status: int, completed: int, failed: int, listed: list[str] | None = None
+) -> tuple[Dataset, Dataset | None]:
+    answer = Dataset()
+    answer.Status = status
+    answer.NumberOfCompletedSuboperations = completed
+    answer.NumberOfFailedSuboperations = failed
+    answer.NumberOfWarningSuboperations = 0
+    identifier = None
+    if listed is not None:
+        identifier = Dataset()
+        identifier.FailedSOPInstanceUIDList = listed
+    return answer, identifier
+
+
+def test_a_move_with_failures_counts_as_done_what_the_archive_did_not_list_as_failed() -> None:
+    """PS3.4 C.4.2.1.4.2: a final C-MOVE response with failures carries the Failed SOP
+    Instance UID List; only those are asked for again."""
+    asked = ["1.1", "1.2", "1.3", "1.4"]
+    pending = _response(0xFF00, 1, 0)
+    some = _collect(iter([pending, _response(0xB000, 2, 2, ["1.2", "1.4"])]), "C-MOVE")
+    assert some.moved(asked) == ["1.1", "1.3"]
+    one = _collect(iter([_response(0xB000, 3, 1, ["1.3"])]), "C-MOVE")
+    assert one.moved(asked) == ["1.1", "1.2", "1.4"]
+    unlisted = _collect(iter([_response(0xB000, 2, 2)]), "C-MOVE")
+    assert unlisted.moved(asked) == []  # which failed is not said: the batch goes again
+    strange = _collect(iter([_response(0xB000, 2, 2, ["9.9", "1.4"])]), "C-MOVE")
+    assert strange.moved(asked) == []  # a UID that was not asked for: trust nothing
+    refused = _collect(iter([_response(0xA701, 0, 4, asked)]), "C-MOVE")
+    assert refused.moved(asked) == []
+    clean = _collect(iter([_response(0x0000, 4, 0)]), "C-MOVE")
+    assert clean.moved(asked) == asked

@@ -3,9 +3,9 @@ into a private folder whose files `relay` then hands on to the running gateway b
 
 A batch asks for a list of SOP Instance UIDs at IMAGE level (UID list matching, PS3.4
 C.2.2.2.2), so that a resumed run asks only for what is missing. A C-MOVE batch is done
-when the archive reports no failed sub-operation (which ones failed it does not say, so a
-batch with a failure is asked for again, whole, next time); a C-GET batch knows each
-instance it received.
+when the archive reports no failed sub-operation; with failures, the instances its Failed SOP
+Instance UID List does not name are done (an archive that does not list them has the batch
+asked for again, whole, next time). A C-GET batch knows each instance it received.
 """
 
 from __future__ import annotations
@@ -59,10 +59,25 @@ class BatchResult:
     warning: int = 0
     status: int = -1
     received: list[str] = field(default_factory=list)  # C-GET: SOP Instance UIDs stored
+    # The final response's Failed SOP Instance UID List (0008,0058), when the archive gave it.
+    failed_uids: list[str] | None = None
 
     @property
     def ok(self) -> bool:
         return self.status in (0x0000, 0xB000) and self.failed == 0
+
+    def moved(self, asked: Sequence[str]) -> list[str]:
+        """Of the SOP Instance UIDs `asked`, those the C-MOVE delivered: all when nothing
+        failed; when some failed and the archive listed exactly which, the others; else
+        none (the batch is asked for again whole)."""
+        if self.ok:
+            return list(asked)
+        listed = self.failed_uids
+        counted = self.completed + self.warning + self.failed == len(asked)
+        if self.status != 0xB000 or listed is None or not counted or len(listed) != self.failed:
+            return []
+        failed = set(listed)
+        return [uid for uid in asked if uid not in failed] if failed <= set(asked) else []
 
 
 def batches(instances: Sequence[InstanceRef], size: int) -> Iterator[list[InstanceRef]]:
@@ -88,7 +103,7 @@ def _identifier(batch: Sequence[InstanceRef]) -> Dataset:
 
 def _collect(responses: Iterator[tuple[Dataset, Dataset | None]], what: str) -> BatchResult:
     result = BatchResult()
-    for status, _identifier_back in responses:
+    for status, identifier_back in responses:
         if not status:
             raise PullError(f"{what}: no response from the source (connection lost or timed out)")
         result.status = int(status.get("Status", -1))
@@ -101,6 +116,10 @@ def _collect(responses: Iterator[tuple[Dataset, Dataset | None]], what: str) -> 
             if value is not None:
                 setattr(result, name, int(value))
         if result.status not in _PENDING:
+            listed = identifier_back.get("FailedSOPInstanceUIDList") if identifier_back else None
+            if listed is not None:
+                values = [listed] if isinstance(listed, str) else list(listed)
+                result.failed_uids = [str(v) for v in values if str(v)]
             return result
     raise PullError(f"{what}: the retrieve ended without a final response")
 

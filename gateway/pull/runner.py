@@ -211,7 +211,7 @@ class _Run:
         if setup.retrieve == "move":
             result = move_batch(assoc, batch, setup.own_ae)
             self._check(result)
-            return [i.sop_instance_uid for i in batch] if result.ok else []
+            return result.moved([i.sop_instance_uid for i in batch])
         assert self.receiver is not None
         result = get_batch(assoc, batch, self.receiver)
         self._check(result)

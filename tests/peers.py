@@ -97,14 +97,20 @@ def run_storescp(
 
 @contextmanager
 def run_orthanc(
-    tmp_path: Path, ae_title: str = "ORTHANC", check_called_aet: bool = False
+    tmp_path: Path,
+    ae_title: str = "ORTHANC",
+    check_called_aet: bool = False,
+    *,
+    folder: str = "orthanc",
+    settings: dict[str, Any] | None = None,
 ) -> Iterator[OrthancPeer]:
-    """Orthanc with its storage under `tmp_path`, no plugins, no authentication, loopback
-    REST API, accepting every transfer syntax; `check_called_aet` makes it reject
-    associations addressed to another AE title."""
+    """Orthanc with its storage under `tmp_path / folder`, no plugins, no authentication,
+    loopback REST API, accepting every transfer syntax; `check_called_aet` makes it reject
+    associations addressed to another AE title; `settings` are added to its configuration
+    (e.g. DicomModalities, DICOM TLS)."""
     if ORTHANC is None:
         pytest.skip("Orthanc not installed (apt-get install orthanc)")
-    root = Path(tmp_path) / "orthanc"
+    root = Path(tmp_path) / folder
     root.mkdir(parents=True, exist_ok=True)
     log_path = root / "orthanc.log"
     for _ in range(_START_ATTEMPTS):
@@ -128,6 +134,7 @@ def run_orthanc(
             "UnknownSopClassAccepted": True,
             "SaveJobs": False,
             "StorageCompression": False,
+            **(settings or {}),
         }
         config_path = root / "orthanc.json"
         config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")

@@ -9,8 +9,6 @@ Load them with `service_harness.storescu(archive.port, files, called_ae=archive.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -20,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peers import ORTHANC, _start, _stop, _tail, _wait_for_http, free_port
-from service_harness import LOOPBACK, dcmtk_env, dcmtk_tool, port_open, wait_until
+from peers import _start, _stop, _tail, free_port, run_orthanc
+from service_harness import LOOPBACK, dcmtk_env, dcmtk_tool, wait_until
 
 DCMQRSCP = dcmtk_tool("dcmqrscp")
 _ATTEMPTS = 3
@@ -45,44 +43,14 @@ def orthanc_source(
     """Orthanc whose DicomModalities hold each `destinations` AE (at 127.0.0.1:port): those
     may query it and be moved to; storing is open to all. `settings` are added to its
     configuration (e.g. DICOM TLS)."""
-    if ORTHANC is None:
-        pytest.skip("Orthanc not installed (apt-get install orthanc)")
-    root = Path(tmp_path) / f"orthanc-{ae_title.lower()}"
-    root.mkdir(parents=True, exist_ok=True)
-    log_path = root / "orthanc.log"
     modalities = {ae.lower(): [ae, LOOPBACK, port] for ae, port in destinations.items()}
-    for _ in range(_ATTEMPTS):
-        dicom_port, http_port = free_port(), free_port()
-        config = {
-            "Name": "pull-tests",
-            "StorageDirectory": str(root / "storage"),
-            "IndexDirectory": str(root / "index"),
-            "Plugins": [],
-            "HttpPort": http_port,
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "DicomAet": ae_title,
-            "DicomPort": dicom_port,
-            "DicomAlwaysAllowStore": True,
-            "DicomAlwaysAllowEcho": True,
-            "DicomModalities": modalities,
-            "SaveJobs": False,
-            "StorageCompression": False,
-            **(settings or {}),
-        }
-        config_path = root / "orthanc.json"
-        config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
-        process = _start([ORTHANC, str(config_path)], log_path, dict(os.environ))
-        url = f"http://{LOOPBACK}:{http_port}"
-        if _wait_for_http(process, f"{url}/system", seconds=20) and port_open(dicom_port):
-            break
-        _stop(process)
-    else:
-        raise RuntimeError(f"Orthanc did not start: {_tail(log_path)}")
-    try:
-        yield Archive(ae_title, dicom_port, process.pid, url)
-    finally:
-        _stop(process)
+    with run_orthanc(
+        tmp_path,
+        ae_title,
+        folder=f"orthanc-{ae_title.lower()}",
+        settings={"DicomModalities": modalities, **(settings or {})},
+    ) as orthanc:
+        yield Archive(ae_title, orthanc.dicom_port, orthanc.pid, orthanc.http_url)
 
 
 @contextmanager

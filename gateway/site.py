@@ -17,18 +17,21 @@ from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.deid.ctp.profile import CtpProfile
 from gateway.deid.free_text import FreeTextSettings
 from gateway.deid.profile import DeidProfile, ProfileError
-from gateway.deid.profile_loading import load_profile
 from gateway.deid.pseudonym_table import (
     PseudonymTable,
     PseudonymTableError,
     load_pseudonym_table,
 )
-from gateway.deid.review import review
 from gateway.keys.reid_keys import ReidKeyError, load_public_key
 from gateway.keys.site_secret import SiteSecretError, read_site_secret
 from gateway.net.tls import TlsContexts, check_tls
 from gateway.pipeline.files import EngineSettings
-from gateway.pipeline.route_loading import RouteError, load_routes, pixel_config
+from gateway.pipeline.route_loading import (
+    RouteError,
+    load_routes,
+    pixel_config,
+    reviewed_profile_at,
+)
 from gateway.pipeline.routing import Router
 from gateway.pixels.clean import PixelError
 from gateway.pixels.rules import PixelConfig, PixelConfigError
@@ -124,15 +127,9 @@ def load_storage_config(config_path: Path) -> GatewayConfig:
 def reviewed_profile(config: GatewayConfig, shown: str) -> DeidProfile:
     """The configured profile, refused when it weakens the Basic Profile unacknowledged."""
     try:
-        profile = load_profile(
-            config.deid.profile, config.deid.lookup_table, ctp_lenient=config.deid.ctp_lenient
-        )
+        return reviewed_profile_at(config.deid.profile, config, f"{shown}: 'deid.profile'")
     except ProfileError as exc:
         raise SiteError(exc.problems) from None
-    verdict = review(profile)
-    if not verdict.ok:
-        raise SiteError([f"{shown}: 'deid.profile': {verdict.message()}"])
-    return profile
 
 
 def free_text_settings(config: GatewayConfig, shown: str) -> FreeTextSettings:

@@ -38,7 +38,10 @@ def load_routes(config: GatewayConfig, shown: str) -> tuple[Router, tuple[DeidPr
         if rule.profile is not None:
             key = str(rule.profile)
             if key not in index_of:
-                profiles.append(_reviewed(rule, config, where))
+                try:
+                    profiles.append(reviewed_profile_at(rule.profile, config, f"{where}.profile'"))
+                except ProfileError as exc:
+                    raise RouteError(exc.problems) from None
                 index_of[key] = len(profiles)
             profile = index_of[key]
         pixels = _pixels(rule, config, where) if rule.pixels is not None else None
@@ -56,16 +59,14 @@ def load_routes(config: GatewayConfig, shown: str) -> tuple[Router, tuple[DeidPr
     return Router(tuple(routes)), tuple(profiles)
 
 
-def _reviewed(rule: RouteConfig, config: GatewayConfig, where: str) -> DeidProfile:
-    try:
-        profile = load_profile(
-            rule.profile, config.deid.lookup_table, ctp_lenient=config.deid.ctp_lenient
-        )
-    except ProfileError as exc:
-        raise RouteError(exc.problems) from None
+def reviewed_profile_at(path: Path | None, config: GatewayConfig, where: str) -> DeidProfile:
+    """The profile at `path` (None: the built-in default), with the site's lookup table,
+    refused when it weakens the Basic Profile unacknowledged: ProfileError, whose review
+    line begins with `where` (`FILE: 'key'`). The site's profile and a rule's alike."""
+    profile = load_profile(path, config.deid.lookup_table, ctp_lenient=config.deid.ctp_lenient)
     verdict = review(profile)
     if not verdict.ok:
-        raise RouteError([f"{where}.profile': {verdict.message()}"])
+        raise ProfileError([f"{where}: {verdict.message()}"])
     return profile
 
 

@@ -57,14 +57,34 @@ def test_the_batches_of_one_round_share_one_association(tmp_path: Path) -> None:
         send(study[:2], port, kept, 1)
         send(study[2:4], port, kept, 1)
         send(study[4:], port, kept, 1)
-        send(other, port, kept, 2)  # another round: its own association
-        assert (kept.opened, kept.reused, len(kept)) == (2, 2, 2)
-        kept.release(1)
+        send(other, port, kept, 2)  # another round: its own association; round 1's goes
+        assert (kept.opened, kept.reused, len(kept)) == (2, 2, 1)
+        kept.release(1)  # already released when round 2's was opened
         assert len(kept) == 1
         assert kept.release_idle(now=time.monotonic() + kept.idle_seconds) == 1
         assert len(kept) == 0
         wait_until(lambda: len(received_files(out)) == 8, timeout=20, what="eight instances")
         assert associations(log) == 2
+
+
+def test_an_archive_taking_one_association_at_a_time_never_waits_for_a_kept_one(
+    tmp_path: Path,
+) -> None:
+    """storescp without --fork serves one association at a time: round 1's kept association
+    must go when round 2 opens its own, not after the idle bound (an hour here)."""
+    first = make_ct_study(tmp_path / "first", instances=2, rows=16, columns=16, seed=8)
+    second = make_ct_study(tmp_path / "second", instances=2, rows=16, columns=16, seed=9)
+    port, out = free_port(), tmp_path / "archive"
+    kept = KeptAssociations(idle_seconds=3600)
+    with storescp_on(port, out, extra_args=["-v"]):
+        send(first, port, kept, 1)
+        assert len(kept) == 1
+        result = forward_to_ae(second, ae_title="ARCHIVE", host="127.0.0.1", port=port,
+                               kept=kept, key=2, timeout=10)  # fmt: skip
+        assert result.outcome is ForwardOutcome.OK, result.message
+        assert len(kept) == 1
+        kept.close()
+        wait_until(lambda: len(received_files(out)) == 4, timeout=20, what="four instances")
 
 
 def test_an_association_gone_while_kept_is_replaced_and_nothing_is_lost(tmp_path: Path) -> None:

@@ -168,7 +168,10 @@ class Metrics:
         """
         server = MetricsServer((host, port), _handler_class(self, healthy))
         thread = threading.Thread(
-            target=server.serve_forever, name=f"metrics-http:{server.port}", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # shutdown() waits for the loop to look
+            name=f"metrics-http:{server.port}",
+            daemon=True,
         )
         thread.start()
         server.thread = thread

@@ -6,7 +6,10 @@ every time. The forwarding SCU gives its association back here after a batch; th
 batch of the same round takes it again if it is still established and its accepted
 presentation contexts cover what is to be sent. A kept association is released when its
 round ends (`release`), when it has been idle for `idle_seconds` (`release_idle`, asked by
-the scheduler), or at shutdown (`close`).
+the scheduler), or at shutdown (`close`), and whenever a new association to the same
+destination is being opened (`opening`): an archive that takes one association at a time
+(DCMTK storescp without --fork, many small archives) would otherwise hold the next study
+back until the kept one went idle.
 
 One user at a time: `take` removes the association from here, `give_back` returns it.
 """
@@ -16,7 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,6 +46,7 @@ class KeptAssociations:
         self.idle_seconds = idle_seconds
         self._lock = threading.Lock()
         self._kept: dict[Hashable, Kept] = {}
+        self._opening = 0  # users opening a new association right now
         self.opened = 0  # associations opened by users of this pool (for tests and logs)
         self.reused = 0
 
@@ -57,13 +62,33 @@ class KeptAssociations:
         return kept
 
     def give_back(self, key: Hashable, kept: Kept) -> None:
-        """Keep `kept` for the next batch of `key` (the one kept before, if any, goes)."""
+        """Keep `kept` for the next batch of `key` (the one kept before, if any, goes);
+        released instead while another association to this destination is being opened."""
         kept.last_used = time.monotonic()
         with self._lock:
             previous = self._kept.pop(key, None)
-            self._kept[key] = kept
+            keeping = self._opening == 0
+            if keeping:
+                self._kept[key] = kept
         if previous is not None and previous is not kept:
             release_kept(previous)
+        if not keeping:
+            release_kept(kept)
+
+    @contextmanager
+    def opening(self, key: Hashable) -> Iterator[None]:
+        """Around opening a new association for `key`: the ones kept for other rounds are
+        released now, and those given back meanwhile are not kept."""
+        with self._lock:
+            self._opening += 1
+            others = [self._kept.pop(k) for k in list(self._kept) if k != key]
+        for kept in others:
+            release_kept(kept)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._opening -= 1
 
     def release(self, key: Hashable) -> None:
         """`key`'s round has ended: its association is released."""

@@ -34,6 +34,9 @@ __all__ = [
 AdmitAddress = Callable[[Any], bool]
 # A failed TLS handshake: (client address, the exception, whether the server is stopping).
 TlsRefused = Callable[[Any, Exception, bool], None]
+# How long `shutdown()` may wait for the accept loop to look (socketserver's default, 0.5 s,
+# is added to every SIGTERM drain and to every restart of the service).
+SHUTDOWN_POLL_SECONDS = 0.05
 # A connection refused because its source address already holds this many.
 SourceFull = Callable[[Any, int], None]
 
@@ -45,7 +48,12 @@ def serve_in_background(ae: AE, server: ThreadedAssociationServer, name: str) ->
     from the AE's private `_servers` list (and `AE.shutdown()` walks it), so it must be there.
     """
     ae._servers.append(server)
-    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
+        name=name,
+        daemon=True,
+    )
     thread.start()
     return thread
 

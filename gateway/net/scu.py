@@ -11,6 +11,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Hashable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -238,20 +239,21 @@ def _send_group(
     ae.dimse_timeout = timeout
     ae.network_timeout = timeout
     contexts = _build_contexts(group)
-    assoc = ae.associate(
-        host,
-        port,
-        contexts=contexts,
-        ae_title=ae_title,
-        max_pdu=0,  # we receive any size; we send at most what the peer announced
-        tls_args=tls.tls_args if tls is not None else None,
-        evt_handlers=[
-            (evt.EVT_CONN_OPEN, disable_nagle),
-            (evt.EVT_CONN_OPEN, _install_reactor_gate),
-            (evt.EVT_CONN_OPEN, seen.on_connection_open),
-            (evt.EVT_PDU_RECV, seen.on_pdu),
-        ],
-    )
+    with kept.opening(key) if kept is not None else nullcontext():
+        assoc = ae.associate(
+            host,
+            port,
+            contexts=contexts,
+            ae_title=ae_title,
+            max_pdu=0,  # we receive any size; we send at most what the peer announced
+            tls_args=tls.tls_args if tls is not None else None,
+            evt_handlers=[
+                (evt.EVT_CONN_OPEN, disable_nagle),
+                (evt.EVT_CONN_OPEN, _install_reactor_gate),
+                (evt.EVT_CONN_OPEN, seen.on_connection_open),
+                (evt.EVT_PDU_RECV, seen.on_pdu),
+            ],
+        )
     if kept is not None:
         kept.opened += 1
     if not assoc.is_established:

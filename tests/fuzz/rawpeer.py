@@ -107,6 +107,16 @@ def refused_within(sock: socket.socket, seconds: float) -> float | None:
     return None
 
 
+def send_unless_dropped(sock: socket.socket, data: bytes) -> bool:
+    """Send `data`; False if the peer dropped the connection first (a broken pipe or a reset),
+    which is how a server may refuse a PDU it will not read to the end."""
+    try:
+        sock.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+    return True
+
+
 def reset(sock: socket.socket) -> None:
     """Close with a TCP reset (SO_LINGER 0), as a crashed or unplugged sender does."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -266,6 +266,14 @@ class HttpConfig(_Section):
     port: Port = 9102
 
 
+class MappingConfig(_Section):
+    """A shared store for the sealed pseudonym mapping and the CTP @integer table, for
+    several gateways (docs/shared-mapping.md); absent, both are SQLite files in
+    `storage_dir`."""
+
+    url: Text  # postgresql://USER@HOST:PORT/DB[?sslmode=verify-full&sslrootcert=...]
+
+
 class SourceConfig(_Section):
     """The identified archive `pull` queries (C-FIND) and retrieves from: by C-MOVE to the
     gateway's own AE (the archive must know it), or by C-GET for archives that cannot move."""
@@ -324,6 +332,7 @@ class GatewayConfig(_Section):
     routes: list[RouteConfig] = Field(default_factory=list)
     source: SourceConfig | None = None
     hooks: HooksConfig = _section()
+    mapping: MappingConfig | None = None
 
     _config_path: Path | None = PrivateAttr(default=None)
 

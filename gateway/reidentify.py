@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from gateway.keys.reid_keys import PassphraseRequiredError, load_private_key
 from gateway.stores.audit import AuditLog
+from gateway.stores.mapping_postgres import PostgresMapping
 from gateway.stores.mapping_reader import MappingReader
 from gateway.stores.mapping_records import (
     PATIENT_FIELDS,
@@ -55,7 +56,7 @@ class ReidentifyError(Exception):
 
 
 def reidentify(
-    mapping_db: Path,
+    mapping_db: Path | PostgresMapping,
     private_key_path: Path,
     *,
     patient: str | None = None,
@@ -95,11 +96,12 @@ def reidentify(
         "who": who if who is not None else os_account(uid),
         "uid": uid,
         "mode": mode,
-        "mapping": str(mapping_db),
+        "mapping": mapping_db.shown if isinstance(mapping_db, PostgresMapping) else str(mapping_db),
     }
     try:
         key = _load_key(private_key_path, ask_passphrase)
-        with MappingReader(Path(mapping_db), key) as reader:
+        store = mapping_db if isinstance(mapping_db, PostgresMapping) else Path(mapping_db)
+        with MappingReader(store, key) as reader:
             fields["key_id"] = reader.key_id
             if patient is not None:
                 fields["pseudonyms"] = {"patient": [patient]}

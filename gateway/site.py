@@ -35,6 +35,8 @@ from gateway.pipeline.route_loading import (
 from gateway.pipeline.routing import Router
 from gateway.pixels.clean import PixelError
 from gateway.pixels.rules import PixelConfig, PixelConfigError
+from gateway.stores.mapping_postgres import PostgresMapping
+from gateway.stores.mapping_records import MappingError
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class Site:
             router=self.router,
             route_profiles=self.route_profiles,
             pseudonym_table=self.pseudonym_table,
+            mapping_url=config.mapping.url if config.mapping is not None else None,
         )
 
 
@@ -109,6 +112,7 @@ def load_site(config_path: Path, *, ocr: bool | None = None) -> Site:
         tls = check_tls(config, shown)
     except ConfigError as exc:
         raise SiteError(exc.problems) from None
+    check_mapping_database(config, shown)
     return Site(
         Path(config_path), config, profile, secret, tls, pixels, free_text, router, route_profiles,
         pseudonym_table=table,
@@ -191,6 +195,20 @@ def check_reid_public_key(path: Path | None, shown: str) -> None:
         load_public_key(path)
     except ReidKeyError as exc:
         raise SiteError([f"{shown}: 'keys.reid_public_key': {exc}"]) from None
+
+
+def check_mapping_database(config: GatewayConfig, shown: str) -> None:
+    """`mapping.url`'s database must answer now, its schema created or migrated (once, in
+    this process, before any worker is forked: the connection is closed again)."""
+    if config.mapping is None:
+        return
+    store = PostgresMapping(config.mapping.url)
+    try:
+        store.prepare()
+    except MappingError as exc:
+        raise SiteError([f"{shown}: {exc}"]) from None
+    finally:
+        store.close()
 
 
 def pixel_settings(config: GatewayConfig, shown: str, ocr: bool) -> PixelConfig | None:

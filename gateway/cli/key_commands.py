@@ -54,6 +54,7 @@ def cmd_reidentify(args: argparse.Namespace) -> int:
     from gateway.keys.reid_keys import ReidKeyError
     from gateway.reidentify import ReidentifyError, reidentify
     from gateway.stores.audit import AUDIT_FILE, AuditLog
+    from gateway.stores.mapping_postgres import PostgresMapping
     from gateway.stores.mapping_records import MAPPING_FILENAME, MappingError
 
     config = storage_config(args.config)
@@ -61,7 +62,9 @@ def cmd_reidentify(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         text = reidentify(
-            config.storage_dir / MAPPING_FILENAME,
+            PostgresMapping(config.mapping.url, writing=False)
+            if config.mapping is not None
+            else config.storage_dir / MAPPING_FILENAME,
             Path(args.private_key),
             patient=args.patient,
             study=args.study,

@@ -43,6 +43,7 @@ from gateway.pipeline.pixel_tail import PIXEL_DATA, PixelTail, TailError, copy_t
 from gateway.pipeline.routing import Route, Router
 from gateway.pixels.rules import PixelConfig
 from gateway.stores import quarantine
+from gateway.stores.mapping_postgres import PostgresMapping
 from gateway.stores.mapping_records import MAPPING_FILENAME
 from gateway.stores.mapping_writer import MappingWriter
 
@@ -69,6 +70,8 @@ class EngineSettings:
     route_profiles: tuple[DeidProfile, ...] = ()
     # deid.pseudonym_table: pre-assigned pseudonyms for Patient ID and Name (never shown).
     pseudonym_table: PseudonymTable | None = field(default=None, repr=False)
+    # mapping.url: the sealed mapping and CTP @integer numbers in a shared PostgreSQL.
+    mapping_url: str | None = field(default=None, repr=False)
 
     def keyed_hash(self) -> KeyedHash:
         """The hash that names an input (quarantine, output claims) without revealing it."""
@@ -102,7 +105,10 @@ def build_engine_and_mapping(settings: EngineSettings) -> tuple[Engine, MappingW
     with_table(engine, settings)
     mapping = (
         MappingWriter(
-            settings.storage_dir / MAPPING_FILENAME, load_public_key(settings.reid_public_key)
+            PostgresMapping(settings.mapping_url)
+            if settings.mapping_url
+            else settings.storage_dir / MAPPING_FILENAME,
+            load_public_key(settings.reid_public_key),
         )
         if settings.reid_public_key is not None
         else None
@@ -129,7 +135,10 @@ def _route_engine(settings: EngineSettings, profile: DeidProfile) -> Engine:
 
 def with_table(engine: Engine, settings: EngineSettings) -> Engine:
     """The site's pre-assigned pseudonyms on `engine` (site.py refuses them with a CTP
-    script, which writes Patient ID itself)."""
+    script, which writes Patient ID itself), and its CTP @integer numbers in the shared
+    database when `mapping.url` is set."""
+    if settings.mapping_url and hasattr(engine, "share_integers"):
+        engine.share_integers(PostgresMapping(settings.mapping_url))
     if settings.pseudonym_table is not None:
         if not isinstance(engine, Engine):
             raise ValueError("deid.pseudonym_table cannot be used with a CTP script profile")

@@ -3,7 +3,8 @@
 Used only by `dicom-gateway reidentify` (`gateway.reidentify`), off the gateway host; the
 running service imports `mapping_writer` alone, so the code that opens a record is not even
 loaded where pseudonyms are issued. Record types and the sealing format are in
-`mapping_records`.
+`mapping_records`. The records are read from the SQLite file or, with `mapping.url`, from
+the shared PostgreSQL (`mapping_postgres`, in a read-only session).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from gateway.keys.reid_keys import public_key_fingerprint
+from gateway.stores.mapping_postgres import PostgresMapping
 from gateway.stores.mapping_records import (
     BUSY_TIMEOUT_MS,
     KINDS,
@@ -53,13 +55,18 @@ class MappingReader:
     cannot open it" (WrongKeyError) and "the record was altered" (DamagedRecordError).
     """
 
-    def __init__(self, db_path: Path, private_key: X25519PrivateKey) -> None:
+    def __init__(self, store: Path | PostgresMapping, private_key: X25519PrivateKey) -> None:
+        """`store`: the SQLite file, or the shared database (`mapping.url`)."""
         if not isinstance(private_key, X25519PrivateKey):
             raise TypeError("MappingReader needs an X25519 private key")
-        self.db_path = Path(db_path)
         self._key = private_key
         self._recipient_raw = raw_public_key(private_key.public_key())
         self.key_id = public_key_fingerprint(private_key.public_key())
+        self._shared = store if isinstance(store, PostgresMapping) else None
+        self.db_path: Path | str = Path(store) if self._shared is None else self._shared.shown
+        if self._shared is not None:
+            self._shared.select_records("kind = ? AND pseudonym = ?", ("", ""))  # reachable
+            return
         try:
             self._connection = _connect_read_only(self.db_path)
             self._connection.execute("SELECT 1 FROM mapping LIMIT 1").fetchall()
@@ -67,7 +74,10 @@ class MappingReader:
             raise MappingError(f"cannot read mapping store {self.db_path}: {exc}") from None
 
     def close(self) -> None:
-        self._connection.close()
+        if self._shared is not None:
+            self._shared.close()
+        else:
+            self._connection.close()
 
     def __enter__(self) -> MappingReader:
         return self
@@ -97,6 +107,8 @@ class MappingReader:
             ) from None
 
     def _rows(self, where: str, *params: str) -> list[tuple[Any, ...]]:
+        if self._shared is not None:
+            return self._shared.select_records(where, params)
         try:
             return self._connection.execute(
                 "SELECT kind, pseudonym, parent, key_id, ephemeral, nonce, sealed FROM mapping "

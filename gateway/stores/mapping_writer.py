@@ -1,4 +1,5 @@
-"""Seals pseudonym records into `storage_dir/mapping.db`: the gateway writes, cannot read.
+"""Seals pseudonym records into `storage_dir/mapping.db` (or the shared PostgreSQL at
+`mapping.url`, `mapping_postgres`): the gateway writes, cannot read.
 
 The service's workers and offline mode use this module only; opening a record is
 `mapping_reader`'s, which the running gateway never imports (it has no private key to give
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from gateway.keys.reid_keys import public_key_fingerprint
+from gateway.stores.mapping_postgres import PostgresMapping
 from gateway.stores.mapping_records import (
     BUSY_TIMEOUT_MS,
     KINDS,
@@ -108,10 +110,12 @@ class MappingWriter:
     records a study repeats on every instance cost nothing after the first.
     """
 
-    def __init__(self, db_path: Path, public_key: X25519PublicKey) -> None:
+    def __init__(self, store: Path | PostgresMapping, public_key: X25519PublicKey) -> None:
+        """`store`: the SQLite file, or the shared database (`mapping.url`)."""
         if not isinstance(public_key, X25519PublicKey):
             raise TypeError("MappingWriter needs an X25519 public key")
-        self.db_path = Path(db_path)
+        self.shared = store if isinstance(store, PostgresMapping) else None
+        self.db_path = Path(store) if self.shared is None else Path()
         self._recipient = public_key
         self._recipient_raw = raw_public_key(public_key)
         self.key_id = public_key_fingerprint(public_key)
@@ -179,6 +183,16 @@ class MappingWriter:
                     created,
                 )
             )
+        if self.shared is not None:
+            self.shared.insert_records(rows)
+        else:
+            self._insert_sqlite(rows)
+        if len(self._recorded) + len(fresh) > _REMEMBER:
+            self._recorded.clear()  # only a cache: INSERT OR IGNORE keeps the store right
+        self._recorded.update(fresh)
+        return len(fresh)
+
+    def _insert_sqlite(self, rows: list[tuple[object, ...]]) -> None:
         connection = self._db()
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -197,13 +211,11 @@ class MappingWriter:
             raise MappingUnavailableError(
                 f"cannot write mapping store {self.db_path}: {exc}"
             ) from None
-        if len(self._recorded) + len(fresh) > _REMEMBER:
-            self._recorded.clear()  # only a cache: INSERT OR IGNORE keeps the store right
-        self._recorded.update(fresh)
-        return len(fresh)
 
     def close(self) -> None:
         """Close this process's connection (a later record opens a new one)."""
+        if self.shared is not None:
+            self.shared.close()
         if self._connection is not None and self._pid == os.getpid():
             self._connection.close()
         self._connection = None

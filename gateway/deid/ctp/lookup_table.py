@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 MAX_INDIRECTS = 10
 
@@ -124,6 +125,12 @@ def lookup(table: dict[str, str] | None, key_type: str, key: str | None) -> str:
     return value
 
 
+class IntegerStore(Protocol):
+    """A shared numbering (the `mapping.url` database): `key` is already a keyed hash."""
+
+    def number(self, key_type: str, key: str) -> int: ...
+
+
 class IntegerTable:
     """@integer: a number per distinct value and key type, in order of first sight.
 
@@ -131,7 +138,8 @@ class IntegerTable:
     it was given in every later study. With `path` the table is that kind of database (an
     SQLite file in the storage folder) shared by every worker process and every run; its
     keys are `keyed(key type / value)`, a keyed hash, so the file holds no patient data.
-    Without `path` (tests, a one-off check) it lives as long as the engine.
+    Without `path` (tests, a one-off check) it lives as long as the engine. `use_store`
+    moves it to a database several gateways share, with the same keyed keys.
     """
 
     def __init__(self, path: Path | None = None, keyed: Callable[[str], str] | None = None):
@@ -143,6 +151,13 @@ class IntegerTable:
         self._last: dict[str, int] = {}
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._store: IntegerStore | None = None
+
+    def use_store(self, store: IntegerStore) -> None:
+        """Number in `store` instead of the file (its errors are the caller's to retry)."""
+        if self._keyed is None:
+            raise ValueError("a shared integer table needs a keyed hash for its keys")
+        self._store = store
 
     def get(self, key_type: str, text: str, width: int) -> str:
         key_type, text = key_type.strip(), text.strip()
@@ -150,7 +165,10 @@ class IntegerTable:
         with self._lock:
             value = self._values.get(key)
             if value is None:
-                value = self._stored(key_type, key) if self._path is not None else None
+                if self._store is not None and self._keyed is not None:
+                    value = self._store.number(key_type, self._keyed(key))
+                else:
+                    value = self._stored(key_type, key) if self._path is not None else None
                 if value is None:
                     value = self._last.get(key_type, 0) + 1
                     self._last[key_type] = value

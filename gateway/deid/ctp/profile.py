@@ -37,7 +37,7 @@ from gateway.deid.ctp.element_walk import (
     tag_text,
 )
 from gateway.deid.ctp.evaluate import KEEP, Context, CtpQuarantine, CtpSkip, make_replacement
-from gateway.deid.ctp.lookup_table import IntegerTable, load_lookup_table
+from gateway.deid.ctp.lookup_table import IntegerStore, IntegerTable, load_lookup_table
 from gateway.deid.ctp.script_file import CtpScript, ElementRule, ScriptError, read_script
 from gateway.deid.ctp.script_functions import FUNCTIONS
 from gateway.deid.ctp.syntax import FnCall, iter_calls
@@ -249,6 +249,10 @@ class CtpEngine:
         self._patients: OrderedDict[str, dict[str, str]] = OrderedDict()
         self.set_free_text(FreeTextSettings(recognizer=False))
 
+    def share_integers(self, store: IntegerStore) -> None:
+        """@integer numbers from the database gateways share (`mapping.url`), not a file."""
+        self._integers.use_store(store)
+
     def set_free_text(self, settings: FreeTextSettings) -> None:
         """The site's free-text choices. The script decides every element itself; the
         pipeline uses the recognizer only where the site asks it to clean a kept value the
@@ -396,6 +400,8 @@ def _guarded(step: object) -> None:
         raise DeidError(f"CTP script: {exc}") from None
     except RecursionError:
         raise DeidError("CTP script: sequences nested too deeply") from None
+    except OSError:  # the integer table's store unavailable: the machine's, kept and retried
+        raise
     except Exception as exc:  # a script error must not pass data through unmodified
         raise DeidError(f"CTP script failed ({type(exc).__name__})") from None
 

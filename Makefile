@@ -11,10 +11,10 @@ EXPORT := var/export
 # Debian packages: dicom3tools (dciodvfy, output validity tests), dcmtk (storescu/storescp
 # peers and the benchmark baseline), orthanc (a real archive in the end-to-end tests),
 # tesseract-ocr + eng (burned-in text), fonts-dejavu-core (text rendered by the pixel tests),
-# postgresql (the shared mapping's tests start their own cluster) and haproxy (several
-# gateways behind one address).
+# postgresql (the shared mapping's tests start their own cluster), haproxy (several
+# gateways behind one address), chromium + chromium-driver (the web console's browser tests).
 APT_PACKAGES := dicom3tools dcmtk orthanc tesseract-ocr tesseract-ocr-eng fonts-dejavu-core \
-	postgresql haproxy
+	postgresql haproxy chromium chromium-driver
 
 .PHONY: all setup system run demo test lint bench faults fuzz load clean
 

@@ -21,7 +21,7 @@ import secrets
 import shutil
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -49,6 +49,10 @@ __all__ = ["EngineSettings", "Summary", "anonymize_csv", "anonymize_folder"]
 
 # Under the storage folder: one folder of output claims per running `anonymize`.
 RUN_CLAIMS_DIR = "anonymize-claims"
+
+# Where the files run instead of the local pool (gateway.offline_cluster.ClusterRunner):
+# (files, output folder, claims folder, settings) -> each file's outcome as it finishes.
+FileRunner = Callable[[list[Path], Path, Path, EngineSettings], Iterator[FileOutcome]]
 
 
 @dataclass
@@ -278,14 +282,19 @@ def _pooled(
 
 
 def anonymize_folder(
-    input_dir: Path, output_dir: Path, settings: EngineSettings, workers: int = 1
+    input_dir: Path,
+    output_dir: Path,
+    settings: EngineSettings,
+    workers: int = 1,
+    runner: FileRunner | None = None,
 ) -> Summary:
     """De-identify every file under `input_dir` into `output_dir`.
 
     One instance never stops the run: whatever goes wrong with it (short of the disk or a
     store failing, an OSError that stops the run with the inputs untouched) holds it in
     the quarantine with a reason. Two inputs for one output path: the first is written,
-    the other quarantined as a duplicate (gateway.pipeline.output_claims).
+    the other quarantined as a duplicate (gateway.pipeline.output_claims). With `runner`,
+    the DICOM files run there instead of in `workers` local processes; tables run here.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
@@ -307,7 +316,10 @@ def anonymize_folder(
     # a second input for one output in this run is a duplicate.
     claims = settings.storage_dir / RUN_CLAIMS_DIR / secrets.token_hex(8)
     try:
-        if workers <= 1:
+        if runner is not None:
+            for outcome in runner(files, output_dir, claims, settings):
+                summary.add(outcome)
+        elif workers <= 1:
             init_worker(settings)
             for path in files:
                 summary.add(process_file(path, output_dir, claims))

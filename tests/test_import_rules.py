@@ -12,6 +12,7 @@ The package's folders are its layers, from the floor up:
     site                              start-up: a config file turned into a checked site
     pull                              query/retrieve from the source into the running gateway
     service/ offline reidentify       the three ways of running
+    offline_cluster                   offline mode's files on a Dask cluster
     cli/                              the command; nothing imports it
 
 Type-only imports (under `if TYPE_CHECKING:`) are annotations, never executed, and are
@@ -45,6 +46,7 @@ ALLOWED: dict[str, set[str]] = {
     "tools": {"base"},
     "service": BELOW_ENGINES | ENGINES | {"stores", "pipeline", "net", "site"},
     "offline": BELOW_ENGINES | ENGINES | {"stores", "pipeline", "site"},
+    "offline_cluster": BELOW_ENGINES | ENGINES | {"stores", "pipeline", "site", "offline"},
     "reidentify": {"base", "config", "keys", "stores"},
     "cli": set(),  # the top: everything (see _allowed)
 }

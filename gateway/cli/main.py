@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     anonymize.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     anonymize.add_argument("--workers", type=int, default=None, help="processes (default: config)")
     anonymize.add_argument(
+        "--cluster", default=None, metavar="tcp://HOST:PORT|local:N",
+        help="run on a Dask scheduler, or on N local Dask worker processes (docs/cluster.md)",
+    )
+    anonymize.add_argument(
         "--ocr", action=argparse.BooleanOptionalAction, default=None,
         help="find and blank burned-in text (default: deid.ocr of the configuration)",
     )

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.cli.exits import (
     EXIT_FAILURE,
@@ -17,6 +19,9 @@ from gateway.cli.exits import (
     print_problems,
     storage_config,
 )
+
+if TYPE_CHECKING:
+    from gateway.offline import Summary
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -54,6 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_anonymize(args: argparse.Namespace) -> int:
     from gateway.offline import anonymize_folder
 
+    if getattr(args, "cluster", None) is not None:
+        return _anonymize_on_cluster(args)
     site = checked_site(args.config, ocr=args.ocr)
     if site is None:
         return EXIT_USAGE
@@ -70,6 +77,52 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
         print(f"error: cannot go on ({exc.strerror or type(exc).__name__}); "
               "inputs are untouched, run again when it is fixed", file=sys.stderr)
         return EXIT_FAILURE
+    return _report_anonymize(args, config.storage_dir, summary)
+
+
+def _anonymize_on_cluster(args: argparse.Namespace) -> int:
+    """`anonymize --cluster`: the same run, its DICOM files on Dask workers (docs/cluster.md)."""
+    from gateway.offline import anonymize_folder
+    from gateway.offline_cluster import ClusterError, ClusterRunner, SiteKey, connect, parse_cluster
+
+    if args.workers is not None:
+        print("error: --workers and --cluster do not go together "
+              "(the cluster's workers do the work)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        parse_cluster(args.cluster)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    site = checked_site(args.config, ocr=args.ocr)
+    if site is None:
+        return EXIT_USAGE
+    settings = site.engine_settings()
+    with contextlib.suppress(ImportError):
+        import distributed  # noqa: F401  (it sets its loggers' levels when imported)
+    # Dask's INFO lines (workers joining, leaving) would drown the progress lines.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    try:
+        key = SiteKey.for_site(args.config, args.ocr, settings)
+        with connect(args.cluster) as client:
+            runner = ClusterRunner(client, key, Path(args.input))
+            summary = anonymize_folder(
+                Path(args.input), Path(args.output), settings, runner=runner
+            )
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (NotADirectoryError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"error: cannot go on ({exc.strerror or type(exc).__name__}); "
+              "inputs are untouched, run again when it is fixed", file=sys.stderr)
+        return EXIT_FAILURE
+    return _report_anonymize(args, site.config.storage_dir, summary)
+
+
+def _report_anonymize(args: argparse.Namespace, storage_dir: Path, summary: Summary) -> int:
     root = Path(args.input)
     for problem in summary.problems:
         where = os.path.relpath(problem.source, root)
@@ -77,7 +130,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     print(summary.line())
     print(f"output: {Path(args.output).resolve()}")
     if summary.quarantined:
-        print(f"quarantine: {(config.storage_dir / 'quarantine').resolve()}")
+        print(f"quarantine: {(storage_dir / 'quarantine').resolve()}")
     return EXIT_OK
 
 

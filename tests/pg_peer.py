@@ -1,8 +1,8 @@
 """A real PostgreSQL for tests: a throwaway cluster (Debian `postgresql`) on loopback.
 
 `run_postgres(folder)` runs initdb and postgres as the unprivileged `postgres` user (both
-refuse root) in a data folder under `folder`, listening on 127.0.0.1 only on a free port,
-its unix socket in `folder` too; it yields a `Postgres` with a URL for a password-protected
+refuse root) in a fresh temporary folder (its log is copied to `folder`), listening on
+127.0.0.1 only on a free port, its unix socket in that folder too; it yields a `Postgres` with a URL for a password-protected
 role that owns one database. The server is stopped by its PID (SIGINT: fast shutdown,
 then SIGKILL after a bounded wait). Pytest skips where the binaries or the user are missing.
 """
@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -169,25 +170,33 @@ def _usable() -> Path:
 
 @contextmanager
 def run_postgres(folder: Path) -> Iterator[Postgres]:
-    """A new cluster under `folder` with role ROLE (password PASSWORD) owning DATABASE."""
+    """A new cluster with role ROLE (password PASSWORD) owning DATABASE; its log is copied
+    to `folder`. The cluster itself lives in a fresh folder of the system's temporary
+    folder, removed afterwards: the `postgres` user must reach it, and pytest makes its own
+    tree (/tmp/pytest-of-USER) owner-only again whenever another session starts."""
     bin_dir = _usable()
     folder.mkdir(parents=True, exist_ok=True)
+    cluster = Path(tempfile.mkdtemp(prefix="dicom-gateway-pg-"))
+    try:
+        with _cluster(bin_dir, cluster) as server:
+            yield server
+    finally:
+        with suppress(OSError):
+            shutil.copyfile(cluster / "postgres.log", folder / "postgres.log")
+        shutil.rmtree(cluster, ignore_errors=True)
+
+
+@contextmanager
+def _cluster(bin_dir: Path, folder: Path) -> Iterator[Postgres]:
     data, sockets = folder / "pgdata", folder / "pgsocket"
     sockets.mkdir(exist_ok=True)
     log_path = folder / "postgres.log"
+    log_path.touch()
+    folder.chmod(0o755)
     if os.geteuid() == 0:
         entry = pwd.getpwnam("postgres")
-        for path in (folder, sockets):
+        for path in (folder, sockets, log_path):
             os.chown(path, entry.pw_uid, entry.pw_gid)
-        folder.chmod(0o755)
-        parent = folder.parent
-        for _ in range(20):  # postgres must reach the folder: let it through the parents
-            if parent == parent.parent:
-                break
-            parent.chmod(parent.stat().st_mode | 0o001)
-            parent = parent.parent
-        log_path.touch()
-        os.chown(log_path, entry.pw_uid, entry.pw_gid)
     superuser_password = folder / "superuser-password"
     superuser_password.write_text(f"{os.urandom(12).hex()}\n", encoding="utf-8")
     if os.geteuid() == 0:

@@ -24,7 +24,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from gateway.stores.mapping_records import MappingError, MappingUnavailableError
 
-__all__ = ["SCHEMA_VERSION", "PostgresMapping", "shown_url"]
+__all__ = ["SCHEMA_VERSION", "DatabaseUnavailableError", "PostgresMapping", "shown_url"]
 
 T = TypeVar("T")
 
@@ -81,6 +81,18 @@ def shown_url(url: str) -> str:
     return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
 
 
+class DatabaseUnavailableError(MappingUnavailableError):
+    """The shared database cannot be used now: the instance waits in the spool.
+
+    Its text is its `strerror` too, so that the service's log of a failed round (which
+    shows only an OSError's type and strerror, after the worker process pickled it) says
+    what is wrong; it names `mapping.url` without the password, never a value."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.strerror = message
+
+
 class PostgresMapping:
     """One process's link to the shared database at `mapping.url`.
 
@@ -121,7 +133,7 @@ class PostgresMapping:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if self._password:
             text = text.replace(self._password, "***")
-        return MappingUnavailableError(f"mapping.url ({self.shown}): cannot {doing}: {text}")
+        return DatabaseUnavailableError(f"mapping.url ({self.shown}): cannot {doing}: {text}")
 
     def _connect(self) -> psycopg.Connection[Any]:
         if self._connection is not None and self._pid != os.getpid():

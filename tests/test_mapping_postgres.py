@@ -1,0 +1,273 @@
+"""Several gateways share one sealed mapping and one CTP @integer table in PostgreSQL.
+
+A real PostgreSQL (tests/pg_peer.py: an initdb cluster on a free loopback port, run as the
+`postgres` user) and real `dicom-gateway run` processes with the same site secret, the
+same re-identification public key and the same `mapping.url`, each with its own storage
+folder and ports, forwarding to one DCMTK storescp (`--fork`, so both can connect at once).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from peers import run_storescp
+from pg_peer import Postgres, run_postgres
+from pydicom import dcmread
+from service_harness import (
+    Site,
+    ae_destination,
+    create_secret,
+    leaks_in,
+    make_site,
+    received_files,
+    run_cli,
+    running_gateway,
+    start_gateway,
+    stop_process,
+    storescu,
+    wait_until,
+)
+
+from gateway.deid.ctp.profile import INTEGER_TABLE_FILE, load_script
+from gateway.deid.pseudonyms import Pseudonyms
+from gateway.stores.mapping_postgres import PostgresMapping
+from gateway.tools.synthetic import make_ct_study, random_patient
+
+SIZE = 32  # pixels a side: small instances, the mapping is what is tested
+ARRIVE_SECONDS = 60
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    with run_postgres(tmp_path_factory.mktemp("pg")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site secret and the re-identification key pair every gateway here shares."""
+    folder = tmp_path_factory.mktemp("keys")
+    create_secret(folder)
+    return folder
+
+
+def shared_site(root: Path, keys: Path, url: str, archive_port: int, quiet: float = 1) -> Site:
+    site = make_site(
+        root, keys / "site-secret.key", destination=ae_destination(archive_port),
+        quiet_seconds=quiet,
+    )  # fmt: skip
+    site.write(
+        keys={"secret": str(keys / "site-secret.key"),
+              "reid_public_key": str(keys / "reid-public.pem")},
+        mapping={"url": url},
+    )  # fmt: skip
+    return site
+
+
+def originals_of(paths: list[Path]) -> list[str]:
+    """Every identifying value of a synthetic study's files, UIDs included."""
+    values: set[str] = set()
+    for path in paths:
+        ds = dcmread(path, stop_before_pixels=True)
+        values.update((ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID))
+        values.update(str(ds.get(k, "")) for k in ("PatientID", "AccessionNumber"))
+    return sorted(v for v in values if v)
+
+
+def database_files(pg: Postgres) -> list[Path]:
+    """The cluster's table files, after a checkpoint wrote everything committed to them."""
+    pg.psql("CHECKPOINT")
+    return [p for p in (pg.data_dir / "base").rglob("*") if p.is_file()]
+
+
+def reidentify_study(site: Site, keys: Path, pseudo_uid: str) -> str:
+    answer = run_cli(
+        "reidentify", "--private-key", keys / "reid-private.pem", "-c", site.config,
+        "--study", pseudo_uid, cwd=site.root,
+    )  # fmt: skip
+    assert answer.returncode == 0, answer.stderr
+    return answer.stdout
+
+
+def test_two_gateways_forward_halves_of_a_study_as_one_and_reidentify_finds_it_whole(
+    tmp_path: Path, pg: Postgres, keys: Path
+) -> None:
+    patient = random_patient(1901)
+    study = make_ct_study(
+        tmp_path / "in", instances=8, rows=SIZE, columns=SIZE, patient=patient, seed=1901
+    )
+    secret_values = [*patient.identifying_values(), *originals_of(study)]
+    archive = tmp_path / "archive"
+    with run_storescp(archive, extra_args=["--fork"]) as scp:
+        first = shared_site(tmp_path / "gw-a", keys, pg.url, scp.port)
+        second = shared_site(tmp_path / "gw-b", keys, pg.url, scp.port)
+        with running_gateway(first) as gw_a, running_gateway(second) as gw_b:
+            assert len(storescu(first.listen_port, study[:4]).acknowledged) == 4
+            assert len(storescu(second.listen_port, study[4:]).acknowledged) == 4
+            wait_until(
+                lambda: len(received_files(archive)) >= 8,
+                timeout=ARRIVE_SECONDS, what="both halves in the archive",
+            )  # fmt: skip
+            logs = gw_a.log() + gw_b.log()
+    received = received_files(archive)
+    assert len({r.sop_instance_uid for r in received}) == 8
+    assert len({r.study_uid for r in received}) == 1  # one pseudonymous study, not two
+    assert len({(r.patient_id, r.patient_name) for r in received}) == 1
+    assert {r.study_uid for r in received} != {dcmread(study[0]).StudyInstanceUID}
+    assert leaks_in([r.path for r in received], secret_values) == []
+    # The mapping is in the database only, sealed: no originals in its files or the logs.
+    assert not (first.storage / "mapping.db").exists()
+    assert not (second.storage / "mapping.db").exists()
+    assert leaks_in(database_files(pg), secret_values) == []
+    assert pg.password not in logs
+    assert [v for v in secret_values if v.lower() in logs.lower()] == []
+
+    # Either gateway's configuration finds the records both wrote.
+    pseudo_uid = received[0].study_uid
+    for site in (first, second):
+        text = reidentify_study(site, keys, pseudo_uid)
+        for path in study:
+            ds = dcmread(path, stop_before_pixels=True)
+            assert ds.SOPInstanceUID in text and ds.SeriesInstanceUID in text
+        assert dcmread(study[0]).StudyInstanceUID in text
+        assert patient.patient_id in text and patient.accession in text
+
+
+def test_a_gateway_killed_mid_study_loses_nothing_it_acknowledged(
+    tmp_path: Path, pg: Postgres, keys: Path
+) -> None:
+    patient = random_patient(1902)
+    study = make_ct_study(
+        tmp_path / "in", instances=10, rows=SIZE, columns=SIZE, patient=patient, seed=1902
+    )
+    secret_values = [*patient.identifying_values(), *originals_of(study)]
+    archive = tmp_path / "archive"
+    with run_storescp(archive, extra_args=["--fork"]) as scp:
+        first = shared_site(tmp_path / "gw-a", keys, pg.url, scp.port)
+        second = shared_site(tmp_path / "gw-b", keys, pg.url, scp.port)
+        with running_gateway(second):
+            killed = start_gateway(first)
+            try:
+                acknowledged = storescu(first.listen_port, study[:6]).acknowledged
+                assert len(acknowledged) == 6
+                time.sleep(1.1)  # the quiet period: its workers are sealing and writing
+            finally:
+                stop_process(killed.process, sig=signal.SIGKILL, timeout=5)
+            assert len(storescu(second.listen_port, study[6:]).acknowledged) == 4
+            with running_gateway(first):
+                wait_until(
+                    lambda: len({r.sop_instance_uid for r in received_files(archive)}) >= 10,
+                    timeout=ARRIVE_SECONDS, what="every acknowledged instance in the archive",
+                )  # fmt: skip
+    received = received_files(archive)
+    assert len({r.sop_instance_uid for r in received}) == 10
+    assert len({r.study_uid for r in received}) == 1
+    assert leaks_in([r.path for r in received], secret_values) == []
+    text = reidentify_study(second, keys, received[0].study_uid)
+    for path in study:
+        assert dcmread(path, stop_before_pixels=True).SOPInstanceUID in text
+
+
+# -- the CTP @integer table ---------------------------------------------------------------------
+
+INTEGER_SCRIPT = (
+    '<script>\n<e en="T" t="00100020" n="PatientID">@integer(this,ptid,4)</e>\n</script>\n'
+)
+INTEGER_SECRET = b"shared-integer-table-test-secret"
+
+
+def _numbers(args: tuple[str, str, str, list[str]]) -> list[str]:
+    """One "gateway" (its own storage folder) numbering patients in the shared table."""
+    script, storage, url, patients = args
+    engine = load_script(Path(script), None).build_engine(
+        Pseudonyms(INTEGER_SECRET, "SITE"), Path(storage)
+    )
+    engine.share_integers(PostgresMapping(url))
+    return [engine.patient_identity(p).pseudonym for p in patients]
+
+
+def test_integer_tables_in_many_processes_give_each_patient_one_number(
+    tmp_path: Path, pg: Postgres
+) -> None:
+    script = tmp_path / "integers.script"
+    script.write_text(INTEGER_SCRIPT, encoding="utf-8")
+    patients = [f"PID-INT-{i:03d}" for i in range(30)]
+    orders = [patients, patients[::-1], patients[1::2] + patients[::2], patients[7:] + patients[:7]]
+    jobs = [(str(script), str(tmp_path / f"gw{i}"), pg.url, o) for i, o in enumerate(orders)]
+    with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+        results = pool.map(_numbers, jobs)
+    given = [dict(zip(o, r, strict=True)) for o, r in zip(orders, results, strict=True)]
+    assert given[0] == given[1] == given[2] == given[3]  # one number per patient everywhere
+    assert sorted(given[0].values()) == [f"{n:04d}" for n in range(1, 31)]  # none twice
+    assert not any((tmp_path / f"gw{i}" / INTEGER_TABLE_FILE).exists() for i in range(4))
+    with psycopg.connect(pg.url) as connection:
+        keys = [row[0] for row in connection.execute("SELECT key FROM ctp_integers")]
+    assert len(keys) == 30 and not any("PID-INT" in key or "INT-0" in key for key in keys)
+    assert leaks_in(database_files(pg), patients) == []
+
+
+def _number_in_child(args: tuple[PostgresMapping, str]) -> int:
+    store, key = args
+    return store.number("forked", key)
+
+
+def test_a_forked_worker_opens_its_own_connection(pg: Postgres) -> None:
+    store = PostgresMapping(pg.url)
+    assert store.number("forked", "parent-key") == 1
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        children = pool.map(_number_in_child, [(store, f"child-{i}") for i in range(4)])
+    assert sorted(children) == [2, 3, 4, 5]
+    assert store.number("forked", "parent-key") == 1  # the parent's session still works
+    assert store.number("forked", "after") == 6
+    store.close()
+
+
+# -- the database down ---------------------------------------------------------------------------
+
+
+def test_the_database_down_holds_instances_says_so_and_loses_nothing(
+    tmp_path: Path, keys: Path
+) -> None:
+    patient = random_patient(1903)
+    study = make_ct_study(
+        tmp_path / "in", instances=3, rows=SIZE, columns=SIZE, patient=patient, seed=1903
+    )
+    secret_values = [*patient.identifying_values(), *originals_of(study)]
+    archive = tmp_path / "archive"
+    with run_postgres(tmp_path / "pg") as down, run_storescp(archive) as scp:
+        site = shared_site(tmp_path / "gw", keys, down.url, scp.port)
+        shown = f"mapping.url (postgresql://{down.user}@127.0.0.1:{down.port}/{down.database})"
+        with running_gateway(site) as gateway:
+            down.stop()
+            assert len(storescu(site.listen_port, study).acknowledged) == 3
+            wait_until(
+                lambda: f"{shown}: cannot connect" in gateway.log(),
+                timeout=30, what="the failed round's log line",
+            )  # fmt: skip
+            assert received_files(archive) == []  # nothing leaves without its mapping record
+            checked = run_cli("check-config", "-c", site.config, cwd=site.root)
+            assert checked.returncode != 0 and shown in checked.stdout + checked.stderr
+            asked = run_cli(
+                "reidentify", "--private-key", keys / "reid-private.pem", "-c", site.config,
+                "--patient", "ANY", cwd=site.root,
+            )  # fmt: skip
+            assert asked.returncode == 1 and shown in asked.stderr
+            listed = site.quarantine("list").stdout  # held in the spool, not quarantined
+            assert "0 quarantined instances" in listed and "1 waiting to be processed" in listed
+            down.start_again()
+            wait_until(
+                lambda: len(received_files(archive)) >= 3,
+                timeout=ARRIVE_SECONDS, what="the held instances once the database is back",
+            )  # fmt: skip
+            outputs = gateway.log() + checked.stdout + checked.stderr + asked.stderr + listed
+    assert down.password not in outputs
+    received = received_files(archive)
+    assert len({r.sop_instance_uid for r in received}) == 3
+    assert leaks_in([r.path for r in received], secret_values) == []
+    assert [v for v in secret_values if v.lower() in outputs.lower()] == []

@@ -2,9 +2,10 @@
 
 `run_postgres(folder)` runs initdb and postgres as the unprivileged `postgres` user (both
 refuse root) in a fresh temporary folder (its log is copied to `folder`), listening on
-127.0.0.1 only on a free port, its unix socket in that folder too; it yields a `Postgres` with a URL for a password-protected
-role that owns one database. The server is stopped by its PID (SIGINT: fast shutdown,
-then SIGKILL after a bounded wait). Pytest skips where the binaries or the user are missing.
+127.0.0.1 only on a free port, its unix socket in that folder too; it yields a `Postgres`
+with a URL for a password-protected role that owns one database. The server is stopped
+by its PID (SIGINT: fast shutdown, then SIGKILL after a bounded wait). Pytest skips where
+the binaries or the user are missing.
 """
 
 from __future__ import annotations

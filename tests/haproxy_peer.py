@@ -90,6 +90,13 @@ class HAProxy:
                 chunks.append(chunk)
         return b"".join(chunks).decode("utf-8", errors="replace")
 
+    def answers(self) -> bool:
+        """Whether the admin socket is up and lists the gateways' servers."""
+        try:
+            return bool(self.server_stats())
+        except OSError:  # not bound yet (or a stale socket file of an earlier run)
+            return False
+
     def server_stats(self) -> dict[str, dict[str, str]]:
         """{server: its `show stat` row} for the gateways' backend (status, check_status,
         check_code, ...)."""
@@ -149,7 +156,7 @@ def run_haproxy(
         # The socket, not the front port: a bare connection to the front would be passed
         # on to a gateway as an association that never sends anything.
         wait_until(
-            lambda: process.poll() is not None or (stats_socket.exists() and proxy.server_states()),
+            lambda: process.poll() is not None or proxy.answers(),
             timeout=10,
             what="haproxy's admin socket",
         )

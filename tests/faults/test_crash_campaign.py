@@ -1,4 +1,5 @@
-"""The CI-sized crash campaign: ten SIGKILLs of the running gateway (see crash_campaign.py).
+"""The CI-sized crash campaign: six SIGKILLs of the running gateway, aimed at each phase
+(receive, de-identify, forward, database write) once and then at random (crash_campaign.py).
 
 `make faults N=200` runs the long form and prints the same figures.
 """
@@ -19,14 +20,14 @@ pytestmark = [
 ]
 
 
-def test_ten_kills_lose_nothing_acknowledged_send_nothing_unclean_and_leave_no_orphans(
+def test_six_kills_lose_nothing_acknowledged_send_nothing_unclean_and_leave_no_orphans(
     tmp_path: Path, report_figures: list[str]
 ) -> None:
-    figures = run_campaign(tmp_path, kills=10, seed=8)
+    figures = run_campaign(tmp_path, kills=6, seed=8)
     report_figures.append(figures.table())
     assert figures.problems == []
     assert figures.lost == 0 and figures.unclean == 0
-    assert figures.acknowledged >= 100, "the workload was too small to mean anything"
+    assert figures.acknowledged >= 60, "the workload was too small to mean anything"
     # A kill while forwarding may leave, per forwarding thread, the one instance the archive
     # stored in the moment before the gateway recorded it (see spool.py): never more.
     assert figures.duplicates <= FORWARD_THREADS * sum(figures.kills.values())

@@ -47,7 +47,7 @@ CONNECT_SECONDS = 5.0  # a scheduler on the network answers in milliseconds
 WORKERS_SECONDS = 30.0  # for the first worker to join a scheduler that has none yet
 STALL_SECONDS = 3600.0  # no task finished for this long: the cluster is stuck
 RETRIES = 2  # Dask's own retries of a task that raised (a shared filesystem's hiccup)
-ATTEMPTS = 3  # a file alone, after its worker died with it: then it is held
+ATTEMPTS = 2  # tasks of a file alone whose worker died (KilledWorker): then held
 PROGRESS_SECONDS = 1.0  # at most one progress line a second (and the last one)
 _CHECK = "dicom-gateway cluster check"
 
@@ -301,9 +301,10 @@ class ClusterRunner:
     """The executor seam of `anonymize_folder` (`runner=`): files to outcomes on a cluster.
 
     At most two tasks per worker thread are out at a time. A task whose worker died (Dask
-    retries it on another worker, then reports KilledWorker) is split into one task per
-    file; a file that still kills its worker `ATTEMPTS` times is quarantined as
-    `worker-died`, as the local pool does.
+    retries it on another worker, then reports KilledWorker) makes each of its files a
+    suspect; suspects run one at a time, each in a task of its own, so one poison file does
+    not take an innocent suspect with it; a suspect that kills its worker `ATTEMPTS` times
+    is quarantined as `worker-died`, as the local pool does.
     """
 
     client: Client
@@ -320,24 +321,26 @@ class ClusterRunner:
         self._check_shared(output_dir, claims)
         threads = max(1, sum(self.client.nthreads().values()))
         size = max(1, min(32, len(files) // (threads * 4) or 1))
-        waiting: deque[tuple[list[Path], int]] = deque(
-            (files[i : i + size], 0) for i in range(0, len(files), size)
-        )
+        waiting = deque(files[i : i + size] for i in range(0, len(files), size))
+        suspects: deque[tuple[Path, int]] = deque()  # (file, its deaths alone so far)
         progress = _Progress(len(files), self.progress)
-        running: dict[Future, tuple[list[Path], int]] = {}
+        running: dict[Future, tuple[list[Path], int | None]] = {}  # None: not a suspect
         workers_at_start = set(self.client.nthreads())
         try:
-            # Each pass finishes a task or gives up a file; each file is retried a bounded
-            # number of times, so the loop is bounded by the files and their attempts.
-            for _ in range(len(waiting) + len(files) * (ATTEMPTS + 2) + 1):
-                if not (waiting or running):
+            # Each pass finishes a task; a file is in one batch and is a suspect at most
+            # ATTEMPTS times, so the passes are bounded by the batches and the files.
+            for _ in range(len(waiting) + len(files) * ATTEMPTS + 1):
+                if not (waiting or suspects or running):
                     break
+                if suspects and all(deaths is None for _, deaths in running.values()):
+                    path, deaths = suspects.popleft()
+                    running[self._submit([path], output_dir, claims)] = ([path], deaths)
                 while waiting and len(running) < 2 * threads:
-                    part, attempt = waiting.popleft()
-                    running[self._submit(part, output_dir, claims, attempt)] = (part, attempt)
+                    part = waiting.popleft()
+                    running[self._submit(part, output_dir, claims)] = (part, None)
                 for future in self._finished(running):
-                    part, attempt = running.pop(future)
-                    outcomes = self._outcomes(future, part, attempt, waiting, settings)
+                    part, deaths = running.pop(future)
+                    outcomes = self._outcomes(future, part, deaths, suspects, settings)
                     progress.add(outcomes)
                     yield from outcomes
         finally:
@@ -346,7 +349,7 @@ class ClusterRunner:
         if self.deaths or set(self.client.nthreads()) != workers_at_start:
             remove_temporaries(output_dir)  # a worker that died may have been writing
 
-    def _submit(self, part: list[Path], output_dir: Path, claims: Path, attempt: int) -> Future:
+    def _submit(self, part: list[Path], output_dir: Path, claims: Path) -> Future:
         batch = Batch(
             tuple(str(p.absolute()) for p in part), str(output_dir.absolute()), str(claims)
         )
@@ -367,8 +370,8 @@ class ClusterRunner:
         self,
         future: Future,
         part: list[Path],
-        attempt: int,
-        waiting: deque[tuple[list[Path], int]],
+        deaths: int | None,
+        suspects: deque[tuple[Path, int]],
         settings: EngineSettings,
     ) -> list[FileOutcome]:
         distributed = _distributed()
@@ -376,11 +379,11 @@ class ClusterRunner:
             found = future.result()
         except distributed.KilledWorker:
             self.deaths += 1
-            if len(part) > 1:  # one of these killed it: each alone finds which
-                waiting.extend(([path], 0) for path in part)
+            if deaths is None:  # one of these (or a neighbour) killed it: each alone tells
+                suspects.extend((path, 0) for path in part)
                 return []
-            if attempt + 1 < ATTEMPTS:
-                waiting.append((part, attempt + 1))
+            if deaths + 1 < ATTEMPTS:
+                suspects.append((part[0], deaths + 1))
                 return []
             return [_held_for_dying(part[0], settings)]
         except WorkerEnvironmentError as exc:

@@ -11,6 +11,7 @@ The package's folders are its layers, from the floor up:
     net/                              DICOM on the wire (scp, scu, tls, folder)
     site                              start-up: a config file turned into a checked site
     pull                              query/retrieve from the source into the running gateway
+    console                           the web console: reads the stores, previews cleaning
     service/ offline reidentify       the three ways of running
     offline_cluster                   offline mode's files on a Dask cluster
     cli/                              the command; nothing imports it
@@ -44,7 +45,8 @@ ALLOWED: dict[str, set[str]] = {
     "site": BELOW_ENGINES | ENGINES | {"stores", "pipeline", "net"},
     "pull": {"base", "config", "keys", "stores", "net"},
     "tools": {"base"},
-    "service": BELOW_ENGINES | ENGINES | {"stores", "pipeline", "net", "site"},
+    "console": BELOW_ENGINES | ENGINES | {"stores", "pipeline"},
+    "service": BELOW_ENGINES | ENGINES | {"stores", "pipeline", "net", "site", "console"},
     "offline": BELOW_ENGINES | ENGINES | {"stores", "pipeline", "site"},
     "offline_cluster": BELOW_ENGINES | ENGINES | {"stores", "pipeline", "site", "offline"},
     "reidentify": {"base", "config", "keys", "stores"},

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 import sys
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
+from wsgiref.simple_server import ServerHandler
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -38,6 +41,10 @@ PREFIX = "dicom_gateway_"
 # or hostile client, and each request must arrive and be answered within seconds.
 MAX_HANDLERS = 8
 HANDLER_SECONDS = 10.0
+# With the web console mounted a browser loads a page and its pictures at once.
+MAX_HANDLERS_WITH_APP = 16
+
+WsgiApp = Callable[..., Any]  # a WSGI application (the web console), type kept loose here
 
 _PROCESSING_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, math.inf)
 
@@ -160,13 +167,28 @@ class Metrics:
         """The registry in the Prometheus text exposition format."""
         return generate_latest(self.registry)
 
-    def start_http(self, host: str, port: int, healthy: Callable[[], bool]) -> MetricsServer:
+    def start_http(
+        self,
+        host: str,
+        port: int,
+        healthy: Callable[[], bool],
+        *,
+        app: WsgiApp | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> MetricsServer:
         """Serve /healthz and /metrics from a daemon thread; port 0 picks a free port.
 
         `healthy()` is called on every probe (200 "ok" when true, 503 otherwise); it should
-        be cheap, e.g. "the SCP is accepting and the spool is writable".
+        be cheap, e.g. "the SCP is accepting and the spool is writable". `app`: a WSGI
+        application (the web console) answers every other path on the same port, through
+        the same bounded server; `ssl_context`: the port speaks TLS.
         """
-        server = MetricsServer((host, port), _handler_class(self, healthy))
+        server = MetricsServer(
+            (host, port),
+            _handler_class(self, healthy, app, https=ssl_context is not None),
+            max_handlers=MAX_HANDLERS if app is None else MAX_HANDLERS_WITH_APP,
+            ssl_context=ssl_context,
+        )
         thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},  # shutdown() waits for the loop to look
@@ -175,7 +197,8 @@ class Metrics:
         )
         thread.start()
         server.thread = thread
-        log.info("metrics and health on http://%s:%d", host, server.port)
+        scheme = "https" if ssl_context is not None else "http"
+        log.info("metrics and health on %s://%s:%d", scheme, host, server.port)
         return server
 
 
@@ -190,10 +213,28 @@ class MetricsServer(ThreadingHTTPServer):
     daemon_threads = True
     thread: threading.Thread | None = None
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        max_handlers: int = MAX_HANDLERS,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__(address, handler)
-        self._slots = threading.BoundedSemaphore(MAX_HANDLERS)
+        self._slots = threading.BoundedSemaphore(max_handlers)
+        self._ssl_context = ssl_context
         self.turned_away = 0  # connections closed unread because every slot was busy
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Accept; under TLS the handshake is left to the handler's thread (and its
+        timeout), so a client that never completes it cannot stall the accept loop."""
+        sock, address = super().get_request()
+        if self._ssl_context is not None:
+            sock = self._ssl_context.wrap_socket(
+                sock, server_side=True, do_handshake_on_connect=False
+            )
+        return sock, address
 
     @property
     def port(self) -> int:
@@ -229,13 +270,20 @@ class MetricsServer(ThreadingHTTPServer):
             self.thread.join(timeout=5)
 
 
-def _handler_class(metrics: Metrics, healthy: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
+def _handler_class(
+    metrics: Metrics, healthy: Callable[[], bool], app: WsgiApp | None = None, *, https: bool
+) -> type[BaseHTTPRequestHandler]:
     """A request handler bound to this registry and probe (no module-level state)."""
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "dicom-gateway"
         sys_version = ""
         timeout = HANDLER_SECONDS  # the socket's: a half-sent request is dropped, not waited on
+
+        def setup(self) -> None:
+            super().setup()  # sets the socket's timeout, which bounds the handshake too
+            if isinstance(self.connection, ssl.SSLSocket):
+                self.connection.do_handshake()
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -245,8 +293,49 @@ def _handler_class(metrics: Metrics, healthy: Callable[[], bool]) -> type[BaseHT
                 self._reply(status, b"ok\n" if ok else b"unhealthy\n", "text/plain")
             elif path == "/metrics":
                 self._reply(HTTPStatus.OK, metrics.render(), CONTENT_TYPE_LATEST)
+            elif app is not None:
+                self._run_app()
             else:
                 self._reply(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
+
+        def do_POST(self) -> None:
+            if app is None or self.path.split("?", 1)[0] in ("/healthz", "/metrics"):
+                self._reply(HTTPStatus.NOT_IMPLEMENTED, b"not implemented\n", "text/plain")
+            else:
+                self._run_app()
+
+        def _run_app(self) -> None:
+            """Hand the request to the WSGI application (wsgiref's handler, as
+            `wsgiref.simple_server` does, on this bounded server's thread)."""
+            assert app is not None
+            handler = ServerHandler(
+                self.rfile, self.wfile, sys.stderr, self._environ(), multithread=True
+            )
+            handler.request_handler = self  # type: ignore[attr-defined]
+            handler.run(app)
+
+        def _environ(self) -> dict[str, Any]:
+            path, _, query = self.path.partition("?")
+            environ: dict[str, Any] = {
+                "SERVER_NAME": self.server.server_address[0],
+                "SERVER_PORT": str(self.server.server_address[1]),
+                "SERVER_PROTOCOL": self.request_version,
+                "SERVER_SOFTWARE": self.server_version,
+                "GATEWAY_INTERFACE": "CGI/1.1",
+                "REQUEST_METHOD": self.command,
+                "SCRIPT_NAME": "",
+                "PATH_INFO": unquote(path, "iso-8859-1"),
+                "QUERY_STRING": query,
+                "REMOTE_ADDR": self.client_address[0],
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                "CONTENT_LENGTH": self.headers.get("Content-Length", ""),
+                "wsgi.url_scheme": "https" if https else "http",
+            }
+            for key, value in self.headers.items():
+                name = "HTTP_" + key.upper().replace("-", "_")
+                if name not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+                    environ[name] = value if name not in environ else f"{environ[name]},{value}"
+            return environ
 
         def _reply(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
             self.send_response(status)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.cli.console_commands import add_console_parser
 from gateway.cli.exits import DEFAULT_CONFIG
 from gateway.cli.key_commands import cmd_certs_dev, cmd_keys_init, cmd_reidentify
 from gateway.cli.pull_commands import add_pull_parser
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(func=cmd_sample)
 
     add_pull_parser(commands)
+    add_console_parser(commands)
     return parser
 
 

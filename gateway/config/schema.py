@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
@@ -30,6 +31,8 @@ from gateway.config.schema_types import (
     SecondsOrZero,
     Text,
     TlsConfig,
+    _absolute,
+    _reject_empty_path,
     _Section,
     _section,
 )
@@ -43,6 +46,7 @@ __all__ = [
     "GatewayConfig",
     "HooksConfig",
     "HttpConfig",
+    "HttpTlsConfig",
     "KeysConfig",
     "ListenConfig",
     "RetryConfig",
@@ -261,9 +265,48 @@ class DestinationConfig(_Section):
         return self.folder is not None
 
 
+# A file the gateway may create (the console's accounts): resolved, not required to exist.
+NewFilePath = Annotated[Path, BeforeValidator(_reject_empty_path), AfterValidator(_absolute)]
+
+
+class HttpTlsConfig(_Section):
+    """TLS on the HTTP port (the console's logins and originals travel over it)."""
+
+    cert: FilePath
+    key: FilePath
+
+    @model_validator(mode="after")
+    def _a_key_pair(self) -> HttpTlsConfig:
+        if not (self.cert.is_file() and self.key.is_file()):
+            return self  # the file checks name what is missing
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(self.cert, self.key)
+        except (ssl.SSLError, OSError) as exc:
+            why = f"not a PEM certificate and its private key ({exc.strerror or exc})"
+            raise value_error("http_tls", why, key="cert") from None
+        return self
+
+
 class HttpConfig(_Section):
     host: Text = "127.0.0.1"
     port: Port = 9102
+    # The web console (docs/console.md) on this port; off unless said.
+    console: bool = False
+    # The console's accounts (argon2 hashes, mode 0600); None: storage_dir/console/users.json.
+    users: NewFilePath | None = None
+    tls: HttpTlsConfig | None = None
+
+    @model_validator(mode="after")
+    def _console_off_loopback_needs_tls(self) -> HttpConfig:
+        if self.console and self.tls is None and not _loopback(self.host):
+            raise value_error(
+                "console_tls",
+                f"{show(self.host)} serves the console to other machines: its passwords and "
+                "quarantined originals need TLS; set http.tls {cert, key} or bind 127.0.0.1",
+                key="host",
+            )
+        return self
 
 
 class MappingConfig(_Section):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import threading
+from typing import TYPE_CHECKING
 
 from gateway.base.metrics import Metrics
 from gateway.net.outcome import ForwardOutcome, ForwardResult
@@ -32,7 +34,22 @@ from gateway.stores.spool import Spool
 from gateway.stores.spool_rounds import RoundState
 from gateway.stores.storage_dir import open_storage_dir
 
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from gateway.config.schema import HttpConfig
+
 log = logging.getLogger(__name__)
+
+
+def _http_tls(http: HttpConfig) -> ssl.SSLContext | None:
+    """TLS 1.2 or later on the HTTP port when `http.tls` is set (checked at config load)."""
+    if http.tls is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(http.tls.cert, http.tls.key)
+    return context
 
 
 class GatewayService:
@@ -126,8 +143,9 @@ class GatewayService:
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        http = self.config.http
         self.http = self.metrics.start_http(
-            self.config.http.host, self.config.http.port, self.healthy
+            http.host, http.port, self.healthy, app=self._console(), ssl_context=_http_tls(http)
         )
         self.scp = start_scp(
             self.config.listen, self.spool, self.metrics, ssl_context=self.tls.server
@@ -187,6 +205,33 @@ class GatewayService:
             self.stop()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    def _console(self) -> Flask | None:
+        """The web console's application, when `http.console` is on (docs/console.md)."""
+        if not self.config.http.console:
+            return None
+        from gateway.console.app import ConsoleContext, Destination, create_app
+
+        config = self.config
+        listen = config.listen
+        kinds = {DEFAULT_DESTINATION: config.destination} | dict(config.destinations)
+        context = ConsoleContext(
+            storage_dir=config.storage_dir,
+            spool=self.spool,
+            audit=self.audit,
+            settings=self.settings,
+            listening=f"{listen.ae_title}@{listen.host}:{listen.port}",
+            healthy=self.healthy,
+            destinations=[
+                Destination(name, "folder" if d.is_folder else "DICOM AE")
+                for name, d in kinds.items()
+            ],
+            users_file=config.http.users,
+            pixel_rules=config.deid.pixel_rules,
+            https=config.http.tls is not None,
+        )
+        log.info("web console on the HTTP port")
+        return create_app(context)
 
     def healthy(self) -> bool:
         """/healthz: the SCP is listening and the spool takes files."""

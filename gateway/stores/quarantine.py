@@ -167,6 +167,14 @@ def purge(storage_dir: Path, older_than_days: float | None = None) -> int:
     return removed
 
 
+def remove(storage_dir: Path, entry_id: str) -> None:
+    """Delete one quarantined instance (`purge` for a single entry). KeyError: no such entry."""
+    folder = quarantine_root(storage_dir) / entry_id
+    if not entry_id or "/" in entry_id or entry_id.startswith(".") or not folder.is_dir():
+        raise KeyError(entry_id)
+    shutil.rmtree(folder)
+
+
 class Requeue(Protocol):
     """Where a released instance goes back: the spool (`Spool.store`)."""
 

@@ -131,7 +131,7 @@ def secret(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @dataclass
-class Cluster:
+class BalancedGateways:
     archive: Path
     sites: list[Site]
     gateways: list[Gateway]
@@ -147,7 +147,7 @@ class Cluster:
 
 
 @contextmanager
-def cluster(tmp_path: Path, secret: Path, gateways: int = 2) -> Iterator[Cluster]:
+def behind_haproxy(tmp_path: Path, secret: Path, gateways: int = 2) -> Iterator[BalancedGateways]:
     """storescp (--fork) <- `gateways` gateways (same secret) <- HAProxy, all running."""
     archive = tmp_path / "archive"
     archive_port = free_port()
@@ -174,10 +174,11 @@ def cluster(tmp_path: Path, secret: Path, gateways: int = 2) -> Iterator[Cluster
             timeout=15,
             what="haproxy to see every gateway UP",
         )
-        yield Cluster(archive, sites, running, proxy)
+        yield BalancedGateways(archive, sites, running, proxy)
 
 
-def exactly_once(received: list[Received]) -> Counter[str]:
+def count_by_sop(received: list[Received]) -> Counter[str]:
+    """{pseudonymous SOP Instance UID: how many files of it the archive holds}."""
     return Counter(r.sop_instance_uid for r in received)
 
 
@@ -226,7 +227,7 @@ def test_study_split_over_two_gateways_arrives_whole_under_one_pseudonym(
     patient = random_patient(191)
     study = multi_series_study(tmp_path / "in", patient, seed=191, series=3, per_series=4)
     by_sop = originals(study)
-    with cluster(tmp_path, secret) as setting:
+    with behind_haproxy(tmp_path, secret) as setting:
         # Four associations through the one address, each cutting across the three series;
         # leastconn takes turns between two idle gateways.
         for batch in interleaved(study, 4):
@@ -289,16 +290,20 @@ def test_study_split_over_two_gateways_arrives_whole_under_one_pseudonym(
 
     pseudonyms = setting.sites[0].pseudonyms()
     split = [r for r in received if r.sop_instance_uid in {pseudonyms.uid(s) for s in by_sop}]
-    counted = exactly_once(split)
+    counted = count_by_sop(split)
     assert set(counted) == {pseudonyms.uid(s) for s in by_sop}, "an instance is missing"
     assert set(counted.values()) == {1}, "an instance was forwarded twice"
     assert_one_study_consistent(setting.sites[0], split, by_sop)
     later_by_sop = originals(later)
-    assert exactly_once(received) == Counter(
+    assert count_by_sop(received) == Counter(
         {pseudonyms.uid(s): 1 for s in [*by_sop, *later_by_sop]}
     )
-    leaks = leaks_in([r.path for r in received], identifying(patient, {**by_sop, **later_by_sop}))
+    values = identifying(patient, {**by_sop, **later_by_sop})
+    leaks = leaks_in([r.path for r in received], values)
     assert not leaks, leaks
+    # Nor in what each node keeps of the round: its audit trail and its log.
+    kept = [s.storage / "audit.jsonl" for s in setting.sites]
+    assert not leaks_in([*kept, *(g.log_path for g in setting.gateways)], values)
     print(f"instances received per gateway: {per_gateway}; associations: {used}")
 
 
@@ -349,7 +354,7 @@ def test_gateway_stopped_halfway_loses_nothing_and_the_rest_goes_to_the_other(
                 time.sleep(0.5)
             time.sleep(0.2)
 
-    with cluster(tmp_path, secret) as setting:
+    with behind_haproxy(tmp_path, secret) as setting:
         first, second = setting.gateways
         sender = threading.Thread(target=modality, args=(setting.proxy.front_port,), daemon=True)
         sender.start()
@@ -376,7 +381,7 @@ def test_gateway_stopped_halfway_loses_nothing_and_the_rest_goes_to_the_other(
             sender.join(timeout=90)
         assert not sender.is_alive(), "the sender did not finish"
         assert received_by_first > 0, "the first gateway got nothing before its stop"
-        forwarded_at_stop = exactly_once(received_files(setting.archive))
+        forwarded_at_stop = count_by_sop(received_files(setting.archive))
 
         # After HAProxy marked it down, every association went to the other gateway and
         # none was refused: the switch costs a sender at most a resend, before that.
@@ -403,7 +408,7 @@ def test_gateway_stopped_halfway_loses_nothing_and_the_rest_goes_to_the_other(
             received = wait_until(
                 lambda: (
                     (found := received_files(setting.archive))
-                    and len(exactly_once(found)) >= len(study)
+                    and len(count_by_sop(found)) >= len(study)
                     and found
                 ),
                 timeout=SETTLE_SECONDS,
@@ -415,7 +420,7 @@ def test_gateway_stopped_halfway_loses_nothing_and_the_rest_goes_to_the_other(
     pseudonyms = setting.sites[0].pseudonyms()
     acknowledged = {p for a in attempts for p in a.acknowledged}
     assert acknowledged == set(study), "the sender gave up on an instance"
-    counted = exactly_once(received)
+    counted = count_by_sop(received)
     assert set(counted) == {pseudonyms.uid(s) for s in by_sop}, "an acknowledged one is lost"
     # An instance whose first attempt went unanswered may have been kept by the stopped
     # gateway and also resent: only such an instance may arrive twice (it is the same

@@ -8,6 +8,7 @@ folder and ports, forwarding to one DCMTK storescp (`--fork`, so both can connec
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import signal
 import time
@@ -128,15 +129,31 @@ def test_two_gateways_forward_halves_of_a_study_as_one_and_reidentify_finds_it_w
     assert pg.password not in logs
     assert [v for v in secret_values if v.lower() in logs.lower()] == []
 
-    # Either gateway's configuration finds the records both wrote.
+    # A gateway's configuration, and an officer's that names only the database, find the
+    # records both gateways wrote.
+    officer = tmp_path / "officer"
+    officer.mkdir()
+    (officer / "reid.yaml").write_text(
+        f"site_id: OFFICER\nstorage_dir: var\nkeys: {{secret: /nonexistent}}\n"
+        f"mapping: {{url: '{pg.url}'}}\n",
+        encoding="utf-8",
+    )
     pseudo_uid = received[0].study_uid
-    for site in (first, second):
-        text = reidentify_study(site, keys, pseudo_uid)
+    for config in (first.config, officer / "reid.yaml"):
+        answer = run_cli(
+            "reidentify", "--private-key", keys / "reid-private.pem", "-c", config,
+            "--study", pseudo_uid, cwd=config.parent,
+        )  # fmt: skip
+        assert answer.returncode == 0, answer.stderr
+        text = answer.stdout
         for path in study:
             ds = dcmread(path, stop_before_pixels=True)
             assert ds.SOPInstanceUID in text and ds.SeriesInstanceUID in text
         assert dcmread(study[0]).StudyInstanceUID in text
         assert patient.patient_id in text and patient.accession in text
+    audit = (officer / "var" / "audit.jsonl").read_text(encoding="utf-8")
+    assert pg.password not in audit
+    assert json.loads(audit.splitlines()[-1])["outcome"] == "answered"
 
 
 def test_a_gateway_killed_mid_study_loses_nothing_it_acknowledged(
@@ -200,8 +217,8 @@ def test_integer_tables_in_many_processes_give_each_patient_one_number(
     patients = [f"PID-INT-{i:03d}" for i in range(30)]
     orders = [patients, patients[::-1], patients[1::2] + patients[::2], patients[7:] + patients[:7]]
     jobs = [(str(script), str(tmp_path / f"gw{i}"), pg.url, o) for i, o in enumerate(orders)]
-    with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
-        results = pool.map(_numbers, jobs)
+    with multiprocessing.get_context("fork").Pool(len(jobs)) as pool:
+        results = pool.map(_numbers, jobs, chunksize=1)
     given = [dict(zip(o, r, strict=True)) for o, r in zip(orders, results, strict=True)]
     assert given[0] == given[1] == given[2] == given[3]  # one number per patient everywhere
     assert sorted(given[0].values()) == [f"{n:04d}" for n in range(1, 31)]  # none twice
@@ -245,12 +262,6 @@ def test_the_database_down_holds_instances_says_so_and_loses_nothing(
         shown = f"mapping.url (postgresql://{down.user}@127.0.0.1:{down.port}/{down.database})"
         with running_gateway(site) as gateway:
             down.stop()
-            assert len(storescu(site.listen_port, study).acknowledged) == 3
-            wait_until(
-                lambda: f"{shown}: cannot connect" in gateway.log(),
-                timeout=30, what="the failed round's log line",
-            )  # fmt: skip
-            assert received_files(archive) == []  # nothing leaves without its mapping record
             checked = run_cli("check-config", "-c", site.config, cwd=site.root)
             assert checked.returncode != 0 and shown in checked.stdout + checked.stderr
             asked = run_cli(
@@ -258,6 +269,12 @@ def test_the_database_down_holds_instances_says_so_and_loses_nothing(
                 "--patient", "ANY", cwd=site.root,
             )  # fmt: skip
             assert asked.returncode == 1 and shown in asked.stderr
+            assert len(storescu(site.listen_port, study).acknowledged) == 3
+            wait_until(
+                lambda: f"{shown}: cannot connect" in gateway.log(),
+                timeout=30, what="the failed round's log line",
+            )  # fmt: skip
+            assert received_files(archive) == []  # nothing leaves without its mapping record
             listed = site.quarantine("list").stdout  # held in the spool, not quarantined
             assert "0 quarantined instances" in listed and "1 waiting to be processed" in listed
             down.start_again()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -37,7 +38,8 @@ from service_harness import (
 
 from gateway.deid.ctp.profile import INTEGER_TABLE_FILE, load_script
 from gateway.deid.pseudonyms import Pseudonyms
-from gateway.stores.mapping_postgres import PostgresMapping
+from gateway.stores.mapping_postgres import SCHEMA_VERSION, PostgresMapping
+from gateway.stores.mapping_records import MappingError, MappingUnavailableError
 from gateway.tools.synthetic import make_ct_study, random_patient
 
 SIZE = 32  # pixels a side: small instances, the mapping is what is tested
@@ -288,3 +290,58 @@ def test_the_database_down_holds_instances_says_so_and_loses_nothing(
     assert len({r.sop_instance_uid for r in received}) == 3
     assert leaks_in([r.path for r in received], secret_values) == []
     assert [v for v in secret_values if v.lower() in outputs.lower()] == []
+
+
+# -- the connection: schema, errors, TLS ----------------------------------------------------------
+
+
+def _prepare(url: str) -> int:
+    PostgresMapping(url).prepare()
+    return SCHEMA_VERSION
+
+
+def test_gateways_starting_at_once_create_the_schema_once(pg: Postgres) -> None:
+    pg.psql(f"CREATE DATABASE fresh OWNER {pg.user}")
+    url = pg.url_with(database="fresh")
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        assert pool.map(_prepare, [url] * 8, chunksize=1) == [SCHEMA_VERSION] * 8
+    with psycopg.connect(url, autocommit=True) as connection:
+        versions = connection.execute("SELECT version FROM schema_version").fetchall()
+        assert versions == [(SCHEMA_VERSION,)]
+        connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (99,))
+    with pytest.raises(MappingError, match="newer than this gateway's"):
+        PostgresMapping(url).prepare()
+
+
+def test_a_wrong_password_is_a_clear_error_that_never_shows_it(pg: Postgres) -> None:
+    with pytest.raises(MappingUnavailableError) as caught:
+        PostgresMapping(pg.url_with(password="not-the-password-Zq")).prepare()
+    text = str(caught.value)
+    assert text.startswith(f"mapping.url (postgresql://{pg.user}@127.0.0.1:{pg.port}/mapping)")
+    assert "password authentication failed" in text and "not-the-password" not in text
+
+
+def test_tls_parameters_in_the_url_reach_libpq(tmp_path: Path, pg: Postgres) -> None:
+    for name in ("certs", "other"):
+        assert run_cli("certs", "dev", "--dir", name, cwd=tmp_path).returncode == 0
+    for name in ("server.pem", "server-key.pem"):
+        shutil.copyfile(tmp_path / "certs" / name, pg.data_dir / name)
+        shutil.chown(pg.data_dir / name, "postgres", "postgres")
+        (pg.data_dir / name).chmod(0o600)
+    pg.psql("ALTER SYSTEM SET ssl_cert_file = 'server.pem'")
+    pg.psql("ALTER SYSTEM SET ssl_key_file = 'server-key.pem'")
+    pg.psql("ALTER SYSTEM SET ssl = on")
+    pg.psql("SELECT pg_reload_conf()")
+    verified = f"{pg.url}?sslmode=verify-full&sslrootcert={tmp_path / 'certs' / 'ca.pem'}"
+    store = PostgresMapping(verified)
+    wait_until(lambda: pg.psql("SHOW ssl").strip() == "on", timeout=10, what="ssl on")
+    store.prepare()  # the schema exists: this is the connection
+    encrypted = pg.psql(
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)"
+        f" WHERE ssl AND usename = '{pg.user}'"
+    )
+    store.close()
+    assert int(encrypted) >= 1
+    stranger = f"{pg.url}?sslmode=verify-full&sslrootcert={tmp_path / 'other' / 'ca.pem'}"
+    with pytest.raises(MappingUnavailableError, match=r"^mapping\.url \(postgresql://"):
+        PostgresMapping(stranger).prepare()  # a server our CA did not sign is refused

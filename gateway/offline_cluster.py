@@ -9,7 +9,7 @@ the same, byte for byte, as a local run's.
 The site's secret never crosses the network: each worker loads the site itself from the
 configuration file, at the same path on a shared filesystem, once per run (a cached global,
 as `init_worker` in a local pool), and proves it holds the same secret by a keyed hash.
-Task arguments print as "<batch of N files>", so a worker's log never shows an input path.
+A task's arguments print as "<batch of N files>": Dask's log of a failed task shows no path.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def connect(spec: str) -> Iterator[Client]:
 def _version() -> str:
     with suppress(metadata.PackageNotFoundError):
         return metadata.version("dicom-gateway")
-    return "unknown"
+    return "unknown"  # not installed: run from a source tree
 
 
 # --- on the workers ------------------------------------------------------------------------
@@ -153,14 +153,9 @@ class SiteKey:
     @staticmethod
     def for_site(config: Path, ocr: bool | None, settings: EngineSettings) -> SiteKey:
         path = Path(config).absolute()
-        return SiteKey(
-            str(path),
-            ocr,
-            secrets.token_hex(8),
-            settings.keyed_hash()(_CHECK, 32),
-            hashlib.sha256(path.read_bytes()).hexdigest(),
-            _version(),
-        )
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        fingerprint = settings.keyed_hash()(_CHECK, 32)
+        return SiteKey(str(path), ocr, secrets.token_hex(8), fingerprint, digest, _version())
 
 
 class WorkerSetupError(Exception):
@@ -288,12 +283,8 @@ class _Progress:
         if self.done >= self.total or now - self.shown >= PROGRESS_SECONDS:
             self.shown = now
             counts = ", ".join(f"{status} {n}" for status, n in sorted(self.counts.items()))
-            print(
-                f"cluster: {self.done}/{self.total} files done ({counts}); "
-                f"studies written to: {len(self.studies)}",
-                file=self.out,
-                flush=True,
-            )
+            line = f"cluster: {self.done}/{self.total} files done ({counts}); studies written to"
+            print(f"{line}: {len(self.studies)}", file=self.out, flush=True)
 
 
 @dataclass
@@ -405,8 +396,13 @@ class ClusterRunner:
         picked = {files[0], files[len(files) // 2], files[-1]} if files else set()
         samples = [(str(p.absolute()), p.stat().st_size) for p in sorted(picked)]
         where = str(self.input_dir.absolute())
-        answers = self.client.run(check_worker, self.key, where, samples)
-        problems = [f"worker {w}: {p}" for w, found in sorted(answers.items()) for p in found]
+        answers = self.client.run(check_worker, self.key, where, samples, on_error="return")
+        failed = lambda exc: [f"cannot be checked ({type(exc).__name__})"]  # noqa: E731
+        problems = [
+            f"worker {w}: {p}"
+            for w, found in sorted(answers.items())
+            for p in (found if isinstance(found, list) else failed(found))
+        ]
         if problems:
             raise ClusterError("\n".join(problems), 2)
 

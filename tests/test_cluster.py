@@ -69,10 +69,14 @@ def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def _workers(address: str) -> int:
+    """How many workers the scheduler has; 0 while it does not answer yet."""
     from distributed import Client
 
-    with Client(address, timeout=5) as client:
-        return len(client.nthreads())
+    try:
+        with Client(address, timeout=5) as client:
+            return len(client.nthreads())
+    except (OSError, TimeoutError):
+        return 0
 
 
 @pytest.fixture(scope="module")

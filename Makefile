@@ -48,9 +48,13 @@ $(SECRET): | $(STAMP)
 	$(BIN)/dicom-gateway keys init --dir $(dir $(SECRET))
 
 # The service on the embedded defaults: DICOM on 127.0.0.1:11112 (AE DEID_GW), clean
-# studies exported under var/export, /healthz and /metrics on 127.0.0.1:9102. Ctrl-C drains.
+# studies exported under var/export, /healthz and /metrics on 127.0.0.1:9102 (and the web
+# console there once http.console is true: the run target says how). Ctrl-C drains.
 run: setup $(SECRET)
 	$(BIN)/dicom-gateway check-config -c $(CONFIG)
+	@echo "web console (off): set http.console: true in $(CONFIG), add an account with"
+	@echo "  $(BIN)/dicom-gateway console user add NAME --role reviewer -c $(CONFIG)"
+	@echo "  then open http://127.0.0.1:9102/ (docs/console.md)"
 	$(BIN)/dicom-gateway run -c $(CONFIG)
 
 # The offline engine over a bundled synthetic sample (what `make run` did before the service).

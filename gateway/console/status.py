@@ -78,23 +78,24 @@ def throughput_svg(bars: list[Bar], width: int = 480, height: int = 120) -> str:
     """A small bar chart as inline SVG (numbers only; escaped by construction)."""
     top = max([b.instances for b in bars] + [1])
     step = width / len(bars)
+    pad = 14  # room above the tallest bar for its figure
     parts = [
-        f'<svg class="chart" viewBox="0 0 {width} {height + 18}" width="{width}" '
-        f'height="{height + 18}" role="img" aria-label="instances forwarded per 5 minutes">',
-        f'<line x1="0" y1="{height}" x2="{width}" y2="{height}" class="axis"/>',
+        f'<svg class="chart" viewBox="0 0 {width} {height + pad + 18}" width="{width}" '
+        f'height="{height + pad + 18}" role="img" aria-label="instances forwarded per 5 minutes">',
+        f'<line x1="0" y1="{height + pad}" x2="{width}" y2="{height + pad}" class="axis"/>',
     ]
     for i, bar in enumerate(bars):
         h = round(height * bar.instances / top)
         x = round(i * step + 2)
         label = time.strftime("%H:%M", time.localtime(bar.start))
         parts.append(
-            f'<rect x="{x}" y="{height - h}" width="{round(step - 4)}" height="{h}">'
+            f'<rect x="{x}" y="{height + pad - h}" width="{round(step - 4)}" height="{h}">'
             f"<title>{label}: {bar.instances} instances</title></rect>"
         )
         if bar.instances:
-            parts.append(f'<text x="{x + 2}" y="{max(10, height - h - 3)}">{bar.instances}</text>')
+            parts.append(f'<text x="{x + 2}" y="{height + pad - h - 3}">{bar.instances}</text>')
         if i % 3 == 0:
-            parts.append(f'<text x="{x}" y="{height + 14}">{label}</text>')
+            parts.append(f'<text x="{x}" y="{height + pad + 14}">{label}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -27,7 +27,7 @@ import pytest
 
 LOOPBACK = "127.0.0.1"
 ROLE, PASSWORD, DATABASE = "gateway", "pg-test-password-7Qx", "mapping"
-_START_SECONDS = 30
+_START_SECONDS = 60  # a loaded CI machine
 _STOP_SECONDS = 20
 
 
@@ -98,7 +98,7 @@ def _state(pid: int) -> str:
 def _as_postgres(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     runner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     result = subprocess.run(
-        [*runner, *command], capture_output=True, text=True, timeout=60, check=False,
+        [*runner, *command], capture_output=True, text=True, timeout=180, check=False,
         stdin=subprocess.DEVNULL, **kwargs,  # type: ignore[arg-type]
     )  # fmt: skip
     if result.returncode != 0:

@@ -14,6 +14,8 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -22,6 +24,7 @@ from peers import run_storescp
 from pg_peer import Postgres, run_postgres
 from pydicom import dcmread
 from service_harness import (
+    Gateway,
     Site,
     ae_destination,
     create_secret,
@@ -89,6 +92,27 @@ def database_files(pg: Postgres) -> list[Path]:
     return [p for p in (pg.data_dir / "base").rglob("*") if p.is_file()]
 
 
+@contextmanager
+def gateways_running(*sites: Site) -> Iterator[list[Gateway]]:
+    """`dicom-gateway run` for each site, started side by side (their start-ups overlap)
+    and stopped side by side; each one's log tail is printed when the test fails."""
+    with ThreadPoolExecutor(len(sites)) as pool:
+        starting = [pool.submit(start_gateway, site) for site in sites]
+    gateways = [f.result() for f in starting if f.exception() is None]
+    try:
+        for future in starting:
+            future.result()  # a gateway that did not start fails the test here
+        yield gateways
+    except BaseException:
+        for gateway in gateways:
+            print(f"--- {gateway.site.root.name}: gateway log, last lines ---")
+            print("\n".join(gateway.log().splitlines()[-60:]))
+        raise
+    finally:
+        with ThreadPoolExecutor(max(len(gateways), 1)) as pool:
+            list(pool.map(lambda gateway: gateway.stop(), gateways))
+
+
 def reidentify_study(site: Site, keys: Path, pseudo_uid: str) -> str:
     answer = run_cli(
         "reidentify", "--private-key", keys / "reid-private.pem", "-c", site.config,
@@ -110,7 +134,7 @@ def test_two_gateways_forward_halves_of_a_study_as_one_and_reidentify_finds_it_w
     with run_storescp(archive, extra_args=["--fork"]) as scp:
         first = shared_site(tmp_path / "gw-a", keys, pg.url, scp.port)
         second = shared_site(tmp_path / "gw-b", keys, pg.url, scp.port)
-        with running_gateway(first) as gw_a, running_gateway(second) as gw_b:
+        with gateways_running(first, second) as (gw_a, gw_b):
             assert len(storescu(first.listen_port, study[:4]).acknowledged) == 4
             assert len(storescu(second.listen_port, study[4:]).acknowledged) == 4
             wait_until(
@@ -141,11 +165,15 @@ def test_two_gateways_forward_halves_of_a_study_as_one_and_reidentify_finds_it_w
         encoding="utf-8",
     )
     pseudo_uid = received[0].study_uid
-    for config in (first.config, officer / "reid.yaml"):
-        answer = run_cli(
-            "reidentify", "--private-key", keys / "reid-private.pem", "-c", config,
-            "--study", pseudo_uid, cwd=config.parent,
-        )  # fmt: skip
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(
+            lambda config: run_cli(
+                "reidentify", "--private-key", keys / "reid-private.pem", "-c", config,
+                "--study", pseudo_uid, cwd=config.parent,
+            ),
+            [first.config, officer / "reid.yaml"],
+        ))  # fmt: skip
+    for answer in answers:
         assert answer.returncode == 0, answer.stderr
         text = answer.stdout
         for path in study:
@@ -170,14 +198,11 @@ def test_a_gateway_killed_mid_study_loses_nothing_it_acknowledged(
     with run_storescp(archive, extra_args=["--fork"]) as scp:
         first = shared_site(tmp_path / "gw-a", keys, pg.url, scp.port)
         second = shared_site(tmp_path / "gw-b", keys, pg.url, scp.port)
-        with running_gateway(second):
-            killed = start_gateway(first)
-            try:
-                acknowledged = storescu(first.listen_port, study[:6]).acknowledged
-                assert len(acknowledged) == 6
-                time.sleep(1.1)  # the quiet period: its workers are sealing and writing
-            finally:
-                stop_process(killed.process, sig=signal.SIGKILL, timeout=5)
+        with gateways_running(first, second) as (killed, _):
+            acknowledged = storescu(first.listen_port, study[:6]).acknowledged
+            assert len(acknowledged) == 6
+            time.sleep(1.1)  # the quiet period: its workers are sealing and writing
+            stop_process(killed.process, sig=signal.SIGKILL, timeout=5)
             assert len(storescu(second.listen_port, study[6:]).acknowledged) == 4
             with running_gateway(first):
                 wait_until(
@@ -262,23 +287,24 @@ def test_the_database_down_holds_instances_says_so_and_loses_nothing(
     with run_postgres(tmp_path / "pg") as down, run_storescp(archive) as scp:
         site = shared_site(tmp_path / "gw", keys, down.url, scp.port)
         shown = f"mapping.url (postgresql://{down.user}@127.0.0.1:{down.port}/{down.database})"
-        with running_gateway(site) as gateway:
+        with running_gateway(site) as gateway, ThreadPoolExecutor(2) as pool:
             down.stop()
-            checked = run_cli("check-config", "-c", site.config, cwd=site.root)
-            assert checked.returncode != 0 and shown in checked.stdout + checked.stderr
-            asked = run_cli(
-                "reidentify", "--private-key", keys / "reid-private.pem", "-c", site.config,
-                "--patient", "ANY", cwd=site.root,
+            checking = pool.submit(run_cli, "check-config", "-c", site.config, cwd=site.root)
+            asking = pool.submit(
+                run_cli, "reidentify", "--private-key", keys / "reid-private.pem",
+                "-c", site.config, "--patient", "ANY", cwd=site.root,
             )  # fmt: skip
-            assert asked.returncode == 1 and shown in asked.stderr
             assert len(storescu(site.listen_port, study).acknowledged) == 3
             wait_until(
                 lambda: f"{shown}: cannot connect" in gateway.log(),
                 timeout=30, what="the failed round's log line",
             )  # fmt: skip
             assert received_files(archive) == []  # nothing leaves without its mapping record
-            listed = site.quarantine("list").stdout  # held in the spool, not quarantined
-            assert "0 quarantined instances" in listed and "1 waiting to be processed" in listed
+            listed = site.quarantine("list").stdout  # waiting in the spool, not quarantined
+            assert "0 quarantined instances" in listed and "0 studies held" in listed
+            checked, asked = checking.result(timeout=120), asking.result(timeout=120)
+            assert checked.returncode != 0 and shown in checked.stdout + checked.stderr
+            assert asked.returncode == 1 and shown in asked.stderr
             down.start_again()
             wait_until(
                 lambda: len(received_files(archive)) >= 3,

@@ -202,7 +202,12 @@ def check_mapping_database(config: GatewayConfig, shown: str) -> None:
     this process, before any worker is forked: the connection is closed again)."""
     if config.mapping is None:
         return
-    store = PostgresMapping(config.mapping.url)
+    if not config.mapping.url.startswith(("postgresql://", "postgres://")):
+        raise SiteError([f"{shown}: 'mapping.url': not a postgresql:// URL"])
+    try:
+        store = PostgresMapping(config.mapping.url)
+    except MappingError as exc:
+        raise SiteError([f"{shown}: {exc}"]) from None
     try:
         store.prepare()
     except MappingError as exc:

@@ -251,6 +251,10 @@ def test_a_reviewer_sees_the_boxes_releases_and_the_instance_is_forwarded(
     assert events == ["console_release"]
     assert site.audit_records(event="console_view_original")[0]["user"] == "rita"
 
+    browser.get(_base(site) + "/profile")
+    assert "not acknowledged" in browser.find_element(By.TAG_NAME, "main").text
+    _shot(browser, tmp_path, "profile")
+
     _login(browser, site, "ada")
     browser.get(_base(site) + "/audit?q=" + urllib.parse.quote(held[0]))
     assert "console_release" in browser.find_element(By.ID, "audit").text

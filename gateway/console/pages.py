@@ -23,6 +23,7 @@ from gateway.console.status import (
     throughput,
     throughput_svg,
 )
+from gateway.deid.review import TABLE_E1_1_EDITION, review
 from gateway.stores import quarantine
 from gateway.stores.spool_rounds import RoundState
 
@@ -120,6 +121,14 @@ def register_pages(app: Flask) -> None:
             "quarantine.html", rows=shown, total=len(rows), reasons=reasons, stages=stages,
             reason=reason, stage=stage,
         )  # fmt: skip
+
+    @app.get("/profile")
+    @require(Role.VIEWER)
+    def profile_review() -> Any:
+        """The running profiles' weakenings of the Basic Profile (`profile review`'s table)."""
+        settings = console_context().settings
+        reviews = [review(p) for p in (settings.profile, *settings.route_profiles)]
+        return render_template("profile.html", reviews=reviews, edition=TABLE_E1_1_EDITION)
 
     @app.get("/audit")
     @require(Role.ADMIN)

@@ -41,6 +41,7 @@ from service_harness import (
 
 from gateway.deid.ctp.profile import INTEGER_TABLE_FILE, load_script
 from gateway.deid.pseudonyms import Pseudonyms
+from gateway.pipeline.files import EngineSettings, build_engine_and_mapping
 from gateway.stores.mapping_postgres import SCHEMA_VERSION, PostgresMapping
 from gateway.stores.mapping_records import MappingError, MappingUnavailableError
 from gateway.tools.synthetic import make_ct_study, random_patient
@@ -371,3 +372,25 @@ def test_tls_parameters_in_the_url_reach_libpq(tmp_path: Path, pg: Postgres) -> 
     stranger = f"{pg.url}?sslmode=verify-full&sslrootcert={tmp_path / 'other' / 'ca.pem'}"
     with pytest.raises(MappingUnavailableError, match=r"^mapping\.url \(postgresql://"):
         PostgresMapping(stranger).prepare()  # a server our CA did not sign is refused
+
+
+def test_a_worker_built_with_mapping_url_writes_the_database_not_files(
+    tmp_path: Path, pg: Postgres, keys: Path
+) -> None:
+    script = tmp_path / "integers.script"
+    script.write_text(INTEGER_SCRIPT.replace("ptid", "wired"), encoding="utf-8")
+    settings = EngineSettings(
+        load_script(script, None), INTEGER_SECRET, "SITE", tmp_path / "var",
+        keys / "reid-public.pem", mapping_url=pg.url,
+    )  # fmt: skip
+    engine, mapping = build_engine_and_mapping(settings)
+    assert mapping is not None and mapping.shared is not None
+    assert engine.patient_identity("PID-WIRED-1").pseudonym == "0001"  # type: ignore[union-attr]
+    mapping.record("study", "2.25.424242", "1.2.3.4.5.WIRED")
+    mapping.close()
+    with psycopg.connect(pg.url) as connection:
+        assert connection.execute("SELECT count(*) FROM ctp_integers WHERE key_type = 'wired'"
+                                  " AND value = 1").fetchone() == (1,)  # fmt: skip
+        row = connection.execute("SELECT sealed FROM mapping WHERE pseudonym = '2.25.424242'")
+        assert b"WIRED" not in bytes(row.fetchone()[0])  # type: ignore[index]
+    assert not (tmp_path / "var").exists() or not any((tmp_path / "var").iterdir())

@@ -19,6 +19,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from gateway.base.metrics import Metrics
 from gateway.console import accounts as accounts_module
+from gateway.console import app as app_module
 from gateway.console.accounts import Accounts, Role, default_users_file
 from gateway.console.app import ConsoleContext, create_app
 from gateway.deid.profile import default_profile
@@ -170,3 +171,19 @@ def test_the_http_port_under_tls_serves_health_and_a_secure_cookie(tmp_path: Pat
     finally:
         server.shutdown()
         context.spool.close()
+
+
+def test_pictures_of_an_original_purged_by_the_command_line_are_deleted_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app_module, "SWEEP_SECONDS", 0.0)
+    context = _context(tmp_path)
+    entry = _hold(context, tmp_path)
+    client, _ = _signed_in(context)
+    assert client.get(f"/quarantine/{entry}/original.png").status_code == 200
+    cache = context.console_folder / "cache" / entry
+    assert any(cache.glob("*.png"))
+    assert quarantine.purge(context.storage_dir) == 1  # `dicom-gateway quarantine purge`
+    client.get("/")
+    assert not cache.exists()
+    context.spool.close()

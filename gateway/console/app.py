@@ -9,6 +9,8 @@ or audits carries patient data.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,7 @@ __all__ = ["ConsoleContext", "Destination", "create_app"]
 log = logging.getLogger(__name__)
 
 MAX_FORM_BYTES = 64 << 10
+SWEEP_SECONDS = 60.0  # how often the caches of entries gone from the quarantine are deleted
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ class ConsoleContext:
     users_file: Path | None = None
     pixel_rules: Path | None = None  # deid.pixel_rules, where a marked region becomes a rule
     https: bool = False
-    queue_depth: Callable[[], int] | None = None
+    # One cleaned preview at a time: each runs the engine and OCR in this process.
+    preview_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def console_folder(self) -> Path:
@@ -91,10 +95,14 @@ def create_app(context: ConsoleContext) -> Flask:
     lockout = Lockout(failures_file(context.storage_dir))
     app.extensions["console"] = context
     app.extensions["accounts"] = accounts
+    swept = [time.monotonic()]
     forget_gone(folder, _live_entries(context.storage_dir))
 
     @app.before_request
     def guard() -> Any:
+        if time.monotonic() - swept[0] > SWEEP_SECONDS:  # entries purged by the CLI or by age
+            swept[0] = time.monotonic()
+            forget_gone(folder, _live_entries(context.storage_dir))
         g.account = signed_in(accounts)
         if request.method == "POST" and not csrf_ok():
             audit_action("console_csrf_refused", path=request.path)
@@ -173,4 +181,8 @@ def create_app(context: ConsoleContext) -> Flask:
 
 
 def _live_entries(storage_dir: Path) -> set[str]:
-    return {entry.id for entry in quarantine.entries(storage_dir)}
+    """The quarantine's entry names (folder names only: cheap with thousands held)."""
+    root = quarantine.quarantine_root(storage_dir)
+    if not root.is_dir():
+        return set()
+    return {p.name for p in root.iterdir() if not p.name.startswith(".")}

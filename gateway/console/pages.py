@@ -75,13 +75,14 @@ def register_pages(app: Flask) -> None:
         audit_path = context.audit.path
         space = disk(context.storage_dir)
         retrying = [r for r in spool.rounds_in(RoundState.FORWARDING) if r.attempts > 0]
+        bars = throughput(audit_path)
         return render_template(
             "status.html",
             healthy=_safe(context.healthy, False),
             listening=context.listening,
             queue_depth=spool.queue_depth(),
-            chart=Markup(throughput_svg(throughput(audit_path))),  # numbers only (status.py)
-            forwarded_hour=sum(b.instances for b in throughput(audit_path)),
+            chart=Markup(throughput_svg(bars)),  # numbers only (status.py)
+            forwarded_hour=sum(b.instances for b in bars),
             destinations=context.destinations,
             retrying=len(retrying),
             next_retry=spool.next_retry_in(),

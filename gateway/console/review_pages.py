@@ -75,7 +75,8 @@ def register_review_pages(app: Flask) -> None:
             _audit("console_view_original", entry=entry.id, view="page")
             original_path = entry.path / quarantine.ORIGINAL_NAME
             folder = cache_folder(context.console_folder, entry.id)
-            result = preview(original_path, folder, context.settings)
+            with context.preview_lock:
+                result = preview(original_path, folder, context.settings)
             original = dcmread(original_path, force=True, stop_before_pixels=True)
             frames = frame_count(original)
             frame = min(max(request.args.get("frame", 0, type=int), 0), frames - 1)
@@ -107,7 +108,8 @@ def register_review_pages(app: Flask) -> None:
         context = console_context()
         entry = _entry(entry_id)
         folder = cache_folder(context.console_folder, entry.id)
-        result = preview(entry.path / quarantine.ORIGINAL_NAME, folder, context.settings)
+        with context.preview_lock:
+            result = preview(entry.path / quarantine.ORIGINAL_NAME, folder, context.settings)
         frame = request.args.get("frame", 0, type=int)
         if which == "original":
             _audit("console_view_original", entry=entry.id, view="picture", frame=frame)

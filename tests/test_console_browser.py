@@ -53,6 +53,7 @@ pytestmark = pytest.mark.skipif(
 from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.select import Select  # noqa: E402
 
 PASSWORD = "console test password"
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -122,20 +123,27 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     return site
 
 
-def _hold(site: Site, name: str) -> str:
+def _hold(
+    site: Site, name: str, reason: str = "identifier-found", stage: str = "verify",
+    message: str = "PatientName in pixel data",
+) -> str:  # fmt: skip
     """An ultrasound held in the quarantine, as the verify gate leaves one."""
     original = site.root / name
     _ultrasound(original)
     entry = quarantine.put(
-        site.storage, original, reason="identifier-found", stage="verify",
-        message="PatientName in pixel data", origin="test", keyed_hash=KeyedHash(bytes(32)),
+        site.storage, original, reason=reason, stage=stage, message=message, origin="test",
+        keyed_hash=KeyedHash(bytes(32)),
     )  # fmt: skip
     return entry.id
 
 
 @pytest.fixture(scope="module")
 def held(site: Site) -> list[str]:
-    return [_hold(site, "first.dcm"), _hold(site, "second.dcm")]
+    return [
+        _hold(site, "first.dcm"),
+        _hold(site, "second.dcm"),
+        _hold(site, "third.dcm", "pixels-failed", "pixels", "cannot clean pixel data (OSError)"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +225,13 @@ def test_a_reviewer_sees_the_boxes_releases_and_the_instance_is_forwarded(
     listed = browser.find_element(By.ID, "entries").text
     assert all(entry in listed for entry in held) and "identifier-found" in listed
     _shot(browser, tmp_path, "quarantine")
+    Select(browser.find_element(By.ID, "stage")).select_by_visible_text("pixels")
+    _click_to_next_page(browser, browser.find_element(By.ID, "filter"))
+    filtered = browser.find_element(By.ID, "entries").text
+    assert held[2] in filtered and held[0] not in filtered and held[1] not in filtered
+    browser.get(_base(site) + "/quarantine?reason=identifier-found")
+    filtered = browser.find_element(By.ID, "entries").text
+    assert held[2] not in filtered and held[0] in filtered and held[1] in filtered
 
     _click_to_next_page(browser, browser.find_element(By.LINK_TEXT, held[0]))
     wait_until(lambda: _loaded(browser, "original") and _loaded(browser, "cleaned"), timeout=30,
@@ -258,6 +273,10 @@ def test_a_reviewer_sees_the_boxes_releases_and_the_instance_is_forwarded(
     _login(browser, site, "ada")
     browser.get(_base(site) + "/audit?q=" + urllib.parse.quote(held[0]))
     assert "console_release" in browser.find_element(By.ID, "audit").text
+    pseudonym = site.audit_records()[0]["pseudo_study_uids"][0]
+    browser.get(_base(site) + "/audit?q=" + urllib.parse.quote(pseudonym))
+    found = browser.find_element(By.ID, "audit").text
+    assert "study_round" in found and "console_release" not in found
     _shot(browser, tmp_path, "audit")
     log = gateway.log()
     assert NAME not in log and PATIENT_ID not in log and PASSWORD not in log

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import ssl
+import time
 import urllib.request
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from gateway.pixels.rules import load_pixel_config
 from gateway.stores import quarantine
 from gateway.stores.audit import AuditLog
 from gateway.stores.spool import Spool
+from gateway.stores.spool_rounds import RoundState
 
 PASSWORD = "correct horse battery"
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -187,3 +189,32 @@ def test_pictures_of_an_original_purged_by_the_command_line_are_deleted_too(
     client.get("/")
     assert not cache.exists()
     context.spool.close()
+
+
+def test_status_shows_studies_waiting_for_a_retry_and_held_ones_can_be_released(
+    tmp_path: Path,
+) -> None:
+    context = _context(tmp_path)
+    spool = context.spool
+    for number in (1, 2):
+        spool.store(
+            b"not read here", sop_instance_uid=f"1.2.3.{number}", sop_class_uid="1.2",
+            study_uid=f"1.2.9.{number}", transfer_syntax="1.2.840.10008.1.2.1",
+            calling_ae="MODALITY",
+        )  # fmt: skip
+    retrying, failed = (r.id for r in spool.rounds_in(RoundState.RECEIVING))
+    for number in (retrying, failed):
+        spool.claim(number)
+        spool.processed(number)
+    spool.forward_failed(retrying, 3, time.time() + 60, "association rejected")
+    spool.forward_failed(failed, 20, None, "gave up after 20 attempts")
+    client, token = _signed_in(context)
+    status = client.get("/").text
+    assert "association rejected" in status and spool.uid_hash("1.2.9.1") in status
+    assert "1.2.9.1" not in status  # the original Study UID is never shown
+    listed = client.get("/quarantine?stage=forward").text
+    assert f"round-{failed}" in listed
+    done = client.post(f"/quarantine/round-{failed}/release", data={"csrf_token": token})
+    assert done.status_code == 302
+    assert spool.get_round(failed).state is RoundState.FORWARDING
+    spool.close()

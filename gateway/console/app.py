@@ -92,6 +92,12 @@ def create_app(context: ConsoleContext) -> Flask:
     )
     app.logger.handlers.clear()  # log through the gateway's handlers, never a value
     accounts = Accounts(context.users_file or default_users_file(context.storage_dir))
+    if not accounts.list():
+        log.warning(
+            "web console on, but %s has no account: add one with "
+            "`dicom-gateway console user add NAME --role reviewer`",
+            accounts.path,
+        )
     lockout = Lockout(failures_file(context.storage_dir))
     app.extensions["console"] = context
     app.extensions["accounts"] = accounts
@@ -158,7 +164,8 @@ def create_app(context: ConsoleContext) -> Flask:
         sign_in(account)
         audit_action("console_login", user=account.name, role=account.role.name.lower())
         target = request.args.get("next", "")
-        return redirect(target if target.startswith("/") and "//" not in target else "/")
+        local = target.startswith("/") and "//" not in target and "\\" not in target
+        return redirect(target if local else "/")
 
     @app.post("/logout")
     def logout() -> Any:

@@ -85,6 +85,10 @@ def register_pages(app: Flask) -> None:
             forwarded_hour=sum(b.instances for b in bars),
             destinations=context.destinations,
             retrying=len(retrying),
+            retry_rows=[
+                (r.id, spool.uid_hash(r.study_uid), r.attempts, r.next_attempt, r.message)
+                for r in retrying[:20]
+            ],
             next_retry=spool.next_retry_in(),
             failed=spool.count_in(RoundState.FAILED),
             held=spool.count_in(RoundState.HELD),

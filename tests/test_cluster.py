@@ -27,7 +27,14 @@ from test_offline_cli import TESTDATA, Site, make_site
 
 from gateway.cli.main import main
 from gateway.offline import anonymize_folder
-from gateway.offline_cluster import Batch, ClusterRunner, SiteKey, check_worker, run_batch
+from gateway.offline_cluster import (
+    Batch,
+    ClusterError,
+    ClusterRunner,
+    SiteKey,
+    check_worker,
+    run_batch,
+)
 from gateway.pipeline.files import FileOutcome
 from gateway.site import load_site
 from gateway.stores import quarantine
@@ -37,6 +44,7 @@ pytestmark = pytest.mark.skipif(not TESTDATA.is_dir(), reason=f"no test data at 
 
 BIN = Path(sys.executable).parent
 SIZE = 32  # small slices keep the runs fast
+DUPLICATES = ("copies/again.dcm", "ward/s1/CT00001.dcm")  # one instance, two files
 SAMPLES = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "MR_truncated.dcm")
 COUNTS = re.compile(r"files in: \d+, written: \d+, quarantined: \d+, skipped: \d+.*?, seconds")
 # A worker killed on a task is reported at once (the scheduler's default retries it 3 times
@@ -180,10 +188,14 @@ class Result:
         return found.group(0)
 
     def problems(self) -> list[str]:
-        """Each problem line without its quarantine entry's id (a time stamp)."""
+        """Each problem line without its quarantine entry's id (a time stamp). Of the two
+        copies of one instance, the first to finish is written and the other held: in
+        walk order with --workers 1, in either order with several workers."""
         lines = self.run.stderr.splitlines()
         found = [line for line in lines if line.startswith(("quarantined:", "skipped:"))]
-        return sorted(re.sub(r": \d{8}T\d{6}-[0-9a-f]+$", "", line) for line in found)
+        found = [re.sub(r": \d{8}T\d{6}-[0-9a-f]+$", "", line) for line in found]
+        copies = {f"quarantined: {name}: duplicate" for name in DUPLICATES}
+        return sorted("one of the copies: duplicate" if x in copies else x for x in found)
 
 
 def anonymize(site: Site, inputs: Path, output: Path, *options: object) -> Result:
@@ -204,6 +216,7 @@ def _same_as_local(result: Result, local_run: Result) -> None:
     assert result.counts() == local_run.counts()
     assert "duplicates: 1" in result.counts() and "csv written: 1" in result.run.stdout
     assert result.problems() == local_run.problems()
+    assert "one of the copies: duplicate" in result.problems()
     assert "quarantined: samples/MR_truncated.dcm: truncated" in result.problems()
     ours, theirs = result.files(), local_run.files()
     assert list(ours) == list(theirs)
@@ -300,6 +313,33 @@ def test_a_worker_that_cannot_see_the_input_folder_says_so(
     other = check_worker(key, str(inputs.path), [(str(sample), sample.stat().st_size + 1)])
     assert other == [f"sees another input folder at {inputs.path} (a file differs)"]
     assert check_worker(key, str(inputs.path), [(str(sample), sample.stat().st_size)]) == []
+
+
+def test_the_workers_are_asked_before_any_file_is_sent_and_a_blind_one_is_named(
+    cluster: Cluster, local_site: Site, inputs: Inputs, tmp_path: Path
+) -> None:
+    from distributed import Client
+
+    settings = load_site(local_site.config).engine_settings()
+    key = SiteKey.for_site(local_site.config, None, settings)
+    files = sorted(p for p in inputs.path.rglob("*") if p.is_file())
+    with Client(cluster.address, timeout=5) as client:
+        ClusterRunner(client, key, inputs.path)._check_workers(files)  # both see it: no error
+        with pytest.raises(ClusterError) as raised:
+            ClusterRunner(client, key, tmp_path / "not-mounted")._check_workers(files)
+    assert raised.value.exit_code == 2
+    lines = str(raised.value).splitlines()
+    assert len(lines) == 2 and all(re.match(r"worker tcp://127\.0\.0\.1:\d+: ", x) for x in lines)
+    assert "cannot see the input folder" in lines[0]
+
+
+def test_workers_and_cluster_together_are_a_usage_error(
+    inputs: Inputs, local_site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["anonymize", str(inputs.path), str(tmp_path / "out"), "-c",
+                 str(local_site.config), "--workers", "2", "--cluster", "local:2"])  # fmt: skip
+    assert code == 2
+    assert "--workers and --cluster do not go together" in capsys.readouterr().err
 
 
 def test_a_tasks_arguments_name_no_input_path() -> None:

@@ -95,6 +95,7 @@ def connect(spec: str) -> Iterator[Client]:
         try:
             cluster = distributed.LocalCluster(
                 n_workers=int(where),
+                host="127.0.0.1",  # its scheduler and workers listen on loopback only
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,

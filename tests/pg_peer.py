@@ -120,6 +120,15 @@ def _port_open(port: int) -> bool:
         return False
 
 
+def _accepting(bin_dir: Path, port: int) -> bool:
+    """Whether the server takes connections (not still "starting up" after a restart)."""
+    ready = subprocess.run(
+        [str(bin_dir / "pg_isready"), "-q", "-h", LOOPBACK, "-p", str(port), "-t", "2"],
+        capture_output=True, timeout=10, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return ready.returncode == 0
+
+
 def _start_server(bin_dir: Path, data: Path, port: int, sockets: Path, log_path: Path) -> int:
     """postgres in the background as the `postgres` user; its PID once it accepts."""
     runner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -136,7 +145,7 @@ def _start_server(bin_dir: Path, data: Path, port: int, sockets: Path, log_path:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"postgres exited: {log_path.read_text(errors='replace')[-2000:]}")
-        if pid_file.is_file() and _port_open(port):
+        if pid_file.is_file() and _port_open(port) and _accepting(bin_dir, port):
             with suppress(OSError, ValueError, IndexError):
                 return int(pid_file.read_text().split()[0])
         time.sleep(0.05)

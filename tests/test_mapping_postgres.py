@@ -41,8 +41,10 @@ from service_harness import (
 
 from gateway.deid.ctp.profile import INTEGER_TABLE_FILE, load_script
 from gateway.deid.pseudonyms import Pseudonyms
+from gateway.keys.reid_keys import load_private_key
 from gateway.pipeline.files import EngineSettings, build_engine_and_mapping
 from gateway.stores.mapping_postgres import SCHEMA_VERSION, PostgresMapping
+from gateway.stores.mapping_reader import MappingReader
 from gateway.stores.mapping_records import MappingError, MappingUnavailableError
 from gateway.tools.synthetic import make_ct_study, random_patient
 
@@ -112,15 +114,6 @@ def gateways_running(*sites: Site) -> Iterator[list[Gateway]]:
     finally:
         with ThreadPoolExecutor(max(len(gateways), 1)) as pool:
             list(pool.map(lambda gateway: gateway.stop(), gateways))
-
-
-def reidentify_study(site: Site, keys: Path, pseudo_uid: str) -> str:
-    answer = run_cli(
-        "reidentify", "--private-key", keys / "reid-private.pem", "-c", site.config,
-        "--study", pseudo_uid, cwd=site.root,
-    )  # fmt: skip
-    assert answer.returncode == 0, answer.stderr
-    return answer.stdout
 
 
 def test_two_gateways_forward_halves_of_a_study_as_one_and_reidentify_finds_it_whole(
@@ -214,9 +207,13 @@ def test_a_gateway_killed_mid_study_loses_nothing_it_acknowledged(
     assert len({r.sop_instance_uid for r in received}) == 10
     assert len({r.study_uid for r in received}) == 1
     assert leaks_in([r.path for r in received], secret_values) == []
-    text = reidentify_study(second, keys, received[0].study_uid)
-    for path in study:
-        assert dcmread(path, stop_before_pixels=True).SOPInstanceUID in text
+    reader = MappingReader(
+        PostgresMapping(pg.url, writing=False), load_private_key(keys / "reid-private.pem")
+    )
+    with reader:
+        found = reader.study(received[0].study_uid)
+    originals = {i["SOPInstanceUID"] for series in found["series"] for i in series["instances"]}
+    assert originals == {dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in study}
 
 
 # -- the CTP @integer table ---------------------------------------------------------------------
@@ -394,3 +391,12 @@ def test_a_worker_built_with_mapping_url_writes_the_database_not_files(
         row = connection.execute("SELECT sealed FROM mapping WHERE pseudonym = '2.25.424242'")
         assert b"WIRED" not in bytes(row.fetchone()[0])  # type: ignore[index]
     assert not (tmp_path / "var").exists() or not any((tmp_path / "var").iterdir())
+
+
+def test_a_connection_the_server_dropped_is_reopened_at_once(pg: Postgres) -> None:
+    store = PostgresMapping(pg.url)
+    assert store.number("restart", "before") == 1
+    pg.stop()
+    pg.start_again()  # every session of the old server is gone
+    assert store.number("restart", "after") == 2  # no error: a new connection, same work
+    store.close()

@@ -88,6 +88,19 @@ def test_console_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
     assert accounts.verify("ana", PASSWORD).role is Role.ADMIN
 
 
+def test_console_user_list_and_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli.main import main
+
+    config = tmp_path / "gw.yaml"
+    config.write_text("site_id: S\nstorage_dir: var\nkeys: {secret: s.key}\n", encoding="utf-8")
+    Accounts(default_users_file(tmp_path / "var")).add("vera", PASSWORD, Role.VIEWER)
+    assert main(["console", "user", "list", "-c", str(config)]) == 0
+    assert capsys.readouterr().out == "vera\tviewer\n"
+    assert main(["console", "user", "remove", "vera", "-c", str(config)]) == 0
+    assert main(["console", "user", "remove", "vera", "-c", str(config)]) == 1
+    assert Accounts(default_users_file(tmp_path / "var")).list() == []
+
+
 def test_the_console_off_loopback_without_tls_is_refused_naming_the_key(tmp_path: Path) -> None:
     path = tmp_path / "gw.yaml"
     path.write_text(

@@ -395,8 +395,8 @@ def test_a_worker_built_with_mapping_url_writes_the_database_not_files(
 
 def test_a_connection_the_server_dropped_is_reopened_at_once(pg: Postgres) -> None:
     store = PostgresMapping(pg.url)
-    assert store.number("restart", "before") == 1
+    assert store.number("restart", "restart-before") == 1
     pg.stop()
     pg.start_again()  # every session of the old server is gone
-    assert store.number("restart", "after") == 2  # no error: a new connection, same work
+    assert store.number("restart", "restart-after") == 2  # no error: a new connection, same work
     store.close()

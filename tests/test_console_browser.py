@@ -52,6 +52,7 @@ pytestmark = pytest.mark.skipif(
 
 from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.select import Select  # noqa: E402
 
@@ -101,7 +102,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
             "allowlist": str(CONF / "pixel_allowlist.yaml"),
             "rules": [{"name": "scanner-banner", "conditions": {"Modality": "US"},
                        "boxes": [[0, 0, 0, BANNER_ROWS]]}],
-        }),
+        }, sort_keys=False),  # rules: last, where the console appends a marked region's rule
         encoding="utf-8",
     )  # fmt: skip
     site.write(
@@ -242,6 +243,22 @@ def test_a_reviewer_sees_the_boxes_releases_and_the_instance_is_forwarded(
     diff = browser.find_element(By.ID, "diff").text
     assert NAME in diff and PATIENT_ID in diff  # a reviewer's header diff shows the original
     _shot(browser, tmp_path, "instance")
+
+    # Mark a region the scanner prints on (drag on the original) and make it a rule.
+    picture = browser.find_element(By.ID, "original")
+    ActionChains(browser).move_to_element_with_offset(picture, -200, -150).click_and_hold()\
+        .move_to_element_with_offset(picture, -100, -120).release().perform()  # fmt: skip
+    corners = [int(browser.find_element(By.ID, k).get_attribute("value") or -1)
+               for k in ("x0", "y0", "x1", "y1")]  # fmt: skip
+    assert 0 <= corners[0] < corners[2] <= 320 and 0 <= corners[1] < corners[3] <= 240, corners
+    browser.find_element(By.CSS_SELECTOR, "input[name=confirm]").click()
+    form = browser.find_element(By.ID, "rule-form")
+    _click_to_next_page(browser, form.find_element(By.CSS_SELECTOR, "button"))
+    assert "added" in browser.find_element(By.TAG_NAME, "h1").text
+    rules = yaml.safe_load((site.root / "pixel_rules.yaml").read_text(encoding="utf-8"))
+    made = rules["rules"][-1]
+    assert made["boxes"] == [corners] and made["conditions"]["Rows"] == 240
+    browser.get(f"{_base(site)}/quarantine/{held[0]}")
 
     _click_to_next_page(browser, browser.find_element(By.ID, "release"))
     assert "released" in browser.find_element(By.ID, "done").text

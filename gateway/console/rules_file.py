@@ -32,33 +32,34 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def rule_text(header: Dataset, box: tuple[int, ...], user: str) -> tuple[str, str]:
-    """(name, YAML lines of one item of `rules:`) for `box` on images like `header`."""
+def rule_text(
+    header: Dataset, box: tuple[int, ...], user: str, dash_column: int = 2
+) -> tuple[str, str]:
+    """(name, YAML lines of one item of `rules:`, its dash in `dash_column`) for `box` on
+    images like `header`."""
     rows, columns = int(header.get("Rows") or 0), int(header.get("Columns") or 0)
     x0, y0, x1, y1 = box
     if not (0 <= x0 < x1 <= columns and 0 <= y0 < y1 <= rows):
         raise RuleFileError(f"the box {list(box)} is not inside the {columns}x{rows} image")
     name = f"console-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    lines = [
-        f"  - name: {name}",
-        f"    # marked in the web console by {_quoted(user)}",
-        "    conditions:",
-    ]
+    lines = [f"- name: {name}", f"  # marked in the web console by {_quoted(user)}",
+             "  conditions:"]  # fmt: skip
     for keyword in ("Modality", "Manufacturer", "ManufacturerModelName"):
         value = str(header.get(keyword, "") or "").strip()
         if value:
             shown = value if keyword == "Modality" else f"^{re.escape(value)}$"
-            lines.append(f"      {keyword}: {_quoted(shown)}")
-    lines += [f"      Rows: {rows}", f"      Columns: {columns}", "    boxes:",
-              f"      - [{x0}, {y0}, {x1}, {y1}]"]  # fmt: skip
-    return name, "\n".join(lines) + "\n"
+            lines.append(f"    {keyword}: {_quoted(shown)}")
+    lines += [f"    Rows: {rows}", f"    Columns: {columns}", "  boxes:",
+              f"    - [{x0}, {y0}, {x1}, {y1}]"]  # fmt: skip
+    return name, "".join(" " * dash_column + line + "\n" for line in lines)
 
 
 def add_pixel_rule(path: Path, header: Dataset, box: tuple[int, ...], user: str) -> str:
     """Append the rule to `path` when `rules:` is its last top-level key (so the new item
     lands in that list); the result must load, or the file is left as it was."""
-    name, text = rule_text(header, box, user)
     current = path.read_text(encoding="utf-8")
+    items = re.search(r"^rules:[^\n]*\n(?:[ \t]*(?:#[^\n]*)?\n)*( *)- ", current, re.M)
+    name, text = rule_text(header, box, user, len(items.group(1)) if items else 2)
     keys = _TOP_LEVEL.findall(current)
     if keys and keys[-1] != "rules":
         raise RuleFileError(f"{path}: 'rules' is not the file's last section; add it by hand")

@@ -335,6 +335,8 @@ class ClusterRunner:
                     outcomes = self._outcomes(future, part, deaths, suspects, settings)
                     progress.add(outcomes)
                     yield from outcomes
+            else:  # never, by the bound above; a file left out must not go unnoticed
+                raise ClusterError("the run used up its bound of tasks with files left")
         finally:
             if running:
                 self.client.cancel(list(running))

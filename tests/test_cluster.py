@@ -9,6 +9,7 @@ text file and a clinical table; the site seals its pseudonyms (a re-identificati
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +90,8 @@ def _workers(address: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def starting_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The scheduler and two workers, started; `cluster` waits for them."""
     logs = tmp_path_factory.mktemp("dask")
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -108,11 +111,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                     logs / f"worker{number}.log",
                 )
             )  # fmt: skip
-        wait_until(lambda: _workers(address) == 2, timeout=30, what="two Dask workers")
         yield Cluster(address, tuple(processes))
     finally:
         for process in reversed(processes):
             stop_process(process, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def cluster(starting_cluster: Cluster, local_run: Result) -> Cluster:
+    """The cluster once both workers have joined (the local run went on meanwhile)."""
+    address = starting_cluster.address
+    wait_until(lambda: _workers(address) == 2, timeout=30, what="two Dask workers")
+    return starting_cluster
 
 
 # --- the input and the runs -------------------------------------------------------------------
@@ -206,9 +216,17 @@ def anonymize(site: Site, inputs: Path, output: Path, *options: object) -> Resul
 
 @pytest.fixture(scope="module")
 def local_run(local_site: Site, inputs: Inputs) -> Result:
-    result = anonymize(local_site, inputs.path, local_site.root / "out", "--workers", 1)
-    assert result.run.returncode == 0, result.run.stderr
-    return result
+    """The reference: `anonymize --workers 1` (in this process: the same code, less start)."""
+    output = local_site.root / "out"
+    argv = ["anonymize", str(inputs.path), str(output), "-c", str(local_site.config),
+            "--workers", "1"]  # fmt: skip
+    stdout, stderr = io.StringIO(), io.StringIO()
+    started = time.monotonic()
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        code = main(argv)
+    run = subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+    assert code == 0, run.stderr
+    return Result(output, run, time.monotonic() - started)
 
 
 def _same_as_local(result: Result, local_run: Result) -> None:

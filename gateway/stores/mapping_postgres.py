@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -68,6 +69,17 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Connections a forked child inherited: kept referenced so that garbage collection never
 # runs PQfinish on them, which would end the parent's session on the shared socket.
 _INHERITED: list[psycopg.Connection[Any]] = []
+# Every store of this process, so that a forked child gets new locks (a thread of the
+# parent may have held one at the fork, and no thread of the child would release it).
+_STORES: weakref.WeakSet[PostgresMapping] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        store._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def shown_url(url: str) -> str:
@@ -113,6 +125,7 @@ class PostgresMapping:
         self._connection: psycopg.Connection[Any] | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        _STORES.add(self)
 
     def __repr__(self) -> str:
         return f"PostgresMapping({self.shown})"
@@ -126,6 +139,7 @@ class PostgresMapping:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        _STORES.add(self)
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -171,8 +185,8 @@ class PostgresMapping:
                     "SELECT COALESCE(MAX(version), 0) FROM schema_version"
                 ).fetchone()
                 current = int(row[0]) if row else 0
-                if current > SCHEMA_VERSION:
-                    raise MappingError(
+                if current > SCHEMA_VERSION:  # kept in the spool until this one is upgraded
+                    raise DatabaseUnavailableError(
                         f"mapping.url ({self.shown}): the database's schema is version "
                         f"{current}, newer than this gateway's ({SCHEMA_VERSION}): upgrade it"
                     )

@@ -225,6 +225,10 @@ def test_a_reviewer_sees_the_boxes_releases_and_the_instance_is_forwarded(
     browser.get(_base(site) + "/quarantine")
     listed = browser.find_element(By.ID, "entries").text
     assert all(entry in listed for entry in held) and "identifier-found" in listed
+    thumbnails = "return [...document.querySelectorAll('#entries img')]"
+    thumbnails += ".every(i => i.complete && i.naturalWidth);"
+    wait_until(lambda: browser.execute_script(thumbnails), timeout=20, what="the thumbnails")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#entries img")) == 3
     _shot(browser, tmp_path, "quarantine")
     Select(browser.find_element(By.ID, "stage")).select_by_visible_text("pixels")
     _click_to_next_page(browser, browser.find_element(By.ID, "filter"))
@@ -303,9 +307,11 @@ def test_a_viewer_gets_403_on_an_original_and_cannot_release(
     site: Site, gateway: Gateway, held: list[str], browser: Any, tmp_path: Path
 ) -> None:
     _login(browser, site, "vera")
+    browser.get(f"{_base(site)}/quarantine")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#entries img")  # no thumbnails
     browser.get(f"{_base(site)}/quarantine/{held[1]}")
     page = browser.find_element(By.TAG_NAME, "main").text
-    assert "identifier-found" in page and NAME not in page
+    assert "identifier-found" in page and NAME not in page and PATIENT_ID not in page
     assert not browser.find_elements(By.ID, "original")
     assert not browser.find_elements(By.ID, "release")
     browser.get(f"{_base(site)}/quarantine/{held[1]}/original.png")
@@ -317,6 +323,8 @@ def test_a_viewer_gets_403_on_an_original_and_cannot_release(
     token = viewer.token("/quarantine")
     assert viewer.post(f"/quarantine/{held[1]}/release", {"csrf_token": token}) == 403
     assert viewer.get(f"/quarantine/{held[1]}/original.png") == 403
+    assert viewer.get(f"/quarantine/{held[1]}/cleaned.png") == 403
+    assert viewer.get(f"/quarantine/{held[1]}/thumbnail.png") == 403
     assert held[1] in [entry.id for entry in quarantine.entries(site.storage)]
 
 

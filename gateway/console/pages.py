@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["console_context", "register_pages"]
 
+MAX_ROWS = 500  # of the quarantine list, newest first (filters narrow it)
+
 
 def console_context() -> ConsoleContext:
     return current_app.extensions["console"]  # type: ignore[no-any-return]
@@ -123,7 +125,8 @@ def register_pages(app: Flask) -> None:
             and (not stage or r["stage"] == stage)
         ]  # fmt: skip
         return render_template(
-            "quarantine.html", rows=shown, total=len(rows), reasons=reasons, stages=stages,
+            "quarantine.html", rows=shown[:MAX_ROWS], total=len(rows), reasons=reasons,
+            stages=stages,
             reason=reason, stage=stage,
         )  # fmt: skip
 

@@ -22,9 +22,10 @@ from gateway.base.durable import create_folder, create_private_file
 from gateway.pixels.frames import decode_frames, ocr_image
 from gateway.pixels.regions import Box
 
-__all__ = ["BOX_COLOURS", "frame_count", "render_png"]
+__all__ = ["BOX_COLOURS", "THUMBNAIL_SIDE", "frame_count", "render_png"]
 
 MAX_SIDE = 1024  # pictures larger than this are shown scaled down (the boxes with them)
+THUMBNAIL_SIDE = 96
 BOX_COLOURS = {"rule": (255, 160, 0), "ocr": (255, 0, 0), "us-region": (0, 160, 255)}
 DEFAULT_COLOUR = (255, 0, 255)
 
@@ -52,9 +53,9 @@ def _window(frame: np.ndarray, ds: Dataset, window: tuple[float, float] | None) 
     return image
 
 
-def _draw(image: np.ndarray, boxes: list[Box], frame: int) -> Image.Image:
+def _draw(image: np.ndarray, boxes: list[Box], frame: int, side: int) -> Image.Image:
     picture = Image.fromarray(image).convert("RGB")
-    scale = min(1.0, MAX_SIDE / max(picture.size))
+    scale = min(1.0, side / max(picture.size))
     if scale < 1.0:
         picture = picture.resize(
             (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
@@ -76,10 +77,12 @@ def render_png(
     frame: int,
     boxes: list[Box],
     window: tuple[float, float] | None = None,
+    side: int = MAX_SIDE,
 ) -> bytes:
     """PNG bytes of `frame` of the DICOM file `source` with `boxes` outlined, cached in
-    `cache` under `name` (e.g. "original"), the frame and the window. IndexError: no such
-    frame; anything pydicom or the decoder raises when the pixels cannot be shown."""
+    `cache` under `name` (e.g. "original"), the frame and the window; at most `side` pixels
+    wide or high. IndexError: no such frame; anything pydicom or the decoder raises when the
+    pixels cannot be shown."""
     shown = "" if window is None else f"-w{window[0]:g}_{window[1]:g}"
     path = cache / f"{name}-{frame}{shown}.png"
     if path.is_file():
@@ -88,7 +91,7 @@ def render_png(
     if not 0 <= frame < frame_count(ds):
         raise IndexError(frame)
     frames = decode_frames(ds)
-    picture = _draw(_window(frames[frame], ds, window), boxes, frame)
+    picture = _draw(_window(frames[frame], ds, window), boxes, frame, side)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", optimize=True)
     data = buffer.getvalue()

@@ -18,7 +18,7 @@ from pydicom import dcmread
 
 from gateway.console.accounts import Role
 from gateway.console.pages import console_context, held_rounds
-from gateway.console.pictures import BOX_COLOURS, frame_count, render_png
+from gateway.console.pictures import BOX_COLOURS, THUMBNAIL_SIDE, frame_count, render_png
 from gateway.console.preview import cache_folder, forget, header_diff, preview
 from gateway.console.rules_file import RuleFileError, add_pixel_rule
 from gateway.console.security import require
@@ -125,6 +125,23 @@ def register_review_pages(app: Flask) -> None:
         except Exception as exc:
             log.info("console: frame not shown (%s)", type(exc).__name__)
             abort(422)
+        return Response(data, mimetype="image/png")
+
+    @app.get("/quarantine/<entry_id>/thumbnail.png")
+    @require(Role.REVIEWER)
+    def thumbnail(entry_id: str) -> Any:
+        """The original's first frame, small, for the quarantine list (no boxes, no preview:
+        no engine runs for a list)."""
+        context = console_context()
+        entry = _entry(entry_id)
+        folder = cache_folder(context.console_folder, entry.id)
+        _audit("console_view_original", entry=entry.id, view="thumbnail")
+        try:
+            data = render_png(entry.path / quarantine.ORIGINAL_NAME, folder, "thumbnail", 0, [],
+                              side=THUMBNAIL_SIDE)  # fmt: skip
+        except Exception as exc:
+            log.info("console: thumbnail not shown (%s)", type(exc).__name__)
+            abort(404)
         return Response(data, mimetype="image/png")
 
     @app.post("/quarantine/<entry_id>/release")

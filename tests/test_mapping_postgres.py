@@ -90,9 +90,11 @@ def originals_of(paths: list[Path]) -> list[str]:
 
 
 def database_files(pg: Postgres) -> list[Path]:
-    """The cluster's table files, after a checkpoint wrote everything committed to them."""
+    """The cluster's table files and write-ahead log, after a checkpoint wrote everything
+    committed to the tables."""
     pg.psql("CHECKPOINT")
-    return [p for p in (pg.data_dir / "base").rglob("*") if p.is_file()]
+    found = [*(pg.data_dir / "base").rglob("*"), *(pg.data_dir / "pg_wal").rglob("*")]
+    return [p for p in found if p.is_file()]
 
 
 @contextmanager
@@ -145,7 +147,9 @@ def test_two_gateways_forward_halves_of_a_study_as_one_and_reidentify_finds_it_w
     # The mapping is in the database only, sealed: no originals in its files or the logs.
     assert not (first.storage / "mapping.db").exists()
     assert not (second.storage / "mapping.db").exists()
-    assert leaks_in(database_files(pg), secret_values) == []
+    stored = database_files(pg)
+    assert leaks_in(stored, secret_values) == []
+    assert leaks_in(stored, [received[0].study_uid])  # the search does see what is stored
     assert pg.password not in logs
     assert [v for v in secret_values if v.lower() in logs.lower()] == []
 

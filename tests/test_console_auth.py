@@ -218,3 +218,22 @@ def test_a_viewer_sees_the_reason_but_not_the_original_nor_release(console) -> N
     assert done.status_code == 302 and quarantine.entries(context.storage_dir) == []
     assert not (context.console_folder / "cache" / entry.id).exists()
     assert "console_purge" in _audit_events(context)
+
+
+def test_a_copied_cookie_is_void_after_logout_and_after_a_new_password(console) -> None:
+    client, context = console
+    assert _login(client, "rita") == 302
+    cookie = client.get_cookie("dicom_gateway_console").value
+    replay = client.application.test_client()
+    replay.set_cookie("dicom_gateway_console", cookie)
+    assert replay.get("/").status_code == 200
+    token = _token(client, "/quarantine")
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert replay.get("/").status_code == 302  # to the login page
+
+    assert _login(client, "rita") == 302
+    cookie = client.get_cookie("dicom_gateway_console").value
+    Accounts(default_users_file(context.storage_dir)).add("rita", PASSWORD + "!", Role.VIEWER)
+    replay = client.application.test_client()
+    replay.set_cookie("dicom_gateway_console", cookie)
+    assert replay.get("/").status_code == 302

@@ -37,6 +37,7 @@ __all__ = [
 CONSOLE_DIR = "console"  # in storage_dir: users.json (default), session.key, failures, cache
 USERS_NAME = "users.json"
 FAILURES_NAME = "login-failures.json"
+SIGN_OUTS_NAME = "sign-outs.json"
 # Five wrong passwords within fifteen minutes lock the account for the rest of that window.
 LOCKOUT_FAILURES = 5
 LOCKOUT_SECONDS = 15 * 60
@@ -72,6 +73,7 @@ class AccountError(Exception):
 class Account:
     name: str
     role: Role
+    changed: float = 0.0  # when its password or role was last set: older sessions end
 
 
 def console_dir(storage_dir: Path) -> Path:
@@ -134,7 +136,9 @@ class Accounts:
             raise AccountError(f"a password has at least {MIN_PASSWORD} characters")
         with self._lock:
             users = dict(self._read())
-            users[name] = {"hash": _HASHER.hash(password), "role": role.name.lower()}
+            users[name] = {
+                "hash": _HASHER.hash(password), "role": role.name.lower(), "changed": time.time(),
+            }  # fmt: skip
             _write_private_json(self.path, {"users": users})
 
     def remove(self, name: str) -> bool:
@@ -146,13 +150,13 @@ class Accounts:
             return True
 
     def list(self) -> list[Account]:
-        return [Account(name, Role.named(u["role"])) for name, u in sorted(self._read().items())]
+        return [_account(name, u) for name, u in sorted(self._read().items())]
 
     def get(self, name: str) -> Account | None:
         """The account as it is now (a role changed or an account removed takes effect on
         the session's next request)."""
         found = self._read().get(name)
-        return Account(name, Role.named(found["role"])) if found else None
+        return _account(name, found) if found else None
 
     def verify(self, name: str, password: str) -> Account | None:
         """The account when `password` is its password; None otherwise (in the same time
@@ -162,7 +166,16 @@ class Accounts:
             _HASHER.verify(found["hash"] if found else _DUMMY_HASH, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return None
-        return Account(name, Role.named(found["role"])) if found else None
+        return _account(name, found) if found else None
+
+
+def _account(name: str, stored: dict[str, object]) -> Account:
+    changed = stored.get("changed", 0.0)
+    return Account(
+        name,
+        Role.named(str(stored["role"])),
+        float(changed) if isinstance(changed, int | float) else 0.0,
+    )
 
 
 class Lockout:
@@ -215,3 +228,32 @@ class Lockout:
 
 def failures_file(storage_dir: Path) -> Path:
     return Path(storage_dir) / CONSOLE_DIR / FAILURES_NAME
+
+
+class SignOuts:
+    """When each user last logged out, persisted: a session cookie issued before it is void
+    (a copy of the cookie does not outlive the logout, in any browser)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def _read(self) -> dict[str, float]:
+        try:
+            stored = json.loads(self.path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {k: float(v) for k, v in stored.items() if isinstance(v, int | float)}
+
+    def signed_out(self, name: str) -> None:
+        with self._lock:
+            times = self._read()
+            times[name] = time.time()
+            _write_private_json(self.path, times)
+
+    def since(self, name: str) -> float:
+        return self._read().get(name, 0.0)
+
+
+def sign_outs_file(storage_dir: Path) -> Path:
+    return Path(storage_dir) / CONSOLE_DIR / SIGN_OUTS_NAME

@@ -23,9 +23,11 @@ from werkzeug.wrappers import Response
 from gateway.console.accounts import (
     Accounts,
     Lockout,
+    SignOuts,
     console_dir,
     default_users_file,
     failures_file,
+    sign_outs_file,
 )
 from gateway.console.pages import register_pages
 from gateway.console.preview import forget_gone
@@ -99,6 +101,7 @@ def create_app(context: ConsoleContext) -> Flask:
             accounts.path,
         )
     lockout = Lockout(failures_file(context.storage_dir))
+    sign_outs = SignOuts(sign_outs_file(context.storage_dir))
     app.extensions["console"] = context
     app.extensions["accounts"] = accounts
     swept = [time.monotonic()]
@@ -109,7 +112,7 @@ def create_app(context: ConsoleContext) -> Flask:
         if time.monotonic() - swept[0] > SWEEP_SECONDS:  # entries purged by the CLI or by age
             swept[0] = time.monotonic()
             forget_gone(folder, _live_entries(context.storage_dir))
-        g.account = signed_in(accounts)
+        g.account = signed_in(accounts, sign_outs)
         if request.method == "POST" and not csrf_ok():
             audit_action("console_csrf_refused", path=request.path)
             return render_template("error.html", code=403, why="missing or wrong CSRF token"), 403
@@ -171,6 +174,7 @@ def create_app(context: ConsoleContext) -> Flask:
     def logout() -> Any:
         account = g.get("account")
         if account is not None:
+            sign_outs.signed_out(account.name)
             audit_action("console_logout", user=account.name)
         session.clear()
         return redirect(url_for("login"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +98,7 @@ def render_png(
     data = buffer.getvalue()
     create_folder(cache)
     os.chmod(cache, 0o700)
-    temporary = cache / f".{path.name}.{os.getpid()}"
-    temporary.unlink(missing_ok=True)
+    temporary = cache / f".{path.name}.{secrets.token_hex(6)}"
     create_private_file(temporary, data, sync=False)
     temporary.replace(path)
     return data

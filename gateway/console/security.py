@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from flask import abort, g, redirect, request, session, url_for
 
 from gateway.base.durable import create_private_file, fsync_directory
-from gateway.console.accounts import Account, Accounts, Role
+from gateway.console.accounts import Account, Accounts, Role, SignOuts
 
 __all__ = ["SESSION_SECONDS", "csrf_token", "load_session_key", "require", "signed_in"]
 
@@ -68,15 +68,22 @@ def sign_in(account: Account) -> None:
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
 
 
-def signed_in(accounts: Accounts) -> Account | None:
-    """The account of this request's session, if it is valid, unexpired and still exists."""
+def signed_in(accounts: Accounts, sign_outs: SignOuts) -> Account | None:
+    """The account of this request's session, if it is valid and unexpired, the account
+    still exists, and neither a logout nor a new password or role came after the login."""
     name, issued = session.get("user"), session.get("issued")
     if not isinstance(name, str) or not isinstance(issued, int | float):
         return None
-    if not 0 <= time.time() - issued < SESSION_SECONDS:
+    account = accounts.get(name)
+    if (
+        account is None
+        or not 0 <= time.time() - issued < SESSION_SECONDS
+        or issued <= account.changed
+        or issued <= sign_outs.since(name)
+    ):
         session.clear()
         return None
-    return accounts.get(name)
+    return account
 
 
 def require(role: Role) -> Callable[[F], F]:

@@ -20,8 +20,11 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
+try:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+except ImportError:  # the `postgres` extra is not installed: only `mapping.url` needs it
+    psycopg = None  # type: ignore[assignment]
 
 from gateway.stores.mapping_records import MappingError, MappingUnavailableError
 
@@ -113,6 +116,11 @@ class PostgresMapping:
     """
 
     def __init__(self, url: str, *, writing: bool = True) -> None:
+        if psycopg is None:
+            raise MappingError(
+                "mapping.url needs psycopg 3, which is not installed: install the `postgres`"
+                " extra (pip install 'dicom-gateway[postgres]')"
+            )
         self.shown = shown_url(url)
         try:
             self._password = str(conninfo_to_dict(url).get("password") or "")

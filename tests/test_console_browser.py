@@ -33,6 +33,7 @@ from service_harness import (
     Gateway,
     Site,
     create_secret,
+    gateway_command,
     make_site,
     running_gateway,
     wait_until,
@@ -149,7 +150,9 @@ def held(site: Site) -> list[str]:
 
 @pytest.fixture(scope="module")
 def gateway(site: Site, held: list[str]) -> Iterator[Gateway]:
-    with running_gateway(site) as running:
+    # Debug logging: the console's requests and previews must not log patient data either.
+    command = [*gateway_command(), "-v", "run", "-c", str(site.config)]
+    with running_gateway(site, command=command) as running:
         yield running
 
 

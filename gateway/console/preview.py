@@ -23,9 +23,10 @@ from pydicom.dataset import Dataset
 
 from gateway.base.durable import create_folder, create_private_file
 from gateway.base.identifiers import collect_identifiers
+from gateway.deid.engine import DeidError
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.pipeline.files import EngineSettings, with_table
-from gateway.pixels.clean import clean_pixels
+from gateway.pixels.clean import PixelError, clean_pixels
 from gateway.pixels.regions import Box
 
 __all__ = ["CACHE_DIR", "DiffRow", "Preview", "cache_folder", "forget", "header_diff", "preview"]
@@ -129,13 +130,17 @@ def _compute(original: Path, settings: EngineSettings) -> _Computed:
         return _Computed(None, [], f"read: the original cannot be parsed ({type(exc).__name__})")
     try:
         engine.deidentify(ds, identifiers)
-    except Exception as exc:
-        return _Computed(None, [], f"deid: cannot de-identify ({type(exc).__name__}: {exc})")
+    except DeidError as exc:  # its message is a quarantine reason's: no patient data
+        return _Computed(None, [], f"deid: {exc.reason}: {exc}")
+    except Exception as exc:  # another's text may quote a value: its type only
+        return _Computed(None, [], f"deid: cannot de-identify ({type(exc).__name__})")
     boxes: list[Box] = []
     if settings.pixels is not None:
         try:
             report = clean_pixels(ds, identifiers, settings.pixels, engine.recognizer)
             boxes = list(report.boxes)
+        except PixelError as exc:  # a quarantine message: no patient data
+            return _Computed(None, [], f"pixels: {exc}")
         except Exception as exc:
             log.info("console preview: pixel cleaning failed (%s)", type(exc).__name__)
             return _Computed(None, [], f"pixels: cannot clean ({type(exc).__name__})")

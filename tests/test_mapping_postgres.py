@@ -301,13 +301,13 @@ def test_the_database_down_holds_instances_says_so_and_loses_nothing(
                 lambda: f"{shown}: cannot connect" in gateway.log(),
                 timeout=30, what="the failed round's log line",
             )  # fmt: skip
-            assert received_files(archive) == []  # nothing leaves without its mapping record
-            listed = site.quarantine("list").stdout  # waiting in the spool, not quarantined
-            assert "0 quarantined instances" in listed and "0 studies held" in listed
             checked, asked = checking.result(timeout=120), asking.result(timeout=120)
             assert checked.returncode != 0 and shown in checked.stdout + checked.stderr
             assert asked.returncode == 1 and shown in asked.stderr
+            assert received_files(archive) == []  # nothing leaves without its mapping record
             down.start_again()
+            listed = site.quarantine("list").stdout  # it waited in the spool, not quarantined
+            assert "0 quarantined instances" in listed and "0 studies held" in listed
             wait_until(
                 lambda: len(received_files(archive)) >= 3,
                 timeout=ARRIVE_SECONDS, what="the held instances once the database is back",

@@ -218,3 +218,24 @@ def test_status_shows_studies_waiting_for_a_retry_and_held_ones_can_be_released(
     assert done.status_code == 302
     assert spool.get_round(failed).state is RoundState.FORWARDING
     spool.close()
+
+
+def test_an_instance_without_an_image_is_reviewed_by_its_header(tmp_path: Path) -> None:
+    context = _context(tmp_path)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.PatientName, ds.PatientID = "SR", "Roe^Richard", "PID-1"
+    ds.save_as(tmp_path / "sr.dcm", enforce_file_format=True)
+    entry = quarantine.put(
+        context.storage_dir, tmp_path / "sr.dcm", reason="identifier-found", stage="verify",
+        message="x", origin="test", keyed_hash=KeyedHash(bytes(32)),
+    ).id  # fmt: skip
+    client, _ = _signed_in(context)
+    page = client.get(f"/quarantine/{entry}").text
+    assert 'id="no-pixels"' in page and 'id="original"' not in page
+    assert "Roe^Richard" in page  # the header diff
+    context.spool.close()

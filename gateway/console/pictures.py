@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut
+from pydicom.pixels import apply_modality_lut, pixel_array
 
 from gateway.base.durable import create_folder, create_private_file
 from gateway.pixels.frames import decode_frames, ocr_image
@@ -71,6 +71,15 @@ def _draw(image: np.ndarray, boxes: list[Box], frame: int, side: int) -> Image.I
     return picture
 
 
+def _one_frame(ds: Dataset, frame: int) -> np.ndarray:
+    """One decoded frame: pydicom decodes only that one (a long cine loop is not decoded
+    whole for each picture); PALETTE COLOR goes through the pixel engine's decoder, which
+    expands the palette."""
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR":
+        return decode_frames(ds)[frame]
+    return pixel_array(ds, index=frame)
+
+
 def render_png(
     source: Path,
     cache: Path,
@@ -91,8 +100,7 @@ def render_png(
     ds = dcmread(source, force=True)
     if not 0 <= frame < frame_count(ds):
         raise IndexError(frame)
-    frames = decode_frames(ds)
-    picture = _draw(_window(frames[frame], ds, window), boxes, frame, side)
+    picture = _draw(_window(_one_frame(ds, frame), ds, window), boxes, frame, side)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", optimize=True)
     data = buffer.getvalue()

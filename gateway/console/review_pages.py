@@ -84,6 +84,7 @@ def register_review_pages(app: Flask) -> None:
                 frame=frame,
                 frames=frames,
                 problem=result.problem,
+                has_pixels=bool(original.get("Rows")) and bool(original.get("Columns")),
                 has_cleaned=result.cleaned is not None,
                 boxes=[b for b in result.boxes if b.frame is None or b.frame == frame],
                 colours=BOX_COLOURS,

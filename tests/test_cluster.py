@@ -27,6 +27,7 @@ from pydicom.uid import generate_uid
 from service_harness import free_port, leaks_in, run_cli, stop_process, wait_until
 from test_offline_cli import TESTDATA, Site, make_site
 
+import gateway.offline_cluster as offline_cluster
 from gateway.cli.main import main
 from gateway.offline import anonymize_folder
 from gateway.offline_cluster import (
@@ -333,6 +334,11 @@ def test_a_worker_that_cannot_see_the_input_folder_says_so(
     assert check_worker(key, str(inputs.path), [(str(sample), sample.stat().st_size)]) == []
 
 
+def _site_loaded() -> SiteKey | None:
+    """On a worker: the run whose site (engine, mapping writer) the worker holds."""
+    return offline_cluster._loaded
+
+
 def test_the_workers_are_asked_before_any_file_is_sent_and_a_blind_one_is_named(
     cluster: Cluster, local_site: Site, inputs: Inputs, tmp_path: Path
 ) -> None:
@@ -343,6 +349,8 @@ def test_the_workers_are_asked_before_any_file_is_sent_and_a_blind_one_is_named(
     files = sorted(p for p in inputs.path.rglob("*") if p.is_file())
     with Client(cluster.address, timeout=5) as client:
         ClusterRunner(client, key, inputs.path)._check_workers(files)  # both see it: no error
+        # ... and each built the site's engine then, once, for the tasks of this run.
+        assert list(client.run(_site_loaded).values()) == [key, key]
         with pytest.raises(ClusterError) as raised:
             ClusterRunner(client, key, tmp_path / "not-mounted")._check_workers(files)
     assert raised.value.exit_code == 2

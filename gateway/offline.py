@@ -233,6 +233,12 @@ def _alone(path: Path, output_dir: Path, claims: Path, settings: EngineSettings)
         except BrokenProcessPool:
             pass
     remove_temporaries(output_dir)  # the dead worker may have been writing
+    return held_for_dying(path, settings)
+
+
+def held_for_dying(path: Path, settings: EngineSettings) -> FileOutcome:
+    """A file that killed the worker it was given to, alone, too: held (a decoder's crash
+    is the instance's trouble), here and on a cluster alike."""
     log.warning("a worker process died on one input file: quarantined")
     entry = quarantine.put(
         settings.storage_dir,

@@ -30,10 +30,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from gateway.offline import process_file
+from gateway.offline import held_for_dying, process_file
 from gateway.pipeline.files import EngineSettings, FileOutcome, init_worker, remove_temporaries
 from gateway.pipeline.instance import is_environment_error
-from gateway.stores import quarantine
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -379,7 +378,7 @@ class ClusterRunner:
             if deaths + 1 < ATTEMPTS:
                 suspects.append((part[0], deaths + 1))
                 return []
-            return [_held_for_dying(part[0], settings)]
+            return [held_for_dying(part[0], settings)]
         except WorkerEnvironmentError as exc:
             # As in a local run: the machine's trouble stops the run, inputs untouched.
             raise OSError(exc.args[0], f"on a worker: {exc.args[1]}") from None
@@ -431,18 +430,3 @@ class ClusterRunner:
             for marker in markers:
                 with suppress(OSError):
                     marker.unlink()
-
-
-def _held_for_dying(path: Path, settings: EngineSettings) -> FileOutcome:
-    """A file that killed every worker it was given to: held, as the local pool holds it."""
-    log.warning("a worker process died on one input file each time: quarantined")
-    entry = quarantine.put(
-        settings.storage_dir,
-        path,
-        reason="worker-died",
-        stage="process",
-        message="the worker process died while processing this file",
-        origin="offline",
-        keyed_hash=settings.keyed_hash(),
-    )
-    return FileOutcome("quarantined", path, f"worker-died: {entry.id}")

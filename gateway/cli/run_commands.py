@@ -21,6 +21,8 @@ from gateway.cli.exits import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gateway.offline import Summary
 
 
@@ -66,18 +68,30 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     config = site.config
     workers = args.workers if args.workers is not None else config.workers
-    try:
-        summary = anonymize_folder(
+    summary = _summary_or_exit(
+        lambda: anonymize_folder(
             Path(args.input), Path(args.output), site.engine_settings(), workers
         )
+    )
+    if isinstance(summary, int):
+        return summary
+    return _report_anonymize(args, config.storage_dir, summary)
+
+
+def _summary_or_exit(run: Callable[[], Summary]) -> Summary | int:
+    """The run's summary, or the exit code of what stopped it (said on stderr)."""
+    try:
+        return run()
     except (NotADirectoryError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"error: cannot go on ({exc.strerror or type(exc).__name__}); "
-              "inputs are untouched, run again when it is fixed", file=sys.stderr)
+        print(
+            f"error: cannot go on ({exc.strerror or type(exc).__name__}); "
+            "inputs are untouched, run again when it is fixed",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
-    return _report_anonymize(args, config.storage_dir, summary)
 
 
 def _anonymize_on_cluster(args: argparse.Namespace) -> int:
@@ -86,8 +100,10 @@ def _anonymize_on_cluster(args: argparse.Namespace) -> int:
     from gateway.offline_cluster import ClusterError, ClusterRunner, SiteKey, connect, parse_cluster
 
     if args.workers is not None:
-        print("error: --workers and --cluster do not go together "
-              "(the cluster's workers do the work)", file=sys.stderr)
+        print(
+            "error: --workers and --cluster do not go together (the cluster's workers do the work)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     try:
         parse_cluster(args.cluster)
@@ -102,23 +118,20 @@ def _anonymize_on_cluster(args: argparse.Namespace) -> int:
         import distributed  # noqa: F401  (it sets its loggers' levels when imported)
     # Dask's INFO lines (workers joining, leaving) would drown the progress lines.
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    try:
+
+    def run() -> Summary:
         key = SiteKey.for_site(args.config, args.ocr, settings)
         with connect(args.cluster) as client:
             runner = ClusterRunner(client, key, Path(args.input))
-            summary = anonymize_folder(
-                Path(args.input), Path(args.output), settings, runner=runner
-            )
+            return anonymize_folder(Path(args.input), Path(args.output), settings, runner=runner)
+
+    try:
+        summary = _summary_or_exit(run)
     except ClusterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except (NotADirectoryError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:
-        print(f"error: cannot go on ({exc.strerror or type(exc).__name__}); "
-              "inputs are untouched, run again when it is fixed", file=sys.stderr)
-        return EXIT_FAILURE
+    if isinstance(summary, int):
+        return summary
     return _report_anonymize(args, site.config.storage_dir, summary)
 
 
@@ -160,8 +173,11 @@ def cmd_csv(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)  # FILE:LINE: column 'X': reason (no cell values)
         return EXIT_FAILURE
     except OSError as exc:
-        print(f"error: cannot write {args.output} ({exc.strerror or type(exc).__name__}); "
-              "no output file was left", file=sys.stderr)
+        print(
+            f"error: cannot write {args.output} ({exc.strerror or type(exc).__name__}); "
+            "no output file was left",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
     print(
         f"{args.output}: {report.rows} rows, {len(report.patients)} patients; "
@@ -207,5 +223,3 @@ def cmd_sample(args: argparse.Namespace) -> int:
     paths = make_demo_sample(Path(args.dir))
     print(f"{len(paths)} synthetic identified instances written to {Path(args.dir).resolve()}")
     return EXIT_OK
-
-

@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,11 +181,16 @@ def cut_pixel_data(path: Path) -> Path:
 
 
 def run_campaign(
-    workdir: Path, kills: int, seed: int = 1, log=print, durability: str = "fsync"
+    workdir: Path,
+    kills: int,
+    seed: int = 1,
+    log=print,
+    durability: str = "fsync",
+    first: Sequence[str] = PHASES,
 ) -> Figures:
-    """`kills` SIGKILLs aimed by a Random(seed); the figures and any broken promise.
-    `durability`: the site's `spool.durability` (a kill is a crash of the process, which
-    both promise to survive)."""
+    """`kills` SIGKILLs, aimed at the phases of `first` in turn, then by a Random(seed); the
+    figures and any broken promise. `durability`: the site's `spool.durability` (a kill is a
+    crash of the process, which both promise to survive)."""
     rng = random.Random(seed)
     figures = Figures(durability=durability)
     started = time.monotonic()
@@ -207,8 +212,8 @@ def run_campaign(
         modality.thread.start()
         try:
             for number in range(kills):
-                # Each phase once first, so a short campaign aims at every one of them.
-                target = PHASES[number] if number < len(PHASES) else rng.choice(PHASES)
+                # `first` in turn, so a short campaign aims at each phase it names.
+                target = first[number] if number < len(first) else rng.choice(PHASES)
                 figures.aimed[target] += 1
                 main_only = rng.random() < 1 / 3
                 figures.main_only += main_only

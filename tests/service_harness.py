@@ -116,6 +116,17 @@ def wait_until(
 # --- processes ---------------------------------------------------------------------------------
 
 
+def spool_files(folder: Path) -> list[Path]:
+    """Files under a spool (or a part of it) that hold something: the free slots, empty
+    files made ahead in spool/slots/ (gateway/stores/spool_seal.py), are no instances."""
+    found = []
+    for path in folder.rglob("*"):
+        with suppress(OSError):  # gone meanwhile
+            if path.is_file() and not (path.parent.name == "slots" and not path.stat().st_size):
+                found.append(path)
+    return found
+
+
 def child_pids(pid: int) -> list[int]:
     """Every descendant of `pid` (e.g. the gateway's worker processes), from /proc."""
     found: list[int] = []

@@ -27,7 +27,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 from pynetdicom.transport import ThreadedAssociationServer
-from service_harness import small_tmpfs
+from service_harness import small_tmpfs, spool_files
 
 from gateway.base.metrics import Metrics
 from gateway.config import ListenConfig
@@ -396,7 +396,7 @@ def test_full_disk_answers_out_of_resources_and_keeps_nothing(
     assert send_one(scp.port, big) == STATUS_OUT_OF_RESOURCES
 
     assert scp.spool.queue_depth() == 0
-    leftovers = [p for p in (tiny_filesystem / "storage" / "spool").rglob("*") if p.is_file()]
+    leftovers = spool_files(tiny_filesystem / "storage" / "spool")
     assert leftovers == []
     assert scp.counter("failures_total", stage="receive") == 1
     # The failure is not sticky: what fits is still accepted.

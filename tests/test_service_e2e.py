@@ -47,6 +47,7 @@ from service_harness import (
     make_site,
     received_files,
     running_gateway,
+    spool_files,
     start_gateway,
     storescp_on,
     storescu,
@@ -434,7 +435,7 @@ def test_modality_not_on_the_allow_list_is_refused_and_nothing_is_kept(
             assert metrics['dicom_gateway_failures_total{stage="association"}'] >= 2
             assert metrics["dicom_gateway_queue_depth"] == 0
         assert site.spool_rows() == []
-        assert [p for p in (site.storage / "spool").rglob("*") if p.is_file()] == []
+        assert spool_files(site.storage / "spool") == []
         assert received_files(tmp_path / "archive") == []
 
 
@@ -680,11 +681,7 @@ def test_full_storage_refuses_with_a700_stays_up_and_accepts_again_once_space_re
             spool = site.storage / "spool"
             assert list((spool / "tmp").iterdir()) == []
             recorded = {file for _, file in site.spool_rows()}
-            on_disk = {
-                str(p.relative_to(spool))
-                for p in spool.rglob("*")
-                if p.is_file() and p.parent.name != "tmp"
-            }
+            on_disk = {str(p.relative_to(spool)) for p in spool_files(spool)}
             assert on_disk == recorded
             assert gateway.metric("instances_received") == len(first.acknowledged)
             assert gateway.metric("studies_completed") == 0, "processed before space returned"

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from service_harness import spool_files
 
 from gateway.keys.keyed_hash import KeyedHash
 from gateway.stores.spool import Spool
@@ -82,7 +83,7 @@ def test_an_instance_that_cannot_be_moved_fails_alone(tmp_path: Path) -> None:
         incoming.finish()
         try:
             spool.store_file(
-                incoming.path,
+                incoming,
                 sop_instance_uid=sop,
                 sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
                 study_uid=STUDIES[0],
@@ -107,8 +108,8 @@ def test_an_instance_that_cannot_be_moved_fails_alone(tmp_path: Path) -> None:
     claimed = spool.claim(due.id)
     assert claimed is not None
     assert sorted(i.sop_instance_uid for i in claimed) == ["2.1", "2.3"]
-    spool_files = [p for p in (tmp_path / "spool").rglob("*") if p.is_file()]
-    assert sorted(spool_files) == sorted(i.path for i in claimed)  # nothing else kept
+    left = spool_files(tmp_path / "spool")
+    assert sorted(left) == sorted(i.path for i in claimed)  # nothing else kept
     spool.close()
 
 
@@ -139,7 +140,7 @@ def test_a_commit_that_fails_fails_every_instance_of_the_batch(tmp_path: Path) -
     blocker.close()
     assert len(errors) == 4 and all(isinstance(e, SpoolWriteError) for e in errors), errors
     assert spool.queue_depth() == 0
-    assert [p for p in (tmp_path / "spool").rglob("*") if p.is_file()] == []
+    assert spool_files(tmp_path / "spool") == []
     spool.close()
 
 

@@ -38,6 +38,7 @@ from service_harness import (
     rss_bytes,
     running_gateway,
     small_tmpfs,
+    spool_files,
     storescu,
     storescu_command,
     wait_until,
@@ -50,6 +51,8 @@ from gateway.keys.keyed_hash import KeyedHash
 from gateway.net.dicom_header import file_meta, file_uids, header_uids
 from gateway.net.scp import start_scp, stop_scp
 from gateway.stores.spool import Spool, SpoolWriteError
+from gateway.stores.spool_intake import IncomingFile
+from gateway.stores.spool_seal import read_seal
 from gateway.tools.synthetic import make_ct_study
 
 pytestmark = [
@@ -147,7 +150,9 @@ def test_large_multiframe_is_spooled_as_sent_in_bounded_memory(
         ((_round, name),) = site.spool_rows()
         spooled = site.storage / "spool" / name
         meta = file_meta(header.SOPClassUID, header.SOPInstanceUID, ExplicitVRLittleEndian)
-        assert digest(spooled) == digest(source, dataset_offset(source), meta)
+        # Byte for byte as sent behind its File Meta; the preamble carries the spool's seal.
+        assert digest(spooled, 128) == digest(source, dataset_offset(source), meta[128:])
+        assert read_seal(spooled) is not None
         assert list((site.storage / "spool" / "tmp").iterdir()) == []
 
     figure = (
@@ -183,7 +188,7 @@ def in_process_scp(storage: Path, **limits: str) -> Iterator[tuple[int, Spool, M
 
 
 def files_under(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file()]
+    return spool_files(folder)
 
 
 @pytest.fixture
@@ -217,7 +222,7 @@ def test_a_sender_dying_mid_stream_leaves_nothing(
 ) -> None:
     port, spool, _metrics = scp
     source, _header = large_multiframe
-    tmp = spool.spool_dir / "tmp"
+    tmp = spool.spool_dir / "slots"
     sender = subprocess.Popen(
         storescu_command(port, [source]),
         env=dcmtk_env(),
@@ -229,12 +234,12 @@ def test_a_sender_dying_mid_stream_leaves_nothing(
             lambda: sum(p.stat().st_size for p in files_under(tmp)) > 32 << 20,
             timeout=30,
             interval=0.01,
-            what="the data set halfway in spool/tmp",
+            what="the data set halfway in its slot",
         )
     finally:
         sender.send_signal(signal.SIGKILL)
         sender.wait(timeout=10)
-    wait_until(lambda: not files_under(tmp), timeout=10, what="spool/tmp emptied")
+    wait_until(lambda: not files_under(tmp), timeout=10, what="its slot removed")
     assert spool.queue_depth() == 0
     assert files_under(spool.spool_dir) == []
 
@@ -277,7 +282,8 @@ def test_command_and_data_set_in_one_p_data_are_spooled_as_sent(
     (due,) = spool.due_rounds(quiet_seconds=0, now=time.time() + 1)
     (stored,) = spool.claim(due.id) or []
     meta = file_meta(str(SC_IMAGE), uid, str(ExplicitVRLittleEndian))
-    assert stored.path.read_bytes() == meta + data
+    assert stored.path.read_bytes()[128:] == (meta + data)[128:]  # the preamble: the seal
+    assert read_seal(stored.path) is not None
 
 
 def test_an_instance_cut_off_at_the_size_limit_leaves_nothing(tmp_path: Path) -> None:
@@ -313,17 +319,17 @@ def test_store_file_moves_an_incoming_file_into_its_round(tmp_path: Path) -> Non
     for piece in (b"one ", memoryview(b"two "), bytearray(b"three")):
         incoming.write(piece)
     incoming.finish()
-    assert incoming.path.parent == spool.spool_dir / "tmp"
+    assert incoming.path.parent == spool.spool_dir / "slots"
     assert os.stat(incoming.path).st_mode & 0o777 == 0o600
 
-    spool.store_file(incoming.path, **_instance())
+    spool.store_file(incoming, **_instance())
 
     (due,) = spool.due_rounds(quiet_seconds=0)
     (stored,) = spool.claim(due.id) or []
     assert stored.path.read_bytes() == b"HEADERone two three"
     assert files_under(spool.spool_dir / "tmp") == []
-    with pytest.raises(ValueError, match="tmp folder"):
-        spool.store_file(stored.path, **_instance())
+    with pytest.raises(ValueError, match="slots"):
+        spool.store_file(IncomingFile(stored.path, b""), **_instance())
 
 
 def test_a_file_that_cannot_be_written_is_refused_and_gone(tmp_path: Path) -> None:

@@ -309,7 +309,7 @@ def _on_store(event: Event, spool: Spool, metrics: Metrics | None) -> int:
                 raise RuntimeError("the file's File Meta differs from the request's")
             uids = functools.partial(file_uids, incoming.path, len(meta), transfer_syntax)
             study_uid = _study_uid(uids, sop_instance_uid)
-            spool.store_file(incoming.path, study_uid=study_uid, **instance)
+            spool.store_file(incoming, study_uid=study_uid, **instance)
         else:
             dataset = event.encoded_dataset(include_meta=False)
             uids = functools.partial(header_uids, dataset, transfer_syntax)

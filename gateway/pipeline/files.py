@@ -216,8 +216,16 @@ def _large_header(path: Path) -> tuple[Dataset, PixelTail] | Quarantine | None:
 def encode(ds: Dataset) -> bytes:
     """The instance as a DICOM file (preamble, rebuilt file meta, dataset)."""
     buffer = io.BytesIO()
-    dcmwrite(buffer, ds, enforce_file_format=True)
+    dcmwrite(buffer, _blank_preamble(ds), enforce_file_format=True)
     return buffer.getvalue()
+
+
+def _blank_preamble(ds: Dataset) -> Dataset:
+    """The input's preamble never goes out: it may hold a TIFF header of a dual-format
+    file (PS3.10 7.5, with its own tags and text), or the spool's seal. Zeros instead."""
+    if getattr(ds, "preamble", None) is not None:
+        ds.preamble = bytes(128)
+    return ds
 
 
 class _CannotEncode(Exception):
@@ -249,7 +257,7 @@ def _encode_into(folder: Path, ds: Dataset, tail: PixelTail | None = None) -> Pa
     try:
         with open(temporary, "wb") as handle:
             try:
-                dcmwrite(handle, ds, enforce_file_format=True)
+                dcmwrite(handle, _blank_preamble(ds), enforce_file_format=True)
                 if tail is not None:
                     copy_tail(tail, handle)
             except OSError as exc:

@@ -1,9 +1,10 @@
 """The durable per-study buffer between the SCP and the worker pool, and its state machine.
 
-Guarantee: `store()` and `store_file()` (`spool_intake`) return only when the instance file
-and its row in `state.db` are on disk (fsync), so the SCP may answer success. Files live
-under `spool/<round>/`; the state of every study round lives in SQLite (WAL,
-synchronous=FULL). A round is one batch of a study: instances that arrive while an earlier
+Guarantee: `store()` and `store_file()` (`spool_intake`) return only when the instance is
+safe from a power cut (`spool.durability: fsync`): its file, sealed, is on disk (one fsync),
+and its row in `state.db` is committed; a row that a power cut loses is recorded again from
+the sealed file at the next start (`spool_seal`, `spool_recovery`). Files live under
+`spool/<round>/`; the state of every study round lives in SQLite (WAL). A round is one batch of a study: instances that arrive while an earlier
 round of the same study is being processed start a new round, processed and forwarded on
 its own, so nothing is lost or mixed with half-processed state.
 
@@ -15,9 +16,9 @@ Round states::
         |                           | too many failures                 forwarding
         +--------- release ------ held
 
-On start-up the spool recovers: `processing` rounds go back to `receiving` (their outbox is
-cleared and they are processed again), temporary and unrecorded files are removed (they
-were never acknowledged).
+On start-up the spool recovers (`spool_recovery`): `processing` rounds go back to
+`receiving` (their outbox is cleared and they are processed again), sealed files state.db
+lost are recorded again, and files never acknowledged are removed.
 
 Forwarding is resumable: each instance the destination confirmed is recorded at once
 (`mark_forwarded`), and a later attempt, after a retry or a crash, sends only the rest. What
@@ -34,18 +35,18 @@ import logging
 import math
 import secrets
 import shutil
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gateway.base.durable import create_private_file
+from gateway.base.durable import create_private_file, fsync_directory
 from gateway.keys.keyed_hash import KeyedHash
 from gateway.stores.spool_arrivals import Arrivals
 from gateway.stores.spool_intake import Intake, SpoolWriteError
 from gateway.stores.spool_queries import RoundQueries
+from gateway.stores.spool_recovery import DONE_SUFFIX, Recovery
 from gateway.stores.spool_rounds import (
     STATE_DB,
     RoundState,
@@ -54,6 +55,7 @@ from gateway.stores.spool_rounds import (
     open_state_db,
     select_rounds,
 )
+from gateway.stores.spool_seal import Slots
 
 __all__ = ["OUTBOX_DIR", "SPOOL_DIR", "Spool", "SpoolWriteError"]
 
@@ -62,10 +64,11 @@ log = logging.getLogger(__name__)
 SPOOL_DIR = "spool"
 OUTBOX_DIR = "outbox"
 _TMP = "tmp"
+_SLOTS = "slots"
 WRITABLE_CACHE_SECONDS = 1.5  # how long a /healthz answer about the spool's disk holds
 
 
-class Spool(Intake, Arrivals, RoundQueries):
+class Spool(Intake, Arrivals, RoundQueries, Recovery):
     """Instances on disk plus the state of every study round, safe across crashes."""
 
     def __init__(
@@ -91,6 +94,7 @@ class Spool(Intake, Arrivals, RoundQueries):
         self._tmp = self.spool_dir / _TMP
         for folder in (self.storage_dir, self.spool_dir, self._tmp, self.outbox_root):
             folder.mkdir(parents=True, exist_ok=True)
+        self._slots = Slots(self.spool_dir / _SLOTS, sync=self._sync)
         self._lock = threading.Lock()
         self._intake_lock = threading.Lock()
         self._intake_queue = []
@@ -238,7 +242,18 @@ class Spool(Intake, Arrivals, RoundQueries):
         return self._set_state(round_id, RoundState.RECEIVING, RoundState.HELD, 0, 0.0, "")
 
     def finish(self, round_id: int) -> None:
-        """A confirmed forward: delete the round's spool and outbox copies and its rows."""
+        """A confirmed forward: delete the round's spool and outbox copies and its rows.
+
+        The round's folder is renamed out of the way (and that synced) before its rows go:
+        a sealed file the recovery finds unrecorded in a round's folder is then always an
+        acknowledged instance whose row was lost, never one already forwarded.
+        """
+        folder = self.spool_dir / str(round_id)
+        done = folder.with_name(folder.name + DONE_SUFFIX)
+        if folder.is_dir():
+            folder.rename(done)
+            if self._sync:
+                fsync_directory(self.spool_dir)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("DELETE FROM instances WHERE round_id = ?", (round_id,))
@@ -246,7 +261,7 @@ class Spool(Intake, Arrivals, RoundQueries):
             self._db.execute("DELETE FROM round_parts WHERE round_id = ?", (round_id,))
             self._db.execute("DELETE FROM rounds WHERE id = ?", (round_id,))
             self._db.execute("COMMIT")
-        shutil.rmtree(self.spool_dir / str(round_id), ignore_errors=True)
+        shutil.rmtree(done, ignore_errors=True)
         shutil.rmtree(self.outbox(round_id), ignore_errors=True)
 
     def _set_state(
@@ -287,48 +302,6 @@ class Spool(Intake, Arrivals, RoundQueries):
         finally:
             probe.unlink(missing_ok=True)
 
-    def _recover(self) -> None:
-        """After a crash: re-run interrupted processing, drop what was never acknowledged."""
-        with self._lock:
-            interrupted = [
-                int(row[0])
-                for row in self._db.execute(
-                    "SELECT id FROM rounds WHERE state = ?", (RoundState.PROCESSING,)
-                )
-            ]
-            try:
-                self._unmark_processed(interrupted)
-                self._db.execute(
-                    "UPDATE rounds SET state = ?, last_received = 0 WHERE state = ?",
-                    (RoundState.RECEIVING, RoundState.PROCESSING),
-                )
-            except sqlite3.OperationalError as exc:
-                # A full disk: start anyway, so that the SCP answers 0xA700 rather than
-                # nothing; the service's tick re-queues these rounds once there is room.
-                log.error("recovery of %d rounds deferred: %s", len(interrupted), exc)
-            recorded = {row[0] for row in self._db.execute("SELECT file FROM instances").fetchall()}
-            live_rounds = {
-                str(row[0]) for row in self._db.execute("SELECT id FROM rounds").fetchall()
-            }
-        for round_id in interrupted:
-            shutil.rmtree(self.outbox(round_id), ignore_errors=True)
-        for leftover in self._tmp.iterdir():
-            leftover.unlink(missing_ok=True)
-        for folder in self.spool_dir.iterdir():
-            if folder.name == _TMP or not folder.is_dir():
-                continue
-            for file in folder.iterdir():
-                if str(file.relative_to(self.spool_dir)) not in recorded:
-                    log.warning("removing unacknowledged spool file %s", file.name)
-                    file.unlink(missing_ok=True)
-            if folder.name not in live_rounds and not any(folder.iterdir()):
-                folder.rmdir()
-        for folder in self.outbox_root.iterdir():
-            if folder.name not in live_rounds:
-                shutil.rmtree(folder, ignore_errors=True)
-        if interrupted:
-            log.info("recovered %d interrupted study rounds", len(interrupted))
-
     @contextmanager
     def held_still(self) -> Iterator[None]:
         """While this is held no thread of this process is inside SQLite (every use of
@@ -337,5 +310,6 @@ class Spool(Intake, Arrivals, RoundQueries):
             yield
 
     def close(self) -> None:
+        self._slots.forget()
         with self._lock:
             self._db.close()

@@ -1,13 +1,16 @@
-"""How an instance enters the spool: in one buffer (`store`), or as a file written into the
-spool's tmp folder while it arrives (`incoming`, then `store_file`).
+"""How an instance enters the spool: in one buffer (`store`), or as a file written into a
+slot while it arrives (`incoming`, then `store_file`).
 
-Either way the file is fsynced in `tmp/`, renamed into its round's folder (same file
-system: a rename, never a copy), the folder fsynced and the state row committed (WAL,
-synchronous=FULL) before the call returns; only then may the SCP answer success. The
-folder fsync and the commit are shared by the instances of concurrent associations that
-arrive together (group commit, `_record`). What
-fails leaves nothing behind: the temporary file is removed, and one left by a crash is
-removed by the spool's recovery at the next start (`tmp/` is emptied).
+Either way the file is written into a slot (`spool_seal.Slots`: a file whose folder entry
+is already durable), sealed and fsynced: with `spool.durability: fsync` that one sync is
+all an acknowledgement waits for. Then it is renamed into its round's folder (same file
+system: a rename, never a copy) and its state row committed, neither synced: a power cut
+that loses them leaves a sealed file that the spool's recovery records again
+(`spool_seal`). A file without a preamble to seal takes the old path: its round folder is
+fsynced and its row committed with synchronous=FULL before the call returns. The syncs
+that remain are shared by the instances of concurrent associations that arrive together
+(group commit, `_record`). What fails leaves nothing behind: the slot is removed, and one
+left by a crash unsealed is removed by the recovery at the next start.
 """
 
 from __future__ import annotations
@@ -15,21 +18,22 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.base.durable import create_private_file, fsync_directory, fsync_file
+from gateway.base.durable import fsync_directory
 from gateway.stores.spool_rounds import RoundState
+from gateway.stores.spool_seal import PREAMBLE_LENGTH, Slots, seal_bytes, sealable
 
 __all__ = ["IncomingFile", "Intake", "SpoolWriteError"]
 
 _OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT}
-_CREATE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
+_OPEN_SLOT = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
 
 
 class SpoolWriteError(Exception):
@@ -47,8 +51,9 @@ def _write_failed(exc: OSError) -> SpoolWriteError:
 
 
 class IncomingFile:
-    """One instance file (mode 0600) in the spool's tmp folder, written piece by piece as
-    its data set arrives, so that the receiver never holds more than one piece.
+    """One instance file (mode 0600) in a spool slot, written piece by piece as its data
+    set arrives, so that the receiver never holds more than one piece; the CRC-32 of what
+    follows the preamble is kept as it goes, for the seal.
 
     Writing never raises: the receiver must read the rest of the message before it can
     answer, so the first error (a full disk) is kept, the file removed at once and later
@@ -60,10 +65,12 @@ class IncomingFile:
         self.path = path
         self.header = header
         self.error: OSError | None = None
+        self.length = 0
+        self._crc = 0
         self._lock = threading.Lock()
         self._fd: int | None = None
         try:
-            self._fd = os.open(path, _CREATE, 0o600)
+            self._fd = os.open(path, _OPEN_SLOT)
             os.fchmod(self._fd, 0o600)  # exactly, whatever the umask
         except OSError as exc:
             self._fail(exc)
@@ -74,7 +81,10 @@ class IncomingFile:
         """Append `data` (dropped after an error); returns its length, as a file does."""
         with self._lock:
             if self._fd is not None:
-                view = memoryview(data)
+                view = memoryview(data).cast("B")
+                skip = max(0, min(len(view), PREAMBLE_LENGTH - self.length))
+                self._crc = zlib.crc32(view[skip:], self._crc)
+                self.length += len(view)
                 try:
                     while view:
                         view = view[os.write(self._fd, view) :]
@@ -83,17 +93,30 @@ class IncomingFile:
         return len(data)
 
     def finish(self) -> None:
-        """Close the file once its last piece is in; SpoolWriteError if a write (or the
-        close) failed, the file gone then. The fsync is `Intake.store_file`'s."""
-        with self._lock:
-            if self._fd is not None:
-                fd, self._fd = self._fd, None
-                try:
-                    os.close(fd)
-                except OSError as exc:
-                    self._fail(exc)
+        """The last piece is in: SpoolWriteError if a write failed, the file gone then.
+        The file stays open for `seal` (`Intake.store_file`)."""
         if self.error is not None:
             raise _write_failed(self.error) from self.error
+
+    def seal(self, calling_ae: str, *, sync: bool) -> bool:
+        """Seal (when the file has a preamble), fsync (when `sync`) and close the file;
+        whether it was sealed. Raises OSError, the file gone then."""
+        with self._lock:
+            if self._fd is None:
+                raise self.error or OSError(errno.EBADF, "the incoming file is closed")
+            fd, self._fd = self._fd, None
+            sealed = sealable(self.header)
+            try:
+                if sealed:
+                    os.pwrite(fd, seal_bytes(self.length, self._crc, calling_ae), 0)
+                if sync:
+                    os.fsync(fd)
+            except OSError as exc:
+                self._fail(exc)
+                os.close(fd)
+                raise
+            os.close(fd)
+        return sealed
 
     def close(self) -> None:
         with self._lock:
@@ -127,6 +150,7 @@ class _Pending:
     study_uid: str
     row: tuple[str, str, str, str]
     name: str
+    sealed: bool
     done: bool = False
     error: SpoolWriteError | None = None
 
@@ -150,13 +174,17 @@ class Intake:
     _intake_lock: threading.Lock  # guards `_intake_queue` (taken without `_lock`)
     _intake_queue: list[_Pending]
     _sync: bool  # spool.durability "fsync"; False: "process" (no sync while receiving)
-    _tmp: Path
+    _slots: Slots
     spool_dir: Path
     uid_hash: Callable[..., str]
 
     def incoming(self, header: bytes) -> IncomingFile:
-        """A new file in the tmp folder beginning with `header`, for `store_file` to keep."""
-        return IncomingFile(self._tmp / f"{secrets.token_hex(8)}.part", header)
+        """A new file in a slot beginning with `header`, for `store_file` to keep."""
+        try:
+            slot = self._slots.take()
+        except OSError as exc:
+            raise _write_failed(exc) from exc
+        return IncomingFile(slot, header)
 
     def store(
         self,
@@ -173,19 +201,22 @@ class Intake:
         `encoded` may come in parts (file meta, then the dataset as received): a large
         instance is then never copied into one buffer on its way to the disk.
         """
-        size = len(encoded) if isinstance(encoded, bytes) else sum(len(p) for p in encoded)
-        temporary = self._tmp / f"{secrets.token_hex(8)}.part"
-        try:
-            create_private_file(temporary, encoded, sync=self._sync)
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            raise _write_failed(exc) from exc
-        row = (sop_instance_uid, sop_class_uid, transfer_syntax, calling_ae)
-        self._record(temporary, size, study_uid, row)
+        parts = [encoded] if isinstance(encoded, bytes) else list(encoded)
+        incoming = self.incoming(bytes(parts[0]) if parts else b"")
+        for part in parts[1:]:
+            incoming.write(part)
+        self.store_file(
+            incoming,
+            sop_instance_uid=sop_instance_uid,
+            sop_class_uid=sop_class_uid,
+            study_uid=study_uid,
+            transfer_syntax=transfer_syntax,
+            calling_ae=calling_ae,
+        )
 
     def store_file(
         self,
-        path: Path,
+        incoming: IncomingFile,
         *,
         sop_instance_uid: str,
         sop_class_uid: str,
@@ -193,20 +224,19 @@ class Intake:
         transfer_syntax: str,
         calling_ae: str,
     ) -> None:
-        """`store` for an instance file already complete in the tmp folder (`incoming`):
-        fsync it, move it into its round, commit its row; only then may the SCP answer
-        success. On SpoolWriteError the file is removed."""
-        if Path(path).parent != self._tmp:
-            raise ValueError("store_file takes a file in the spool's tmp folder")
+        """`store` for an instance file complete in its slot (`incoming`): seal and fsync
+        it, move it into its round, record its row; only then may the SCP answer success.
+        On SpoolWriteError the file is removed."""
+        if incoming.path.parent != self._slots.folder:
+            raise ValueError("store_file takes a file from the spool's slots")
+        incoming.finish()
         try:
-            if self._sync:
-                fsync_file(path)
-            size = os.stat(path).st_size
+            sealed = incoming.seal(calling_ae, sync=self._sync)
         except OSError as exc:
-            Path(path).unlink(missing_ok=True)
+            incoming.discard()
             raise _write_failed(exc) from exc
         row = (sop_instance_uid, sop_class_uid, transfer_syntax, calling_ae)
-        self._record(Path(path), size, study_uid, row)
+        self._record(incoming.path, incoming.length, study_uid, row, sealed)
 
     def _record(
         self,
@@ -214,8 +244,10 @@ class Intake:
         size: int,
         study_uid: str,
         row: tuple[str, str, str, str],
+        sealed: bool,
     ) -> None:
-        """Rename the fsynced `temporary` into its round's folder, fsync that, commit.
+        """Rename the fsynced `temporary` into its round's folder and commit its row; the
+        folder fsync and a synced commit only for a file without a seal (`spool_seal`).
         `row`: SOP Instance UID, SOP Class UID, transfer syntax, calling AE.
 
         Group commit: instances of concurrent associations that arrive while another
@@ -224,7 +256,7 @@ class Intake:
         instead of one of each per instance. Each caller returns (or raises) only once its
         own instance is committed (or has failed), so acknowledging still means durable.
         """
-        entry = _Pending(temporary, size, study_uid, row, f"{self.uid_hash(row[0])}.dcm")
+        entry = _Pending(temporary, size, study_uid, row, f"{self.uid_hash(row[0])}.dcm", sealed)
         with self._intake_lock:
             self._intake_queue.append(entry)
         with self._lock:
@@ -244,9 +276,10 @@ class Intake:
         now = time.time()
         moved: list[tuple[_Pending, Path, bool, int]] = []  # (entry, final, replaced, round)
         committed = False
+        synced = self._sync and not all(entry.sealed for entry in batch)
         try:
             try:
-                if not self._sync:  # WAL without a sync: kept across a crash of the process
+                if not synced:  # WAL without a sync: kept across a crash of the process
                     self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
@@ -275,7 +308,8 @@ class Intake:
                     continue
                 self._db.execute("RELEASE instance")
                 moved.append((entry, final, replaced, round_id))
-                folders.add(folder)
+                if not entry.sealed:
+                    folders.add(folder)
             try:
                 for folder in folders if self._sync else ():
                     fsync_directory(folder)
@@ -312,7 +346,7 @@ class Intake:
                         entry.fail(OSError(errno.EIO, "the batch was not recorded"))
             for entry in batch:
                 entry.done = True
-            if not self._sync:
+            if not synced:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("PRAGMA synchronous=FULL")
 

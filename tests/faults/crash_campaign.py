@@ -323,7 +323,8 @@ def orphans(site: Site) -> list[str]:
                 found.append(f"state.db: {count} rows in {table}")
     spool, outbox = site.storage / "spool", site.storage / "outbox"
     for path in [*spool.rglob("*"), *outbox.rglob("*")]:
-        if path != spool / "tmp":
+        free_slot = path.parent == spool / "slots" and path.is_file() and not path.stat().st_size
+        if path not in (spool / "tmp", spool / "slots") and not free_slot:
             found.append(str(path.relative_to(site.storage)))
     found += [str(p.relative_to(site.storage)) for p in site.storage.glob("quarantine/.tmp-*")]
     return found

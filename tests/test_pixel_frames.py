@@ -26,10 +26,12 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from gateway.pixels import frames as frames_module
 from gateway.pixels.frames import (
     PixelDecodeError,
     PixelEncodeError,
     decode_frames,
+    holds,
     ocr_image,
     write_frames,
 )
@@ -254,6 +256,60 @@ def test_ocr_view_of_colour_is_luminance() -> None:
     view = ocr_image(frame, ds)
     assert view.shape == (4, 5)
     assert view[0, 0] == 255 and view[1, 1] == 76 and view[2, 2] == 0
+
+
+def _monochrome(variant: str, signed: bool) -> Dataset:
+    ds = Dataset()
+    ds.PhotometricInterpretation = "MONOCHROME1" if variant == "mono1" else "MONOCHROME2"
+    ds.BitsStored, ds.PixelRepresentation = 16, int(signed)
+    if variant != "raw":
+        ds.RescaleSlope, ds.RescaleIntercept = (-0.5, 10) if variant == "sigmoid" else (1, -1024)
+    if variant == "window":
+        ds.WindowCenter, ds.WindowWidth = 40, 400
+    elif variant == "sigmoid":
+        ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = 0, 100, "SIGMOID"
+    elif variant == "lut":  # not monotonic: the stretch must use the values present
+        item = Dataset()
+        item.LUTDescriptor = [256, -2000 if signed else 0, 8]
+        item.LUTData = [(37 * i) % 256 for i in range(256)]
+        ds.VOILUTSequence = [item]
+    elif variant == "broken":
+        ds.WindowCenter, ds.WindowWidth = 40, 0
+    return ds
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize(
+    "variant", ["raw", "rescale", "window", "sigmoid", "lut", "mono1", "broken"]
+)
+def test_ocr_view_through_a_table_is_the_per_pixel_view(variant: str, signed: bool) -> None:
+    """The windowing table gives the bytes the per-pixel float computation gives."""
+    rng = np.random.default_rng(7)
+    dtype = np.int16 if signed else np.uint16
+    frame = rng.integers(-2000 if signed else 0, 3000, (40, 50)).astype(dtype)
+    ds = _monochrome(variant, signed)
+    expected = frames_module._stretch(frames_module._windowed(frame, ds))
+    if variant == "mono1":
+        expected = 255 - expected
+    assert np.array_equal(ocr_image(frame, ds), expected)
+    flat = np.full((3, 4), frame[0, 0], dtype)
+    assert np.array_equal(
+        ocr_image(flat, ds), np.zeros((3, 4), np.uint8) + (variant == "mono1") * 255
+    )
+
+
+def test_pixel_data_holding_the_frames_bit_for_bit_need_not_be_written() -> None:
+    """Nothing blanked: native bytes equal to the frames stay; bits outside Bits Stored
+    (where a retired overlay can hide) make the data be written back."""
+    ds, stored, _ = _with_embedded_overlay()
+    frames = decode_frames(ds)
+    assert not holds(ds, frames)
+    ds.PixelData = stored.astype("<u2").tobytes()
+    assert holds(ds, decode_frames(ds))
+    compressed = _read("emri_small_RLE.dcm")
+    assert holds(compressed, decode_frames(compressed)) == (
+        compressed.BitsAllocated == compressed.BitsStored
+    )
 
 
 def test_blank_boxes_blanks_exactly_the_boxes_on_the_right_frames() -> None:

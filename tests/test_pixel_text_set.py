@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+from test_text_detection import ct_frame
 
 from gateway.base.identifiers import collect_identifiers
 from gateway.pixels import text_finder
@@ -281,3 +282,22 @@ def test_blanked_area_outside_the_text_lines_is_small(outcome) -> None:
         text[_line_box(ink)] = True
     spill = (_pixels_changed(before, after) & ~text).mean()
     assert spill < MAX_SPILL, f"{frame.name}: {spill:.1%} changed outside the text"
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, RLELossless])
+def test_a_text_free_slice_keeps_its_pixel_data_as_it_came(syntax: str) -> None:
+    """Nothing blanked, nothing written back: the same bytes in the same transfer syntax
+    (no re-encoding cost, no change), and still recorded as looked at and clean."""
+    grey, _ = ct_frame(3, with_text=False)  # a body section, bone and a table top
+    ds = _instance(Frame("ct-text-free", "CT", 512, 512, False, ()), np.dstack([grey] * 3))
+    if syntax != ExplicitVRLittleEndian:  # all 16 bits stored: no hidden bits to clear
+        ds.BitsStored, ds.HighBit = 16, 15
+        ds.compress(syntax, generate_instance_uid=False)
+    original = bytes(ds.PixelData)
+    report = clean_pixels(ds, collect_identifiers(ds, lambda tag: False), load_pixel_config(None))
+    assert report.selected and not report.boxes
+    assert ds.file_meta.TransferSyntaxUID == syntax
+    assert bytes(ds.PixelData) == original
+    assert ds.BurnedInAnnotation == "NO"
+    assert ds.DeidentificationMethod == "PIXELS CLEANED (OCR)"
+    assert [item.CodeValue for item in ds.DeidentificationMethodCodeSequence] == ["113101"]

@@ -18,8 +18,8 @@ from pydicom.dataset import Dataset
 from gateway.base.identifiers import Identifiers
 from gateway.pixels.anatomy import anatomy_mask, inside, outside_parts
 from gateway.pixels.cine import CineMemory
-from gateway.pixels.detect import bright_glyphs
-from gateway.pixels.frames import PixelDecodeError, decode_frames, ocr_image, write_frames
+from gateway.pixels.classical import bright_glyphs
+from gateway.pixels.frames import PixelDecodeError, decode_frames, holds, ocr_image, write_frames
 from gateway.pixels.ocr import AllowList, Word, boxes_to_redact
 from gateway.pixels.redact import (
     black_fill,
@@ -132,7 +132,8 @@ def clean_pixels(
         boxes += found
     report.lines_reused, report.frames_reused = memory.reused, cine.reused
     report.boxes = boxes
-    write_frames(ds, frames, config.encoding)
+    if boxes or not holds(ds, frames):  # nothing blanked: the original bytes and syntax stay
+        write_frames(ds, frames, config.encoding)
     ds.BurnedInAnnotation = "NO"
     _record_method(ds)
     return report

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gateway.pixels.box_merge import MAX_TEXT_HEIGHT, areas, merge_scored, overlap
+from gateway.pixels.classical import SOURCE, bright_glyphs, classical_boxes
 from gateway.pixels.regions import Box
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ __all__ = [
 ]
 
 MODEL_FILE = "ch_PP-OCRv4_det_infer.onnx"
-SOURCE = "ocr"  # the audit source of the boxes (regions.SOURCES)
 
 # DBNet post-processing, as rapidocr's defaults: a pixel is text above DB_THRESH, a region
 # is kept when its mean probability reaches DB_BOX_THRESH, then grown back by UNCLIP (the
@@ -65,36 +65,6 @@ SURE_SCORE = 0.6
 SURE_MIN_WIDTH = 16
 SURE_ASPECT = 3.0
 
-# Classical pass. A 3x3 morphological gradient is the local range: glyph edges of text at
-# >= ~60 grey levels from its background exceed EDGE_THRESH, smooth anatomy does not.
-EDGE_THRESH = 40
-# Burned-in text is usually drawn near white: edges this strong that form text-sized
-# components make DBNet run even when none stands on a quiet background (text over speckle).
-STRONG_EDGE_THRESH = 120
-CLOSE_WIDTH = 7  # joins the glyphs of a word (gaps of 1-4 px at 7-24 px text)
-MIN_TEXT_HEIGHT = 5  # a 7 px "0" has a ~5 px cap; its gradient is ~7 px tall
-# Straight edges at least this long (banner rims, table tops) are not text; removed before
-# the components are formed, so that text touching a rim is not joined to it. Shorter runs
-# stay: the bottom edge of a line of digits runs unbroken for 50+ px.
-MIN_RULE_PX = 40
-RIM_END_WIDTH = 8  # the end of a bar between two rules is a component this narrow
-RIM_REACH = 4  # how far beside it a rule is looked for
-MAX_ASPECT = 60.0  # width / height of one line
-RING_PX = 3  # the background around a candidate, read to tell text from texture
-MAX_RING_EDGES = 0.25  # share of edge pixels in that ring: above it is speckle, not text
-# Glyph strokes are thin, so edges cover much of a text component's middle rows; a solid
-# blob (a vertebra, a table top) has edges only at its rim.
-MIN_MIDDLE_EDGES = 0.2
-
-# A strong edge is a glyph's when one of its sides is thin: eroding that side by this many
-# px leaves at most this share of it (strokes of 7-24 px text are 1-4 px wide).
-STROKE_ERODE = 2
-SOLID_SHARE = 0.15
-# Near-white text over texture: pixels this bright, in components at least this tall and at
-# most this full (a line of glyphs after the horizontal close is about half ink).
-BRIGHT_GLYPH = 225
-MIN_GLYPH_HEIGHT = 7
-MAX_GLYPH_FILL = 0.8
 # DBNet looks at the places the classical pass could not settle, this much around each (a
 # line or two of context), or at the whole frame when those cover more than this share.
 LOOK_PAD_PX = 32
@@ -181,7 +151,7 @@ def find_lines(image: np.ndarray) -> list[tuple[Box, float]]:
     height, width = image.shape[:2]
     if height == 0 or width == 0:
         return []
-    classical, look_at = _classical_boxes(image)
+    classical, look_at = classical_boxes(image)
     found = [(box, 0.0) for box in classical]
     places = areas([box.padded(LOOK_PAD_PX, width, height) for box in look_at])
     if sum(place.area() for place in places) > WHOLE_FRAME_SHARE * width * height:
@@ -202,189 +172,6 @@ def learned_lines(image: np.ndarray) -> list[tuple[Box, float]]:
     if height == 0 or width == 0:
         return []
     return merge_scored(_dbnet_boxes(image), width, height)
-
-
-# --- the classical pass ----------------------------------------------------------------
-
-
-def _edges(image: np.ndarray) -> np.ndarray:
-    """Local range (3x3 morphological gradient); for colour, the largest over channels, so
-    yellow or red text on grey stays visible whatever its luminance."""
-    import cv2
-
-    kernel = np.ones((3, 3), np.uint8)
-    gradient = cv2.morphologyEx(image, cv2.MORPH_GRADIENT, kernel)
-    return gradient if gradient.ndim == 2 else _channel_max(gradient)
-
-
-def _channel_max(values: np.ndarray) -> np.ndarray:
-    """The largest of the last axis's 3 channels, channel by channel (a reduction over a
-    last axis of 3 is several times slower)."""
-    return np.maximum(np.maximum(values[..., 0], values[..., 1]), values[..., 2])
-
-
-def _without_rules(mask: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The edge mask less straight steps at least MIN_RULE_PX long (banner rims, tables),
-    and those steps (the rules) as a mask.
-
-    Found on the one-directional difference, which must hold along the whole run: in
-    speckle or along the foot of a line of digits it breaks, on a drawn rim it does not.
-    """
-    import cv2
-
-    grey = image.astype(np.int16)
-    if grey.ndim == 3:
-        step_y = _channel_max(np.abs(np.diff(grey, axis=0)))
-        step_x = _channel_max(np.abs(np.diff(grey, axis=1)))
-    else:
-        step_y, step_x = np.abs(np.diff(grey, axis=0)), np.abs(np.diff(grey, axis=1))
-    rows = (step_y >= EDGE_THRESH).astype(np.uint8)
-    cols = (step_x >= EDGE_THRESH).astype(np.uint8)
-    rows = cv2.morphologyEx(rows, cv2.MORPH_OPEN, np.ones((1, MIN_RULE_PX), np.uint8))
-    cols = cv2.morphologyEx(cols, cv2.MORPH_OPEN, np.ones((MIN_RULE_PX, 1), np.uint8))
-    if not rows.any() and not cols.any():
-        return mask, np.zeros_like(mask)
-    rules = np.zeros_like(mask)
-    rules[:-1] |= rows  # a step between rows y and y+1 marks both in the 3x3 gradient
-    rules[1:] |= rows
-    rules[:, :-1] |= cols
-    rules[:, 1:] |= cols
-    rules = cv2.dilate(rules, np.ones((1, 3), np.uint8)) | cv2.dilate(
-        rules, np.ones((3, 1), np.uint8)
-    )
-    return mask & (1 - rules), rules
-
-
-def _components(mask: np.ndarray) -> np.ndarray:
-    """Stats (x, y, w, h, area) of the mask's components after a horizontal close."""
-    import cv2
-
-    closed = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((1, CLOSE_WIDTH), np.uint8))
-    _, _, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
-    return stats[1:]  # label 0 is the background
-
-
-def _text_sized(stats: np.ndarray) -> np.ndarray:
-    w, h = stats[:, 2], stats[:, 3]
-    return (h >= MIN_TEXT_HEIGHT) & (h <= MAX_TEXT_HEIGHT) & (w >= 2) & (w <= MAX_ASPECT * h)
-
-
-def _classical_boxes(image: np.ndarray) -> tuple[list[Box], list[Box]]:
-    """Text-like edge components on a quiet background, and where DBNet must look.
-
-    Text-like: text-sized, with edges across the middle rows (thin strokes). Kept when few
-    edge pixels lie in the ring around it: a glyph on a flat background passes, a blob of
-    speckle or body noise does not. What this pass keeps it covers whole, so DBNet must look
-    only where there may be text it did not keep: a text-like component on a busy
-    background, a block of lines or a textured region (edges across the middle rows of a
-    component taller than a line), or strong (bright-text) edges outside what it kept. A
-    smooth text-free CT slice (body outline, bone, table) has none of these.
-    """
-    import cv2
-
-    edges = _edges(image)
-    mask, rules = _without_rules((edges >= EDGE_THRESH).astype(np.uint8), image)
-    integral = cv2.integral(mask)  # (h+1) x (w+1) sums: any rectangle's count in O(1)
-    stats = _components(mask)
-    stroke_like = _stroke_like(stats, integral)
-    candidates = stats[_text_sized(stats) & stroke_like]
-    # Taller with edges across its middle: lines closer than ~3 px joined into one block,
-    # or a textured region (speckle) that text may be drawn over. DBNet looks at both.
-    look_at = _stat_boxes(stats[(stats[:, 3] > MAX_TEXT_HEIGHT) & stroke_like])
-    height, width = mask.shape
-
-    def count(x0: int, y0: int, x1: int, y1: int) -> int:
-        return int(integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0])
-
-    boxes: list[Box] = []
-    for x, y, w, h, _area in candidates.tolist():
-        if _rim_end(rules, x, y, w, h):
-            continue
-        x0, y0 = max(x - RING_PX, 0), max(y - RING_PX, 0)
-        x1, y1 = min(x + w + RING_PX, width), min(y + h + RING_PX, height)
-        ring_area = (x1 - x0) * (y1 - y0) - w * h
-        ring_edges = count(x0, y0, x1, y1) - count(x, y, x + w, y + h)
-        if ring_area > 0 and ring_edges <= MAX_RING_EDGES * ring_area:
-            boxes.append(Box(x, y, x + w, y + h, SOURCE))
-        else:
-            look_at.append(Box(x, y, x + w, y + h, SOURCE))
-    strong = (edges >= STRONG_EDGE_THRESH).astype(np.uint8)
-    for box in boxes:  # what was kept is covered already
-        strong[box.y0 : box.y1, box.x0 : box.x1] = 0
-    strong_stats = _components(strong)
-    # One noisy pixel makes a 5 px edge blob; a bright glyph over texture is taller.
-    tall = _text_sized(strong_stats) & (strong_stats[:, 3] > MIN_TEXT_HEIGHT + 1)
-    strong_boxes = _stat_boxes(
-        strong_stats[tall & _stroke_like(strong_stats, cv2.integral(strong))]
-    )
-    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    look_at += [box for box in strong_boxes if _thin_strokes(grey, box)]
-    return boxes, look_at
-
-
-def _rim_end(rules: np.ndarray, x: int, y: int, w: int, h: int) -> bool:
-    """Whether a narrow component is the square end of a bar or table top: rules (its
-    long rims) leave its top and its bottom towards one side only. It reads as "I" or "L",
-    and blanking it would only make a new end one box further on. A colon between the
-    fields of a banner has the banner's rims on both sides: it stays a candidate."""
-    if w > RIM_END_WIDTH:
-        return False
-    for rows in (slice(max(y - 1, 0), y + 2), slice(max(y + h - 2, 0), y + h + 1)):
-        left = bool(rules[rows, max(x - RIM_REACH, 0) : x].any())
-        right = bool(rules[rows, x + w : x + w + RIM_REACH].any())
-        if left == right:
-            return False
-    return True
-
-
-def bright_glyphs(image: np.ndarray) -> list[Box]:
-    """Text drawn near white over a busy picture ("LIVER" over ultrasound speckle), which
-    both passes above can miss: the brightest pixels, joined along a line, in components of
-    a glyph's height and with a glyph's share of ink (speckle's bright dots are smaller,
-    a bright reflector is solid)."""
-    import cv2
-
-    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    bright = (grey >= BRIGHT_GLYPH).astype(np.uint8)
-    if int(bright.sum()) < MIN_TEXT_HEIGHT * MIN_TEXT_HEIGHT:
-        return []
-    closed = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, np.ones((1, CLOSE_WIDTH), np.uint8))
-    _, _, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
-    stats = stats[1:]
-    fill = stats[:, 4] / np.maximum(stats[:, 2] * stats[:, 3], 1)
-    glyphs = _text_sized(stats) & (stats[:, 3] >= MIN_GLYPH_HEIGHT) & (fill <= MAX_GLYPH_FILL)
-    return _stat_boxes(stats[glyphs])
-
-
-def _thin_strokes(grey: np.ndarray, box: Box) -> bool:
-    """Whether the bright or the dark side of a strong edge is drawn in thin strokes, as
-    glyphs are, rather than being a solid area (a body outline, bone against fat): the side
-    left after an erosion of STROKE_ERODE px is small."""
-    import cv2
-
-    height, width = grey.shape
-    area = box.padded(RING_PX, width, height)
-    crop = grey[area.y0 : area.y1, area.x0 : area.x1]
-    middle = (int(crop.min()) + int(crop.max())) // 2
-    kernel = np.ones((2 * STROKE_ERODE + 1, 2 * STROKE_ERODE + 1), np.uint8)
-    for side in (crop > middle, crop <= middle):
-        drawn = int(side.sum())
-        if drawn and cv2.erode(side.astype(np.uint8), kernel).sum() <= SOLID_SHARE * drawn:
-            return True
-    return False
-
-
-def _stat_boxes(stats: np.ndarray) -> list[Box]:
-    """Boxes of connected-component statistics rows (x, y, w, h, area)."""
-    return [Box(x, y, x + w, y + h, SOURCE) for x, y, w, h, _ in stats.tolist()]
-
-
-def _stroke_like(stats: np.ndarray, integral: np.ndarray) -> np.ndarray:
-    """Which components have edges across their middle third of rows (MIN_MIDDLE_EDGES)."""
-    x, y, w, h = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
-    top, bottom = y + h // 3, y + h - h // 3
-    edges = integral[bottom, x + w] - integral[top, x + w] - integral[bottom, x] + integral[top, x]
-    return edges >= MIN_MIDDLE_EDGES * w * (bottom - top)
 
 
 # --- DBNet -----------------------------------------------------------------------------

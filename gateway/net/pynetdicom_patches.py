@@ -11,8 +11,8 @@ naps add up to a large share of the time per small instance, and a 128 KiB PDU c
 system calls. `tune_association` (called from EVT_CONN_OPEN, before the association starts)
 replaces them on that one association:
 
-- the DUL reactor naps `DUL_POLL_SECONDS` instead of 1 ms (a few percent of a core per
-  open association);
+- the DUL reactor waits in select() for the peer's bytes or for a primitive to send
+  (`dul_wakeup`), instead of napping 1 ms between looks;
 - the acceptor reactor waits on the message queue itself, so a complete C-STORE is served
   the moment the DUL hands it over, and only checks release/abort/idle between messages;
 - `recv` reads up to 256 KiB per call (the same bytes, fewer calls);
@@ -61,6 +61,7 @@ from pynetdicom.association import LOGGER as PYNETDICOM_LOG
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
+from gateway.net.dul_wakeup import wake_on_work
 from gateway.net.pynetdicom_receive import OpenFile, discard_unserved, receive_into_files
 from gateway.net.receive_limits import MessageMeter, ReceiveLimits, Refusal, p_data_pdu
 from gateway.net.store_response import store_response_command
@@ -154,6 +155,7 @@ def tune_connection(assoc: Association) -> None:
     sock = assoc.dul.socket
     if sock is not None and PATCHES_APPLY:
         sock.recv = types.MethodType(_recv, sock)  # type: ignore[method-assign]
+        wake_on_work(assoc)
 
 
 def send_files_as_stored() -> None:

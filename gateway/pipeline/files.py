@@ -30,6 +30,7 @@ from gateway.deid.pseudonym_table import PseudonymTable
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.keys.keyed_hash import KeyedHash
 from gateway.keys.reid_keys import load_public_key
+from gateway.pipeline.batch_syncs import sync_output
 from gateway.pipeline.instance import (
     Clean,
     Quarantine,
@@ -267,7 +268,7 @@ def _encode_into(folder: Path, ds: Dataset, tail: PixelTail | None = None) -> Pa
             except Exception as exc:
                 raise _CannotEncode(type(exc).__name__) from exc
             handle.flush()
-            os.fsync(handle.fileno())
+            sync_output(handle.fileno())
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

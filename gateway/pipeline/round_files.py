@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gateway.base.durable import fsync_directory
 from gateway.deid.engine import DeidResult
+from gateway.pipeline.batch_syncs import syncs_deferred
 from gateway.pipeline.files import deidentify_file
 from gateway.pipeline.output_claims import CLAIMS_DIR
 from gateway.pipeline.routing import DEFAULT_DESTINATION
@@ -68,16 +69,17 @@ def process_round(files: list[Path], outbox: Path) -> RoundResult:
     started = time.monotonic()
     outbox.mkdir(parents=True, exist_ok=True)
     claims = outbox / CLAIMS_DIR  # shared by the round's chunks, gone with its outbox
-    outcomes = [
-        deidentify_file(
-            path,
-            lambda result: _outbox_target(outbox, result),
-            "gateway",
-            claims,
-            lambda destination: destination_folder(outbox, destination),
-        )
-        for path in files
-    ]
+    with syncs_deferred():  # one journal commit for the batch's outputs
+        outcomes = [
+            deidentify_file(
+                path,
+                lambda result: _outbox_target(outbox, result),
+                "gateway",
+                claims,
+                lambda destination: destination_folder(outbox, destination),
+            )
+            for path in files
+        ]
     for folder in [outbox, *(f for f in outbox.glob("to-*") if f.is_dir())]:
         fsync_directory(folder)
     written = [o for o in outcomes if o.status == "written"]

@@ -4,9 +4,10 @@ Guarantee: `store()` and `store_file()` (`spool_intake`) return only when the in
 safe from a power cut (`spool.durability: fsync`): its file, sealed, is on disk (one fsync),
 and its row in `state.db` is committed; a row that a power cut loses is recorded again from
 the sealed file at the next start (`spool_seal`, `spool_recovery`). Files live under
-`spool/<round>/`; the state of every study round lives in SQLite (WAL). A round is one batch of a study: instances that arrive while an earlier
-round of the same study is being processed start a new round, processed and forwarded on
-its own, so nothing is lost or mixed with half-processed state.
+`spool/<round>/`; the state of every study round lives in SQLite (WAL). A round is one
+batch of a study: instances that arrive while an earlier round of the same study is being
+processed start a new round, processed and forwarded on its own, so nothing is lost or
+mixed with half-processed state.
 
 Round states::
 

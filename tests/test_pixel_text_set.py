@@ -59,6 +59,7 @@ class Frame:
     lines: tuple[Line, ...]
     region: tuple[int, int, int, int] | None = None  # an ultrasound region (x0, y0, x1, y1)
     table: tuple[int, int, int, int] | None = None  # a CT table top drawn as a bar (x0, y0, x1, y1)
+    speckle_max: int = 190  # the brightest speckle in the ultrasound region
 
 
 FRAMES = (
@@ -121,6 +122,20 @@ FRAMES = (
         ),
         region=(60, 40, 580, 440),
     ),
+    Frame(  # 10 px capitals over bright speckle: thin strokes anti-aliased below white
+        "us-small-labels-over-bright-speckle",
+        "US",
+        480,
+        640,
+        True,
+        (
+            Line("LIVER", 262, 204, 14, (235, 235, 235)),
+            Line("SPLEEN", 150, 320, 14, (235, 235, 235)),
+            Line("VIEW", 400, 260, 14, (235, 235, 235)),
+        ),
+        region=(60, 40, 580, 440),
+        speckle_max=255,
+    ),
     Frame(
         "ct-table-window-and-label",
         "CT",
@@ -158,7 +173,8 @@ def _picture(frame: Frame, rng: np.random.Generator) -> np.ndarray:
     image = np.zeros((frame.rows, frame.columns), np.float64)
     if frame.region is not None:
         x0, y0, x1, y1 = frame.region
-        image[y0:y1, x0:x1] = rng.gamma(2.0, 30.0, (y1 - y0, x1 - x0)).clip(0, 190)
+        speckle = rng.gamma(2.0, 30.0, (y1 - y0, x1 - x0))
+        image[y0:y1, x0:x1] = speckle.clip(0, frame.speckle_max)
     else:
         yy, xx = np.mgrid[0 : frame.rows, 0 : frame.columns]
         body = ((yy - frame.rows / 2) / (frame.rows * 0.38)) ** 2 + (

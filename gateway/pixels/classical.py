@@ -9,12 +9,21 @@ there. A text-free CT slice leaves nothing to settle: the whole pass costs a few
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from gateway.pixels.box_merge import MAX_TEXT_HEIGHT
 from gateway.pixels.regions import Box
 
-__all__ = ["SOURCE", "bright_glyphs", "classical_boxes", "component_stats"]
+__all__ = [
+    "SOURCE",
+    "bright_glyphs",
+    "classical_boxes",
+    "component_stats",
+    "drawn_glyphs",
+    "drawn_levels",
+]
 
 SOURCE = "ocr"  # the audit source of the boxes (regions.SOURCES)
 # A 3x3 morphological gradient is the local range: glyph edges of text at
@@ -47,6 +56,18 @@ SOLID_SHARE = 0.15
 BRIGHT_GLYPH = 225
 MIN_GLYPH_HEIGHT = 7
 MAX_GLYPH_FILL = 0.8
+# Text drawn in one grey over texture: anti-aliasing leaves the 1 px strokes of small text
+# (10 px capitals) below BRIGHT_GLYPH, but the strokes drawn full width keep the text's own
+# grey exactly, a spike in the histogram that speckle (a smooth spread of greys) never has.
+DRAWN_LEVEL = 200  # the grey text is drawn in is at least this bright
+DRAWN_SPREAD = 1  # greys this close to it count as it
+MIN_DRAWN_PIXELS = 15
+SPIKE_REACH = 8  # greys this close to it are its neighbours in the histogram
+PEAK_RATIO = 2.0  # a grey with this many times the pixels of any neighbour may be drawn text
+FILLED_SHARE = 0.9  # of the greys beside it the frame must use
+SPIKE_SHARE = 0.5  # in a glyph's box, the share it must hold
+MAX_LEVELS = 2  # the brightest such greys looked at
+STROKE_JOIN = (5, CLOSE_WIDTH)  # rows x columns closed: the bars of an "E" join into one
 # Above this share of set pixels a mask's components are counted by OpenCV itself.
 SPARSE_SHARE = 0.2
 
@@ -125,6 +146,7 @@ def classical_boxes(image: np.ndarray) -> tuple[list[Box], list[Box]]:
     """
     import cv2
 
+    _one_thread()
     edges = _edges(image)
     mask, rules = _without_rules((edges >= EDGE_THRESH).astype(np.uint8), image)
     integral = cv2.integral(mask)  # (h+1) x (w+1) sums: any rectangle's count in O(1)
@@ -165,6 +187,15 @@ def classical_boxes(image: np.ndarray) -> tuple[list[Box], list[Box]]:
     return boxes, look_at
 
 
+@functools.cache
+def _one_thread() -> None:
+    """OpenCV in a worker runs one thread, as Tesseract and onnxruntime do: worker
+    processes, not threads, share the cores (its own pool only added CPU time here)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def _rim_end(rules: np.ndarray, x: int, y: int, w: int, h: int) -> bool:
     """Whether a narrow component is the square end of a bar or table top: rules (its
     long rims) leave its top and its bottom towards one side only. It reads as "I" or "L",
@@ -195,6 +226,63 @@ def bright_glyphs(image: np.ndarray) -> list[Box]:
     fill = stats[:, 4] / np.maximum(stats[:, 2] * stats[:, 3], 1)
     glyphs = _text_sized(stats) & (stats[:, 3] >= MIN_GLYPH_HEIGHT) & (fill <= MAX_GLYPH_FILL)
     return _stat_boxes(stats[glyphs])
+
+
+def drawn_glyphs(
+    image: np.ndarray, near_white: bool = True, levels: list[int] | None = None
+) -> list[Box]:
+    """Glyphs drawn in one bright grey over texture ("LIVER" over speckle): `bright_glyphs`
+    (with `near_white`), and the strokes of a grey that spikes in the histogram (`levels`:
+    those of the frame this is a crop of, by default the image's own), joined into
+    components of a glyph's height where that grey holds most of the pixels near it (in
+    speckle each grey holds a few) and is drawn thin (a saturated reflector is solid)."""
+    import cv2
+
+    found = bright_glyphs(image) if near_white else []
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    for level in drawn_levels(grey) if levels is None else levels:
+        found += _drawn_in(grey, level)
+    return found
+
+
+def drawn_levels(grey: np.ndarray) -> list[int]:
+    """The bright greys of a frame text may be drawn in: each with PEAK_RATIO times the
+    pixels of any grey beside it, in a part of the histogram the frame fills (an image of
+    a few greys stretched apart, or colour-mapped, has a spike at every grey it uses);
+    the window's clipping grey 255 is not one."""
+    counts = np.bincount(grey.ravel(), minlength=256)
+    padded = np.pad(counts, SPIKE_REACH)
+    shifted = [padded[SPIKE_REACH + d : SPIKE_REACH + d + 256]
+               for d in range(-SPIKE_REACH, SPIKE_REACH + 1) if abs(d) > DRAWN_SPREAD]  # fmt: skip
+    beside = np.max(shifted, axis=0)
+    filled = np.mean([level > 0 for level in shifted], axis=0)
+    spiky = (counts >= MIN_DRAWN_PIXELS) & (counts >= PEAK_RATIO * beside)
+    spiky &= filled >= FILLED_SHARE
+    spiky[:DRAWN_LEVEL] = False
+    spiky[255] = False  # where a window's clipping piles up all that is brighter
+    levels = np.flatnonzero(spiky)
+    return [] if levels.size > MAX_LEVELS * 2 else levels[-MAX_LEVELS:].tolist()
+
+
+def _drawn_in(grey: np.ndarray, level: int) -> list[Box]:
+    """The glyph-sized components of `grey`'s pixels at `level` (see `drawn_glyphs`)."""
+    import cv2
+
+    mask = cv2.inRange(grey, level - DRAWN_SPREAD, level + DRAWN_SPREAD) // 255
+    joined = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones(STROKE_JOIN, np.uint8))
+    stats = component_stats(joined)
+    stats = stats[_text_sized(stats) & (stats[:, 4] >= MIN_DRAWN_PIXELS)]
+    if not len(stats):
+        return []
+    near = cv2.inRange(grey, level - SPIKE_REACH, level + SPIKE_REACH) // 255
+    solid = cv2.erode(mask, np.ones((3, 3), np.uint8))
+    sums = [cv2.integral(m) for m in (mask, near, solid)]
+    x0, y0 = stats[:, 0], stats[:, 1]
+    x1, y1 = x0 + stats[:, 2], y0 + stats[:, 3]
+    drawn, around, thick = (s[y1, x1] - s[y0, x1] - s[y1, x0] + s[y0, x0] for s in sums)
+    keep = (drawn >= MIN_DRAWN_PIXELS) & (drawn >= SPIKE_SHARE * around)
+    keep &= thick <= SOLID_SHARE * drawn
+    return _stat_boxes(stats[keep])
 
 
 def _thin_strokes(grey: np.ndarray, box: Box) -> bool:

@@ -9,6 +9,7 @@ decoded or checked raises PixelError: a selected instance is never forwarded unc
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from pydicom.dataset import Dataset
 from gateway.base.identifiers import Identifiers
 from gateway.pixels.anatomy import anatomy_mask, inside, outside_parts
 from gateway.pixels.cine import CineMemory
-from gateway.pixels.classical import bright_glyphs
+from gateway.pixels.classical import drawn_glyphs, drawn_levels
 from gateway.pixels.frames import PixelDecodeError, decode_frames, holds, ocr_image, write_frames
 from gateway.pixels.ocr import AllowList, Word, boxes_to_redact
 from gateway.pixels.redact import (
@@ -43,6 +44,8 @@ MAX_OCR_PASSES = 3
 PICTURE_CONFIDENCE = 50.0
 SURE_CHARACTER = 80.0
 SAME_BOX = 0.7
+GLYPH_PAD_PX = 3  # around drawn glyphs found by their grey: their anti-aliased edges
+GLYPH_REACH = 1.5
 RING_PX = 2  # the ring around a blanked box whose grey fills it in the next look
 BUSY_SPREAD = 20.0  # grey spread around a box beyond which it stands on texture, not screen
 
@@ -177,10 +180,17 @@ def _clean_frame(
     for _ in range(MAX_OCR_PASSES + 1):
         image = _unboxed(grey, blanked)
         rgb = _unboxed(original, blanked) if original is not None else None
-        words = []
+        words, levels = [], None
         for word in find_words(image, rgb, backend, memory, near):
-            screen = not inside(picture, word.box) and not _busy(image, word.box)
-            if screen or _read_as_text(word, image):
+            if not inside(picture, word.box) and not _busy(image, word.box):
+                words.append(word)  # on the screen around the picture
+                continue
+            # Drawn glyphs make a box text; its box then reaches all of them.
+            levels = drawn_levels(image) if levels is None else levels
+            glyphs = _glyph_box(image, word, levels)
+            if glyphs is not None:
+                words.append(dataclasses.replace(word, box=glyphs))
+            elif _sure_text(word):
                 words.append(word)
             else:  # texture inside the picture; its ends outside it are blanked unread
                 words += [Word(part, "", 0.0) for part in outside_parts(picture, word.box)]
@@ -230,23 +240,45 @@ def _ring(image: np.ndarray, box: Box, px: int) -> np.ndarray:
     return image[outer.y0 : outer.y1, outer.x0 : outer.x1][ring]
 
 
-def _read_as_text(word: Word, image: np.ndarray) -> bool:
-    """Inside the picture a box is text only when it reads as text (see anatomy.py), when
-    the detector is sure it is a word (a label over speckle that Tesseract reads unsure),
-    or when it cannot be read but holds near-white glyphs (text drawn over speckle)."""
+def _sure_text(word: Word) -> bool:
+    """Inside the picture a box is text when it reads as text (see anatomy.py) or when the
+    detector is sure it is a word (a label over speckle that Tesseract reads unsure)."""
     letters = sum(c.isalnum() for c in word.text)
-    if (letters >= 2 and word.confidence >= PICTURE_CONFIDENCE) or (
-        letters and word.confidence >= SURE_CHARACTER
-    ):
-        return True
-    if word.detected:
-        return True
-    if word.text.strip():
-        return False
+    return bool(
+        (letters >= 2 and word.confidence >= PICTURE_CONFIDENCE)
+        or (letters and word.confidence >= SURE_CHARACTER)
+        or word.detected
+    )
+
+
+def _glyph_box(image: np.ndarray, word: Word, levels: list[int]) -> Box | None:
+    """For a box on texture that did not read as text: the box joined with the glyphs drawn
+    in one bright grey beside and in it (a line height either side: over speckle DBNet's
+    box can stop short of a word's first letters), or None when there are none. Glyphs
+    only near white (`bright_glyphs`) count only where nothing at all was read: speckle
+    has near-white dots, but no one grey drawn in strokes (`drawn_glyphs`)."""
     height, width = image.shape[:2]
     box = word.box.clipped(width, height)
-    crop = np.ascontiguousarray(image[box.y0 : box.y1, box.x0 : box.x1])
-    return crop.size > 0 and bool(bright_glyphs(crop))
+    reach = box.y1 - box.y0
+    area = Box(max(box.x0 - reach, 0), box.y0, min(box.x1 + reach, width), box.y1, box.source)
+    crop = np.ascontiguousarray(image[area.y0 : area.y1, area.x0 : area.x1])
+    if crop.size == 0:
+        return None
+    found = [g.moved(area.x0, area.y0) for g in drawn_glyphs(crop, not word.text.strip(), levels)]
+    if not found:
+        return None
+    # The grey spikes in the strokes drawn full width; letters of thin strokes only ("I",
+    # "V" in "LIVER") can lie GLYPH_REACH glyph heights beyond them.
+    reach = int(GLYPH_REACH * max(glyph.y1 - glyph.y0 for glyph in found))
+    glyphs = found[0]
+    for glyph in found[1:]:
+        glyphs = glyphs.union(glyph)
+    glyphs = glyphs.padded(GLYPH_PAD_PX, width, height)
+    return Box(
+        min(box.x0, max(glyphs.x0 - reach, 0)), min(box.y0, glyphs.y0),
+        max(box.x1, min(glyphs.x1 + reach, width)), max(box.y1, glyphs.y1),
+        word.box.source, word.box.frame,
+    )  # fmt: skip
 
 
 def _identifying(text: str, identifiers: Identifiers) -> bool:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gateway.pixels.box_merge import MAX_TEXT_HEIGHT, areas, merge_scored, overlap
-from gateway.pixels.classical import SOURCE, bright_glyphs, classical_boxes
+from gateway.pixels.classical import SOURCE, bright_glyphs, classical_boxes, drawn_glyphs
 from gateway.pixels.regions import Box
 
 if TYPE_CHECKING:
@@ -160,8 +160,10 @@ def find_lines(image: np.ndarray) -> list[tuple[Box, float]]:
         for area in places:
             crop = np.ascontiguousarray(image[area.y0 : area.y1, area.x0 : area.x1])
             found += [(b.moved(area.x0, area.y0), s) for b, s in _dbnet_boxes(crop)]
-    # Near-white glyphs the passes above missed (where they found text, their boxes stand).
-    found += [(b, 0.0) for b in bright_glyphs(image) if not any(overlap(b, f) for f, _ in found)]
+    # Glyphs near white or drawn in one bright grey that the passes above missed (where
+    # they found text, their boxes stand).
+    extra = bright_glyphs(image) + drawn_glyphs(image, near_white=False)
+    found += [(b, 0.0) for b in extra if not any(overlap(b, f) for f, _ in found)]
     return merge_scored(found, width, height)
 
 

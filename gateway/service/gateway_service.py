@@ -20,11 +20,17 @@ from gateway.net.outcome import ForwardOutcome, ForwardResult
 from gateway.net.scp import start_scp, stop_scp
 from gateway.pipeline.routing import DEFAULT_DESTINATION
 from gateway.service import sdnotify
-from gateway.service.forwarding import ForwardingStage, destination_for
+from gateway.service.forwarding import (
+    AeDestination,
+    Destination,
+    ForwardingStage,
+    destination_for,
+)
 from gateway.service.hooks import AfterStudyHooks, StudyForwarded
 from gateway.service.in_flight import InFlight
 from gateway.service.processing import ProcessingStage
 from gateway.service.scheduler import Scheduler
+from gateway.service.sender_process import ProcessDestination
 from gateway.service.worker_pool import RoundWork, WorkerPool
 from gateway.site import Site
 from gateway.stores import quarantine
@@ -80,11 +86,13 @@ class GatewayService:
         self.audit = AuditLog(config.storage_dir / AUDIT_FILE)
         self._stopping = threading.Event()
         in_flight = InFlight(self.spool)
-        self.destination = destination_for(
-            config.destination, config.listen.ae_title, self.tls.client
+        self.destination = self._own_process(
+            destination_for(config.destination, config.listen.ae_title, self.tls.client)
         )
         destinations = {DEFAULT_DESTINATION: self.destination} | {
-            name: destination_for(named, config.listen.ae_title, self.tls.named.get(name))
+            name: self._own_process(
+                destination_for(named, config.listen.ae_title, self.tls.named.get(name))
+            )
             for name, named in config.destinations.items()
         }
         self.hooks = AfterStudyHooks(config.hooks.after_study, self.audit)
@@ -166,6 +174,13 @@ class GatewayService:
             f"destination {self.destination.name}"
         )
         sdnotify.ready()
+
+    def _own_process(self, destination: Destination) -> Destination:
+        """An AE destination sends from a child process of its own (`sender_process`),
+        forked now, before the service's threads start."""
+        if isinstance(destination, AeDestination):
+            return ProcessDestination(destination, self.spool.held_still)
+        return destination
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM: stop accepting, finish open associations and in-flight work, flush state."""

@@ -113,7 +113,7 @@ def _init_worker(settings: EngineSettings) -> None:
     socket descriptors it inherited (not close: a stale socket object of the parent's may
     close that number later) and exits within a second of its parent.
     """
-    _drop_inherited_sockets()
+    drop_inherited_sockets()
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICE)
     parent = os.getppid()
@@ -123,7 +123,7 @@ def _init_worker(settings: EngineSettings) -> None:
     init_worker(settings)
 
 
-def _drop_inherited_sockets() -> None:
+def drop_inherited_sockets() -> None:
     try:
         names = os.listdir("/proc/self/fd")
     except OSError:  # no /proc: nothing to do here

@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gateway.pixels.box_merge import MAX_TEXT_HEIGHT, areas, merge_scored, overlap
-from gateway.pixels.classical import SOURCE, bright_glyphs, classical_boxes, drawn_glyphs
+from gateway.pixels.classical import (
+    SOURCE,
+    bright_glyphs,
+    classical_boxes,
+    component_stats,
+    drawn_glyphs,
+)
 from gateway.pixels.regions import Box
 
 if TYPE_CHECKING:
@@ -208,16 +214,20 @@ def _dbnet_boxes(image: np.ndarray) -> list[tuple[Box, float]]:
     feed: dict[str, Any] = {session.get_inputs()[0].name: batch}
     probability = session.run(None, feed)[0][0, 0, :height, :width]
     mask = cv2.dilate((probability > DB_THRESH).astype(np.uint8), np.ones((2, 2), np.uint8))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if count <= 1:
+    points = cv2.findNonZero(mask)
+    if points is None:
         return []
-    # Mean probability per region (DBNet's box score), all regions at once.
-    flat = labels.ravel()
-    sums = np.bincount(flat, weights=probability.ravel(), minlength=count)
-    sizes = np.bincount(flat, minlength=count)
+    # Mean probability per region (DBNet's box score), all regions at once, from the
+    # region pixels alone (the map is mostly empty).
+    count, labels = cv2.connectedComponents(mask, connectivity=8)
+    points = points.reshape(-1, 2)
+    xs, ys = points[:, 0], points[:, 1]
+    which = labels[ys, xs]
+    sums = np.bincount(which, weights=probability[ys, xs], minlength=count)
+    sizes = np.bincount(which, minlength=count)
     boxes: list[tuple[Box, float]] = []
-    for label in range(1, count):
-        x, y, w, h, _area = stats[label].tolist()
+    for label, row in enumerate(component_stats(mask).tolist(), start=1):
+        x, y, w, h, _area = row
         score = sums[label] / max(sizes[label], 1)
         if min(w, h) < DB_MIN_SIDE or score < DB_BOX_THRESH:
             continue

@@ -233,3 +233,31 @@ def test_uids_of_the_sealed_file_name_it(tmp_path: Path) -> None:
     _forget_rows(tmp_path, sop)
     Spool(tmp_path, KEYED_HASH).close()
     assert _rows(tmp_path)[sop][1] == str(path.relative_to(tmp_path / "spool"))
+
+
+def test_no_slot_to_be_had_is_a_write_error_answered_out_of_resources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk (or no inode left) when a batch of slots is made: the instance is
+    refused as for a failed write, after its message is read, and nothing is kept."""
+    spool = Spool(tmp_path, KEYED_HASH)
+
+    def no_room(self: spool_seal.Slots, count: int) -> list[Path]:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool_seal.Slots, "_make", no_room)
+    incoming = spool.incoming(_instance("1.2.3.1")[0])
+    assert incoming.write(b"the rest of the data set") == 24  # read on, never raising
+    with pytest.raises(spool_intake.SpoolWriteError) as refused:
+        spool.store_file(
+            incoming,
+            sop_instance_uid="1.2.3.1",
+            sop_class_uid=str(CTImageStorage),
+            study_uid=STUDY,
+            transfer_syntax=str(ExplicitVRLittleEndian),
+            calling_ae="CT",
+        )
+    assert refused.value.out_of_space
+    assert spool.queue_depth() == 0
+    assert spool_files(tmp_path / "spool") == []
+    spool.close()

@@ -61,14 +61,17 @@ class IncomingFile:
     and its reactor may discard the file of a message cut off mid-transfer.
     """
 
-    def __init__(self, path: Path, header: bytes) -> None:
+    def __init__(self, path: Path, header: bytes, error: OSError | None = None) -> None:
+        """`error`: no file could be made (no slot); `finish` raises it, as a write's."""
         self.path = path
         self.header = header
-        self.error: OSError | None = None
+        self.error: OSError | None = error
         self.length = 0
         self._crc = 0
         self._lock = threading.Lock()
         self._fd: int | None = None
+        if error is not None:
+            return
         try:
             self._fd = os.open(path, _OPEN_SLOT)
             os.fchmod(self._fd, 0o600)  # exactly, whatever the umask
@@ -182,8 +185,8 @@ class Intake:
         """A new file in a slot beginning with `header`, for `store_file` to keep."""
         try:
             slot = self._slots.take()
-        except OSError as exc:
-            raise _write_failed(exc) from exc
+        except OSError as exc:  # answered 0xA700 once the message is read, as a write error
+            return IncomingFile(self._slots.folder / "none.slot", header, exc)
         return IncomingFile(slot, header)
 
     def store(

@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from gateway.base.identifiers import Identifiers
 from gateway.pixels.anatomy import anatomy_mask, inside, outside_parts
 from gateway.pixels.cine import CineMemory
-from gateway.pixels.classical import drawn_glyphs, drawn_levels
+from gateway.pixels.classical import bright_glyphs, drawn_glyphs, drawn_levels
 from gateway.pixels.frames import PixelDecodeError, decode_frames, holds, ocr_image, write_frames
 from gateway.pixels.ocr import AllowList, Word, boxes_to_redact
 from gateway.pixels.redact import (
@@ -252,21 +252,23 @@ def _sure_text(word: Word) -> bool:
 
 
 def _glyph_box(image: np.ndarray, word: Word, levels: list[int]) -> Box | None:
-    """For a box on texture that did not read as text: the box joined with the glyphs drawn
-    in one bright grey beside and in it (a line height either side: over speckle DBNet's
-    box can stop short of a word's first letters), or None when there are none. Glyphs
-    only near white (`bright_glyphs`) count only where nothing at all was read: speckle
-    has near-white dots, but no one grey drawn in strokes (`drawn_glyphs`)."""
+    """For a box on texture: the box joined with the glyphs drawn in one of the frame's
+    spiking greys (`levels`) in and beside it (a line height either side: over speckle
+    DBNet's box can stop short of a word's first letters), widened GLYPH_REACH glyph
+    heights beyond them; else, where nothing at all was read, the box itself when it holds
+    near-white glyphs (`bright_glyphs`: speckle has near-white dots too, so only then);
+    else None."""
     height, width = image.shape[:2]
     box = word.box.clipped(width, height)
-    reach = box.y1 - box.y0
-    area = Box(max(box.x0 - reach, 0), box.y0, min(box.x1 + reach, width), box.y1, box.source)
+    line = box.y1 - box.y0
+    area = Box(max(box.x0 - line, 0), box.y0, min(box.x1 + line, width), box.y1, box.source)
     crop = np.ascontiguousarray(image[area.y0 : area.y1, area.x0 : area.x1])
     if crop.size == 0:
         return None
-    found = [g.moved(area.x0, area.y0) for g in drawn_glyphs(crop, not word.text.strip(), levels)]
+    found = [g.moved(area.x0, area.y0) for g in drawn_glyphs(crop, False, levels)]
     if not found:
-        return None
+        inner = np.ascontiguousarray(image[box.y0 : box.y1, box.x0 : box.x1])
+        return word.box if not word.text.strip() and bright_glyphs(inner) else None
     # The grey spikes in the strokes drawn full width; letters of thin strokes only ("I",
     # "V" in "LIVER") can lie GLYPH_REACH glyph heights beyond them.
     reach = int(GLYPH_REACH * max(glyph.y1 - glyph.y0 for glyph in found))

@@ -137,6 +137,28 @@ def test_the_gateway_forwards_from_a_child_and_survives_its_death(tmp_path: Path
     assert len(received_files(tmp_path / "archive")) == 8
 
 
+def test_the_sender_ends_the_moment_the_service_dies(tmp_path: Path) -> None:
+    """What a sender would go on sending after a crash of the service could not be recorded
+    as confirmed, and would be sent twice: it ends within a few hundredths of a second."""
+    site = make_site(tmp_path / "site", create_secret(tmp_path / "keys"),
+                     destination=ae_destination(9), workers=1)  # fmt: skip
+    with running_gateway(site) as gateway:
+        (sender,) = [p for p in child_pids(gateway.pid) if _is_sender(p)]
+        os.kill(gateway.pid, signal.SIGKILL)
+        gateway.process.wait(timeout=10)
+        began = time.monotonic()
+        wait_until(lambda: not _alive(sender), timeout=5, interval=0.01, what="the sender's end")
+        assert time.monotonic() - began < 1.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def _threads(pid: int) -> int:
     try:
         return len(os.listdir(f"/proc/{pid}/task"))

@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -40,6 +41,7 @@ __all__ = ["ProcessDestination"]
 log = logging.getLogger(__name__)
 
 SENDER_THREADS = 4  # as many sends at once as the forwarding stage's threads
+PARENT_WATCH_SECONDS = 0.01
 
 
 class _Sender(Protocol):
@@ -209,6 +211,16 @@ class ProcessDestination:
         child.replies.close()
 
 
+def _exit_with(parent: int) -> None:
+    """End the sender the moment the service dies (a crash, SIGKILL): what it would go on
+    sending could not be recorded as confirmed, and would be sent again after the restart.
+    The pipe's end-of-file can come later: worker processes forked after this one hold
+    copies of its ends until they notice the death themselves."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_WATCH_SECONDS)
+    os._exit(0)
+
+
 def _serve(
     inner: _Sender, requests: Connection, replies: Connection, parents: tuple[Connection, ...]
 ) -> None:
@@ -218,11 +230,17 @@ def _serve(
     for end in parents:  # the parent's ends, copied by fork: else no end-of-file ever comes
         end.close()
     drop_inherited_sockets()  # the SCP's listening socket stays the service's alone
+    threading.Thread(
+        target=_exit_with, args=(os.getppid(),), name="parent-watch", daemon=True
+    ).start()
     lock = threading.Lock()
 
     def reply(message: tuple[object, ...]) -> None:
-        with lock:
-            replies.send(message)
+        try:
+            with lock:
+                replies.send(message)
+        except OSError:
+            os._exit(0)  # the service is gone: nothing it could record, nothing more to send
 
     def send(number: int, files: list[str], round_id: int | None) -> None:
         try:

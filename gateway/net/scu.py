@@ -25,11 +25,13 @@ from pynetdicom.presentation import PresentationContext, build_context
 from gateway.net.kept_associations import Kept, KeptAssociations, release_kept
 from gateway.net.outcome import ForwardOutcome, ForwardResult, Tally
 from gateway.net.pynetdicom_patches import (
+    PATCHES_APPLY,
     install_reactor_gate,
     reactor_gate,
     send_files_as_stored,
     tune_connection,
 )
+from gateway.net.requestor_reactor import use_storage_requestor_reactor
 from gateway.net.scu_handshake import Negotiation, TlsWitness, association_failed
 
 if TYPE_CHECKING:
@@ -198,8 +200,11 @@ def disable_nagle(event: evt.Event) -> None:
 
 def _install_reactor_gate(event: evt.Event) -> None:
     """Runs on EVT_CONN_OPEN, before the association's reactor loop starts: the reactor then
-    stays parked while we send (see `pynetdicom_patches.ReactorGate`)."""
+    stays parked while we send (see `pynetdicom_patches.ReactorGate`), and never takes a
+    DIMSE message (`requestor_reactor`)."""
     install_reactor_gate(event.assoc)
+    if PATCHES_APPLY:
+        use_storage_requestor_reactor(event.assoc)
 
 
 def _send_group(

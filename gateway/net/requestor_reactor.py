@@ -1,0 +1,80 @@
+"""The forwarder's association reactor: pynetdicom's, less the taking of DIMSE messages.
+
+pynetdicom (3.0.4) runs a reactor thread beside every association. For a requestor it
+serves requests the peer initiates, taking each complete DIMSE message off the queue; our
+send_c_store() takes its C-STORE response off the same queue. send_c_store() parks the
+reactor first, but it checks a flag (`_is_paused`) that the reactor also sets for an instant
+on its way past the checkpoint, so with a fast peer the reactor can take our response ("Received
+unexpected C-STORE service message") and we wait out the DIMSE timeout. `ReactorGate` keeps
+the reactor parked within a batch; the first send of a batch on a kept association still
+met the race once the DUL stopped polling (`dul_wakeup`) and responses came back at once.
+
+A Storage SCP sends no requests of its own, so the forwarder's reactor needs no messages:
+this one only watches for the peer's release, an abort, the DUL's end and the idle timer,
+as pynetdicom's does, and never touches the message queue.
+"""
+
+from __future__ import annotations
+
+import time
+import types
+from typing import TYPE_CHECKING
+
+from pynetdicom import evt
+from pynetdicom.association import LOGGER as PYNETDICOM_LOG
+
+if TYPE_CHECKING:
+    from pynetdicom.association import Association
+
+__all__ = ["NAP_SECONDS", "use_storage_requestor_reactor"]
+
+NAP_SECONDS = 0.005  # between looks at release/abort: nothing waits on it while sending
+
+
+def use_storage_requestor_reactor(assoc: Association) -> None:
+    """Replace the association's reactor (call on EVT_CONN_OPEN, before the loop starts)."""
+    assoc._run_reactor = types.MethodType(_storage_requestor_loop, assoc)  # type: ignore[method-assign]
+
+
+def _storage_requestor_loop(self: Association) -> None:
+    self._is_paused = False
+    while not self._kill:
+        time.sleep(NAP_SECONDS)
+        # Parked while a send_*() of ours runs (pynetdicom's checkpoint, kept as is).
+        self._is_paused = True
+        self._reactor_checkpoint.wait()
+        self._is_paused = False
+
+        if self.is_established and self.acse.is_release_requested():
+            self.acse.send_release(is_response=True)
+            PYNETDICOM_LOG.info("Association Released")
+            self.is_released = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_RELEASED, {})
+            self.kill()
+            return
+
+        if self.acse.is_aborted():
+            PYNETDICOM_LOG.info("Association Aborted")
+            self.dul.receive_pdu(wait=False)  # so that EVT_ACSE_RECV fires for subscribers
+            self.is_aborted = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_ABORTED, {})
+            self.kill()
+            return
+
+        if not self.dul.is_alive():
+            self.kill()
+            return
+
+        if self.dul.idle_timer_expired():
+            PYNETDICOM_LOG.error("Network timeout reached")
+            if self.network_timeout_response == "A-RELEASE":
+                self._is_paused = True
+                self._reactor_checkpoint.wait()
+                self.release()
+                self._is_paused = False
+            else:
+                self.abort()
+            self.kill()
+            return

@@ -64,6 +64,7 @@ from pynetdicom.pdu_primitives import P_DATA
 from gateway.net.dul_wakeup import wake_on_work
 from gateway.net.pynetdicom_receive import OpenFile, discard_unserved, receive_into_files
 from gateway.net.receive_limits import MessageMeter, ReceiveLimits, Refusal, p_data_pdu
+from gateway.net.requestor_reactor import association_ended, idle_timed_out
 from gateway.net.store_response import store_response_command
 
 if TYPE_CHECKING:
@@ -409,25 +410,7 @@ def _acceptor_loop(self: Association, meter: MessageMeter | None) -> None:
             self._serve_request(msg, cast(int, context_id))
             continue  # more messages first; release and abort come after them on the wire
 
-        if self.is_established and self.acse.is_release_requested():
-            self.acse.send_release(is_response=True)
-            PYNETDICOM_LOG.info("Association Released")
-            self.is_released = True
-            self.is_established = False
-            evt.trigger(self, evt.EVT_RELEASED, {})
-            self.kill()
-            return
-
-        if self.acse.is_aborted():
-            self.dul.receive_pdu(wait=False)  # so that EVT_ACSE_RECV fires for subscribers
-            self.is_aborted = True
-            self.is_established = False
-            evt.trigger(self, evt.EVT_ABORTED, {})
-            self.kill()
-            return
-
-        if not self.dul.is_alive():
-            self.kill()
+        if association_ended(self):
             return
 
         if meter is not None and meter.expired():
@@ -437,14 +420,5 @@ def _acceptor_loop(self: Association, meter: MessageMeter | None) -> None:
             self.kill()
             return
 
-        if self.dul.idle_timer_expired():
-            PYNETDICOM_LOG.error("Network timeout reached")
-            if self.network_timeout_response == "A-RELEASE":
-                self._is_paused = True
-                self._reactor_checkpoint.wait()
-                self.release()
-                self._is_paused = False
-            else:
-                self.abort()
-            self.kill()
+        if idle_timed_out(self):
             return

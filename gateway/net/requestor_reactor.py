@@ -11,7 +11,8 @@ met the race once the DUL stopped polling (`dul_wakeup`) and responses came back
 
 A Storage SCP sends no requests of its own, so the forwarder's reactor needs no messages:
 this one only watches for the peer's release, an abort, the DUL's end and the idle timer,
-as pynetdicom's does, and never touches the message queue.
+as pynetdicom's does, and never touches the message queue. Those checks are shared with the
+acceptor's loop (`pynetdicom_patches`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pynetdicom.association import LOGGER as PYNETDICOM_LOG
 if TYPE_CHECKING:
     from pynetdicom.association import Association
 
-__all__ = ["NAP_SECONDS", "use_storage_requestor_reactor"]
+__all__ = ["NAP_SECONDS", "association_ended", "idle_timed_out", "use_storage_requestor_reactor"]
 
 NAP_SECONDS = 0.005  # between looks at release/abort: nothing waits on it while sending
 
@@ -44,37 +45,46 @@ def _storage_requestor_loop(self: Association) -> None:
         self._is_paused = True
         self._reactor_checkpoint.wait()
         self._is_paused = False
-
-        if self.is_established and self.acse.is_release_requested():
-            self.acse.send_release(is_response=True)
-            PYNETDICOM_LOG.info("Association Released")
-            self.is_released = True
-            self.is_established = False
-            evt.trigger(self, evt.EVT_RELEASED, {})
-            self.kill()
+        if association_ended(self) or idle_timed_out(self):
             return
 
-        if self.acse.is_aborted():
-            PYNETDICOM_LOG.info("Association Aborted")
-            self.dul.receive_pdu(wait=False)  # so that EVT_ACSE_RECV fires for subscribers
-            self.is_aborted = True
-            self.is_established = False
-            evt.trigger(self, evt.EVT_ABORTED, {})
-            self.kill()
-            return
 
-        if not self.dul.is_alive():
-            self.kill()
-            return
+def association_ended(assoc: Association) -> bool:
+    """pynetdicom's reactor checks for the peer's release, an abort and the DUL's end, in
+    its order; True (the association killed) if one ended it. Shared with the acceptor's
+    loop (`pynetdicom_patches`)."""
+    if assoc.is_established and assoc.acse.is_release_requested():
+        assoc.acse.send_release(is_response=True)
+        PYNETDICOM_LOG.info("Association Released")
+        assoc.is_released = True
+        assoc.is_established = False
+        evt.trigger(assoc, evt.EVT_RELEASED, {})
+        assoc.kill()
+        return True
+    if assoc.acse.is_aborted():
+        assoc.dul.receive_pdu(wait=False)  # so that EVT_ACSE_RECV fires for subscribers
+        assoc.is_aborted = True
+        assoc.is_established = False
+        evt.trigger(assoc, evt.EVT_ABORTED, {})
+        assoc.kill()
+        return True
+    if not assoc.dul.is_alive():
+        assoc.kill()
+        return True
+    return False
 
-        if self.dul.idle_timer_expired():
-            PYNETDICOM_LOG.error("Network timeout reached")
-            if self.network_timeout_response == "A-RELEASE":
-                self._is_paused = True
-                self._reactor_checkpoint.wait()
-                self.release()
-                self._is_paused = False
-            else:
-                self.abort()
-            self.kill()
-            return
+
+def idle_timed_out(assoc: Association) -> bool:
+    """pynetdicom's idle timer check: released or aborted, and killed, when it expired."""
+    if not assoc.dul.idle_timer_expired():
+        return False
+    PYNETDICOM_LOG.error("Network timeout reached")
+    if assoc.network_timeout_response == "A-RELEASE":
+        assoc._is_paused = True
+        assoc._reactor_checkpoint.wait()
+        assoc.release()
+        assoc._is_paused = False
+    else:
+        assoc.abort()
+    assoc.kill()
+    return True

@@ -98,52 +98,99 @@ def clean_pixels(
     recognizer: Recognizer | None = None,
 ) -> PixelReport:
     """Clean `ds` in place if the configuration selects it; raise PixelError otherwise fails.
-    `recognizer` (redact_identifiers mode): words in which it finds PHI are blanked too."""
+    `recognizer` (redact_identifiers mode): words in which it finds PHI are blanked too.
+    (clean_stream.py does the same one frame at a time for a large instance.)"""
     if "PixelData" not in ds or not config.selection.selects(ds):
         return PixelReport(selected=False)
-    allow = config.allow_list()
     report = PixelReport(selected=True)
-    report.overlays_removed = _overlays(ds, identifiers, config, allow)
+    report.overlays_removed = _overlays(ds, identifiers, config, config.allow_list())
     try:
         frames = decode_frames(ds)
     except PixelDecodeError as exc:
         raise PixelError(f"pixel data cannot be decoded ({exc})") from exc
     report.frames = len(frames)
-    boxes = [box for rule in config.rules if rule.matches(ds) for box in rule.boxes_for(ds)]
-    if config.us_outside_regions:
-        boxes += us_region_boxes(ds)
-    fill = black_fill(ds, frames)
-    blank_boxes(frames, boxes, fill)
-    backend, memory = chosen_backend(), FrameMemory()
-    picture = anatomy_mask(ds, frames.shape[1], frames.shape[2])
-    cine = CineMemory(picture)
+    cleaning = FrameCleaning(ds, identifiers, config, recognizer, frames[:0], len(frames))
+    blank_boxes(frames, cleaning.ruled, cleaning.fill)
     for index in range(len(frames)):
-        probe, view = None, None
-        if len(frames) > 1:
-            if not (frames.ndim == 4 and frames.dtype == np.uint8):
-                view = ocr_image(frames[index], ds)  # the probe's, and the first look's
-            probe = cine.probe(frames[index], view)
-        earlier = cine.boxes_for(probe) if probe is not None else None
-        if earlier is not None:  # the same screen as an earlier frame, nothing new drawn
-            found = [_on_frame(box, index) for box in earlier]
-            blank_boxes(frames, found, fill)
-        else:
-            found = _clean_frame(frames, index, ds, fill, identifiers, config, allow,
-                                 recognizer, backend, memory, boxes, picture, view)  # fmt: skip
-            if probe is not None:
-                cine.remember(probe, found)
-        boxes += found
-    report.lines_reused, report.frames_reused = memory.reused, cine.reused
-    report.boxes = boxes
-    if boxes or not holds(ds, frames):  # nothing blanked: the original bytes and syntax stay
+        cleaning.look(frames[index], index)
+    cleaning.report(report)
+    if report.boxes or not holds(ds, frames):  # nothing blanked: the bytes and syntax stay
         write_frames(ds, frames, config.encoding)
-    ds.BurnedInAnnotation = "NO"
-    _record_method(ds)
+    mark_cleaned(ds)
     return report
 
 
+class FrameCleaning:
+    """The stage over one instance's frames, looked at one by one in order: the fixed
+    boxes (rules, ultrasound regions), the fill, the picture, and what earlier frames
+    showed (cine.py) and were read as (text_finder.FrameMemory). One class for the whole
+    array and for frames read one at a time, so that both blank the same boxes. `empty`:
+    no frames, of the decoded frames' dtype and shape."""
+
+    def __init__(
+        self,
+        ds: Dataset,
+        identifiers: Identifiers,
+        config: PixelConfig,
+        recognizer: Recognizer | None,
+        empty: np.ndarray,
+        n_frames: int,
+    ) -> None:
+        self.ds, self.identifiers, self.config = ds, identifiers, config
+        self.recognizer, self.n_frames, self.allow = recognizer, n_frames, config.allow_list()
+        boxes = [box for rule in config.rules if rule.matches(ds) for box in rule.boxes_for(ds)]
+        if config.us_outside_regions:
+            boxes += us_region_boxes(ds)
+        for box in boxes:
+            if box.frame is not None and box.frame >= n_frames:
+                raise ValueError(f"box is for frame {box.frame}, but there are {n_frames} frames")
+        self.ruled = boxes
+        self.fill = black_fill(ds, empty)
+        self.backend, self.memory = chosen_backend(), FrameMemory()
+        self.picture = anatomy_mask(ds, empty.shape[1], empty.shape[2])
+        self.cine = CineMemory(self.picture)
+        self.found: list[Box] = []
+
+    def look(self, frame: np.ndarray, index: int) -> list[Box]:
+        """Find and blank the text on `frame` (frame `index`, its fixed boxes already
+        blanked), in place; the boxes found."""
+        probe, view = None, None
+        if self.n_frames > 1:
+            if not (frame.ndim == 3 and frame.dtype == np.uint8):
+                view = ocr_image(frame, self.ds)  # the probe's, and the first look's
+            probe = self.cine.probe(frame, view)
+        earlier = self.cine.boxes_for(probe) if probe is not None else None
+        if earlier is not None:  # the same screen as an earlier frame, nothing new drawn
+            found = [_on_frame(box, index) for box in earlier]
+            blank_frame(frame, found, self.fill)
+        else:
+            found = _clean_frame(frame, index, self.ds, self.fill, self.identifiers,
+                                 self.config, self.allow, self.recognizer, self.backend,
+                                 self.memory, self.ruled, self.picture, view)  # fmt: skip
+            if probe is not None:
+                self.cine.remember(probe, found)
+        self.found += found
+        return found
+
+    def report(self, report: PixelReport) -> None:
+        """What was blanked and reused, into `report`."""
+        report.lines_reused, report.frames_reused = self.memory.reused, self.cine.reused
+        report.boxes = self.ruled + self.found
+
+
+def blank_frame(frame: np.ndarray, boxes: list[Box], fill: int) -> None:
+    """`boxes` (of this frame, or of every frame) blanked on one frame, in place."""
+    blank_boxes(frame[np.newaxis], [_on_frame(box, None) for box in boxes], fill)
+
+
+def mark_cleaned(ds: Dataset) -> None:
+    """Burned In Annotation NO, and the method recorded (the pixel data was cleaned)."""
+    ds.BurnedInAnnotation = "NO"
+    _record_method(ds)
+
+
 def _clean_frame(
-    frames: np.ndarray,
+    frame: np.ndarray,
     index: int,
     ds: Dataset,
     fill: int,
@@ -167,7 +214,7 @@ def _clean_frame(
     Each look sees the blanked boxes filled with the grey around them, not black: the
     edge of a black box on a light screen would itself look like text ("|").
     """
-    colour = frames.ndim == 4 and frames.dtype == np.uint8
+    colour = frame.ndim == 3 and frame.dtype == np.uint8
     here = [box for box in ruled if box.frame in (None, index)]
     blanked: list[Box] = []
     kept_before: list[Box] = []
@@ -175,8 +222,8 @@ def _clean_frame(
     near: list[Box] | None = None  # the first look sees the whole frame
     # The views of the frame before this frame's blanking: each look fills what was blanked
     # with the grey around it, which is what the view of the blanked frame would show.
-    grey = _unboxed(view if view is not None else ocr_image(frames[index], ds), here)
-    original = _unboxed(frames[index], here) if colour else None
+    grey = _unboxed(view if view is not None else ocr_image(frame, ds), here)
+    original = _unboxed(frame, here) if colour else None
     for _ in range(MAX_OCR_PASSES + 1):
         image = _unboxed(grey, blanked)
         rgb = _unboxed(original, blanked) if original is not None else None
@@ -201,7 +248,7 @@ def _clean_frame(
         kept = [word for word in words if word.box not in chosen]
         kept_before += [word.box for word in kept if word.text]
         kept_texts += [word.text.strip() for word in kept]
-        blank_boxes(frames, [_on_frame(box, index) for box in chosen], fill)
+        blank_frame(frame, chosen, fill)
         blanked += [_on_frame(box, index) for box in chosen]
         if not chosen:
             break
@@ -308,7 +355,7 @@ def _unboxed(image: np.ndarray, boxes: list[Box]) -> np.ndarray:
     return out
 
 
-def _on_frame(box: Box, index: int) -> Box:
+def _on_frame(box: Box, index: int | None) -> Box:
     return Box(box.x0, box.y0, box.x1, box.y1, box.source, index)
 
 

@@ -22,6 +22,7 @@ from pydicom.pixels import (
     get_encoder,
     pack_bits,
 )
+from pydicom.pixels.decoders.base import Decoder
 from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
@@ -86,20 +87,9 @@ def _transfer_syntax(ds: Dataset) -> UID:
     return UID(str(tsyntax))
 
 
-def decode_frames(ds: Dataset) -> np.ndarray:
-    """Every frame of `ds`: (frames, rows, cols) for one sample, (frames, rows, cols, 3) colour.
-
-    Values are stored values (PS3.3 C.7.6.3 Image Pixel: before Modality/VOI LUTs), with the
-    bits outside Bits Stored (which may hold retired embedded overlays, PS3.5 8.1.2) masked
-    off by pydicom. YBR (JPEG YBR_FULL_422, YBR_FULL, J2K YBR_RCT/ICT) is converted to RGB and
-    PALETTE COLOR is expanded through its LUT to RGB (uint8 or uint16, per the LUT's bits), so
-    that redaction paints in one colour space. The array is writeable, native-endian and C
-    contiguous.
-    """
-    if "PixelData" not in ds:
-        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-            raise PixelDecodeError("cannot decode pixel data: Float Pixel Data is not supported")
-        raise PixelDecodeError("cannot decode pixel data: no Pixel Data (7FE0,0010)")
+def decoder_for(ds: Dataset) -> Decoder:
+    """pydicom's decoder for the transfer syntax of `ds`, or PixelDecodeError saying why
+    there is none here."""
     tsyntax = _transfer_syntax(ds)
     try:
         decoder = get_decoder(tsyntax)
@@ -111,18 +101,46 @@ def decode_frames(ds: Dataset) -> np.ndarray:
     if not decoder.is_available:
         missing = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
         raise PixelDecodeError(f"cannot decode pixel data in {tsyntax.name}: needs {missing}")
+    return decoder
+
+
+def decode_failed(ds: Dataset, exc: Exception) -> PixelDecodeError:
+    """A backend's failure, by its type only: its message can quote element values."""
+    return PixelDecodeError(
+        f"cannot decode pixel data in {_transfer_syntax(ds).name} ({type(exc).__name__})"
+    )
+
+
+def decode_frames(ds: Dataset) -> np.ndarray:
+    """Every frame of `ds`: (frames, rows, cols) for one sample, (frames, rows, cols, 3) colour.
+
+    Values are stored values (PS3.3 C.7.6.3 Image Pixel: before Modality/VOI LUTs), with the
+    bits outside Bits Stored (which may hold retired embedded overlays, PS3.5 8.1.2) masked
+    off by pydicom. YBR (JPEG YBR_FULL_422, YBR_FULL, J2K YBR_RCT/ICT) is converted to RGB and
+    PALETTE COLOR is expanded through its LUT to RGB (uint8 or uint16, per the LUT's bits), so
+    that redaction paints in one colour space. The array is writeable, native-endian and C
+    contiguous. (frame_files.py decodes the same way one frame at a time.)
+    """
+    if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise PixelDecodeError("cannot decode pixel data: Float Pixel Data is not supported")
+        raise PixelDecodeError("cannot decode pixel data: no Pixel Data (7FE0,0010)")
+    decoder = decoder_for(ds)
     try:
         arr, meta = decoder.as_array(ds, as_rgb=True)
     except Exception as exc:
-        # The backend's message can quote element values; keep only its type here and chain
-        # the exception itself for a debugger.
-        raise PixelDecodeError(
-            f"cannot decode pixel data in {tsyntax.name} ({type(exc).__name__})"
-        ) from exc
+        raise decode_failed(ds, exc) from exc
+    n_frames = int(meta.get("number_of_frames", 1) or 1)
+    return finish_frames(arr, meta, ds, n_frames)
 
+
+def finish_frames(
+    arr: np.ndarray, meta: dict[str, str | int], ds: Dataset, n_frames: int
+) -> np.ndarray:
+    """What pydicom decoded (`arr`, described by `meta`), as `decode_frames` returns it:
+    `n_frames` frames, palette expanded, checked, native-endian and writeable."""
     photometric = str(meta.get("photometric_interpretation", ""))
     samples = int(meta.get("samples_per_pixel", 1))
-    n_frames = int(meta.get("number_of_frames", 1) or 1)
     single_frame_ndim = 2 if samples == 1 else 3
     if arr.ndim == single_frame_ndim:
         arr = arr[np.newaxis]
@@ -245,40 +263,41 @@ def ocr_image(frame: np.ndarray, ds: Dataset) -> np.ndarray:
     return image
 
 
-def _fits(frames: np.ndarray, bits_stored: int, signed: bool) -> bool:
-    if frames.size == 0:
+def _fits(extremes: tuple[int, int] | None, bits_stored: int, signed: bool) -> bool:
+    if extremes is None:
         return True
     low = -(1 << (bits_stored - 1)) if signed else 0
     high = (1 << (bits_stored - 1)) - 1 if signed else (1 << bits_stored) - 1
-    return int(frames.min()) >= low and int(frames.max()) <= high
+    return extremes[0] >= low and extremes[1] <= high
 
 
-def _pixel_description(ds: Dataset, frames: np.ndarray) -> dict[str, int | str]:
-    """Image Pixel module values (PS3.3 C.7.6.3) that describe `frames` exactly."""
-    if frames.ndim == 4 and frames.shape[-1] == 3:
+def extremes_of(frames: np.ndarray) -> tuple[int, int] | None:
+    """The least and the greatest value in `frames` (None: no values)."""
+    return (int(frames.min()), int(frames.max())) if frames.size else None
+
+
+def describe_frames(
+    ds: Dataset, shape: tuple[int, ...], dtype: np.dtype, extremes: tuple[int, int] | None
+) -> dict[str, int | str]:
+    """Image Pixel module values (PS3.3 C.7.6.3) that describe frames of `shape` (frames
+    first) and `dtype` whose values span `extremes` (`extremes_of`) exactly."""
+    if len(shape) == 4 and shape[-1] == 3:
         colour = True
-    elif frames.ndim == 3:
+    elif len(shape) == 3:
         colour = False
     else:
-        raise ValueError(
-            "frames must be (frames, rows, cols) or (frames, rows, cols, 3), "
-            f"got shape {frames.shape}"
-        )
-    if frames.dtype.kind not in "ui" or frames.dtype.itemsize > 4:
-        raise ValueError(f"frames must be integers of at most 32 bits, got {frames.dtype}")
-    signed = frames.dtype.kind == "i"
+        raise ValueError(f"frames must be (frames, rows, cols[, 3]), got shape {shape}")
+    if dtype.kind not in "ui" or dtype.itemsize > 4:
+        raise ValueError(f"frames must be integers of at most 32 bits, got {dtype}")
+    signed = dtype.kind == "i"
     old_photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    one_bit = (
-        not colour
-        and ds.get("BitsAllocated") == 1
-        and frames.dtype == np.uint8
-        and _fits(frames, 1, False)
-    )
+    one_bit = not colour and ds.get("BitsAllocated") == 1 and dtype == np.uint8
+    one_bit = one_bit and _fits(extremes, 1, False)
     if one_bit:
         # PS3.3 C.8.20.2.1 (Segmentation): BINARY segments must stay 1-bit.
         bits_allocated = bits_stored = 1
     else:
-        bits_allocated = frames.dtype.itemsize * 8
+        bits_allocated = dtype.itemsize * 8
         bits_stored = bits_allocated
         old_stored = ds.get("BitsStored")
         if (
@@ -286,7 +305,7 @@ def _pixel_description(ds: Dataset, frames: np.ndarray) -> dict[str, int | str]:
             and ds.get("BitsAllocated") == bits_allocated
             and isinstance(old_stored, int)
             and 0 < old_stored < bits_allocated
-            and _fits(frames, old_stored, signed)
+            and _fits(extremes, old_stored, signed)
         ):
             bits_stored = old_stored  # e.g. 12 of 16 bits: keep what the modality declared
     if colour:
@@ -296,8 +315,8 @@ def _pixel_description(ds: Dataset, frames: np.ndarray) -> dict[str, int | str]:
     else:
         photometric = "MONOCHROME2"
     return {
-        "rows": frames.shape[1],
-        "columns": frames.shape[2],
+        "rows": shape[1],
+        "columns": shape[2],
         "samples": 3 if colour else 1,
         "photometric": photometric,
         "bits_allocated": bits_allocated,
@@ -359,41 +378,58 @@ def write_frames(ds: Dataset, frames: np.ndarray, encoding: str = "uncompressed"
     dataset is only changed once the new Pixel Data has been built, so a failure leaves it
     as it was. SOP Instance UID is left alone: the de-identification engine owns UIDs.
     """
-    if encoding not in ENCODINGS:
-        raise ValueError(
-            f"unknown pixel encoding {encoding!r}; expected one of {', '.join(ENCODINGS)}"
-        )
+    tsyntax = output_syntax(encoding)
     frames = np.asarray(frames)
-    desc = _pixel_description(ds, frames)
+    desc = describe_frames(ds, frames.shape, frames.dtype, extremes_of(frames))
     n_frames = frames.shape[0]
     one_bit = desc["bits_allocated"] == 1
-    tsyntax = ENCODINGS[encoding]
 
     staging = Dataset()  # built apart from `ds` so a failed encode changes nothing
     _set_pixel_module(staging, desc, n_frames)
     if n_frames > 1:
         staging.NumberOfFrames = n_frames
-    vr = "OB" if int(desc["bits_allocated"]) <= 8 else "OW"
-    staging["PixelData"] = DataElement(0x7FE00010, vr, _native_bytes(frames, one_bit))
+    staging["PixelData"] = DataElement(0x7FE00010, pixel_vr(desc), _native_bytes(frames, one_bit))
     staging.file_meta = FileMetaDataset()
     staging.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     if tsyntax != ExplicitVRLittleEndian:
-        if one_bit:
-            raise PixelEncodeError(f"{tsyntax.name} cannot encode 1-bit pixel data")
-        encoder = get_encoder(tsyntax)
-        if not encoder.is_available:
-            missing = "; ".join(encoder.missing_dependencies) or "a plugin"
-            raise PixelEncodeError(
-                f"no lossless {tsyntax.name} encoder is installed (needs {missing})"
-            )
+        check_encoder(tsyntax, one_bit)
         try:
             staging.compress(tsyntax, generate_instance_uid=False)
         except Exception as exc:
             raise PixelEncodeError(
                 f"cannot encode pixel data as {tsyntax.name} ({type(exc).__name__})"
             ) from exc
+    set_pixel_header(ds, desc, n_frames, tsyntax)
+    ds["PixelData"] = staging["PixelData"]
 
-    # Commit: nothing below can fail on a well-formed dataset.
+
+def output_syntax(encoding: str) -> UID:
+    """The transfer syntax `write_frames` writes for `encoding` (an ENCODINGS key)."""
+    if encoding not in ENCODINGS:
+        raise ValueError(
+            f"unknown pixel encoding {encoding!r}; expected one of {', '.join(ENCODINGS)}"
+        )
+    return ENCODINGS[encoding]
+
+
+def pixel_vr(desc: dict[str, int | str]) -> str:
+    """The VR of native Pixel Data described by `desc` (PS3.5 8.2)."""
+    return "OB" if int(desc["bits_allocated"]) <= 8 else "OW"
+
+
+def check_encoder(tsyntax: UID, one_bit: bool) -> None:
+    """PixelEncodeError unless frames can be encoded in `tsyntax` here."""
+    if one_bit:
+        raise PixelEncodeError(f"{tsyntax.name} cannot encode 1-bit pixel data")
+    encoder = get_encoder(tsyntax)
+    if not encoder.is_available:
+        missing = "; ".join(encoder.missing_dependencies) or "a plugin"
+        raise PixelEncodeError(f"no lossless {tsyntax.name} encoder is installed (needs {missing})")
+
+
+def set_pixel_header(ds: Dataset, desc: dict[str, int | str], n_frames: int, tsyntax: UID) -> None:
+    """Make the header of `ds` describe new Pixel Data (`desc`, `n_frames` frames, in
+    `tsyntax`), as `write_frames` does before it sets the Pixel Data itself."""
     old_meta = getattr(ds, "file_meta", None)
     old_tsyntax = old_meta.get("TransferSyntaxUID") if old_meta is not None else None
     if old_tsyntax in LOSSY_ONLY and "LossyImageCompression" not in ds:
@@ -409,7 +445,6 @@ def write_frames(ds: Dataset, frames: np.ndarray, encoding: str = "uncompressed"
     for tag in ENCAPSULATION_TAGS:
         if tag in ds:
             del ds[tag]
-    ds["PixelData"] = staging["PixelData"]
     if getattr(ds, "file_meta", None) is None:
         ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = tsyntax

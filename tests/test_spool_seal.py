@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -210,6 +211,64 @@ def test_free_slots_go_at_a_clean_stop(tmp_path: Path) -> None:
     assert len(list((tmp_path / "spool" / "slots").iterdir())) > 1
     spool.close()
     assert list((tmp_path / "spool" / "slots").iterdir()) == []
+
+
+def test_slots_are_made_ahead_on_a_thread_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the very first batch is made by a taker: below half a batch left, the next is
+    made on the `spool-slots` thread while the free ones are taken."""
+    makers: list[str] = []
+    real_make = spool_seal.Slots._make
+
+    def recorded(self: spool_seal.Slots, count: int) -> list[Path]:
+        makers.append(threading.current_thread().name)
+        return real_make(self, count)
+
+    monkeypatch.setattr(spool_seal.Slots, "_make", recorded)
+    slots = spool_seal.Slots(tmp_path / "slots", sync=True)
+    taken = set()
+    for _ in range(3):
+        for _ in range(spool_seal._SLOTS_PER_BATCH // 2 + 1):
+            taken.add(slots.take())
+        refill = slots._refill
+        if refill is not None:
+            refill.join(timeout=10)
+    assert makers[0] == threading.current_thread().name
+    assert makers[1:] and set(makers[1:]) == {"spool-slots"}
+    assert len(taken) == 3 * (spool_seal._SLOTS_PER_BATCH // 2 + 1)  # never one twice
+    free = set((tmp_path / "slots").iterdir()) - taken
+    assert len(free) >= spool_seal._SLOTS_PER_BATCH // 2
+    slots.forget()
+    assert set((tmp_path / "slots").iterdir()) == taken
+
+
+def test_slots_made_ahead_while_stopping_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch still being made when the spool stops is removed when it is done, and the
+    stop waits for it: no empty slot is left behind."""
+    slots = spool_seal.Slots(tmp_path / "slots", sync=True)
+    taken = {slots.take()}  # the first batch, made here
+    go_on = threading.Event()
+    real_make = spool_seal.Slots._make
+
+    def slow(self: spool_seal.Slots, count: int) -> list[Path]:
+        assert go_on.wait(10)
+        return real_make(self, count)
+
+    monkeypatch.setattr(spool_seal.Slots, "_make", slow)
+    for _ in range(spool_seal._SLOTS_PER_BATCH // 2):
+        taken.add(slots.take())
+    assert slots._refill is not None
+    stopping = threading.Thread(target=slots.forget)
+    stopping.start()
+    stopping.join(timeout=0.2)
+    assert stopping.is_alive()  # waits for the batch being made
+    go_on.set()
+    stopping.join(timeout=10)
+    assert not stopping.is_alive()
+    assert set((tmp_path / "slots").iterdir()) == taken  # the callers' to move or remove
 
 
 def test_no_preamble_of_an_input_reaches_an_output(tmp_path: Path) -> None:

@@ -119,6 +119,8 @@ class GatewayService:
             storage_dir=config.storage_dir,
             purge_after_days=config.quarantine.purge_after_days,
         )
+        # A recorded instance and a finished chunk wake the arrivals look at once.
+        self.spool.on_recorded = self.processing.on_chunk_done = self.scheduler.nudge_arrivals
         self.scp = None
         self.http = None
 

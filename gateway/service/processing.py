@@ -62,6 +62,7 @@ class ProcessingStage:
         self.spool, self.pool, self.workers, self.metrics = spool, pool, workers, metrics
         self.in_flight, self.stopping, self.on_empty = in_flight, stopping, on_empty
         self.on_written = on_written
+        self.on_chunk_done: Callable[[], None] = lambda: None  # room for the next chunk
         self._with_workers: set[tuple[int, str]] = set()  # (round, SOP UID) of arrivals
         self._failures_lock = threading.Lock()
         self._arrival_chunks = 0
@@ -153,6 +154,7 @@ class ProcessingStage:
                 self._with_workers.difference_update((round_id, uid) for uid in uids)
                 self._arrival_chunks -= 1
             self.in_flight.end_streaming(round_id)
+            self.on_chunk_done()
 
     def _arrivals_failed(self, work: RoundWork, why: str) -> None:
         """As a failed attempt of the round's close: counted, retried after a growing

@@ -1,7 +1,9 @@
 """The service's only clock: every timed decision of `run` is a job here.
 
 - instances acknowledged since the last look go to processing, and what a receiving
-  round's outbox holds goes to forwarding, five times a second (`arrivals`);
+  round's outbox holds goes to forwarding (`arrivals`): when an instance is recorded or a
+  worker's chunk is done (`nudge_arrivals`, at most every ARRIVALS_MIN_SECONDS), and five
+  times a second anyway;
 - rounds whose quiet period has passed are closed by processing (and rounds whose
   processing retry time has come: the spool answers both as due);
 - processed rounds, and failed forwards whose retry time has come, go to forwarding;
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -33,6 +36,9 @@ from gateway.stores.spool_rounds import RoundState, StudyRound
 log = logging.getLogger(__name__)
 
 ARRIVALS_EVERY_SECONDS = 0.2
+# Two looks for arrivals at least this far apart: each is two state.db queries under the
+# spool's lock, which the SCP needs for every instance it records.
+ARRIVALS_MIN_SECONDS = 0.02
 PURGE_EVERY_SECONDS = 3600.0
 STORAGE_LOG_EVERY_SECONDS = 60.0
 
@@ -59,6 +65,9 @@ class Scheduler:
         self._housekeeping = housekeeping
         self._storage_dir, self._purge_after_days = storage_dir, purge_after_days
         self._aps = BackgroundScheduler(daemon=True)
+        self._arrivals_loop = _Nudged(
+            self.arrivals, ARRIVALS_EVERY_SECONDS, ARRIVALS_MIN_SECONDS, name="arrivals"
+        )
         self._stopped = False
         self._storage_logged = -math.inf
 
@@ -71,18 +80,23 @@ class Scheduler:
     def start(self) -> None:
         self._aps.add_job(self.tick, "interval", seconds=self.tick_seconds,
                           max_instances=1, coalesce=True, id="rounds")  # fmt: skip
-        self._aps.add_job(self.arrivals, "interval", seconds=ARRIVALS_EVERY_SECONDS,
-                          max_instances=1, coalesce=True, id="arrivals")  # fmt: skip
         if self._purge_after_days is not None:
             self._aps.add_job(self.purge_quarantine, "interval", seconds=PURGE_EVERY_SECONDS,
                               max_instances=1, coalesce=True, id="quarantine-purge",
                               next_run_time=datetime.now())  # fmt: skip
         self._aps.start()
+        self._arrivals_loop.start()
 
     def stop(self) -> None:
         self._stopped = True
+        self._arrivals_loop.stop()
         if self._aps.running:  # start() may have failed before it
             self._aps.shutdown(wait=True)
+
+    def nudge_arrivals(self) -> None:
+        """Look for arrivals soon (an instance was recorded, a chunk is done): a stream's
+        instance goes on as soon as it can, not at the next fifth of a second."""
+        self._arrivals_loop.nudge()
 
     def arrivals(self) -> None:
         """New instances to the workers; clean ones of studies still arriving on their way."""
@@ -134,3 +148,34 @@ class Scheduler:
             log.info("quarantine: %d entries older than %g days purged",
                      removed, self._purge_after_days)  # fmt: skip
         return removed
+
+
+class _Nudged(threading.Thread):
+    """Runs `job` when nudged, never twice within `shortest` s, and every `longest` s
+    without a nudge. Nudges during a run bring one more run, not one each."""
+
+    def __init__(self, job: Callable[[], None], longest: float, shortest: float, name: str):
+        super().__init__(name=name, daemon=True)
+        self._job, self._longest, self._shortest = job, longest, shortest
+        self._nudged = threading.Event()
+        self._stop = threading.Event()
+
+    def nudge(self) -> None:
+        self._nudged.set()
+
+    def run(self) -> None:
+        last = -math.inf
+        while not self._stop.is_set():
+            self._nudged.wait(self._longest)
+            early = last + self._shortest - time.monotonic()
+            if self._stop.wait(max(early, 0.0)):
+                return
+            self._nudged.clear()
+            last = time.monotonic()
+            self._job()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._nudged.set()
+        if self.is_alive():
+            self.join(timeout=30)

@@ -121,6 +121,15 @@ def _init_worker(settings: EngineSettings) -> None:
         target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True
     ).start()
     init_worker(settings)
+    _warm_up(settings)
+
+
+def _warm_up(settings: EngineSettings) -> None:
+    """Load now what the first instance would otherwise load on its study's clock: the
+    recognizer's word lists (about 0.2 s and 60 MiB a worker, measured)."""
+    recognizer = settings.free_text.build()
+    if recognizer is not None:
+        recognizer.lexicon  # noqa: B018 (loaded on first use)
 
 
 def drop_inherited_sockets() -> None:

@@ -69,6 +69,10 @@ _SLOTS = "slots"
 WRITABLE_CACHE_SECONDS = 1.5  # how long a /healthz answer about the spool's disk holds
 
 
+def _nothing() -> None:
+    pass
+
+
 class Spool(Intake, Arrivals, RoundQueries, Recovery):
     """Instances on disk plus the state of every study round, safe across crashes."""
 
@@ -99,6 +103,7 @@ class Spool(Intake, Arrivals, RoundQueries, Recovery):
         self._lock = threading.Lock()
         self._intake_lock = threading.Lock()
         self._intake_queue = []
+        self.on_recorded = _nothing  # see Intake.on_recorded
         self._writable_lock = threading.Lock()
         self._writable, self._writable_at = False, -math.inf
         self._db = open_state_db(self.storage_dir / STATE_DB)

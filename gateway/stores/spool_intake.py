@@ -180,6 +180,9 @@ class Intake:
     _slots: Slots
     spool_dir: Path
     uid_hash: Callable[..., str]
+    # Told after each instance is recorded (the service wakes the processing stage with it,
+    # rather than have a new arrival wait for the scheduler's next look). Never raises.
+    on_recorded: Callable[[], None]
 
     def incoming(self, header: bytes) -> IncomingFile:
         """A new file in a slot beginning with `header`, for `store_file` to keep."""
@@ -240,6 +243,7 @@ class Intake:
             raise _write_failed(exc) from exc
         row = (sop_instance_uid, sop_class_uid, transfer_syntax, calling_ae)
         self._record(incoming.path, incoming.length, study_uid, row, sealed)
+        self.on_recorded()
 
     def _record(
         self,

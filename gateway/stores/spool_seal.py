@@ -83,7 +83,10 @@ class Slots:
     """Empty files with durable folder entries, for instances to be written into.
 
     Made `_SLOTS_PER_BATCH` at a time, their folder synced once per batch (when `sync`).
-    A slot taken is never given back: the caller moves it into a round or removes it.
+    The next batch is made on a thread of its own once fewer than half a batch are left, so
+    a receiving association seldom waits for one: making a file can take far longer than
+    writing a small instance when the file system is busy syncing. A slot taken is never
+    given back: the caller moves it into a round or removes it.
     """
 
     def __init__(self, folder: Path, *, sync: bool) -> None:
@@ -91,6 +94,8 @@ class Slots:
         self._sync = sync
         self._free: list[Path] = []
         self._lock = threading.Lock()
+        self._refill: threading.Thread | None = None
+        self._closed = False
         folder.mkdir(parents=True, exist_ok=True)
 
     def take(self) -> Path:
@@ -99,14 +104,39 @@ class Slots:
         with self._lock:
             if not self._free:
                 self._free = self._make(_SLOTS_PER_BATCH)
-            return self._free.pop()
+            slot = self._free.pop()
+            refill = self._refill is None and not self._closed
+            if refill and len(self._free) < _SLOTS_PER_BATCH // 2:
+                self._refill = threading.Thread(target=self._make_ahead, name="spool-slots",
+                                                daemon=True)  # fmt: skip
+                self._refill.start()
+            return slot
 
     def forget(self) -> None:
         """Remove the slots not taken (at a clean stop: an empty slot is no instance)."""
         with self._lock:
+            self._closed = True
+            refill = self._refill
+        if refill is not None:
+            refill.join(timeout=30)
+        with self._lock:
             free, self._free = self._free, []
         for path in free:
             path.unlink(missing_ok=True)
+
+    def _make_ahead(self) -> None:
+        made: list[Path] = []
+        try:
+            made = self._make(_SLOTS_PER_BATCH)
+        except OSError:
+            pass  # a full disk: `take` makes its own, or answers the error
+        finally:
+            with self._lock:
+                self._refill = None
+                if not self._closed:
+                    self._free[:0], made = made, []
+            for path in made:  # forgotten meanwhile
+                path.unlink(missing_ok=True)
 
     def _make(self, count: int) -> list[Path]:
         made: list[Path] = []

@@ -158,24 +158,24 @@ class _Nudged(threading.Thread):
         super().__init__(name=name, daemon=True)
         self._job, self._longest, self._shortest = job, longest, shortest
         self._nudged = threading.Event()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def nudge(self) -> None:
         self._nudged.set()
 
     def run(self) -> None:
         last = -math.inf
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             self._nudged.wait(self._longest)
             early = last + self._shortest - time.monotonic()
-            if self._stop.wait(max(early, 0.0)):
+            if self._stopping.wait(max(early, 0.0)):
                 return
             self._nudged.clear()
             last = time.monotonic()
             self._job()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self._nudged.set()
         if self.is_alive():
             self.join(timeout=30)

@@ -42,6 +42,7 @@ from gateway.pipeline.instance import (
 from gateway.pipeline.output_claims import claim_output, release_output
 from gateway.pipeline.pixel_tail import PIXEL_DATA, PixelTail, TailError, copy_tail, read_header
 from gateway.pipeline.routing import Route, Router
+from gateway.pixels.clean_stream import FramePlan, streamable, write_clean_frames
 from gateway.pixels.rules import PixelConfig
 from gateway.stores import quarantine
 from gateway.stores.mapping_postgres import PostgresMapping
@@ -187,9 +188,10 @@ def read_instance(path: Path) -> Dataset | Quarantine | str:
 
 
 def _large_header(path: Path) -> tuple[Dataset, PixelTail] | Quarantine | None:
-    """A large instance's header and where its pixel data lies (`pixel_tail`), unless the
-    pixel stage selects it (it needs the frames); a Quarantine for pixel data cut short;
-    None: read the file whole (small, or not a plain Part 10 file)."""
+    """A large instance's header and where its pixel data lies (`pixel_tail`; the pixel
+    stage reads the frames from there one at a time); a Quarantine for pixel data cut
+    short; None: read the file whole (small, not a plain Part 10 file, or pixels the stage
+    cleans only whole: `streamable`)."""
     try:
         found = read_header(path)
     except TailError as exc:
@@ -200,7 +202,7 @@ def _large_header(path: Path) -> tuple[Dataset, PixelTail] | Quarantine | None:
         return None
     ds, tail = found
     pixels = _routed(ds)[2] if _settings is not None else None
-    if pixels is not None and pixels.selection.selects(ds):
+    if pixels is not None and pixels.selection.selects(ds) and not streamable(ds):
         return None
     expected = expected_pixel_length(ds)
     if expected is None:
@@ -247,11 +249,14 @@ def remove_temporaries(folder: Path) -> int:
     return removed
 
 
-def _encode_into(folder: Path, ds: Dataset, tail: PixelTail | None = None) -> Path:
+def _encode_into(
+    folder: Path, ds: Dataset, tail: PixelTail | None = None, plan: FramePlan | None = None
+) -> Path:
     """The instance written to a new temporary file in `folder` and fsynced; the caller
     renames it into place. Written straight to the file, not through bytes in memory: a
     large multi-frame costs one copy of itself, not three (measured: tests/load). With
-    `tail`, `ds` is a header and the source's Pixel Data element is copied after it."""
+    `tail`, `ds` is a header and the source's Pixel Data element is copied after it, or
+    with `plan` the clean frames are written after it one at a time."""
     temporary = folder / f"{TEMPORARY_PREFIX}{secrets.token_hex(6)}"
     if tail is not None and any(int(tag) >= PIXEL_DATA for tag in ds.keys()):  # noqa: SIM118
         raise _CannotEncode("an element past Pixel Data")
@@ -259,7 +264,9 @@ def _encode_into(folder: Path, ds: Dataset, tail: PixelTail | None = None) -> Pa
         with open(temporary, "wb") as handle:
             try:
                 dcmwrite(handle, _blank_preamble(ds), enforce_file_format=True)
-                if tail is not None:
+                if plan is not None:
+                    write_clean_frames(plan, handle)
+                elif tail is not None:
                     copy_tail(tail, handle)
             except OSError as exc:
                 if exc.errno is not None:  # the disk's (full, I/O error): retried, not held
@@ -337,7 +344,9 @@ def deidentify_file(
             return FileOutcome("dropped", path, route.name)
         stage = "deid"
         outcome: Clean | Quarantine = (
-            read if isinstance(read, Quarantine) else process_instance(read, engine, pixels)
+            read
+            if isinstance(read, Quarantine)
+            else process_instance(read, engine, pixels, tail.frames() if tail else None)
         )
         stage = "write"
         if isinstance(outcome, Clean):
@@ -399,7 +408,8 @@ def _write_clean(
     target = target_for(clean.result)
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        temporary = _encode_into(target.parent, clean.dataset, tail)
+        plan = clean.pixels.plan if clean.pixels is not None else None
+        temporary = _encode_into(target.parent, clean.dataset, tail, plan)
     except _CannotEncode as exc:
         return Quarantine(
             "write-failed", "write", f"cannot encode the de-identified instance ({exc})"

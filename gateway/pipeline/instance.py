@@ -32,6 +32,8 @@ from gateway.documents.encapsulated import (
 from gateway.pipeline.leak_cleaning import clean_leaks
 from gateway.pixels import ocr
 from gateway.pixels.clean import PixelError, PixelReport, clean_pixels
+from gateway.pixels.clean_stream import clean_pixels_streamed
+from gateway.pixels.frame_files import PixelSource
 from gateway.pixels.rules import PixelConfig
 from gateway.stores.mapping_records import InstanceOriginals, MappingUnavailableError
 from gateway.verify.leaks import find_leaks
@@ -163,10 +165,14 @@ def expected_pixel_length(ds: Dataset) -> int | None:
 
 
 def process_instance(
-    ds: Dataset, engine: Engine, pixels: PixelConfig | None = None
+    ds: Dataset,
+    engine: Engine,
+    pixels: PixelConfig | None = None,
+    frames: PixelSource | None = None,
 ) -> Clean | Quarantine:
     """De-identify one instance (tags, then pixels when `pixels` is set) and let it pass only
-    if the verify gate finds nothing."""
+    if the verify gate finds nothing. `frames`: `ds` was read without its Pixel Data, which
+    lies there; the pixel stage reads it one frame at a time (clean_stream.py)."""
     try:
         problem = _check_readable(ds)
         if problem is not None:
@@ -197,7 +203,11 @@ def process_instance(
     report = None
     if pixels is not None:
         try:
-            report = clean_pixels(ds, identifiers, pixels, recognizer)
+            report = (
+                clean_pixels(ds, identifiers, pixels, recognizer)
+                if frames is None
+                else clean_pixels_streamed(ds, identifiers, pixels, recognizer, frames)
+            )
         except PixelError as exc:
             return Quarantine("pixels-failed", "pixels", str(exc))
         except Exception as exc:

@@ -26,6 +26,8 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from gateway.pixels.frame_files import PixelSource
+
 __all__ = ["LARGE_INSTANCE_BYTES", "PixelTail", "TailError", "copy_tail", "read_header"]
 
 LARGE_INSTANCE_BYTES = 32 << 20
@@ -50,6 +52,11 @@ class PixelTail:
     offset: int
     length: int
     value_length: int | None  # None: encapsulated (undefined length)
+    value_offset: int = 0  # where the value starts, past the tag, VR and length
+
+    def frames(self) -> PixelSource:
+        """Where the pixel stage reads the frames from (pixels/frame_files.py)."""
+        return PixelSource(self.source, self.value_offset, self.value_length)
 
 
 def read_header(path: Path) -> tuple[Dataset, PixelTail] | None:
@@ -69,13 +76,14 @@ def read_header(path: Path) -> tuple[Dataset, PixelTail] | None:
         found = _pixel_element(handle, offset, syntax.is_implicit_VR, os.fstat(handle.fileno()))
     if found is None:
         return None
-    length, value_length = found
-    return ds, PixelTail(path, offset, length, value_length)
+    length, value_length, header = found
+    return ds, PixelTail(path, offset, length, value_length, offset + header)
 
 
 def _pixel_element(
     handle: BinaryIO, offset: int, implicit: bool, stat: os.stat_result
-) -> tuple[int, int | None] | None:
+) -> tuple[int, int | None, int] | None:
+    """The element's length, its value's (None: undefined) and its header's."""
     handle.seek(offset)
     head = handle.read(8)
     if len(head) < 8:
@@ -95,8 +103,8 @@ def _pixel_element(
     if value_length != _UNDEFINED:
         if offset + header + value_length > stat.st_size:
             raise TailError("pixel data ends before its length")
-        return header + value_length, value_length
-    return _encapsulated_length(handle, offset + header, stat.st_size) - offset, None
+        return header + value_length, value_length, header
+    return _encapsulated_length(handle, offset + header, stat.st_size) - offset, None, header
 
 
 def _encapsulated_length(handle: BinaryIO, position: int, size: int) -> int:

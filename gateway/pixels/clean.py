@@ -35,6 +35,7 @@ from gateway.pixels.rules import PixelConfig
 from gateway.pixels.text_finder import FrameMemory, chosen_backend, find_words, is_available
 
 if TYPE_CHECKING:
+    from gateway.pixels.clean_stream import FramePlan
     from gateway.text.recognizer import Recognizer
 
 # Reading passes per frame before the pixel verify (redaction can expose more text).
@@ -67,6 +68,9 @@ class PixelReport:
     overlays_removed: int = 0
     lines_reused: int = 0  # text lines not read again: same pixels in an earlier look or frame
     frames_reused: int = 0  # frames that showed an earlier frame's screen (cine.py)
+    # A large instance cleaned one frame at a time: how its new Pixel Data is to be written
+    # (None: its own stays, or it was cleaned whole).
+    plan: FramePlan | None = field(default=None, repr=False)
 
     @property
     def reasons(self) -> dict[str, int]:
@@ -103,7 +107,7 @@ def clean_pixels(
     if "PixelData" not in ds or not config.selection.selects(ds):
         return PixelReport(selected=False)
     report = PixelReport(selected=True)
-    report.overlays_removed = _overlays(ds, identifiers, config, config.allow_list())
+    report.overlays_removed = clean_overlays(ds, identifiers, config, config.allow_list())
     try:
         frames = decode_frames(ds)
     except PixelDecodeError as exc:
@@ -359,7 +363,9 @@ def _on_frame(box: Box, index: int | None) -> Box:
     return Box(box.x0, box.y0, box.x1, box.y1, box.source, index)
 
 
-def _overlays(ds: Dataset, identifiers: Identifiers, config: PixelConfig, allow: AllowList) -> int:
+def clean_overlays(
+    ds: Dataset, identifiers: Identifiers, config: PixelConfig, allow: AllowList
+) -> int:
     """Overlay planes go, unless kept by configuration and free of text to redact (PS3.3 C.9.2).
 
     A kept plane with any text to redact is removed whole: a bitmap plane is cheap to lose

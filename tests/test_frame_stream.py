@@ -302,3 +302,16 @@ def test_a_transfer_syntax_the_gateway_does_not_take_is_held_as_whole(
     source = tmp_path / "mpeg.dcm"
     ds.save_as(source, enforce_file_format=True)
     assert _held_by_both(tmp_path, monkeypatch, source) == ["unsupported-transfer-syntax"] * 2
+
+
+def test_a_loop_whose_screen_changes_on_every_frame_keeps_a_bounded_memory() -> None:
+    from gateway.pixels.cine import MAX_SCREENS, CineMemory, Probe
+
+    picture = np.zeros((ROWS, COLUMNS), bool)
+    picture[50:210, 40:280] = True
+    cine = CineMemory(picture)
+    marks = np.zeros((160, 240), bool)
+    for frame in range(MAX_SCREENS * 3):
+        cine.remember(Probe(frame.to_bytes(4, "little"), marks), [])
+    assert len(cine.order) == sum(len(entries) for entries in cine.seen.values()) == MAX_SCREENS
+    assert cine.boxes_for(Probe((MAX_SCREENS * 3 - 1).to_bytes(4, "little"), marks)) == []

@@ -6,12 +6,15 @@ an earlier frame's, its annotations are those of that frame: the same boxes are 
 without looking again. Text can still appear over the picture mid-loop (a measurement, a
 label): text is drawn bright or in pure colour, so a frame whose picture gains bright or
 coloured pixels that the earlier frame did not have near the same place is looked at in
-full, as is any frame whose screen changed.
+full, as is any frame whose screen changed. The last MAX_SCREENS frames looked at in full
+are remembered, not all: a loop whose screen changes on every frame (a frame counter, an ECG
+trace) would otherwise keep a mask of the picture per frame.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +27,7 @@ BRIGHT = 220  # grey level of drawn text (white 255, yellow ~226 in the grey vie
 CHROMA = 100  # max - min of R, G, B of pure colours (yellow, cyan, green annotations)
 NEAR_PX = 2  # a bright pixel this close to one of the earlier frame's is not new
 NEW_TEXT_PIXELS = 24  # about one small character's strokes
+MAX_SCREENS = 64  # frames remembered: a 640x480 picture's mask is 300 KB
 
 
 @dataclass
@@ -44,6 +48,7 @@ class _Seen:
 class CineMemory:
     picture: np.ndarray
     seen: dict[bytes, list[_Seen]] = field(default_factory=dict)
+    order: deque[tuple[bytes, _Seen]] = field(default_factory=deque)  # oldest first
     reused: int = 0
     _box: tuple[int, int, int, int] = (0, 0, 0, 0)  # the picture's bounding rows and columns
     _rectangle: bool = False
@@ -91,4 +96,13 @@ class CineMemory:
         for dy in range(-NEAR_PX, NEAR_PX + 1):
             for dx in range(-NEAR_PX, NEAR_PX + 1):
                 near |= np.roll(np.roll(probe.marks, dy, axis=0), dx, axis=1)
-        self.seen.setdefault(probe.screen, []).append(_Seen(boxes, near))
+        seen = _Seen(boxes, near)
+        self.seen.setdefault(probe.screen, []).append(seen)
+        self.order.append((probe.screen, seen))
+        if len(self.order) > MAX_SCREENS:
+            screen, oldest = self.order.popleft()
+            kept = [entry for entry in self.seen[screen] if entry is not oldest]
+            if kept:
+                self.seen[screen] = kept
+            else:
+                del self.seen[screen]

@@ -9,7 +9,9 @@ same machine and files:
   gateway       storescu -> `dicom-gateway run` -> destination (DCMTK storescp, or a folder):
                 receive = storescu's launch to exit (every instance acknowledged, i.e. fsynced
                 in the spool); end to end = storescu's launch to the last file written at the
-                destination, minus the quiet period that declares the study complete;
+                destination, minus the quiet period that declares the study complete when
+                the last file waited for it (written more than a quiet period after the
+                last acknowledgement); instances streamed on before that owe it nothing;
                 peak RSS of the service and of each worker (/proc, every 50 ms).
 
 It measures and returns figures; `bench/run.py` prints them. Everything runs on 127.0.0.1.
@@ -101,7 +103,7 @@ class RssPeaks:
 class GatewayRun:
     destination: str
     receive_seconds: float
-    end_to_end_seconds: float  # quiet period already subtracted
+    end_to_end_seconds: float  # the quiet period subtracted if the last file waited for it
     receive_cpu_seconds: float  # the service process's CPU time while receiving
     rss: RssPeaks
     quarantined: int
@@ -221,6 +223,7 @@ def _measure(
         cpu_before = cpu_seconds(gateway.pid)
         first_sent = time.time()
         receive_seconds = run_storescu(site.listen_port, load, called_ae="DEID_GW")
+        received = time.time()
         receive_cpu = cpu_seconds(gateway.pid) - cpu_before
         _wait_forwarded(gateway, load.count, timeout)
         quarantined = int(gateway.metric("instances_quarantined"))
@@ -232,10 +235,11 @@ def _measure(
     if len(written) + quarantined != load.count:
         raise RuntimeError(f"destination has {len(written)} of {load.count} files")
     last_written = max((p.stat().st_mtime for p in written), default=first_sent)
+    waited = quiet if last_written > received + quiet else 0.0
     return GatewayRun(
         destination="storescp" if "ae_title" in destination else "folder",
         receive_seconds=receive_seconds,
-        end_to_end_seconds=last_written - first_sent - quiet,
+        end_to_end_seconds=last_written - first_sent - waited,
         receive_cpu_seconds=receive_cpu,
         rss=peaks,
         quarantined=quarantined,

@@ -10,7 +10,8 @@ rate with its ratio to that passthrough:
   gateway receive         storescu -> gateway: every instance acknowledged = fsynced in the spool
   gateway end to end      storescu -> gateway -> DCMTK storescp (an AE destination), and
                           -> a folder destination: first instance sent to last one written,
-                          minus the quiet period that declares the study complete
+                          minus the quiet period that declares the study complete if the
+                          last one waited for it (streamed instances do not)
   engine                  de-identify + verify gate only, and read + that + encode, 1 process
                           = per core (bench/engine.py)
   OCR                     burned-in text detection, frames/s in 1 process (bench/pixels.py)
@@ -375,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         f"workload: one study per column, synthetic CT slices (16-bit, Explicit VR Little "
         f"Endian), sent by storescu in one association; DCMTK: best of 2 runs (storescp "
         f"does not fsync); gateway: {args.workers} workers, "
-        f"quiet period {args.quiet:g} s (subtracted from end to end), fsync per instance; "
+        f"quiet period {args.quiet:g} s (subtracted from end to end where the last instance "
+        f"waited for it), fsync per instance; "
         f"engine: first {args.engine_sample} instances; load average at the end "
         f"{load_average()}; {time.perf_counter() - began:.0f} s in all"
     )

@@ -4,7 +4,10 @@
   every association is accepted (8 < max_associations), every instance acknowledged, every
   study exported complete and clean;
 - one study of LOAD_INSTANCES small synthetic instances (1,000 here, 5,000 with
-  `make load`) in one association: all exported, memory bounded.
+  `make load`) in one association: all exported, memory bounded;
+- with LOAD_MULTIFRAME_MB set (`make load`): one multi-frame of that size the pixel stage
+  does not select (a CT: header de-identified, pixel data copied), and one it does (an
+  ultrasound loop with the patient's name burned into every frame: cleaned frame by frame).
 
 The gateway's resident memory, its worker processes included, is sampled from /proc all
 along; the figures (time, peak RSS, instances/s) are printed (`pytest -s`, `make load`) and
@@ -92,6 +95,19 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
     secret = create_secret(tmp_path / "keys")
     site = make_site(tmp_path / "site", secret, destination={"folder": str(tmp_path / "export")})
     running = start_gateway(site)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def ocr_gateway(tmp_path: Path) -> Iterator[Gateway]:
+    """A gateway with the pixel stage on (every instance with pixel data selected)."""
+    secret = create_secret(tmp_path / "keys")
+    site = make_site(tmp_path / "site", secret, destination={"folder": str(tmp_path / "export")})
+    site.write(deid={"ocr": True})
+    running = start_gateway(site, timeout=60)
     try:
         yield running
     finally:
@@ -207,6 +223,7 @@ def test_one_large_multiframe_passes(gateway: Gateway, tmp_path: Path) -> None:
     identifying = ["Grossvolumen^Henrike", "GV-77012345"]
     write_large_multiframe(source, MULTIFRAME_MB, *identifying)
     size = source.stat().st_size
+    idle = rss_bytes([gateway.pid, *child_pids(gateway.pid)])
 
     began = time.monotonic()
     with RssSampler(gateway.pid) as total, RssSampler(gateway.pid, children=False) as main:
@@ -226,5 +243,98 @@ def test_one_large_multiframe_passes(gateway: Gateway, tmp_path: Path) -> None:
     report(
         f"load: one multi-frame of {size / 2**20:.0f} MiB: received in {received:.1f} s, "
         f"exported in {elapsed:.1f} s, peak RSS {total.peak / 2**20:.0f} MiB "
-        f"(receiving process {main.peak / 2**20:.0f} MiB)"
+        f"(idle {idle / 2**20:.0f} MiB; receiving process {main.peak / 2**20:.0f} MiB)"
+    )
+
+
+CINE_ROWS, CINE_COLUMNS = 480, 640
+CINE_PICTURE = (80, 90, 560, 420)  # x0, y0, x1, y1 of the ultrasound region
+CINE_BANNER = (20, 20, 420, 48)  # where the name is burned in, on every frame
+
+
+def write_large_us_cine(path: Path, megabytes: int, name: str, patient_id: str) -> int:
+    """An ultrasound loop of `megabytes` MiB of 640x480 RGB frames, written frame by frame
+    (never held whole): the patient's name and ID burned into a banner on every frame,
+    speckle that moves inside the ultrasound region. Returns the number of frames."""
+    import struct
+
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.filewriter import dcmwrite
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    frame_bytes = CINE_ROWS * CINE_COLUMNS * 3
+    frames = max(1, (megabytes << 20) // frame_bytes)
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"  # Ultrasound Multi-frame Image Storage
+    ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = (generate_uid() for _ in "123")
+    ds.PatientName, ds.PatientID, ds.Modality = name, patient_id, "US"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = CINE_ROWS, CINE_COLUMNS, frames
+    ds.SamplesPerPixel, ds.PlanarConfiguration, ds.PhotometricInterpretation = 3, 0, "RGB"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    region = Dataset()
+    region.RegionLocationMinX0, region.RegionLocationMinY0 = CINE_PICTURE[:2]
+    region.RegionLocationMaxX1, region.RegionLocationMaxY1 = (v - 1 for v in CINE_PICTURE[2:])
+    region.RegionSpatialFormat = 1
+    ds.SequenceOfUltrasoundRegions = [region]
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    dcmwrite(path, ds, enforce_file_format=True)
+    screen = Image.new("RGB", (CINE_COLUMNS, CINE_ROWS))
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 20)
+    text = f"{name.replace('^', ' ').upper()}  {patient_id}"
+    ImageDraw.Draw(screen).text(CINE_BANNER[:2], text, fill=(255, 255, 255), font=font)
+    frame = np.array(screen)
+    x0, y0, x1, y1 = CINE_PICTURE
+    speckle = np.random.default_rng(5).gamma(2.0, 30.0, (y1 - y0 + frames, x1 - x0))
+    speckle = speckle.clip(0, 200).astype(np.uint8)
+    with open(path, "ab") as handle:
+        handle.write(b"\xe0\x7f\x10\x00OB\x00\x00" + struct.pack("<I", frame_bytes * frames))
+        for number in range(frames):
+            frame[y0:y1, x0:x1] = speckle[number : number + y1 - y0, :, None]
+            handle.write(frame.tobytes())
+    return frames
+
+
+@pytest.mark.skipif(not MULTIFRAME_MB, reason="LOAD_MULTIFRAME_MB not set (make load sets it)")
+def test_one_large_selected_multiframe_is_cleaned_frame_by_frame(
+    ocr_gateway: Gateway, tmp_path: Path
+) -> None:
+    """An ultrasound loop of LOAD_MULTIFRAME_MB MiB that the pixel stage selects: cleaned one
+    frame at a time (pixels/clean_stream.py), the name blanked on every frame. Memory and
+    time are reported, not asserted."""
+    from pydicom.pixels import iter_pixels
+
+    source = tmp_path / "large-cine.dcm"
+    identifying = ["Grossvolumen^Henrike", "GV-77012345"]
+    frames = write_large_us_cine(source, MULTIFRAME_MB, *identifying)
+    size = source.stat().st_size
+    idle = rss_bytes([ocr_gateway.pid, *child_pids(ocr_gateway.pid)])  # models loaded
+
+    began = time.monotonic()
+    with RssSampler(ocr_gateway.pid) as total, RssSampler(ocr_gateway.pid, children=False) as main:
+        run = storescu(ocr_gateway.site.listen_port, [source], timeout=3600)
+        received = time.monotonic() - began
+        (out,) = settle(ocr_gateway, 1, timeout=7200)
+    elapsed = time.monotonic() - began
+
+    assert run.acknowledged == [source], run.output[-2000:]
+    assert out.stat().st_size >= size - (1 << 20)
+    with open(out, "rb") as handle:
+        header = handle.read(1 << 16).lower()  # everything before the pixel data
+    assert [v for v in identifying if v.lower().encode() in header] == []
+    x0, y0, x1, y1 = CINE_BANNER
+    for frame in iter_pixels(out, indices=sorted({0, frames // 2, frames - 1})):
+        assert int(frame[y0:y1, x0:x1].max()) < 200, "the burned-in name is still there"
+    workers = total.peak - main.peak  # an upper bound: the two peaks need not coincide
+    report(
+        f"load: one selected (pixel-cleaned) US multi-frame of {size / 2**20:.0f} MiB, "
+        f"{frames} frames 640x480 RGB: received in {received:.1f} s, exported in "
+        f"{elapsed:.1f} s ({(elapsed - received) / frames * 1000:.1f} ms a frame after "
+        f"receiving), peak RSS {total.peak / 2**20:.0f} MiB (idle {idle / 2**20:.0f} MiB; "
+        f"receiving process {main.peak / 2**20:.0f} MiB, workers at most "
+        f"{workers / 2**20:.0f} MiB)"
     )

@@ -119,10 +119,16 @@ class GatewayService:
             storage_dir=config.storage_dir,
             purge_after_days=config.quarantine.purge_after_days,
         )
-        # A recorded instance and a finished chunk wake the arrivals look at once.
-        self.spool.on_recorded = self.processing.on_chunk_done = self.scheduler.nudge_arrivals
+        # A finished chunk wakes the arrivals look at once; so does a recorded instance
+        # while a worker has nothing to do.
+        self.processing.on_chunk_done = self.scheduler.nudge_arrivals
+        self.spool.on_recorded = self._arrived
         self.scp = None
         self.http = None
+
+    def _arrived(self) -> None:
+        if self.processing.worker_idle():
+            self.scheduler.nudge_arrivals()
 
     def _after_study(self, work: RoundWork, result: ForwardResult) -> None:
         """The site's after-study hooks, given the round's pseudonymous facts only."""

@@ -69,6 +69,13 @@ class ProcessingStage:
 
     # -- on arrival -------------------------------------------------------------------------
 
+    def worker_idle(self) -> bool:
+        """Whether a worker has no arrival chunk: a new arrival should be taken at once.
+        Otherwise it waits for a chunk to end, and goes with the others that came meanwhile
+        (fewer, larger chunks while the workers are busy: less work per instance here)."""
+        with self.in_flight.lock:
+            return self._arrival_chunks < self.workers
+
     def take_arrivals(self) -> None:
         """Hand acknowledged, unprocessed instances of receiving rounds to the workers."""
         with self.in_flight.lock:

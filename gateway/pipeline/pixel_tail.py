@@ -1,13 +1,14 @@
 """Large instances through a worker without their pixel data in memory.
 
 Reading a 2 GiB multi-frame whole and writing it again costs a worker about twice its size.
-Nothing but the pixel stage needs the pixels: the header is what gets de-identified and
-verified. So an instance of LARGE_INSTANCE_BYTES or more whose pixels the pixel stage does
-not select is read up to its Pixel Data element only; the clean header is written, and the
-Pixel Data element is copied after it from the source file, as encoded, in COPY_CHUNK
-pieces. The output keeps the source's transfer syntax (the copy is only valid then):
-Explicit or Implicit VR Little Endian, or an encapsulated (compressed) syntax; deflated and
-big-endian files are read whole.
+The header is what gets de-identified and verified, so an instance of LARGE_INSTANCE_BYTES
+or more is read up to its Pixel Data element only. When the pixel stage does not select it,
+the clean header is written and the Pixel Data element is copied after it from the source
+file, as encoded, in COPY_CHUNK pieces; when it does, the stage reads the frames from the
+source one at a time and they are written after the header one at a time
+(pixels/clean_stream.py; 1-bit data and embedded overlays are read whole). The copy keeps
+the source's transfer syntax (it is only valid then): Explicit or Implicit VR Little
+Endian, or an encapsulated (compressed) syntax; deflated and big-endian files are read whole.
 
 What follows Pixel Data in a source is not copied: only Data Set Trailing Padding
 (FFFC,FFFC), Digital Signatures (FFFA,FFFA) (both removed by the Basic Profile) and private

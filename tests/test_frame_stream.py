@@ -315,3 +315,24 @@ def test_a_loop_whose_screen_changes_on_every_frame_keeps_a_bounded_memory() -> 
         cine.remember(Probe(frame.to_bytes(4, "little"), marks), [])
     assert len(cine.order) == sum(len(entries) for entries in cine.seen.values()) == MAX_SCREENS
     assert cine.boxes_for(Probe((MAX_SCREENS * 3 - 1).to_bytes(4, "little"), marks)) == []
+
+
+def test_a_failure_while_the_frames_are_written_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source changed between the two passes: held as write-failed, nothing written."""
+    source = _cine(tmp_path / "cine.dcm")
+    _worker(tmp_path / "storage", load_pixel_config(None))
+    monkeypatch.setattr(pixel_tail, "LARGE_INSTANCE_BYTES", 1 << 10)
+    real = clean_stream.write_pixel_data
+
+    def cut_then_write(handle: object, frames: Iterator[np.ndarray], *args: object) -> None:
+        with open(source, "r+b") as cut:
+            cut.truncate(source.stat().st_size - 3 * ROWS * COLUMNS * 3)
+        real(handle, frames, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(clean_stream, "write_pixel_data", cut_then_write)
+    outcome = _outcome(source, tmp_path / "out")
+    assert outcome.status == "quarantined"
+    assert outcome.detail.startswith("write-failed"), outcome.detail
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []

@@ -6,9 +6,11 @@ output UID, and usually the same output path. The first to claim the UID writes 
 later, different input is held in the quarantine as a `duplicate`, so the output keeps one
 file per UID (what any destination can hold) and the summary counts what is on disk.
 
-A claim is a small file named by a hash of the output UID, holding a hash of the input's
-path (never a name or UID in clear; both keyed, gateway.keys.keyed_hash), made with an
-exclusive link so that a half-written claim is never seen (the storage folder is a local
+A claim is a symbolic link named by a hash of the output UID whose target is a hash of the
+input's path (never a name or UID in clear; both keyed, gateway.keys.keyed_hash), never
+followed, only read. Making one is one atomic call that fails if the name exists, so a
+half-made claim is never seen; it used to be a file written aside and hard-linked into
+place, four calls and a new file's inode per instance (the storage folder is a local
 file system, as SQLite needs). The same input claiming again is its own earlier attempt (a
 round processed again after a crash or a worker's death, whose output may still be in the
 outbox): it is allowed to write again, and is not a duplicate. Claims need no fsync: after
@@ -22,7 +24,6 @@ keeps a run's under the storage folder (never in the output, which holds only in
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 from gateway.keys.keyed_hash import KeyedHash
@@ -32,8 +33,22 @@ __all__ = ["CLAIMS_DIR", "claim_output", "release_output"]
 CLAIMS_DIR = ".claims"
 
 
-def _owner(source: Path, keyed_hash: KeyedHash) -> bytes:
-    return keyed_hash(str(source.resolve()), 64).encode("ascii")
+# Under 60 bytes: ext4 keeps such a link's target in its inode, no data block.
+_OWNER_LENGTH = 48
+
+
+def _owner(source: Path, keyed_hash: KeyedHash) -> str:
+    return keyed_hash(str(source.resolve()), _OWNER_LENGTH)
+
+
+def _holder(claim: Path) -> str | None:
+    """Whose `claim` is: the owner hash it holds (None: not a claim of this kind)."""
+    try:
+        return os.readlink(claim)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        return None  # not a link (a claim of an older version): nobody's
 
 
 def _claim_path(claims: Path, uid: str, keyed_hash: KeyedHash) -> Path:
@@ -44,19 +59,17 @@ def claim_output(claims: Path, uid: str, source: Path, keyed_hash: KeyedHash) ->
     """Claim the output SOP Instance UID `uid` for `source` in this run: True if it is
     `source`'s to write (new, or claimed by `source` before), False if another input holds
     it. Raises OSError."""
-    claims.mkdir(parents=True, exist_ok=True)
     owner = _owner(source, keyed_hash)
     claim = _claim_path(claims, uid, keyed_hash)
-    staged = claims / f".tmp-{secrets.token_hex(8)}"
-    with open(staged, "xb") as handle:
-        handle.write(owner)
     try:
-        os.link(staged, claim)
+        try:
+            os.symlink(owner, claim)
+        except FileNotFoundError:
+            claims.mkdir(parents=True, exist_ok=True)  # the run's first claim
+            os.symlink(owner, claim)
         return True
     except FileExistsError:
-        return claim.read_bytes() == owner
-    finally:
-        staged.unlink(missing_ok=True)
+        return _holder(claim) == owner
 
 
 def release_output(claims: Path, uid: str, source: Path, keyed_hash: KeyedHash) -> None:
@@ -64,7 +77,7 @@ def release_output(claims: Path, uid: str, source: Path, keyed_hash: KeyedHash) 
     quarantined); another input's claim is left alone."""
     claim = _claim_path(claims, uid, keyed_hash)
     try:
-        if claim.read_bytes() == _owner(source, keyed_hash):
+        if _holder(claim) == _owner(source, keyed_hash):
             claim.unlink()
     except FileNotFoundError:
         pass

@@ -18,13 +18,11 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
-try:
+if TYPE_CHECKING:
     import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-except ImportError:  # the `postgres` extra is not installed: only `mapping.url` needs it
-    psycopg = None  # type: ignore[assignment]
 
 from gateway.stores.mapping_records import MappingError, MappingUnavailableError
 
@@ -77,6 +75,19 @@ _INHERITED: list[psycopg.Connection[Any]] = []
 _STORES: weakref.WeakSet[PostgresMapping] = weakref.WeakSet()
 
 
+@cache
+def _psycopg() -> Any:
+    """psycopg 3, imported on first use: a gateway without `mapping.url` never loads it
+    (11 MiB in each of its processes, which the workers' forks would all carry). None:
+    the `postgres` extra is not installed."""
+    try:
+        import psycopg
+        import psycopg.conninfo
+    except ImportError:
+        return None
+    return psycopg
+
+
 def _after_fork_in_child() -> None:
     for store in list(_STORES):
         store._lock = threading.Lock()
@@ -88,8 +99,8 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 def shown_url(url: str) -> str:
     """`mapping.url` as it may be printed and logged: no password, no query parameters."""
     try:
-        parts = conninfo_to_dict(url)
-    except psycopg.Error:
+        parts = _psycopg().conninfo.conninfo_to_dict(url)
+    except _psycopg().Error:
         return "postgresql://(unparseable URL)"
     user = f"{parts['user']}@" if parts.get("user") else ""
     port = f":{parts['port']}" if parts.get("port") else ""
@@ -116,15 +127,15 @@ class PostgresMapping:
     """
 
     def __init__(self, url: str, *, writing: bool = True) -> None:
-        if psycopg is None:
+        if _psycopg() is None:
             raise MappingError(
                 "mapping.url needs psycopg 3, which is not installed: install the `postgres`"
                 " extra (pip install 'dicom-gateway[postgres]')"
             )
         self.shown = shown_url(url)
         try:
-            self._password = str(conninfo_to_dict(url).get("password") or "")
-        except psycopg.Error as exc:
+            self._password = str(_psycopg().conninfo.conninfo_to_dict(url).get("password") or "")
+        except _psycopg().Error as exc:
             raise MappingError(
                 f"mapping.url is not a PostgreSQL URL ({type(exc).__name__})"
             ) from None
@@ -163,10 +174,10 @@ class PostgresMapping:
             self._connection = None
         if self._connection is None or self._connection.closed:
             try:
-                connection = psycopg.connect(
+                connection = _psycopg().connect(
                     self._url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_SECONDS
                 )
-            except psycopg.Error as exc:
+            except _psycopg().Error as exc:
                 raise self._problem("connect", exc) from None
             try:
                 connection.execute(f"SET statement_timeout = {_STATEMENT_TIMEOUT_MS}")
@@ -205,7 +216,7 @@ class PostgresMapping:
                         connection.execute(
                             "INSERT INTO schema_version (version) VALUES (%s)", (version,)
                         )
-        except psycopg.Error as exc:
+        except _psycopg().Error as exc:
             raise self._problem("create or migrate the schema", exc) from None
 
     def _run(self, doing: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
@@ -217,12 +228,12 @@ class PostgresMapping:
                 connection = self._connect()
                 try:
                     return work(connection)
-                except psycopg.OperationalError as exc:
+                except _psycopg().OperationalError as exc:
                     connection.close()
                     self._connection = None
                     if attempt == 2 or not reused:
                         raise self._problem(doing, exc) from None
-                except psycopg.Error as exc:
+                except _psycopg().Error as exc:
                     raise self._problem(doing, exc) from None
         raise AssertionError("unreachable")
 

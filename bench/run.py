@@ -5,8 +5,10 @@ yardstick (DCMTK storescu -> storescp) beside the gateway on the same files and 
 rate with its ratio to that passthrough:
 
   DCMTK passthrough       storescu -> storescp, one association, best of 2 (bench/e2e.py)
-  spool write only        `Spool.store` in a loop (file fsync, folder fsync, state.db commit):
+  spool write only        `Spool.store` in a loop (sealed slot, one fsync, state.db row):
                           the floor under the receive rate that "acknowledged = on disk" sets
+  pynetdicom floor        storescu -> a pynetdicom AE whose C-STORE handler does nothing: what
+                          the library costs any Python SCP before the gateway does anything
   gateway receive         storescu -> gateway: every instance acknowledged = fsynced in the spool
   gateway end to end      storescu -> gateway -> DCMTK storescp (an AE destination), and
                           -> a folder destination: first instance sent to last one written,
@@ -45,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import e2e  # bench/ is not a package
 import engine
 import streaming
+from pynetdicom_floor import pynetdicom_floor
 from service_harness import create_secret  # on sys.path since e2e
 
 from gateway.keys.keyed_hash import KeyedHash
@@ -64,6 +67,7 @@ class Column:
     dcmtk: e2e.Passthrough
     gateway: list[e2e.GatewayRun] = field(default_factory=list)
     spool_only: float = 0.0  # instances/s: Spool.store alone, the durable-write floor
+    pynetdicom_only: float = 0.0  # instances/s: a do-nothing pynetdicom SCP, the library's floor
     engine_only: float = 0.0  # instances/s, 1 process
     engine_round_trip: float = 0.0
     ocr: dict[str, float] = field(default_factory=dict)  # frame kind -> frames/s, 1 process
@@ -83,8 +87,9 @@ def engine_rates(load: e2e.Workload, sample: int) -> tuple[float, float]:
 
 
 def spool_rate(load: e2e.Workload, sample: int, folder: Path) -> float:
-    """Instances/s of `Spool.store` alone (file fsync, folder fsync, state.db commit): the
-    floor under the receive rate that the promise "acknowledged = on disk" sets."""
+    """Instances/s of `Spool.store` alone (a sealed slot and one fsync, the move into its
+    round and the state.db row): the floor under the receive rate that the promise
+    "acknowledged = on disk" sets."""
     blobs = [p.read_bytes() for p in load.files[: max(1, sample)]]
     spool = Spool(folder / "spool-only", KeyedHash(os.urandom(32)))
     try:
@@ -148,6 +153,7 @@ def measure(args: argparse.Namespace, root: Path) -> list[Column]:
             f"{load.name}: DCMTK passthrough " + ", ".join(f"{run.seconds:.2f} s" for run in tries),
             flush=True,
         )
+        column.pynetdicom_only = load.count / pynetdicom_floor(load)
         for destination in ("ae", "folder") if args.folder else ("ae",):
             run = e2e.through_gateway(
                 folder / destination,
@@ -210,6 +216,7 @@ def table(columns: list[Column], args: argparse.Namespace) -> list[str]:
 
     rates("DCMTK storescu -> storescp (passthrough)", dcmtk)
     rates("spool durable write only (receive floor)", [c.spool_only for c in columns])
+    rates("pynetdicom SCP doing nothing (its floor)", [c.pynetdicom_only for c in columns])
     rates(
         "gateway receive (ack = fsynced in spool)",
         [c.load.count / c.gateway[0].receive_seconds for c in columns],

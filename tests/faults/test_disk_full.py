@@ -271,11 +271,16 @@ def test_full_disk_refuses_with_a700_keeps_what_it_acknowledged_and_resumes(
         what="the whole study forwarded",
         interval=0.2,
     )
+    quarantine = storage / "quarantine"  # gone with the gateway's own tmpfs
+    held = sorted(p.name for p in quarantine.iterdir()) if quarantine.is_dir() else []
     small_disk.stop()
     received = received_files(tmp_path / "archive")
     pseudonyms = site.pseudonyms()
     expected = sorted(pseudonyms.uid(sop_instance_uid(p)) for p in study)
-    assert sorted(r.sop_instance_uid for r in received) == expected, "not complete, or twice"
+    assert sorted(r.sop_instance_uid for r in received) == expected, (
+        f"not complete, or twice; acknowledged first {len(stored)}, quarantined {held}; "
+        f"gateway log:\n{gateway.log()[-6000:]}"
+    )
     report_figures.append(
         f"{figures}; after space returned {len(received)} of {len(study)} delivered once each"
     )

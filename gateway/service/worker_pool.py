@@ -7,6 +7,7 @@ with the gateway (see `_init_worker`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import threading
 import time
@@ -126,10 +127,13 @@ def _init_worker(settings: EngineSettings) -> None:
 
 def _warm_up(settings: EngineSettings) -> None:
     """Load now what the first instance would otherwise load on its study's clock: the
-    recognizer's word lists (about 0.2 s and 60 MiB a worker, measured)."""
+    recognizer's word lists (about 0.3 s a worker, measured). Loading them frees more than
+    it keeps, and glibc holds freed heap for reuse: it is handed back (12 MiB a worker)."""
     recognizer = settings.free_text.build()
     if recognizer is not None:
         recognizer.lexicon  # noqa: B018 (loaded on first use)
+        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def drop_inherited_sockets() -> None:

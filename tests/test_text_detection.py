@@ -10,6 +10,9 @@ only: the DBNet model, OpenCV and Tesseract are run, never mocked.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from gateway.pixels import detect, line_reader
+from gateway.pixels.clean import PixelError, check_available
 from gateway.pixels.regions import Box
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
@@ -283,3 +287,38 @@ def test_read_lines_on_an_rgb_frame_and_an_empty_box() -> None:
     assert words[0].text == "DOE JANE"
     assert (words[1].text, words[1].confidence) == ("", 0.0)
     assert "DOE" not in repr(words[0])  # patient data stays out of reprs and logs
+
+
+# --- the availability check ----------------------------------------------------------------
+
+
+@needs_detector
+@needs_reader
+def test_the_availability_check_leaves_the_ocr_libraries_out_of_the_asking_process() -> None:
+    """The service process never reads a pixel: asking whether OCR can run must not load
+    OpenCV, onnxruntime and Tesseract into it (and so into every process it forks)."""
+    code = (
+        "import sys\n"
+        "from gateway.pixels.clean import check_available\n"
+        "check_available()\n"
+        "print(sorted(m for m in ('cv2', 'onnxruntime', 'tesserocr') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_ocr_asked_for_and_missing_is_refused_with_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither Tesseract binding importable where the check runs: refused, naming them."""
+    for name in ("tesserocr", "pytesseract"):
+        fake = tmp_path / "shadow" / name
+        fake.mkdir(parents=True)
+        (fake / "__init__.py").write_text("raise ImportError('libtesseract.so.5: not found')\n")
+    path = os.pathsep.join(p for p in (str(tmp_path / "shadow"), os.environ.get("PYTHONPATH")) if p)
+    monkeypatch.setenv("PYTHONPATH", path)
+    with pytest.raises(PixelError, match=r"tesserocr.*pytesseract"):
+        check_available()

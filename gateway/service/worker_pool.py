@@ -157,6 +157,9 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)  # the gateway is gone; its restart processes this round again
 
 
+WARM_UP_WAIT_SECONDS = 30.0  # at most, for a new pool's first worker to be ready
+
+
 def new_pool(
     settings: EngineSettings,
     workers: int,
@@ -175,7 +178,12 @@ def new_pool(
         executor = ProcessPoolExecutor(
             max_workers=workers, initializer=_init_worker, initargs=(settings,)
         )
-        executor.submit(int)  # the fork start method launches every worker at the first task
+        first = executor.submit(int)  # the fork start method launches every worker now
+    # Ready once a worker has loaded what the first study needs (`_warm_up`; the others
+    # load theirs at the same time), so that the first instance does not wait for it. A
+    # worker that cannot start shows at the first real task, as before.
+    with contextlib.suppress(Exception):
+        first.result(timeout=WARM_UP_WAIT_SECONDS)
     return executor
 
 

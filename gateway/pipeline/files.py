@@ -42,7 +42,8 @@ from gateway.pipeline.instance import (
 from gateway.pipeline.output_claims import claim_output, release_output
 from gateway.pipeline.pixel_tail import PIXEL_DATA, PixelTail, TailError, copy_tail, read_header
 from gateway.pipeline.routing import Route, Router
-from gateway.pixels.clean_stream import FramePlan, streamable, write_clean_frames
+from gateway.pixels.clean_stream import streamable, write_clean_frames
+from gateway.pixels.frame_files import FramePlan
 from gateway.pixels.rules import PixelConfig
 from gateway.stores import quarantine
 from gateway.stores.mapping_postgres import PostgresMapping

@@ -37,7 +37,7 @@ from gateway.pixels.rules import PixelConfig
 from gateway.pixels.text_finder import FrameMemory, chosen_backend, find_words, is_available
 
 if TYPE_CHECKING:
-    from gateway.pixels.clean_stream import FramePlan
+    from gateway.pixels.frame_files import FramePlan
     from gateway.text.recognizer import Recognizer
 
 # Reading passes per frame before the pixel verify (redaction can expose more text).

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian
 
 from gateway.base.identifiers import Identifiers
 from gateway.pixels.clean import (
@@ -32,6 +31,7 @@ from gateway.pixels.clean import (
     mark_cleaned,
 )
 from gateway.pixels.frame_files import (
+    FramePlan,
     PixelSource,
     frame_count,
     iter_frames,
@@ -53,20 +53,6 @@ from gateway.pixels.rules import PixelConfig
 
 if TYPE_CHECKING:
     from gateway.text.recognizer import Recognizer
-
-
-@dataclass(frozen=True)
-class FramePlan:
-    """How the clean frames are written: the source, what to blank on each frame, and the
-    Pixel Data's new description and transfer syntax."""
-
-    source: PixelSource
-    decoding: Dataset  # the source's pixel description, as the frames were decoded
-    ruled: tuple[Box, ...]  # the fixed boxes (rules, outside the ultrasound regions)
-    found: tuple[tuple[Box, ...], ...]  # per frame, what was found on it
-    fill: int
-    desc: dict[str, int | str]
-    tsyntax: UID
 
 
 def streamable(ds: Dataset) -> bool:

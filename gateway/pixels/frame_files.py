@@ -29,6 +29,7 @@ from gateway.pixels.frames import (
     finish_frames,
     pixel_vr,
 )
+from gateway.pixels.regions import Box
 
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
 _ITEM_TAG = b"\xfe\xff\x00\xe0"
@@ -43,6 +44,20 @@ class PixelSource:
     path: Path
     offset: int  # of the value, past the element's tag, VR and length
     length: int | None  # the value's length; None: encapsulated (undefined length)
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """How the clean frames are written: the source, what to blank on each frame, and the
+    Pixel Data's new description and transfer syntax."""
+
+    source: PixelSource
+    decoding: Dataset  # the source's pixel description, as the frames were decoded
+    ruled: tuple[Box, ...]  # the fixed boxes (rules, outside the ultrasound regions)
+    found: tuple[tuple[Box, ...], ...]  # per frame, what was found on it
+    fill: int
+    desc: dict[str, int | str]
+    tsyntax: UID
 
 
 def frame_count(ds: Dataset) -> int:

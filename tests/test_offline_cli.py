@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,8 +296,35 @@ def test_every_written_file_comes_from_an_input_meant_to_be_written(
     assert len(folders) == 1
 
 
+def shifted_dates(output: Path, source: Path) -> Counter[str]:
+    """Dates of `output` that are its source's date at the same place, moved (how many
+    elements hold each; a date also held unmoved is left out): a patient's
+    shift (365 to 3,652 days back, keyed) can land another patient's date on one of the
+    synthetic birth dates (seen once in CI: a sample's 2004 study date moved to the day of
+    a birth date in 1997). Such a date is no copy, so it is not a leak."""
+
+    def dates(ds: Dataset) -> dict[tuple[object, ...], str]:
+        found: dict[tuple[object, ...], str] = {}
+
+        def walk(each: Dataset, path: tuple[object, ...]) -> None:
+            for elem in each:
+                if elem.VR == "SQ":
+                    for index, item in enumerate(elem.value or ()):
+                        walk(item, (*path, int(elem.tag), index))
+                elif elem.VR == "DA" and elem.value:
+                    found[(*path, int(elem.tag))] = str(elem.value)
+
+        walk(ds, ())
+        return found
+
+    before, after = dates(dcmread(source, force=True)), dates(dcmread(output, force=True))
+    moved = Counter(v for place, v in after.items() if before.get(place, v) != v)
+    kept = {v for place, v in after.items() if before.get(place, v) == v}
+    return Counter({v: n for v, n in moved.items() if v not in kept})
+
+
 def test_no_identifier_of_the_synthetic_patients_is_left_in_any_byte_or_on_the_console(
-    first_run: Run, input_folder: InputFolder
+    site: Site, first_run: Run, input_folder: InputFolder
 ) -> None:
     values = [v for p in input_folder.patients for v in p.identifying_values()]
     identifiers = needles(values)
@@ -304,9 +332,13 @@ def test_no_identifier_of_the_synthetic_patients_is_left_in_any_byte_or_on_the_c
     planted = b"".join(path.read_bytes() for path in input_folder.dicom_files).lower()
     assert not [v for v in values if not any(n in planted for n in needles([v]))]
     assert first_run.files()
+    sources = {pseudo_sop(site, path): path for path in input_folder.to_write}
     for path in first_run.files():
         data = path.read_bytes().lower()  # whole file: meta, every element, private blocks
         found = sorted(n.decode() for n in identifiers if n in data)
+        if found and path.stem in sources:  # a date only as a moved date: a coincidence
+            moved = shifted_dates(path, sources[path.stem])
+            found = [v for v in found if data.count(v.encode()) != moved[v]]
         assert not found, f"{path.name} holds identifiers: {found}"
     console = first_run.console.lower().encode("utf-8")
     assert not sorted(n.decode() for n in identifiers if n in console)

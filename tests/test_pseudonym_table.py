@@ -137,7 +137,8 @@ def test_a_table_with_bom_spaces_semicolons_and_other_column_names_is_read(tmp_p
     assert table.lookup("456", "ANY") == table.lookup("456") == "TRIAL-8"
     assert table.lookup("") is None
     assert table.pseudonym_for("999") is None  # keyed: the caller gives the keyed one
-    assert "123" not in repr(table) and "TRIAL-7" not in repr(table)
+    shown = repr(table).replace(str(path), "PATH")  # the tmp path may hold "123" itself
+    assert "123" not in shown and "TRIAL-7" not in shown
 
 
 BAD_TABLES = [

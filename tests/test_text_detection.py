@@ -21,7 +21,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from gateway.pixels import detect, line_reader
-from gateway.pixels.clean import PixelError, check_available
+from gateway.pixels.clean import PixelError, _missing_seen_apart, check_available
 from gateway.pixels.regions import Box
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
@@ -320,5 +320,9 @@ def test_ocr_asked_for_and_missing_is_refused_with_what_to_install(
         (fake / "__init__.py").write_text("raise ImportError('libtesseract.so.5: not found')\n")
     path = os.pathsep.join(p for p in (str(tmp_path / "shadow"), os.environ.get("PYTHONPATH")) if p)
     monkeypatch.setenv("PYTHONPATH", path)
-    with pytest.raises(PixelError, match=r"tesserocr.*pytesseract"):
-        check_available()
+    _missing_seen_apart.cache_clear()  # asked once per process: ask again under this path
+    try:
+        with pytest.raises(PixelError, match=r"tesserocr.*pytesseract"):
+            check_available()
+    finally:
+        _missing_seen_apart.cache_clear()

@@ -13,6 +13,7 @@ import dataclasses
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -100,11 +101,13 @@ def check_available() -> None:
 _CHECK = "from gateway.pixels.clean import is_available; print(is_available() or '', end='')"
 
 
+@cache
 def _missing_seen_apart() -> str | None:
     """`is_available()` asked of a fresh interpreter: importing OpenCV, onnxruntime and
     Tesseract costs the process that does it 39 MiB (measured), which the service process
     (it never reads a pixel) and the sender it forks would carry for nothing; the workers
-    import them on first use. Asked here instead if that interpreter cannot be run."""
+    import them on first use. Asked here instead if that interpreter cannot be run. Once
+    per process (0.8 s): the site and every route with OCR on ask it."""
     try:
         done = subprocess.run(
             [sys.executable, "-c", _CHECK],

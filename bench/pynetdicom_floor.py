@@ -19,19 +19,17 @@ from service_harness import free_port
 __all__ = ["pynetdicom_floor"]
 
 
-class _NoDelayServer:
-    """TCP_NODELAY on each accepted socket, as the gateway sets it (without it every answer
-    waits ~40 ms for the peer's delayed ACK)."""
+def _no_delay(server: ThreadedAssociationServer) -> None:
+    """TCP_NODELAY on each socket `server` accepts, as the gateway sets it (without it
+    every answer waits ~40 ms for the peer's delayed ACK)."""
+    accept = server.get_request
 
-    def __init__(self, server: ThreadedAssociationServer) -> None:
-        accept = server.get_request
+    def get_request() -> tuple[socket.socket, object]:
+        sock, address = accept()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock, address
 
-        def get_request() -> tuple[socket.socket, object]:
-            sock, address = accept()
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return sock, address
-
-        server.get_request = get_request  # type: ignore[method-assign]
+    server.get_request = get_request  # type: ignore[method-assign]
 
 
 def pynetdicom_floor(load: e2e.Workload, max_pdu: int = 1 << 20) -> float:
@@ -43,7 +41,7 @@ def pynetdicom_floor(load: e2e.Workload, max_pdu: int = 1 << 20) -> float:
     server = ae.start_server(
         ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda _event: 0)]
     )
-    _NoDelayServer(server)
+    _no_delay(server)
     try:
         return min(e2e.run_storescu(port, load, called_ae="ARCHIVE") for _ in range(2))
     finally:

@@ -720,8 +720,12 @@ def test_study_completed_while_storage_is_full_is_forwarded_once_space_returns(
             finally:
                 leftovers = [p.name for p in (site.storage / "quarantine").glob(".tmp-*")]
                 print("quarantine staging left behind:", leftovers)
+            log = gateway.log()[-8000:]
         received = received_files(tmp_path / "archive")
-    assert len({r.sop_instance_uid for r in received}) == len(stored)
+    archived = sorted(p.name for p in (tmp_path / "archive").rglob("*") if p.is_file())
+    assert len({r.sop_instance_uid for r in received}) == len(stored), (
+        f"quarantine: {site.quarantine('list').stdout}\narchive: {archived}\ngateway log:\n{log}"
+    )
 
 
 # --- 11: a study that failed to forward, and its release ----------------------------------------

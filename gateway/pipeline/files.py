@@ -35,6 +35,7 @@ from gateway.pipeline.instance import (
     Clean,
     Quarantine,
     configure_pydicom,
+    disk_error,
     expected_pixel_length,
     is_environment_error,
     process_instance,
@@ -269,11 +270,9 @@ def _encode_into(
                     write_clean_frames(plan, handle)
                 elif tail is not None:
                     copy_tail(tail, handle)
-            except OSError as exc:
-                if exc.errno is not None:  # the disk's (full, I/O error): retried, not held
-                    raise
-                raise _CannotEncode(type(exc).__name__) from exc
             except Exception as exc:
+                if (disk := disk_error(exc)) is not None:
+                    raise disk from exc  # the disk's (full, I/O error): retried, not held
                 raise _CannotEncode(type(exc).__name__) from exc
             handle.flush()
             sync_output(handle.fileno())

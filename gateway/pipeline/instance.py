@@ -70,11 +70,25 @@ def is_environment_error(exc: BaseException) -> bool:
     input is kept and tried again; anything else holds the one instance in the quarantine.
 
     An OSError without an errno is a library's complaint about data (pydicom, Pillow), not
-    the disk's; MappingUnavailableError is the mapping store's (an OSError too).
+    the disk's, unless it wraps one that has: pydicom re-raises a failed write as a new
+    OSError naming the tag, without the errno. MappingUnavailableError is the mapping
+    store's (an OSError too).
     """
     if isinstance(exc, MappingUnavailableError | sqlite3.OperationalError):
         return True
-    return isinstance(exc, OSError) and exc.errno is not None
+    return disk_error(exc) is not None
+
+
+def disk_error(exc: BaseException) -> OSError | None:
+    """The OSError with an errno (the disk's or the system's) that `exc` is or wraps."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain of causes is short; a cycle must not hang
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def configure_pydicom() -> None:

@@ -68,6 +68,14 @@ def recognizer() -> Recognizer:
         ("妻 花子 来院", "妻 * 来院"),
         ("아내 김민지 동행", "아내 * 동행"),
         ("夫：太郎", "夫：*"),
+        # a role before the name (主治医, 医師, 의사), three-character family names (佐々木)
+        ("電話。主治医 佐々木 美咲。", "電話。主治医 *。"),
+        ("主治医：長谷川", "主治医：*"),
+        ("医師 渡辺 健", "医師 *"),
+        ("의사 이서연", "의사 *"),
+        ("报告医师 欧阳娜娜", "报告医师 *"),
+        ("佐々木美咲先生", "*先生"),
+        ("患者佐々木美咲の", "患者*の"),
     ],
 )  # fmt: skip
 def test_names_no_list_knows_are_found_by_context(
@@ -102,7 +110,8 @@ def test_names_no_list_knows_are_found_by_context(
         "CTA Runoff 1.0 B26f", "SAG T2 FS", "SRS 20Gy", "CINE 4CH", "T2* Map", "AX T2* GRE",
         "DLP 450 mGy*cm",
         # CJK clinical words after cues, and words that only start like a cue
-        "患者の母指", "父母同意", "妻子同意检查", "CT with 造影剂",
+        "患者の母指", "父母同意", "妻子同意检查", "CT with 造影剂", "患者 右肺に結節",
+        "右肺上葉に結節あり。経過観察。", "胸部CT平扫未见异常",
     ],
 )  # fmt: skip
 def test_clinical_text_survives_the_context_rules(recognizer: Recognizer, text: str) -> None:

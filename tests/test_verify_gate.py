@@ -137,6 +137,31 @@ def test_code_meanings_are_vocabulary_for_name_parts_but_not_for_whole_names() -
     assert find_leaks(ds, ids)
 
 
+def test_a_code_string_spelling_the_patients_name_is_cleaned_and_checked() -> None:
+    """Content Label (CS, not in Table E.1-1) is typed by a user: a GSPS labelled with the
+    patient's family name loses it; a code that is only a short name part stays."""
+    ds = _instance()
+    ds.ContentLabel = "BRIGHTWATER"
+    ds.add_new(0x00700084, "PN", "Brightwater^Ysolde")  # Content Creator's Name
+    ds.BodyPartExamined = "HEAD"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "BRIGHTWATER_RT1"]
+    outcome = process_instance(ds, _engine())
+    assert isinstance(outcome, Clean)
+    assert outcome.dataset.ContentLabel == "X"
+    assert list(outcome.dataset.ImageType) == ["ORIGINAL", "PRIMARY", "X"]
+    assert outcome.dataset.BodyPartExamined == "HEAD"
+
+    ids = Identifiers()
+    ids.add_value("Head^Ysolde", "PN")
+    code = Dataset()
+    code.BodyPartExamined = "HEAD"  # a name part of 4 letters is an ordinary code
+    assert not find_leaks(code, ids)
+    code.ContentLabel = "YSOLDE"
+    assert [str(leak) for leak in find_leaks(code, ids)] == [
+        "identifying value found at (0070,0080)"
+    ]
+
+
 def test_values_kept_by_the_profile_are_not_collected() -> None:
     ds = _instance()
     engine = _engine(Option.RETAIN_INSTITUTION_IDENTITY)

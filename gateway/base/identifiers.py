@@ -15,16 +15,14 @@ Folding (text_folding.py) makes case, accents, width and kana alike. Then:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from pydicom.datadict import DicomDictionary
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
+from gateway.base.element_values import cheap_vr, string_values
 from gateway.base.name_forms import typed_forms
 from gateway.base.text_folding import (
     MIN_LETTER_EDGED_LENGTH,
@@ -132,9 +130,7 @@ MIN_NAME_COMPONENT_LENGTH = MIN_LETTER_EDGED_LENGTH
 # An ID with separators is searched with any separators when it has this many letters and
 # digits, one a digit at least: "AB-1234-X" as "AB1234X", "12345678" as "12 345 678".
 MIN_LOOSE_LENGTH = 5
-# Ideographs and Hangul carry a syllable each: two make a name part; kana need three.
-MIN_UNSPACED_LENGTH = 2
-MIN_KANA_LENGTH = 3
+MIN_UNSPACED_LENGTH, MIN_KANA_LENGTH = 2, 3  # ideographs/Hangul: a syllable each; kana: less
 
 # Values the engine itself writes (D dummies): an input that already went through a
 # de-identifier carries them, and they identify nobody.
@@ -146,6 +142,7 @@ _PLACEHOLDERS = frozenset(
 )  # fmt: skip
 _TELECOM_PARTS = re.compile(r"[\^,;\n\r\\]+")
 _UID_LIKE = re.compile(r"\d+(?:\.\d+){3,}")
+_CODE_SEPARATORS = re.compile(r"[\W_]+")
 _SCHEME = re.compile(r"^\s*(?:mailto|tel|fax):", re.IGNORECASE)
 
 
@@ -296,6 +293,13 @@ class Identifiers:
         is an ordinary word ("HEAD", "PERFUSION"), not a leak."""
         return self._pattern("values")
 
+    def names_code(self, folded: str) -> bool:
+        """Whether a code string (CS) is, or is built of, a name part of 5 letters or more
+        ("QUINTAVALLE", "QUINTAVALLE_RT1" as a GSPS Content Label); shorter ones ("HEAD",
+        "LEG") are ordinary codes."""
+        parts = (folded, *_CODE_SEPARATORS.split(folded))
+        return any(len(p) >= MIN_SUBSTRING_LENGTH and p in self.words for p in parts)
+
     def bytes_pattern(self) -> re.Pattern[str] | None:
         """For bytes read as text (numbers, binary values): as `pattern`, without the name
         parts of one or two letters, which arbitrary bytes spell by chance."""
@@ -357,20 +361,6 @@ def _contribution(raw: str, vr: str, kind: str) -> tuple[frozenset[str], ...] | 
     return tuple(frozenset(getattr(found, name)) for name in _SETS)
 
 
-def string_values(elem: DataElement) -> Iterator[str]:
-    """The text values of an element, whatever its VM (PN values as their str form)."""
-    value = elem.value
-    if value is None or value == "":
-        return
-    values: Iterable[object] = value if isinstance(value, MultiValue | list | tuple) else [value]
-    for item in values:
-        if item is None:
-            continue
-        text = item.decode("latin-1") if isinstance(item, bytes) else str(item)
-        if text:
-            yield text
-
-
 def collect_identifiers(ds: Dataset, keeps: Callable[[int], bool]) -> Identifiers:
     """Identifying values anywhere in `ds` (all sequence depths) that the profile removes.
 
@@ -392,7 +382,7 @@ def _collect(
     for tag in list(ds.keys()):
         tag = int(tag)
         kind = _TAG_KINDS.get(tag)
-        vr = _cheap_vr(ds, tag)
+        vr = cheap_vr(ds, tag)
         if vr == "SQ":
             # A sequence the profile keeps keeps its codes.
             inner = tag if tag in _CODE_CONTEXTS and not keeps(tag) else 0
@@ -424,27 +414,3 @@ def _kind_in_context(tag: int, vr: str, context: int) -> str | None:
     if context in _ISSUER_SEQUENCES and tag in _ENTITY_IDS:
         return ID
     return None
-
-
-def _cheap_vr(ds: Dataset, tag: int) -> str:
-    """The VR without converting the value where the file or the dictionary says it."""
-    vr = ds.get_item(tag).VR
-    if vr and vr != "UN":
-        return str(vr)
-    entry = DicomDictionary.get(tag) if vr is None else None
-    return str(entry[0]) if entry else vr_of(ds, tag)
-
-
-def vr_of(ds: Dataset, tag: int) -> str:
-    """An element's VR without converting its value where the raw VR already says it.
-
-    Only elements read with no VR (implicit VR files), or as UN, are converted to learn
-    whether they hold a sequence; pixel data is never converted.
-    """
-    raw = ds.get_item(tag)
-    vr = raw.VR
-    if vr is None or vr == "UN":
-        if tag >> 16 == 0x7FE0:
-            return vr or "OB"
-        return str(ds[tag].VR)
-    return str(vr)

@@ -40,7 +40,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from gateway.base.identifiers import Identifiers, vr_of
+from gateway.base.element_values import vr_of
+from gateway.base.identifiers import Identifiers
 from gateway.deid.actions import (
     FREE_TEXT_VRS,
     TEXT_VRS,
@@ -280,6 +281,8 @@ class Engine:
             self._text.clean(ds, t, vr, inst.cleaner)
         elif vr in SCRUBBED_VRS and t not in EQUIPMENT_TAGS:
             self._text.scrub_retained(ds, t, vr, inst.cleaner)
+        elif vr == "CS":
+            self._text.clean(ds, t, vr, inst.cleaner)  # a label may spell the patient's name
 
     def _walk_items(
         self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, depth: int, path: tuple[int, ...]

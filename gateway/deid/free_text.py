@@ -96,11 +96,17 @@ class TextCleaner:
         return clean_dates_in_text(cleaned, self.shift_days)
 
     def clean_code(self, text: str, replacement: str = "X") -> str:
-        """A code string (CS): replaced whole when it holds a whole identifying value, as
-        the verify gate judges vocabularies; a name part alone ("TEXT", "HEAD") is a word."""
+        """A code string (CS): replaced whole when it holds a whole identifying value or a
+        name part of 5 letters or more, as the verify gate judges codes; a short name part
+        alone ("TEXT", "HEAD") is a word."""
         folded = normalise(text)
-        pattern = self.identifiers.value_pattern()
-        if folded in self.identifiers.exact or (pattern is not None and pattern.search(folded)):
+        found = self.identifiers
+        pattern = found.value_pattern()
+        if (
+            folded in found.exact
+            or (pattern is not None and pattern.search(folded))
+            or found.names_code(folded)
+        ):
             return replacement
         return text
 

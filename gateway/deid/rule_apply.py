@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from gateway.base.identifiers import string_values, vr_of
+from gateway.base.element_values import string_values, vr_of
 from gateway.deid.actions import as_list
 from gateway.deid.fakes import Digest, FakeError, fake_value
 from gateway.deid.overrides import Rule, check_text

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
-from gateway.base.identifiers import vr_of
+from gateway.base.element_values import vr_of
 from gateway.deid.actions import TEXT_VRS, as_list, dummy_value
 from gateway.deid.free_text import FreeTextSettings, TextCleaner, retained_phi
 from gateway.deid.overrides import Rule

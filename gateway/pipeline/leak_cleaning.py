@@ -14,7 +14,7 @@ import re
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from gateway.base.identifiers import string_values
+from gateway.base.element_values import string_values
 from gateway.deid.free_text import TextCleaner
 from gateway.verify.leaks import Leak
 

@@ -18,7 +18,9 @@ from gateway.text.names import CUE_LINKS, CUE_VERBS, CUES, ROLES_BEFORE, TITLES
 
 _RUN = "\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 CJK_CUES = ("妻子", "丈夫", "护士", "護士", "医生", "醫生", "先生", "女士", "息子", "간호사",
-            "아내", "남편", "妻", "夫", "母", "父", "娘")  # fmt: skip
+            "아내", "남편", "妻", "夫", "母", "父", "娘", "主治医师", "报告医师", "主治医",
+            "担当医", "看護師", "医師", "医师", "技師", "技师", "患者", "病人", "氏名", "姓名",
+            "주치의", "담당의", "의사", "환자", "성명", "이름")  # fmt: skip
 
 
 def _alternatives(words: Iterable[str]) -> str:
@@ -45,10 +47,11 @@ HANGUL_ENDINGS = ("선생님", "님", "씨", "이", "가", "은", "는", "을", 
 
 
 def _cjk_name_length(run: str, lexicon: Lexicon) -> int:
-    """How many characters of `run` a family name + given name takes (0 if not a name)."""
-    for size in (2, 1):
+    """How many characters of `run` a family name + given name takes (0 if not a name):
+    a given name of up to 2 characters after the family name (佐々木美咲, 欧阳娜娜, 王伟)."""
+    for size in (3, 2, 1):
         if run[:size] in lexicon.cjk_family:
-            return min(len(run), 4 if size == 2 else 3)
+            return min(len(run), size + 2)
     return 0
 
 
@@ -75,7 +78,8 @@ def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
                         break
             if run in lexicon.cjk_safe:
                 continue
-            if 2 <= len(run) <= 4 and _cjk_name_length(run, lexicon):
+            size = _cjk_name_length(run, lexicon)
+            if size and 2 <= len(run) <= max(4, size):
                 previous_end = start + len(run)
                 yield start, previous_end
             elif (
@@ -94,7 +98,7 @@ def _names_inside(run: str, offset: int, lexicon: Lexicon) -> Iterator[tuple[int
     for honorific in CJK_HONORIFICS:
         at = run.find(honorific)
         while at > 1:
-            for size in (4, 3, 2):
+            for size in (5, 4, 3, 2):
                 begin = at - size
                 if begin >= 0 and _cjk_name_length(run[begin:at], lexicon) >= size:
                     yield offset + begin, offset + at
@@ -104,6 +108,6 @@ def _names_inside(run: str, offset: int, lexicon: Lexicon) -> Iterator[tuple[int
         at = run.find(prefix)
         if at >= 0:
             begin = at + len(prefix)
-            size = _cjk_name_length(run[begin : begin + 4], lexicon)
-            if size >= 2:
-                yield offset + begin, offset + begin + min(size, 3)
+            size = _cjk_name_length(run[begin : begin + 5], lexicon)
+            if size >= 2:  # a given name beyond the first character only after 佐々木-like
+                yield offset + begin, offset + begin + (size if size == 5 else min(size, 3))

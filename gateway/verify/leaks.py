@@ -25,7 +25,8 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from gateway.base.identifiers import Identifiers, normalise, string_values, vr_of
+from gateway.base.element_values import string_values, vr_of
+from gateway.base.identifiers import Identifiers, normalise
 
 # Bulk data that is not text: searching it costs time and finds noise, never a name.
 _BULK_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009, 0x54001010, 0x00420011})
@@ -198,7 +199,9 @@ def find_leaks(
         elif tag in _EQUIPMENT_TAGS:
             continue
         elif vr == "CS" or tag in _VOCABULARY_TAGS:
-            if value_pattern is not None and value_pattern.search(text):
+            if (value_pattern is not None and value_pattern.search(text)) or (
+                vr == "CS" and identifiers.names_code(text)
+            ):
                 leaks.append(Leak(path, "identifying value"))
         else:
             search = bytes_pattern if vr in _BINARY_VRS else pattern

@@ -24,7 +24,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from gateway.base.identifiers import vr_of
+from gateway.base.element_values import vr_of
 from gateway.deid.ctp.element_names import private_tag
 from gateway.deid.ctp.evaluate import KEEP, REMOVE, Context, java_trim, make_replacement
 from gateway.deid.standard import safe_private_attributes

@@ -129,7 +129,7 @@ class Context:
 
 
 def vr_at(ds: Dataset, tag: int) -> str:
-    from gateway.base.identifiers import vr_of
+    from gateway.base.element_values import vr_of
 
     return vr_of(ds, tag)
 

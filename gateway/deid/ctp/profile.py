@@ -25,7 +25,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRLittleEndian
 
-from gateway.base.identifiers import Identifiers, vr_of
+from gateway.base.element_values import vr_of
+from gateway.base.identifiers import Identifiers
 from gateway.deid.ctp.element_walk import (
     PROTECTED_GROUPS,
     PROTECTED_TAGS,

@@ -123,6 +123,9 @@ def test_measurements_and_value_lists_are_not_ids(recognizer: Recognizer, text: 
         ("1 91 10 82 280 972 61", "1 91 10 82 280 972 61"),
         ("2345 6789 0123", "2345 6789 0123"),
         ("11010519491231002X", "11010519491231002X"),
+        ("Pacient: *, r.č. 625417/3321", "625417/3321"),
+        ("rodné číslo 9051234567", "9051234567"),
+        ("RČ: 755230/1234", "755230/1234"),
     ],
 )
 def test_national_ids_are_found_whole(recognizer: Recognizer, text: str, value: str) -> None:

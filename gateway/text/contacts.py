@@ -80,7 +80,8 @@ NATIONAL_KEYWORD = re.compile(
     r"|identity\s+card|passport|aadhaar|aadhar|personnummer|personnr|fødselsnummer"
     r"|henkilötunnus|hetu|codice\s+fiscale|medicare|medicaid|steuer-?id|steuernummer"
     r"|sozialversicherungs(?:nummer|nr)|social\s+security|sécurité\s+sociale|carte\s+vitale"
-    r"|burgerservicenummer|sofinummer|resident\s+registration|c[ée]dula|curp)))\b"
+    r"|burgerservicenummer|sofinummer|resident\s+registration|c[ée]dula|curp"
+    r"|rodn[ée]\s+[čc][ií]slo)))\b"
     r"(?i:\s*(?:no|nr|num|number|#)?\.?\s*[:#.]?\s*)"
     r"(?P<v>(?:[A-Z]{1,6}[\s-]?)?\d[\dA-Z]*(?:[\s./-]\d[\dA-Z]*)*(?:[\s-][A-Z](?![\w-]))?)"
 )
@@ -105,6 +106,9 @@ NATIONAL_PATTERNS = tuple(
         # personnummer ([yy]yymmdd-nnnn).
         r"(?<![\w+-])(?:0[1-9]|[12]\d|3[01])(?:0[1-9]|1[0-2])\d\d[-+A]\d{3}[\dA-Y](?![\w-])",
         r"(?<![\w+-])(?:19|20)?\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[-+]\d{4}(?![\w-])",
+        # Czech and Slovak birth number (rodné číslo): yymmdd, months +50 for women (+20,
+        # +70 since 2004), a slash, three or four digits.
+        r"(?<![\w/-])\d\d(?:[0257][1-9]|[1368][0-2])(?:0[1-9]|[12]\d|3[01])/\d{3,4}(?![\w/-])",
         # Italian codice fiscale.
         r"\b[A-Z]{6}\d\d[A-EHLMPR-T]\d\d[A-Z]\d{3}[A-Z]\b",
         # Spanish DNI / NIE: eight digits (or X, Y, Z and seven) and a check letter.

@@ -250,6 +250,7 @@ def test_the_brief_examples_are_found(recognizer: Recognizer, sentence: str, val
         ("14/03/2024", "03/02/2024"),
         ("03/14/2024", "02/03/2024"),
         ("14.03.2024", "03.02.2024"),
+        ("FU 14.03.21 pending", "FU 02.02.21 pending"),  # two digits in every part
         ("14-MAR-1961", "02-FEB-1961"),
         ("March 14, 1961", "February 02, 1961"),
         ("14th of March 1961", "2nd of February 1961"),

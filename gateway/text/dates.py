@@ -7,7 +7,8 @@ zero padding, two- or four-digit year, month name language, abbreviation and let
 
 Numeric dates whose day and month are both 12 or less are read day first (14/03 style, the
 majority outside the US) unless the text is unambiguous ("03/14/2024" is month first).
-Dotted numeric dates need a four-digit year, so that version numbers ("2.10.12") stay.
+Dotted numeric dates need a four-digit year or two digits in every part, so that version
+numbers ("2.10.12") stay and "14.03.21" moves.
 
 A time may be followed by punctuation, a colon included ("at 20:14: abdominal pain"), but not
 by a colon or dot and a digit: "1:10:100" is a ratio and "10:32.5" a measurement. A whole
@@ -114,7 +115,12 @@ def is_date(match: re.Match[str]) -> bool:
         return bool(groups.get("y")) or (
             word[0].isupper() and not (word.lower() == "may" and day_before)
         )
-    if groups.get("s") == "." and len(groups.get("y") or "") == 2:
+    # "2.10.12" is a version; "14.03.21", every part two digits and a real day, a date.
+    if (
+        groups.get("s") == "."
+        and len(groups.get("y") or "") == 2
+        and not len(groups.get("a") or "") == len(groups.get("b") or "") == 2
+    ):
         return False
     return _full_date(match) is not None
 

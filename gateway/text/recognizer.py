@@ -22,11 +22,13 @@ from gateway.text.contacts import find_contacts
 from gateway.text.dates import find_dates, shift_date
 from gateway.text.lexicon import Lexicon, forms, shipped_lexicon
 from gateway.text.names import find_latin_names
+from gateway.text.organisations import find_organisations
 
 _PRIORITY = {
     kind: rank
     for rank, kind in enumerate(
-        ("email", "url", "date", "address", "phone", "postcode", "id", "time", "name")
+        ("email", "url", "date", "address", "organisation", "phone", "postcode", "id", "time",
+         "name")
     )
 }
 CACHE_SIZE = 65536
@@ -126,6 +128,7 @@ class Recognizer:
         if _DIGIT.search(text) is not None:
             candidates.extend(find_dates(text))
         candidates.extend(find_contacts(text))  # towns need no digit: "lives in Kingsmere"
+        candidates.extend(find_organisations(text, lexicon))
         names = find_latin_names(text, lexicon, self._extra, self._site_safe)
         if not text.isascii():
             names.extend(find_cjk_names(text, lexicon))

@@ -1,0 +1,85 @@
+"""Hospitals and clinics named in free text ("seen at Royal Oakhaven Hospital").
+
+The instance's own Institution Name is cut as a known value; these are the others: where a
+patient was before, where a prior study was made. A name is the run of capitalised words
+before an institution word (Hospital, Infirmary, Clinic, Medical Centre, ...), or after one
+that comes first in its language (Klinikum, Hôpital, Hospital Universitario, Ospedale). The
+run counts only when one of its words is not in the safe vocabulary nor clinical by its ending
+(a saint's, a person's or a town's name): "Fracture Clinic", "Lymphoedema Clinic" and
+"General Hospital" stay, "Harrogate District Hospital" and "St Mary's Hospital" go whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from gateway.text.lexicon import Lexicon
+
+_WORD = r"(?:St\.?|Ste?\.?|[A-ZÀ-Þ][\w'’.-]*)"
+_LINK = r"(?:of|the|and|&|de|del|la|du|des|der|di|y|von)"
+_RUN = rf"{_WORD}(?:[ \t]+(?:{_LINK}[ \t]+){{0,2}}{_WORD}){{0,5}}"
+_AFTER = (
+    r"(?:Hospitals?|Infirmary|Clinic|Clinics|Hospice|Sanatorium|Polyclinic|Medical[ \t]+"
+    r"(?:Cent(?:er|re)|Group)|Health[ \t]+(?:Cent(?:er|re)|System)|Imaging[ \t]+Cent(?:er|re)"
+    r"|Cancer[ \t]+Cent(?:er|re)|(?:NHS[ \t]+)?(?:Foundation[ \t]+)?Trust|Klinik|Klinikum"
+    r"|Krankenhaus|Kliniken)"
+)
+_BEFORE = (
+    r"(?:(?:Universitäts)?[Kk]linikum|Krankenhaus|Hôpital|Hopital|Clinique|Centre[ \t]+"
+    r"Hospitalier|Ospedale|Policlinico|Hospital[ \t]+(?:Universitario|General|Cl[ií]nico"
+    r"|de|del|Santa|San|São|Sao|do|da)|Cl[ií]nica|Ziekenhuis|Sjukhus)"
+)
+NAME_BEFORE = re.compile(
+    rf"(?<![\w-])(?P<run>{_RUN})[ \t]+{_AFTER}(?:[ \t]+of[ \t]+{_RUN})?(?![\w-])"
+)
+NAME_AFTER = re.compile(rf"(?<![\w-]){_BEFORE}[ \t]+(?P<run>{_RUN})(?![\w-])")
+UPPER_BEFORE = re.compile(
+    r"(?<![\w-])(?P<run>[A-Z][A-Z'.-]+(?:[ \t]+[A-Z][A-Z'.-]+){0,4})[ \t]+"
+    r"(?:HOSPITALS?|INFIRMARY|CLINIC|HOSPICE|MEDICAL[ \t]+CENT(?:ER|RE)|KLINIKUM)(?![\w-])"
+)
+# A clinic's specialty the word lists lack ("Anticoagulation", "Lymphoedema") by its ending.
+_CLINICAL = re.compile(
+    r"(?i)(?:olog(?:y|ical)|ation|[oe]dema|itis|ectomy|osis|a?emia|algia|plasty|scopy|graphy"
+    r"|therapy|iatry|iatrics?|natal|genetics|thoracic|vascular|urgery|ology|ics)$"
+)
+_LINKS = frozenset({"of", "the", "and", "&", "de", "del", "la", "du", "des", "der", "di", "y"})
+_SAINTS = frozenset({"st", "st.", "ste", "ste.", "saint", "sainte", "san", "santa", "são"})
+
+
+def _first_name_word(run: str, lexicon: Lexicon) -> int | None:
+    """Where in the run the institution's own name starts: at its first word that is a
+    saint's or not in the safe vocabulary; None when it has no such word. In upper-case text
+    the safe words before it ("PRIOR AT ROYAL") may be the sentence's, not the name's."""
+    for found in re.finditer(r"\S+", run):
+        word = found.group().strip("'’.-").removesuffix("'s").removesuffix("’s")
+        lowered = word.lower()
+        if lowered in _SAINTS and found.end() < len(run):
+            return found.start()
+        if lowered in _LINKS or len(word) < 3:
+            continue
+        # A name that is also a word ("General", "Pain") is a word.
+        if not lexicon.facts(word)[2] and _CLINICAL.search(word) is None:
+            return found.start()
+    return None
+
+
+# Text without any of these names no institution: one scan instead of three.
+_HINT = re.compile(
+    r"(?i)hospi|infirm|clini|klinik|kranken|h[ôo]pital|ospedal|policlin|ziekenh|sjukh|medical"
+    r"|health|imaging|cancer|trust|sanator"
+)
+
+
+def find_organisations(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int, str]]:
+    """(start, end, "organisation") for each hospital or clinic named by its own name."""
+    if _HINT.search(text) is None:
+        return
+    for pattern in (NAME_BEFORE, NAME_AFTER):
+        for match in pattern.finditer(text):
+            if _first_name_word(match.group("run"), lexicon) is not None:
+                yield match.start(), match.end(), "organisation"
+    for match in UPPER_BEFORE.finditer(text):  # capitals: the name starts at its first word
+        at = _first_name_word(match.group("run"), lexicon)
+        if at is not None:
+            yield match.start("run") + at, match.end(), "organisation"

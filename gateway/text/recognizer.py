@@ -23,6 +23,7 @@ from gateway.text.dates import find_dates, shift_date
 from gateway.text.lexicon import Lexicon, forms, shipped_lexicon
 from gateway.text.names import find_latin_names
 from gateway.text.organisations import find_organisations
+from gateway.text.relations import find_relatives
 
 _PRIORITY = {
     kind: rank
@@ -130,6 +131,7 @@ class Recognizer:
         candidates.extend(find_contacts(text))  # towns need no digit: "lives in Kingsmere"
         candidates.extend(find_organisations(text, lexicon))
         names = find_latin_names(text, lexicon, self._extra, self._site_safe)
+        names.extend(find_relatives(text, lexicon))
         if not text.isascii():
             names.extend(find_cjk_names(text, lexicon))
         candidates.extend(_merge_names(text, names))

@@ -114,8 +114,9 @@ def test_names_no_list_knows_are_found_by_context(
         "CTA Runoff 1.0 B26f", "SAG T2 FS", "SRS 20Gy", "CINE 4CH", "T2* Map", "AX T2* GRE",
         "DLP 450 mGy*cm",
         # CJK clinical words after cues, and words that only start like a cue
-        "患者の母指", "父母同意", "妻子同意检查", "CT with 造影剂", "患者 右肺に結節", "FHx breast cancer (mother)",
-        "heart disease (father)", "history of stroke (Mother)", "told her (sister)",
+        "患者の母指", "父母同意", "妻子同意检查", "CT with 造影剂", "患者 右肺に結節",
+        "FHx breast cancer (mother)", "heart disease (father)", "history of stroke (Mother)",
+        "told her (sister)",
         "右肺上葉に結節あり。経過観察。", "胸部CT平扫未见异常",
     ],
 )  # fmt: skip

@@ -279,6 +279,7 @@ def date_regexes(da: str) -> list[str]:
     for name in dict.fromkeys([month, *shorts]):
         dot = "" if name == month else r"\.?"
         out.append(_guarded(name, _LETTER, f"{dot}{words}{day}{ordinal}{words}{y}{end}"))
+    out.append(_guarded(str(y), r"\d", f" ?[年년] ?{num} ?[月월] ?{day} ?[日일]"))  # CJK
     return out
 
 

@@ -66,6 +66,9 @@ DATE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         rf"(?:(?:[\s./,-]*|\s+de\s+)(?P<y>\d{{4}}|'?\d\d)(?!\d))?{_END}",
         rf"(?<![\w.]){_MONTH}[\s.-]*{_DAY}(?:(?:,\s*|\s+|-){_YEAR4})?{_END}",
         rf"(?<![\w.]){_MONTH}[\s./,-]+{_YEAR4}{_END}",
+        # Chinese, Japanese and Korean: 2021年3月14日, 2021년 3월 14일.
+        r"(?<!\d)(?P<y>(?:1[89]|20)\d\d)[ \t]?[年년][ \t]?(?P<m>1[0-2]|0?[1-9])[ \t]?[月월]"
+        r"[ \t]?(?P<d>3[01]|[12]\d|0?[1-9])[ \t]?[日일]",
     )
 )
 TIME_PATTERNS: tuple[re.Pattern[str], ...] = tuple(

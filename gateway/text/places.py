@@ -55,12 +55,13 @@ ADDRESS_PATTERNS = tuple(
         r"|gracht|singel|dijk|kade|steeg|vej|gade|gatan|vägen|veien)\s+\d{1,5}[a-zA-Z]?\b",
         # P.O. Box 123, Postfach 1234
         r"\b(?i:p\.?\s?o\.?\s?box|postfach|postbus|apartado)\s*\d{1,6}\b",
-        # 5 rue de la Paix, Via Roma 10, Calle Mayor 5, ul. Marszałkowska 10
+        # 5 rue de la Paix, Via Roma 10, Calle Mayor 5, ul. Marszałkowska 84/92 m. 15
         r"(?:(?<![\w.])\d{1,5}[a-zA-Z]?,?\s+)?\b(?i:rue|avenue|boulevard|chemin|allée|impasse"
         r"|quai|place|via|viale|piazza|corso|calle|avenida|rua|praça|carrer|plaza|ul\.|paseo"
         r"|avinguda|rambla|camino|carretera|ronda|cours|route|strada|vicolo|largo|travessa)\s+"
         r"(?:(?:de|du|des|la|le|les|del|della|di|da|do|dos|das)\s+|[ld]['’])*"
-        r"[A-ZÀ-Ý][\w'’-]*(?:\s+[A-ZÀ-Ý][\w'’-]*){0,3}(?:,?\s+\d{1,5}[a-zA-Z]?\b)?",
+        r"[A-ZÀ-Ý][\w'’-]*(?:\s+[A-ZÀ-Ý][\w'’-]*){0,3}(?:,?\s+\d{1,5}[a-zA-Z]?\b"
+        r"(?:[/-]\d{1,5}[a-zA-Z]?\b)?(?:\s+(?:m\.|lok\.|bis\b|ter\b)\s*\d{0,4}\b)?)?",
     )
 )
 _PAIRS_NOT_DUTCH = _words(
@@ -112,8 +113,7 @@ ADDRESS_CUE = re.compile(
     r"|domicilio|indirizzo|direcci[oó]n|morada|woonadres|adres)|residence|(?-i:[Hh]ome)\s*:)"
     r"[ \t]*[:\-]?[ \t]*"
 )
-# Cheap look-ups that spare most text the cue and flat patterns.
-_CUE_HINT = re.compile(
+_CUE_HINT = re.compile(  # cheap look-ups (with _UNIT_HINT): most text skips the cue patterns
     r"(?i)(?=[lrdhawim])(?:liv|resid|domic|home|addr|adres|anschrift|wohn|indiriz|direcc|morada)"
 )
 _UNIT_HINT = re.compile(r"(?i)(?=[afw])(?:apt|apartment|flat|appartement|wohnung)")
@@ -132,7 +132,7 @@ _TOKEN = re.compile(
     r"(?P<sep>,[ \t]*|[ \t]+)(?P<tok>\*+"
     r"|(?:[A-Z]{1,2}\d[A-Z\d]?|GIR) ?\d[A-Z]{2}\b"
     r"|[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] ?\d[ABCEGHJ-NPRSTV-Z]\d\b"
-    r"|(?:[A-Z]{1,3}-)?\d{1,5}(?:-\d{4})?(?![\w]|[.,]\d)"
+    r"|\d\d-\d{3}\b|(?:[A-Z]{1,3}-)?\d{1,5}(?:-\d{4})?(?![\w]|[.,]\d)"
     r"|[^\W\d_][\w'’]*(?:-[^\W\d_][\w'’]*)*)"
 )
 _WORD = re.compile(r"[^\W\d_][\w'’]*(?:-[^\W\d_][\w'’]*)*")

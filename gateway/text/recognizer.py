@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from gateway.text.cjk_names import find_cjk_names
+from gateway.text.cjk_places import find_cjk_addresses
 from gateway.text.contacts import find_contacts
 from gateway.text.dates import find_dates, shift_date
 from gateway.text.lexicon import Lexicon, forms, shipped_lexicon
@@ -134,6 +135,7 @@ class Recognizer:
         names.extend(find_relatives(text, lexicon))
         if not text.isascii():
             names.extend(find_cjk_names(text, lexicon))
+            candidates.extend(find_cjk_addresses(text))
         candidates.extend(_merge_names(text, names))
         return _resolve(candidates)
 

@@ -1,6 +1,7 @@
 """Hospitals and clinics named in free text go whole; a clinic named for its specialty stays
 (organisations.py). The instance's own Institution Name is a known value elsewhere; these are
-the places a patient was before."""
+the places a patient was before. Addresses and dates in other scripts (cjk_places.py, the CJK
+date pattern, Polish street numbers) are here too: places and times that no Latin rule sees."""
 
 from __future__ import annotations
 
@@ -52,3 +53,33 @@ def test_a_retained_descriptor_loses_the_institution(recognizer: Recognizer) -> 
     text = "Ninewells Hospital protocol"
     spans = [s for s in recognizer.find(text) if retained_phi(text, s)]
     assert [text[s.start : s.end] for s in spans] == ["Ninewells Hospital"]
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("〒105-0011 東京都港区芝公園4-2-8", "〒* *"),
+        ("住所：大阪府大阪市北区梅田3丁目1番3号", "住所：*"),
+        ("北京市朝阳区建国路88号", "*"),
+        ("上海市徐汇区漕溪北路595号3号楼201室", "*"),
+        ("서울특별시 강남구 테헤란로 152", "*"),
+        ("Adres: ul. Marszałkowska 84/92 m. 15, 00-514 Warszawa", "Adres: *"),
+        ("検査日 2021年3月14日", "検査日 *"),
+        ("2021년 3월 14일 검사", "* 검사"),
+    ],
+)
+def test_addresses_and_dates_in_other_scripts(
+    recognizer: Recognizer, text: str, cleaned: str
+) -> None:
+    assert recognizer.clean(text) == cleaned
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "右肺上葉に結節あり。経過観察。", "胸部CT平扫未见异常", "左肺下叶见一结节，大小约8mm",
+        "造影CT 第3期", "第4腰椎", "肝S8区域に2cm大の腫瘤", "道路交通事故后3日", "膵頭部に15mm大",
+    ],
+)  # fmt: skip
+def test_cjk_clinical_text_stays(recognizer: Recognizer, text: str) -> None:
+    assert recognizer.find(text) == [], text

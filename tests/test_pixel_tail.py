@@ -104,6 +104,22 @@ def test_encapsulated_pixel_data_is_copied_item_by_item(worker: Path) -> None:
     assert out.PixelData == dcmread(source).PixelData
 
 
+@pytest.mark.parametrize("large", [False, True], ids=["whole", "pixel-tail"])
+def test_ybr_full_422_stored_natively_is_whole_at_two_samples_a_pixel(
+    worker: Path, large: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two luminance samples share one Cb and one Cr: 2 bytes a pixel, not 3 (PS3.3
+    C.7.6.3.1.2); such an instance is not held as cut short."""
+    ds = _instance(1)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_FULL_422", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = bytes(range(256)) * (256 * 2)
+    if large:
+        monkeypatch.setattr(pixel_tail, "LARGE_INSTANCE_BYTES", 1 << 10)
+    out = dcmread(_clean(_write(ds, worker / "ybr.dcm"), worker / "out"))
+    assert out.PixelData == ds.PixelData
+
+
 def test_pixel_data_cut_short_is_held_not_copied_short(worker: Path) -> None:
     source = _write(_instance(300), worker / "large.dcm")
     with open(source, "r+b") as handle:

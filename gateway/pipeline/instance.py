@@ -174,6 +174,8 @@ def expected_pixel_length(ds: Dataset) -> int | None:
         bits = int(ds.BitsAllocated)
     except (AttributeError, TypeError, ValueError):
         return None
+    if samples == 3 and str(ds.get("PhotometricInterpretation", "")).endswith("_422"):
+        samples = 2  # YBR_FULL_422 stored natively: two luminance samples share Cb and Cr
     total_bits = rows * columns * samples * frames * bits
     return (total_bits + 7) // 8
 

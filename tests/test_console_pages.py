@@ -9,23 +9,28 @@ import shutil
 import ssl
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from argon2 import PasswordHasher
 from flask.testing import FlaskClient
+from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from gateway.base.metrics import Metrics
 from gateway.console import accounts as accounts_module
 from gateway.console import app as app_module
+from gateway.console import pictures as pictures_module
+from gateway.console import preview as preview_module
 from gateway.console.accounts import Accounts, Role, default_users_file
 from gateway.console.app import ConsoleContext, create_app
 from gateway.deid.profile import default_profile
 from gateway.keys.dev_certificates import make_dev_certificates
 from gateway.keys.keyed_hash import KeyedHash
+from gateway.pipeline import pixel_tail
 from gateway.pipeline.files import EngineSettings
 from gateway.pixels.rules import load_pixel_config
 from gateway.stores import quarantine
@@ -239,3 +244,52 @@ def test_an_instance_without_an_image_is_reviewed_by_its_header(tmp_path: Path) 
     assert 'id="no-pixels"' in page and 'id="original"' not in page
     assert "Roe^Richard" in page  # the header diff
     context.spool.close()
+
+
+def test_a_large_original_is_previewed_and_shown_from_its_header_and_one_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past `LARGE_INSTANCE_BYTES` the preview cleans the original frame by frame and a
+    picture decodes its one frame, as a worker would: a reviewer's click must not load a
+    2 GiB loop whole into the service process. What is shown is what the whole path shows."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        f"allowlist: {CONF / 'pixel_allowlist.yaml'}\nselection: {{modalities: [US]}}\nrules:\n"
+        "  - {name: band, conditions: {Modality: US}, boxes: [[0, 0, 0, 12]]}\n"
+    )
+    context = _context(tmp_path)
+    context.settings = EngineSettings(
+        default_profile(), bytes(range(32)), "SITE", context.storage_dir,
+        pixels=load_pixel_config(rules),
+    )  # fmt: skip
+    entry = _hold(context, tmp_path)
+    client, _ = _signed_in(context)
+
+    def shown() -> list[bytes]:
+        assert client.get(f"/quarantine/{entry}").status_code == 200
+        return [
+            client.get(f"/quarantine/{entry}/{which}.png?frame={frame}").data
+            for which in ("original", "cleaned")
+            for frame in range(3)
+        ]
+
+    whole = shown()
+    cleaned = context.console_folder / "cache" / entry / "cleaned.dcm"
+    whole_pixels = dcmread(cleaned).pixel_array
+    assert (whole_pixels[:, :12] == 0).all() and whole_pixels[:, 12:].any()
+    shutil.rmtree(context.console_folder / "cache" / entry)
+
+    monkeypatch.setattr(pixel_tail, "LARGE_INSTANCE_BYTES", 1 << 10)
+    for module in (preview_module, pictures_module):
+        monkeypatch.setattr(module, "dcmread", _header_only(module.dcmread))
+    assert shown() == whole
+    assert np.array_equal(dcmread(cleaned).pixel_array, whole_pixels)
+    context.spool.close()
+
+
+def _header_only(read: Callable[..., Dataset]) -> Callable[..., Dataset]:
+    def reading(*args: object, **kwargs: object) -> Dataset:
+        assert kwargs.get("stop_before_pixels"), "a large original was read whole"
+        return read(*args, **kwargs)
+
+    return reading

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,9 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut, pixel_array
 
 from gateway.base.durable import create_folder, create_private_file
+from gateway.pipeline.pixel_tail import read_header
+from gateway.pixels.clean_stream import streamable
+from gateway.pixels.frame_files import iter_frames
 from gateway.pixels.frames import decode_frames, ocr_image
 from gateway.pixels.regions import Box
 
@@ -97,10 +101,17 @@ def render_png(
     path = cache / f"{name}-{frame}{shown}.png"
     if path.is_file():
         return path.read_bytes()
-    ds = dcmread(source, force=True)
+    headed = read_header(source)  # a large file: its header, and one frame read from it
+    if headed is not None and not streamable(headed[0]):
+        headed = None
+    ds = dcmread(source, force=True) if headed is None else headed[0]
     if not 0 <= frame < frame_count(ds):
         raise IndexError(frame)
-    picture = _draw(_window(_one_frame(ds, frame), ds, window), boxes, frame, side)
+    if headed is None:
+        image = _one_frame(ds, frame)
+    else:
+        image = next(islice(iter_frames(ds, headed[1].frames()), frame, None))
+    picture = _draw(_window(image, ds, window), boxes, frame, side)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", optimize=True)
     data = buffer.getvalue()

@@ -20,13 +20,17 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.filewriter import dcmwrite
 
 from gateway.base.durable import create_folder, create_private_file
 from gateway.base.identifiers import collect_identifiers
 from gateway.deid.engine import DeidError
 from gateway.deid.pseudonyms import Pseudonyms
 from gateway.pipeline.files import EngineSettings, with_table
+from gateway.pipeline.pixel_tail import PixelTail, TailError, copy_tail, read_header
 from gateway.pixels.clean import PixelError, clean_pixels
+from gateway.pixels.clean_stream import clean_pixels_streamed, streamable, write_clean_frames
+from gateway.pixels.frame_files import FramePlan
 from gateway.pixels.regions import Box
 
 __all__ = ["CACHE_DIR", "DiffRow", "Preview", "cache_folder", "forget", "header_diff", "preview"]
@@ -95,7 +99,15 @@ def preview(original: Path, folder: Path, settings: EngineSettings) -> Preview:
         temporary = folder / f".{CLEANED_NAME}"
         temporary.unlink(missing_ok=True)
         create_private_file(temporary, b"")
-        result.dataset.save_as(temporary, enforce_file_format=False)
+        if result.tail is None:
+            result.dataset.save_as(temporary, enforce_file_format=False)
+        else:
+            with open(temporary, "wb") as handle:  # the header, then the frames or the copy
+                dcmwrite(handle, result.dataset, enforce_file_format=True)
+                if result.plan is not None:
+                    write_clean_frames(result.plan, handle)
+                else:
+                    copy_tail(result.tail, handle)
         temporary.replace(cleaned)
     record = {"boxes": [_box_fields(b) for b in result.boxes], "problem": result.problem}
     boxes_file.unlink(missing_ok=True)
@@ -108,6 +120,10 @@ class _Computed:
     dataset: Dataset | None
     boxes: list[Box]
     problem: str
+    # A large original read as its header (`dataset`): where its pixels lie, and the frames
+    # to write when the pixel stage blanked any (None: they are copied as they are).
+    tail: PixelTail | None = None
+    plan: FramePlan | None = None
 
 
 def _box_fields(box: Box) -> dict[str, object]:
@@ -124,8 +140,17 @@ def _compute(original: Path, settings: EngineSettings) -> _Computed:
     engine.set_free_text(settings.free_text)
     with_table(engine, settings)
     try:
-        ds = dcmread(original, force=True)
+        # A large original is read as its header and cleaned frame by frame, as a worker
+        # does: a reviewer's click must not load a 2 GiB loop into the service process.
+        headed = read_header(original)
+        tail = None if headed is None else headed[1]
+        if headed is not None and streamable(headed[0]):
+            ds = headed[0]
+        else:
+            ds, tail = dcmread(original, force=True), None
         identifiers = collect_identifiers(ds, engine.profile.keeps)
+    except TailError:
+        return _Computed(None, [], "read: the original's pixel data is cut short")
     except Exception as exc:
         return _Computed(None, [], f"read: the original cannot be parsed ({type(exc).__name__})")
     try:
@@ -135,16 +160,23 @@ def _compute(original: Path, settings: EngineSettings) -> _Computed:
     except Exception as exc:  # another's text may quote a value: its type only
         return _Computed(None, [], f"deid: cannot de-identify ({type(exc).__name__})")
     boxes: list[Box] = []
+    plan = None
     if settings.pixels is not None:
         try:
-            report = clean_pixels(ds, identifiers, settings.pixels, engine.recognizer)
+            if tail is None:
+                report = clean_pixels(ds, identifiers, settings.pixels, engine.recognizer)
+            else:
+                report = clean_pixels_streamed(
+                    ds, identifiers, settings.pixels, engine.recognizer, tail.frames()
+                )
+                plan = report.plan
             boxes = list(report.boxes)
         except PixelError as exc:  # a quarantine message: no patient data
             return _Computed(None, [], f"pixels: {exc}")
         except Exception as exc:
             log.info("console preview: pixel cleaning failed (%s)", type(exc).__name__)
             return _Computed(None, [], f"pixels: cannot clean ({type(exc).__name__})")
-    return _Computed(ds, boxes, "")
+    return _Computed(ds, boxes, "", tail, plan)
 
 
 def _shown(element: DataElement) -> str:

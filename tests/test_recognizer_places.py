@@ -29,6 +29,8 @@ def recognizer() -> Recognizer:
         ("seen in A&E at Ninewells Hospital", "seen in A&E at *"),
         ("Hospital Universitario La Paz", "*"),
         ("Hôpital Saint-Louis", "*"),
+        ("Referred by GP, Harbourview Surgery", "Referred by GP, *"),
+        ("Greenbank Medical Practice", "*"),
     ],
 )
 def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cleaned: str) -> None:
@@ -42,7 +44,8 @@ def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cle
         "Mayo Clinic", "Pain Clinic", "Breast Imaging Center", "Children's Hospital",
         "Community Hospital", "Anticoagulation Clinic", "Lymphoedema Clinic",
         "Haematology Clinic", "Rapid Access Chest Pain Clinic", "CHEST CLINIC",
-        "Cardiology Clinic", "Emergency Department",
+        "Cardiology Clinic", "Emergency Department", "General Surgery", "Day Surgery",
+        "Oral and Maxillofacial Surgery", "Colorectal Surgery", "General Practice",
     ],
 )  # fmt: skip
 def test_clinics_named_for_what_they_treat_stay(recognizer: Recognizer, text: str) -> None:
@@ -83,3 +86,13 @@ def test_addresses_and_dates_in_other_scripts(
 )  # fmt: skip
 def test_cjk_clinical_text_stays(recognizer: Recognizer, text: str) -> None:
     assert recognizer.find(text) == [], text
+
+
+def test_a_postcode_is_not_cut_up_by_short_numbers_taken_for_phones(
+    recognizer: Recognizer,
+) -> None:
+    """Brackets make the phone library look at the whole text; its short "possible" numbers
+    ("58" of "58F", "11 3" inside a postcode) are no phone numbers and must not win over the
+    postcode they overlap."""
+    text = "58F (respiratory). 22 Quay Road, Falmouth TR11 3HF."
+    assert recognizer.clean(text) == "58F (respiratory). * *."

@@ -248,5 +248,10 @@ def _phones(text: str) -> list[tuple[int, int, str]]:
     if not out and ("+" in text or "(" in text):  # the regex above finds most; this the rest
         for region in PHONE_REGIONS:
             matcher = phonenumbers.PhoneNumberMatcher(text, region, leniency=_LENIENCY)
-            out.extend((match.start, match.end, "phone") for match in matcher)
+            # Its short "possible" numbers ("58" in "58F", "11 3" of a postcode) are not.
+            out.extend(
+                (match.start, match.end, "phone")
+                for match in matcher
+                if sum(c.isdigit() for c in match.raw_string) >= 7
+            )
     return out

@@ -2,7 +2,8 @@
 
 The instance's own Institution Name is cut as a known value; these are the others: where a
 patient was before, where a prior study was made. A name is the run of capitalised words
-before an institution word (Hospital, Infirmary, Clinic, Medical Centre, ...), or after one
+before an institution word (Hospital, Infirmary, Clinic, Medical Centre, a GP's Surgery or
+Practice, ...), or after one
 that comes first in its language (Klinikum, Hôpital, Hospital Universitario, Ospedale). The
 run counts only when one of its words is not in the safe vocabulary nor clinical by its ending
 (a saint's, a person's or a town's name): "Fracture Clinic", "Lymphoedema Clinic" and
@@ -23,7 +24,7 @@ _AFTER = (
     r"(?:Hospitals?|Infirmary|Clinic|Clinics|Hospice|Sanatorium|Polyclinic|Medical[ \t]+"
     r"(?:Cent(?:er|re)|Group)|Health[ \t]+(?:Cent(?:er|re)|System)|Imaging[ \t]+Cent(?:er|re)"
     r"|Cancer[ \t]+Cent(?:er|re)|(?:NHS[ \t]+)?(?:Foundation[ \t]+)?Trust|Klinik|Klinikum"
-    r"|Krankenhaus|Kliniken)"
+    r"|Krankenhaus|Kliniken|Surgery|(?:Medical[ \t]+|Family[ \t]+|Group[ \t]+)?Practice)"
 )
 _BEFORE = (
     r"(?:(?:Universitäts)?[Kk]linikum|Krankenhaus|Hôpital|Hopital|Clinique|Centre[ \t]+"
@@ -41,7 +42,7 @@ UPPER_BEFORE = re.compile(
 # A clinic's specialty the word lists lack ("Anticoagulation", "Lymphoedema") by its ending.
 _CLINICAL = re.compile(
     r"(?i)(?:olog(?:y|ical)|ation|[oe]dema|itis|ectomy|osis|a?emia|algia|plasty|scopy|graphy"
-    r"|therapy|iatry|iatrics?|natal|genetics|thoracic|vascular|urgery|ology|ics)$"
+    r"|therapy|iatry|iatrics?|natal|genetics|thoracic|vascular|urgery|ology|ics|facial)$"
 )
 _LINKS = frozenset({"of", "the", "and", "&", "de", "del", "la", "du", "des", "der", "di", "y"})
 _SAINTS = frozenset({"st", "st.", "ste", "ste.", "saint", "sainte", "san", "santa", "são"})
@@ -67,7 +68,7 @@ def _first_name_word(run: str, lexicon: Lexicon) -> int | None:
 # Text without any of these names no institution: one scan instead of three.
 _HINT = re.compile(
     r"(?i)hospi|infirm|clini|klinik|kranken|h[ôo]pital|ospedal|policlin|ziekenh|sjukh|medical"
-    r"|health|imaging|cancer|trust|sanator"
+    r"|health|imaging|cancer|trust|sanator|surgery|practice"
 )
 
 

@@ -31,6 +31,8 @@ def recognizer() -> Recognizer:
         ("Hôpital Saint-Louis", "*"),
         ("Referred by GP, Harbourview Surgery", "Referred by GP, *"),
         ("Greenbank Medical Practice", "*"),
+        ("im Klinikum Großhadern. Patientin", "im *. Patientin"),  # the sentence ends it
+        ("comparé à celui du CHU de Rennes.", "comparé à celui du *."),
     ],
 )
 def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cleaned: str) -> None:

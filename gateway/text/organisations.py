@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from gateway.text.lexicon import Lexicon
 
-_WORD = r"(?:St\.?|Ste?\.?|[A-ZÀ-Þ][\w'’.-]*)"
+_WORD = r"(?:St\.?|Ste?\.?|[A-ZÀ-Þ][\w'’-]*)"  # no full stop: it may end the sentence
 _LINK = r"(?:of|the|and|&|de|del|la|du|des|der|di|y|von)"
 _RUN = rf"{_WORD}(?:[ \t]+(?:{_LINK}[ \t]+){{0,2}}{_WORD}){{0,5}}"
 _AFTER = (
@@ -27,14 +27,17 @@ _AFTER = (
     r"|Krankenhaus|Kliniken|Surgery|(?:Medical[ \t]+|Family[ \t]+|Group[ \t]+)?Practice)"
 )
 _BEFORE = (
-    r"(?:(?:Universitäts)?[Kk]linikum|Krankenhaus|Hôpital|Hopital|Clinique|Centre[ \t]+"
-    r"Hospitalier|Ospedale|Policlinico|Hospital[ \t]+(?:Universitario|General|Cl[ií]nico"
-    r"|de|del|Santa|San|São|Sao|do|da)|Cl[ií]nica|Ziekenhuis|Sjukhus)"
+    r"(?:(?:Universitäts)?[Kk]linikum|Krankenhaus|Hôpital|Hopital|Clinique|CHU|CHRU|Centre"
+    r"[ \t]+Hospitalier(?:[ \t]+(?:R[ée]gional[ \t]+)?Universitaire)?|Ospedale|Policlinico"
+    r"|Hospital[ \t]+(?:Universitario|General|Cl[ií]nico|de|del|Santa|San|São|Sao|do|da)"
+    r"|Cl[ií]nica|Ziekenhuis|Sjukhus)"
 )
 NAME_BEFORE = re.compile(
     rf"(?<![\w-])(?P<run>{_RUN})[ \t]+{_AFTER}(?:[ \t]+of[ \t]+{_RUN})?(?![\w-])"
 )
-NAME_AFTER = re.compile(rf"(?<![\w-]){_BEFORE}[ \t]+(?P<run>{_RUN})(?![\w-])")
+NAME_AFTER = re.compile(
+    rf"(?<![\w-]){_BEFORE}[ \t]+(?:{_LINK}[ \t]+)?(?P<run>{_RUN})(?![\w-])"
+)
 UPPER_BEFORE = re.compile(
     r"(?<![\w-])(?P<run>[A-Z][A-Z'.-]+(?:[ \t]+[A-Z][A-Z'.-]+){0,4})[ \t]+"
     r"(?:HOSPITALS?|INFIRMARY|CLINIC|HOSPICE|MEDICAL[ \t]+CENT(?:ER|RE)|KLINIKUM)(?![\w-])"
@@ -68,7 +71,7 @@ def _first_name_word(run: str, lexicon: Lexicon) -> int | None:
 # Text without any of these names no institution: one scan instead of three.
 _HINT = re.compile(
     r"(?i)hospi|infirm|clini|klinik|kranken|h[ôo]pital|ospedal|policlin|ziekenh|sjukh|medical"
-    r"|health|imaging|cancer|trust|sanator|surgery|practice"
+    r"|health|imaging|cancer|trust|sanator|surgery|practice|chr?u"
 )
 
 

@@ -69,6 +69,8 @@ def test_a_retained_descriptor_loses_the_institution(recognizer: Recognizer) -> 
         ("上海市徐汇区漕溪北路595号3号楼201室", "*"),
         ("서울특별시 강남구 테헤란로 152", "*"),
         ("Adres: ul. Marszałkowska 84/92 m. 15, 00-514 Warszawa", "Adres: *"),
+        ("ul. Długa 5, 80-827 Gdańsk.", "*."),
+        ("nascida em 17/04/1963, Rua Augusta 274, 1100-053 Lisboa.", "nascida em *, *, * *."),
         ("検査日 2021年3月14日", "検査日 *"),
         ("2021년 3월 14일 검사", "* 검사"),
     ],

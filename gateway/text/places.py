@@ -45,7 +45,7 @@ ADDRESS_PATTERNS = tuple(
     for p in (
         # 12 Baker Street, 221B Baker St., 1600 PENNSYLVANIA AVE
         # ("at 16:29, LOW DOSE CT" is a time and a modality, not 29 Low Dose Court).
-        r"(?<![\w.:])\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][\w'’.-]*\s+){1,4}(?i:street|st|road|rd"
+        r"(?<![\w.:/-])\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][\w'’.-]*\s+){1,4}(?i:street|st|road|rd"
         r"|avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|(?-i:Ct|ct)|place|pl|terrace|close"
         r"|crescent|square|sq|highway|hwy|parkway|pkwy|gardens|grove|row|mews|walk|circle"
         r"|trail)\b\.?",
@@ -56,7 +56,7 @@ ADDRESS_PATTERNS = tuple(
         # P.O. Box 123, Postfach 1234
         r"\b(?i:p\.?\s?o\.?\s?box|postfach|postbus|apartado)\s*\d{1,6}\b",
         # 5 rue de la Paix, Via Roma 10, Calle Mayor 5, ul. Marszałkowska 84/92 m. 15
-        r"(?:(?<![\w.])\d{1,5}[a-zA-Z]?,?\s+)?\b(?i:rue|avenue|boulevard|chemin|allée|impasse"
+        r"(?:(?<![\w./-])\d{1,5}[a-zA-Z]?,?\s+)?\b(?i:rue|avenue|boulevard|chemin|allée|impasse"
         r"|quai|place|via|viale|piazza|corso|calle|avenida|rua|praça|carrer|plaza|ul\.|paseo"
         r"|avinguda|rambla|camino|carretera|ronda|cours|route|strada|vicolo|largo|travessa)\s+"
         r"(?:(?:de|du|des|la|le|les|del|della|di|da|do|dos|das)\s+|[ld]['’])*"
@@ -162,8 +162,8 @@ _STOP = _words(
 )
 WEAK_CODE = re.compile(r"(?<![\w.,/-])(?:[A-Z]{1,3}-)?\d{4,5}(?![\w]|[.,/-]\d|[ \t]\d)")
 CODE_THEN_TOWN = re.compile(
-    r"(?<![\w.,/-])(?P<code>(?:[A-Z]{1,3}-)?\d{4,5}(?:[ \t][A-Z]{2}(?=[ \t]))?"
-    r"|[A-Z]{1,3}-\d{3}[ \t]\d\d)[ \t]+(?P<town>[^\W\d_][\w'’]*(?:[ -][^\W\d_][\w'’]*)?)"
+    r"(?<![\w.,/-])(?P<code>(?:[A-Z]{1,3}-)?\d{4,5}(?:[ \t][A-Z]{2}(?=[ \t]))?|\d{4}-\d{3}"
+    r"|[A-Z]{1,3}-\d{3}[ \t]\d\d|\d\d-\d{3})[ \t]+(?P<town>[^\W\d_][\w'’]*(?:[ -][^\W\d_][\w'’]*)?)"
     r"(?=[ \t]*(?:[,.;:|)\n]|$))"
 )
 STAR_TOWN = re.compile(

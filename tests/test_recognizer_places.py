@@ -33,6 +33,8 @@ def recognizer() -> Recognizer:
         ("Greenbank Medical Practice", "*"),
         ("im Klinikum Großhadern. Patientin", "im *. Patientin"),  # the sentence ends it
         ("comparé à celui du CHU de Rennes.", "comparé à celui du *."),
+        ("på Karolinska Universitetssjukhuset.", "på *."),
+        ("Evangelisches Krankenhaus Bielefeld", "*"),
     ],
 )
 def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cleaned: str) -> None:

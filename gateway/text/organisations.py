@@ -24,7 +24,9 @@ _AFTER = (
     r"(?:Hospitals?|Infirmary|Clinic|Clinics|Hospice|Sanatorium|Polyclinic|Medical[ \t]+"
     r"(?:Cent(?:er|re)|Group)|Health[ \t]+(?:Cent(?:er|re)|System)|Imaging[ \t]+Cent(?:er|re)"
     r"|Cancer[ \t]+Cent(?:er|re)|(?:NHS[ \t]+)?(?:Foundation[ \t]+)?Trust|Klinik|Klinikum"
-    r"|Krankenhaus|Kliniken|Surgery|(?:Medical[ \t]+|Family[ \t]+|Group[ \t]+)?Practice)"
+    r"|Kliniken|Surgery|(?:Medical[ \t]+|Family[ \t]+|Group[ \t]+)?Practice"
+    r"|\w*(?:[Kk]rankenhaus|[Ss]jukhus(?:et)?|[Ss]ygehus|[Ss]ykehus(?:et)?|[Zz]iekenhuis"
+    r"|[Ss]airaala))"
 )
 _BEFORE = (
     r"(?:(?:Universitäts)?[Kk]linikum|Krankenhaus|Hôpital|Hopital|Clinique|CHU|CHRU|Centre"
@@ -71,7 +73,7 @@ def _first_name_word(run: str, lexicon: Lexicon) -> int | None:
 # Text without any of these names no institution: one scan instead of three.
 _HINT = re.compile(
     r"(?i)hospi|infirm|clini|klinik|kranken|h[ôo]pital|ospedal|policlin|ziekenh|sjukh|medical"
-    r"|health|imaging|cancer|trust|sanator|surgery|practice|chr?u"
+    r"|health|imaging|cancer|trust|sanator|surgery|practice|chr?u|sjukh|sygeh|sykeh|sairaal"
 )
 
 
@@ -79,11 +81,20 @@ def find_organisations(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int, 
     """(start, end, "organisation") for each hospital or clinic named by its own name."""
     if _HINT.search(text) is None:
         return
+    spans: list[tuple[int, int]] = []
     for pattern in (NAME_BEFORE, NAME_AFTER):
         for match in pattern.finditer(text):
             if _first_name_word(match.group("run"), lexicon) is not None:
-                yield match.start(), match.end(), "organisation"
+                spans.append(match.span())
     for match in UPPER_BEFORE.finditer(text):  # capitals: the name starts at its first word
         at = _first_name_word(match.group("run"), lexicon)
         if at is not None:
-            yield match.start("run") + at, match.end(), "organisation"
+            spans.append((match.start("run") + at, match.end()))
+    merged: list[list[int]] = []  # "Evangelisches Krankenhaus" + "Krankenhaus Bielefeld"
+    for start, end in sorted(spans):
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    for start, end in merged:
+        yield start, end, "organisation"

@@ -1,7 +1,8 @@
 """Hospitals and clinics named in free text go whole; a clinic named for its specialty stays
 (organisations.py). The instance's own Institution Name is a known value elsewhere; these are
 the places a patient was before. Addresses and dates in other scripts (cjk_places.py, the CJK
-date pattern, Polish street numbers) are here too: places and times that no Latin rule sees."""
+date pattern, Polish street numbers) are here too: places and times that no Latin rule sees,
+and IDs in file and protocol names, where an underscore joins them to the words."""
 
 from __future__ import annotations
 
@@ -102,3 +103,16 @@ def test_a_postcode_is_not_cut_up_by_short_numbers_taken_for_phones(
     postcode they overlap."""
     text = "58F (respiratory). 22 Quay Road, Falmouth TR11 3HF."
     assert recognizer.clean(text) == "58F (respiratory). * *."
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("file://server/share/OKAFOR_CHIDINMA_4471928.dcm", "file://server/share/*_*_*.dcm"),
+        ("4471928_CT_CHEST", "*_CT_CHEST"),
+        ("IMG_000123.dcm", "IMG_000123.dcm"),  # a counter, not an ID
+        ("PTV_6000", "PTV_6000"),
+    ],
+)
+def test_ids_between_underscores(recognizer: Recognizer, text: str, cleaned: str) -> None:
+    assert recognizer.clean(text) == cleaned

@@ -65,6 +65,7 @@ ALNUM = re.compile(
 )
 # Each keyword pattern opens with a look-ahead for its keywords' first letters: the regex
 # engine then skips other positions quickly (twice as fast on text without a keyword).
+UNDERSCORED = re.compile(r"(?<=_)\d{6,}(?!\d)|(?<![^\W_])\d{6,}(?=_)")
 ID_KEYWORD = re.compile(
     r"(?i)(?=[muhpiansbcr])\b(?:MRN|MR\s?(?:No|#)|UR\s?No|hospital\s+(?:no|number)|patient\s+(?:id|no|number)"
     r"|pt\s+id|ID|accession(?:\s+(?:no|number))?|acc\s?(?:no|#)|NHS(?:\s+(?:no|number))?|SSN"
@@ -222,6 +223,8 @@ def _identifiers(text: str, digits: int) -> list[tuple[int, int, str]]:
             wanted = ID_CUE.search(text, max(0, m.start() - 24), m.start()) is not None
         if wanted:
             out.append((m.start(), m.end(), "id"))
+    if "_" in text:  # a file or protocol name: "OKAFOR_C_4471928.dcm" (not "IMG_000123")
+        out.extend((*m.span(), "id") for m in UNDERSCORED.finditer(text) if m[0][:3] != "000")
     for m in ALNUM.finditer(text):
         token = m.group()
         digits = sum(c.isdigit() for c in token)

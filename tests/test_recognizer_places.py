@@ -32,7 +32,7 @@ def recognizer() -> Recognizer:
         ("Hôpital Saint-Louis", "*"),
         ("Referred by GP, Harbourview Surgery", "Referred by GP, *"),
         ("Greenbank Medical Practice", "*"),
-        ("im Klinikum Großhadern. Patientin", "im *. Patientin"),  # the sentence ends it
+        ("im Klinikum Großhadern. Patientin stabil", "im *. Patientin stabil"),
         ("comparé à celui du CHU de Rennes.", "comparé à celui du *."),
         ("på Karolinska Universitetssjukhuset.", "på *."),
         ("Evangelisches Krankenhaus Bielefeld", "*"),

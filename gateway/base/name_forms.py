@@ -78,6 +78,10 @@ def _variants(latin: str, scripts: set[str]) -> set[str]:
     forms = {latin}
     if "GREEK" in scripts:
         forms |= {f.replace("oy", "ou") for f in forms}
+        # αυ, ευ are av/ev (af/ef before a voiceless consonant) in Greek as written today.
+        forms |= {re.sub(r"([ae])y", r"\1v", f) for f in forms}
+        forms |= {re.sub(r"([ae])y(?=[ptkfsch])", r"\1f", f) for f in forms}
+        forms |= {f.replace("gg", "ng") for f in forms}  # γγ: "Evangelia"
         forms |= {f.replace("ch", "h") for f in forms} | {f.replace("ch", "kh") for f in forms}
     if "CYRILLIC" in scripts:
         forms |= {re.sub(r"iy$", "y", f) for f in forms} | {re.sub(r"iy$", "i", f) for f in forms}
@@ -160,8 +164,28 @@ def typed_forms(components: list[str], group: str, person_name: str) -> tuple[se
             forms = {form for piece in pieces for form in romanized(piece, han=not japanese)}
         if len(words) > 1 and component.isascii():
             forms.add("".join(ch for ch in component if ch.isalpha()))  # "apgruffydd"
+        if component and not component.isascii() and _scripts(component) <= {"LATIN"}:
+            forms.add(_letters(anyascii(component)))  # "torbjorn": ø, ł, đ do not decompose
+            dropped = _letters(component.encode("ascii", "ignore").decode())
+            if len(dropped) >= 4:
+                forms.add(dropped)  # "stergaard": what an ASCII-only system leaves
         out |= forms
         latin.append(forms | ({component} if component.isascii() else set()))
     if len(latin) == 2:
         out |= login_forms(*latin)
-    return out, abjad_patterns(components[:1], components[1:2])
+    cut = {p for forms in latin for form in forms if (p := truncated(form)) is not None}
+    return out, abjad_patterns(components[:1], components[1:2]) | cut
+
+
+MIN_TRUNCATED_NAME = 9  # letters: shorter names are not cut to fit a field
+
+
+def truncated(name: str) -> str | None:
+    """A regex for a long name cut short to fit a 16-character field, where the cut shows:
+    at the end of the value or before an underscore ("PTV_Bhattachar", "Subramania_PLAN").
+    Three fifths of it at least, never fewer than six letters."""
+    if len(name) < MIN_TRUNCATED_NAME or not name.isalpha():
+        return None
+    least = max(6, -(-3 * len(name) // 5))
+    rest = "".join(f"(?:{re.escape(c)}" for c in name[least:-1]) + ")?" * (len(name) - 1 - least)
+    return rf"(?<![^\W_]){re.escape(name[:least])}{rest}(?=_|\\|$)"

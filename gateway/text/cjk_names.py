@@ -63,6 +63,7 @@ def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
             if given and name in lexicon.cjk_family:  # "by 黄 志强"
                 yield match.span(2)
     previous_end = -10
+    family_ends: list[int] = []
     for pattern in (HAN, HANGUL):
         for match in pattern.finditer(text):
             run, start = match.group(), match.start()
@@ -79,8 +80,12 @@ def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
             if run in lexicon.cjk_safe:
                 continue
             size = _cjk_name_length(run, lexicon)
+            spaced = text[start + len(run) : start + len(run) + 1].isspace()
             if size and 2 <= len(run) <= max(4, size):
                 previous_end = start + len(run)
+                yield start, previous_end
+            elif pattern is HAN and len(run) == 1 and run in lexicon.cjk_family and spaced:
+                previous_end = start + 1  # "杨 丽娟": a one-character family name, a space
                 yield start, previous_end
             elif (
                 pattern is HAN
@@ -91,6 +96,24 @@ def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
                 yield start, start + len(run)  # "山田 太郎": the given name after a space
             elif len(run) > 4:
                 yield from _names_inside(run, start, lexicon)
+            if pattern is HAN and previous_end == start + len(run):
+                family_ends.append(previous_end)
+    yield from _kana_given(text, family_ends)
+
+
+# Endings and honorifics that follow a name in kana and are not one.
+_KANA_GRAMMAR = frozenset(("です", "ます", "でした", "ました", "ですか", "ません", "さん", "さま",
+                           "くん", "ちゃん", "から", "まで", "より", "など", "ので", "には",
+                           "では", "とは", "への", "との"))  # fmt: skip
+_KANA_GIVEN = re.compile(r"[ \t]?([\u3040-\u30ff]{2,5})(?![\u3040-\u30ff])")
+
+
+def _kana_given(text: str, family_ends: list[int]) -> Iterator[tuple[int, int]]:
+    """A given name in kana right after a family name or a cut one: "伊藤 さくら", "*さくら"."""
+    for end in {*family_ends, *(m.end() for m in re.finditer(r"\*", text))}:
+        found = _KANA_GIVEN.match(text, end)
+        if found is not None and found.group(1) not in _KANA_GRAMMAR:
+            yield found.span(1)
 
 
 def _names_inside(run: str, offset: int, lexicon: Lexicon) -> Iterator[tuple[int, int]]:

@@ -51,6 +51,7 @@ import re
 from importlib import resources
 
 from gateway.text.lexicon import Lexicon, WordFacts, accent_fold
+from gateway.text.names_alone import mark_names_alone
 
 
 def _words(spaced: str) -> frozenset[str]:
@@ -77,12 +78,12 @@ CUE_LINKS, ROLES_BEFORE, AFTER_NAME = (
 )  # fmt: skip
 POST_NOMINALS, PARTICLES = _CONTEXT["post_nominals"], _CONTEXT["particles"]
 NEVER_NAMES = TITLES | POST_NOMINALS | _CONTEXT["never_names"]
-EPONYM_NOUNS = _CONTEXT["eponym_nouns"]
-MEDICAL_SUFFIXES = tuple(_CONTEXT["medical_suffixes"])
+EPONYM_NOUNS, MEDICAL_SUFFIXES = _CONTEXT["eponym_nouns"], tuple(_CONTEXT["medical_suffixes"])
 CLINICAL_ENDINGS = MEDICAL_SUFFIXES + tuple(_CONTEXT["clinical_endings"])
 CLINICAL_STARTS = tuple(_CONTEXT["clinical_starts"])
-AT_BEDSIDE = ("at", "bedside")
-ROMAN = _words("I II III IV V VI VII")
+# Standing alone, a word with an ending names share ("Malia", "Caroline", "Oskar") is a name.
+ALONE_ENDINGS = tuple(e for e in CLINICAL_ENDINGS if e not in {"ia", "ine", "al", "ar", "ic"})
+AT_BEDSIDE, ROMAN = ("at", "bedside"), _words("I II III IV V VI VII")
 # A "*" on its own is a part of the patient's name the cleaner has already cut ("* Jo").
 _LONE_STAR_BEFORE = re.compile(r"(?:^|[^\w*])\*[ \t]$")
 _LONE_STAR_AFTER = re.compile(r"[ \t]\*(?![\w*])")
@@ -371,7 +372,7 @@ def _apply_context(text: str, tokens: list[Token], prose: bool, lexicon: Lexicon
                 token.name = True  # "nodule 8 mm Vanterpool": an unknown word ends a note
 
 
-def _is_prose(tokens: list[Token]) -> bool:
+def _is_prose(tokens: list[Token]) -> bool:  # two lower-case words or more
     return sum(1 for t in tokens if len(t.text) > 2 and t.text.islower()) >= 2
 
 
@@ -383,8 +384,7 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
         return []
     lowercase_text = not any(c.isupper() for c in text)
     for token in tokens:
-        # An upper-case word of three letters or fewer ("LAO", "TEE", "OPG") is an
-        # abbreviation far more often than a name: it needs context or a name beside it.
+        # Upper case and three letters or fewer ("LAO", "OPG"): an abbreviation, not a name.
         short_caps = len(token.text) <= 3 and token.text.isupper()
         bare = token.listed and not token.safe and len(token.text) >= 3 and not short_caps
         if bare and (token.cap or lowercase_text):
@@ -403,6 +403,7 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
         if pair and _joined(text, left, right):
             left.name = right.name = True
     _apply_context(text, tokens, prose, lexicon)
+    mark_names_alone(text, tokens, lambda t: _unknown_name(t, lexicon, ALONE_ENDINGS))
     _spread(text, tokens)
     _drop_eponyms(text, tokens)
     for token in tokens:

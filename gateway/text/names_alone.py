@@ -1,0 +1,124 @@
+"""Names that stand alone between punctuation: "Kalani Achebe." in a report, "CT HEAD W/O -
+Vanterpool", "MR LSPINE (Kealoha)", "Beaumarchais: AX T1 POST GAD".
+
+Descriptors are upper case or vocabulary and English prose is lower case, so a run of one to
+three Title Case words that the word lists do not know, with punctuation, an upper-case
+descriptor word or the start or end of the value on either side, is someone's name ("CT HEAD
+W/O Goikoetxea Enguerrand"). Not counted: a run that is the whole value ("Surview"), an
+unknown word shorter than four letters ("Ext"), a word before a colon that does not introduce
+a descriptor ("Adres: ul. ..." is a label), and runs in prose of a language whose nouns are
+capitalised or that the lists do not hold (German, French, ...: "Keine Auffälligkeiten.").
+Words the lists call safe, English or clinical by their shape keep a run from counting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+_SEPARATOR = re.compile(r"[;()\[\]|,*]|\.(?!\d)|(?<!\w)/|/(?!\w)|(?:^|\s)[-–](?:\s|$)")
+MAX_RUN = 3
+MIN_UNKNOWN = 4
+# Function words of languages the word lists do not cover: two of them make foreign prose.
+_FOREIGN = frozenset(
+    (
+        "der",
+        "das",
+        "und",
+        "mit",
+        "ohne",
+        "keine",
+        "kein",
+        "eine",
+        "einer",
+        "ist",
+        "sind",
+        "wurde",
+        "avec",
+        "sans",
+        "dans",
+        "pour",
+        "sont",
+        "los",
+        "las",
+        "para",
+        "nel",
+        "nella",
+        "sono",
+        "het",
+        "een",
+        "niet",
+        "geen",
+        "zijn",
+        "voor",
+        "uma",
+        "pelo",
+        "pela",
+    )
+)  # fmt: skip (not "des", "com", "del": French streets, web addresses, names in English)
+_WORDS = re.compile(r"[^\W\d_]+")
+
+
+class _Word(Protocol):
+    start: int
+    end: int
+    text: str
+    name: bool
+    listed: bool
+    safe: bool
+
+
+def mark_names_alone(text: str, tokens: Sequence[_Word], unknown: Callable[[_Word], bool]) -> None:
+    """Set `name` on each word of a run that stands alone (see the module text); `unknown`
+    says whether a word is a name as far as the lists tell."""
+    count = len(tokens)
+    if count < 2 or sum(w.lower() in _FOREIGN for w in _WORDS.findall(text)) >= 2:
+        return
+    index = 0
+    while index < count:
+        if not _title(tokens[index]):
+            index += 1
+            continue
+        end = index
+        while (
+            end + 1 < count
+            and _title(tokens[end + 1])
+            and text[tokens[end].end : tokens[end + 1].start] == " "
+        ):
+            end += 1
+        run = tokens[index : end + 1]
+        before = text[tokens[index - 1].end if index else 0 : run[0].start]
+        after = text[run[-1].end : tokens[end + 1].start if end + 1 < count else len(text)]
+        alone = (not index or _apart(before, tokens[index - 1], False)) and (
+            end + 1 == count or _apart(after, tokens[end + 1], True)
+        )
+        named = [_named(word, unknown) for word in run]
+        # A listed word that is also a word ("Park", "Lee") counts beside an unknown one.
+        if (
+            alone
+            and len(run) <= MAX_RUN
+            and all(n or (w.listed and any(named)) for n, w in zip(named, run, strict=True))
+        ):
+            for word in run:
+                word.name = True
+        index = end + 1
+
+
+def _apart(gap: str, neighbour: _Word, after: bool) -> bool:
+    """Punctuation between, or the neighbour is an upper-case descriptor word ("W/O"); a
+    colon after the run only before a descriptor ("Beaumarchais: AX T1", not "Adres: ul.")."""
+    descriptor = neighbour.text.isupper()
+    if after and ":" in gap:
+        return descriptor
+    return bool(_SEPARATOR.search(gap)) or ":" in gap or (descriptor and gap.isspace())
+
+
+def _title(word: _Word) -> bool:
+    return len(word.text) > 1 and word.text.istitle()
+
+
+def _named(word: _Word, unknown: Callable[[_Word], bool]) -> bool:
+    if word.name:
+        return True
+    return (len(word.text) >= MIN_UNKNOWN and unknown(word)) or (word.listed and not word.safe)

@@ -116,3 +116,20 @@ def test_a_postcode_is_not_cut_up_by_short_numbers_taken_for_phones(
 )
 def test_ids_between_underscores(recognizer: Recognizer, text: str, cleaned: str) -> None:
     assert recognizer.clean(text) == cleaned
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        # an address after a cue, with a measurement earlier in the value
+        ("Lesion 12 x 9 mm. address * 79, * 14553.", "Lesion 12 x 9 mm. address * *."),
+        ("prior ACC 1880-3730.", "prior ACC *."),  # round-looking groups after a keyword
+        ("ROI 1 prior 970 6370", "ROI 1 prior *"),
+        ("at 07:30: RT structures", "at *: RT structures"),  # RT is no clock face here
+        ("RT 10:00 mass, seen 11:30", "RT 10:00 mass, seen *"),
+    ],
+)
+def test_numbers_near_other_numbers_and_sides(
+    recognizer: Recognizer, text: str, cleaned: str
+) -> None:
+    assert recognizer.clean(text) == cleaned

@@ -68,7 +68,7 @@ ALNUM = re.compile(
 UNDERSCORED = re.compile(r"(?<=_)\d{6,}(?!\d)|(?<![^\W_])\d{6,}(?=_)")
 ID_KEYWORD = re.compile(
     r"(?i)(?=[muhpiansbcr])\b(?:MRN|MR\s?(?:No|#)|UR\s?No|hospital\s+(?:no|number)|patient\s+(?:id|no|number)"
-    r"|pt\s+id|ID|accession(?:\s+(?:no|number))?|acc\s?(?:no|#)|NHS(?:\s+(?:no|number))?|SSN"
+    r"|pt\s+id|ID|accession(?:\s+(?:no|number))?|acc\s?(?:no|#)|(?-i:ACC)|NHS(?:\s+(?:no|number))?|SSN"
     r"|SIN|BSN|NIR|chart|record|case)\s*(?:no\.?|number|#)?\s*[:#.]?\s*"
     r"(?P<v>[A-Z]{0,3}[-\s]?\d[\d\s-]{2,}\d[A-Z]?)(?!\w)"
 )
@@ -177,13 +177,15 @@ def _top_level(value: str) -> str:
 
 
 def _round(number: str) -> bool:
-    """A number someone would choose: 0, a multiple of ten, 5-95, or a multiple of 25.
+    """A number someone would choose: 0, 5-95, a multiple of ten below 1000 ("kV 80 100 120
+    140"), or of 25 ("1500-2000", "b 50 400 800").
 
-    "415" and "945585" end in 5 but are not round; a leading zero ("07700") makes a code."""
+    "415" and "945585" end in 5 but are not round, nor is "6370" (an ID's last group); a
+    leading zero ("07700") makes a code."""
     if len(number) > 5 or (len(number) > 1 and number[0] == "0"):
         return False
     value = int(number)
-    return value % 10 == 0 or value % 25 == 0 or (value < 100 and value % 5 == 0)
+    return value % 25 == 0 or (value < 1000 and value % 10 == 0) or (value < 100 and value % 5 == 0)
 
 
 def _value_list(numbers: list[str]) -> bool:

@@ -196,7 +196,9 @@ def shift_date(value: str, days: int) -> str | None:
 
 
 # Breast ultrasound and mammography give a lesion's position as a clock face ("RT 10:00").
-CLOCK_FACE = re.compile(r"(?i)breast|axilla|nipple|areola|o'?clock|\b[LR]T?\b")
+CLOCK_FACE = re.compile(r"(?i)breast|axilla|nipple|areola|o'?clock")
+# A side written next to the hour: "RT 10:00", "L 3:00", "2:00 LT" (not "RT structures").
+SIDE_BEFORE, SIDE_AFTER = re.compile(r"(?i)\b[LR]T?[ \t]*$"), re.compile(r"(?i)^[ \t]*[LR]T?\b")
 WHOLE_HOUR = re.compile(r"(?:1[0-2]|0?[1-9]):[03]0")
 
 
@@ -207,7 +209,11 @@ def find_dates(text: str) -> list[tuple[int, int, str]]:
         found.extend((m.start(), m.end(), "date") for m in pattern.finditer(text) if is_date(m))
     for pattern in TIME_PATTERNS:
         for m in pattern.finditer(text):
-            if WHOLE_HOUR.fullmatch(m.group()) and CLOCK_FACE.search(text):
+            if WHOLE_HOUR.fullmatch(m.group()) and (
+                CLOCK_FACE.search(text)
+                or SIDE_BEFORE.search(text[max(0, m.start() - 4) : m.start()])
+                or SIDE_AFTER.search(text[m.end() : m.end() + 4])
+            ):
                 continue
             found.append((m.start(), m.end(), "time"))
     return found

@@ -358,7 +358,7 @@ def _cue_clauses(
         if not clause:
             continue
         clause_end = start + len(clause)
-        if any(unit_follows(text, m.end()) for m in re.finditer(r"\d+", clause)):
+        if any(unit_follows(text, start + m.end()) for m in re.finditer(r"\d+", clause)):
             continue  # "home: Lasix 40 mg" is a dose
         qualified = "*" in clause or any(
             start <= s and e <= clause_end + 1 and k in {"address", "postcode"} for s, e, k in found

@@ -99,6 +99,17 @@ def test_login_forms_of_family_and_given_names() -> None:
         ("Mahlangu^Unathi", "pt umahlangu. nodule", "pt *. nodule"),
         ("ap Gruffydd^Rhys", "apGruffydd_PLAN", "*_PLAN"),
         ("Haddad^Layla", "re haddad.l: US ABDOMEN", "re *: US ABDOMEN"),
+        # letters that do not decompose, typed in ASCII or dropped by an ASCII-only system
+        ("SANDVIK^Torbjørn", "RT structures Pt: tsandvik", "RT structures Pt: *"),
+        ("ØSTERGAARD^Mette", "stergaard_PLAN", "*_PLAN"),
+        ("GROßMANN^Sabine", "Prostate 78Gy - pt gromann.s", "Prostate 78Gy - pt *"),
+        # Greek as written today: αυ as "av", γγ as "ng"
+        ("ΜΑΥΡΊΔΟΥ^Σοφία", "pt mavridous. No effusion.", "pt *. No effusion."),
+        ("Παύλου^Ευαγγελία", "Evangelia Pavlou", "* *"),
+        # cut short to fit a 16-character field, where the cut shows
+        ("BHATTACHARYA^Ananya", "PTV_Bhattachar", "PTV_*"),
+        ("SUBRAMANIAM^Kavitha", "Subramania_PLAN", "*_PLAN"),
+        ("SUBRAMANIAM^Kavitha", "subramania wrote", "subramania wrote"),
     ],
 )
 def test_the_cleaner_cuts_every_spelling(name: str, text: str, cleaned: str) -> None:

@@ -153,10 +153,11 @@ def typed_forms(components: list[str], group: str, person_name: str) -> tuple[se
     (abjad_names.py). Readings come from the unfolded name ("й" is not "и"); the kanji of a
     name with a kana group are not read."""
     japanese = any(kana_only(g.replace("^", "")) for g in person_name.split("=")[1:3] if g)
-    originals = [unicodedata.normalize("NFC", c).casefold() for c in group.split("^")[:2]]
+    raws = [unicodedata.normalize("NFC", c) for c in group.split("^")[:2]]
+    originals = [c.casefold() for c in raws]
     out: set[str] = set()
     latin: list[set[str]] = []
-    for component, original in zip(components[:2], originals, strict=False):
+    for component, original, raw in zip(components[:2], originals, raws, strict=False):
         words = original.split() if component else []
         forms = japanese_readings("".join(words))
         if not forms:
@@ -164,11 +165,11 @@ def typed_forms(components: list[str], group: str, person_name: str) -> tuple[se
             forms = {form for piece in pieces for form in romanized(piece, han=not japanese)}
         if len(words) > 1 and component.isascii():
             forms.add("".join(ch for ch in component if ch.isalpha()))  # "apgruffydd"
-        if component and not component.isascii() and _scripts(component) <= {"LATIN"}:
+        if component and not raw.isascii() and _scripts(raw) <= {"LATIN"}:
             forms.add(_letters(anyascii(component)))  # "torbjorn": ø, ł, đ do not decompose
-            dropped = _letters(component.encode("ascii", "ignore").decode())
+            dropped = _letters(raw.encode("ascii", "ignore").decode())
             if len(dropped) >= 4:
-                forms.add(dropped)  # "stergaard": what an ASCII-only system leaves
+                forms.add(dropped)  # "stergaard", "gromann": what an ASCII-only system leaves
         out |= forms
         latin.append(forms | ({component} if component.isascii() else set()))
     if len(latin) == 2:

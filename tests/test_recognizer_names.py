@@ -80,6 +80,19 @@ def recognizer() -> Recognizer:
         ("results phoned to summer brown (niece)", "results phoned to * (niece)"),
         ("call Rose (daughter) on arrival", "call * (daughter) on arrival"),
         ("accompanied by grace (carer)", "accompanied by * (carer)"),
+        # a listed name that is also a word, after an unknown one, before "present"
+        ("home: *; Seoyeon Lee present.", "home: *; * present."),
+        # names standing alone between punctuation or beside a descriptor (names_alone.py)
+        ("Diameter 3.4 cm. Kalani Achebe. No effusion.", "Diameter 3.4 cm. *. No effusion."),
+        ("CT HEAD W/O - Vanterpool", "CT HEAD W/O - *"),
+        ("MR LSPINE (Kealoha)", "MR LSPINE (*)"),
+        ("Beaumarchais: AX T1 POST GAD", "*: AX T1 POST GAD"),
+        ("CT HEAD W/O Goikoetxea Enguerrand", "CT HEAD W/O *"),
+        ("at * Park Jiho.", "at * *."),
+        # one-character CJK family names, kana given names
+        ("杨 丽娟 present", "* present"),
+        ("MR LSPINE (赵 海燕)", "MR LSPINE (*)"),
+        ("contoured by RN *さくら", "contoured by RN **"),
     ],
 )  # fmt: skip
 def test_names_no_list_knows_are_found_by_context(
@@ -116,7 +129,8 @@ def test_names_no_list_knows_are_found_by_context(
         # CJK clinical words after cues, and words that only start like a cue
         "患者の母指", "父母同意", "妻子同意检查", "CT with 造影剂", "患者 右肺に結節",
         "FHx breast cancer (mother)", "heart disease (father)", "history of stroke (Mother)",
-        "told her (sister)",
+        "told her (sister)", "Will present at MDT.", "Surview", "CTA Head Neck 0.75 Bv36",
+        "Befund: Keine Auffälligkeiten der Lunge.", "検査 * ですか",
         "右肺上葉に結節あり。経過観察。", "胸部CT平扫未见异常",
     ],
 )  # fmt: skip

@@ -50,6 +50,7 @@ import itertools
 import re
 from importlib import resources
 
+from gateway.text.eponyms import drop_eponyms
 from gateway.text.lexicon import Lexicon, WordFacts, accent_fold
 from gateway.text.names_alone import mark_names_alone
 
@@ -329,12 +330,23 @@ def _apply_context(text: str, tokens: list[Token], prose: bool, lexicon: Lexicon
     "present" or "(wife)", beside a lone "*", or alone as a sentence in prose."""
     count, ends = len(tokens), {".", ";", "!", "?"}
     for index, token in enumerate(tokens):
-        if not token.name and (token.safe or not token.text[:1].isupper()):
-            continue
-        before = text[tokens[index - 1].end if index else 0 : token.start]
         nxt = tokens[index + 1] if index + 1 < count else None
         after = text[token.end : nxt.start if nxt else len(text)]
-        maybe = token.name or _unknown_name(token, lexicon)
+        # A listed name that is also a word ("Lee") counts before "present" after a name.
+        first = tokens[index - 1] if index else None
+        listed_before = bool(
+            first is not None
+            and token.listed
+            and token.text.istitle()
+            and after == " "
+            and nxt is not None
+            and nxt.folded in AFTER_NAME
+            and (first.name or _unknown_name(first, lexicon))
+        )
+        if not (token.name or listed_before) and (token.safe or not token.text[:1].isupper()):
+            continue
+        before = text[tokens[index - 1].end if index else 0 : token.start]
+        maybe = token.name or _unknown_name(token, lexicon) or listed_before
         if (  # "GOIKOETXEA Enguerrand", "POPESCU Ty": DICOM writes the family name first
             nxt is not None
             and after == " "
@@ -405,39 +417,11 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
     _apply_context(text, tokens, prose, lexicon)
     mark_names_alone(text, tokens, lambda t: _unknown_name(t, lexicon, ALONE_ENDINGS))
     _spread(text, tokens)
-    _drop_eponyms(text, tokens)
+    drop_eponyms(text, tokens, EPONYM_NOUNS, ROMAN)
     for token in tokens:
         if token.name and "^" in text[max(0, token.start - 1) : token.end + 1]:
             _mark_pn_group(text, tokens, token)
     return [(t.start, t.end) for t in tokens if t.name]
-
-
-def _drop_eponyms(text: str, tokens: list[Token]) -> None:
-    """Names before a clinical noun are eponyms ("Chiari I malformation", "Morton neuroma",
-    "Hill-Sachs lesion", "Baker's cyst"), not people, unless a title or cue named them."""
-    index = 0
-    while index < len(tokens):
-        if not tokens[index].name:
-            index += 1
-            continue
-        end = index
-        while end + 1 < len(tokens) and tokens[end + 1].name:
-            end += 1
-        after = end + 1
-        while after < len(tokens) and (
-            tokens[after].text in ROMAN or tokens[after].text in {"s", "S"}
-        ):
-            after += 1
-        run = tokens[index : end + 1]
-        if (
-            after < len(tokens)
-            and re.fullmatch(r"[ \t'’-]*", _gap(text, tokens[after - 1], tokens[after]))
-            and tokens[after].folded in EPONYM_NOUNS
-            and not any(t.cued for t in run)
-        ):
-            for token in run:
-                token.name = False
-        index = end + 1
 
 
 def _mark_pn_group(text: str, tokens: list[Token], token: Token) -> None:

@@ -4,7 +4,7 @@ Vanterpool", "MR LSPINE (Kealoha)", "Beaumarchais: AX T1 POST GAD".
 Descriptors are upper case or vocabulary and English prose is lower case, so a run of one to
 three Title Case words that the word lists do not know, with punctuation, an upper-case
 descriptor word or the start or end of the value on either side, is someone's name ("CT HEAD
-W/O Goikoetxea Enguerrand"). Not counted: a run that is the whole value ("Surview"), an
+W/O Goikoetxea Enguerrand"). Not counted: a value of one word ("Surview"), an
 unknown word shorter than four letters ("Ext"), a word before a colon that does not introduce
 a descriptor ("Adres: ul. ..." is a label), and runs in prose of a language whose nouns are
 capitalised or that the lists do not hold (German, French, ...: "Keine Auffälligkeiten.").
@@ -21,42 +21,12 @@ _SEPARATOR = re.compile(r"[;()\[\]|,*]|\.(?!\d)|(?<!\w)/|/(?!\w)|(?:^|\s)[-–](
 MAX_RUN = 3
 MIN_UNKNOWN = 4
 # Function words of languages the word lists do not cover: two of them make foreign prose.
-_FOREIGN = frozenset(
-    (
-        "der",
-        "das",
-        "und",
-        "mit",
-        "ohne",
-        "keine",
-        "kein",
-        "eine",
-        "einer",
-        "ist",
-        "sind",
-        "wurde",
-        "avec",
-        "sans",
-        "dans",
-        "pour",
-        "sont",
-        "los",
-        "las",
-        "para",
-        "nel",
-        "nella",
-        "sono",
-        "het",
-        "een",
-        "niet",
-        "geen",
-        "zijn",
-        "voor",
-        "uma",
-        "pelo",
-        "pela",
-    )
-)  # fmt: skip (not "des", "com", "del": French streets, web addresses, names in English)
+# Not "des", "com", "del": French street names, web addresses and names in English text.
+_FOREIGN = frozenset((
+    "der", "das", "und", "mit", "ohne", "keine", "kein", "eine", "einer", "ist", "sind",
+    "wurde", "avec", "sans", "dans", "pour", "sont", "los", "las", "para", "nel", "nella",
+    "sono", "het", "een", "niet", "geen", "zijn", "voor", "uma", "pelo", "pela",
+))  # fmt: skip
 _WORDS = re.compile(r"[^\W\d_]+")
 
 

@@ -89,6 +89,7 @@ def recognizer() -> Recognizer:
         ("Beaumarchais: AX T1 POST GAD", "*: AX T1 POST GAD"),
         ("CT HEAD W/O Goikoetxea Enguerrand", "CT HEAD W/O *"),
         ("at * Park Jiho.", "at * *."),
+        ("from prior. ap Gruffydd. Thyroid nodule", "from prior. *. Thyroid nodule"),
         # one-character CJK family names, kana given names
         ("杨 丽娟 present", "* present"),
         ("MR LSPINE (赵 海燕)", "MR LSPINE (*)"),

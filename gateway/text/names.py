@@ -415,7 +415,7 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
         if pair and _joined(text, left, right):
             left.name = right.name = True
     _apply_context(text, tokens, prose, lexicon)
-    mark_names_alone(text, tokens, lambda t: _unknown_name(t, lexicon, ALONE_ENDINGS))
+    mark_names_alone(text, tokens, lambda t: _unknown_name(t, lexicon, ALONE_ENDINGS), PARTICLES)
     _spread(text, tokens)
     drop_eponyms(text, tokens, EPONYM_NOUNS, ROMAN)
     for token in tokens:

@@ -39,9 +39,15 @@ class _Word(Protocol):
     safe: bool
 
 
-def mark_names_alone(text: str, tokens: Sequence[_Word], unknown: Callable[[_Word], bool]) -> None:
+def mark_names_alone(
+    text: str,
+    tokens: Sequence[_Word],
+    unknown: Callable[[_Word], bool],
+    particles: frozenset[str] = frozenset(),
+) -> None:
     """Set `name` on each word of a run that stands alone (see the module text); `unknown`
-    says whether a word is a name as far as the lists tell."""
+    says whether a word is a name as far as the lists tell. A particle before the run
+    ("ap Gruffydd.", "van Dijk") is part of it."""
     count = len(tokens)
     if count < 2 or sum(w.lower() in _FOREIGN for w in _WORDS.findall(text)) >= 2:
         return
@@ -57,13 +63,20 @@ def mark_names_alone(text: str, tokens: Sequence[_Word], unknown: Callable[[_Wor
             and text[tokens[end].end : tokens[end + 1].start] == " "
         ):
             end += 1
-        run = tokens[index : end + 1]
-        before = text[tokens[index - 1].end if index else 0 : run[0].start]
+        first = index
+        if (
+            index
+            and tokens[index - 1].text in particles
+            and text[tokens[index - 1].end : tokens[index].start] == " "
+        ):
+            first = index - 1
+        run = tokens[first : end + 1]
+        before = text[tokens[first - 1].end if first else 0 : run[0].start]
         after = text[run[-1].end : tokens[end + 1].start if end + 1 < count else len(text)]
-        alone = (not index or _apart(before, tokens[index - 1], False)) and (
+        alone = (not first or _apart(before, tokens[first - 1], False)) and (
             end + 1 == count or _apart(after, tokens[end + 1], True)
         )
-        named = [_named(word, unknown) for word in run]
+        named = [w.text in particles or _named(w, unknown) for w in run]
         # A listed word that is also a word ("Park", "Lee") counts beside an unknown one.
         if (
             alone

@@ -90,6 +90,7 @@ def recognizer() -> Recognizer:
         ("CT HEAD W/O Goikoetxea Enguerrand", "CT HEAD W/O *"),
         ("at * Park Jiho.", "at * *."),
         ("from prior. ap Gruffydd. Thyroid nodule", "from prior. *. Thyroid nodule"),
+        ("Τσακίρη; US RENAL BILAT", "*; US RENAL BILAT"),  # another script in Latin text
         # one-character CJK family names, kana given names
         ("杨 丽娟 present", "* present"),
         ("MR LSPINE (赵 海燕)", "MR LSPINE (*)"),
@@ -131,7 +132,7 @@ def test_names_no_list_knows_are_found_by_context(
         "患者の母指", "父母同意", "妻子同意检查", "CT with 造影剂", "患者 右肺に結節",
         "FHx breast cancer (mother)", "heart disease (father)", "history of stroke (Mother)",
         "told her (sister)", "Will present at MDT.", "Surview", "CTA Head Neck 0.75 Bv36",
-        "Befund: Keine Auffälligkeiten der Lunge.", "検査 * ですか",
+        "Befund: Keine Auffälligkeiten der Lunge.", "検査 * ですか", "Заключение: Норма.",
         "右肺上葉に結節あり。経過観察。", "胸部CT平扫未见异常",
     ],
 )  # fmt: skip

@@ -51,6 +51,11 @@ def mark_names_alone(
     count = len(tokens)
     if count < 2 or sum(w.lower() in _FOREIGN for w in _WORDS.findall(text)) >= 2:
         return
+    # In Latin-script text a Greek or Cyrillic word standing alone is a name ("Τσακίρη; US
+    # RENAL BILAT"); the lists know none of them, so in Greek or Russian text it is not.
+    latin = sum(_is_latin(w) for w in tokens) * 2 > count
+    if latin:
+        unknown = _or_other_script(unknown)
     index = 0
     while index < count:
         if not _title(tokens[index]):
@@ -95,6 +100,17 @@ def _apart(gap: str, neighbour: _Word, after: bool) -> bool:
     if after and ":" in gap:
         return descriptor
     return bool(_SEPARATOR.search(gap)) or ":" in gap or (descriptor and gap.isspace())
+
+
+def _is_latin(word: _Word) -> bool:
+    return max(word.text) <= "\u024f"
+
+
+def _or_other_script(unknown: Callable[[_Word], bool]) -> Callable[[_Word], bool]:
+    def either(word: _Word) -> bool:
+        return unknown(word) or ("\u0370" <= max(word.text) <= "\u04ff")  # Greek, Cyrillic
+
+    return either
 
 
 def _title(word: _Word) -> bool:

@@ -106,12 +106,12 @@ def find_leaks(outcome: Outcome) -> list[Hit]:
     return list(seen.values())
 
 
-@pytest.fixture(scope="module")
-def run() -> Run:
+def corpus_run(seed: int | None = None) -> Run:
+    """Every generated instance (of `seed`, or the corpus's own) through the pipeline."""
     engine = Engine(default_profile(), Pseudonyms(SECRET, SITE))
     outcomes = []
     with pydicom_as_in_the_gateway():
-        for item in generate():
+        for item in generate() if seed is None else generate(seed):
             result = process_instance(item.dataset(), engine)
             outcome = Outcome(item, result)
             if isinstance(result, Clean):
@@ -120,8 +120,14 @@ def run() -> Run:
                 outcome.written = buffer.getvalue()
                 outcome.leaks = find_leaks(outcome)
             outcomes.append(outcome)
-    FIGURES.append(summary(outcomes))
     return Run(engine, outcomes)
+
+
+@pytest.fixture(scope="module")
+def run() -> Run:
+    done = corpus_run()
+    FIGURES.append(summary(done.outcomes))
+    return done
 
 
 def summary(outcomes: list[Outcome]) -> str:

@@ -10,18 +10,11 @@ figures go to the session summary), so that a rule which only fits the one seed 
 from __future__ import annotations
 
 from collections import Counter
-from io import BytesIO
 
 import pytest
-from conftest import FIGURES, pydicom_as_in_the_gateway
-from phi_corpus import CLASSES, generate
-from pydicom.filewriter import dcmwrite
-from test_free_text_clean import SECRET, SITE, Outcome, find_leaks
-
-from gateway.deid.engine import Engine
-from gateway.deid.profile import default_profile
-from gateway.deid.pseudonyms import Pseudonyms
-from gateway.pipeline.instance import Clean, process_instance
+from conftest import FIGURES
+from phi_corpus import CLASSES
+from test_free_text_clean import corpus_run
 
 SEEDS = (1, 2)
 MAX_LEAKED_SHARE = 0.002  # of the plants of a run (about 12 of 6,200); seeds 1-6 left 1-7
@@ -29,18 +22,7 @@ MAX_LEAKED_SHARE = 0.002  # of the plants of a run (about 12 of 6,200); seeds 1-
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_corpus_of_another_seed_leaks_almost_nothing(seed: int) -> None:
-    engine = Engine(default_profile(), Pseudonyms(SECRET, SITE))
-    outcomes = []
-    with pydicom_as_in_the_gateway():
-        for item in generate(seed):
-            result = process_instance(item.dataset(), engine)
-            outcome = Outcome(item, result)
-            if isinstance(result, Clean):
-                buffer = BytesIO()
-                dcmwrite(buffer, result.dataset, enforce_file_format=True)
-                outcome.written = buffer.getvalue()
-                outcome.leaks = find_leaks(outcome)
-            outcomes.append(outcome)
+    outcomes = corpus_run(seed).outcomes
     planted = Counter(p.kind for o in outcomes for p in o.item.plants)
     leaked = Counter(
         h.plant.kind for o in outcomes for h in {id(h.plant): h for h in o.leaks}.values()

@@ -20,16 +20,15 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.filewriter import dcmwrite
 
 from gateway.base.durable import create_folder, create_private_file
 from gateway.base.identifiers import collect_identifiers
 from gateway.deid.engine import DeidError
 from gateway.deid.pseudonyms import Pseudonyms
-from gateway.pipeline.files import EngineSettings, with_table
-from gateway.pipeline.pixel_tail import PixelTail, TailError, copy_tail, read_header
+from gateway.pipeline.files import EngineSettings, with_table, write_instance
+from gateway.pipeline.pixel_tail import PixelTail, TailError, read_header
 from gateway.pixels.clean import PixelError, clean_pixels
-from gateway.pixels.clean_stream import clean_pixels_streamed, streamable, write_clean_frames
+from gateway.pixels.clean_stream import clean_pixels_streamed, streamable
 from gateway.pixels.frame_files import FramePlan
 from gateway.pixels.regions import Box
 
@@ -103,11 +102,7 @@ def preview(original: Path, folder: Path, settings: EngineSettings) -> Preview:
             result.dataset.save_as(temporary, enforce_file_format=False)
         else:
             with open(temporary, "wb") as handle:  # the header, then the frames or the copy
-                dcmwrite(handle, result.dataset, enforce_file_format=True)
-                if result.plan is not None:
-                    write_clean_frames(result.plan, handle)
-                else:
-                    copy_tail(result.tail, handle)
+                write_instance(handle, result.dataset, result.tail, result.plan)
         temporary.replace(cleaned)
     record = {"boxes": [_box_fields(b) for b in result.boxes], "problem": result.problem}
     boxes_file.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -251,25 +252,32 @@ def remove_temporaries(folder: Path) -> int:
     return removed
 
 
+def write_instance(
+    handle: BinaryIO, ds: Dataset, tail: PixelTail | None = None, plan: FramePlan | None = None
+) -> None:
+    """`ds` as a Part 10 file into `handle`, its preamble zeroed. With `tail`, `ds` is a
+    header and the source's Pixel Data element is copied after it, or with `plan` the clean
+    frames are written after it one at a time."""
+    dcmwrite(handle, _blank_preamble(ds), enforce_file_format=True)
+    if plan is not None:
+        write_clean_frames(plan, handle)
+    elif tail is not None:
+        copy_tail(tail, handle)
+
+
 def _encode_into(
     folder: Path, ds: Dataset, tail: PixelTail | None = None, plan: FramePlan | None = None
 ) -> Path:
     """The instance written to a new temporary file in `folder` and fsynced; the caller
     renames it into place. Written straight to the file, not through bytes in memory: a
-    large multi-frame costs one copy of itself, not three (measured: tests/load). With
-    `tail`, `ds` is a header and the source's Pixel Data element is copied after it, or
-    with `plan` the clean frames are written after it one at a time."""
+    large multi-frame costs one copy of itself, not three (measured: tests/load)."""
     temporary = folder / f"{TEMPORARY_PREFIX}{secrets.token_hex(6)}"
     if tail is not None and any(int(tag) >= PIXEL_DATA for tag in ds.keys()):  # noqa: SIM118
         raise _CannotEncode("an element past Pixel Data")
     try:
         with open(temporary, "wb") as handle:
             try:
-                dcmwrite(handle, _blank_preamble(ds), enforce_file_format=True)
-                if plan is not None:
-                    write_clean_frames(plan, handle)
-                elif tail is not None:
-                    copy_tail(tail, handle)
+                write_instance(handle, ds, tail, plan)
             except Exception as exc:
                 if (disk := disk_error(exc)) is not None:
                     raise disk from exc  # the disk's (full, I/O error): retried, not held

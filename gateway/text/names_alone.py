@@ -27,7 +27,6 @@ _FOREIGN = frozenset((
     "wurde", "avec", "sans", "dans", "pour", "sont", "los", "las", "para", "nel", "nella",
     "sono", "het", "een", "niet", "geen", "zijn", "voor", "uma", "pelo", "pela",
 ))  # fmt: skip
-_WORDS = re.compile(r"[^\W\d_]+")
 
 
 class _Word(Protocol):
@@ -49,7 +48,7 @@ def mark_names_alone(
     says whether a word is a name as far as the lists tell. A particle before the run
     ("ap Gruffydd.", "van Dijk") is part of it."""
     count = len(tokens)
-    if count < 2 or sum(w.lower() in _FOREIGN for w in _WORDS.findall(text)) >= 2:
+    if count < 2 or sum(w.text.lower() in _FOREIGN for w in tokens) >= 2:
         return
     # In Latin-script text a Greek or Cyrillic word standing alone is a name ("Τσακίρη; US
     # RENAL BILAT"); the lists know none of them, so in Greek or Russian text it is not.

@@ -8,6 +8,8 @@ invented and distinctive enough that finding one in an output can only mean a le
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -174,3 +176,13 @@ def pydicom_as_in_the_gateway() -> Iterator[None]:
     finally:
         config.settings.reading_validation_mode, config.settings.writing_validation_mode = saved
         logging.getLogger("pydicom").setLevel(level)
+
+
+def fresh_python(code: str) -> str:
+    """What `code` prints in a new interpreter (what a process that starts clean imports);
+    the test fails with its error output if it fails."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()

@@ -8,12 +8,11 @@ import os
 import shutil
 import sqlite3
 import stat
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import fresh_python
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydicom import dcmread
@@ -620,8 +619,4 @@ def test_the_service_never_imports_the_mapping_reader() -> None:
         "assert 'gateway.stores.mapping_writer' in sys.modules\n"
         "print('gateway.stores.mapping_reader' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False"
+    assert fresh_python(probe) == "False"

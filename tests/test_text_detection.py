@@ -11,13 +11,12 @@ only: the DBNet model, OpenCV and Tesseract are run, never mocked.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fresh_python
 from PIL import Image, ImageDraw, ImageFont
 
 from gateway.pixels import detect, line_reader
@@ -303,11 +302,7 @@ def test_the_availability_check_leaves_the_ocr_libraries_out_of_the_asking_proce
         "check_available()\n"
         "print(sorted(m for m in ('cv2', 'onnxruntime', 'tesserocr') if m in sys.modules))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert fresh_python(code) == "[]"
 
 
 def test_ocr_asked_for_and_missing_is_refused_with_what_to_install(

@@ -31,7 +31,7 @@ from pynetdicom.transport import AssociationSocket
 if TYPE_CHECKING:
     from pynetdicom.association import Association
 
-__all__ = ["WAIT_SECONDS", "wake_on_work"]
+__all__ = ["WAIT_SECONDS", "is_waking", "wake_on_work"]
 
 WAIT_SECONDS = 0.05
 
@@ -115,6 +115,11 @@ def wake_on_work(assoc: Association) -> None:
         pipe.wake()
 
     dul.kill_dul = kill_and_wake  # type: ignore[method-assign]
+
+
+def is_waking(assoc: Association) -> bool:
+    """Whether `wake_on_work` applied to this association's socket."""
+    return isinstance(assoc.dul.socket, _WakingSocket)
 
 
 def _waking(put: Any, wake: Any) -> Any:

@@ -32,7 +32,7 @@ from gateway.base.transfer_syntaxes import SUPPORTED
 from gateway.config.schema import MAX_PDU_SIZE
 from gateway.net.dicom_header import HeaderUnreadable, file_meta, file_uids, header_uids
 from gateway.net.pynetdicom_patches import PATCHES_APPLY, tune_association
-from gateway.net.pynetdicom_receive import received_file
+from gateway.net.pynetdicom_receive import DataSetFile, received_file
 from gateway.net.pynetdicom_server import (
     GatewayAssociationServer,
     awaiting_association_request,
@@ -48,6 +48,7 @@ from gateway.net.refusals import (
     on_source_full,
     on_tls_refused,
 )
+from gateway.net.store_fast_path import StoreRequest
 from gateway.net.tls import HANDSHAKE_TIMEOUT
 from gateway.stores.spool import SpoolWriteError
 from gateway.stores.spool_intake import IncomingFile
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from ssl import SSLContext
 
+    from pynetdicom.association import Association
     from pynetdicom.events import Event
 
     from gateway.base.metrics import Metrics
@@ -161,7 +163,7 @@ def start_scp(
     if not PATCHES_APPLY:
         log.error("receive limits NOT enforced: written for pynetdicom 3.0.x (see pyproject)")
     handlers = [
-        (evt.EVT_CONN_OPEN, _on_connection_open, [limits, spool]),
+        (evt.EVT_CONN_OPEN, _on_connection_open, [limits, spool, metrics]),
         (evt.EVT_REJECTED, on_rejected, [frozenset(listen.allowed_calling_aes), metrics, says]),
         (evt.EVT_C_STORE, _on_store, [spool, metrics]),
     ]
@@ -240,7 +242,9 @@ def stop_scp(server: ThreadedAssociationServer, timeout: float = 30.0) -> bool:
     return not left
 
 
-def _on_connection_open(event: Event, limits: ReceiveLimits, spool: Spool) -> None:
+def _on_connection_open(
+    event: Event, limits: ReceiveLimits, spool: Spool, metrics: Metrics | None
+) -> None:
     """Disable Nagle on the accepted socket (pynetdicom never sets TCP_NODELAY), and put the
     receive limits and the streaming into the spool on the association before it reads
     anything.
@@ -256,7 +260,12 @@ def _on_connection_open(event: Event, limits: ReceiveLimits, spool: Spool) -> No
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError as exc:
         log.warning("could not set TCP_NODELAY: %s", exc)
-    tune_association(event.assoc, limits, functools.partial(_dataset_file, spool))
+    tune_association(
+        event.assoc,
+        limits,
+        functools.partial(_dataset_file, spool),
+        functools.partial(_serve_fast, spool=spool, metrics=metrics),
+    )
 
 
 def _dataset_file(
@@ -284,18 +293,60 @@ class _NotUnderstood(Exception):
 
 
 def _on_store(event: Event, spool: Spool, metrics: Metrics | None) -> int:
+    """pynetdicom's C-STORE handler: where `FastStore` does not serve a request (another
+    pynetdicom, a command set in several fragments, pynetdicom's debug logging)."""
+    incoming = received_file(event)
+    request = event.request
+    encoded = (
+        None
+        if incoming is not None
+        else functools.partial(event.encoded_dataset, include_meta=False)
+    )
+    return _store(
+        spool,
+        metrics,
+        event.assoc.requestor.ae_title,
+        incoming,
+        (request.AffectedSOPClassUID, request.AffectedSOPInstanceUID),
+        str(event.context.transfer_syntax),
+        encoded,
+    )
+
+
+def _serve_fast(
+    assoc: Association, request: StoreRequest, spool: Spool, metrics: Metrics | None
+) -> int:
+    """`FastStore`'s handler: the same as `_on_store`, for a request received on the DUL."""
+    return _store(
+        spool,
+        metrics,
+        assoc.requestor.ae_title,
+        request.file,
+        (request.uid_text(request.sop_class_uid), request.uid_text(request.sop_instance_uid)),
+        request.transfer_syntax,
+        None,
+    )
+
+
+def _store(
+    spool: Spool,
+    metrics: Metrics | None,
+    calling: str,
+    incoming: DataSetFile | None,
+    uids: tuple[object, object],
+    transfer_syntax: str,
+    encoded_dataset: Callable[[], bytes] | None,
+) -> int:
     """Spool the instance as received and answer; never raises, never de-identifies.
 
-    The dataset's bytes go to the spool as the sender encoded them, behind a File Meta
-    header built from the request; only the two UIDs the spool needs are read from them.
+    The dataset's bytes go to the spool as the sender encoded them (in `incoming`, written
+    as they arrived, or `encoded_dataset`), behind a File Meta header built from the
+    request's UIDs (`uids`: SOP Class, SOP Instance); only the two UIDs the spool needs are
+    read from them.
     """
-    calling = event.assoc.requestor.ae_title
-    incoming = received_file(event)
     try:
-        request = event.request
-        sop_class_uid = _uid(request.AffectedSOPClassUID, "SOP Class UID")
-        sop_instance_uid = _uid(request.AffectedSOPInstanceUID, "SOP Instance UID")
-        transfer_syntax = str(event.context.transfer_syntax)
+        sop_class_uid = _uid(uids[0], "SOP Class UID")
+        sop_instance_uid = _uid(uids[1], "SOP Instance UID")
         meta = file_meta(sop_class_uid, sop_instance_uid, transfer_syntax)
         instance = {
             "sop_instance_uid": sop_instance_uid,
@@ -307,18 +358,20 @@ def _on_store(event: Event, spool: Spool, metrics: Metrics | None) -> int:
             incoming.finish()  # SpoolWriteError if a piece could not be written
             if incoming.header != meta:
                 raise RuntimeError("the file's File Meta differs from the request's")
-            uids = functools.partial(file_uids, incoming.path, len(meta), transfer_syntax)
-            study_uid = _study_uid(uids, sop_instance_uid)
+            uids_read = functools.partial(file_uids, incoming.path, len(meta), transfer_syntax)
+            study_uid = _study_uid(uids_read, sop_instance_uid)
             spool.store_file(incoming, study_uid=study_uid, **instance)
-        else:
-            dataset = event.encoded_dataset(include_meta=False)
-            uids = functools.partial(header_uids, dataset, transfer_syntax)
-            study_uid = _study_uid(uids, sop_instance_uid)
+        elif encoded_dataset is not None:
+            dataset = encoded_dataset()
+            uids_read = functools.partial(header_uids, dataset, transfer_syntax)
+            study_uid = _study_uid(uids_read, sop_instance_uid)
             spool.store(
                 (meta, dataset),  # not meta + dataset: a 2 GB instance would be copied again
                 study_uid=study_uid,
                 **instance,
             )
+        else:
+            raise RuntimeError("a data set received into something other than a spool file")
     except _NotUnderstood as exc:
         log.warning("refused instance from %r: %s (status 0x%04X)", calling, exc, exc.status)
         return _failed(metrics, exc.status)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pynetdicom.dimse_primitives import C_STORE
 
-__all__ = ["store_response_command"]
+__all__ = ["store_response", "store_response_command"]
 
 _US = struct.Struct("<HHLH")  # tag, 4-byte length, US value (implicit VR little endian)
 _UL = struct.Struct("<HHLL")
@@ -33,21 +33,34 @@ def store_response_command(primitive: Any) -> bytes | None:
         or primitive.AffectedSOPInstanceUID is None
     ):
         return None
+    return store_response(
+        primitive.MessageIDBeingRespondedTo,
+        str(primitive.AffectedSOPClassUID).encode("ascii"),
+        str(primitive.AffectedSOPInstanceUID).encode("ascii"),
+        status,
+    )
+
+
+def store_response(
+    message_id: int, sop_class_uid: bytes, sop_instance_uid: bytes, status: int
+) -> bytes:
+    """That command set from its values; the UIDs as a command set holds them (trailing
+    padding is dropped and added again)."""
     body = b"".join(
         (
-            _uid_element(0x0002, str(primitive.AffectedSOPClassUID)),
+            _uid_element(0x0002, sop_class_uid),
             _US.pack(0x0000, 0x0100, 2, 0x8001),  # Command Field: C-STORE-RSP
-            _US.pack(0x0000, 0x0120, 2, primitive.MessageIDBeingRespondedTo),
+            _US.pack(0x0000, 0x0120, 2, message_id),
             _US.pack(0x0000, 0x0800, 2, 0x0101),  # Command Data Set Type: no data set
             _US.pack(0x0000, 0x0900, 2, status),
-            _uid_element(0x1000, str(primitive.AffectedSOPInstanceUID)),
+            _uid_element(0x1000, sop_instance_uid),
         )
     )
     return _UL.pack(0x0000, 0x0000, 4, len(body)) + body
 
 
-def _uid_element(element: int, uid: str) -> bytes:
-    value = uid.encode("ascii")
+def _uid_element(element: int, uid: bytes) -> bytes:
+    value = uid.rstrip(b"\0 ")
     if len(value) % 2:
         value += b"\0"
     return struct.pack("<HHL", 0x0000, element, len(value)) + value

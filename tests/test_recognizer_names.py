@@ -58,6 +58,19 @@ def recognizer() -> Recognizer:
         ("GTV per Dr. Le", "GTV per Dr. *"),
         ("Dr. Le present. Ventricles normal in size.", "Dr. * present. Ventricles normal in size."),
         ("interpreter Oyelowo present", "interpreter * present"),
+        # a lower-case word after a title that is no word ("Dr. stergaard": Ø dropped)
+        ("Discussed with Dr. stergaard by phone", "Discussed with Dr. * by phone"),
+        ("Dr. on call informed", "Dr. on call informed"),
+        # user names after a cue: digits after them, or a listed name after an initial
+        ("Technologist: mgarcia3, reviewed by rkapoor", "Technologist: *3, reviewed by *"),
+        ("contoured by jsmith2", "contoured by *2"),
+        ("reviewed by radiology", "reviewed by radiology"),
+        # a name joined by "and" to a name found or already cut
+        ("Whanau present: Te Rangi Parata and Aroha Ngata", "* present: * and *"),
+        ("present: * and Aroha Ngata", "present: * and *"),
+        ("Dr. Pryce and Okonjo reviewed", "Dr. * and * reviewed"),
+        ("Smith and Nephew implant", "* and Nephew implant"),
+        ("CT and MRI and Angio", "CT and MRI and Angio"),
         # CJK given names after a Latin or CJK cue
         ("wife 志强 present", "wife * present"),
         ("headache, worst ever (wife 花子)", "headache, worst ever (wife *)"),
@@ -73,6 +86,10 @@ def recognizer() -> Recognizer:
         ("主治医：長谷川", "主治医：*"),
         ("医師 渡辺 健", "医師 *"),
         ("의사 이서연", "의사 *"),
+        # a name's reading in katakana in brackets after it; other katakana in brackets stays
+        ("患者 山田太郎 様 (ヤマダ タロウ)", "患者 * 様 (*)"),
+        ("氏名：佐藤花子（サトウ ハナコ）", "氏名：*（*）"),
+        ("造影剤（ガドリニウム）", "造影剤（ガドリニウム）"),
         ("报告医师 欧阳娜娜", "报告医师 *"),
         ("佐々木美咲先生", "*先生"),
         ("患者佐々木美咲の", "患者*の"),

@@ -156,6 +156,22 @@ def test_uk_numbers_with_a_leading_zero_are_phones(recognizer: Recognizer, text:
     assert [s.kind for s in spans] == ["phone"], text
 
 
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("男，电话13812345678", "男，电话*"),
+        ("連絡先：電話090-1234-5678まで", "連絡先：電話*まで"),
+        ("휴대폰010-1234-5678입니다", "휴대폰*입니다"),
+        ("患者番号12345678です", "患者番号*です"),
+    ],
+)
+def test_numbers_written_against_cjk_letters_are_found(
+    recognizer: Recognizer, text: str, cleaned: str
+) -> None:
+    """CJK text sets digits against its letters: no word boundary to stop at."""
+    assert recognizer.clean(text) == cleaned
+
+
 # --- towns, postcodes and the rest of an address ---------------------------------------------
 
 

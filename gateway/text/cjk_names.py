@@ -16,7 +16,9 @@ from collections.abc import Iterable, Iterator
 from gateway.text.lexicon import Lexicon
 from gateway.text.names import CUE_LINKS, CUE_VERBS, CUES, ROLES_BEFORE, TITLES
 
-_RUN = "\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+# Han, kana and Hangul: the letters of a CJK name (a class body, for regular expressions).
+CJK_LETTERS = "\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+_RUN = CJK_LETTERS
 CJK_CUES = ("妻子", "丈夫", "护士", "護士", "医生", "醫生", "先生", "女士", "息子", "간호사",
             "아내", "남편", "妻", "夫", "母", "父", "娘", "主治医师", "报告医师", "主治医",
             "担当医", "看護師", "医師", "医师", "技師", "技师", "患者", "病人", "氏名", "姓名",
@@ -56,6 +58,13 @@ def _cjk_name_length(run: str, lexicon: Lexicon) -> int:
 
 
 def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
+    """(start, end) of each CJK name, and of its reading in katakana after it."""
+    spans = list(_find_names(text, lexicon))
+    yield from spans
+    yield from _kana_reading(text, [end for _start, end in spans])
+
+
+def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
     for match in _CUED.finditer(text):
         name, given = match.group(1, 2)
         if name not in lexicon.cjk_safe:
@@ -113,6 +122,22 @@ def _kana_given(text: str, family_ends: list[int]) -> Iterator[tuple[int, int]]:
     for end in {*family_ends, *(m.end() for m in re.finditer(r"\*", text))}:
         found = _KANA_GIVEN.match(text, end)
         if found is not None and found.group(1) not in _KANA_GRAMMAR:
+            yield found.span(1)
+
+
+# A name's reading in katakana, in brackets after it and its honorific:
+# "山田太郎様（ヤマダ タロウ）".
+_READING = re.compile(
+    r"[ \t]*(?:様|さん|氏|君|殿|先生)?[ \t]*[（(]"
+    r"([\u30a1-\u30ff]{2,8}(?:[ \t\u3000・][\u30a1-\u30ff]{2,8})?)[）)]"
+)
+
+
+def _kana_reading(text: str, name_ends: list[int]) -> Iterator[tuple[int, int]]:
+    """The reading after a name or a cut one ("*"), names in katakana whatever they say."""
+    for end in {*name_ends, *(m.end() for m in re.finditer(r"\*", text))}:
+        found = _READING.match(text, end)
+        if found is not None:
             yield found.span(1)
 
 

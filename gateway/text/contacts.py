@@ -23,6 +23,7 @@ import re
 
 import phonenumbers
 
+from gateway.text.cjk_names import CJK_LETTERS
 from gateway.text.lexicon import Lexicon
 from gateway.text.places import UNITS, cued, find_places, find_postcodes, find_streets, unit_follows
 
@@ -39,13 +40,17 @@ URL = re.compile(r"(?i)\b(?:(?:https?|ftp)://|www\.)[^\s<>\"']+")
 DOMAIN = re.compile(r"(?<![\w.@-])[\w-]++(?:\.[\w-]++)++(?:/[^\s<>\"']*)?")
 TOP_LEVEL = _words("com org net edu gov info de fr nl be ch at it es ca au io uk")
 # Digit groups joined by space, dash, dot or parentheses, with an optional +NN in front.
+# CJK text writes numbers against its letters ("电话13812345678"): a CJK letter is no part of
+# a number's word (`_WORD`: a word character that is not one).
+_WORD = rf"[^\W{CJK_LETTERS}]"
 PHONE = re.compile(
-    r"(?<![\w+.,/])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]\d{2,8}){1,5}"
-    r"(?![\w]|[.,/]\d)"
+    rf"(?<![+.,/])(?<!{_WORD})(?:\+\d{{1,3}}[\s.-]?)?(?:\(\d{{1,5}}\)[\s.-]?)?\d{{1,5}}"
+    rf"(?:[\s.-]\d{{2,8}}){{1,5}}(?!{_WORD}|[.,/]\d)"
 )
 # A number after "tel", "fax", "pager" or "bleep" is a phone number however it is written.
 PHONE_KEYWORD = re.compile(
-    r"(?i)\b(?:tel|telephone|phone|ph|fax|mobile|mob|cell|pager|bleep|ext)\.?\s*[:#.]?\s*"
+    r"(?i)(?:\b(?:tel|telephone|phone|ph|fax|mobile|mob|cell|pager|bleep|ext)\.?"
+    r"|电话|電話|手机|手機|电话号码|電話番号|携帯|연락처|전화|휴대폰)\s*[:#.：]?\s*"
     r"(?P<v>\+?\(?\d[\d\s().-]{2,}\d)(?!\w)"
 )
 PHONE_REGIONS = (None, "US", "GB", "DE", "FR", "NL")
@@ -53,7 +58,7 @@ _LENIENCY = phonenumbers.Leniency.POSSIBLE
 # One run of digits or up to six groups joined by a space or a dash. Groups are not capped in
 # length: "641215-2299263" (a Korean RRN) has a seven-digit group. Possessive, so that a long
 # run of digits is not tried again at every shorter length.
-DIGIT_GROUPS = re.compile(r"(?<![\w.,/-])\d++(?:[ -]\d++){0,5}(?![\w]|[.,/-]\d)")
+DIGIT_GROUPS = re.compile(rf"(?<![.,/-])(?<!{_WORD})\d++(?:[ -]\d++){{0,5}}(?!{_WORD}|[.,/-]\d)")
 # Words after which digit groups are a reference number ("prior 193 5501", "hosp no. 28 21").
 ID_CUE = re.compile(
     r"(?i)(?:\b(?:prior|ref|reference|no|nr|num|number|hosp(?:ital)?\s+no|acc|accession|case"

@@ -52,6 +52,7 @@ from importlib import resources
 
 from gateway.text.eponyms import drop_eponyms
 from gateway.text.lexicon import Lexicon, WordFacts, accent_fold
+from gateway.text.name_neighbours import login_after_cue, names_after_and
 from gateway.text.names_alone import mark_names_alone
 
 
@@ -161,7 +162,7 @@ def _modality_not_title(text: str, tokens: list[Token], index: int) -> bool:
     return not (after is not None and after.listed and _joined(text, following, after))
 
 
-def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool) -> None:
+def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool, lexicon: Lexicon) -> None:
     count = len(tokens)
     for index, token in enumerate(tokens):
         if index + 1 >= count:
@@ -197,11 +198,12 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool) -> None:
             continue
         if not _cue_gap(text, tokens[nxt - 1], first):
             continue
-        if strong:
-            wanted = first.cap or lowercase_text
+        if strong:  # "Dr. stergaard": a lower-case word no list knows as a word
+            wanted = first.cap or lowercase_text or not first.safe
         else:  # "per protocol", "called back", "discussed with Radiology" stay
             clear = first.listed and not first.safe
             wanted = clear or (first.cap and (first.listed or not first.safe))
+            wanted = wanted or login_after_cue(text, first, lexicon)
         if wanted:
             for particle in particles:
                 particle.name = True
@@ -226,6 +228,8 @@ def _may_join(named: Token, candidate: Token) -> bool:
     """Whether a word beside a name may be part of it: a listed word written the same way,
     but not a short upper-case abbreviation that is safe vocabulary ("CT", "MRI")."""
     if not candidate.listed or len(candidate.text) < 2 or _style(candidate) != _style(named):
+        return False
+    if candidate.folded in CUE_LINKS:  # "by rkapoor": the cue is not the name's
         return False
     return not (candidate.safe and len(candidate.text) <= 3 and candidate.text.isupper())
 
@@ -401,7 +405,7 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
         bare = token.listed and not token.safe and len(token.text) >= 3 and not short_caps
         if bare and (token.cap or lowercase_text):
             token.name = True
-    _apply_cues(text, tokens, lowercase_text)
+    _apply_cues(text, tokens, lowercase_text, lexicon)
     _apply_post_nominals(text, tokens)
     prose = _is_prose(tokens)
     for left, right in itertools.pairwise(tokens) if prose else ():
@@ -417,6 +421,8 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
     _apply_context(text, tokens, prose, lexicon)
     mark_names_alone(text, tokens, lambda t: _unknown_name(t, lexicon, ALONE_ENDINGS), PARTICLES)
     _spread(text, tokens)
+    if names_after_and(text, tokens, lambda t: _unknown_name(t, lexicon)):
+        _spread(text, tokens)
     drop_eponyms(text, tokens, EPONYM_NOUNS, ROMAN)
     for token in tokens:
         if token.name and "^" in text[max(0, token.start - 1) : token.end + 1]:

@@ -1,0 +1,58 @@
+"""Names told by one neighbour: a user name after a cue, a name joined to a name by "and".
+
+"Technologist: mgarcia3", "reviewed by rkapoor": systems write their users' logins in
+lower case, an initial or two run into the family name, often with a number, and the word
+lists know neither. After a cue (names.py) a lower-case word that is no word and has a
+listed name after its first one or two letters, or digits right after it, is one.
+
+"* present: * and Aroha Ngata", "Rangi Parata & Hemi": a capitalised word the lists call a
+name or do not know, joined by "and" or "&" to a name found (or already cut, "*"), is one
+too. "Smith and Nephew" stays: a safe word is never taken this way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from gateway.text.lexicon import Lexicon
+
+__all__ = ["login_after_cue", "names_after_and"]
+
+_AND = re.compile(r"[ \t]+(?:and|&)[ \t]+")
+_STAR_AND = re.compile(r"(?:^|[^\w*])\*[ \t]+(?:and|&)[ \t]+\Z")
+
+
+class _Word(Protocol):
+    start: int
+    end: int
+    text: str
+    name: bool
+    safe: bool
+
+
+def login_after_cue(text: str, word: _Word, lexicon: Lexicon) -> bool:
+    """Whether `word`, right after a cue, is a user name (see the module text)."""
+    value = word.text
+    if not value.islower() or word.safe or len(value) < 4:
+        return False
+    return text[word.end : word.end + 1].isdigit() or any(
+        lexicon.facts(value[n:])[1] for n in (1, 2)
+    )
+
+
+def names_after_and(text: str, words: Sequence[_Word], unknown: Callable[[_Word], bool]) -> bool:
+    """Set `name` on each word that "and" joins to a name (`unknown`: a name as far as the
+    lists tell); whether any was set."""
+    changed = False
+    for index, word in enumerate(words):
+        if word.name or not unknown(word):
+            continue
+        left = next(
+            (w for w in reversed(words[max(0, index - 2) : index]) if w.text != "and"), None
+        )
+        joined = left is not None and left.name and _AND.fullmatch(text, left.end, word.start)
+        if joined or _STAR_AND.search(text, 0, word.start):
+            word.name = changed = True
+    return changed

@@ -86,6 +86,23 @@ def test_login_forms_of_family_and_given_names() -> None:
     expected = {"ipetrov", "petrovi", "i.petrov", "petrov.i", "ivan.petrov", "petrov_ivan"}
     assert expected <= forms
     assert login_forms({"le"}, {"bo"}) == set()  # "lbo", "leb": too short to be anybody's
+    # a two-letter family name with a whole given name of four letters or more
+    assert {"ngwaiman", "waiman.ng", "ng_waiman"} <= login_forms({"ng"}, {"waiman", "wai"})
+    assert not {"ngwai", "waing"} & login_forms({"ng"}, {"waiman", "wai"})
+
+
+@pytest.mark.parametrize(
+    ("name", "typed"),
+    [
+        ("VAN DER BERG^Johannes", "vdberg"),
+        ("VAN DER BERG^Johannes", "jvdberg"),
+        ("O'CONNOR-NAKAMURA^Siobhan", "sonakamura"),
+        ("O'CONNOR-NAKAMURA^Siobhan", "ocnakamura"),
+        ("NG^Wai Man", "ngwaiman"),
+    ],
+)
+def test_logins_of_compound_and_short_family_names_are_searched(name: str, typed: str) -> None:
+    assert typed in _identifiers(name).words
 
 
 @pytest.mark.parametrize(

@@ -133,8 +133,15 @@ def login_forms(families: Iterable[str], givens: Iterable[str]) -> set[str]:
     forms: set[str] = set()
     givens = [g for g in (_letters(g) for g in givens) if g]
     for family in (_letters(f) for f in families):
-        if len(family) < 3:
-            continue  # "kli", "lik": a two-letter family name makes words, not logins
+        if len(family) < 3:  # "kli", "lik": a two-letter family name makes words, not logins
+            forms |= {  # ... but a whole given name of four letters or more does: "ngwaiman"
+                f"{a}{sep}{b}"
+                for given in givens
+                if len(given) >= 4
+                for a, b in ((family, given), (given, family))
+                for sep in ("", ".", "_")
+            }
+            continue
         for given in givens:
             initial = given[0]
             forms |= {
@@ -165,6 +172,8 @@ def typed_forms(components: list[str], group: str, person_name: str) -> tuple[se
             forms = {form for piece in pieces for form in romanized(piece, han=not japanese)}
         if len(words) > 1 and component.isascii():
             forms.add("".join(ch for ch in component if ch.isalpha()))  # "apgruffydd"
+        if not latin:  # a compound family name as logins shorten it: "vdberg", "onakamura"
+            forms |= _compound_shortenings(original)
         if component and not raw.isascii() and _scripts(raw) <= {"LATIN"}:
             forms.add(_letters(anyascii(component)))  # "torbjorn": ø, ł, đ do not decompose
             dropped = _letters(raw.encode("ascii", "ignore").decode())
@@ -176,6 +185,18 @@ def typed_forms(components: list[str], group: str, person_name: str) -> tuple[se
         out |= login_forms(*latin)
     cut = {p for forms in latin for form in forms if (p := truncated(form)) is not None}
     return out, abjad_patterns(components[:1], components[1:2]) | cut
+
+
+def _compound_shortenings(family: str) -> set[str]:
+    """The initials of a compound family name's first parts, then its last part whole:
+    "van der berg" -> "vdberg"; "o'connor-nakamura" -> "onakamura" and "ocnakamura"."""
+    out = set()
+    for splitter in (r"[\s-]+", r"[\s'’-]+"):
+        parts = [_letters(p) for p in re.split(splitter, family)]
+        parts = [p for p in parts if p]
+        if len(parts) > 1 and len(parts[-1]) >= 3:
+            out.add("".join(p[0] for p in parts[:-1]) + parts[-1])
+    return out
 
 
 MIN_TRUNCATED_NAME = 9  # letters: shorter names are not cut to fit a field

@@ -65,6 +65,10 @@ def recognizer() -> Recognizer:
         ("Technologist: mgarcia3, reviewed by rkapoor", "Technologist: *3, reviewed by *"),
         ("contoured by jsmith2", "contoured by *2"),
         ("reviewed by radiology", "reviewed by radiology"),
+        # initials beside a name or a cut one; other initials stay
+        ("Иванова А.С., тел.", "*, тел."),
+        ("* Г.Р. seen today", "* * seen today"),
+        ("Fig. A. shows T.B. negative", "Fig. A. shows T.B. negative"),
         # a name joined by "and" to a name found or already cut
         ("Whanau present: Te Rangi Parata and Aroha Ngata", "* present: * and *"),
         ("present: * and Aroha Ngata", "present: * and *"),

@@ -8,6 +8,9 @@ listed name after its first one or two letters, or digits right after it, is one
 "* present: * and Aroha Ngata", "Rangi Parata & Hemi": a capitalised word the lists call a
 name or do not know, joined by "and" or "&" to a name found (or already cut, "*"), is one
 too. "Smith and Nephew" stays: a safe word is never taken this way.
+
+"Иванова А.С.", "S. *": initials (one capital letter and a dot, up to three) beside a name
+or a cut one belong to it.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Protocol
 
 from gateway.text.lexicon import Lexicon
 
-__all__ = ["login_after_cue", "names_after_and"]
+__all__ = ["initials_beside", "login_after_cue", "names_after_and"]
 
 _AND = re.compile(r"[ \t]+(?:and|&)[ \t]+")
+_INITIALS = re.compile(r"(?<![^\W\d_])(?:[^\W\d_]\.[ \t]?){1,3}(?![^\W\d_])")
 _STAR_AND = re.compile(r"(?:^|[^\w*])\*[ \t]+(?:and|&)[ \t]+\Z")
 
 
@@ -56,3 +60,21 @@ def names_after_and(text: str, words: Sequence[_Word], unknown: Callable[[_Word]
         if joined or _STAR_AND.search(text, 0, word.start):
             word.name = changed = True
     return changed
+
+
+def initials_beside(text: str, names: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(start, end) of each run of initials with one space (or none) between it and a name
+    in `names` or a "*" (see the module text)."""
+    if "." not in text:
+        return []
+    starts = {start for start, _end in names} | {m.start() for m in re.finditer(r"\*", text)}
+    ends = {end for _start, end in names} | {m.end() for m in re.finditer(r"\*", text)}
+    found = []
+    for match in _INITIALS.finditer(text):
+        if not re.sub(r"[.\s]", "", match.group()).isupper():
+            continue
+        start, end = match.start(), match.start() + len(match.group().rstrip())
+        before = start in ends or (start - 1 in ends and text[start - 1] == " ")
+        if before or end in starts or (end + 1 in starts and text[end] == " "):
+            found.append((start, end))
+    return found

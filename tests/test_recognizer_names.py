@@ -65,6 +65,11 @@ def recognizer() -> Recognizer:
         ("Technologist: mgarcia3, reviewed by rkapoor", "Technologist: *3, reviewed by *"),
         ("contoured by jsmith2", "contoured by *2"),
         ("reviewed by radiology", "reviewed by radiology"),
+        # before a name: an upper-case listed word, an unknown Title Case word, a particle
+        ("PARK Jiho present.", "* present."),
+        ("HORVAT Ortwin present. Right lower lobe", "* present. Right lower lobe"),
+        ("nodule 8 mm Lundegard Priyanka", "nodule 8 mm *"),
+        ("per ap Gruffydd present.", "* present."),
         # initials beside a name or a cut one; other initials stay
         ("Иванова А.С., тел.", "*, тел."),
         ("* Г.Р. seen today", "* * seen today"),

@@ -42,9 +42,8 @@ read it, without pynetdicom's PDU objects, state machine, DIMSE decoding or the 
 hand-overs; anything else is handed to pynetdicom's DIMSE layer as before. Its DUL does
 not nap between PDUs.
 
-Requestor correctness. `install_reactor_gate` keeps the forwarder's reactor parked while it
-sends a study (see `ReactorGate`), and `send_files_as_stored` makes C-STORE stream a file's
-encoded bytes instead of decoding and re-encoding it.
+Requestor speed. `send_files_as_stored` makes C-STORE stream a file's encoded bytes instead
+of decoding and re-encoding it (the forwarder's reactor: `requestor_reactor`).
 """
 
 from __future__ import annotations
@@ -56,7 +55,6 @@ import queue
 import re
 import socket
 import struct
-import threading
 import time
 import types
 from typing import TYPE_CHECKING, Any, cast
@@ -86,9 +84,6 @@ __all__ = [
     "DUL_POLL_SECONDS",
     "PATCHES_APPLY",
     "WRITTEN_FOR",
-    "ReactorGate",
-    "install_reactor_gate",
-    "reactor_gate",
     "send_files_as_stored",
     "store_response_command",
     "tune_association",
@@ -190,46 +185,6 @@ def send_files_as_stored() -> None:
     forwarder checks before sending.
     """
     _config.STORE_SEND_CHUNKED_DATASET = True
-
-
-class ReactorGate(threading.Event):
-    """Stands in for pynetdicom's reactor checkpoint to keep the reactor parked while we send.
-
-    pynetdicom (3.0.4) pauses its association reactor around each send_c_store() and restarts
-    it afterwards, but the next send_c_store() only waits on a flag that the restarted reactor
-    may not have reset yet; with a fast peer the reactor then takes our C-STORE response off
-    the queue ("Received unexpected C-STORE service message") and we wait for the DIMSE
-    timeout. While `held`, the restart is a no-op, so from the first request on the reactor
-    stays parked until the study is sent. It only serves requests that the peer initiates,
-    which a Storage SCP does not send, and aborts are still seen by send_c_store().
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.held = False
-        super().set()
-
-    def set(self) -> None:
-        if not self.held:
-            super().set()
-
-    def release_hold(self) -> None:
-        self.held = False
-        super().set()
-
-
-def install_reactor_gate(assoc: Association) -> None:
-    """Put a `ReactorGate` in place of the association's reactor checkpoint (the private
-    `_reactor_checkpoint` Event). Call it on EVT_CONN_OPEN, before the reactor loop starts;
-    an association without that Event keeps its own."""
-    if isinstance(getattr(assoc, "_reactor_checkpoint", None), threading.Event):
-        assoc._reactor_checkpoint = ReactorGate()
-
-
-def reactor_gate(assoc: Association) -> ReactorGate | None:
-    """The gate `install_reactor_gate` put on this association, if it did."""
-    gate = getattr(assoc, "_reactor_checkpoint", None)
-    return gate if isinstance(gate, ReactorGate) else None
 
 
 def _sender(

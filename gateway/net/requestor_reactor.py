@@ -17,6 +17,7 @@ acceptor's loop (`pynetdicom_patches`).
 
 from __future__ import annotations
 
+import threading
 import time
 import types
 from typing import TYPE_CHECKING
@@ -27,7 +28,15 @@ from pynetdicom.association import LOGGER as PYNETDICOM_LOG
 if TYPE_CHECKING:
     from pynetdicom.association import Association
 
-__all__ = ["NAP_SECONDS", "association_ended", "idle_timed_out", "use_storage_requestor_reactor"]
+__all__ = [
+    "NAP_SECONDS",
+    "ReactorGate",
+    "association_ended",
+    "idle_timed_out",
+    "install_reactor_gate",
+    "reactor_gate",
+    "use_storage_requestor_reactor",
+]
 
 NAP_SECONDS = 0.005  # between looks at release/abort: nothing waits on it while sending
 
@@ -88,3 +97,43 @@ def idle_timed_out(assoc: Association) -> bool:
         assoc.abort()
     assoc.kill()
     return True
+
+
+class ReactorGate(threading.Event):
+    """Stands in for pynetdicom's reactor checkpoint to keep the reactor parked while we send.
+
+    pynetdicom (3.0.4) pauses its association reactor around each send_c_store() and restarts
+    it afterwards, but the next send_c_store() only waits on a flag that the restarted reactor
+    may not have reset yet; with a fast peer the reactor then takes our C-STORE response off
+    the queue ("Received unexpected C-STORE service message") and we wait for the DIMSE
+    timeout. While `held`, the restart is a no-op, so from the first request on the reactor
+    stays parked until the study is sent. It only serves requests that the peer initiates,
+    which a Storage SCP does not send, and aborts are still seen by send_c_store().
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = False
+        super().set()
+
+    def set(self) -> None:
+        if not self.held:
+            super().set()
+
+    def release_hold(self) -> None:
+        self.held = False
+        super().set()
+
+
+def install_reactor_gate(assoc: Association) -> None:
+    """Put a `ReactorGate` in place of the association's reactor checkpoint (the private
+    `_reactor_checkpoint` Event). Call it on EVT_CONN_OPEN, before the reactor loop starts;
+    an association without that Event keeps its own."""
+    if isinstance(getattr(assoc, "_reactor_checkpoint", None), threading.Event):
+        assoc._reactor_checkpoint = ReactorGate()
+
+
+def reactor_gate(assoc: Association) -> ReactorGate | None:
+    """The gate `install_reactor_gate` put on this association, if it did."""
+    gate = getattr(assoc, "_reactor_checkpoint", None)
+    return gate if isinstance(gate, ReactorGate) else None

@@ -24,14 +24,12 @@ from pynetdicom.presentation import PresentationContext, build_context
 
 from gateway.net.kept_associations import Kept, KeptAssociations, release_kept
 from gateway.net.outcome import ForwardOutcome, ForwardResult, Tally
-from gateway.net.pynetdicom_patches import (
-    PATCHES_APPLY,
+from gateway.net.pynetdicom_patches import PATCHES_APPLY, send_files_as_stored, tune_connection
+from gateway.net.requestor_reactor import (
     install_reactor_gate,
     reactor_gate,
-    send_files_as_stored,
-    tune_connection,
+    use_storage_requestor_reactor,
 )
-from gateway.net.requestor_reactor import use_storage_requestor_reactor
 from gateway.net.scu_handshake import Negotiation, TlsWitness, association_failed
 
 if TYPE_CHECKING:
@@ -200,7 +198,7 @@ def disable_nagle(event: evt.Event) -> None:
 
 def _install_reactor_gate(event: evt.Event) -> None:
     """Runs on EVT_CONN_OPEN, before the association's reactor loop starts: the reactor then
-    stays parked while we send (see `pynetdicom_patches.ReactorGate`), and never takes a
+    stays parked while we send (see `requestor_reactor.ReactorGate`), and never takes a
     DIMSE message (`requestor_reactor`)."""
     install_reactor_gate(event.assoc)
     if PATCHES_APPLY:

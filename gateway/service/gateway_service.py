@@ -159,12 +159,13 @@ class GatewayService:
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        # The listener first: once /healthz answers, senders can connect.
+        self.scp = start_scp(
+            self.config.listen, self.spool, self.metrics, ssl_context=self.tls.server
+        )
         http = self.config.http
         self.http = self.metrics.start_http(
             http.host, http.port, self.healthy, app=self._console(), ssl_context=_http_tls(http)
-        )
-        self.scp = start_scp(
-            self.config.listen, self.spool, self.metrics, ssl_context=self.tls.server
         )
         self.scheduler.start()
         log.info(

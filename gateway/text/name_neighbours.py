@@ -9,6 +9,10 @@ listed name after its first one or two letters, or digits right after it, is one
 name or do not know, joined by "and" or "&" to a name found (or already cut, "*"), is one
 too. "Smith and Nephew" stays: a safe word is never taken this way.
 
+"PARK Jiho present", "nodule 8 mm Lundegard Priyanka", "per ap Gruffydd": before a name, an
+upper-case listed word ("SURNAME Given", even one that is also a word), a Title Case word
+the lists do not know, or a particle, is part of it.
+
 "Иванова А.С.", "S. *": initials (one capital letter and a dot, up to three) beside a name
 or a cut one belong to it.
 """
@@ -21,7 +25,7 @@ from typing import Protocol
 
 from gateway.text.lexicon import Lexicon
 
-__all__ = ["initials_beside", "login_after_cue", "names_after_and"]
+__all__ = ["initials_beside", "login_after_cue", "names_after_and", "names_before_names"]
 
 _AND = re.compile(r"[ \t]+(?:and|&)[ \t]+")
 _INITIALS = re.compile(r"(?<![^\W\d_])(?:[^\W\d_]\.[ \t]?){1,3}(?![^\W\d_])")
@@ -34,6 +38,7 @@ class _Word(Protocol):
     text: str
     name: bool
     safe: bool
+    listed: bool
 
 
 def login_after_cue(text: str, word: _Word, lexicon: Lexicon) -> bool:
@@ -60,6 +65,24 @@ def names_after_and(text: str, words: Sequence[_Word], unknown: Callable[[_Word]
         if joined or _STAR_AND.search(text, 0, word.start):
             word.name = changed = True
     return changed
+
+
+def names_before_names(
+    text: str,
+    words: Sequence[_Word],
+    unknown: Callable[[_Word], bool],
+    particles: frozenset[str],
+) -> None:
+    """Set `name` on each word that is part of the Title Case name after it (see above)."""
+    for index in range(len(words) - 2, -1, -1):
+        word, after = words[index], words[index + 1]
+        if word.name or not after.name or text[word.end : after.start] != " ":
+            continue
+        value = after.text
+        family = word.text.isupper() and word.listed and len(word.text) >= 3 and value.istitle()
+        unlisted = word.text.istitle() and len(word.text) >= 4 and value.istitle() and unknown(word)
+        if family or unlisted or word.text in particles:
+            word.name = True
 
 
 def initials_beside(text: str, names: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:

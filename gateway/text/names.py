@@ -52,7 +52,7 @@ from importlib import resources
 
 from gateway.text.eponyms import drop_eponyms
 from gateway.text.lexicon import Lexicon, WordFacts, accent_fold
-from gateway.text.name_neighbours import login_after_cue, names_after_and
+from gateway.text.name_neighbours import login_after_cue, names_after_and, names_before_names
 from gateway.text.names_alone import mark_names_alone
 
 
@@ -323,8 +323,9 @@ def _unknown_name(
         return False  # "DVT", "CTA": abbreviations; Greek or Cyrillic words are all unknown
     if folded.endswith(endings) or folded.startswith(CLINICAL_STARTS):
         return False
-    return not any(  # "LSPINE", "Chestwall": safe words run together
-        (at == 1 or folded[:at] in lexicon.safe) and folded[at:] in lexicon.safe
+    return not any(  # "LSPINE", "Chestwall": safe words run together; not "Or|twin"
+        (at == 1 or (folded[:at] in lexicon.safe and (at > 2 or text.isupper())))
+        and folded[at:] in lexicon.safe
         for at in range(1, len(folded) - 2)
     )
 
@@ -419,6 +420,9 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
         if pair and _joined(text, left, right):
             left.name = right.name = True
     _apply_context(text, tokens, prose, lexicon)
+    names_before_names(
+        text, tokens, lambda t: _unknown_name(t, lexicon, CLINICAL_ENDINGS), PARTICLES
+    )
     mark_names_alone(text, tokens, lambda t: _unknown_name(t, lexicon, ALONE_ENDINGS), PARTICLES)
     _spread(text, tokens)
     if names_after_and(text, tokens, lambda t: _unknown_name(t, lexicon)):

@@ -69,7 +69,8 @@ def recognizer() -> Recognizer:
         ("PARK Jiho present.", "* present."),
         ("HORVAT Ortwin present. Right lower lobe", "* present. Right lower lobe"),
         ("nodule 8 mm Lundegard Priyanka", "nodule 8 mm *"),
-        ("per ap Gruffydd present.", "* present."),
+        ("per ap Gruffydd present.", "per * present."),
+        ("Per Hansen present.", "* present."),
         # initials beside a name or a cut one; other initials stay
         ("Иванова А.С., тел.", "*, тел."),
         ("* Г.Р. seen today", "* * seen today"),

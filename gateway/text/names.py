@@ -229,7 +229,7 @@ def _may_join(named: Token, candidate: Token) -> bool:
     but not a short upper-case abbreviation that is safe vocabulary ("CT", "MRI")."""
     if not candidate.listed or len(candidate.text) < 2 or _style(candidate) != _style(named):
         return False
-    if candidate.folded in CUE_LINKS:  # "by rkapoor": the cue is not the name's
+    if candidate.text.islower() and candidate.folded in CUE_LINKS | CUES:  # "by rkapoor"
         return False
     return not (candidate.safe and len(candidate.text) <= 3 and candidate.text.isupper())
 

@@ -71,6 +71,10 @@ def recognizer() -> Recognizer:
         ("nodule 8 mm Lundegard Priyanka", "nodule 8 mm *"),
         ("per ap Gruffydd present.", "per * present."),
         ("Per Hansen present.", "* present."),
+        ("ΤΣΑΚΊΡΗ Ιωάννα: US THYROID", "*: US THYROID"),
+        ("prior exam of patient stergaard Chidi", "prior exam of patient *"),
+        ("AX T1 POST GAD per Le", "AX T1 POST GAD per *"),
+        ("per le protocole", "per le protocole"),
         # initials beside a name or a cut one; other initials stay
         ("Иванова А.С., тел.", "*, тел."),
         ("* Г.Р. seen today", "* * seen today"),

@@ -78,11 +78,21 @@ def names_before_names(
         word, after = words[index], words[index + 1]
         if word.name or not after.name or text[word.end : after.start] != " ":
             continue
-        value = after.text
-        family = word.text.isupper() and word.listed and len(word.text) >= 3 and value.istitle()
-        unlisted = word.text.istitle() and len(word.text) >= 4 and value.istitle() and unknown(word)
-        if family or unlisted or word.text in particles:
-            word.name = True
+        text_, value = word.text, after.text
+        other_script = max(text_) > "\u024f" and _same_script(text_, value)  # "ΤΣΑΚΊΡΗ Ιωάννα"
+        family = text_.isupper() and (word.listed or other_script) and len(text_) >= 3
+        unlisted = text_.istitle() and len(text_) >= 4 and unknown(word)
+        mangled = text_.islower() and len(text_) >= 5 and not (word.listed or word.safe)
+        if (value.istitle() and (family or unlisted or mangled)) or text_ in particles:
+            word.name = True  # "mangled": "stergaard Chidi", a letter dropped by a system
+
+
+def _same_script(left: str, right: str) -> bool:
+    """Both in Greek, or both in Cyrillic (by their highest letter)."""
+    blocks = [(0x0370, 0x03FF), (0x1F00, 0x1FFF), (0x0400, 0x04FF)]
+    return any(
+        low <= ord(max(left)) <= high and low <= ord(max(right)) <= high for low, high in blocks
+    )
 
 
 def initials_beside(text: str, names: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -192,8 +192,9 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool, lexicon: L
             nxt -= 1  # "Dr. Le present": the particle is the surname
             particles.pop()
         first = tokens[nxt]
+        last = nxt + 1 >= count or not tokens[nxt + 1].cap  # "per Le": the surname
         if _is_title(first) or (
-            first.folded in PARTICLES and not (strong and first.text[:1].isupper())
+            first.folded in PARTICLES and not ((strong or last) and first.text[:1].isupper())
         ):
             continue
         if not _cue_gap(text, tokens[nxt - 1], first):

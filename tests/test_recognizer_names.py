@@ -75,6 +75,10 @@ def recognizer() -> Recognizer:
         ("prior exam of patient stergaard Chidi", "prior exam of patient *"),
         ("AX T1 POST GAD per Le", "AX T1 POST GAD per *"),
         ("per le protocole", "per le protocole"),
+        ("Peregrine Adeyemi: Annotations", "*: Annotations"),
+        ("MR BRAIN W/WO - Te Whare Maëlle", "MR BRAIN W/WO - *"),
+        ("CTV Lee edit", "CTV * edit"),
+        ("r/o PE daughter Chidi stergaard", "r/o PE daughter *"),
         # initials beside a name or a cut one; other initials stay
         ("Иванова А.С., тел.", "*, тел."),
         ("* Г.Р. seen today", "* * seen today"),

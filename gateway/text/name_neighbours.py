@@ -72,19 +72,32 @@ def names_before_names(
     words: Sequence[_Word],
     unknown: Callable[[_Word], bool],
     particles: frozenset[str],
+    clinical: Callable[[str], bool],
 ) -> None:
     """Set `name` on each word that is part of the Title Case name after it (see above)."""
     for index in range(len(words) - 2, -1, -1):
         word, after = words[index], words[index + 1]
-        if word.name or not after.name or text[word.end : after.start] != " ":
+        if text[word.end : after.start] != " ":
+            continue
+        if word.name and not after.name and _mangled(after, clinical):
+            after.name = True  # "daughter Chidi stergaard"
+        if word.name or not after.name:
             continue
         text_, value = word.text, after.text
         other_script = max(text_) > "\u024f" and _same_script(text_, value)  # "ΤΣΑΚΊΡΗ Ιωάννα"
         family = text_.isupper() and (word.listed or other_script) and len(text_) >= 3
         unlisted = text_.istitle() and len(text_) >= 4 and unknown(word)
-        mangled = text_.islower() and len(text_) >= 5 and not (word.listed or word.safe)
-        if (value.istitle() and (family or unlisted or mangled)) or text_ in particles:
+        if (
+            value.istitle() and (family or unlisted or _mangled(word, clinical))
+        ) or text_ in particles:
             word.name = True  # "mangled": "stergaard Chidi", a letter dropped by a system
+
+
+def _mangled(word: _Word, clinical: Callable[[str], bool]) -> bool:
+    """A lower-case word of five letters or more that no list knows ("stergaard") and
+    that is not shaped like a clinical term ("neuroma")."""
+    value = word.text
+    return value.islower() and len(value) >= 5 and not (word.listed or word.safe or clinical(value))
 
 
 def _same_script(left: str, right: str) -> bool:

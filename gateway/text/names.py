@@ -325,7 +325,8 @@ def _unknown_name(
     if folded.endswith(endings) or folded.startswith(CLINICAL_STARTS):
         return False
     return not any(  # "LSPINE", "Chestwall": safe words run together; not "Or|twin"
-        (at == 1 or (folded[:at] in lexicon.safe and (at > 2 or text.isupper())))
+        (at > 2 or text.isupper())
+        and (at == 1 or folded[:at] in lexicon.safe)
         and folded[at:] in lexicon.safe
         for at in range(1, len(folded) - 2)
     )
@@ -340,14 +341,14 @@ def _apply_context(text: str, tokens: list[Token], prose: bool, lexicon: Lexicon
         after = text[token.end : nxt.start if nxt else len(text)]
         # A listed name that is also a word ("Lee") counts before "present" after a name.
         first = tokens[index - 1] if index else None
-        listed_before = bool(
+        listed_before = bool(  # after a name or a descriptor: "CTV Lee edit"
             first is not None
             and token.listed
             and token.text.istitle()
             and after == " "
             and nxt is not None
             and nxt.folded in AFTER_NAME
-            and (first.name or _unknown_name(first, lexicon))
+            and (first.text.isupper() or first.name or _unknown_name(first, lexicon))
         )
         if not (token.name or listed_before) and (token.safe or not token.text[:1].isupper()):
             continue
@@ -421,9 +422,9 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
         if pair and _joined(text, left, right):
             left.name = right.name = True
     _apply_context(text, tokens, prose, lexicon)
-    names_before_names(
-        text, tokens, lambda t: _unknown_name(t, lexicon, CLINICAL_ENDINGS), PARTICLES
-    )
+    clinical = lambda w: w.endswith(CLINICAL_ENDINGS) or w.startswith(CLINICAL_STARTS)  # noqa: E731
+    unknown = lambda t: _unknown_name(t, lexicon, ALONE_ENDINGS)  # noqa: E731
+    names_before_names(text, tokens, unknown, PARTICLES, clinical)
     mark_names_alone(text, tokens, lambda t: _unknown_name(t, lexicon, ALONE_ENDINGS), PARTICLES)
     _spread(text, tokens)
     if names_after_and(text, tokens, lambda t: _unknown_name(t, lexicon)):

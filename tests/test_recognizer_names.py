@@ -78,6 +78,9 @@ def recognizer() -> Recognizer:
         ("Peregrine Adeyemi: Annotations", "*: Annotations"),
         ("MR BRAIN W/WO - Te Whare Maëlle", "MR BRAIN W/WO - *"),
         ("CTV Lee edit", "CTV * edit"),
+        ("Small Baker cyst. LEE Seoyeon.", "Small Baker cyst. *."),
+        # a name that overlaps a stronger span keeps what lies beyond it
+        ("NI no. TM 39 41 10 D. Hoffmeister. Right lower lobe", "NI no. *. *. Right lower lobe"),
         ("r/o PE daughter Chidi stergaard", "r/o PE daughter *"),
         # initials beside a name or a cut one; other initials stay
         ("Иванова А.С., тел.", "*, тел."),

@@ -179,6 +179,8 @@ def typed_forms(components: list[str], group: str, person_name: str) -> tuple[se
             dropped = _letters(raw.encode("ascii", "ignore").decode())
             if len(dropped) >= 4:
                 forms.add(dropped)  # "stergaard", "gromann": what an ASCII-only system leaves
+        if not latin:  # GROSSMANN is Großmann, which an ASCII-only system makes "gromann"
+            forms |= {f.replace("ss", "") for f in forms if "ss" in f and len(f) >= 7}
         out |= forms
         latin.append(forms | ({component} if component.isascii() else set()))
     if len(latin) == 2:

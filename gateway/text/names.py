@@ -424,8 +424,8 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
     _apply_context(text, tokens, prose, lexicon)
     clinical = lambda w: w.endswith(CLINICAL_ENDINGS) or w.startswith(CLINICAL_STARTS)  # noqa: E731
     unknown = lambda t: _unknown_name(t, lexicon, ALONE_ENDINGS)  # noqa: E731
+    mark_names_alone(text, tokens, unknown, PARTICLES)
     names_before_names(text, tokens, unknown, PARTICLES, clinical)
-    mark_names_alone(text, tokens, lambda t: _unknown_name(t, lexicon, ALONE_ENDINGS), PARTICLES)
     _spread(text, tokens)
     if names_after_and(text, tokens, lambda t: _unknown_name(t, lexicon)):
         _spread(text, tokens)

@@ -51,13 +51,25 @@ class Span:
     kind: str  # "name", "phone", "email", "url", "address", "postcode", "id", "date", "time"
 
 
-def _resolve(candidates: Iterable[tuple[int, int, str]]) -> tuple[Span, ...]:
-    """Non-overlapping spans, strongest kind first, then the longest; sorted by position."""
+def _resolve(text: str, candidates: Iterable[tuple[int, int, str]]) -> tuple[Span, ...]:
+    """Non-overlapping spans, strongest kind first, then the longest; sorted by position.
+    What a weaker candidate holds beyond the stronger ones is kept too: in "NI no. TM 39 41
+    10 D. Hoffmeister" the name "D. Hoffmeister" overlaps the number, and "Hoffmeister"
+    must still go."""
     kept: list[tuple[int, int, str]] = []
     ordered = sorted(set(candidates), key=lambda c: (_PRIORITY[c[2]], c[0] - c[1], c[0]))
     for start, end, kind in ordered:
-        if end > start and all(end <= s or start >= e for s, e, _ in kept):
+        pieces = [(start, end)]
+        for s, e, _ in kept:
+            pieces = [p for a, b in pieces for p in ((a, min(b, s)), (max(a, e), b)) if p[0] < p[1]]
+        if pieces == [(start, end)]:
             kept.append((start, end, kind))
+            continue
+        for a, b in pieces:  # what is left beside stronger spans, without their punctuation
+            found = _ALNUM.search(text, a, b)
+            if found is not None:
+                last = max(m.end() for m in _ALNUM.finditer(text, a, b))
+                kept.append((found.start(), last, kind))
     return tuple(Span(s, e, k) for s, e, k in sorted(kept))
 
 
@@ -139,7 +151,7 @@ class Recognizer:
             candidates.extend(find_cjk_addresses(text))
         names.extend(initials_beside(text, names))
         candidates.extend(_merge_names(text, names))
-        return _resolve(candidates)
+        return _resolve(text, candidates)
 
     def _clean_uncached(self, text: str, replacement: str, shift_days: int | None) -> str:
         return self.replace(text, self._spans(text), replacement, shift_days)

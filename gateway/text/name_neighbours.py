@@ -85,11 +85,13 @@ def names_before_names(
             continue
         text_, value = word.text, after.text
         other_script = max(text_) > "\u024f" and _same_script(text_, value)  # "ΤΣΑΚΊΡΗ Ιωάννα"
-        family = text_.isupper() and (word.listed or other_script) and len(text_) >= 3
+        family = (
+            text_.isupper() and len(text_) >= 3 and (word.listed or other_script or unknown(word))
+        )
         unlisted = text_.istitle() and len(text_) >= 4 and unknown(word)
         if (
             value.istitle() and (family or unlisted or _mangled(word, clinical))
-        ) or text_ in particles:
+        ) or text_.lower() in particles:
             word.name = True  # "mangled": "stergaard Chidi", a letter dropped by a system
 
 

@@ -204,6 +204,9 @@ def test_numbers_written_against_cjk_letters_are_found(
         ("Brightmoor BR2 9RF", ["Brightmoor", "BR2 9RF"]),
         ("75008 Paris, CT HEAD", ["75008", "Paris"]),
         ("Mild change. *, Skarvik *. nodule 8 mm", ["Skarvik"]),
+        # a town before its street
+        ("DOB *, Warszawa ul. Polna 12", ["Warszawa", "Polna 12"]),
+        ("Patient from Lyon, 14 rue des Lilas", ["Lyon", "14 rue des Lilas"]),
     ],
 )
 def test_towns_and_postcodes_are_found(

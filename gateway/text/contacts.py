@@ -24,7 +24,7 @@ import re
 import phonenumbers
 
 from gateway.text.cjk_names import CJK_LETTERS
-from gateway.text.lexicon import Lexicon
+from gateway.text.lexicon import Lexicon, shipped_lexicon
 from gateway.text.places import UNITS, cued, find_places, find_postcodes, find_streets, unit_follows
 
 
@@ -152,6 +152,8 @@ def find_contacts(text: str, lexicon: Lexicon | None = None) -> list[tuple[int, 
             found.extend(find_places(text, [], lexicon))
         return found
     streets = find_streets(text)
+    if streets:
+        found.extend(_towns_before(text, streets, lexicon))
     doubtful: list[tuple[int, int, str]] = []
     codes = find_postcodes(text, doubtful)
     found.extend(streets)
@@ -165,6 +167,27 @@ def find_contacts(text: str, lexicon: Lexicon | None = None) -> list[tuple[int, 
         keyed = [(s, e) for s, e, k in found if k == "id" and _keyed(text, s, e)]
         found.extend(p for p in _phones(text) if not any(p[0] < e and s < p[1] for s, e in keyed))
     return found
+
+
+# A town written before its street, as Polish and Czech addresses put it ("Warszawa, ul.
+# Polna 12"): one capitalised word that is not vocabulary, right before the street.
+_TOWN_BEFORE = re.compile(r"(?<![^\W\d_])([^\W\d_a-z][^\W\d_]{2,})(?:,[ \t]*|[ \t]+)\Z")
+
+
+def _towns_before(
+    text: str, streets: list[tuple[int, int, str]], lexicon: Lexicon | None
+) -> list[tuple[int, int, str]]:
+    words = lexicon if lexicon is not None else shipped_lexicon()
+    out = []
+    for start, end, _kind in streets:
+        found = _TOWN_BEFORE.search(text, 0, start)
+        if (
+            found is not None
+            and found.group(1)[:1].isupper()
+            and not words.facts(found.group(1))[2]
+        ):
+            out.append((found.start(1), end, "address"))  # the town and its street
+    return out
 
 
 def _keyed(text: str, start: int, end: int) -> bool:

@@ -65,6 +65,8 @@ def recognizer() -> Recognizer:
         ("Technologist: mgarcia3, reviewed by rkapoor", "Technologist: *3, reviewed by *"),
         ("contoured by jsmith2", "contoured by *2"),
         ("reviewed by radiology", "reviewed by radiology"),
+        ("Addendum 2009-08-01 by jpatel: no change.", "Addendum * by *: no change."),
+        ("caused by mechanical stress", "caused by mechanical stress"),
         # before a name: an upper-case listed word, an unknown Title Case word, a particle
         ("PARK Jiho present.", "* present."),
         ("HORVAT Ortwin present. Right lower lobe", "* present. Right lower lobe"),

@@ -82,7 +82,7 @@ def test_bare_and_cued_digit_runs_are_ids(recognizer: Recognizer, text: str, val
         "kV 80 100 120 140", "Series 1001", "syngo MR E11 VE11C 2.3.1", "version 2.10.12",
         "SE 2 IMG 45", "prior 3 4 mm", "Liver measures 16.2 cm", "Lesion 12 x 9 mm",
         "0.625123 s", "C1-C7", "L4-L5", "PTV_6000", "TI-RADS 3", "EF 55 percent",
-        "CPR 2 cycles", "AX 2.5MM SOFT TISSUE",
+        "CPR 2 cycles", "AX 2.5MM SOFT TISSUE", "dilution 1/100000",
     ],
 )  # fmt: skip
 def test_measurements_and_value_lists_are_not_ids(recognizer: Recognizer, text: str) -> None:
@@ -204,6 +204,8 @@ def test_numbers_written_against_cjk_letters_are_found(
         ("Brightmoor BR2 9RF", ["Brightmoor", "BR2 9RF"]),
         ("75008 Paris, CT HEAD", ["75008", "Paris"]),
         ("Mild change. *, Skarvik *. nodule 8 mm", ["Skarvik"]),
+        # a reference joined by slashes with a word
+        ("Case ref. 2021/RAD/004512 - request", ["004512"]),
         # a town before its street
         ("DOB *, Warszawa ul. Polna 12", ["Warszawa", "Polna 12"]),
         ("Patient from Lyon, 14 rue des Lilas", ["Lyon", "14 rue des Lilas"]),

@@ -71,6 +71,8 @@ ALNUM = re.compile(
 # Each keyword pattern opens with a look-ahead for its keywords' first letters: the regex
 # engine then skips other positions quickly (twice as fast on text without a keyword).
 UNDERSCORED = re.compile(r"(?<=_)\d{6,}(?!\d)|(?<![^\W_])\d{6,}(?=_)")
+# A reference joined by slashes with a word: "2021/RAD/004512" (not "1/100000", a dilution).
+SLASHED = re.compile(r"(?<=[A-Za-z]/)\d{5,}(?!\d)|(?<![\w/])\d{5,}(?=/[A-Za-z])")
 ID_KEYWORD = re.compile(
     r"(?i)(?=[muhpiansbcr])\b(?:MRN|MR\s?(?:No|#)|UR\s?No|hospital\s+(?:no|number)|patient\s+(?:id|no|number)"
     r"|pt\s+id|ID|accession(?:\s+(?:no|number))?|acc\s?(?:no|#)|(?-i:ACC)|NHS(?:\s+(?:no|number))?|SSN"
@@ -253,6 +255,8 @@ def _identifiers(text: str, digits: int) -> list[tuple[int, int, str]]:
             wanted = ID_CUE.search(text, max(0, m.start() - 24), m.start()) is not None
         if wanted:
             out.append((m.start(), m.end(), "id"))
+    if "/" in text:
+        out.extend((*m.span(), "id") for m in SLASHED.finditer(text))
     if "_" in text:  # a file or protocol name: "OKAFOR_C_4471928.dcm" (not "IMG_000123")
         out.extend((*m.span(), "id") for m in UNDERSCORED.finditer(text) if m[0][:3] != "000")
     for m in ALNUM.finditer(text):

@@ -25,7 +25,12 @@ from typing import Protocol
 
 from gateway.text.lexicon import Lexicon
 
-__all__ = ["initials_beside", "login_after_cue", "names_after_and", "names_before_names"]
+__all__ = [
+    "initials_beside",
+    "login_after_cue",
+    "names_after_and",
+    "names_before_names",
+]
 
 _AND = re.compile(r"[ \t]+(?:and|&)[ \t]+")
 _INITIALS = re.compile(r"(?<![^\W\d_])(?:[^\W\d_]\.[ \t]?){1,3}(?![^\W\d_])")

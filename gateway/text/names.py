@@ -50,9 +50,9 @@ import itertools
 import re
 from importlib import resources
 
+from gateway.text import name_neighbours as neighbours
 from gateway.text.eponyms import drop_eponyms
 from gateway.text.lexicon import Lexicon, WordFacts, accent_fold
-from gateway.text.name_neighbours import login_after_cue, names_after_and, names_before_names
 from gateway.text.names_alone import mark_names_alone
 
 
@@ -174,6 +174,10 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool, lexicon: L
             or (
                 token.folded in CUE_LINKS
                 and any(t.folded in CUE_VERBS for t in tokens[max(0, index - 3) : index])
+            )  # "Addendum by jpatel": "by" before a user name needs no verb
+            or (
+                token.folded == "by"
+                and neighbours.login_after_cue(text, tokens[index + 1], lexicon)
             )
         )
         if not (strong or weak) or not _cue_gap(text, token, tokens[index + 1]):
@@ -204,7 +208,7 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool, lexicon: L
         else:  # "per protocol", "called back", "discussed with Radiology" stay
             clear = first.listed and not first.safe
             wanted = clear or (first.cap and (first.listed or not first.safe))
-            wanted = wanted or login_after_cue(text, first, lexicon)
+            wanted = wanted or neighbours.login_after_cue(text, first, lexicon)
         if wanted:
             for particle in particles:
                 particle.name = True
@@ -425,9 +429,9 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
     clinical = lambda w: w.endswith(CLINICAL_ENDINGS) or w.startswith(CLINICAL_STARTS)  # noqa: E731
     unknown = lambda t: _unknown_name(t, lexicon, ALONE_ENDINGS)  # noqa: E731
     mark_names_alone(text, tokens, unknown, PARTICLES)
-    names_before_names(text, tokens, unknown, PARTICLES, clinical)
+    neighbours.names_before_names(text, tokens, unknown, PARTICLES, clinical)
     _spread(text, tokens)
-    if names_after_and(text, tokens, lambda t: _unknown_name(t, lexicon)):
+    if neighbours.names_after_and(text, tokens, lambda t: _unknown_name(t, lexicon)):
         _spread(text, tokens)
     drop_eponyms(text, tokens, EPONYM_NOUNS, ROMAN)
     for token in tokens:

@@ -37,9 +37,7 @@ _BEFORE = (
 NAME_BEFORE = re.compile(
     rf"(?<![\w-])(?P<run>{_RUN})[ \t]+{_AFTER}(?:[ \t]+of[ \t]+{_RUN})?(?![\w-])"
 )
-NAME_AFTER = re.compile(
-    rf"(?<![\w-]){_BEFORE}[ \t]+(?:{_LINK}[ \t]+)?(?P<run>{_RUN})(?![\w-])"
-)
+NAME_AFTER = re.compile(rf"(?<![\w-]){_BEFORE}[ \t]+(?:{_LINK}[ \t]+)?(?P<run>{_RUN})(?![\w-])")
 UPPER_BEFORE = re.compile(
     r"(?<![\w-])(?P<run>[A-Z][A-Z'.-]+(?:[ \t]+[A-Z][A-Z'.-]+){0,4})[ \t]+"
     r"(?:HOSPITALS?|INFIRMARY|CLINIC|HOSPICE|MEDICAL[ \t]+CENT(?:ER|RE)|KLINIKUM)(?![\w-])"

@@ -30,8 +30,18 @@ from gateway.text.relations import find_relatives
 _PRIORITY = {
     kind: rank
     for rank, kind in enumerate(
-        ("email", "url", "date", "address", "organisation", "phone", "postcode", "id", "time",
-         "name")
+        (
+            "email",
+            "url",
+            "date",
+            "address",
+            "organisation",
+            "phone",
+            "postcode",
+            "id",
+            "time",
+            "name",
+        )
     )
 }
 CACHE_SIZE = 65536

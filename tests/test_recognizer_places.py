@@ -36,6 +36,8 @@ def recognizer() -> Recognizer:
         ("comparé à celui du CHU de Rennes.", "comparé à celui du *."),
         ("på Karolinska Universitetssjukhuset.", "på *."),
         ("Evangelisches Krankenhaus Bielefeld", "*"),
+        ("CT at St Elsewhere's General.", "CT at *."),
+        ("Toronto General ED", "* ED"),
     ],
 )
 def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cleaned: str) -> None:
@@ -51,6 +53,7 @@ def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cle
         "Haematology Clinic", "Rapid Access Chest Pain Clinic", "CHEST CLINIC",
         "Cardiology Clinic", "Emergency Department", "General Surgery", "Day Surgery",
         "Oral and Maxillofacial Surgery", "Colorectal Surgery", "General Practice",
+        "General anaesthesia", "Memorial service", "Attorney General",
     ],
 )  # fmt: skip
 def test_clinics_named_for_what_they_treat_stay(recognizer: Recognizer, text: str) -> None:

@@ -7,7 +7,8 @@ Practice, ...), or after one
 that comes first in its language (Klinikum, Hôpital, Hospital Universitario, Ospedale). The
 run counts only when one of its words is not in the safe vocabulary nor clinical by its ending
 (a saint's, a person's or a town's name): "Fracture Clinic", "Lymphoedema Clinic" and
-"General Hospital" stay, "Harrogate District Hospital" and "St Mary's Hospital" go whole.
+"General Hospital" stay, "Harrogate District Hospital" and "St Mary's Hospital" go whole, and
+so do "St Elsewhere's General" and "Toronto General" ("Surgeon General" stays).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ _WORD = r"(?:St\.?|Ste?\.?|[A-ZÀ-Þ][\w'’-]*)"  # no full stop: it may end th
 _LINK = r"(?:of|the|and|&|de|del|la|du|des|der|di|y|von)"
 _RUN = rf"{_WORD}(?:[ \t]+(?:{_LINK}[ \t]+){{0,2}}{_WORD}){{0,5}}"
 _AFTER = (
-    r"(?:Hospitals?|Infirmary|Clinic|Clinics|Hospice|Sanatorium|Polyclinic|Medical[ \t]+"
+    r"(?:Hospitals?|Infirmary|Clinic|Clinics|Hospice|Sanatorium|Polyclinic|General|Memorial"
+    r"|Medical[ \t]+"
     r"(?:Cent(?:er|re)|Group)|Health[ \t]+(?:Cent(?:er|re)|System)|Imaging[ \t]+Cent(?:er|re)"
     r"|Cancer[ \t]+Cent(?:er|re)|(?:NHS[ \t]+)?(?:Foundation[ \t]+)?Trust|Klinik|Klinikum"
     r"|Kliniken|Surgery|(?:Medical[ \t]+|Family[ \t]+|Group[ \t]+)?Practice"
@@ -72,6 +74,7 @@ def _first_name_word(run: str, lexicon: Lexicon) -> int | None:
 _HINT = re.compile(
     r"(?i)hospi|infirm|clini|klinik|kranken|h[ôo]pital|ospedal|policlin|ziekenh|sjukh|medical"
     r"|health|imaging|cancer|trust|sanator|surgery|practice|chr?u|sjukh|sygeh|sykeh|sairaal"
+    r"|general|memorial"
 )
 
 

@@ -80,6 +80,11 @@ def recognizer() -> Recognizer:
         ("Peregrine Adeyemi: Annotations", "*: Annotations"),
         ("MR BRAIN W/WO - Te Whare Maëlle", "MR BRAIN W/WO - *"),
         ("CTV Lee edit", "CTV * edit"),
+        ("per ap Gruffydd: CT CHEST W/O", "per *: CT CHEST W/O"),
+        ("Τσακίρη: abdominal pain RLQ", "*: abdominal pain RLQ"),
+        ("nodule 8 mm Morwenna Vanterpool.", "nodule 8 mm *."),
+        ("nodule 8 mm Ni Dhomhnaill", "nodule 8 mm *"),
+        ("tenderness in Right Iliac Fossa", "tenderness in Right Iliac Fossa"),
         ("Small Baker cyst. LEE Seoyeon.", "Small Baker cyst. *."),
         # a name that overlaps a stronger span keeps what lies beyond it
         ("NI no. TM 39 41 10 D. Hoffmeister. Right lower lobe", "NI no. *. *. Right lower lobe"),

@@ -13,6 +13,9 @@ too. "Smith and Nephew" stays: a safe word is never taken this way.
 upper-case listed word ("SURNAME Given", even one that is also a word), a Title Case word
 the lists do not know, or a particle, is part of it.
 
+"nodule 8 mm Morwenna Vanterpool.": two or three Title Case words that are names as far as
+the lists tell, ending the value after a lower-case word, are one name.
+
 "Иванова А.С.", "S. *": initials (one capital letter and a dot, up to three) beside a name
 or a cut one belong to it.
 """
@@ -28,8 +31,10 @@ from gateway.text.lexicon import Lexicon
 __all__ = [
     "initials_beside",
     "login_after_cue",
+    "mark_pn_group",
     "names_after_and",
     "names_before_names",
+    "names_ending_note",
 ]
 
 _AND = re.compile(r"[ \t]+(?:and|&)[ \t]+")
@@ -131,3 +136,33 @@ def initials_beside(text: str, names: Sequence[tuple[int, int]]) -> list[tuple[i
         if before or end in starts or (end + 1 in starts and text[end] == " "):
             found.append((start, end))
     return found
+
+
+def mark_pn_group(text: str, words: Sequence[_Word], word: _Word) -> None:
+    """A DICOM PN value in text ("SMITH^JOHN^A"): every component of a name is a name."""
+    start = text.rfind(" ", 0, word.start) + 1
+    end = text.find(" ", word.end)
+    end = len(text) if end < 0 else end
+    for other in words:
+        if start <= other.start and other.end <= end:
+            other.name = True
+
+
+def names_ending_note(text: str, words: Sequence[_Word], unknown: Callable[[_Word], bool]) -> None:
+    """Set `name` on a run of two or three such words that ends the value (see above)."""
+    count = len(words)
+    if count < 3 or text[words[-1].end :].strip(" ."):
+        return
+    start = count - 1
+    while (
+        start > 1 and count - start < 3 and text[words[start - 1].end : words[start].start] == " "
+    ):
+        if not words[start - 1].text.istitle():
+            break
+        start -= 1
+    run = words[start:]
+    if len(run) < 2 or not words[start - 1].text.islower():
+        return
+    if all(w.text.istitle() and unknown(w) for w in run):
+        for word in run:
+            word.name = True

@@ -187,8 +187,8 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool, lexicon: L
             tokens[nxt].name = True
             nxt += 1
         particles = []
-        while strong and nxt + 1 < count and tokens[nxt].folded in PARTICLES:
-            particles.append(tokens[nxt])  # "Dr. de la Cruz"
+        while nxt + 1 < count and _particle(tokens[nxt], strong):
+            particles.append(tokens[nxt])  # "Dr. de la Cruz", "per ap Gruffydd"
             nxt += 1
         if nxt >= count:
             continue
@@ -214,6 +214,10 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool, lexicon: L
                 particle.name = True
             first.name = first.cued = True
             _extend(text, tokens, nxt, +1, 2)
+
+
+def _particle(token: Token, strong: bool) -> bool:  # after a weak cue only in lower case
+    return token.folded in PARTICLES and (strong or token.text.islower())
 
 
 def _is_initial(text: str, token: Token) -> bool:
@@ -430,21 +434,12 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
     unknown = lambda t: _unknown_name(t, lexicon, ALONE_ENDINGS)  # noqa: E731
     mark_names_alone(text, tokens, unknown, PARTICLES)
     neighbours.names_before_names(text, tokens, unknown, PARTICLES, clinical)
+    neighbours.names_ending_note(text, tokens, unknown)
     _spread(text, tokens)
     if neighbours.names_after_and(text, tokens, lambda t: _unknown_name(t, lexicon)):
         _spread(text, tokens)
     drop_eponyms(text, tokens, EPONYM_NOUNS, ROMAN)
     for token in tokens:
         if token.name and "^" in text[max(0, token.start - 1) : token.end + 1]:
-            _mark_pn_group(text, tokens, token)
+            neighbours.mark_pn_group(text, tokens, token)
     return [(t.start, t.end) for t in tokens if t.name]
-
-
-def _mark_pn_group(text: str, tokens: list[Token], token: Token) -> None:
-    """A DICOM PN value in text ("SMITH^JOHN^A"): every component of a name is a name."""
-    start = text.rfind(" ", 0, token.start) + 1
-    end = text.find(" ", token.end)
-    end = len(text) if end < 0 else end
-    for other in tokens:
-        if start <= other.start and other.end <= end:
-            other.name = True

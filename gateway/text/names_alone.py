@@ -77,8 +77,10 @@ def mark_names_alone(
         run = tokens[first : end + 1]
         before = text[tokens[first - 1].end if first else 0 : run[0].start]
         after = text[run[-1].end : tokens[end + 1].start if end + 1 < count else len(text)]
+        # A Greek or Cyrillic word is no label in Latin text: "Τσακίρη: abdominal pain".
+        labelled = latin and all(not _is_latin(w) for w in run) and ":" in after
         alone = (not first or _apart(before, tokens[first - 1], False)) and (
-            end + 1 == count or _apart(after, tokens[end + 1], True)
+            end + 1 == count or labelled or _apart(after, tokens[end + 1], True)
         )
         named = [w.text in particles or _named(w, unknown) for w in run]
         # A listed word that is also a word ("Park", "Lee") counts beside an unknown one.

@@ -85,6 +85,14 @@ def recognizer() -> Recognizer:
         ("nodule 8 mm Morwenna Vanterpool.", "nodule 8 mm *."),
         ("nodule 8 mm Ni Dhomhnaill", "nodule 8 mm *"),
         ("tenderness in Right Iliac Fossa", "tenderness in Right Iliac Fossa"),
+        # other scripts: titles in Devanagari and Thai, Russian roles and patronymics
+        ("रोगी को डॉ. सुरेश वर्मा ने भेजा", "रोगी को डॉ. *"),  # caseless: the verb goes too
+        ("ผู้ป่วยถูกส่งตัวโดย นพ.สมชาย ใจดี", "ผู้ป่วยถูกส่งตัวโดย นพ.*"),
+        ("Пациент направлен врачом Смирновой Еленой Викторовной", "Пациент направлен врачом *"),
+        ("Жалобы со слов Ольги Сергеевны", "Жалобы со слов *"),
+        ("Пациентка жалуется на боль", "Пациентка жалуется на боль"),
+        ("Die Patientin wurde von ihrer Tochter Annelie Brückner begleitet.",
+         "Die Patientin wurde von ihrer Tochter * begleitet."),
         ("Small Baker cyst. LEE Seoyeon.", "Small Baker cyst. *."),
         # a name that overlaps a stronger span keeps what lies beyond it
         ("NI no. TM 39 41 10 D. Hoffmeister. Right lower lobe", "NI no. *. *. Right lower lobe"),

@@ -30,6 +30,20 @@ def fold(word: str) -> str:
     return unicodedata.normalize("NFKC", word).casefold()
 
 
+@lru_cache(maxsize=1)
+def combining_marks() -> str:
+    """A regex class body of every combining mark in the Basic Multilingual Plane (Mn, Mc,
+    Me): the vowel signs of Indic and Thai words, accents written apart."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(0x300, 0x10000):
+        if unicodedata.category(chr(code))[0] == "M":
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+    return "".join(f"\\u{a:04x}-\\u{b:04x}" if a != b else f"\\u{a:04x}" for a, b in ranges)
+
+
 def accent_fold(folded: str) -> str:
     """`folded` without combining marks ("gonzález" -> "gonzalez"); ASCII returns as is."""
     if folded.isascii():

@@ -16,6 +16,9 @@ the lists do not know, or a particle, is part of it.
 "nodule 8 mm Morwenna Vanterpool.": two or three Title Case words that are names as far as
 the lists tell, ending the value after a lower-case word, are one name.
 
+"Смирновой Еленой Викторовной", "Ольги Сергеевны": a Russian or Ukrainian patronymic, in any
+case, with the one or two capitalised words before it, is a name whatever the lists say.
+
 "Иванова А.С.", "S. *": initials (one capital letter and a dot, up to three) beside a name
 or a cut one belong to it.
 """
@@ -35,10 +38,15 @@ __all__ = [
     "names_after_and",
     "names_before_names",
     "names_ending_note",
+    "patronymic_names",
 ]
 
 _AND = re.compile(r"[ \t]+(?:and|&)[ \t]+")
 _INITIALS = re.compile(r"(?<![^\W\d_])(?:[^\W\d_]\.[ \t]?){1,3}(?![^\W\d_])")
+_PATRONYMIC = re.compile(
+    r"(?:[А-ЯЁІЇЄ][а-яёіїє'-]+[ \t]+){1,2}[А-ЯЁІЇЄ][а-яёіїє]+"
+    r"(?:ович|евич|ьич|івна|ївна|овн|евн|ичн|инічн)(?:а|у|ем|ом|е|ой|ы|ою|ій|і)?(?![а-яёіїє])"
+)
 _STAR_AND = re.compile(r"(?:^|[^\w*])\*[ \t]+(?:and|&)[ \t]+\Z")
 
 
@@ -84,7 +92,12 @@ def names_before_names(
     particles: frozenset[str],
     clinical: Callable[[str], bool],
 ) -> None:
-    """Set `name` on each word that is part of the Title Case name after it (see above)."""
+    """Set `name` on each word that is part of the Title Case name after it (see above).
+    Only in English text do an unknown Title Case word and a lower-case word mean this:
+    German capitalises its nouns, and other languages' words are all unknown."""
+    english = _english(words)
+    if not english:
+        clinical = _everything  # no word is "mangled" in other languages
     for index in range(len(words) - 2, -1, -1):
         word, after = words[index], words[index + 1]
         if text[word.end : after.start] != " ":
@@ -98,11 +111,25 @@ def names_before_names(
         family = (
             text_.isupper() and len(text_) >= 3 and (word.listed or other_script or unknown(word))
         )
-        unlisted = text_.istitle() and len(text_) >= 4 and unknown(word)
+        unlisted = english and text_.istitle() and len(text_) >= 4 and unknown(word)
         if (
             value.istitle() and (family or unlisted or _mangled(word, clinical))
         ) or text_.lower() in particles:
             word.name = True  # "mangled": "stergaard Chidi", a letter dropped by a system
+
+
+def _english(words: Sequence[_Word]) -> bool:
+    """Half or more of the lower-case Latin words of three letters or more are vocabulary,
+    or a Latin descriptor has none ("Peregrine Adeyemi: Annotations")."""
+    latin = [w for w in words if max(w.text) <= "\u024f"]
+    lower = [w for w in latin if len(w.text) >= 3 and w.text.islower()]
+    if not lower:
+        return 2 * len(latin) > len(words)
+    return 2 * sum(w.safe for w in lower) >= len(lower)
+
+
+def _everything(_value: str) -> bool:
+    return True
 
 
 def _mangled(word: _Word, clinical: Callable[[str], bool]) -> bool:
@@ -166,3 +193,10 @@ def names_ending_note(text: str, words: Sequence[_Word], unknown: Callable[[_Wor
     if all(w.text.istitle() and unknown(w) for w in run):
         for word in run:
             word.name = True
+
+
+def patronymic_names(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each name with a patronymic (see above)."""
+    if not any("\u0400" <= c <= "\u04ff" for c in text):
+        return []
+    return [m.span() for m in _PATRONYMIC.finditer(text)]

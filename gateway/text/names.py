@@ -52,8 +52,8 @@ from importlib import resources
 
 from gateway.text import name_neighbours as neighbours
 from gateway.text.eponyms import drop_eponyms
-from gateway.text.lexicon import Lexicon, WordFacts, accent_fold
-from gateway.text.names_alone import mark_names_alone
+from gateway.text.lexicon import Lexicon, WordFacts, accent_fold, combining_marks
+from gateway.text.names_alone import foreign_prose, mark_names_alone
 
 
 def _words(spaced: str) -> frozenset[str]:
@@ -61,7 +61,9 @@ def _words(spaced: str) -> frozenset[str]:
 
 
 _CJK = "\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-WORD = re.compile(rf"[^\W\d_{_CJK}\u3040-\u30ff]+")
+# A word's letters and its combining marks: Devanagari and Thai write vowels as marks, which
+# `\w` does not match ("सुरेश" would be three words).
+WORD = re.compile(rf"(?:[^\W\d_{_CJK}\u3040-\u30ff]|[{combining_marks()}])+")
 JOINER = re.compile(r"[ \t]{1,3}|[ \t]?[-^][ \t]?|\^{1,2}")
 
 
@@ -419,7 +421,7 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
     _apply_cues(text, tokens, lowercase_text, lexicon)
     _apply_post_nominals(text, tokens)
     prose = _is_prose(tokens)
-    for left, right in itertools.pairwise(tokens) if prose else ():
+    for left, right in itertools.pairwise(tokens) if prose and not foreign_prose(tokens) else ():
         if not (left.listed and left.text.istitle() and right.text.istitle()):
             continue
         if right.listed:  # "Hope Cushing": two listed words, one of them not common English

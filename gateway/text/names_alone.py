@@ -25,7 +25,9 @@ MIN_UNKNOWN = 4
 _FOREIGN = frozenset((
     "der", "das", "und", "mit", "ohne", "keine", "kein", "eine", "einer", "ist", "sind",
     "wurde", "avec", "sans", "dans", "pour", "sont", "los", "las", "para", "nel", "nella",
-    "sono", "het", "een", "niet", "geen", "zijn", "voor", "uma", "pelo", "pela",
+    "sono", "het", "een", "niet", "geen", "zijn", "voor", "uma", "pelo", "pela", "die",
+    "nicht", "wird", "zur", "zum", "beim", "ihrer", "seiner", "les", "une", "est", "una",
+    "con", "por", "och", "är",
 ))  # fmt: skip
 
 
@@ -48,7 +50,7 @@ def mark_names_alone(
     says whether a word is a name as far as the lists tell. A particle before the run
     ("ap Gruffydd.", "van Dijk") is part of it."""
     count = len(tokens)
-    if count < 2 or sum(w.text.lower() in _FOREIGN for w in tokens) >= 2:
+    if count < 2 or foreign_prose(tokens):
         return
     # In Latin-script text a Greek or Cyrillic word standing alone is a name ("Τσακίρη; US
     # RENAL BILAT"); the lists know none of them, so in Greek or Russian text it is not.
@@ -92,6 +94,11 @@ def mark_names_alone(
             for word in run:
                 word.name = True
         index = end + 1
+
+
+def foreign_prose(words: Sequence[_Word]) -> bool:
+    """Two function words or more of a language the word lists do not cover."""
+    return sum(w.text.lower() in _FOREIGN for w in words) >= 2
 
 
 def _apart(gap: str, neighbour: _Word, after: bool) -> bool:

@@ -76,6 +76,7 @@ def recognizer() -> Recognizer:
         ("ΤΣΑΚΊΡΗ Ιωάννα: US THYROID", "*: US THYROID"),
         ("prior exam of patient stergaard Chidi", "prior exam of patient *"),
         ("AX T1 POST GAD per Le", "AX T1 POST GAD per *"),
+        ("per Le. Wall thickening", "per *. Wall thickening"),
         ("per le protocole", "per le protocole"),
         ("Peregrine Adeyemi: Annotations", "*: Annotations"),
         ("MR BRAIN W/WO - Te Whare Maëlle", "MR BRAIN W/WO - *"),

@@ -198,7 +198,8 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool, lexicon: L
             nxt -= 1  # "Dr. Le present": the particle is the surname
             particles.pop()
         first = tokens[nxt]
-        last = nxt + 1 >= count or not tokens[nxt + 1].cap  # "per Le": the surname
+        after = tokens[nxt + 1] if nxt + 1 < count else None  # "per Le.": the surname
+        last = after is None or not (after.cap and _joined(text, tokens[nxt], after))
         if _is_title(first) or (
             first.folded in PARTICLES and not ((strong or last) and first.text[:1].isupper())
         ):

@@ -103,18 +103,22 @@ def instance(study: str = "1.2.3.4") -> tuple[str, bytes]:
 
 
 def echo_command(message_id: int) -> bytes:
-    command = Dataset()
-    command.CommandGroupLength = 0
-    command.AffectedSOPClassUID = rawpeer.VERIFICATION.decode()
-    command.CommandField = 0x0030
-    command.MessageID = message_id
-    command.CommandDataSetType = 0x0101
-    encoded = encode(command, True, True)
-    assert encoded is not None
-    command.CommandGroupLength = len(encoded) - 12
-    encoded = encode(command, True, True)
-    assert encoded is not None
-    return encoded
+    return rawpeer.command_set(
+        AffectedSOPClassUID=rawpeer.VERIFICATION.decode(),
+        CommandField=0x0030,
+        MessageID=message_id,
+        CommandDataSetType=0x0101,
+    )
+
+
+def begin_store(sock: socket.socket, uid: str, data: bytes) -> None:
+    """A C-STORE-RQ and the first 40 bytes of its data set, in one P-DATA-TF."""
+    sock.sendall(
+        p_data_tf(
+            pdv(1, rawpeer.c_store_command(str(SC_IMAGE), uid), command=True, last=True),
+            pdv(1, data[:40], command=False, last=False),
+        )
+    )
 
 
 def answers(sock: socket.socket, count: int) -> list[bytes]:
@@ -202,12 +206,7 @@ def test_a_fragment_that_breaks_the_protocol_mid_data_set_aborts_and_keeps_nothi
 ) -> None:
     uid, data = instance()
     with associate(scp.port) as sock:
-        sock.sendall(
-            p_data_tf(
-                pdv(1, rawpeer.c_store_command(str(SC_IMAGE), uid), command=True, last=True),
-                pdv(1, data[:40], command=False, last=False),
-            )
-        )
+        begin_store(sock, uid, data)
         sock.sendall(p_data_tf(intruder(uid)))
         kinds = []
         with contextlib.suppress(TimeoutError, ConnectionError, OSError):
@@ -226,12 +225,7 @@ def test_a_fragment_that_breaks_the_protocol_mid_data_set_aborts_and_keeps_nothi
 def test_a_sender_gone_mid_data_set_leaves_nothing(scp: Running) -> None:
     uid, data = instance()
     with associate(scp.port) as sock:
-        sock.sendall(
-            p_data_tf(
-                pdv(1, rawpeer.c_store_command(str(SC_IMAGE), uid), command=True, last=True),
-                pdv(1, data[:40], command=False, last=False),
-            )
-        )
+        begin_store(sock, uid, data)
         wait_until(lambda: bool(scp.leftovers()), timeout=10, what="the file being written")
     wait_until(lambda: not scp.leftovers(), timeout=10, what="the cut-off file removed")
     assert scp.spool.queue_depth() == 0

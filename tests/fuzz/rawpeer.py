@@ -50,14 +50,22 @@ def p_data(context_id: int, fragment: bytes, *, command: bool, last: bool) -> by
 
 def c_store_command(sop_class: str, sop_instance: str, message_id: int = 1) -> bytes:
     """A C-STORE-RQ command set, Implicit VR Little Endian as PS3.7 requires."""
+    return command_set(
+        AffectedSOPClassUID=sop_class,
+        CommandField=0x0001,
+        MessageID=message_id,
+        Priority=0,
+        CommandDataSetType=0x0000,
+        AffectedSOPInstanceUID=sop_instance,
+    )
+
+
+def command_set(**elements: object) -> bytes:
+    """A command set of `elements` with its group length, Implicit VR Little Endian."""
     command = Dataset()
     command.CommandGroupLength = 0
-    command.AffectedSOPClassUID = sop_class
-    command.CommandField = 0x0001
-    command.MessageID = message_id
-    command.Priority = 0
-    command.CommandDataSetType = 0x0000
-    command.AffectedSOPInstanceUID = sop_instance
+    for keyword, value in elements.items():
+        setattr(command, keyword, value)
     encoded = encode(command, True, True)
     assert encoded is not None
     command.CommandGroupLength = len(encoded) - 12

@@ -83,6 +83,8 @@ def recognizer() -> Recognizer:
         ("CTV Lee edit", "CTV * edit"),
         ("per ap Gruffydd: CT CHEST W/O", "per *: CT CHEST W/O"),
         ("Τσακίρη: abdominal pain RLQ", "*: abdominal pain RLQ"),
+        ("CTV Τσακίρη edit", "CTV * edit"),
+        ("Τσακίρη present. Aortic diameter 3.4 cm.", "* present. Aortic diameter 3.4 cm."),
         ("nodule 8 mm Morwenna Vanterpool.", "nodule 8 mm *."),
         ("nodule 8 mm Ni Dhomhnaill", "nodule 8 mm *"),
         ("tenderness in Right Iliac Fossa", "tenderness in Right Iliac Fossa"),

@@ -19,12 +19,16 @@ the lists tell, ending the value after a lower-case word, are one name.
 "Смирновой Еленой Викторовной", "Ольги Сергеевны": a Russian or Ukrainian patronymic, in any
 case, with the one or two capitalised words before it, is a name whatever the lists say.
 
+"Τσακίρη present", "CTV Τσακίρη edit": in Latin text, a Greek or Cyrillic word before a word
+that follows names ("present", "edit") is a name; the lists know no such word.
+
 "Иванова А.С.", "S. *": initials (one capital letter and a dot, up to three) beside a name
 or a cut one belong to it.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -38,6 +42,7 @@ __all__ = [
     "names_after_and",
     "names_before_names",
     "names_ending_note",
+    "other_script_before",
     "patronymic_names",
 ]
 
@@ -200,3 +205,14 @@ def patronymic_names(text: str) -> list[tuple[int, int]]:
     if not any("\u0400" <= c <= "\u04ff" for c in text):
         return []
     return [m.span() for m in _PATRONYMIC.finditer(text)]
+
+
+def other_script_before(text: str, words: Sequence[_Word], after_name: frozenset[str]) -> None:
+    """Set `name` on each Greek or Cyrillic word before an `after_name` word in Latin text."""
+    latin = [w for w in words if max(w.text) <= "\u024f"]
+    if 2 * len(latin) <= len(words):
+        return
+    for word, after in itertools.pairwise(words):
+        other = "\u0370" <= max(word.text) <= "\u04ff" and word.text[:1].isupper()
+        if other and after.text.lower() in after_name and text[word.end : after.start] == " ":
+            word.name = True

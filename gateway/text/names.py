@@ -433,6 +433,7 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
         if pair and _joined(text, left, right):
             left.name = right.name = True
     _apply_context(text, tokens, prose, lexicon)
+    neighbours.other_script_before(text, tokens, AFTER_NAME)
     clinical = lambda w: w.endswith(CLINICAL_ENDINGS) or w.startswith(CLINICAL_STARTS)  # noqa: E731
     unknown = lambda t: _unknown_name(t, lexicon, ALONE_ENDINGS)  # noqa: E731
     mark_names_alone(text, tokens, unknown, PARTICLES)

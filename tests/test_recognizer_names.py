@@ -84,6 +84,11 @@ def recognizer() -> Recognizer:
         ("per ap Gruffydd: CT CHEST W/O", "per *: CT CHEST W/O"),
         ("Τσακίρη: abdominal pain RLQ", "*: abdominal pain RLQ"),
         ("CTV Τσακίρη edit", "CTV * edit"),
+        # a name heading English prose; labels and foreign labels stay
+        ("Hjelmqvist: headache, worst ever", "*: headache, worst ever"),
+        ("Adnexa: no abnormality is seen today", "Adnexa: no abnormality is seen today"),
+        ("Comparison: none available", "Comparison: none available"),
+        ("Adres: ul. Polna 12", "Adres: *"),
         ("Τσακίρη present. Aortic diameter 3.4 cm.", "* present. Aortic diameter 3.4 cm."),
         ("nodule 8 mm Morwenna Vanterpool.", "nodule 8 mm *."),
         ("nodule 8 mm Ni Dhomhnaill", "nodule 8 mm *"),

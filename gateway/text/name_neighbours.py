@@ -22,6 +22,10 @@ case, with the one or two capitalised words before it, is a name whatever the li
 "Τσακίρη present", "CTV Τσακίρη edit": in Latin text, a Greek or Cyrillic word before a word
 that follows names ("present", "edit") is a name; the lists know no such word.
 
+"Hjelmqvist: headache, worst ever": in English text, one or two words the lists call names
+or do not know, opening the value before a colon and lower-case prose, are a name (a label
+is vocabulary: "Indication: pain"; "Befund: unauffällig" is not English).
+
 "Иванова А.С.", "S. *": initials (one capital letter and a dot, up to three) beside a name
 or a cut one belong to it.
 """
@@ -39,6 +43,7 @@ __all__ = [
     "initials_beside",
     "login_after_cue",
     "mark_pn_group",
+    "name_heading_prose",
     "names_after_and",
     "names_before_names",
     "names_ending_note",
@@ -216,3 +221,18 @@ def other_script_before(text: str, words: Sequence[_Word], after_name: frozenset
         other = "\u0370" <= max(word.text) <= "\u04ff" and word.text[:1].isupper()
         if other and after.text.lower() in after_name and text[word.end : after.start] == " ":
             word.name = True
+
+
+def name_heading_prose(text: str, words: Sequence[_Word], unknown: Callable[[_Word], bool]) -> None:
+    """Set `name` on the words of such a heading (see above)."""
+    prose = sum(w.safe and w.text.islower() and len(w.text) >= 3 for w in words)
+    if len(words) < 3 or prose < 2 or not _english(words):
+        return
+    for size in (1, 2):
+        head, rest = words[:size], words[size]
+        gap = text[head[-1].end : rest.start]
+        if gap.strip() == ":" and rest.text.islower() and not text[: head[0].start].strip():
+            if all(w.text.istitle() and len(w.text) >= 4 and unknown(w) for w in head):
+                for word in head:
+                    word.name = True
+            return

@@ -439,6 +439,7 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
     mark_names_alone(text, tokens, unknown, PARTICLES)
     neighbours.names_before_names(text, tokens, unknown, PARTICLES, clinical)
     neighbours.names_ending_note(text, tokens, unknown)
+    neighbours.name_heading_prose(text, tokens, unknown)
     _spread(text, tokens)
     if neighbours.names_after_and(text, tokens, lambda t: _unknown_name(t, lexicon)):
         _spread(text, tokens)

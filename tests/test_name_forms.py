@@ -100,6 +100,9 @@ def test_login_forms_of_family_and_given_names() -> None:
         ("O'CONNOR-NAKAMURA^Siobhan", "ocnakamura"),
         ("NG^Wai Man", "ngwaiman"),
         ("GRÖSSMANN^Solveig", "gromann.s"),  # Großmann, ß dropped by an ASCII-only system
+        ("김^민준=김^민준", "mjkim"),  # the initials of each syllable of the given name
+        ("Nguyễn^Thị Hương", "hnguyen"),  # the initial of each given name's word
+        ("Nguyễn^Thị Hương", "thnguyen"),
     ],
 )
 def test_logins_of_compound_and_short_family_names_are_searched(name: str, typed: str) -> None:

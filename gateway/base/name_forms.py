@@ -110,6 +110,8 @@ def romanized(word: str, han: bool = True) -> set[str]:
     if "CJK" in scripts or "HANGUL" in scripts:
         # "XiaoMing", "MinJun": also written with a space or hyphen between syllables.
         syllables = re.findall(r"[A-Z][a-z]*", reading)
+        if "HANGUL" in scripts:  # anyascii gives "Minjun" for 민준: a syllable each
+            syllables = [anyascii(c) for c in word]
         if len(syllables) > 1:
             forms |= {" ".join(s.lower() for s in syllables)}
     return {f for f in forms if _specific(f)}
@@ -184,7 +186,18 @@ def typed_forms(components: list[str], group: str, person_name: str) -> tuple[se
         out |= forms
         latin.append(forms | ({component} if component.isascii() else set()))
     if len(latin) == 2:
-        out |= login_forms(*latin)
+        # Each word of a given name of several ("Thị Hương": "hnguyen"), and their
+        # initials together ("min jun": "mjkim").
+        words = {w for f in latin[1] for w in f.split() if len(f.split()) > 1 and len(w) > 1}
+        words |= (
+            {_letters(anyascii(w)) for w in originals[1].split()} if len(originals) > 1 else set()
+        )
+        out |= login_forms(latin[0], latin[1] | {w for w in words if w})
+        initials = {"".join(w[0] for w in f.split()) for f in latin[1] if " " in f}
+        if len(originals) > 1 and len(originals[1].split()) > 1:
+            initials.add("".join(_letters(anyascii(w))[:1] for w in originals[1].split()))
+        families = [f for f in latin[0] if f.isalpha() and len(f) >= 3]
+        out |= {f"{i}{f}" for i in initials if len(i) >= 2 for f in families}
     cut = {p for forms in latin for form in forms if (p := truncated(form)) is not None}
     return out, abjad_patterns(components[:1], components[1:2]) | cut
 

@@ -1,4 +1,4 @@
-"""Names told by one neighbour: a user name after a cue, a name joined to a name by "and".
+"""Names told by what stands beside them: a cue, another name, a colon, a script, a dot.
 
 "Technologist: mgarcia3", "reviewed by rkapoor": systems write their users' logins in
 lower case, an initial or two run into the family name, often with a number, and the word
@@ -11,7 +11,9 @@ too. "Smith and Nephew" stays: a safe word is never taken this way.
 
 "PARK Jiho present", "nodule 8 mm Lundegard Priyanka", "per ap Gruffydd": before a name, an
 upper-case listed word ("SURNAME Given", even one that is also a word), a Title Case word
-the lists do not know, or a particle, is part of it.
+the lists do not know, or a particle, is part of it; so is a lower-case word no list knows
+on either side of it ("stergaard Chidi": Østergaard less its Ø). The last two only in
+English text: German capitalises its nouns, and every word of other languages is unknown.
 
 "nodule 8 mm Morwenna Vanterpool.": two or three Title Case words that are names as far as
 the lists tell, ending the value after a lower-case word, are one name.

@@ -375,6 +375,8 @@ def _acceptor_reactor(self: Association, meter: MessageMeter | None = None) -> N
         _acceptor_loop(self, meter)
     finally:
         discard_unserved(self)
+        if (fast := fast_store_of(self)) is not None:
+            fast.discard()  # a request cut off on the fast route
         self.dimse.message = None
 
 

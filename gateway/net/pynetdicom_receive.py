@@ -107,9 +107,6 @@ def discard_unserved(assoc: Association) -> None:
     for slot in slots:
         if isinstance(slot, _Slot):
             slot.target.discard()
-    fast = getattr(assoc, "_gateway_fast_store", None)  # store_fast_path.FastStore
-    if fast is not None:
-        fast.discard()
 
 
 def _receiver(

@@ -322,7 +322,7 @@ def _serve_fast(
         metrics,
         assoc.requestor.ae_title,
         request.file,
-        (request.uid_text(request.sop_class_uid), request.uid_text(request.sop_instance_uid)),
+        request.uids,
         request.transfer_syntax,
         None,
     )

@@ -71,9 +71,11 @@ class StoreRequest:
     transfer_syntax: str  # of the presentation context
     file: DataSetFile | None = field(default=None, repr=False)
 
-    def uid_text(self, value: bytes) -> str:
-        """A UID value as text (Latin-1: never fails; a non-UID is refused by `serve`)."""
-        return value.decode("latin-1")
+    @property
+    def uids(self) -> tuple[str, str]:
+        """SOP Class and SOP Instance UID as text (Latin-1: never fails; a value that is no
+        UID is refused by `serve`)."""
+        return self.sop_class_uid.decode("latin-1"), self.sop_instance_uid.decode("latin-1")
 
 
 # Spools the request and returns the status to answer with; must not raise.
@@ -156,11 +158,7 @@ class FastStore:
             context_id, message_id, values[0x0002], values[0x1000], transfer_syntax
         )
         try:
-            request.file = self.open_file(
-                request.uid_text(request.sop_class_uid),
-                request.uid_text(request.sop_instance_uid),
-                transfer_syntax,
-            )
+            request.file = self.open_file(*request.uids, transfer_syntax)
         except Exception as exc:  # never on the DUL thread: pynetdicom's route instead
             log.error("could not open a file for a data set: %s", type(exc).__name__)
             return None

@@ -18,7 +18,6 @@ from gateway.text.names import CUE_LINKS, CUE_VERBS, CUES, ROLES_BEFORE, TITLES
 
 # Han, kana and Hangul: the letters of a CJK name (a class body, for regular expressions).
 CJK_LETTERS = "\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
-_RUN = CJK_LETTERS
 CJK_CUES = ("妻子", "丈夫", "护士", "護士", "医生", "醫生", "先生", "女士", "息子", "간호사",
             "아내", "남편", "妻", "夫", "母", "父", "娘", "主治医师", "报告医师", "主治医",
             "担当医", "看護師", "医師", "医师", "技師", "技师", "患者", "病人", "氏名", "姓名",
@@ -34,8 +33,9 @@ _CUED = re.compile(
     rf"(?:(?<![^\W\d_])(?:{_alternatives(CUES | TITLES | ROLES_BEFORE)})\.?[ \t:：]{{0,3}}"
     rf"|(?<![^\W\d_])(?:{_alternatives(CUE_VERBS)})(?:[ \t]+[^\W\d_]+){{0,2}}[ \t]+"
     rf"(?:{_alternatives(CUE_LINKS)})[ \t]{{1,2}}"
-    rf"|(?<![{_RUN}])(?:{_alternatives(CJK_CUES)})(?:[ \t]{{1,2}}|[:：・]))"
-    rf"([{_RUN}]{{1,4}})(?![{_RUN}])(?:[ \t]([{_RUN}]{{1,3}})(?![{_RUN}]))?",
+    rf"|(?<![{CJK_LETTERS}])(?:{_alternatives(CJK_CUES)})(?:[ \t]{{1,2}}|[:：・]))"
+    rf"([{CJK_LETTERS}]{{1,4}})(?![{CJK_LETTERS}])"
+    rf"(?:[ \t]([{CJK_LETTERS}]{{1,3}})(?![{CJK_LETTERS}]))?",
     re.IGNORECASE,
 )
 HAN = re.compile(r"[\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
@@ -117,9 +117,14 @@ _KANA_GRAMMAR = frozenset(("です", "ます", "でした", "ました", "です
 _KANA_GIVEN = re.compile(r"[ \t]?([\u3040-\u30ff]{2,5})(?![\u3040-\u30ff])")
 
 
+def _ends_and_cuts(text: str, ends: list[int]) -> set[int]:
+    """Where a name ends: `ends`, and after each "*" (a name already cut)."""
+    return {*ends, *(m.end() for m in re.finditer(r"\*", text))}
+
+
 def _kana_given(text: str, family_ends: list[int]) -> Iterator[tuple[int, int]]:
     """A given name in kana right after a family name or a cut one: "伊藤 さくら", "*さくら"."""
-    for end in {*family_ends, *(m.end() for m in re.finditer(r"\*", text))}:
+    for end in _ends_and_cuts(text, family_ends):
         found = _KANA_GIVEN.match(text, end)
         if found is not None and found.group(1) not in _KANA_GRAMMAR:
             yield found.span(1)
@@ -135,7 +140,7 @@ _READING = re.compile(
 
 def _kana_reading(text: str, name_ends: list[int]) -> Iterator[tuple[int, int]]:
     """The reading after a name or a cut one ("*"), names in katakana whatever they say."""
-    for end in {*name_ends, *(m.end() for m in re.finditer(r"\*", text))}:
+    for end in _ends_and_cuts(text, name_ends):
         found = _READING.match(text, end)
         if found is not None:
             yield found.span(1)

@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from gateway.text.lexicon import Lexicon
+from gateway.text.names_alone import greek_or_cyrillic, is_latin, mostly_latin
 
 __all__ = [
     "initials_beside",
@@ -119,7 +120,7 @@ def names_before_names(
         if word.name or not after.name:
             continue
         text_, value = word.text, after.text
-        other_script = max(text_) > "\u024f" and _same_script(text_, value)  # "ΤΣΑΚΊΡΗ Ιωάννα"
+        other_script = not is_latin(word) and _same_script(text_, value)  # "ΤΣΑΚΊΡΗ Ιωάννα"
         family = (
             text_.isupper() and len(text_) >= 3 and (word.listed or other_script or unknown(word))
         )
@@ -133,10 +134,9 @@ def names_before_names(
 def _english(words: Sequence[_Word]) -> bool:
     """Half or more of the lower-case Latin words of three letters or more are vocabulary,
     or a Latin descriptor has none ("Peregrine Adeyemi: Annotations")."""
-    latin = [w for w in words if max(w.text) <= "\u024f"]
-    lower = [w for w in latin if len(w.text) >= 3 and w.text.islower()]
+    lower = [w for w in words if len(w.text) >= 3 and w.text.islower() and is_latin(w)]
     if not lower:
-        return 2 * len(latin) > len(words)
+        return mostly_latin(words)
     return 2 * sum(w.safe for w in lower) >= len(lower)
 
 
@@ -164,8 +164,9 @@ def initials_beside(text: str, names: Sequence[tuple[int, int]]) -> list[tuple[i
     in `names` or a "*" (see the module text)."""
     if "." not in text:
         return []
-    starts = {start for start, _end in names} | {m.start() for m in re.finditer(r"\*", text)}
-    ends = {end for _start, end in names} | {m.end() for m in re.finditer(r"\*", text)}
+    stars = [m.start() for m in re.finditer(r"\*", text)]
+    starts = {start for start, _end in names} | set(stars)
+    ends = {end for _start, end in names} | {star + 1 for star in stars}
     found = []
     for match in _INITIALS.finditer(text):
         if not re.sub(r"[.\s]", "", match.group()).isupper():
@@ -216,11 +217,10 @@ def patronymic_names(text: str) -> list[tuple[int, int]]:
 
 def other_script_before(text: str, words: Sequence[_Word], after_name: frozenset[str]) -> None:
     """Set `name` on each Greek or Cyrillic word before an `after_name` word in Latin text."""
-    latin = [w for w in words if max(w.text) <= "\u024f"]
-    if 2 * len(latin) <= len(words):
+    if not mostly_latin(words):
         return
     for word, after in itertools.pairwise(words):
-        other = "\u0370" <= max(word.text) <= "\u04ff" and word.text[:1].isupper()
+        other = greek_or_cyrillic(word) and word.text[:1].isupper()
         if other and after.text.lower() in after_name and text[word.end : after.start] == " ":
             word.name = True
 

@@ -54,7 +54,7 @@ def mark_names_alone(
         return
     # In Latin-script text a Greek or Cyrillic word standing alone is a name ("Τσακίρη; US
     # RENAL BILAT"); the lists know none of them, so in Greek or Russian text it is not.
-    latin = sum(_is_latin(w) for w in tokens) * 2 > count
+    latin = mostly_latin(tokens)
     if latin:
         unknown = _or_other_script(unknown)
     index = 0
@@ -80,7 +80,7 @@ def mark_names_alone(
         before = text[tokens[first - 1].end if first else 0 : run[0].start]
         after = text[run[-1].end : tokens[end + 1].start if end + 1 < count else len(text)]
         # A Greek or Cyrillic word is no label in Latin text: "Τσακίρη: abdominal pain".
-        labelled = latin and all(not _is_latin(w) for w in run) and ":" in after
+        labelled = latin and all(not is_latin(w) for w in run) and ":" in after
         alone = (not first or _apart(before, tokens[first - 1], False)) and (
             end + 1 == count or labelled or _apart(after, tokens[end + 1], True)
         )
@@ -110,13 +110,22 @@ def _apart(gap: str, neighbour: _Word, after: bool) -> bool:
     return bool(_SEPARATOR.search(gap)) or ":" in gap or (descriptor and gap.isspace())
 
 
-def _is_latin(word: _Word) -> bool:
+def is_latin(word: _Word) -> bool:
     return max(word.text) <= "\u024f"
+
+
+def mostly_latin(words: Sequence[_Word]) -> bool:
+    """More than half of `words` in the Latin script."""
+    return sum(is_latin(w) for w in words) * 2 > len(words)
+
+
+def greek_or_cyrillic(word: _Word) -> bool:
+    return "\u0370" <= max(word.text) <= "\u04ff"
 
 
 def _or_other_script(unknown: Callable[[_Word], bool]) -> Callable[[_Word], bool]:
     def either(word: _Word) -> bool:
-        return unknown(word) or ("\u0370" <= max(word.text) <= "\u04ff")  # Greek, Cyrillic
+        return unknown(word) or greek_or_cyrillic(word)
 
     return either
 

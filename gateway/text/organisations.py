@@ -73,7 +73,7 @@ def _first_name_word(run: str, lexicon: Lexicon) -> int | None:
 # Text without any of these names no institution: one scan instead of three.
 _HINT = re.compile(
     r"(?i)hospi|infirm|clini|klinik|kranken|h[ôo]pital|ospedal|policlin|ziekenh|sjukh|medical"
-    r"|health|imaging|cancer|trust|sanator|surgery|practice|chr?u|sjukh|sygeh|sykeh|sairaal"
+    r"|health|imaging|cancer|trust|sanator|surgery|practice|chr?u|sygeh|sykeh|sairaal"
     r"|general|memorial"
 )
 

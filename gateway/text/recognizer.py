@@ -30,18 +30,8 @@ from gateway.text.relations import find_relatives
 _PRIORITY = {
     kind: rank
     for rank, kind in enumerate(
-        (
-            "email",
-            "url",
-            "date",
-            "address",
-            "organisation",
-            "phone",
-            "postcode",
-            "id",
-            "time",
-            "name",
-        )
+        ("email", "url", "date", "address", "organisation", "phone", "postcode", "id", "time",
+         "name")
     )
 }
 CACHE_SIZE = 65536
@@ -76,10 +66,9 @@ def _resolve(text: str, candidates: Iterable[tuple[int, int, str]]) -> tuple[Spa
             kept.append((start, end, kind))
             continue
         for a, b in pieces:  # what is left beside stronger spans, without their punctuation
-            found = _ALNUM.search(text, a, b)
-            if found is not None:
-                last = max(m.end() for m in _ALNUM.finditer(text, a, b))
-                kept.append((found.start(), last, kind))
+            letters = [m.span() for m in _ALNUM.finditer(text, a, b)]
+            if letters:
+                kept.append((letters[0][0], letters[-1][1], kind))
     return tuple(Span(s, e, k) for s, e, k in sorted(kept))
 
 

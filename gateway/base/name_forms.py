@@ -174,28 +174,27 @@ def typed_forms(components: list[str], group: str, person_name: str) -> tuple[se
             forms = {form for piece in pieces for form in romanized(piece, han=not japanese)}
         if len(words) > 1 and component.isascii():
             forms.add("".join(ch for ch in component if ch.isalpha()))  # "apgruffydd"
-        if not latin:  # a compound family name as logins shorten it: "vdberg", "onakamura"
-            forms |= _compound_shortenings(original)
         if component and not raw.isascii() and _scripts(raw) <= {"LATIN"}:
             forms.add(_letters(anyascii(component)))  # "torbjorn": ø, ł, đ do not decompose
             dropped = _letters(raw.encode("ascii", "ignore").decode())
             if len(dropped) >= 4:
                 forms.add(dropped)  # "stergaard", "gromann": what an ASCII-only system leaves
-        if not latin:  # GROSSMANN is Großmann, which an ASCII-only system makes "gromann"
+        if not latin:  # the family name: a compound as logins shorten it ("vdberg",
+            # "onakamura"); GROSSMANN is Großmann, which an ASCII-only system makes "gromann"
+            forms |= _compound_shortenings(original)
             forms |= {f.replace("ss", "") for f in forms if "ss" in f and len(f) >= 7}
         out |= forms
         latin.append(forms | ({component} if component.isascii() else set()))
     if len(latin) == 2:
         # Each word of a given name of several ("Thị Hương": "hnguyen"), and their
         # initials together ("min jun": "mjkim").
-        words = {w for f in latin[1] for w in f.split() if len(f.split()) > 1 and len(w) > 1}
-        words |= (
-            {_letters(anyascii(w)) for w in originals[1].split()} if len(originals) > 1 else set()
-        )
-        out |= login_forms(latin[0], latin[1] | {w for w in words if w})
-        initials = {"".join(w[0] for w in f.split()) for f in latin[1] if " " in f}
-        if len(originals) > 1 and len(originals[1].split()) > 1:
-            initials.add("".join(_letters(anyascii(w))[:1] for w in originals[1].split()))
+        parts = [f.split() for f in latin[1] if len(f.split()) > 1]
+        typed = [_letters(anyascii(w)) for w in originals[1].split()]
+        words = {w for ws in parts for w in ws if len(w) > 1} | {w for w in typed if w}
+        out |= login_forms(latin[0], latin[1] | words)
+        initials = {"".join(w[0] for w in ws) for ws in parts}
+        if len(typed) > 1:
+            initials.add("".join(w[:1] for w in typed))
         families = [f for f in latin[0] if f.isalpha() and len(f) >= 3]
         out |= {f"{i}{f}" for i in initials if len(i) >= 2 for f in families}
     cut = {p for forms in latin for form in forms if (p := truncated(form)) is not None}

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -31,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from peers import wait_for_port
 from pydicom import dcmread
+from pynetdicom.association import Association
 from pynetdicom.transport import ThreadedAssociationServer
 from service_harness import dcmtk_env, dcmtk_tool, free_port, wait_until
 
@@ -639,12 +641,25 @@ def test_allowed_networks_match_ipv4_and_ipv6_sources(
 
 
 @needs_storescp
-def test_study_is_forwarded_over_mutual_tls(pki: Pki, study: list[Path], tmp_path: Path) -> None:
+def test_study_is_forwarded_over_mutual_tls(
+    pki: Pki, study: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Over TLS the requests take pynetdicom's route: its DUL thread owns the OpenSSL
+    # connection (store_fast_send writes only on plain sockets).
+    sends: list[object] = []
+    real = Association.send_c_store
+
+    def counted(self: Association, *args: Any, **kwargs: Any) -> Any:
+        sends.append(args[0])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Association, "send_c_store", counted)
     out = tmp_path / "archive"
     with tls_storescp(out, pki.site, tmp_path / "storescp.log") as port:
         result = forward(study, port, pki.client())
 
     assert result.outcome is ForwardOutcome.OK, result.message
+    assert len(sends) == len(study)
     received = sorted(
         str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in out.iterdir()
     )

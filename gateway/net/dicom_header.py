@@ -12,7 +12,9 @@ few microseconds and hand anything unusual back to pydicom:
 - `top_level_values` / `file_header_values`: the same walk for any few top-level elements
   of a dataset or a DICOM file (the folder destination's path parts);
 - `file_meta`: preamble + File Meta Information, byte for byte what pynetdicom writes for a
-  received instance (`pynetdicom.dsutils.create_file_meta` + `encode_file_meta`).
+  received instance (`pynetdicom.dsutils.create_file_meta` + `encode_file_meta`);
+  `stored_file_meta` reads back the three UIDs of such a header and where its dataset begins
+  (the forwarder, for every outbox file).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "file_meta",
     "file_uids",
     "header_uids",
+    "stored_file_meta",
     "top_level_values",
 ]
 
@@ -113,6 +116,37 @@ def file_header_values(data: bytes, wanted: dict[int, bytes]) -> dict[int, bytes
     except UnicodeDecodeError:
         return None
     return top_level_values(data[meta_end:], transfer_syntax, wanted)
+
+
+_STORED_META = {0x00020002: b"UI", 0x00020003: b"UI", 0x00020010: b"UI"}
+_META_LIMIT = 1 << 16  # a File Meta group is a few hundred bytes; past this, pydicom's
+
+
+def stored_file_meta(path: Path) -> tuple[str, str, str, int] | None:
+    """(Media Storage SOP Class UID, SOP Instance UID, Transfer Syntax UID, the dataset's
+    byte offset) of a Part 10 file, from its File Meta group alone; None when the file has
+    no preamble and group length, or a UID is missing or not text (pydicom's reader then
+    says what is wrong)."""
+    with open(path, "rb") as handle:
+        start = handle.read(144)
+        if start[128:132] != b"DICM" or start[132:140] != _GROUP_LENGTH or len(start) < 144:
+            return None
+        length = _LONG_LENGTH.unpack_from(start, 140)[0]
+        if length > _META_LIMIT:
+            return None
+        meta = handle.read(length)
+    if len(meta) < length:
+        return None
+    found = top_level_values(meta, str(dicom_uid.ExplicitVRLittleEndian), _STORED_META)
+    if found is None or len(found) < len(_STORED_META):
+        return None
+    try:
+        sop_class, instance, syntax = (_clean(found[tag].decode("ascii")) for tag in _STORED_META)
+    except UnicodeDecodeError:
+        return None
+    if not (sop_class and instance and syntax):
+        return None
+    return sop_class, instance, syntax, 144 + length
 
 
 def top_level_values(

@@ -35,6 +35,7 @@ __all__ = [
     "idle_timed_out",
     "install_reactor_gate",
     "reactor_gate",
+    "takes_no_messages",
     "use_storage_requestor_reactor",
 ]
 
@@ -44,6 +45,12 @@ NAP_SECONDS = 0.005  # between looks at release/abort: nothing waits on it while
 def use_storage_requestor_reactor(assoc: Association) -> None:
     """Replace the association's reactor (call on EVT_CONN_OPEN, before the loop starts)."""
     assoc._run_reactor = types.MethodType(_storage_requestor_loop, assoc)  # type: ignore[method-assign]
+
+
+def takes_no_messages(assoc: Association) -> bool:
+    """Whether the association runs this reactor, so that every DIMSE message on its queue
+    is left for the sender (`store_fast_send`)."""
+    return getattr(assoc._run_reactor, "__func__", None) is _storage_requestor_loop
 
 
 def _storage_requestor_loop(self: Association) -> None:

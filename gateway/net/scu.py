@@ -20,8 +20,10 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
+from pynetdicom.dsutils import split_dataset
 from pynetdicom.presentation import PresentationContext, build_context
 
+from gateway.net.dicom_header import stored_file_meta
 from gateway.net.kept_associations import Kept, KeptAssociations, release_kept
 from gateway.net.outcome import ForwardOutcome, ForwardResult, Tally
 from gateway.net.pynetdicom_patches import PATCHES_APPLY, send_files_as_stored, tune_connection
@@ -31,6 +33,7 @@ from gateway.net.requestor_reactor import (
     use_storage_requestor_reactor,
 )
 from gateway.net.scu_handshake import Negotiation, TlsWitness, association_failed
+from gateway.net.store_fast_send import can_send_directly, send_stored_file
 
 if TYPE_CHECKING:
     from pynetdicom.association import Association
@@ -56,6 +59,8 @@ class _Instance:
     path: Path
     sop_class: UID
     transfer_syntax: UID
+    sop_instance: str
+    offset: int  # where the dataset begins, past the File Meta
 
 
 # --- DICOM destination -----------------------------------------------------------------------
@@ -132,17 +137,25 @@ def forward_to_ae(
 
 
 def _read_header(path: Path) -> _Instance | None:
-    """SOP class and transfer syntax from the file meta, without reading the pixel data."""
+    """SOP class, transfer syntax, SOP instance and the dataset's offset from the file
+    meta, read by hand (`stored_file_meta`) or, for an unusual header, by pydicom."""
     try:
-        meta = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"]).file_meta
-        sop_class = UID(str(meta.MediaStorageSOPClassUID))
-        transfer_syntax = UID(str(meta.TransferSyntaxUID))
-        if not meta.get("MediaStorageSOPInstanceUID"):
+        found = stored_file_meta(path)
+        if found is None:
+            meta, offset = split_dataset(path)
+            found = (
+                str(meta.MediaStorageSOPClassUID),
+                str(meta.get("MediaStorageSOPInstanceUID") or ""),
+                str(meta.TransferSyntaxUID),
+                offset,
+            )
+        sop_class, instance, transfer_syntax, offset = found
+        if not instance:
             raise ValueError("no Media Storage SOP Instance UID")
     except Exception as exc:  # an outbox file we cannot parse: that instance fails
         log.warning("cannot read the header of an outbox file (%s)", type(exc).__name__)
         return None
-    return _Instance(path, sop_class, transfer_syntax)
+    return _Instance(path, UID(sop_class), UID(transfer_syntax), instance, offset)
 
 
 def _contexts_needed(syntaxes: set[UID]) -> list[list[UID]]:
@@ -313,10 +326,14 @@ def _store_all(
     tally: Tally,
     on_stored: Callable[[Path], None] | None = None,
 ) -> None:
-    accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
+    accepted: dict[tuple[str, str], int] = {}
+    for cx in assoc.accepted_contexts:  # the first context for a pair, as pynetdicom picks
+        accepted.setdefault((cx.abstract_syntax, cx.transfer_syntax[0]), cx.context_id)
+    directly = can_send_directly(assoc)
     message_id = 0
     for instance in group:
-        if (instance.sop_class, instance.transfer_syntax) in accepted:
+        context_id = accepted.get((instance.sop_class, instance.transfer_syntax))
+        if context_id is not None:
             payload: Path | Dataset = instance.path
         elif any((instance.sop_class, ts) in accepted for ts in _NATIVE_LE):
             decoded = _decoded(instance)
@@ -330,7 +347,18 @@ def _store_all(
 
         message_id = message_id % 0xFFFF + 1
         try:
-            status = assoc.send_c_store(payload, msg_id=message_id)
+            status = None
+            if directly and context_id is not None:
+                status = send_stored_file(
+                    assoc,
+                    context_id,
+                    instance.path,
+                    instance.offset,
+                    (instance.sop_class, instance.sop_instance),
+                    message_id,
+                )
+            if status is None:
+                status = assoc.send_c_store(payload, msg_id=message_id)
         except (ValueError, AttributeError) as exc:
             # Raised before anything is sent: the dataset cannot be encoded for the context.
             log.warning("cannot encode an instance for sending (%s)", type(exc).__name__)

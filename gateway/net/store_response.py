@@ -1,9 +1,11 @@
-"""A C-STORE response's command set, encoded with struct instead of a pydicom Dataset.
+"""C-STORE command sets, encoded with struct instead of a pydicom Dataset.
 
 The SCP answers every instance while the sender waits; pynetdicom builds each answer as a
 Dataset written twice (~0.5 ms). The seven fixed elements of a plain C-STORE-RSP (PS3.7
 9.3.1.2) are cheap to write directly, byte for byte what pynetdicom would send. Used by the
 acceptor's sender and by the 0xA700 answer of the receive limits (`pynetdicom_patches`).
+The forwarder's request (`store_request`, PS3.7 9.3.1.1) is written the same way
+(`store_fast_send`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from pynetdicom.dimse_primitives import C_STORE
 
-__all__ = ["store_response", "store_response_command"]
+__all__ = ["store_request", "store_response", "store_response_command"]
 
 _US = struct.Struct("<HHLH")  # tag, 4-byte length, US value (implicit VR little endian)
 _UL = struct.Struct("<HHLL")
@@ -53,6 +55,24 @@ def store_response(
             _US.pack(0x0000, 0x0120, 2, message_id),
             _US.pack(0x0000, 0x0800, 2, 0x0101),  # Command Data Set Type: no data set
             _US.pack(0x0000, 0x0900, 2, status),
+            _uid_element(0x1000, sop_instance_uid),
+        )
+    )
+    return _UL.pack(0x0000, 0x0000, 4, len(body)) + body
+
+
+def store_request(
+    message_id: int, sop_class_uid: bytes, sop_instance_uid: bytes, priority: int = 2
+) -> bytes:
+    """A C-STORE-RQ's command set with a data set to follow and no Move Originator, byte
+    for byte what pynetdicom encodes for it (its default priority: 2, low)."""
+    body = b"".join(
+        (
+            _uid_element(0x0002, sop_class_uid),
+            _US.pack(0x0000, 0x0100, 2, 0x0001),  # Command Field: C-STORE-RQ
+            _US.pack(0x0000, 0x0110, 2, message_id),
+            _US.pack(0x0000, 0x0700, 2, priority),
+            _US.pack(0x0000, 0x0800, 2, 0x0001),  # Command Data Set Type: a data set
             _uid_element(0x1000, sop_instance_uid),
         )
     )

@@ -106,6 +106,13 @@ class GatewayAssociationServer(ThreadedAssociationServer):
         kwargs.setdefault("request_handler", _CountingRequestHandler)
         super().__init__(*args, **kwargs)
 
+    def service_actions(self) -> None:
+        """Nothing: pynetdicom's runs a full `gc.collect()` every 60 turns of the accept
+        loop (every 3 s here), holding the interpreter lock from the threads answering
+        senders for as long as the heap takes to walk (3.5% of the service's busy samples
+        while 2,000 instances streamed through). Python's own collector finds the cycles a
+        finished association leaves."""
+
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
         assert self.socket is not None
         client_socket, address = self.socket.accept()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import ssl
 import threading
 import time
@@ -143,6 +144,28 @@ class FolderDestination:
 _NOTHING = ForwardResult(ForwardOutcome.OK, 0, 0, "nothing to send")
 
 
+def _unsent(
+    folder: Path, prefix: str, done: set[str], skip: set[str] | frozenset[str]
+) -> list[str]:
+    """The names of the instance files in `folder` (sorted) that are neither confirmed
+    (`done`) nor to be skipped, as `prefix + name`. One scandir of names: the outbox is
+    listed again after every chunk a worker finishes, and making a Path of each of its
+    files every time grew with the square of the study's size."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [entry.name for entry in entries]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(
+        name
+        for name in names
+        if name.endswith(".dcm")
+        and not name.startswith(".")
+        and prefix + name not in done
+        and prefix + name not in skip
+    )
+
+
 def _together(results: list[tuple[str, ForwardResult]]) -> ForwardResult:
     """One result for a round sent to several destinations: refused where any refused,
     to be retried where any is to be retried (only what is unconfirmed goes again)."""
@@ -259,13 +282,7 @@ class ForwardingStage:
         for name, destination in self.destinations.items():
             folder = destination_folder(outbox, name)
             prefix = "" if folder == outbox else f"{folder.name}/"
-            files = sorted(
-                f
-                for f in (folder.glob("*.dcm") if folder.is_dir() else ())
-                if prefix + f.name not in done
-                and prefix + f.name not in skip
-                and not f.name.startswith(".")
-            )
+            files = [folder / name for name in _unsent(folder, prefix, done, skip)]
             if not files and results:
                 continue
             marked: list[Path] = []

@@ -156,6 +156,10 @@ def recognizer() -> Recognizer:
         ("杨 丽娟 present", "* present"),
         ("MR LSPINE (赵 海燕)", "MR LSPINE (*)"),
         ("contoured by RN *さくら", "contoured by RN **"),
+        # a degree between the title and the name; a name no list knows in a list of names
+        ("Hausarzt Dr. med. Ottokar Brünninghaus", "Hausarzt Dr. med. *"),
+        ("Prof. Dr. rer. nat. Wiebke Ockenfels", "Prof. Dr. rer. nat. *"),
+        ("Family: D'Angelo, MacGillivray, van der Merwe attended", "Family: *, *, * attended"),
     ],
 )  # fmt: skip
 def test_names_no_list_knows_are_found_by_context(

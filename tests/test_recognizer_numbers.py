@@ -209,6 +209,8 @@ def test_numbers_written_against_cjk_letters_are_found(
         # a town before its street
         ("DOB *, Warszawa ul. Polna 12", ["Warszawa", "Polna 12"]),
         ("Patient from Lyon, 14 rue des Lilas", ["Lyon", "14 rue des Lilas"]),
+        # a town starting with "M" (a metre, to an ASCII-only look) after a postcode
+        ("Wohnhaft in der Lindenstraße 14, 80331 München; Hausarzt", ["80331", "München"]),
     ],
 )
 def test_towns_and_postcodes_are_found(
@@ -241,7 +243,7 @@ def test_a_postcode_after_a_town_is_reported_as_a_postcode(recognizer: Recognize
     [
         "home: oxygen therapy 2L", "home: 2L O2 via NC", "home: Lasix 40 mg daily",
         "Home: O2 2L", "home: CPAP at night", "residence: nursing home.", "Address: see chart.",
-        "IP address 10.0.0.1", "Series 1001, Bosniak 2F", "Boost 1600 cGy", "Siemens 12345",
+        "Series 1001, Bosniak 2F", "Boost 1600 cGy", "Siemens 12345",
         "Window 1500-2000", "AX T2 3MM", "COR MPR 3MM", "SAG T1 2MM", "FLAIR T2 3MM",
         "LOW DOSE CT LUNG SCREEN 2000", "Gleason 3+4=7, PSA 12.5", "DLP 1234 mGy.cm",
         "Flat 2 mm lesion", "flat panel 3000 x 3000", "kV 120, mAs 2500", "Level 3, Dept 12",
@@ -250,6 +252,16 @@ def test_a_postcode_after_a_town_is_reported_as_a_postcode(recognizer: Recognize
 )  # fmt: skip
 def test_clinical_text_with_numbers_is_no_address(recognizer: Recognizer, text: str) -> None:
     assert recognizer.find(text) == [], text
+
+
+def test_an_ip_address_is_a_network_address_and_no_street(recognizer: Recognizer) -> None:
+    # It names a machine, often the patient's own; "address" before it is no address cue.
+    text = "IP address 10.0.0.1"
+    assert [(s.kind, text[s.start : s.end]) for s in recognizer.find(text)] == [("url", "10.0.0.1")]
+    assert recognizer.clean("from host 192.168.17.254, port 104.") == "from host *, port 104."
+    # A UID or a longer dotted number is no IP address; nor is a date.
+    for text in ("UID 1.2.840.10008.5.1.4", "Ver 3.6.7.1.2", "on 12.05.2024", "256.1.1.1"):
+        assert all(s.kind != "url" for s in recognizer.find(text)), text
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,10 @@ URL = re.compile(r"(?i)\b(?:(?:https?|ftp)://|www\.)[^\s<>\"']+")
 # of dots costs linear time), then the last label checked against a few top-level domains.
 DOMAIN = re.compile(r"(?<![\w.@-])[\w-]++(?:\.[\w-]++)++(?:/[^\s<>\"']*)?")
 TOP_LEVEL = _words("com org net edu gov info de fr nl be ch at it es ca au io uk")
+# An IP address names a machine, often a patient's own: four dotted numbers up to 255 that
+# are no piece of a longer dotted number (a UID); a four-part version number goes with it.
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+IPV4 = re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\w|\.\d)")
 # Digit groups joined by space, dash, dot or parentheses, with an optional +NN in front.
 # CJK text writes numbers against its letters ("电话13812345678"): a CJK letter is no part of
 # a number's word (`_WORD`: a word character that is not one).
@@ -142,6 +146,7 @@ def find_contacts(text: str, lexicon: Lexicon | None = None) -> list[tuple[int, 
     if "." in text or ":" in text:
         urls = list(URL.finditer(text))
         urls += [m for m in DOMAIN.finditer(text) if _top_level(m.group()) in TOP_LEVEL]
+        urls += IPV4.finditer(text) if text.count(".") >= 3 else ()
         for m in urls:
             end = m.end()
             while end > m.start() and text[end - 1] in ".,;:)!?":

@@ -7,7 +7,8 @@ listed name after its first one or two letters, or digits right after it, is one
 
 "* present: * and Aroha Ngata", "Rangi Parata & Hemi": a capitalised word the lists call a
 name or do not know, joined by "and" or "&" to a name found (or already cut, "*"), is one
-too. "Smith and Nephew" stays: a safe word is never taken this way.
+too. "Smith and Nephew" stays: a safe word is never taken this way. So is such a word in a
+list between two names: "D'Angelo, MacGillivray, van der Merwe".
 
 "PARK Jiho present", "nodule 8 mm Lundegard Priyanka", "per ap Gruffydd": before a name, an
 upper-case listed word ("SURNAME Given", even one that is also a word), a Title Case word
@@ -43,6 +44,7 @@ from gateway.text.lexicon import Lexicon
 from gateway.text.names_alone import greek_or_cyrillic, is_latin, mostly_latin
 
 __all__ = [
+    "degree",
     "initials_beside",
     "login_after_cue",
     "mark_pn_group",
@@ -54,6 +56,28 @@ __all__ = [
     "patronymic_names",
 ]
 
+
+class _Word(Protocol):
+    start: int
+    end: int
+    text: str
+    folded: str
+    name: bool
+    safe: bool
+    listed: bool
+
+
+# Academic degrees written between a title and the name ("Dr. med. Ott", "Dr. rer. nat.
+# Lenz", "Prof. Dr. med. habil."): each with its dot.
+_DEGREES = frozenset(("dent", "habil", "hc", "ing", "jur", "med", "mult", "nat", "oec", "pharm",
+                      "phil", "rer", "sc", "techn", "theol", "univ", "vet"))  # fmt: skip
+
+
+def degree(text: str, token: _Word) -> bool:
+    """Whether `token` is a degree abbreviation with its dot (see _DEGREES)."""
+    return token.folded in _DEGREES and text.startswith(".", token.end)
+
+
 _AND = re.compile(r"[ \t]+(?:and|&)[ \t]+")
 _INITIALS = re.compile(r"(?<![^\W\d_])(?:[^\W\d_]\.[ \t]?){1,3}(?![^\W\d_])")
 _PATRONYMIC = re.compile(
@@ -61,15 +85,8 @@ _PATRONYMIC = re.compile(
     r"(?:ович|евич|ьич|івна|ївна|овн|евн|ичн|инічн)(?:а|у|ем|ом|е|ой|ы|ою|ій|і)?(?![а-яёіїє])"
 )
 _STAR_AND = re.compile(r"(?:^|[^\w*])\*[ \t]+(?:and|&)[ \t]+\Z")
-
-
-class _Word(Protocol):
-    start: int
-    end: int
-    text: str
-    name: bool
-    safe: bool
-    listed: bool
+_COMMA = re.compile(r",[ \t]*")
+_LIST_NEXT = re.compile(r",[ \t]*|[ \t]+(?:and|&)[ \t]+")
 
 
 def login_after_cue(text: str, word: _Word, lexicon: Lexicon) -> bool:
@@ -93,9 +110,22 @@ def names_after_and(text: str, words: Sequence[_Word], unknown: Callable[[_Word]
             (w for w in reversed(words[max(0, index - 2) : index]) if w.text != "and"), None
         )
         joined = left is not None and left.name and _AND.fullmatch(text, left.end, word.start)
-        if joined or _STAR_AND.search(text, 0, word.start):
+        if joined or _STAR_AND.search(text, 0, word.start) or _listed_between(text, words, index):
             word.name = changed = True
     return changed
+
+
+def _listed_between(text: str, words: Sequence[_Word], index: int) -> bool:
+    """Whether the word at `index` is an item of a list whose items on both sides are names."""
+    if index == 0 or index + 1 >= len(words):
+        return False
+    left, word, right = words[index - 1], words[index], words[index + 1]
+    return bool(
+        left.name
+        and right.name
+        and _COMMA.fullmatch(text, left.end, word.start)
+        and _LIST_NEXT.fullmatch(text, word.end, right.start)
+    )
 
 
 def names_before_names(

@@ -11,7 +11,7 @@ Context words (titles, cues, particles...) are in data/name_context.txt. Rules:
    case) and has three letters or more: "Nguyen", "GONZÁLEZ", "Иван". An upper-case word of
    three letters or fewer ("LAO", "TEE", "KIM") needs context: it is mostly an abbreviation.
 3. A title ("Dr", "Mrs", "Nurse") makes the next capitalised word a name whatever it is ("Dr.
-   Rose Long", "Dr. de la Cruz", "Dr. Le"); upper-case "MR", "MS", "MRS", "DR" are modalities
+   Rose Long", "Dr. de la Cruz", "Dr. med. Le"); upper-case "MR", "MS", "MRS", "DR" are modalities
    or diseases ("MR KNEE") unless a dot or a name follows. A weaker cue (a relation or role,
    "nurse", "per", upper-case "RN" before a name, or "with"/"to"/"by" a few words after
    "discussed", "contoured"...) makes the next word a name when it is listed and not safe, or
@@ -77,9 +77,8 @@ def _sections(name: str) -> dict[str, frozenset[str]]:
 # Titles, cues, particles, eponym nouns, clinical word endings: see data/name_context.txt.
 _CONTEXT = _sections("name_context.txt")
 TITLES, CUES, CUE_VERBS = _CONTEXT["titles"], _CONTEXT["cues"], _CONTEXT["cue_verbs"]
-CUE_LINKS, ROLES_BEFORE, AFTER_NAME = (
-    _CONTEXT["cue_links"], _CONTEXT["roles_before"], _CONTEXT["after_name"],
-)  # fmt: skip
+CUE_LINKS, ROLES_BEFORE = _CONTEXT["cue_links"], _CONTEXT["roles_before"]
+AFTER_NAME = _CONTEXT["after_name"]
 POST_NOMINALS, PARTICLES = _CONTEXT["post_nominals"], _CONTEXT["particles"]
 NEVER_NAMES = TITLES | POST_NOMINALS | _CONTEXT["never_names"]
 EPONYM_NOUNS, MEDICAL_SUFFIXES = _CONTEXT["eponym_nouns"], tuple(_CONTEXT["medical_suffixes"])
@@ -128,7 +127,7 @@ def _tokens(
     return tokens
 
 
-def _gap(text: str, left: Token, right: Token) -> str:
+def _gap(text: str, left: Token, right: Token) -> str:  # what lies between two words
     return text[left.end : right.start]
 
 
@@ -185,9 +184,10 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool, lexicon: L
         if not (strong or weak) or not _cue_gap(text, token, tokens[index + 1]):
             continue
         nxt = index + 1
-        while nxt < count and _is_initial(text, tokens[nxt]):  # "Dr. J. Smith"
-            tokens[nxt].name = True
-            nxt += 1
+        while nxt < count and (  # "Dr. J. Smith", "Dr. med. Ott" (a degree is no name)
+            _is_initial(text, tokens[nxt]) or (strong and neighbours.degree(text, tokens[nxt]))
+        ):
+            tokens[nxt].name, nxt = len(tokens[nxt].text) == 1, nxt + 1
         particles = []
         while nxt + 1 < count and _particle(tokens[nxt], strong):
             particles.append(tokens[nxt])  # "Dr. de la Cruz", "per ap Gruffydd"

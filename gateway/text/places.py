@@ -32,7 +32,7 @@ UNITS = _words(
     "mm cm m ms s sec min h hr hrs kv kvp ma mas mgy cgy gy ml mg g kg hu bq mbq mci hz khz mhz "
     "t mt px pixels slices slice deg x mgy·cm mgycm"
 )
-_UNIT_AFTER = re.compile(r"\s?([A-Za-z·]+)")
+_UNIT_AFTER = re.compile(r"\s?([A-Za-z·]+)(?![^\W\d_²³])")  # "80331 München" is no "m"
 
 
 def unit_follows(text: str, end: int) -> bool:

@@ -38,6 +38,10 @@ def recognizer() -> Recognizer:
         ("Evangelisches Krankenhaus Bielefeld", "*"),
         ("CT at St Elsewhere's General.", "CT at *."),
         ("Toronto General ED", "* ED"),
+        # a town that is also a word before a kind of hospital, a place after one
+        ("faxed to Cork University Hospital, fax", "faxed to *, fax"),
+        ("Derby Royal Infirmary", "*"),
+        ("at The University Hospital of Wales.", "at *."),
     ],
 )
 def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cleaned: str) -> None:
@@ -54,6 +58,8 @@ def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cle
         "Cardiology Clinic", "Emergency Department", "General Surgery", "Day Surgery",
         "Oral and Maxillofacial Surgery", "Colorectal Surgery", "General Practice",
         "General anaesthesia", "Memorial service", "Attorney General",
+        "seen at the University Hospital", "Outside Community Hospital", "The Royal Infirmary",
+        "Paediatric Oncology Clinic", "Clinic of Radiology",
     ],
 )  # fmt: skip
 def test_clinics_named_for_what_they_treat_stay(recognizer: Recognizer, text: str) -> None:

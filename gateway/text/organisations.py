@@ -8,7 +8,9 @@ that comes first in its language (Klinikum, Hôpital, Hospital Universitario, Os
 run counts only when one of its words is not in the safe vocabulary nor clinical by its ending
 (a saint's, a person's or a town's name): "Fracture Clinic", "Lymphoedema Clinic" and
 "General Hospital" stay, "Harrogate District Hospital" and "St Mary's Hospital" go whole, and
-so do "St Elsewhere's General" and "Toronto General" ("Surgeon General" stays).
+so do "St Elsewhere's General" and "Toronto General" ("Surgeon General" stays). A word before
+a kind of hospital names a place even if it is a word: "Cork University Hospital" goes, as
+does a place after it: "The University Hospital of Wales".
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ _BEFORE = (
     r"|Cl[ií]nica|Ziekenhuis|Sjukhus)"
 )
 NAME_BEFORE = re.compile(
-    rf"(?<![\w-])(?P<run>{_RUN})[ \t]+{_AFTER}(?:[ \t]+of[ \t]+{_RUN})?(?![\w-])"
+    rf"(?<![\w-])(?P<run>{_RUN})[ \t]+{_AFTER}(?:[ \t]+of[ \t]+(?P<of>{_RUN}))?(?![\w-])"
 )
 NAME_AFTER = re.compile(rf"(?<![\w-]){_BEFORE}[ \t]+(?:{_LINK}[ \t]+)?(?P<run>{_RUN})(?![\w-])")
 UPPER_BEFORE = re.compile(
@@ -51,6 +53,19 @@ _CLINICAL = re.compile(
 )
 _LINKS = frozenset({"of", "the", "and", "&", "de", "del", "la", "du", "des", "der", "di", "y"})
 _SAINTS = frozenset({"st", "st.", "ste", "ste.", "saint", "sainte", "san", "santa", "são"})
+# Words that say what kind of hospital it is ("University Hospital", "Royal Infirmary"): a
+# word before one names the place even when it is a word too ("Cork University Hospital",
+# "Bath Royal United Hospitals"), unless it only points ("the", "Outside", "Prior").
+_KINDS = frozenset((
+    "university", "general", "district", "regional", "community", "county", "royal", "memorial",
+    "teaching", "city", "children's", "children’s", "women's", "women’s", "national", "state",
+    "veterans", "united", "infirmary", "cottage", "base",
+))  # fmt: skip
+_POINTERS = frozenset((
+    "the", "this", "that", "our", "your", "their", "his", "her", "other", "outside", "previous",
+    "prior", "local", "main", "new", "old", "same", "another", "nearest", "referring", "a", "an",
+    "at", "from", "to", "in", "seen", "see", "scan", "scanned", "done", "performed", "prior",
+))  # fmt: skip
 
 
 def _first_name_word(run: str, lexicon: Lexicon) -> int | None:
@@ -67,6 +82,19 @@ def _first_name_word(run: str, lexicon: Lexicon) -> int | None:
         # A name that is also a word ("General", "Pain") is a word.
         if not lexicon.facts(word)[2] and _CLINICAL.search(word) is None:
             return found.start()
+    return _place_before_kind(run)
+
+
+def _place_before_kind(run: str) -> int | None:
+    """Where the place's name starts in a run that ends with kind words ("Cork University"),
+    or None (see _KINDS)."""
+    words = [(m.start(), m.group().lower()) for m in re.finditer(r"\S+", run)]
+    kinds = 0
+    while kinds < len(words) and words[len(words) - 1 - kinds][1] in _KINDS:
+        kinds += 1
+    for start, word in words[: len(words) - kinds] if kinds else ():
+        if word not in _POINTERS and word not in _LINKS:
+            return start
     return None
 
 
@@ -85,7 +113,8 @@ def find_organisations(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int, 
     spans: list[tuple[int, int]] = []
     for pattern in (NAME_BEFORE, NAME_AFTER):
         for match in pattern.finditer(text):
-            if _first_name_word(match.group("run"), lexicon) is not None:
+            named = match.groupdict().get("of")  # "University Hospital of Wales"
+            if named or _first_name_word(match.group("run"), lexicon) is not None:
                 spans.append(match.span())
     for match in UPPER_BEFORE.finditer(text):  # capitals: the name starts at its first word
         at = _first_name_word(match.group("run"), lexicon)

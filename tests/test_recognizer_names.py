@@ -160,6 +160,9 @@ def recognizer() -> Recognizer:
         ("Hausarzt Dr. med. Ottokar Brünninghaus", "Hausarzt Dr. med. *"),
         ("Prof. Dr. rer. nat. Wiebke Ockenfels", "Prof. Dr. rer. nat. *"),
         ("Family: D'Angelo, MacGillivray, van der Merwe attended", "Family: *, *, * attended"),
+        # who worked the system, and a three-letter login with digits
+        ("Operator: hwilliams; Physician of record", "Operator: *; Physician of record"),
+        ("Images sent by tech abc123", "Images sent by tech *123"),
     ],
 )  # fmt: skip
 def test_names_no_list_knows_are_found_by_context(
@@ -197,6 +200,7 @@ def test_names_no_list_knows_are_found_by_context(
         "患者の母指", "父母同意", "妻子同意检查", "CT with 造影剂", "患者 右肺に結節",
         "FHx breast cancer (mother)", "heart disease (father)", "history of stroke (Mother)",
         "told her (sister)", "Will present at MDT.", "Surview", "CTA Head Neck 0.75 Bv36",
+        "User defined window", "by tech ct2 today", "read by reader 2",
         "Befund: Keine Auffälligkeiten der Lunge.", "検査 * ですか", "Заключение: Норма.",
         "右肺上葉に結節あり。経過観察。", "胸部CT平扫未见异常",
     ],

@@ -254,6 +254,23 @@ def test_clinical_text_with_numbers_is_no_address(recognizer: Recognizer, text: 
     assert recognizer.find(text) == [], text
 
 
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("RTA, driver, car registration KX19 ZPL", "RTA, driver, car registration *"),
+        ("vehicle reg: KX19ZPL.", "vehicle reg: *."),
+        ("licence plate AB-123-CD seen", "licence plate * seen"),
+        ("VIN 1HGCM82633A004352", "VIN *"),
+        ("image registration error 2 mm", "image registration error 2 mm"),
+        ("Registration T1 to T2 ok", "Registration T1 to T2 ok"),
+    ],
+)
+def test_vehicle_registrations_are_identifiers(
+    recognizer: Recognizer, text: str, cleaned: str
+) -> None:
+    assert recognizer.clean(text) == cleaned
+
+
 def test_an_ip_address_is_a_network_address_and_no_street(recognizer: Recognizer) -> None:
     # It names a machine, often the patient's own; "address" before it is no address cue.
     text = "IP address 10.0.0.1"

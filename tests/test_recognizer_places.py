@@ -42,6 +42,9 @@ def recognizer() -> Recognizer:
         ("faxed to Cork University Hospital, fax", "faxed to *, fax"),
         ("Derby Royal Infirmary", "*"),
         ("at The University Hospital of Wales.", "at *."),
+        # everyday words naming a GP's practice or a medical centre
+        ("GP at Riverside Medical Centre today", "GP at * today"),
+        ("Oak Tree Family Practice", "*"),
     ],
 )
 def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cleaned: str) -> None:
@@ -59,7 +62,9 @@ def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cle
         "Oral and Maxillofacial Surgery", "Colorectal Surgery", "General Practice",
         "General anaesthesia", "Memorial service", "Attorney General",
         "seen at the University Hospital", "Outside Community Hospital", "The Royal Infirmary",
-        "Paediatric Oncology Clinic", "Clinic of Radiology",
+        "Paediatric Oncology Clinic", "Clinic of Radiology", "Student Health Centre",
+        "Urgent Care Medical Center", "Community Health Center", "Academic Medical Center",
+        "The Medical Centre", "Radiology Medical Group",
     ],
 )  # fmt: skip
 def test_clinics_named_for_what_they_treat_stay(recognizer: Recognizer, text: str) -> None:

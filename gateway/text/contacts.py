@@ -83,6 +83,13 @@ ID_KEYWORD = re.compile(
     r"|SIN|BSN|NIR|chart|record|case)\s*(?:no\.?|number|#)?\s*[:#.]?\s*"
     r"(?P<v>[A-Z]{0,3}[-\s]?\d[\d\s-]{2,}\d[A-Z]?)(?!\w)"
 )
+# A vehicle's registration or identification number (HIPAA lists both): letters and digits
+# after what names one ("car registration KX19 ZPL", "VIN 1HGCM82633A004352").
+VEHICLE_KEYWORD = re.compile(
+    r"(?i)(?=[cvrlni])\b(?:(?:car|vehicle|registration|licen[cs]e|number)\s+plate|(?:car|vehicle)\s+reg"
+    r"(?:istration)?|reg(?:istration)?\s+(?:no|number|plate)|VIN)\.?\s*[:#.]?\s*"
+    r"(?P<v>(?-i:[A-Z0-9]{1,8}(?:[ -][A-Z0-9]{1,8}){0,2}))(?!\w)"
+)
 # A national identifier's name: whatever follows with five digits or more is the identifier,
 # letters included ("NI no. AP 65 42 12 C", "codice fiscale RSSMRA85T10A562S").
 NATIONAL_KEYWORD = re.compile(
@@ -166,6 +173,9 @@ def find_contacts(text: str, lexicon: Lexicon | None = None) -> list[tuple[int, 
     found.extend(streets)
     found.extend(codes)
     found.extend(find_places(text, streets + codes, lexicon, digits, doubtful))
+    for m in VEHICLE_KEYWORD.finditer(text):
+        if any(c.isalpha() for c in m.group("v")) and any(c.isdigit() for c in m.group("v")):
+            found.append((*m.span("v"), "id"))
     if digits >= 3:
         found.extend(_identifiers(text, digits))
         found.extend((m.start("v"), m.end("v"), "phone") for m in PHONE_KEYWORD.finditer(text))

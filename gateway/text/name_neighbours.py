@@ -3,7 +3,8 @@
 "Technologist: mgarcia3", "reviewed by rkapoor": systems write their users' logins in
 lower case, an initial or two run into the family name, often with a number, and the word
 lists know neither. After a cue (names.py) a lower-case word that is no word and has a
-listed name after its first one or two letters, or digits right after it, is one.
+listed name after its first one or two letters, or digits right after it, is one (three
+letters or more, four without the digits).
 
 "* present: * and Aroha Ngata", "Rangi Parata & Hemi": a capitalised word the lists call a
 name or do not know, joined by "and" or "&" to a name found (or already cut, "*"), is one
@@ -92,11 +93,10 @@ _LIST_NEXT = re.compile(r",[ \t]*|[ \t]+(?:and|&)[ \t]+")
 def login_after_cue(text: str, word: _Word, lexicon: Lexicon) -> bool:
     """Whether `word`, right after a cue, is a user name (see the module text)."""
     value = word.text
-    if not value.islower() or word.safe or len(value) < 4:
+    digits = text[word.end : word.end + 1].isdigit()  # "tech abc123"
+    if not value.islower() or word.safe or len(value) < (3 if digits else 4):
         return False
-    return text[word.end : word.end + 1].isdigit() or any(
-        lexicon.facts(value[n:])[1] for n in (1, 2)
-    )
+    return digits or any(lexicon.facts(value[n:])[1] for n in (1, 2))
 
 
 def names_after_and(text: str, words: Sequence[_Word], unknown: Callable[[_Word], bool]) -> bool:

@@ -10,7 +10,9 @@ run counts only when one of its words is not in the safe vocabulary nor clinical
 "General Hospital" stay, "Harrogate District Hospital" and "St Mary's Hospital" go whole, and
 so do "St Elsewhere's General" and "Toronto General" ("Surgeon General" stays). A word before
 a kind of hospital names a place even if it is a word: "Cork University Hospital" goes, as
-does a place after it: "The University Hospital of Wales".
+does a place after it: "The University Hospital of Wales". Before "Medical Centre", "Health
+Centre" or "Family Practice" every word names it but those of what is treated there:
+"Riverside Medical Centre" goes, "Breast Imaging Center" and "Student Health Centre" stay.
 """
 
 from __future__ import annotations
@@ -61,6 +63,16 @@ _KINDS = frozenset((
     "teaching", "city", "children's", "children’s", "women's", "women’s", "national", "state",
     "veterans", "united", "infirmary", "cottage", "base",
 ))  # fmt: skip
+# Institutions whose names are mostly everyday words ("Riverside Medical Centre", "Oak Tree
+# Family Practice"): every word before one names it, unless it says what is treated there.
+_NAMED_KINDS = re.compile(r"(?:Medical|Health|Family|Group)[ \t]+(?:Cent(?:er|re)|Group|Practice)$")
+_TREATED = frozenset((
+    "breast", "eye", "heart", "cardiac", "spine", "sports", "cancer", "dental", "student",
+    "urgent", "primary", "care", "walk-in", "family", "pediatric", "paediatric", "diagnostic",
+    "imaging", "medical", "health", "kidney", "renal", "lung", "sleep", "fertility",
+    "maternity", "rehabilitation", "mental", "women's", "children's", "men's", "veterans",
+    "academic", "army", "military", "naval", "campus", "rural", "public", "private",
+))  # fmt: skip
 _POINTERS = frozenset((
     "the", "this", "that", "our", "your", "their", "his", "her", "other", "outside", "previous",
     "prior", "local", "main", "new", "old", "same", "another", "nearest", "referring", "a", "an",
@@ -83,6 +95,18 @@ def _first_name_word(run: str, lexicon: Lexicon) -> int | None:
         if not lexicon.facts(word)[2] and _CLINICAL.search(word) is None:
             return found.start()
     return _place_before_kind(run)
+
+
+def _everyday_name(run: str, whole: str) -> bool:
+    """Whether `run` names an institution of _NAMED_KINDS ("Riverside" before "Medical
+    Centre"), by a word that neither points nor says what is treated there."""
+    if _NAMED_KINDS.search(whole) is None:
+        return False
+    return any(
+        word not in _TREATED and word not in _POINTERS and word not in _LINKS
+        and word not in _KINDS and _CLINICAL.search(word) is None
+        for word in run.lower().split()
+    )  # fmt: skip
 
 
 def _place_before_kind(run: str) -> int | None:
@@ -114,6 +138,7 @@ def find_organisations(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int, 
     for pattern in (NAME_BEFORE, NAME_AFTER):
         for match in pattern.finditer(text):
             named = match.groupdict().get("of")  # "University Hospital of Wales"
+            named = named or _everyday_name(match.group("run"), match.group())
             if named or _first_name_word(match.group("run"), lexicon) is not None:
                 spans.append(match.span())
     for match in UPPER_BEFORE.finditer(text):  # capitals: the name starts at its first word

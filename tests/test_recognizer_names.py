@@ -163,6 +163,8 @@ def recognizer() -> Recognizer:
         # who worked the system, and a three-letter login with digits
         ("Operator: hwilliams; Physician of record", "Operator: *; Physician of record"),
         ("Images sent by tech abc123", "Images sent by tech *123"),
+        # an annotation's label and who drew it
+        ("ROI 1 Hjelmqvist", "ROI 1 *"),
     ],
 )  # fmt: skip
 def test_names_no_list_knows_are_found_by_context(
@@ -200,7 +202,8 @@ def test_names_no_list_knows_are_found_by_context(
         "患者の母指", "父母同意", "妻子同意检查", "CT with 造影剂", "患者 右肺に結節",
         "FHx breast cancer (mother)", "heart disease (father)", "history of stroke (Mother)",
         "told her (sister)", "Will present at MDT.", "Surview", "CTA Head Neck 0.75 Bv36",
-        "User defined window", "by tech ct2 today", "read by reader 2",
+        "User defined window", "by tech ct2 today", "read by reader 2", "ROI 1 Liver",
+        "Run 1 Ultravist", "Slice 12 Gadovist", "Volume 3 Dixon", "Echo 2 Doppler",
         "Befund: Keine Auffälligkeiten der Lunge.", "検査 * ですか", "Заключение: Норма.",
         "右肺上葉に結節あり。経過観察。", "胸部CT平扫未见异常",
     ],

@@ -18,7 +18,8 @@ on either side of it ("stergaard Chidi": Østergaard less its Ø). The last two 
 English text: German capitalises its nouns, and every word of other languages is unknown.
 
 "nodule 8 mm Morwenna Vanterpool.": two or three Title Case words that are names as far as
-the lists tell, ending the value after a lower-case word, are one name.
+the lists tell, ending the value after a lower-case word, are one name; so is one such word
+(five letters or more, not English) ending it after a small number: "ROI 1 Hjelmqvist".
 
 "Смирновой Еленой Викторовной", "Ольги Сергеевны": a Russian or Ukrainian patronymic, in any
 case, with the one or two capitalised words before it, is a name whatever the lists say.
@@ -63,6 +64,7 @@ class _Word(Protocol):
     end: int
     text: str
     folded: str
+    english: bool
     name: bool
     safe: bool
     listed: bool
@@ -87,6 +89,7 @@ _PATRONYMIC = re.compile(
 )
 _STAR_AND = re.compile(r"(?:^|[^\w*])\*[ \t]+(?:and|&)[ \t]+\Z")
 _COMMA = re.compile(r",[ \t]*")
+_AFTER_NUMBER = re.compile(r"(?<![\d.,])\d{1,3}[ \t]+\Z")
 _LIST_NEXT = re.compile(r",[ \t]*|[ \t]+(?:and|&)[ \t]+")
 
 
@@ -219,8 +222,20 @@ def mark_pn_group(text: str, words: Sequence[_Word], word: _Word) -> None:
 
 
 def names_ending_note(text: str, words: Sequence[_Word], unknown: Callable[[_Word], bool]) -> None:
-    """Set `name` on a run of two or three such words that ends the value (see above)."""
+    """Set `name` on a run of two or three such words that ends the value (see above), or
+    on one after a number ("ROI 1 Hjelmqvist": an annotation's label and who drew it)."""
     count = len(words)
+    last = words[-1] if words else None
+    if (
+        last is not None
+        and _AFTER_NUMBER.search(text, 0, last.start)
+        and not text[last.end :].strip(" .")
+        and last.text.istitle()
+        and len(last.text) >= 5
+        and unknown(last)
+        and not last.english
+    ):
+        last.name = True
     if count < 3 or text[words[-1].end :].strip(" ."):
         return
     start = count - 1

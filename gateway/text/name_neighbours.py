@@ -24,6 +24,9 @@ the lists tell, ending the value after a lower-case word, are one name; so is on
 "Смирновой Еленой Викторовной", "Ольги Сергеевны": a Russian or Ukrainian patronymic, in any
 case, with the one or two capitalised words before it, is a name whatever the lists say.
 
+"นายสมชาย ใจดี": a Thai title is written against the given name; the given name after it and
+the word after that (the family name) are a name.
+
 "Τσακίρη present", "CTV Τσακίρη edit": in Latin text, a Greek or Cyrillic word before a word
 that follows names ("present", "edit") is a name; the lists know no such word.
 
@@ -56,6 +59,7 @@ __all__ = [
     "names_ending_note",
     "other_script_before",
     "patronymic_names",
+    "thai_titled_names",
 ]
 
 
@@ -86,6 +90,10 @@ _INITIALS = re.compile(r"(?<![^\W\d_])(?:[^\W\d_]\.[ \t]?){1,3}(?![^\W\d_])")
 _PATRONYMIC = re.compile(
     r"(?:[А-ЯЁІЇЄ][а-яёіїє'-]+[ \t]+){1,2}[А-ЯЁІЇЄ][а-яёіїє]+"
     r"(?:ович|евич|ьич|івна|ївна|овн|евн|ичн|инічн)(?:а|у|ем|ом|е|ой|ы|ою|ій|і)?(?![а-яёіїє])"
+)
+_THAI = "\u0e01-\u0e4e"  # Thai letters, vowels and tone marks
+_THAI_TITLED = re.compile(
+    rf"(?<![{_THAI}])(นายแพทย์|แพทย์หญิง|นางสาว|นาย|นาง)([{_THAI}]{{2,}})[ \t]+[{_THAI}]{{2,}}"
 )
 _STAR_AND = re.compile(r"(?:^|[^\w*])\*[ \t]+(?:and|&)[ \t]+\Z")
 _COMMA = re.compile(r",[ \t]*")
@@ -251,6 +259,14 @@ def names_ending_note(text: str, words: Sequence[_Word], unknown: Callable[[_Wor
     if all(w.text.istitle() and unknown(w) for w in run):
         for word in run:
             word.name = True
+
+
+def thai_titled_names(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the given and family name after a Thai title written against the given
+    name, as Thai writes it ("นายสมชาย ใจดี": Mr Somchai Jaidee); the title stays."""
+    if not any("\u0e00" <= c <= "\u0e7f" for c in text):
+        return []
+    return [(m.start(2), m.end()) for m in _THAI_TITLED.finditer(text)]
 
 
 def patronymic_names(text: str) -> list[tuple[int, int]]:

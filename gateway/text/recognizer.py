@@ -22,7 +22,7 @@ from gateway.text.cjk_places import find_cjk_addresses
 from gateway.text.contacts import find_contacts
 from gateway.text.dates import find_dates, shift_date
 from gateway.text.lexicon import Lexicon, forms, shipped_lexicon
-from gateway.text.name_neighbours import initials_beside, patronymic_names
+from gateway.text.name_neighbours import initials_beside, patronymic_names, thai_titled_names
 from gateway.text.names import find_latin_names
 from gateway.text.organisations import find_organisations
 from gateway.text.relations import find_relatives
@@ -149,6 +149,7 @@ class Recognizer:
             names.extend(find_cjk_names(text, lexicon))
             candidates.extend(find_cjk_addresses(text))
         names.extend(patronymic_names(text))
+        names.extend(thai_titled_names(text))
         names.extend(initials_beside(text, names))
         candidates.extend(_merge_names(text, names))
         return _resolve(text, candidates)

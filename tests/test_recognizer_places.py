@@ -45,6 +45,11 @@ def recognizer() -> Recognizer:
         # everyday words naming a GP's practice or a medical centre
         ("GP at Riverside Medical Centre today", "GP at * today"),
         ("Oak Tree Family Practice", "*"),
+        # care homes and imaging practices; the town written after a hospital's name
+        ("fall at Sunnydale Assisted Living", "fall at *"),
+        ("from Oakwood Nursing Home today", "from * today"),
+        ("prior at Lakeshore Imaging", "prior at *"),
+        ("outside CT from Mercy Hospital Joplin, reviewed", "outside CT from *, reviewed"),
     ],
 )
 def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cleaned: str) -> None:
@@ -64,7 +69,9 @@ def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cle
         "seen at the University Hospital", "Outside Community Hospital", "The Royal Infirmary",
         "Paediatric Oncology Clinic", "Clinic of Radiology", "Student Health Centre",
         "Urgent Care Medical Center", "Community Health Center", "Academic Medical Center",
-        "The Medical Centre", "Radiology Medical Group",
+        "The Medical Centre", "Radiology Medical Group", "Breast Imaging", "Cardiac Imaging",
+        "Diagnostic Imaging", "Interventional Radiology", "Nursing Home resident",
+        "General Hospital Radiology", "MR Imaging",
     ],
 )  # fmt: skip
 def test_clinics_named_for_what_they_treat_stay(recognizer: Recognizer, text: str) -> None:

@@ -13,6 +13,8 @@ a kind of hospital names a place even if it is a word: "Cork University Hospital
 does a place after it: "The University Hospital of Wales". Before "Medical Centre", "Health
 Centre" or "Family Practice" every word names it but those of what is treated there:
 "Riverside Medical Centre" goes, "Breast Imaging Center" and "Student Health Centre" stay.
+Care homes and imaging practices count ("Sunnydale Assisted Living", "Lakeshore Imaging"),
+and a town written after a hospital's name goes with it ("Mercy Hospital Joplin").
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ _AFTER = (
     r"|Medical[ \t]+"
     r"(?:Cent(?:er|re)|Group)|Health[ \t]+(?:Cent(?:er|re)|System)|Imaging[ \t]+Cent(?:er|re)"
     r"|Cancer[ \t]+Cent(?:er|re)|(?:NHS[ \t]+)?(?:Foundation[ \t]+)?Trust|Klinik|Klinikum"
-    r"|Kliniken|Surgery|(?:Medical[ \t]+|Family[ \t]+|Group[ \t]+)?Practice"
+    r"|Kliniken|Surgery|(?:Medical[ \t]+|Family[ \t]+|Group[ \t]+)?Practice|Imaging|Radiology"
+    r"|Assisted[ \t]+Living|Senior[ \t]+Living|(?:Nursing|Care|Rest|Retirement|Residential)"
+    r"[ \t]+Home|(?:Nursing|Care|Skilled[ \t]+Nursing)[ \t]+Facility"
     r"|\w*(?:[Kk]rankenhaus|[Ss]jukhus(?:et)?|[Ss]ygehus|[Ss]ykehus(?:et)?|[Zz]iekenhuis"
     r"|[Ss]airaala))"
 )
@@ -97,6 +101,16 @@ def _first_name_word(run: str, lexicon: Lexicon) -> int | None:
     return _place_before_kind(run)
 
 
+def _town_after(text: str, end: int, lexicon: Lexicon) -> int:
+    """Where a name that ends at `end` ends with the town written after it (see _TOWN_AFTER)."""
+    for _ in range(2):
+        town = _TOWN_AFTER.match(text, end)
+        if town is None or lexicon.facts(town.group(1))[2]:
+            break
+        end = town.end()
+    return end
+
+
 def _everyday_name(run: str, whole: str) -> bool:
     """Whether `run` names an institution of _NAMED_KINDS ("Riverside" before "Medical
     Centre"), by a word that neither points nor says what is treated there."""
@@ -126,8 +140,11 @@ def _place_before_kind(run: str) -> int | None:
 _HINT = re.compile(
     r"(?i)hospi|infirm|clini|klinik|kranken|h[ôo]pital|ospedal|policlin|ziekenh|sjukh|medical"
     r"|health|imaging|cancer|trust|sanator|surgery|practice|chr?u|sygeh|sykeh|sairaal"
-    r"|general|memorial"
+    r"|general|memorial|radiology|living|home|facility"
 )
+# The town written after a hospital's name ("Mercy Hospital Joplin"): capitalised words that
+# are no vocabulary, not upper-case abbreviations ("General Hospital ED").
+_TOWN_AFTER = re.compile(r"[ \t]+([A-ZÀ-Þ][a-zà-ÿ'’-]{2,})")
 
 
 def find_organisations(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int, str]]:
@@ -145,6 +162,7 @@ def find_organisations(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int, 
         at = _first_name_word(match.group("run"), lexicon)
         if at is not None:
             spans.append((match.start("run") + at, match.end()))
+    spans = [(start, _town_after(text, end, lexicon)) for start, end in spans]
     merged: list[list[int]] = []  # "Evangelisches Krankenhaus" + "Krankenhaus Bielefeld"
     for start, end in sorted(spans):
         if merged and start < merged[-1][1]:

@@ -4,6 +4,7 @@ what arrives is the outbox file's dataset byte for byte, in PDUs the peer takes.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,37 @@ def test_a_peer_without_a_pdu_limit_gets_pieces_of_at_most_the_cap(tmp_path: Pat
     assert max(data_pdus) == store_fast_send.FRAGMENT_CAP + 6  # PDV header: 4 length + 2
 
 
+def test_a_peer_that_stops_reading_mid_data_set_is_a_retry_after_the_timeout(
+    tmp_path: Path,
+) -> None:
+    # The peer's reader sleeps on its first data PDU, so the socket buffers fill and the
+    # sender's write blocks: the timeout ends it (the association is given up and the study
+    # waits for a retry) instead of holding the sender for ever.
+    big = _secondary_capture(tmp_path / "out", pixels=48 << 20)
+    first = threading.Event()
+
+    def stall(event: evt.Event) -> None:
+        if event.pdu.__class__.__name__ == "P_DATA_TF" and not first.is_set():
+            first.set()
+            time.sleep(6)
+
+    ae = AE(ae_title="ARCHIVE")
+    ae.maximum_pdu_size = 16384
+    ae.add_supported_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+    server = ae.start_server((LOOPBACK, 0), block=False, evt_handlers=[(evt.EVT_PDU_RECV, stall)])
+    try:
+        port = server.socket.getsockname()[1]
+        started = time.monotonic()
+        result = forward_to_ae([big], ae_title="ARCHIVE", host=LOOPBACK, port=port, timeout=1)
+        elapsed = time.monotonic() - started
+    finally:
+        server.shutdown()
+    assert first.is_set()
+    assert result.outcome is ForwardOutcome.RETRY, result.message
+    assert result.sent == 0
+    assert elapsed < 5
+
+
 def test_the_request_command_set_is_what_pynetdicom_encodes() -> None:
     from io import BytesIO
 
@@ -107,9 +139,9 @@ def test_the_request_command_set_is_what_pynetdicom_encodes() -> None:
         primitive.DataSet = BytesIO(b"\0\0")
         message = C_STORE_RQ()
         message.primitive_to_message(primitive)
-        assert store_request(
-            message_id, b"1.2.840.10008.5.1.4.1.1.7", instance.encode()
-        ) == encode(message.command_set, True, True)
+        assert store_request(message_id, b"1.2.840.10008.5.1.4.1.1.7", instance.encode()) == encode(
+            message.command_set, True, True
+        )
 
 
 def test_file_meta_is_read_by_hand_as_pydicom_reads_it(tmp_path: Path) -> None:

@@ -65,6 +65,19 @@ def can_send_directly(assoc: Association) -> bool:
     )
 
 
+def _bound_sends(sock: socket.socket, seconds: float | None) -> None:
+    """A peer that stops reading mid data set fails a write after `seconds` (the DIMSE
+    timeout) instead of holding the sender for ever: the kernel's send timeout, since the
+    socket itself blocks without one (pynetdicom clears it after connecting)."""
+    if seconds:
+        whole = int(seconds)
+        sock.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_SNDTIMEO,
+            struct.pack("@ll", whole, int((seconds - whole) * 1_000_000)),
+        )
+
+
 def _pdu(context_id: int, control: int, data: bytes) -> bytes:
     return (
         _PDU_HEADER.pack(_P_DATA_TF, len(data) + 6)
@@ -87,8 +100,8 @@ def send_stored_file(
     Returns the status as send_c_store() does: a Dataset with (0000,0900) Status, an empty
     one when no valid answer came (then the association is aborted). None: the command set
     would not fit in one PDU of the peer's; nothing was sent, pynetdicom fragments it.
-    OSError from reading the file or writing the socket: the message may be cut off, so
-    the caller aborts the association.
+    OSError from reading the file or writing the socket (also a peer that stopped reading
+    for the DIMSE timeout): the message may be cut off, so the caller aborts the association.
     """
     command = store_request(message_id, uids[0].encode("ascii"), uids[1].encode("ascii"))
     peer_maximum = int(assoc.acceptor.maximum_length or 0)
@@ -96,6 +109,7 @@ def send_stored_file(
         return None
     piece = min(peer_maximum - 6, FRAGMENT_CAP) if peer_maximum else FRAGMENT_CAP
     sock = assoc.dul.socket.socket
+    _bound_sends(sock, assoc.dimse_timeout)
     with open(path, "rb") as handle:
         left = os.fstat(handle.fileno()).st_size - handle.seek(offset)
         message = _pdu(context_id, _COMMAND_LAST, command)

@@ -50,6 +50,11 @@ def recognizer() -> Recognizer:
         ("from Oakwood Nursing Home today", "from * today"),
         ("prior at Lakeshore Imaging", "prior at *"),
         ("outside CT from Mercy Hospital Joplin, reviewed", "outside CT from *, reviewed"),
+        ("Born at Rotunda Hospital Dublin, 1988", "Born at *, 1988"),
+        # no institution word: after "performed at", "transferred from"; a company
+        ("Prior MRI performed at Addenbrooke's on", "Prior MRI performed at * on"),
+        ("Transferred from Groote Schuur, Cape Town", "Transferred from *, Cape Town"),
+        ("employer: Zeltweger Logistics GmbH", "employer: *"),
     ],
 )
 def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cleaned: str) -> None:
@@ -71,7 +76,9 @@ def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cle
         "Urgent Care Medical Center", "Community Health Center", "Academic Medical Center",
         "The Medical Centre", "Radiology Medical Group", "Breast Imaging", "Cardiac Imaging",
         "Diagnostic Imaging", "Interventional Radiology", "Nursing Home resident",
-        "General Hospital Radiology", "MR Imaging",
+        "General Hospital Radiology", "MR Imaging", "transferred from ICU", "transferred from A&E",
+        "performed at Level 2", "done at Radiology", "Manufacturer Siemens AG", "GE Healthcare Inc",
+        "Toshiba Medical Systems Corporation", "Hologic Inc.",
     ],
 )  # fmt: skip
 def test_clinics_named_for_what_they_treat_stay(recognizer: Recognizer, text: str) -> None:

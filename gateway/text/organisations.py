@@ -13,8 +13,11 @@ a kind of hospital names a place even if it is a word: "Cork University Hospital
 does a place after it: "The University Hospital of Wales". Before "Medical Centre", "Health
 Centre" or "Family Practice" every word names it but those of what is treated there:
 "Riverside Medical Centre" goes, "Breast Imaging Center" and "Student Health Centre" stay.
-Care homes and imaging practices count ("Sunnydale Assisted Living", "Lakeshore Imaging"),
-and a town written after a hospital's name goes with it ("Mercy Hospital Joplin").
+Care homes, imaging practices and companies count ("Sunnydale Assisted Living", "Lakeshore
+Imaging", "Zeltweger Logistics GmbH"), a town written after a hospital's name goes with it
+and makes it a name ("Mercy Hospital Joplin", "Rotunda Hospital Dublin"), and so does a run
+with a word that is no vocabulary after "performed at", "transferred from" and the like
+("performed at Addenbrooke's").
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ _AFTER = (
     r"|Kliniken|Surgery|(?:Medical[ \t]+|Family[ \t]+|Group[ \t]+)?Practice|Imaging|Radiology"
     r"|Assisted[ \t]+Living|Senior[ \t]+Living|(?:Nursing|Care|Rest|Retirement|Residential)"
     r"[ \t]+Home|(?:Nursing|Care|Skilled[ \t]+Nursing)[ \t]+Facility"
+    r"|GmbH|Ltd\.?|Limited|Inc\.?|LLC|PLC|plc|Corp\.?|Corporation|Pty|AG|B\.V\.|S\.A\."
     r"|\w*(?:[Kk]rankenhaus|[Ss]jukhus(?:et)?|[Ss]ygehus|[Ss]ykehus(?:et)?|[Zz]iekenhuis"
     r"|[Ss]airaala))"
 )
@@ -140,7 +144,14 @@ def _place_before_kind(run: str) -> int | None:
 _HINT = re.compile(
     r"(?i)hospi|infirm|clini|klinik|kranken|h[ôo]pital|ospedal|policlin|ziekenh|sjukh|medical"
     r"|health|imaging|cancer|trust|sanator|surgery|practice|chr?u|sygeh|sykeh|sairaal"
-    r"|general|memorial|radiology|living|home|facility"
+    r"|general|memorial|radiology|living|home|facility|gmbh|ltd|limited|inc\b|llc|plc|corp"
+    r"|pty|\bag\b|b\.v\.|s\.a\.|performed|done|scanned|imaged|obtained|transferred|treated"
+)
+# Where a study was made or a patient came from, with no institution word ("performed at
+# Addenbrooke's", "transferred from Groote Schuur"): the capitalised run after such a verb.
+AT_PLACE = re.compile(
+    rf"(?i:\b(?:performed|done|scanned|imaged|obtained|acquired|transferred|treated)[ \t]+"
+    rf"(?:at|from))[ \t]+(?P<run>{_RUN})"
 )
 # The town written after a hospital's name ("Mercy Hospital Joplin"): capitalised words that
 # are no vocabulary, not upper-case abbreviations ("General Hospital ED").
@@ -156,8 +167,14 @@ def find_organisations(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int, 
         for match in pattern.finditer(text):
             named = match.groupdict().get("of")  # "University Hospital of Wales"
             named = named or _everyday_name(match.group("run"), match.group())
+            named = named or _town_after(text, match.end(), lexicon) > match.end()
             if named or _first_name_word(match.group("run"), lexicon) is not None:
                 spans.append(match.span())
+    for match in AT_PLACE.finditer(text):  # "performed at Addenbrooke's"; "from ICU" stays
+        run = match.group("run")
+        at = _first_name_word(run, lexicon)
+        if at is not None and not (run.isupper() and len(run) <= 4):
+            spans.append((match.start("run") + at, match.end()))
     for match in UPPER_BEFORE.finditer(text):  # capitals: the name starts at its first word
         at = _first_name_word(match.group("run"), lexicon)
         if at is not None:

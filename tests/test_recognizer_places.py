@@ -55,6 +55,7 @@ def recognizer() -> Recognizer:
         ("Prior MRI performed at Addenbrooke's on", "Prior MRI performed at * on"),
         ("Transferred from Groote Schuur, Cape Town", "Transferred from *, Cape Town"),
         ("employer: Zeltweger Logistics GmbH", "employer: *"),
+        ("compared to Toronto Western 2019", "compared to * 2019"),
     ],
 )
 def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cleaned: str) -> None:
@@ -78,7 +79,8 @@ def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cle
         "Diagnostic Imaging", "Interventional Radiology", "Nursing Home resident",
         "General Hospital Radiology", "MR Imaging", "transferred from ICU", "transferred from A&E",
         "performed at Level 2", "done at Radiology", "Manufacturer Siemens AG", "GE Healthcare Inc",
-        "Toshiba Medical Systems Corporation", "Hologic Inc.",
+        "Toshiba Medical Systems Corporation", "Hologic Inc.", "Compared with MRI 2019",
+        "Compared to Outside Films", "Compared With Previous Study", "compared to Baseline",
     ],
 )  # fmt: skip
 def test_clinics_named_for_what_they_treat_stay(recognizer: Recognizer, text: str) -> None:

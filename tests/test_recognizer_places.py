@@ -56,6 +56,8 @@ def recognizer() -> Recognizer:
         ("Transferred from Groote Schuur, Cape Town", "Transferred from *, Cape Town"),
         ("employer: Zeltweger Logistics GmbH", "employer: *"),
         ("compared to Toronto Western 2019", "compared to * 2019"),
+        ("referred from St. Elsewhere by", "referred from * by"),
+        ("seen at Oakwood yesterday", "seen at * yesterday"),
     ],
 )
 def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cleaned: str) -> None:
@@ -81,6 +83,8 @@ def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cle
         "performed at Level 2", "done at Radiology", "Manufacturer Siemens AG", "GE Healthcare Inc",
         "Toshiba Medical Systems Corporation", "Hologic Inc.", "Compared with MRI 2019",
         "Compared to Outside Films", "Compared With Previous Study", "compared to Baseline",
+        "referred to Neurology", "seen at MDT", "admitted to Ward 5", "seen at Outpatients",
+        "admitted to Critical Care", "referred to Dermatology Clinic",
     ],
 )  # fmt: skip
 def test_clinics_named_for_what_they_treat_stay(recognizer: Recognizer, text: str) -> None:

@@ -16,8 +16,8 @@ Centre" or "Family Practice" every word names it but those of what is treated th
 Care homes, imaging practices and companies count ("Sunnydale Assisted Living", "Lakeshore
 Imaging", "Zeltweger Logistics GmbH"), a town written after a hospital's name goes with it
 and makes it a name ("Mercy Hospital Joplin", "Rotunda Hospital Dublin"), and so does a run
-with a word that is no vocabulary after "performed at", "transferred from", "compared to"
-and the like ("performed at Addenbrooke's").
+with a word that is no vocabulary after "performed at", "transferred from", "seen at",
+"referred from", "compared to" and the like ("performed at Addenbrooke's").
 """
 
 from __future__ import annotations
@@ -146,13 +146,13 @@ _HINT = re.compile(
     r"|health|imaging|cancer|trust|sanator|surgery|practice|chr?u|sygeh|sykeh|sairaal"
     r"|general|memorial|radiology|living|home|facility|gmbh|ltd|limited|inc\b|llc|plc|corp"
     r"|pty|\bag\b|b\.v\.|s\.a\.|performed|done|scanned|imaged|obtained|transferred|treated"
-    r"|compared"
+    r"|compared|referred|seen|admitted"
 )
 # Where a study was made or a patient came from, with no institution word ("performed at
 # Addenbrooke's", "transferred from Groote Schuur"): the capitalised run after such a verb.
 AT_PLACE = re.compile(
-    rf"(?i:\b(?:(?:performed|done|scanned|imaged|obtained|acquired|transferred|treated)[ \t]+"
-    rf"(?:at|from)|compared[ \t]+(?:to|with)))[ \t]+(?P<run>{_RUN})"
+    rf"(?i:\b(?:(?:performed|done|scanned|imaged|obtained|acquired|transferred|treated|referred"
+    rf"|seen|admitted)[ \t]+(?:at|from|to)|compared[ \t]+(?:to|with)))[ \t]+(?P<run>{_RUN})"
 )
 # The town written after a hospital's name ("Mercy Hospital Joplin"): capitalised words that
 # are no vocabulary, not upper-case abbreviations ("General Hospital ED").

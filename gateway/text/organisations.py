@@ -84,7 +84,7 @@ _TREATED = frozenset((
 _POINTERS = frozenset((
     "the", "this", "that", "our", "your", "their", "his", "her", "other", "outside", "previous",
     "prior", "local", "main", "new", "old", "same", "another", "nearest", "referring", "a", "an",
-    "at", "from", "to", "in", "seen", "see", "scan", "scanned", "done", "performed", "prior",
+    "at", "from", "to", "in", "seen", "see", "scan", "scanned", "done", "performed",
 ))  # fmt: skip
 
 

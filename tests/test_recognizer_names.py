@@ -165,6 +165,7 @@ def recognizer() -> Recognizer:
         ("Images sent by tech abc123", "Images sent by tech *123"),
         # an annotation's label and who drew it
         ("ROI 1 Hjelmqvist", "ROI 1 *"),
+        ("60 Gy/30# to PTV_Oyelowo", "60 Gy/30# to PTV_*"),  # joined to a structure's name
         # a Thai title written against the given name, the family name after it
         ("ผู้ป่วย นายสมชาย ใจดี โทร", "ผู้ป่วย นาย* โทร"),
         ("นางสาวสุดา แสงทอง", "นางสาว*"),
@@ -207,7 +208,7 @@ def test_names_no_list_knows_are_found_by_context(
         "told her (sister)", "Will present at MDT.", "Surview", "CTA Head Neck 0.75 Bv36",
         "User defined window", "by tech ct2 today", "read by reader 2", "ROI 1 Liver",
         "Run 1 Ultravist", "Slice 12 Gadovist", "Volume 3 Dixon", "Echo 2 Doppler",
-        "ผล CT ปกติ ไม่พบความผิดปกติ",
+        "ผล CT ปกติ ไม่พบความผิดปกติ", "PTV_Boost", "CTV_Nodes_Left", "SAG_Mprage", "PTV_Sib",
         "Befund: Keine Auffälligkeiten der Lunge.", "検査 * ですか", "Заключение: Норма.",
         "右肺上葉に結節あり。経過観察。", "胸部CT平扫未见异常",
     ],

@@ -3,11 +3,12 @@ Vanterpool", "MR LSPINE (Kealoha)", "Beaumarchais: AX T1 POST GAD".
 
 Descriptors are upper case or vocabulary and English prose is lower case, so a run of one to
 three Title Case words that the word lists do not know, with punctuation, an upper-case
-descriptor word or the start or end of the value on either side, is someone's name ("CT HEAD
-W/O Goikoetxea Enguerrand"). Not counted: a value of one word ("Surview"), an
-unknown word shorter than four letters ("Ext"), a word before a colon that does not introduce
-a descriptor ("Adres: ul. ..." is a label), and runs in prose of a language whose nouns are
-capitalised or that the lists do not hold (German, French, ...: "Keine Auffälligkeiten.").
+descriptor word (also joined by "_": "PTV_Oyelowo") or the start or end of the value on
+either side, is someone's name ("CT HEAD W/O Goikoetxea Enguerrand"). Not counted: a value
+of one word ("Surview"), an unknown word shorter than four letters ("Ext"), a word before a
+colon that does not introduce a descriptor ("Adres: ul. ..." is a label), and runs in prose
+of a language whose nouns are capitalised or that the lists do not hold (German, French,
+...: "Keine Auffälligkeiten.").
 Words the lists call safe, English or clinical by their shape keep a run from counting.
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 _SEPARATOR = re.compile(r"[;()\[\]|,*]|\.(?!\d)|(?<!\w)/|/(?!\w)|(?:^|\s)[-–](?:\s|$)")
+_JOINED = re.compile(r"[ \t]+|_")  # a descriptor word and a name beside it
 MAX_RUN = 3
 MIN_UNKNOWN = 4
 # Function words of languages the word lists do not cover: two of them make foreign prose.
@@ -102,12 +104,13 @@ def foreign_prose(words: Sequence[_Word]) -> bool:
 
 
 def _apart(gap: str, neighbour: _Word, after: bool) -> bool:
-    """Punctuation between, or the neighbour is an upper-case descriptor word ("W/O"); a
-    colon after the run only before a descriptor ("Beaumarchais: AX T1", not "Adres: ul.")."""
+    """Punctuation between, or the neighbour is an upper-case descriptor word ("W/O"), also
+    joined by "_" as structure names are ("PTV_Oyelowo"); a colon after the run only before
+    a descriptor ("Beaumarchais: AX T1", not "Adres: ul.")."""
     descriptor = neighbour.text.isupper()
     if after and ":" in gap:
         return descriptor
-    return bool(_SEPARATOR.search(gap)) or ":" in gap or (descriptor and gap.isspace())
+    return bool(_SEPARATOR.search(gap)) or ":" in gap or (descriptor and _JOINED.fullmatch(gap))
 
 
 def is_latin(word: _Word) -> bool:

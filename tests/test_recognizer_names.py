@@ -166,6 +166,11 @@ def recognizer() -> Recognizer:
         # an annotation's label and who drew it
         ("ROI 1 Hjelmqvist", "ROI 1 *"),
         ("60 Gy/30# to PTV_Oyelowo", "60 Gy/30# to PTV_*"),  # joined to a structure's name
+        # an ROI observation's label; a name heading an English description; a Greek family
+        # name before a Greek given name in English text
+        ("Minjun Kim: obs", "*: obs"),
+        ("Trelawney: Radiology report", "*: Radiology report"),
+        ("nodule 8 mm Τσακίρη Ιωάννα", "nodule 8 mm *"),
         # a Thai title written against the given name, the family name after it
         ("ผู้ป่วย นายสมชาย ใจดี โทร", "ผู้ป่วย นาย* โทร"),
         ("นางสาวสุดา แสงทอง", "นางสาว*"),
@@ -209,6 +214,7 @@ def test_names_no_list_knows_are_found_by_context(
         "User defined window", "by tech ct2 today", "read by reader 2", "ROI 1 Liver",
         "Run 1 Ultravist", "Slice 12 Gadovist", "Volume 3 Dixon", "Echo 2 Doppler",
         "ผล CT ปกติ ไม่พบความผิดปกติ", "PTV_Boost", "CTV_Nodes_Left", "SAG_Mprage", "PTV_Sib",
+        "Befund: Normal", "Indication: Pain", "Comparison: Prior CT",
         "Befund: Keine Auffälligkeiten der Lunge.", "検査 * ですか", "Заключение: Норма.",
         "右肺上葉に結節あり。経過観察。", "胸部CT平扫未见异常",
     ],

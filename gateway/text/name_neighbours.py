@@ -152,6 +152,7 @@ def names_before_names(
     english = _english(words)
     if not english:
         clinical = _everything  # no word is "mangled" in other languages
+    latin = any(is_latin(w) and len(w.text) >= 3 and w.text.islower() for w in words)
     for index in range(len(words) - 2, -1, -1):
         word, after = words[index], words[index + 1]
         if text[word.end : after.start] != " ":
@@ -166,6 +167,7 @@ def names_before_names(
             text_.isupper() and len(text_) >= 3 and (word.listed or other_script or unknown(word))
         )
         unlisted = english and text_.istitle() and len(text_) >= 4 and unknown(word)
+        unlisted = unlisted or (latin and other_script and text_.istitle())  # "Τσακίρη Ιωάννα"
         if (
             value.istitle() and (family or unlisted or _mangled(word, clinical))
         ) or text_.lower() in particles:

@@ -84,7 +84,9 @@ def mark_names_alone(
         # A Greek or Cyrillic word is no label in Latin text: "Τσακίρη: abdominal pain".
         labelled = latin and all(not is_latin(w) for w in run) and ":" in after
         alone = (not first or _apart(before, tokens[first - 1], False)) and (
-            end + 1 == count or labelled or _apart(after, tokens[end + 1], True)
+            end + 1 == count
+            or labelled
+            or _apart(after, tokens[end + 1], True, tokens[end + 2] if end + 2 < count else None)
         )
         named = [w.text in particles or _named(w, unknown) for w in run]
         # A listed word that is also a word ("Park", "Lee") counts beside an unknown one.
@@ -103,13 +105,15 @@ def foreign_prose(words: Sequence[_Word]) -> bool:
     return sum(w.text.lower() in _FOREIGN for w in words) >= 2
 
 
-def _apart(gap: str, neighbour: _Word, after: bool) -> bool:
+def _apart(gap: str, neighbour: _Word, after: bool, next_word: _Word | None = None) -> bool:
     """Punctuation between, or the neighbour is an upper-case descriptor word ("W/O"), also
     joined by "_" as structure names are ("PTV_Oyelowo"); a colon after the run only before
-    a descriptor ("Beaumarchais: AX T1", not "Adres: ul.")."""
+    a descriptor or English words ("Beaumarchais: AX T1", "Trelawney: Radiology report", not
+    "Adres: ul." or "Befund: Normal")."""
     descriptor = neighbour.text.isupper()
-    if after and ":" in gap:
-        return descriptor
+    if after and ":" in gap:  # "Trelawney: Radiology report" (English words), not "Befund: Normal"
+        english = next_word is not None and next_word.safe and next_word.text.islower()
+        return descriptor or (neighbour.safe and neighbour.text.istitle() and english)
     return bool(_SEPARATOR.search(gap)) or ":" in gap or (descriptor and _JOINED.fullmatch(gap))
 
 

@@ -215,6 +215,7 @@ def test_names_no_list_knows_are_found_by_context(
         "Run 1 Ultravist", "Slice 12 Gadovist", "Volume 3 Dixon", "Echo 2 Doppler",
         "ผล CT ปกติ ไม่พบความผิดปกติ", "PTV_Boost", "CTV_Nodes_Left", "SAG_Mprage", "PTV_Sib",
         "Befund: Normal", "Indication: Pain", "Comparison: Prior CT",
+        "Ortho: Fracture clinic review", "Paeds: Abdominal pain",
         "Befund: Keine Auffälligkeiten der Lunge.", "検査 * ですか", "Заключение: Норма.",
         "右肺上葉に結節あり。経過観察。", "胸部CT平扫未见异常",
     ],

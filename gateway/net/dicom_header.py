@@ -103,12 +103,25 @@ def _uid_texts(found: dict[int, bytes] | None) -> tuple[str, str] | None:
     return _clean(instance), _clean(study)
 
 
+def _meta_end(start: bytes) -> int | None:
+    """Where the File Meta group that the first 144 bytes of a Part 10 file open ends (its
+    preamble, "DICM" and group length read); None when they are not such a start."""
+    if len(start) < 144 or start[128:132] != b"DICM" or start[132:140] != _GROUP_LENGTH:
+        return None
+    return 144 + _LONG_LENGTH.unpack_from(start, 140)[0]
+
+
+def _meta_values(meta: bytes, wanted: dict[int, bytes]) -> dict[int, bytes] | None:
+    """`top_level_values` of a File Meta group (always explicit VR little endian)."""
+    return top_level_values(meta, str(dicom_uid.ExplicitVRLittleEndian), wanted)
+
+
 def file_header_values(data: bytes, wanted: dict[int, bytes]) -> dict[int, bytes] | None:
     """`top_level_values` for the start of a DICOM file (preamble, File Meta, dataset)."""
-    if data[128:132] != b"DICM" or data[132:140] != _GROUP_LENGTH:
+    meta_end = _meta_end(data[:144])
+    if meta_end is None:
         return None
-    meta_end = 144 + _LONG_LENGTH.unpack_from(data, 140)[0]
-    meta = top_level_values(data[144:meta_end], str(dicom_uid.ExplicitVRLittleEndian), _META_TS)
+    meta = _meta_values(data[144:meta_end], _META_TS)
     if meta is None or _META_TS_TAG not in meta:
         return None
     try:
@@ -128,16 +141,13 @@ def stored_file_meta(path: Path) -> tuple[str, str, str, int] | None:
     no preamble and group length, or a UID is missing or not text (pydicom's reader then
     says what is wrong)."""
     with open(path, "rb") as handle:
-        start = handle.read(144)
-        if start[128:132] != b"DICM" or start[132:140] != _GROUP_LENGTH or len(start) < 144:
+        meta_end = _meta_end(handle.read(144))
+        if meta_end is None or meta_end - 144 > _META_LIMIT:
             return None
-        length = _LONG_LENGTH.unpack_from(start, 140)[0]
-        if length > _META_LIMIT:
-            return None
-        meta = handle.read(length)
-    if len(meta) < length:
+        meta = handle.read(meta_end - 144)
+    if len(meta) < meta_end - 144:
         return None
-    found = top_level_values(meta, str(dicom_uid.ExplicitVRLittleEndian), _STORED_META)
+    found = _meta_values(meta, _STORED_META)
     if found is None or len(found) < len(_STORED_META):
         return None
     try:
@@ -146,7 +156,7 @@ def stored_file_meta(path: Path) -> tuple[str, str, str, int] | None:
         return None
     if not (sop_class and instance and syntax):
         return None
-    return sop_class, instance, syntax, 144 + length
+    return sop_class, instance, syntax, meta_end
 
 
 def top_level_values(

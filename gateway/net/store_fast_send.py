@@ -114,8 +114,9 @@ def send_stored_file(
         left = os.fstat(handle.fileno()).st_size - handle.seek(offset)
         message = _pdu(context_id, _COMMAND_LAST, command)
         for _ in range(left // max(piece, 1) + 1):  # every turn sends a piece, the last too
-            data = handle.read(min(piece, left))
-            if len(data) < min(piece, left):
+            wanted = min(piece, left)
+            data = handle.read(wanted)
+            if len(data) < wanted:
                 raise OSError(f"outbox file shorter than when its sending began ({path.name})")
             left -= len(data)
             message += _pdu(context_id, _DATA if left else _DATA_LAST, data)

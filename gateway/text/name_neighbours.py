@@ -98,7 +98,7 @@ _THAI_TITLED = re.compile(
 _STAR_AND = re.compile(r"(?:^|[^\w*])\*[ \t]+(?:and|&)[ \t]+\Z")
 _COMMA = re.compile(r",[ \t]*")
 _AFTER_NUMBER = re.compile(r"(?<![\d.,])\d{1,3}[ \t]+\Z")
-_LIST_NEXT = re.compile(r",[ \t]*|[ \t]+(?:and|&)[ \t]+")
+_LIST_NEXT = re.compile(rf",[ \t]*|{_AND.pattern}")
 
 
 def login_after_cue(text: str, word: _Word, lexicon: Lexicon) -> bool:
@@ -234,19 +234,18 @@ def mark_pn_group(text: str, words: Sequence[_Word], word: _Word) -> None:
 def names_ending_note(text: str, words: Sequence[_Word], unknown: Callable[[_Word], bool]) -> None:
     """Set `name` on a run of two or three such words that ends the value (see above), or
     on one after a number ("ROI 1 Hjelmqvist": an annotation's label and who drew it)."""
-    count = len(words)
-    last = words[-1] if words else None
+    if not words or text[words[-1].end :].strip(" ."):
+        return
+    last, count = words[-1], len(words)
     if (
-        last is not None
-        and _AFTER_NUMBER.search(text, 0, last.start)
-        and not text[last.end :].strip(" .")
+        _AFTER_NUMBER.search(text, 0, last.start)
         and last.text.istitle()
         and len(last.text) >= 5
         and unknown(last)
         and not last.english
     ):
         last.name = True
-    if count < 3 or text[words[-1].end :].strip(" ."):
+    if count < 3:
         return
     start = count - 1
     while (

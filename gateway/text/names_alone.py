@@ -111,7 +111,7 @@ def _apart(gap: str, neighbour: _Word, after: bool, next_word: _Word | None = No
     a descriptor or English words ("Beaumarchais: AX T1", "Trelawney: Radiology report", not
     "Adres: ul." or "Befund: Normal")."""
     descriptor = neighbour.text.isupper()
-    if after and ":" in gap:  # "Trelawney: Radiology report" (English words), not "Befund: Normal"
+    if after and ":" in gap:
         english = next_word is not None and next_word.safe and next_word.text.islower()
         return descriptor or (neighbour.safe and neighbour.text.istitle() and english)
     return bool(_SEPARATOR.search(gap)) or ":" in gap or (descriptor and _JOINED.fullmatch(gap))

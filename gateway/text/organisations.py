@@ -166,21 +166,21 @@ def find_organisations(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int, 
     spans: list[tuple[int, int]] = []
     for pattern in (NAME_BEFORE, NAME_AFTER):
         for match in pattern.finditer(text):
+            end = _town_after(text, match.end(), lexicon)
             named = match.groupdict().get("of")  # "University Hospital of Wales"
             named = named or _everyday_name(match.group("run"), match.group())
-            named = named or _town_after(text, match.end(), lexicon) > match.end()
+            named = named or end > match.end()  # "Rotunda Hospital Dublin"
             if named or _first_name_word(match.group("run"), lexicon) is not None:
-                spans.append(match.span())
+                spans.append((match.start(), end))
     for match in AT_PLACE.finditer(text):  # "performed at Addenbrooke's"; "from ICU" stays
         run = match.group("run")
         at = _first_name_word(run, lexicon)
         if at is not None and not (run.isupper() and len(run) <= 4):
-            spans.append((match.start("run") + at, match.end()))
+            spans.append((match.start("run") + at, _town_after(text, match.end(), lexicon)))
     for match in UPPER_BEFORE.finditer(text):  # capitals: the name starts at its first word
         at = _first_name_word(match.group("run"), lexicon)
         if at is not None:
-            spans.append((match.start("run") + at, match.end()))
-    spans = [(start, _town_after(text, end, lexicon)) for start, end in spans]
+            spans.append((match.start("run") + at, _town_after(text, match.end(), lexicon)))
     merged: list[list[int]] = []  # "Evangelisches Krankenhaus" + "Krankenhaus Bielefeld"
     for start, end in sorted(spans):
         if merged and start < merged[-1][1]:

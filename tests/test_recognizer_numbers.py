@@ -148,6 +148,33 @@ def test_national_id_look_alikes_stay(recognizer: Recognizer, text: str) -> None
 
 
 @pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("Call back on 463.311.2006x662 re results", "Call back on * re results"),
+        ("001-305-655-2667x869", "*"), ("+1-912-490-4047 ext. 96", "*"),
+        ("Tel 05366/97251027", "Tel *"), ("ring 06-66/786 9819", "ring *"),
+        ("49/420-5552 (mobile)", "* (mobile)"), ("(00695) 848304", "*"),
+        ("7623 2860", "*"), ("wife: 98 25 97 91", "wife: *"), ("901 29 040", "*"),
+        ("Call back on 369 5069 re results", "Call back on * re results"),
+        ("832 3 741", "*"), ("tlf. 22 33 44 55", "tlf. *"), ("teléfono 912 345 678", "teléfono *"),
+    ],
+)  # fmt: skip
+def test_phone_numbers_as_countries_write_them(
+    recognizer: Recognizer, text: str, cleaned: str
+) -> None:
+    """Extensions, slashes after the area code and numbers grouped only by spaces (Faker's
+    formats for some sixty locales, all found)."""
+    assert recognizer.clean(text) == cleaned
+
+
+@pytest.mark.parametrize(
+    "text", ["1.2.840.10008.5.1.4.1.1.2", "slices 2 3 4 5", "120/80 mmHg"]
+)
+def test_number_lists_that_are_not_phones_stay(recognizer: Recognizer, text: str) -> None:
+    assert recognizer.find(text) == [], text
+
+
+@pytest.mark.parametrize(
     "text",
     ["07700 945585: PE PROTOCOL", "call 07700 900123", "01632 960983 - CT HEAD"],
 )

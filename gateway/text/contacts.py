@@ -47,15 +47,31 @@ IPV4 = re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\w|\.\d)")
 # CJK text writes numbers against its letters ("电话13812345678"): a CJK letter is no part of
 # a number's word (`_WORD`: a word character that is not one).
 _WORD = rf"[^\W{CJK_LETTERS}]"
+# An extension may follow ("463.311.2006x662", "555-0100 ext. 12"); Austrian and Hungarian
+# numbers put a slash after the area code ("05366/97251027", "06-66/786 9819").
+_EXTENSION = r"(?:[ \t]?(?:x|ext\.?[ \t]?)\d{1,6})?"
+# A group of two digits or more; a lone digit only between spaces ("832 3 741"), so that a UID
+# ("1.2.840.10008") is no number to dial.
+_GROUP = r"(?:[\s./-]\d{2,8}|[ ]\d(?=[ ]\d))"
+_EXTENSION_AT_END = re.compile(r"[ \t]?(?:x|ext\.?[ \t]?)\d{1,6}\Z")
 PHONE = re.compile(
-    rf"(?<![+.,/])(?<!{_WORD})(?:\+\d{{1,3}}[\s.-]?)?(?:\(\d{{1,5}}\)[\s.-]?)?\d{{1,5}}"
-    rf"(?:[\s.-]\d{{2,8}}){{1,5}}(?!{_WORD}|[.,/]\d)"
+    rf"(?<![+.,/])(?<!{_WORD})(?:\+\d{{1,3}}[\s.-]?)?"
+    rf"(?:\(\d{{1,5}}\)[\s.-]?\d{{1,8}}{_GROUP}{{0,5}}|\d{{1,8}}{_GROUP}{{1,5}})"
+    rf"{_EXTENSION}(?!{_WORD}|[.,/]\d)"
+)
+# How numbers are grouped when only spaces part them, which alone says a phone number
+# ("7623 2860", "98 25 97 91", "901 29 040", "832 3 741"); "256 256 128" is no such shape.
+_PHONE_SHAPES = frozenset(
+    {(4, 4), (3, 4), (2, 2, 2, 2), (3, 2, 3), (3, 2, 2), (3, 1, 3), (3, 3, 4), (2, 3, 2, 2),
+     (3, 2, 2, 2), (4, 3, 3), (2, 4, 4), (4, 2, 2), (3, 3, 2, 2)}
 )
 # A number after "tel", "fax", "pager" or "bleep" is a phone number however it is written.
 PHONE_KEYWORD = re.compile(
-    r"(?i)(?:\b(?:tel|telephone|phone|ph|fax|mobile|mob|cell|pager|bleep|ext)\.?"
+    r"(?i)(?:\b(?:tel|telephone|phone|ph|fax|mobile|mob|cell|pager|bleep|ext|tlf|tfn|telefon"
+    r"|telefone|telefono|teléfono|téléphone|tél|handy|gsm|puh|móvil|celular|cel"
+    r"|(?:call|ring|contact|reach|text|sms)(?:ed)?(?:[ \t]+back)?(?:[ \t]+(?:on|at))?)\.?"
     r"|电话|電話|手机|手機|电话号码|電話番号|携帯|연락처|전화|휴대폰)\s*[:#.：]?\s*"
-    r"(?P<v>\+?\(?\d[\d\s().-]{2,}\d)(?!\w)"
+    rf"(?P<v>\+?\(?\d[\d\s()./-]{{2,}}\d{_EXTENSION})(?!\w)"
 )
 PHONE_REGIONS = (None, "US", "GB", "DE", "FR", "NL")
 _LENIENCY = phonenumbers.Leniency.POSSIBLE
@@ -290,9 +306,19 @@ def _phones(text: str) -> list[tuple[int, int, str]]:
     out = []
     for m in PHONE.finditer(text):
         value = m.group()
-        digits = sum(c.isdigit() for c in value)
-        structured = value.startswith(("+", "(", "0")) or "-" in value or "." in value
-        groups = re.findall(r"\d+", value)
+        number = _EXTENSION_AT_END.sub("", value)
+        digits = sum(c.isdigit() for c in number)
+        groups = re.findall(r"\d+", number)
+        structured = (
+            value.startswith(("+", "(", "0"))
+            or "-" in value
+            or "." in value
+            or ("/" in value and digits >= 8)
+            or (  # a reference number's groups may look alike: "prior 193 5501"
+                tuple(map(len, groups)) in _PHONE_SHAPES
+                and ID_CUE.search(text, max(0, m.start() - 24), m.start()) is None
+            )
+        )
         if _value_list(groups) or unit_follows(text, m.end()):
             continue
         if 7 <= digits <= 15 and structured:

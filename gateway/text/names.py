@@ -40,6 +40,7 @@ Context words (titles, cues, particles...) are in data/name_context.txt. Rules:
    Only Latin words can be "unknown": caseless scripts (Arabic, Hebrew, Devanagari, Thai) have
    no capitals to go by and every Greek or Cyrillic word is unknown to the English vocabulary,
    so there only listed words and cues count.
+8. Word order and shape (name_shapes.py): "Love, Donald", "Tracy Ward MRN", "McNelis".
 Everything else (anatomy, sequence and English words that are also names somewhere) stays:
 in "HEAD WHITE MATTER" no word is a name, and "Rose Long" alone is two words.
 """
@@ -53,12 +54,8 @@ from importlib import resources
 from gateway.text import name_neighbours as neighbours
 from gateway.text.eponyms import drop_eponyms
 from gateway.text.lexicon import Lexicon, WordFacts, accent_fold, combining_marks
+from gateway.text.name_shapes import names_by_order_and_shape
 from gateway.text.names_alone import foreign_prose, mark_names_alone
-
-
-def _words(spaced: str) -> frozenset[str]:
-    return frozenset(spaced.split())
-
 
 _CJK = "\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 # A word's letters and its combining marks: Devanagari and Thai write vowels as marks, which
@@ -86,7 +83,8 @@ CLINICAL_ENDINGS = MEDICAL_SUFFIXES + tuple(_CONTEXT["clinical_endings"])
 CLINICAL_STARTS = tuple(_CONTEXT["clinical_starts"])
 # Standing alone, a word with an ending names share ("Malia", "Caroline", "Oskar") is a name.
 ALONE_ENDINGS = tuple(e for e in CLINICAL_ENDINGS if e not in {"ia", "ine", "al", "ar", "ic"})
-AT_BEDSIDE, ROMAN = ("at", "bedside"), _words("I II III IV V VI VII")
+AT_BEDSIDE, ROMAN = ("at", "bedside"), frozenset(["I", "II", "III", "IV", "V", "VI", "VII"])
+_NOT_SURNAMES = NEVER_NAMES | PARTICLES | EPONYM_NOUNS | AFTER_NAME
 # A "*" on its own is a part of the patient's name the cleaner has already cut ("* Jo").
 _LONE_STAR_BEFORE = re.compile(r"(?:^|[^\w*])\*[ \t]$")
 _LONE_STAR_AFTER = re.compile(r"[ \t]\*(?![\w*])")
@@ -440,6 +438,7 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
     neighbours.names_before_names(text, tokens, unknown, PARTICLES, clinical)
     neighbours.names_ending_note(text, tokens, unknown)
     neighbours.name_heading_prose(text, tokens, unknown)
+    names_by_order_and_shape(text, tokens, unknown, _NOT_SURNAMES, clinical, PARTICLES)
     _spread(text, tokens)
     if neighbours.names_after_and(text, tokens, lambda t: _unknown_name(t, lexicon)):
         _spread(text, tokens)

@@ -146,13 +146,18 @@ _HINT = re.compile(
     r"|health|imaging|cancer|trust|sanator|surgery|practice|chr?u|sygeh|sykeh|sairaal"
     r"|general|memorial|radiology|living|home|facility|gmbh|ltd|limited|inc\b|llc|plc|corp"
     r"|pty|\bag\b|b\.v\.|s\.a\.|performed|done|scanned|imaged|obtained|transferred|treated"
-    r"|compared|referred|seen|admitted"
+    r"|compared|referred|seen|admitted|transport|brought|arriv|came|travel|flown|airlift|moved"
+    r"|relocat|discharg|return|liv|resid|born|visit|work|employ"
 )
 # Where a study was made or a patient came from, with no institution word ("performed at
-# Addenbrooke's", "transferred from Groote Schuur"): the capitalised run after such a verb.
+# Addenbrooke's", "transferred from Groote Schuur", "transported from Hagenow by ambulance",
+# "lives in Kadıköy"): the capitalised run after such a verb.
 AT_PLACE = re.compile(
-    rf"(?i:\b(?:(?:performed|done|scanned|imaged|obtained|acquired|transferred|treated|referred"
-    rf"|seen|admitted)[ \t]+(?:at|from|to)|compared[ \t]+(?:to|with)))[ \t]+(?P<run>{_RUN})"
+    r"(?i:\b(?:(?:performed|done|scanned|imaged|obtained|acquired|transferred|treated|referred"
+    r"|seen|admitted|transported|brought|arrived|came|comes|travell?ed|flown|airlifted|moved"
+    r"|relocated|discharged|returned|returning|lives|living|lived|resides|residing|resident"
+    r"|born|visiting|works|working|worked|employed)[ \t]+(?:back[ \t]+)?(?:at|from|to|in|of)"
+    rf"|compared[ \t]+(?:to|with)))[ \t]+(?P<run>{_RUN})"
 )
 # The town written after a hospital's name ("Mercy Hospital Joplin"): capitalised words that
 # are no vocabulary, not upper-case abbreviations ("General Hospital ED").

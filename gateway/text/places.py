@@ -48,7 +48,16 @@ ADDRESS_PATTERNS = tuple(
         r"(?<![\w.:/-])\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][\w'’.-]*\s+){1,4}(?i:street|st|road|rd"
         r"|avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|(?-i:Ct|ct)|place|pl|terrace|close"
         r"|crescent|square|sq|highway|hwy|parkway|pkwy|gardens|grove|row|mews|walk|circle"
-        r"|trail)\b\.?",
+        r"|trail|alley|annex|bay|beach|bend|bluffs?|branch|bridge|brooks?|burgs?|bypass|camp"
+        r"|canyon|causeway|cliffs?|commons?|corners?|courts|coves?|creek|crossing|dale|drives"
+        r"|estates?|expressway|falls|ferry|fords?|forest|forges?|forks?|fort|freeway|garden"
+        r"|gateway|glens?|harbou?rs?|haven|heights|hills?|hollow|inlet|islands?|isle|keys?"
+        r"|knolls?|lakes?|landing|lights|loaf|lodge|manors?|meadows?|mills?|mission|motorway"
+        r"|mountains?|orchard|oval|parks?|passage|pike|pines|plaza|ports?|prairie|ranch|rapids?"
+        r"|ridges|river|roads|shoals?|shores?|springs|squares|stravenue|stream|streets|summit"
+        r"|trace|trafficway|tunnel|turnpike|valleys?|viaduct|villages?|ville|vista|walks|ways"
+        r"|wells?|parade|esplanade|approach|broadway|croft|drove|garth|rise|vale|wharf|wynd"
+        r")\b\.?",
         # Hauptstraße 5, Kerkstraat 12a, Bahnhofstr. 3
         # (bounded: an unbounded word run backtracks quadratically over "Abc-Abc-Abc-...")
         r"\b[A-ZÄÖÜ][\w'-]{0,30}?(?i:straße|strasse|str\.|weg|gasse|platz|allee|straat|laan|plein"

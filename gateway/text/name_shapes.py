@@ -1,0 +1,167 @@
+"""Names told by their shape or by the word order of a name: rules the lists alone miss.
+
+"McNelis", "MacNaboola", "FitzGerald", "O'Kieve": a Gaelic prefix written against a capital
+is a family name whatever the lists say.
+
+"Love, Donald", "Knight, Marilyn": a family name the lists know (also a word) or do not
+know, opening the value (or a part after ";", ":", "(") before a comma and a clear given
+name, is the family name of a name written surname first, as registers and worklists do;
+as the whole value any capitalised word is ("Freely, Brian"), and a listed word after a
+clear family name is the given name ("Blom, Iris").
+
+"Tracy Ward MRN 20212347", "Amber Swanson DOB": words before an identifier's label are the
+patient's name when one of them is a clear name, or when two or more are listed names.
+
+"Dr. Meinrad Killer", "Klaus-Dieter Gute, MD": a Title Case word right after a clear given
+name (listed, not vocabulary) is its family name, even when it is also a word; not a clinical
+term ("Maria Hospital" is an institution's, which organisations.py takes whole).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+__all__ = ["names_by_order_and_shape"]
+
+
+class _Word(Protocol):
+    start: int
+    end: int
+    text: str
+    folded: str
+    english: bool
+    name: bool
+    safe: bool
+    listed: bool
+
+
+_GAELIC = re.compile(r"(?:Mc|Mac|Fitz)[A-Z][a-z]{2,}")
+_NOT_GAELIC = frozenset({"macbook", "macos"})
+_ELIDED = frozenset({"O'", "O’", "D'", "D’"})
+_OPENINGS = frozenset(";:(|\n")
+# Labels of an identifier written after a name: "Tracy Ward MRN 2021", "Amber Swanson DOB".
+_LABELS = frozenset({"mrn", "dob", "nhs", "ssn", "urn", "chi", "pid", "born", "aged", "nric",
+                     "bsn", "pesel", "amka", "sin", "hkid", "dni", "nie", "cpr"})  # fmt: skip
+
+
+def _clear_given(word: _Word) -> bool:
+    return word.name and word.listed and not word.safe and word.text.istitle()
+
+
+def _gaelic_and_elided(text: str, words: Sequence[_Word]) -> None:
+    for word in words:
+        if (_GAELIC.fullmatch(word.text) and word.folded not in _NOT_GAELIC) or (
+            word.start >= 2
+            and text[word.start - 2 : word.start] in _ELIDED
+            and (word.start == 2 or not text[word.start - 3].isalpha())
+            and word.text.istitle()
+            and len(word.text) >= 3
+        ):
+            word.name = True
+
+
+def _surname_first(
+    text: str, words: Sequence[_Word], maybe: Callable[[_Word], bool], never: frozenset[str]
+) -> None:
+    for index, (left, right) in enumerate(itertools.pairwise(words)):
+        if text[left.end : right.start] not in {", ", ","} or left.name == right.name:
+            continue
+        opening = text[: left.start].rstrip()
+        if opening and opening[-1] not in _OPENINGS:
+            continue
+        after = words[index + 2] if index + 2 < len(words) else None
+        rest = text[right.end : after.start if after else len(text)].strip()
+        alone = after is None and rest in {"", "."}  # the whole value: "Freely, Brian"
+        if not (alone or rest in {".", ",", ";", ")"} or (after is not None and after.name)):
+            continue
+        if right.name and _clear_given(right) and _capitalised(left) and left.folded not in never:
+            left.name = left.name or alone or left.listed or maybe(left)
+        elif left.name and _clear_given(left) and _capitalised(right) and right.listed:
+            right.name = right.folded not in never  # "Blom, Iris"
+
+
+def _capitalised(word: _Word) -> bool:
+    return len(word.text) >= 2 and (word.text.istitle() or word.text.isupper())
+
+
+def _before_labels(text: str, words: Sequence[_Word]) -> None:
+    for index, label in enumerate(words):
+        if label.folded not in _LABELS or index == 0:
+            continue
+        if text[words[index - 1].end : label.start] not in {" ", ", ", " (", ": "}:
+            continue
+        run: list[_Word] = []  # up to three capitalised words before the label, in order
+        at = index - 1
+        while at >= 0 and len(run) < 3:
+            word = words[at]
+            if not (word.text.istitle() or (word.text.isupper() and len(word.text) > 3)):
+                break
+            run.insert(0, word)
+            if at == 0 or text[words[at - 1].end : word.start] not in {" ", "-"}:
+                break
+            at -= 1
+        clear = [i for i, w in enumerate(run) if w.name or (w.listed and not w.safe)]
+        if clear:  # from the first clear name on: "CT Head Tracy Ward MRN"
+            for word in run[clear[0] :]:
+                word.name = True
+        elif sum(w.listed for w in run) >= 2:
+            for word in run:
+                word.name = word.name or word.listed
+
+
+def _surname_after_given(
+    text: str, words: Sequence[_Word], never: frozenset[str], clinical: Callable[[str], bool]
+) -> None:
+    for left, right in itertools.pairwise(words):
+        if right.name or not _clear_given(left) or text[left.end : right.start] != " ":
+            continue
+        if right.text.istitle() and len(right.text) >= 3 and right.folded not in never:
+            right.name = not clinical(right.folded)
+
+
+def _particles_after_name(
+    text: str, words: Sequence[_Word], particles: frozenset[str], never: frozenset[str]
+) -> None:
+    """"Nienke van der Heyden", "Milo van Bentheim": after a name, lower-case particles and a
+    capitalised word are its family name, whatever the lists call the word."""
+    for index, word in enumerate(words):
+        if not word.name:
+            continue
+        at = index + 1
+        while (
+            at < len(words)
+            and at - index <= 3
+            and words[at].folded in particles
+            and words[at].text.islower()
+            and text[words[at - 1].end : words[at].start] == " "
+        ):
+            at += 1
+        if at == index + 1 or at >= len(words) or at - index > 3:
+            continue
+        last = words[at]
+        gap = text[words[at - 1].end : last.start]
+        if gap == " " and _capitalised(last) and last.folded not in never:
+            for part in words[index + 1 : at + 1]:
+                part.name = True
+
+
+def names_by_order_and_shape(
+    text: str,
+    words: Sequence[_Word],
+    maybe: Callable[[_Word], bool],
+    never: frozenset[str],
+    clinical: Callable[[str], bool],
+    particles: frozenset[str],
+) -> None:
+    """Mark the words of the module's rules as names. `maybe` says a word could be a name
+    the lists do not know; `never` are words no rule makes a name (titles, particles, nouns
+    after eponyms); `clinical` says a folded word is shaped like a clinical term; `particles`
+    join names ("van", "de la")."""
+    _gaelic_and_elided(text, words)
+    _surname_first(text, words, maybe, never)
+    _before_labels(text, words)
+    _surname_after_given(text, words, never, clinical)
+    _particles_after_name(text, words, particles, never)

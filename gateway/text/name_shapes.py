@@ -12,6 +12,8 @@ clear family name is the given name ("Blom, Iris").
 "Tracy Ward MRN 20212347", "Amber Swanson DOB": words before an identifier's label are the
 patient's name when one of them is a clear name, or when two or more are listed names.
 
+"Cc: Seda Güçlü; Dursadiye Irıs İnönü": an item of a list after a name is one.
+
 "Dr. Meinrad Killer", "Klaus-Dieter Gute, MD": a Title Case word right after a clear given
 name (listed, not vocabulary) is its family name, even when it is also a word; not a clinical
 term ("Maria Hospital" is an institution's, which organisations.py takes whole).
@@ -148,6 +150,22 @@ def _particles_after_name(
                 part.name = True
 
 
+def _listed_after_names(text: str, words: Sequence[_Word]) -> None:
+    """"Cc: Seda Güçlü; Dursadiye Irıs İnönü": in a list parted by ";", an item of one to four
+    capitalised words, each listed or no vocabulary, after an item that is a name, is one too."""
+    items: list[list[_Word]] = [[]]
+    for index, word in enumerate(words):
+        if index and ";" in text[words[index - 1].end : word.start]:
+            items.append([])
+        items[-1].append(word)
+    for before, item in itertools.pairwise(items):
+        if not (any(w.name for w in before) and 1 <= len(item) <= 4):
+            continue
+        if all(_capitalised(w) and (w.name or w.listed or not w.safe) for w in item):
+            for word in item:
+                word.name = True
+
+
 def names_by_order_and_shape(
     text: str,
     words: Sequence[_Word],
@@ -165,3 +183,5 @@ def names_by_order_and_shape(
     _before_labels(text, words)
     _surname_after_given(text, words, never, clinical)
     _particles_after_name(text, words, particles, never)
+    if ";" in text:
+        _listed_after_names(text, words)

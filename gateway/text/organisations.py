@@ -27,8 +27,12 @@ from collections.abc import Iterator
 
 from gateway.text.lexicon import Lexicon
 
-_WORD = r"(?:St\.?|Ste?\.?|[A-ZÀ-Þ][\w'’-]*)"  # no full stop: it may end the sentence
-_LINK = r"(?:of|the|and|&|de|del|la|du|des|der|di|y|von)"
+_WORD = r"(?:St\.?|Ste?\.?|[A-ZÀ-ÞĀ-ž][\w'’-]*)"  # no full stop: it may end the sentence
+# Words inside an institution's or a town's name ("Büsingen am Hochrhein", "Týn nad Vltavou")
+_LINK = (
+    r"(?:of|the|and|&|de|del|la|du|des|der|di|y|von|am|an|im|nad|pod|upon|sur|sul|bei|ob|aan"
+    r"|bij)"
+)
 _RUN = rf"{_WORD}(?:[ \t]+(?:{_LINK}[ \t]+){{0,2}}{_WORD}){{0,5}}"
 _AFTER = (
     r"(?:Hospitals?|Infirmary|Clinic|Clinics|Hospice|Sanatorium|Polyclinic|General|Memorial"

@@ -1,0 +1,68 @@
+"""Names told by word order and shape (gateway/text/name_shapes.py), streets and towns of
+more countries, each checked as the cleaned text: every name word gone, the rest kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.text.recognizer import Recognizer, default_recognizer
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return default_recognizer()
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("Knight, Marilyn", "*, *"), ("Love, Donald", "*, *"), ("Freely, Brian", "*, *"),
+        ("McNelis, Samantha", "*, *"), ("Blom, Iris", "*, *"),
+        ("Amber Swanson MRN 16980254", "* MRN *"), ("Tracy Ward MRN 20212347", "* MRN *"),
+        ("Dr. Meinrad Killer reviewed the images.", "Dr. * reviewed the images."),
+        ("Signed: Klaus-Dieter Gute, MD", "Signed: *, MD"),
+        ("Attn Lyndon Carville-O'Kieve - urgent", "* - urgent"),
+        ("Previously treated by Grace Green and Richard Richardson",
+         "Previously treated by * and *"),
+        ("Report dictated by Nienke van der Heyden", "Report dictated by *"),
+        ("Patient's husband Milo van Bentheim called", "Patient's husband * called"),
+        ("Cc: Romeo Tabacu; Ieremia Diaconescu", "Cc: *; *"),
+        ("Comparison from MacNaboola-Gibney", "Comparison from *"),
+    ],
+)  # fmt: skip
+def test_names_by_order_and_shape(recognizer: Recognizer, text: str, cleaned: str) -> None:
+    assert recognizer.clean(text) == cleaned
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("Transported from Weißwasser by ambulance", "Transported from * by ambulance"),
+        ("Transported from Týn nad Vltavou by ambulance", "Transported from * by ambulance"),
+        ("Address: 21174 Amy Well Apt. 552, South Paulachester, MS 00905", "Address: * *"),
+        ("Address: 15736 Audrey Bridge, South Joshua, YT H8C3G3", "Address: * *"),
+        ("Lives at plac Witosa 16, Cieszyn", "Lives at *"),
+        ("Address: Lentokapteenin kuja 268, 95044 Pudasjärvi", "Address: *"),
+        ("Lives at Bácsszéki út 167., Újmindszentfalva", "Lives at *"),
+    ],
+)  # fmt: skip
+def test_streets_and_towns_of_more_countries(
+    recognizer: Recognizer, text: str, cleaned: str
+) -> None:
+    assert recognizer.clean(text) == cleaned
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Thanks, see prior", "CT Head MRN", "CHEST 2 VIEWS", "2 Lateral View",
+        "3 Soft Tissue Neck", "T2 sor 3", "Chest, Abdomen, Pelvis", "Left, Right",
+        "Pre followed by post contrast", "Lumbar Spine; Thoracic Spine", "Maria Smith; Chest CT",
+    ],
+)  # fmt: skip
+def test_clinical_text_stays(recognizer: Recognizer, text: str) -> None:
+    kept = recognizer.clean(text)
+    for word in ("CT", "Head", "VIEWS", "Lateral View", "Soft Tissue Neck", "sor 3", "Chest CT",
+                 "Abdomen", "Right", "contrast", "Thoracic Spine", "see prior"):  # fmt: skip
+        if word in text:
+            assert word in kept, (text, kept)

@@ -37,6 +37,38 @@ def test_names_by_order_and_shape(recognizer: Recognizer, text: str, cleaned: st
 @pytest.mark.parametrize(
     ("text", "cleaned"),
     [
+        ("Previously treated by Ναθαναήλ Τυράλης and Θεόπιστος Αποστολόπουλος",
+         "Previously treated by * and *"),
+        ("Lives at ш. Боровое, д. 2/3, г. Джейрах", "Lives at ш. *, д. 2/3, г. *"),
+        ("Previously treated by ख़ान पाटिल and गोतम जयरामनजी", "Previously treated by * and *"),
+        ("Cc: ศุภกรชนา นะวะมันดร; เอกวิทย์ ทวีเดช", "Cc: *; *"),
+        ("Г-жа Елиса Куртакова MRN 20892112", "Г-жа * MRN *"),
+        ("Мазепа, Олекса", "*, *"), ("伊藤, 裕樹", "*, *"), ("许, 桂花", "*, *"),
+        ("김, 재현", "*, *"),
+    ],
+)  # fmt: skip
+def test_names_of_other_scripts(recognizer: Recognizer, text: str, cleaned: str) -> None:
+    """In English text a short run of another script is a name or a place; CJK and
+    Cyrillic names written surname first with a comma."""
+    assert recognizer.clean(text) == cleaned
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ผล CT ปกติ ไม่พบความผิดปกติ",
+        "β-HCG 5 IU, 12 μmol/L",
+        "이 환자는 CT 검사",
+        "КТ органов грудной клетки",
+    ],
+)
+def test_other_scripts_clinical_text_stays(recognizer: Recognizer, text: str) -> None:
+    assert recognizer.clean(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
         ("Transported from Weißwasser by ambulance", "Transported from * by ambulance"),
         ("Transported from Týn nad Vltavou by ambulance", "Transported from * by ambulance"),
         ("Address: 21174 Amy Well Apt. 552, South Paulachester, MS 00905", "Address: * *"),

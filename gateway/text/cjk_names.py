@@ -48,6 +48,10 @@ HANGUL_ENDINGS = ("선생님", "님", "씨", "이", "가", "은", "는", "을", 
                   "에게", "께서", "환자")  # fmt: skip
 
 
+_COMMAS = frozenset(",，、")
+_GIVEN_GAP = re.compile(r"\s|[,，、]\s?")  # between a family name and the given name after it
+
+
 def _cjk_name_length(run: str, lexicon: Lexicon) -> int:
     """How many characters of `run` a family name + given name takes (0 if not a name):
     a given name of up to 2 characters after the family name (佐々木美咲, 欧阳娜娜, 王伟)."""
@@ -89,20 +93,23 @@ def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
             if run in lexicon.cjk_safe:
                 continue
             size = _cjk_name_length(run, lexicon)
-            spaced = text[start + len(run) : start + len(run) + 1].isspace()
+            after = text[start + len(run) : start + len(run) + 2]
+            comma = after[:1] in _COMMAS
+            spaced = after[:1].isspace() or (comma and after[1:2] in {"", " "})
+            alone = len(run) == 1 and run in lexicon.cjk_family and (comma or pattern is HAN)
             if size and 2 <= len(run) <= max(4, size):
                 previous_end = start + len(run)
                 yield start, previous_end
-            elif pattern is HAN and len(run) == 1 and run in lexicon.cjk_family and spaced:
-                previous_end = start + 1  # "杨 丽娟": a one-character family name, a space
+            elif alone and spaced:
+                previous_end = start + 1  # "杨 丽娟", "김, 재현": a one-character family name
                 yield start, previous_end
             elif (
-                pattern is HAN
-                and 1 <= len(run) <= 3
-                and start - previous_end == 1
-                and (text[previous_end:start].isspace())
+                1 <= len(run) <= 3
+                and 1 <= start - previous_end <= 2
+                and _GIVEN_GAP.fullmatch(text, previous_end, start) is not None
+                and (pattern is HAN or text[previous_end] in _COMMAS)  # "김, 재현", not "검사"
             ):
-                yield start, start + len(run)  # "山田 太郎": the given name after a space
+                yield start, start + len(run)  # "山田 太郎", "伊藤, 裕樹": the given name after it
             elif len(run) > 4:
                 yield from _names_inside(run, start, lexicon)
             if pattern is HAN and previous_end == start + len(run):

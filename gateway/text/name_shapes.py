@@ -14,6 +14,9 @@ patient's name when one of them is a clear name, or when two or more are listed 
 
 "Cc: Seda Güçlü; Dursadiye Irıs İnönü": an item of a list after a name is one.
 
+"Previously treated by Θεόπιστος Αποστολόπουλος": in English text, a short run of words in
+another script is a name or a place.
+
 "Dr. Meinrad Killer", "Klaus-Dieter Gute, MD": a Title Case word right after a clear given
 name (listed, not vocabulary) is its family name, even when it is also a word; not a clinical
 term ("Maria Hospital" is an institution's, which organisations.py takes whole).
@@ -69,7 +72,7 @@ def _surname_first(
     text: str, words: Sequence[_Word], maybe: Callable[[_Word], bool], never: frozenset[str]
 ) -> None:
     for index, (left, right) in enumerate(itertools.pairwise(words)):
-        if text[left.end : right.start] not in {", ", ","} or left.name == right.name:
+        if text[left.end : right.start] not in {", ", ","} or (left.name and right.name):
             continue
         opening = text[: left.start].rstrip()
         if opening and opening[-1] not in _OPENINGS:
@@ -79,7 +82,9 @@ def _surname_first(
         alone = after is None and rest in {"", "."}  # the whole value: "Freely, Brian"
         if not (alone or rest in {".", ",", ";", ")"} or (after is not None and after.name)):
             continue
-        if right.name and _clear_given(right) and _capitalised(left) and left.folded not in never:
+        if alone and all(_other_script(w) and w.text.istitle() for w in (left, right)):
+            left.name = right.name = True  # "Мазепа, Олекса": no list knows either
+        elif right.name and _clear_given(right) and _capitalised(left) and left.folded not in never:
             left.name = left.name or alone or left.listed or maybe(left)
         elif left.name and _clear_given(left) and _capitalised(right) and right.listed:
             right.name = right.folded not in never  # "Blom, Iris"
@@ -87,6 +92,10 @@ def _surname_first(
 
 def _capitalised(word: _Word) -> bool:
     return len(word.text) >= 2 and (word.text.istitle() or word.text.isupper())
+
+
+def _capital_or_caseless(word: _Word) -> bool:  # Thai, Arabic, Hebrew have no capitals
+    return _capitalised(word) or word.text.lower() == word.text.upper()
 
 
 def _before_labels(text: str, words: Sequence[_Word]) -> None:
@@ -107,11 +116,17 @@ def _before_labels(text: str, words: Sequence[_Word]) -> None:
             at -= 1
         clear = [i for i, w in enumerate(run) if w.name or (w.listed and not w.safe)]
         if clear:  # from the first clear name on: "CT Head Tracy Ward MRN"
-            for word in run[clear[0] :]:
+            first = clear[0]
+            while first > 0 and not run[first - 1].safe:  # a given name no list knows
+                first -= 1
+            for word in run[first:]:
                 word.name = True
         elif sum(w.listed for w in run) >= 2:
             for word in run:
                 word.name = word.name or word.listed
+        elif len(run) >= 2 and not any(w.safe for w in run):  # "Г-жа Елиса Куртакова MRN"
+            for word in run:
+                word.name = True
 
 
 def _surname_after_given(
@@ -161,8 +176,41 @@ def _listed_after_names(text: str, words: Sequence[_Word]) -> None:
     for before, item in itertools.pairwise(items):
         if not (any(w.name for w in before) and 1 <= len(item) <= 4):
             continue
-        if all(_capitalised(w) and (w.name or w.listed or not w.safe) for w in item):
+        if all(_capital_or_caseless(w) and (w.name or w.listed or not w.safe) for w in item):
             for word in item:
+                word.name = True
+
+
+def _other_script(word: _Word) -> bool:
+    """A word wholly in a script other than Latin (Greek, Cyrillic, Arabic, Hebrew, Indic,
+    Thai...): "μmol" mixes in Latin letters and is a unit, not a word of another script."""
+    return max(word.text) > "\u024f" and not any("a" <= c.lower() <= "z" for c in word.text)
+
+
+def _other_script_in_english(text: str, words: Sequence[_Word], never: frozenset[str]) -> None:
+    """"Previously treated by Θεόπιστος Αποστολόπουλος", "Lives at ш. Боровое, г. Джейрах":
+    in English text the word lists cover, a short run of words of another script is a
+    name or a place; the clinical words around it are English. A longer run is a sentence
+    of that language and left to the lists."""
+    english = sum(  # "at", "Lives", "treated"; not "CT" or "MRI", which any language writes
+        1 for w in words if w.english and not w.text.isupper() and not _other_script(w)
+    )
+    others = [i for i, w in enumerate(words) if _other_script(w)]
+    if not others or english == 0:
+        return
+    runs: list[list[int]] = []  # words parted by spaces or a hyphen only
+    for index in others:
+        gap = text[words[index - 1].end : words[index].start] if index else ""
+        if runs and runs[-1][-1] == index - 1 and gap.strip(" -") == "":
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    for run in runs:
+        if len(run) > 4:
+            continue
+        for index in run:
+            word = words[index]
+            if len(word.text) >= 2 and word.folded not in never:
                 word.name = True
 
 
@@ -185,3 +233,5 @@ def names_by_order_and_shape(
     _particles_after_name(text, words, particles, never)
     if ";" in text:
         _listed_after_names(text, words)
+    if not text.isascii():
+        _other_script_in_english(text, words, never)

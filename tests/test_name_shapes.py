@@ -45,6 +45,8 @@ def test_names_by_order_and_shape(recognizer: Recognizer, text: str, cleaned: st
         ("Г-жа Елиса Куртакова MRN 20892112", "Г-жа * MRN *"),
         ("Мазепа, Олекса", "*, *"), ("伊藤, 裕樹", "*, *"), ("许, 桂花", "*, *"),
         ("김, 재현", "*, *"),
+        ("Ασημούλα Χριστοφόρη", "*"), ("เกษมชัย ทรัพย์ธำรงค์", "*"), ("Иван Петров", "*"),
+        ("นาควงษ์, ทรรศนชัย", "*, *"), ("स्वर्ण भटजी MRN 90401565", "* MRN *"),
     ],
 )  # fmt: skip
 def test_names_of_other_scripts(recognizer: Recognizer, text: str, cleaned: str) -> None:
@@ -60,6 +62,7 @@ def test_names_of_other_scripts(recognizer: Recognizer, text: str, cleaned: str)
         "β-HCG 5 IU, 12 μmol/L",
         "이 환자는 CT 검사",
         "КТ органов грудной клетки",
+        "Компьютерная Томография",
     ],
 )
 def test_other_scripts_clinical_text_stays(recognizer: Recognizer, text: str) -> None:

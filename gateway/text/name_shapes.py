@@ -53,7 +53,8 @@ _LABELS = frozenset({"mrn", "dob", "nhs", "ssn", "urn", "chi", "pid", "born", "a
 
 
 def _clear_given(word: _Word) -> bool:
-    return word.name and word.listed and not word.safe and word.text.istitle()
+    cased = word.text.istitle() or word.text.lower() == word.text.upper()
+    return word.name and word.listed and not word.safe and cased
 
 
 def _gaelic_and_elided(text: str, words: Sequence[_Word]) -> None:
@@ -82,9 +83,14 @@ def _surname_first(
         alone = after is None and rest in {"", "."}  # the whole value: "Freely, Brian"
         if not (alone or rest in {".", ",", ";", ")"} or (after is not None and after.name)):
             continue
-        if alone and all(_other_script(w) and w.text.istitle() for w in (left, right)):
+        if alone and all(_other_script(w) and _capital_or_caseless(w) for w in (left, right)):
             left.name = right.name = True  # "Мазепа, Олекса": no list knows either
-        elif right.name and _clear_given(right) and _capitalised(left) and left.folded not in never:
+        elif (
+            right.name
+            and _clear_given(right)
+            and _capital_or_caseless(left)
+            and left.folded not in never
+        ):
             left.name = left.name or alone or left.listed or maybe(left)
         elif left.name and _clear_given(left) and _capitalised(right) and right.listed:
             right.name = right.folded not in never  # "Blom, Iris"
@@ -108,7 +114,7 @@ def _before_labels(text: str, words: Sequence[_Word]) -> None:
         at = index - 1
         while at >= 0 and len(run) < 3:
             word = words[at]
-            if not (word.text.istitle() or (word.text.isupper() and len(word.text) > 3)):
+            if not (_capital_or_caseless(word) and (len(word.text) > 3 or not word.text.isupper())):
                 break
             run.insert(0, word)
             if at == 0 or text[words[at - 1].end : word.start] not in {" ", "-"}:
@@ -142,7 +148,7 @@ def _surname_after_given(
 def _particles_after_name(
     text: str, words: Sequence[_Word], particles: frozenset[str], never: frozenset[str]
 ) -> None:
-    """"Nienke van der Heyden", "Milo van Bentheim": after a name, lower-case particles and a
+    """ "Nienke van der Heyden", "Milo van Bentheim": after a name, lower-case particles and a
     capitalised word are its family name, whatever the lists call the word."""
     for index, word in enumerate(words):
         if not word.name:
@@ -166,7 +172,7 @@ def _particles_after_name(
 
 
 def _listed_after_names(text: str, words: Sequence[_Word]) -> None:
-    """"Cc: Seda Güçlü; Dursadiye Irıs İnönü": in a list parted by ";", an item of one to four
+    """ "Cc: Seda Güçlü; Dursadiye Irıs İnönü": in a list parted by ";", an item of one to four
     capitalised words, each listed or no vocabulary, after an item that is a name, is one too."""
     items: list[list[_Word]] = [[]]
     for index, word in enumerate(words):
@@ -188,7 +194,7 @@ def _other_script(word: _Word) -> bool:
 
 
 def _other_script_in_english(text: str, words: Sequence[_Word], never: frozenset[str]) -> None:
-    """"Previously treated by Θεόπιστος Αποστολόπουλος", "Lives at ш. Боровое, г. Джейрах":
+    """ "Previously treated by Θεόπιστος Αποστολόπουλος", "Lives at ш. Боровое, г. Джейрах":
     in English text the word lists cover, a short run of words of another script is a
     name or a place; the clinical words around it are English. A longer run is a sentence
     of that language and left to the lists."""
@@ -214,6 +220,40 @@ def _other_script_in_english(text: str, words: Sequence[_Word], never: frozenset
                 word.name = True
 
 
+def _name_alone_in_other_script(text: str, words: Sequence[_Word]) -> None:
+    """ "Ασημούλα Χριστοφόρη", "เกษมชัย ทรัพย์ธำรงค์": a whole value of two or three words of
+    one Greek, Cyrillic or Thai script, each capitalised (Thai has no capitals, and writes
+    no space inside a sentence), none vocabulary, only spaces or a hyphen between: a name."""
+    if not 2 <= len(words) <= 3 or text.strip() != text[words[0].start : words[-1].end]:
+        return
+    if words[0].text.startswith(_THAI_TITLES):
+        return  # "นางสาวสุดา แสงทอง": the title stays (name_neighbours.thai_titled_names)
+    scripts = {_script(w) for w in words}
+    if len(scripts) != 1 or scripts.pop() not in {"greek-cyrillic", "thai"}:
+        return
+    gaps = (text[a.end : b.start] for a, b in itertools.pairwise(words))
+    cyrillic = any("\u0400" <= c <= "\u052f" for c in text)
+    if cyrillic and not any(w.listed or w.folded.endswith(_SLAVIC_SURNAME) for w in words):
+        return  # "Компьютерная Томография": a Russian descriptor may be in Title Case too
+    spaced = all(g in {" ", "-"} for g in gaps)
+    if spaced and not any(w.safe or not _capital_or_caseless(w) for w in words):
+        for word in words:
+            word.name = True
+
+
+_THAI_TITLES = ("นายแพทย์", "แพทย์หญิง", "นางสาว", "นาย", "นาง")
+_SLAVIC_SURNAME = ("ов", "ова", "ев", "ева", "ёв", "ёва", "ин", "ина", "ын", "ына", "ский", "ская",
+                   "цкий", "цкая", "енко", "ук", "юк", "чук", "ич", "вич", "ян", "дзе", "швили",
+                   "ко", "як", "ак", "их", "ых")  # fmt: skip
+
+
+def _script(word: _Word) -> str:
+    top = max(word.text)
+    if "\u0370" <= top <= "\u052f":
+        return "greek-cyrillic"
+    return "thai" if "\u0e00" <= top <= "\u0e7f" else "other"
+
+
 def names_by_order_and_shape(
     text: str,
     words: Sequence[_Word],
@@ -235,3 +275,4 @@ def names_by_order_and_shape(
         _listed_after_names(text, words)
     if not text.isascii():
         _other_script_in_english(text, words, never)
+        _name_alone_in_other_script(text, words)

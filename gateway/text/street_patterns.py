@@ -1,0 +1,54 @@
+"""How streets are written, country by country: the shapes places.py starts an address from.
+
+A house number before words ending in a street kind (US and UK: "12 Baker Street", "21174
+Amy Well"), a street kind joined to its name before the number (German, Dutch, Nordic:
+"Hauptstraße 5"), a kind written apart after the name (Finnish, Hungarian, Turkish, Czech:
+"Lentokapteenin kuja 268"), a P.O. box, and a kind before the name (Romance and Slavic
+languages: "5 rue de la Paix", "plac Witosa 16").
+"""
+
+from __future__ import annotations
+
+import re
+
+ADDRESS_PATTERNS = tuple(
+    re.compile(p)
+    for p in (
+        # 12 Baker Street, 221B Baker St., 1600 PENNSYLVANIA AVE
+        # ("at 16:29, LOW DOSE CT" is a time and a modality, not 29 Low Dose Court).
+        r"(?<![\w.:/-])\d{1,5}[A-Za-z]?,?\s+(?:[A-ZÀ-ÞĀ-ž][\w'’.-]*\s+){1,4}(?i:street|st|road|rd"
+        r"|avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|(?-i:Ct|ct)|place|pl|terrace|close"
+        r"|crescent|square|sq|highway|hwy|parkway|pkwy|gardens|grove|row|mews|walk|circle"
+        r"|trail|alley|annex|bay|beach|bend|bluffs?|branch|bridge|brooks?|burgs?|bypass|camp"
+        r"|canyon|causeway|cliffs?|commons?|corners?|courts|coves?|creek|crossing|dale|drives"
+        r"|estates?|expressway|falls|ferry|fords?|forest|forges?|forks?|fort|freeway|garden"
+        r"|gateway|glens?|harbou?rs?|haven|heights|hills?|hollow|inlet|islands?|isle|keys?"
+        r"|knolls?|lakes?|landing|lights|loaf|lodge|manors?|meadows?|mills?|mission|motorway"
+        r"|mountains?|orchard|oval|parks?|passage|pike|pines|plaza|ports?|prairie|ranch|rapids?"
+        r"|ridges|river|roads|shoals?|shores?|springs|squares|stravenue|stream|streets|summit"
+        r"|trace|trafficway|tunnel|turnpike|valleys?|viaduct|villages?|ville|vista|walks|ways"
+        r"|wells?|parade|esplanade|approach|broadway|croft|drove|garth|rise|vale|wharf|wynd"
+        r")\b\.?",
+        # Hauptstraße 5, Kerkstraat 12a, Bahnhofstr. 3
+        # (bounded: an unbounded word run backtracks quadratically over "Abc-Abc-Abc-...")
+        r"\b[A-ZÄÖÜ][\w'-]{0,30}?(?i:straße|strasse|str\.|weg|gasse|platz|allee|straat|laan|plein"
+        r"|gracht|singel|dijk|kade|steeg|vej|gade|gatan|vägen|veien)\s+\d{1,5}[a-zA-Z]?\b",
+        # Lentokapteenin kuja 268, Dunakeszii utca 225., Bácsszéki út 167., Atatürk Caddesi 5
+        # (the kinds in lower case, as these languages write them: "T2 SOR 3" is no street)
+        r"\b[A-ZÀ-ÞĀ-ž][^\W\d_]{2,30}\s+(?:kuja|katu|tie|polku|väylä|kaari|utca|út|útja|tér"
+        r"|körút|köz|sor|sétány|[Ss]okak|[Ss]okağı|[Ss]k\.|[Cc]addesi|[Cc]ad\.|[Cc]d\.|[Bb]ulvarı"
+        r"|ulice|náměstí|třída|nábřeží)\s+\d{1,5}[a-zA-Z]?\b\.?",
+        # P.O. Box 123, Postfach 1234
+        r"\b(?i:p\.?\s?o\.?\s?box|postfach|postbus|apartado)\s*\d{1,6}\b",
+        # 5 rue de la Paix, Via Roma 10, Calle Mayor 5, ul. Marszałkowska 84/92 m. 15
+        r"(?:(?<![\w./-])\d{1,5}[a-zA-Z]?,?\s+)?\b(?i:rue|avenue|boulevard|chemin|allée|impasse"
+        r"|quai|place|via|viale|piazza|corso|calle|avenida|rua|praça|carrer|plaza|ul\.|paseo"
+        r"|avinguda|rambla|camino|carretera|ronda|cours|route|strada|vicolo|largo|travessa|plac"
+        r"|aleja|al\.|os\.|osiedle|skwer|rondo|bulwar|alameda|estrada|rodovia|cañada|glorieta"
+        r"|pasaje|piazzale|lungomare|contrada|borgo|calea|aleea|bulevardul|str\.|strada|șoseaua"
+        r"|sos\.|bd\.|piața)\s+"
+        r"(?:(?:de|du|des|la|le|les|del|della|di|da|do|dos|das)\s+|[ld]['’])*"
+        r"[A-ZÀ-Ý][\w'’-]*(?:\s+[A-ZÀ-Ý][\w'’-]*){0,3}(?:,?\s+\d{1,5}[a-zA-Z]?\b"
+        r"(?:[/-]\d{1,5}[a-zA-Z]?\b)?(?:\s+(?:m\.|lok\.|bis\b|ter\b)\s*\d{0,4}\b)?)?",
+    )
+)

@@ -22,8 +22,8 @@ from typing import BinaryIO
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filewriter import dcmwrite
 
+from gateway.base.part10_encoder import write_part10
 from gateway.deid.engine import DeidResult, Engine
 from gateway.deid.free_text import DEFAULT_SETTINGS, FreeTextSettings
 from gateway.deid.profile import DeidProfile
@@ -222,7 +222,7 @@ def _large_header(path: Path) -> tuple[Dataset, PixelTail] | Quarantine | None:
 def encode(ds: Dataset) -> bytes:
     """The instance as a DICOM file (preamble, rebuilt file meta, dataset)."""
     buffer = io.BytesIO()
-    dcmwrite(buffer, _blank_preamble(ds), enforce_file_format=True)
+    write_part10(buffer, _blank_preamble(ds))
     return buffer.getvalue()
 
 
@@ -258,7 +258,7 @@ def write_instance(
     """`ds` as a Part 10 file into `handle`, its preamble zeroed. With `tail`, `ds` is a
     header and the source's Pixel Data element is copied after it, or with `plan` the clean
     frames are written after it one at a time."""
-    dcmwrite(handle, _blank_preamble(ds), enforce_file_format=True)
+    write_part10(handle, _blank_preamble(ds))
     if plan is not None:
         write_clean_frames(plan, handle)
     elif tail is not None:

@@ -171,3 +171,15 @@ def as_list(value: object) -> list[object]:
     if isinstance(value, MultiValue | list | tuple):
         return list(value)
     return [value]
+
+
+OLDEST_KEPT_AGE = "090Y"  # HIPAA Safe Harbor: every age over 89 is one group, "90 or older"
+
+
+def capped_age(value: object) -> object:
+    """A kept Age String (Retain Patient Characteristics) with an age over 89 years as
+    "090Y": so few people reach such an age that it names them."""
+    text = str(value or "").strip()
+    if len(text) == 4 and text.endswith("Y") and text[:3].isdigit() and int(text[:3]) > 89:
+        return OLDEST_KEPT_AGE
+    return value

@@ -46,6 +46,7 @@ from gateway.deid.actions import (
     FREE_TEXT_VRS,
     TEXT_VRS,
     as_list,
+    capped_age,
     dummy_value,
     empty_value,
     shift_da,
@@ -314,6 +315,8 @@ class Engine:
                 self._walk_items(ds, t, inst, mode, depth, path)
             elif vr == "UI":
                 _keep_uids(ds, t, inst)
+            elif vr == "AS" and (age := ds[t].value) and capped_age(age) != age:
+                self._set(ds, t, vr, capped_age(age))
         elif action == PSEUDONYM:
             self._set(ds, t, vr, inst.pseudonym)
         elif vr == "SQ":

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 # What the recognizer may cut out of a value the table retains as it is (and IDs with
 # RETAINED_ID_DIGITS digits or more).
 CONTACT_KINDS = frozenset({"name", "phone", "email", "url", "address", "postcode"})
-RETAINED_KINDS = CONTACT_KINDS | {"date", "time", "organisation"}
+RETAINED_KINDS = CONTACT_KINDS | {"date", "time", "organisation", "age"}
 RETAINED_ID_DIGITS = 6
 
 

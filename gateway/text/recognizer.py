@@ -6,7 +6,8 @@ relative's name, a phone number, a date of birth. `Recognizer.find` returns wher
 `clean` replaces them. Descriptors repeat on every instance of a series, so whole values are
 cached; the name lists load once per process (gateway/text/lexicon.py).
 
-The name rules are in gateway/text/names.py, dates in dates.py, the rest in contacts.py. When
+The name rules are in gateway/text/names.py, dates in dates.py, ages over 89 in ages.py, the
+rest in contacts.py. When
 candidates overlap, the kind listed first in `_PRIORITY` wins, then the longer one.
 """
 
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from gateway.text.ages import find_ages
 from gateway.text.cjk_names import find_cjk_names
 from gateway.text.cjk_places import find_cjk_addresses
 from gateway.text.contacts import find_contacts
@@ -30,8 +32,8 @@ from gateway.text.relations import find_relatives
 _PRIORITY = {
     kind: rank
     for rank, kind in enumerate(
-        ("email", "url", "date", "address", "organisation", "phone", "postcode", "id", "time",
-         "name")
+        ("email", "url", "date", "age", "address", "organisation", "phone", "postcode", "id",
+         "time", "name")
     )
 }
 CACHE_SIZE = 65536
@@ -48,7 +50,8 @@ class Span:
 
     start: int
     end: int
-    kind: str  # "name", "phone", "email", "url", "address", "postcode", "id", "date", "time"
+    kind: str  # "name", "phone", "email", "url", "address", "postcode", "id", "date", "time",
+    # "age" (over 89), "organisation"
 
 
 def _resolve(text: str, candidates: Iterable[tuple[int, int, str]]) -> tuple[Span, ...]:
@@ -141,6 +144,7 @@ class Recognizer:
         candidates: list[tuple[int, int, str]] = []
         if _DIGIT.search(text) is not None:
             candidates.extend(find_dates(text))
+            candidates.extend(find_ages(text))
         candidates.extend(find_contacts(text))  # towns need no digit: "lives in Kingsmere"
         candidates.extend(find_organisations(text, lexicon))
         names = find_latin_names(text, lexicon, self._extra, self._site_safe)

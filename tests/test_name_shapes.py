@@ -101,3 +101,17 @@ def test_clinical_text_stays(recognizer: Recognizer, text: str) -> None:
                  "Abdomen", "Right", "contrast", "Thoracic Spine", "see prior"):  # fmt: skip
         if word in text:
             assert word in kept, (text, kept)
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("Annotation by thomasbrown", "Annotation by *"),
+        ("Signed by margaudlefebvre", "Signed by *"),
+        ("measured by hand", "measured by hand"),
+        ("enhanced by gadolinium", "enhanced by gadolinium"),
+        ("by ultrasonography", "by ultrasonography"),
+    ],
+)
+def test_logins_of_names_run_together(recognizer: Recognizer, text: str, cleaned: str) -> None:
+    assert recognizer.clean(text) == cleaned

@@ -3,7 +3,9 @@
 "Technologist: mgarcia3", "reviewed by rkapoor": systems write their users' logins in
 lower case, an initial or two run into the family name, often with a number, and the word
 lists know neither. After a cue (names.py) a lower-case word that is no word and has a
-listed name after its first one or two letters, or digits right after it, is one (three
+listed name after its first one or two letters, or two listed names run together
+("thomasbrown"), or a family name of five letters or more after a prefix ("margaudlefebvre"),
+or digits right after it (then a word too: "marine16"), is one (three
 letters or more, four without the digits).
 
 "* present: * and Aroha Ngata", "Rangi Parata & Hemi": a capitalised word the lists call a
@@ -104,10 +106,20 @@ _LIST_NEXT = re.compile(rf",[ \t]*|{_AND.pattern}")
 def login_after_cue(text: str, word: _Word, lexicon: Lexicon) -> bool:
     """Whether `word`, right after a cue, is a user name (see the module text)."""
     value = word.text
-    digits = text[word.end : word.end + 1].isdigit()  # "tech abc123"
-    if not value.islower() or word.safe or len(value) < (3 if digits else 4):
+    digits = text[word.end : word.end + 1].isdigit()  # "tech abc123", "by marine16"
+    if not value.islower() or len(value) < (3 if digits else 4):
         return False
-    return digits or any(lexicon.facts(value[n:])[1] for n in (1, 2))
+    if digits:
+        return True
+    if word.safe:
+        return False
+    if any(lexicon.facts(value[n:])[1] for n in (1, 2)):
+        return True
+    for n in range(3, len(value) - 2):  # "thomasbrown", "margaudlefebvre": names run together
+        _, listed, safe, _ = lexicon.facts(value[n:])
+        if listed and (lexicon.facts(value[:n])[1] or (len(value) - n >= 5 and not safe)):
+            return True
+    return False
 
 
 def names_after_and(text: str, words: Sequence[_Word], unknown: Callable[[_Word], bool]) -> bool:

@@ -108,6 +108,10 @@ def test_clinical_text_stays(recognizer: Recognizer, text: str) -> None:
     [
         ("Annotation by thomasbrown", "Annotation by *"),
         ("Signed by margaudlefebvre", "Signed by *"),
+        ("Annotation by ymorricone", "Annotation by *"),
+        ("measurement by transperineal approach", "measurement by transperineal approach"),
+        ("Żok Arkadiusz", "*"), ("Foà Pasquale", "*"),
+        ("Verified by Kay van de Elzas-van der Noot", "Verified by *"),
         ("measured by hand", "measured by hand"),
         ("enhanced by gadolinium", "enhanced by gadolinium"),
         ("by ultrasonography", "by ultrasonography"),

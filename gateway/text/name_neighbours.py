@@ -103,9 +103,18 @@ _AFTER_NUMBER = re.compile(r"(?<![\d.,])\d{1,3}[ \t]+\Z")
 _LIST_NEXT = re.compile(rf",[ \t]*|{_AND.pattern}")
 
 
-def login_after_cue(text: str, word: _Word, lexicon: Lexicon) -> bool:
-    """Whether `word`, right after a cue, is a user name (see the module text)."""
+# Endings of English and clinical words the vocabulary may miss (not of a login).
+_WORD_ENDINGS = ("al", "ar", "ic", "ous", "ion", "ive", "ary", "ory", "ine", "ate", "ism",
+                 "osis", "itis", "graphy", "scopy", "logy", "ment", "ness", "ing", "ed", "ly",
+                 "ity")  # fmt: skip
+
+
+def login_after_cue(text: str, word: _Word, lexicon: Lexicon, cue: str = "") -> bool:
+    """Whether `word`, right after a cue, is a user name (see the module text). After a
+    verb's "by" ("Annotation by ymorricone") any lower-case word that is no word is one."""
     value = word.text
+    if cue == "by" and value.isalpha() and value.islower() and len(value) >= 5 and not word.safe:
+        return not value.endswith(_WORD_ENDINGS)  # "by transperineal (approach)" is a word
     digits = text[word.end : word.end + 1].isdigit()  # "tech abc123", "by marine16"
     if not value.islower() or len(value) < (3 if digits else 4):
         return False

@@ -138,6 +138,12 @@ def _before_labels(text: str, words: Sequence[_Word]) -> None:
 def _surname_after_given(
     text: str, words: Sequence[_Word], never: frozenset[str], clinical: Callable[[str], bool]
 ) -> None:
+    if len(words) == 2 and text.strip() == text[words[0].start : words[1].end]:
+        family, given = words  # "Żok Arkadiusz", "Foà Pasquale": the whole value, family first
+        if _clear_given(given) and text[family.end : given.start] == " " and family.text.istitle():
+            family.name = family.name or (
+                (family.listed or not family.safe) and not clinical(family.folded)
+            )
     for left, right in itertools.pairwise(words):
         if right.name or not _clear_given(left) or text[left.end : right.start] != " ":
             continue
@@ -159,7 +165,7 @@ def _particles_after_name(
             and at - index <= 3
             and words[at].folded in particles
             and words[at].text.islower()
-            and text[words[at - 1].end : words[at].start] == " "
+            and text[words[at - 1].end : words[at].start] in {" ", "-"}  # "Elzas-van der Noot"
         ):
             at += 1
         if at == index + 1 or at >= len(words) or at - index > 3:

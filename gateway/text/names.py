@@ -209,7 +209,7 @@ def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool, lexicon: L
         else:  # "per protocol", "called back", "discussed with Radiology" stay
             clear = first.listed and not first.safe
             wanted = clear or (first.cap and (first.listed or not first.safe))
-            wanted = wanted or neighbours.login_after_cue(text, first, lexicon)
+            wanted = wanted or neighbours.login_after_cue(text, first, lexicon, token.folded)
         if wanted:
             for particle in particles:
                 particle.name = True

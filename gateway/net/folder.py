@@ -9,6 +9,7 @@ import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom import dcmread
 
@@ -164,7 +165,9 @@ def _header(path: Path) -> tuple[str | None, str | None, str | None, str | None]
 
 def _copy_durably(source: Path, target: Path) -> None:
     """Copy via tmp + fsync + os.replace (the folder's fsync comes after the batch).
-    _SourceError for read errors, OSError for write errors."""
+    _SourceError for read errors, OSError for write errors. On the outbox's file system
+    the file is linked instead of copied: the outbox file is never changed once written, and
+    a study of large instances is not written twice."""
     try:
         reader = open(source, "rb")  # noqa: SIM115 - closed below, errors told apart
     except OSError as exc:
@@ -172,6 +175,12 @@ def _copy_durably(source: Path, target: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.parent / f".tmp-{secrets.token_hex(6)}"
+        if _linked(source, temporary, reader):
+            try:
+                os.replace(temporary, target)
+            finally:  # a rename onto another link of the same file does nothing: drop it
+                temporary.unlink(missing_ok=True)
+            return
         try:
             with open(temporary, "wb") as writer:
                 while True:
@@ -190,6 +199,23 @@ def _copy_durably(source: Path, target: Path) -> None:
             raise
     finally:
         reader.close()
+
+
+def _linked(source: Path, temporary: Path, reader: BinaryIO) -> bool:
+    """Whether `source` is now also `temporary` (a hard link, its data and link fsynced);
+    False where the file systems differ or links are not supported (then it is copied)."""
+    try:
+        os.link(source, temporary)
+    except OSError as exc:
+        if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+            return False
+        raise
+    try:
+        os.fsync(reader.fileno())  # the same file: on the disk whatever the spool's durability
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return True
 
 
 def _fsync_folders(written: list[Path], root: Path) -> None:

@@ -108,6 +108,11 @@ def test_clinical_text_stays(recognizer: Recognizer, text: str) -> None:
     [
         ("Annotation by thomasbrown", "Annotation by *"),
         ("Signed by margaudlefebvre", "Signed by *"),
+        ("Result phoned to Steven Ward, ward nurse", "Result phoned to *, ward nurse"),
+        ("Thank you for referring Amber van Rijthoven.", "Thank you for referring *."),
+        ("I, Frau Siegried Gute B.A., agree.", "I, Frau *, agree."),
+        ("MDT; Ing. Brunhild Junk and Tilmann Jopich agreed", "MDT; Ing. * and * agreed"),
+        ("Transferred to Ward 5", "Transferred to Ward 5"),
         ("Annotation by ymorricone", "Annotation by *"),
         ("measurement by transperineal approach", "measurement by transperineal approach"),
         ("Żok Arkadiusz", "*"), ("Foà Pasquale", "*"),

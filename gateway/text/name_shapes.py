@@ -41,6 +41,7 @@ class _Word(Protocol):
     name: bool
     safe: bool
     listed: bool
+    cued: bool
 
 
 _GAELIC = re.compile(r"(?:Mc|Mac|Fitz)[A-Z][a-z]{2,}")
@@ -48,13 +49,16 @@ _NOT_GAELIC = frozenset({"macbook", "macos"})
 _ELIDED = frozenset({"O'", "O’", "D'", "D’"})
 _OPENINGS = frozenset(";:(|\n")
 # Labels of an identifier written after a name: "Tracy Ward MRN 2021", "Amber Swanson DOB".
+# Words no rule takes for a name alone that are family names after a given name ("Steven Ward").
+_SURNAME_WORDS = frozenset({"ward", "fellow"})
 _LABELS = frozenset({"mrn", "dob", "nhs", "ssn", "urn", "chi", "pid", "born", "aged", "nric",
                      "bsn", "pesel", "amka", "sin", "hkid", "dni", "nie", "cpr"})  # fmt: skip
 
 
 def _clear_given(word: _Word) -> bool:
+    """A name a title or cue gave, or a listed name that is no vocabulary."""
     cased = word.text.istitle() or word.text.lower() == word.text.upper()
-    return word.name and word.listed and not word.safe and cased
+    return word.name and cased and (word.cued or (word.listed and not word.safe))
 
 
 def _gaelic_and_elided(text: str, words: Sequence[_Word]) -> None:
@@ -147,7 +151,11 @@ def _surname_after_given(
     for left, right in itertools.pairwise(words):
         if right.name or not _clear_given(left) or text[left.end : right.start] != " ":
             continue
-        if right.text.istitle() and len(right.text) >= 3 and right.folded not in never:
+        if (
+            right.text.istitle()
+            and len(right.text) >= 3
+            and (right.folded not in never or right.folded in _SURNAME_WORDS)
+        ):
             right.name = not clinical(right.folded)
 
 
@@ -174,6 +182,16 @@ def _particles_after_name(
         gap = text[words[at - 1].end : last.start]
         if gap == " " and _capitalised(last) and last.folded not in never:
             for part in words[index + 1 : at + 1]:
+                part.name = True
+    for index, word in enumerate(words[:-2]):  # "Amber van Rijthoven": the given name before
+        if word.name or not (word.listed and word.text.istitle()) or word.folded in never:
+            continue
+        at = index + 1
+        while at < len(words) - 1 and words[at].folded in particles and words[at].text.islower():
+            at += 1
+        gaps = {text[a.end : b.start] for a, b in itertools.pairwise(words[index : at + 1])}
+        if at > index + 1 and words[at].name and gaps == {" "}:
+            for part in words[index:at]:
                 part.name = True
 
 

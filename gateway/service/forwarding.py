@@ -144,6 +144,16 @@ class FolderDestination:
 _NOTHING = ForwardResult(ForwardOutcome.OK, 0, 0, "nothing to send")
 
 
+def _destination_folders(outbox: Path) -> list[str]:
+    """The names of the outbox's `to-NAME` folders (one scandir: Path.glob matched every
+    instance file's name against the pattern after every chunk)."""
+    try:
+        with os.scandir(outbox) as entries:
+            return [e.name for e in entries if e.name.startswith("to-") and e.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def _unsent(
     folder: Path, prefix: str, done: set[str], skip: set[str] | frozenset[str]
 ) -> list[str]:
@@ -297,7 +307,7 @@ class ForwardingStage:
             results.append((name, result))
             unconfirmed |= {prefix + f.name for f in files} - {prefix + f.name for f in marked}
         known = {destination_folder(outbox, name).name for name in self.destinations}
-        orphans = sorted(f.name for f in outbox.glob("to-*") if f.is_dir() and f.name not in known)
+        orphans = sorted(name for name in _destination_folders(outbox) if name not in known)
         if orphans:  # written for a destination the configuration no longer names
             gone = ", ".join(name.removeprefix("to-") for name in orphans)
             results.append((gone, ForwardResult(

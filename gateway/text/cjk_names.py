@@ -48,8 +48,9 @@ HANGUL_ENDINGS = ("선생님", "님", "씨", "이", "가", "은", "는", "을", 
                   "에게", "께서", "환자")  # fmt: skip
 
 
-_COMMAS = frozenset(",，、")
-_GIVEN_GAP = re.compile(r"\s|[,，、]\s?")  # between a family name and the given name after it
+_SPACED_HANGUL = re.compile(r"([\uac00-\ud7af]) ([\uac00-\ud7af]{2})")
+_COMMAS = frozenset(",，、^")  # "^": a PN value's components, copied into text ("郭^凤英")
+_GIVEN_GAP = re.compile(r"\s|[,，、^]\s?")  # between a family name and the given name after it
 
 
 def _cjk_name_length(run: str, lexicon: Lexicon) -> int:
@@ -75,6 +76,14 @@ def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
             yield match.span(1)
             if given and name in lexicon.cjk_family:  # "by 黄 志强"
                 yield match.span(2)
+    spaced_name = _SPACED_HANGUL.fullmatch(text.strip())  # "윤 진우": the whole value
+    if (
+        spaced_name
+        and spaced_name[1] in lexicon.cjk_family
+        and spaced_name[2] not in lexicon.cjk_safe
+    ):
+        start = text.index(spaced_name[0])
+        yield start, start + len(spaced_name[0])
     previous_end = -10
     family_ends: list[int] = []
     for pattern in (HAN, HANGUL):
@@ -95,7 +104,9 @@ def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
             size = _cjk_name_length(run, lexicon)
             after = text[start + len(run) : start + len(run) + 2]
             comma = after[:1] in _COMMAS
-            spaced = after[:1].isspace() or (comma and after[1:2] in {"", " "})
+            spaced = after[:1].isspace() or (
+                comma and (after[:1] == "^" or after[1:2] in {"", " "})
+            )
             alone = len(run) == 1 and run in lexicon.cjk_family and (comma or pattern is HAN)
             if size and 2 <= len(run) <= max(4, size):
                 previous_end = start + len(run)

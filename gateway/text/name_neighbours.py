@@ -10,8 +10,9 @@ letters or more, four without the digits).
 
 "* present: * and Aroha Ngata", "Rangi Parata & Hemi": a capitalised word the lists call a
 name or do not know, joined by "and" or "&" to a name found (or already cut, "*"), is one
-too. "Smith and Nephew" stays: a safe word is never taken this way. So is such a word in a
-list between two names: "D'Angelo, MacGillivray, van der Merwe".
+too. "Smith and Nephew" stays: a safe word is taken this way only when it is listed and ends
+a list of names ("Williams, Jones and Hardy"). So is such a word, or a listed one, in a list
+between two names: "D'Angelo, MacGillivray, van der Merwe", "Cunningham, Lees and Butler".
 
 "PARK Jiho present", "nodule 8 mm Lundegard Priyanka", "per ap Gruffydd": before a name, an
 upper-case listed word ("SURNAME Given", even one that is also a word), a Title Case word
@@ -135,23 +136,39 @@ def names_after_and(text: str, words: Sequence[_Word], unknown: Callable[[_Word]
     """Set `name` on each word that "and" joins to a name (`unknown`: a name as far as the
     lists tell); whether any was set."""
     changed = False
-    for index, word in enumerate(words):
-        if word.name or not unknown(word):
+    for index, word in [*enumerate(words), *enumerate(words)]:  # twice: "A, B and C" both ways
+        listed = word.listed and word.text.istitle()  # in a list of names, a word too
+        if word.name or not (unknown(word) or listed):
             continue
         left = next(
             (w for w in reversed(words[max(0, index - 2) : index]) if w.text != "and"), None
         )
         joined = left is not None and left.name and _AND.fullmatch(text, left.end, word.start)
+        if not unknown(word):  # "Williams, Jones and Hardy", not "Smith and Nephew"
+            joined = joined and _after_list(text, words, words.index(left))  # type: ignore[arg-type]
+            if joined or _listed_between(text, words, index):
+                word.name = changed = True
+            continue
         if joined or _STAR_AND.search(text, 0, word.start) or _listed_between(text, words, index):
             word.name = changed = True
     return changed
 
 
+def _after_list(text: str, words: Sequence[_Word], index: int) -> bool:
+    """Whether the name at `index` ends a comma list of names ("Williams, Jones")."""
+    return (
+        index > 0
+        and words[index - 1].name
+        and _COMMA.fullmatch(text, words[index - 1].end, words[index].start) is not None
+    )
+
+
 def _listed_between(text: str, words: Sequence[_Word], index: int) -> bool:
     """Whether the word at `index` is an item of a list whose items on both sides are names."""
-    if index == 0 or index + 1 >= len(words):
+    after = index + 2 if index + 2 < len(words) and words[index + 1].text == "and" else index + 1
+    if index == 0 or after >= len(words):
         return False
-    left, word, right = words[index - 1], words[index], words[index + 1]
+    left, word, right = words[index - 1], words[index], words[after]
     return bool(
         left.name
         and right.name

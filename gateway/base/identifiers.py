@@ -379,14 +379,14 @@ def _collect(
     coded entries are (a person's or an institution's ID), else 0."""
     if depth > 64:
         raise ValueError("sequence nesting deeper than 64 levels")
-    for tag in list(ds.keys()):
-        tag = int(tag)
+    for key in list(ds.keys()):  # `key` (the dataset's own) for ds, the int for our tables
+        tag = int(key)
         kind = _TAG_KINDS.get(tag)
-        vr = cheap_vr(ds, tag)
+        vr = cheap_vr(ds, key)
         if vr == "SQ":
             # A sequence the profile keeps keeps its codes.
             inner = tag if tag in _CODE_CONTEXTS and not keeps(tag) else 0
-            for item in ds[tag].value or ():
+            for item in ds[key].value or ():
                 _collect(item, keeps, found, depth + 1, inner)
             continue
         if kind is None:
@@ -397,7 +397,7 @@ def _collect(
                 continue  # a coded entry's fate is its sequence's, checked above
         elif keeps(tag):
             continue
-        elem = ds[tag]
+        elem = ds[key]
         for text in string_values(elem):
             found.add_value(text, elem.VR, kind)
 

@@ -206,8 +206,8 @@ class Engine:
         private: list[int] = []
         removed_overlays: set[int] = set()
         local = self._paths.get(path) if path and self._paths else None
-        for tag in list(ds.keys()):
-            t = int(tag)
+        for key in list(ds.keys()):  # `key` (the dataset's own) for ds, the int for our tables
+            t = int(key)
             group = t >> 16
             if group & 1:
                 private.append(t)
@@ -215,13 +215,13 @@ class Engine:
             if group in (0x0000, 0x0002) or t & 0xFFFF == 0:
                 # Command elements, group lengths and file meta elements misplaced in the
                 # body never belong in a stored instance (the file meta is rebuilt).
-                del ds[t]
+                del ds[key]
                 continue
             if group in removed_overlays:
                 continue  # already removed with its Overlay Data
             action = local.get(t) if local is not None and t in local else self._action_for(t)
             if action is None:
-                self._retained(ds, t, inst, mode, depth, path)
+                self._retained(ds, key, inst, mode, depth, path)
                 continue
             if action.__class__ is Rule:
                 self._apply_rule(ds, t, action, inst)  # type: ignore[arg-type]
@@ -235,55 +235,57 @@ class Engine:
                 for other in [int(x) for x in ds.keys() if int(x) >> 16 == group]:  # noqa: SIM118
                     del ds[other]
                 continue
-            self._apply(ds, t, action, inst, mode, depth, path)  # type: ignore[arg-type]
+            self._apply(ds, key, action, inst, mode, depth, path)  # type: ignore[arg-type]
         if private:
             self._private(ds, private, inst, depth, path)
 
     def _retained(
-        self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, depth: int, path: tuple[int, ...]
+        self, ds: Dataset, key: int, inst: _Instance, mode: _Mode, depth: int, path: tuple[int, ...]
     ) -> None:
         """An attribute Table E.1-1 does not name: kept, unless inside a D or C sequence
         (or, in strict mode, not in the strict list). A public tag that no edition of the
         standard defines (pydicom's dictionary) is removed: nobody can say what it holds, and
-        a corrupted tag (0108,0050 for Accession Number) must not carry a value past us."""
+        a corrupted tag (0108,0050 for Accession Number) must not carry a value past us.
+        `key`: the element's own key in `ds` (see `_walk`); `t`, its int, for the tables."""
+        t = int(key)
         if not _defined_public(t):
-            del ds[t]
+            del ds[key]
             return
-        vr = vr_of(ds, t)
+        vr = vr_of(ds, key)
         if self._strict and mode is _Mode.NORMAL and vr != "UI":
             listed = strict_action(t)
             if listed is None:
-                del ds[t]
+                del ds[key]
                 return
             if listed == "D" and vr in FREE_TEXT_VRS:
-                self._set(ds, t, vr, dummy_value(vr))
+                self._set(ds, key, vr, dummy_value(vr))
                 return
         if vr == "SQ":
             self._walk_items(ds, t, inst, mode, depth, path)
         elif vr == "UI":
             if self._remap_unlisted_uids and t not in vocabulary_uid_tags():
-                self._remap_uids(ds, t, inst)
+                self._remap_uids(ds, key, inst)
             else:
-                _keep_uids(ds, t, inst)
+                _keep_uids(ds, key, inst)
         elif vr in ("DA", "DT") and self._modified_dates:
             # Every date of the patient moves, also those the table does not list (Expiry
             # Date, Date of Gain Calibration, ...), so no original date sits beside a shifted
             # one and intervals between them stay true.
-            self._shift_dates(ds, t, vr, inst)
+            self._shift_dates(ds, key, vr, inst)
         elif mode is _Mode.DUMMY_CODES and vr in FREE_TEXT_VRS:
-            self._set(ds, t, vr, dummy_value(vr))
+            self._set(ds, key, vr, dummy_value(vr))
         elif t == CODE_MEANING and not standard_scheme(ds.get("CodingSchemeDesignator")):
-            self._text.clean(ds, t, vr, inst.cleaner)  # a local code's meaning is free text
+            self._text.clean(ds, key, vr, inst.cleaner)  # a local code's meaning is free text
         elif t in CODED_ENTRY_TAGS:
             return  # vocabulary; the verify gate still checks it for whole values
         elif mode is _Mode.DUMMY and vr in FREE_TEXT_VRS:
-            self._text.dummy(ds, t, vr, inst.cleaner)
+            self._text.dummy(ds, key, vr, inst.cleaner)
         elif mode is _Mode.CLEAN and vr in TEXT_VRS:
-            self._text.clean(ds, t, vr, inst.cleaner)
+            self._text.clean(ds, key, vr, inst.cleaner)
         elif vr in SCRUBBED_VRS and t not in EQUIPMENT_TAGS:
-            self._text.scrub_retained(ds, t, vr, inst.cleaner)
+            self._text.scrub_retained(ds, key, vr, inst.cleaner)
         elif vr == "CS":
-            self._text.clean(ds, t, vr, inst.cleaner)  # a label may spell the patient's name
+            self._text.clean(ds, key, vr, inst.cleaner)  # a label may spell the patient's name
 
     def _walk_items(
         self, ds: Dataset, t: int, inst: _Instance, mode: _Mode, depth: int, path: tuple[int, ...]
@@ -295,30 +297,32 @@ class Engine:
     def _apply(
         self,
         ds: Dataset,
-        t: int,
+        key: int,
         action: str,
         inst: _Instance,
         mode: _Mode,
         depth: int,
         path: tuple[int, ...],
     ) -> None:
+        """`action` on one element; `key` as in `_retained`."""
         if action == "X":
-            del ds[t]
+            del ds[key]
             return
+        t = int(key)
         if action == "K" and t >> 16 == 0x7FE0:
             return  # never touch pixel data
-        vr = vr_of(ds, t)
+        vr = vr_of(ds, key)
         if action == "Z":
-            self._set(ds, t, vr, empty_value(vr))
+            self._set(ds, key, vr, empty_value(vr))
         elif action == "K":
             if vr == "SQ":
                 self._walk_items(ds, t, inst, mode, depth, path)
             elif vr == "UI":
-                _keep_uids(ds, t, inst)
-            elif vr == "AS" and (age := ds[t].value) and capped_age(age) != age:
-                self._set(ds, t, vr, capped_age(age))
+                _keep_uids(ds, key, inst)
+            elif vr == "AS" and (age := ds[key].value) and capped_age(age) != age:
+                self._set(ds, key, vr, capped_age(age))
         elif action == PSEUDONYM:
-            self._set(ds, t, vr, inst.pseudonym)
+            self._set(ds, key, vr, inst.pseudonym)
         elif vr == "SQ":
             # D: dummy the free text of the items; C: clean it; U: walk (UIDs are in the table).
             sub = {"D": _Mode.DUMMY, "C": _Mode.CLEAN}.get(action, mode)
@@ -326,15 +330,15 @@ class Engine:
                 sub = _Mode.DUMMY_CODES  # its Code Value is the person's ID
             self._walk_items(ds, t, inst, sub, depth, path)
         elif vr == "UI" and action in ("U", "D", "C"):
-            self._remap_uids(ds, t, inst)
+            self._remap_uids(ds, key, inst)
         elif action == "D" and vr == "PN":
-            self._text.person_pseudonyms(ds, t)
+            self._text.person_pseudonyms(ds, key)
         elif action == "D" and t == ENCAPSULATED_DOCUMENT:
             inst.document = placeholder_document(ds)
         elif action == "D" or action == "U":
-            self._set(ds, t, vr, dummy_value(vr))
+            self._set(ds, key, vr, dummy_value(vr))
         elif action == "C":
-            self._clean(ds, t, vr, inst)
+            self._clean(ds, key, vr, inst)
         else:
             raise DeidError(f"unknown action {action!r} for ({t >> 16:04X},{t & 0xFFFF:04X})")
 

@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 # This project's Implementation Class UID (PS3.7 D.3.3.2): a fixed 2.25 UUID-derived UID.
 IMPLEMENTATION_CLASS_UID = "2.25.24671494228297195857051802859060108074"
 IMPLEMENTATION_VERSION_NAME = "DICOMGW_" + __version__
+_CODE_VALUE, _CODING_SCHEME_DESIGNATOR, _CODE_MEANING = 0x00080100, 0x00080102, 0x00080104
 
 
 def mark_deidentified(ds: Dataset, profile: CompiledRules) -> None:
@@ -32,10 +33,10 @@ def mark_deidentified(ds: Dataset, profile: CompiledRules) -> None:
     ]
     items = []
     for value, meaning in codes:
-        item = Dataset()
-        item.CodeValue = value
-        item.CodingSchemeDesignator = "DCM"
-        item.CodeMeaning = meaning
+        item = Dataset()  # new: add_new is what setting CodeValue etc. by keyword does
+        item.add_new(_CODE_VALUE, "SH", value)
+        item.add_new(_CODING_SCHEME_DESIGNATOR, "SH", "DCM")
+        item.add_new(_CODE_MEANING, "LO", meaning)
         items.append(item)
     ds.DeidentificationMethodCodeSequence = items
     if profile.has(Option.RETAIN_LONGITUDINAL_FULL_DATES):
@@ -61,12 +62,12 @@ def rewrite_file_meta(ds: Dataset) -> None:
             if little
             else ExplicitVRBigEndian
         )
-    meta = FileMetaDataset()
+    meta = FileMetaDataset()  # new: add_new is what setting the keywords does
     if "SOPClassUID" in ds:
-        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        meta.add_new(0x00020002, "UI", ds.SOPClassUID)  # Media Storage SOP Class UID
     if "SOPInstanceUID" in ds:
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+        meta.add_new(0x00020003, "UI", ds.SOPInstanceUID)  # Media Storage SOP Instance UID
+    meta.add_new(0x00020010, "UI", syntax)  # Transfer Syntax UID
+    meta.add_new(0x00020012, "UI", IMPLEMENTATION_CLASS_UID)
+    meta.add_new(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME)
     ds.file_meta = meta

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from gateway.base.element_values import string_values, vr_of
+from gateway.base.element_values import element, string_values, vr_of
 from gateway.deid.actions import as_list
 from gateway.deid.fakes import Digest, FakeError, fake_value
 from gateway.deid.overrides import Rule, check_text
@@ -68,7 +68,7 @@ def produced_values(ds: Dataset, elements: Iterable[object]) -> dict[str, tuple[
     Found by identity after the walk, so that an element a later step replaced or removed
     is no longer the rule's and is checked as any other.
     """
-    wanted = {id(element) for element in elements}
+    wanted = {id(elem) for elem in elements}
     found: dict[str, tuple[str, ...]] = {}
     if wanted:
         _find(ds, wanted, "", found, 0)
@@ -84,9 +84,9 @@ def _find(ds: Dataset, wanted: set[int], path: str, found: dict[str, tuple[str, 
         if t >> 16 == 0x7FE0:
             continue
         where = f"{path}({t >> 16:04X},{t & 0xFFFF:04X})"
-        element = ds.get_item(t)
-        if id(element) in wanted and isinstance(element, DataElement):
-            found[where] = tuple(string_values(element))
-        elif vr_of(ds, t) == "SQ":
-            for index, item in enumerate(ds[t].value or ()):
+        held = element(ds, key)  # `key` (the dataset's own) for ds: see element_values
+        if id(held) in wanted and isinstance(held, DataElement):
+            found[where] = tuple(string_values(held))
+        elif vr_of(ds, key) == "SQ":
+            for index, item in enumerate(ds[key].value or ()):
                 _find(item, wanted, f"{where}[{index}]", found, depth + 1)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
-from gateway.base.element_values import vr_of
+from gateway.base.element_values import element, vr_of
 from gateway.deid.actions import TEXT_VRS, as_list, dummy_value
 from gateway.deid.free_text import FreeTextSettings, TextCleaner, retained_phi
 from gateway.deid.overrides import Rule
@@ -57,7 +57,7 @@ class TextValues:
         if vr == "PN" and self.recognizer is not None:
             self.person_pseudonyms(ds, t)  # a name no table row knows is a name
             return
-        raw = ds.get_item(t)
+        raw = element(ds, t)
         if (
             isinstance(raw, RawDataElement)
             and isinstance(raw.value, bytes)

@@ -19,6 +19,7 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from gateway.base.element_values import element
 from gateway.base.identifiers import collect_identifiers
 from gateway.base.transfer_syntaxes import SUPPORTED
 from gateway.deid.document_placeholder import set_document
@@ -128,7 +129,7 @@ def truncated_element(ds: Dataset) -> int | None:
     to be de-identified, so such an instance is quarantined.
     """
     for tag in list(ds.keys()):
-        raw = ds.get_item(tag)
+        raw = element(ds, tag)
         length = getattr(raw, "length", None)
         value = getattr(raw, "value", None)
         if (

@@ -21,11 +21,11 @@ import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from gateway.base.element_values import string_values, vr_of
+from gateway.base.element_values import converted, string_values, vr_and_element
 from gateway.base.identifiers import Identifiers, normalise
 
 # Bulk data that is not text: searching it costs time and finds noise, never a name.
@@ -95,17 +95,19 @@ def _texts(
     if depth > 64:
         raise ValueError("sequence nesting deeper than 64 levels")
     latin1 = _latin1(ds, latin1)
-    for tag in list(ds.keys()):
-        t = int(tag)
-        if t in _BULK_TAGS or t >> 16 in _BULK_GROUPS or _is_overlay_or_curve_data(t):
+    for key in list(ds.keys()):  # `key` (the dataset's own) for ds, the int for our tables
+        t = int(key)
+        if t in _BULK_TAGS or t >> 16 in _BULK_GROUPS:
             continue
-        vr = vr_of(ds, t)
-        where = f"{path}({t >> 16:04X},{t & 0xFFFF:04X})"
+        if t & 0xFFFF == 0x3000 and _is_overlay_or_curve_data(t):
+            continue
+        vr, raw = vr_and_element(ds, key)
         if vr == "SQ":
-            for index, item in enumerate(ds[t].value or ()):
+            where = _where(path, t)
+            for index, item in enumerate(converted(ds, key, raw).value or ()):
                 _texts(item, f"{where}[{index}]", out, depth + 1, latin1, readings)
         elif vr in _TEXT_VRS:
-            raw = ds.get_item(t)
+            where = _where(path, t)
             if latin1 and isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
                 for part in raw.value.decode("latin-1").split("\\"):
                     text = part.strip(" \x00")
@@ -114,19 +116,25 @@ def _texts(
                         for reading in readings(text, False):
                             out.append((where, vr, normalise(reading), t))
             else:
-                for text in string_values(ds[t]):
+                for text in string_values(converted(ds, key, raw)):
                     out.append((where, vr, normalise(text), t))
         elif vr in _BINARY_VRS:
-            value = ds[t].value
+            value = converted(ds, key, raw).value
             if isinstance(value, bytes) and 0 < len(value) <= _MAX_BINARY_SCAN:
+                where = _where(path, t)
                 text = value.decode("latin-1")
                 out.append((where, vr, normalise(text), t))
                 for reading in readings(text, True):
                     out.append((where, vr, normalise(reading), t))
         else:
-            text = _number_text(ds, t, vr)
+            text = _number_text(ds, key, vr, raw)
             if text:
-                out.append((where, _NUMBER_VR, normalise(text), t))
+                out.append((_where(path, t), _NUMBER_VR, normalise(text), t))
+
+
+def _where(path: str, tag: int) -> str:
+    """The tag path of an element of the dataset at `path`: `(0040,A730)[0](0040,A160)`."""
+    return f"{path}({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 # Numbers (DS, IS, US, FL, ...) identify nobody, but a malformed length upstream can make
@@ -139,14 +147,15 @@ _NUMBER_FORMATS |= {"US or SS or OW": "H"}
 _DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
-def _number_text(ds: Dataset, tag: int, vr: str) -> str:
-    raw = ds.get_item(tag)
-    value = raw.value if isinstance(raw, RawDataElement) else ds[tag].value
+def _number_text(ds: Dataset, tag: int, vr: str, raw: DataElement | RawDataElement) -> str:
+    """The value of a number element as text when it may hide one (see above), else "";
+    `raw`: the element as `ds` holds it."""
+    value = raw.value  # raw bytes, or the converted element's value
     if vr in ("DS", "IS"):
         if isinstance(value, bytes):
             text = value[:_MAX_BINARY_SCAN].decode("latin-1")
         else:
-            text = "\\".join(string_values(ds[tag]))
+            text = "\\".join(string_values(converted(ds, tag, raw)))
         parts = (p.strip(" \x00") for p in text.split("\\"))
         return "" if all(not p or _DECIMAL.fullmatch(p) for p in parts) else text
     if isinstance(value, bytes):

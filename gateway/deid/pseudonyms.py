@@ -18,9 +18,13 @@ from functools import lru_cache
 _UUID_VERSION = 8
 
 # Date shifts (Retain Longitudinal Temporal Information with Modified Dates, PS3.15 E.3.6):
-# whole days, always into the past, between one and ten years.
+# whole days, always into the past, between one and ten years; never within YEAR_MARGIN days
+# of a whole number of years, which would keep each date's day and month ("28 May 2009" as
+# "28 May 2000": a birthday told).
 MIN_SHIFT_DAYS = 365
 MAX_SHIFT_DAYS = 3652
+YEAR_MARGIN = 15
+_YEAR = 365.2425
 
 
 class Pseudonyms:
@@ -60,7 +64,12 @@ class Pseudonyms:
         """Days to subtract from every date of this patient (same for all their studies)."""
         span = MAX_SHIFT_DAYS - MIN_SHIFT_DAYS + 1
         number = int.from_bytes(self._digest(b"date-shift", patient_key)[:8], "big")
-        return MIN_SHIFT_DAYS + number % span
+        days = MIN_SHIFT_DAYS + number % span
+        off = days % _YEAR
+        if min(off, _YEAR - off) < YEAR_MARGIN:  # move 3 margins away, inside the range
+            step = 3 * YEAR_MARGIN
+            days += step if days + step <= MAX_SHIFT_DAYS else -step
+        return days
 
     def fake_digest(self, fake_class: str, value: str) -> bytes:
         """Keyed bytes that pick a fake value of `fake_class` for `value` (see fakes.py)."""

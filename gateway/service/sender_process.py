@@ -61,6 +61,7 @@ class _Sender(Protocol):
 @dataclass
 class _Call:
     on_stored: Callable[[Path], None]
+    files: list[Path]  # the child names a stored one by its index: no Path made per reply
     done: threading.Event = field(default_factory=threading.Event)
     result: ForwardResult | None = None
 
@@ -105,7 +106,7 @@ class ProcessDestination:
     def send(
         self, files: list[Path], on_stored: Callable[[Path], None], round_id: int | None = None
     ) -> ForwardResult:
-        call = _Call(on_stored)
+        call = _Call(on_stored, files)
         with self._lock:
             if self._closed:
                 return ForwardResult(ForwardOutcome.RETRY, 0, 0, "the service is stopping")
@@ -187,7 +188,7 @@ class ProcessDestination:
                     continue
                 if kind == "stored":
                     try:
-                        call.on_stored(Path(payload))
+                        call.on_stored(call.files[payload])
                     except Exception:
                         log.exception("recording a confirmed instance failed")
                 else:
@@ -243,12 +244,10 @@ def _serve(
             os._exit(0)  # the service is gone: nothing it could record, nothing more to send
 
     def send(number: int, files: list[str], round_id: int | None) -> None:
+        paths = [Path(f) for f in files]
+        index = {path: at for at, path in enumerate(paths)}
         try:
-            result = inner.send(
-                [Path(f) for f in files],
-                lambda path: reply(("stored", number, str(path))),
-                round_id,
-            )
+            result = inner.send(paths, lambda p: reply(("stored", number, index[p])), round_id)
         except Exception as exc:  # the parent must hear back whatever happened
             log.exception("sending failed")
             result = ForwardResult(ForwardOutcome.RETRY, 0, 0, f"sender: {type(exc).__name__}")

@@ -93,7 +93,7 @@ ADDRESS_CUE = re.compile(
 _CUE_HINT = re.compile(  # cheap look-ups (with _UNIT_HINT): most text skips the cue patterns
     r"(?i)(?=[lrdhawim])(?:liv|resid|domic|home|addr|adres|anschrift|wohn|indiriz|direcc|morada)"
 )
-_UNIT_HINT = re.compile(r"(?i)(?=[afw])(?:apt|apartment|flat|appartement|wohnung)")
+_UNIT_HINT = re.compile(r"(?i)(?=[afws])(?:apt|apartment|flat|appartement|wohnung|studio)")
 _CLAUSE_END = re.compile(r"[;|\n\r()\[\]<>]|[.!?](?=\s|$)|\s[-–]\s")
 _DIGIT_NEXT = re.compile(r"\s*\d")
 CLAUSE_CHARS = 160
@@ -102,7 +102,7 @@ UNIT_AFTER = re.compile(
     r"[ \t]*#?|#[ \t]?)\d{1,5}[A-Za-z]?\b"
 )
 UNIT_ALONE = re.compile(
-    r"(?:\*,?[ \t]+)?\b(?:Apt|APT|apt|Apartment|Flat|FLAT|Appartement|Wohnung)\.?[ \t]*#?"
+    r"(?:\*,?[ \t]+)?\b(?:Apt|APT|apt|Apartment|Flat|FLAT|Appartement|Wohnung|Studio)\.?[ \t]*#?"
     r"\d{1,4}[A-Za-z]?\b"
 )
 _TOKEN = re.compile(

@@ -23,7 +23,7 @@ ADDRESS_PATTERNS = tuple(
         r"|canyon|causeway|cliffs?|commons?|corners?|courts|coves?|creek|crossing|dale|drives"
         r"|estates?|expressway|falls|ferry|fords?|forest|forges?|forks?|fort|freeway|garden"
         r"|gateway|glens?|harbou?rs?|haven|heights|hills?|hollow|inlet|islands?|isle|keys?"
-        r"|knolls?|lakes?|landing|lights|loaf|lodge|manors?|meadows?|mills?|mission|motorway"
+        r"|knolls?|lakes?|land|landing|lights|locks?|loaf|lodge|manors?|meadows?|mills?|mission|motorway"
         r"|mountains?|orchard|oval|parks?|passage|pike|pines|plaza|ports?|prairie|ranch|rapids?"
         r"|ridges|river|roads|shoals?|shores?|springs|squares|stravenue|stream|streets|summit"
         r"|trace|trafficway|tunnel|turnpike|valleys?|viaduct|villages?|ville|vista|walks|ways"

@@ -78,6 +78,9 @@ _KINDS = frozenset((
 # Institutions whose names are mostly everyday words ("Riverside Medical Centre", "Oak Tree
 # Family Practice"): every word before one names it, unless it says what is treated there.
 _NAMED_KINDS = re.compile(r"(?:Medical|Health|Family|Group)[ \t]+(?:Cent(?:er|re)|Group|Practice)$")
+# A company's legal form: a person's name before it names the company ("Chase PLC", "Taylor
+# Ltd"), a maker's vocabulary does not ("Siemens AG", "Hologic Inc.").
+_LEGAL_FORM = re.compile(r"[ \t](?:GmbH|Ltd\.?|Limited|Inc\.?|LLC|PLC|plc|Corp\.?|Pty)$")
 _TREATED = frozenset((
     "breast", "eye", "heart", "cardiac", "spine", "sports", "cancer", "dental", "student",
     "urgent", "primary", "care", "walk-in", "family", "pediatric", "paediatric", "diagnostic",
@@ -107,6 +110,12 @@ def _first_name_word(run: str, lexicon: Lexicon) -> int | None:
         if not lexicon.facts(word)[2] and _CLINICAL.search(word) is None:
             return found.start()
     return _place_before_kind(run)
+
+
+def _person_word(word: str, lexicon: Lexicon) -> bool:
+    """A listed name that is a common English word or no vocabulary ("Chase", "Taylor")."""
+    _, listed, safe, english = lexicon.facts(word.strip(",."))
+    return listed and (english or not safe)
 
 
 def _town_after(text: str, end: int, lexicon: Lexicon) -> int:
@@ -179,6 +188,10 @@ def find_organisations(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int, 
             named = match.groupdict().get("of")  # "University Hospital of Wales"
             named = named or _everyday_name(match.group("run"), match.group())
             named = named or end > match.end()  # "Rotunda Hospital Dublin"
+            named = named or (
+                _LEGAL_FORM.search(match.group()) is not None
+                and any(_person_word(w, lexicon) for w in match.group("run").split())
+            )
             if named or _first_name_word(match.group("run"), lexicon) is not None:
                 spans.append((match.start(), end))
     for match in AT_PLACE.finditer(text):  # "performed at Addenbrooke's"; "from ICU" stays

@@ -14,6 +14,9 @@ patient's name when one of them is a clear name, or when two or more are listed 
 
 "Cc: Seda Güçlü; Dursadiye Irıs İnönü": an item of a list after a name is one.
 
+"Referring physician: Samantha Jones, Port Anthonyburgh.": capitalised words that end the
+value after a name and a comma, one of them no vocabulary, are a town.
+
 "Previously treated by Θεόπιστος Αποστολόπουλος": in English text, a short run of words in
 another script is a name or a place.
 
@@ -278,6 +281,23 @@ def _script(word: _Word) -> str:
     return "thai" if "\u0e00" <= top <= "\u0e7f" else "other"
 
 
+def _place_ending_after_name(text: str, words: Sequence[_Word]) -> None:
+    """ "Referring physician: Samantha Jones, Port Anthonyburgh.": after a name and a comma,
+    capitalised words that end the value, one of them no vocabulary, are where the person
+    is (a town). "Dr Smith, Radiology" stays: every word there is vocabulary."""
+    for index, word in enumerate(words[:-1]):
+        if not word.name or text[word.end : words[index + 1].start] != ", ":
+            continue
+        run = words[index + 1 : index + 4]
+        if text[run[-1].end :].strip(" .") or words[index + 1 + len(run) :]:
+            continue
+        gaps = {text[a.end : b.start] for a, b in itertools.pairwise(run)}
+        shaped = gaps <= {" ", "-"} and all(_capitalised(w) for w in run)
+        if shaped and any(not w.safe for w in run) and not all(w.name for w in run):
+            for place in run:
+                place.name = True
+
+
 def names_by_order_and_shape(
     text: str,
     words: Sequence[_Word],
@@ -297,6 +317,8 @@ def names_by_order_and_shape(
     _particles_after_name(text, words, particles, never)
     if ";" in text:
         _listed_after_names(text, words)
+    if ", " in text:
+        _place_ending_after_name(text, words)
     if not text.isascii():
         _other_script_in_english(text, words, never)
         _name_alone_in_other_script(text, words)

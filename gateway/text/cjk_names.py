@@ -49,6 +49,9 @@ HANGUL_ENDINGS = ("선생님", "님", "씨", "이", "가", "은", "는", "을", 
 
 
 _SPACED_HANGUL = re.compile(r"([\uac00-\ud7af]) ([\uac00-\ud7af]{2})")
+_FAMILY_THEN_GIVEN = re.compile(
+    r"[\u3400-\u9fff\uac00-\ud7af][,，、^][ ]?[\u3400-\u9fff\uac00-\ud7af]"
+)
 _COMMAS = frozenset(",，、^")  # "^": a PN value's components, copied into text ("郭^凤英")
 _GIVEN_GAP = re.compile(r"\s|[,，、^]\s?")  # between a family name and the given name after it
 
@@ -99,8 +102,8 @@ def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
                     ):
                         run = run[: -len(ending)]
                         break
-            if run in lexicon.cjk_safe:
-                continue
+            if run in lexicon.cjk_safe and not _FAMILY_THEN_GIVEN.match(text, start):
+                continue  # "林, 美鳳": a family name that is also a word, a given name after
             size = _cjk_name_length(run, lexicon)
             after = text[start + len(run) : start + len(run) + 2]
             comma = after[:1] in _COMMAS

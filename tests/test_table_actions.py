@@ -321,6 +321,20 @@ def test_retain_safe_private_keeps_only_table_e3_10_1_attributes_with_their_crea
     assert ds[creator_tag].value == "Philips PET Private Group"
 
 
+def test_retain_safe_private_text_loses_what_the_recognizer_finds() -> None:
+    """A safe attribute by the table is safe for what it is meant to hold; a modality may
+    still write someone into it, so its text is scrubbed as retained text is."""
+    ds = _instance()
+    block = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
+    block.add_new(0x9E, "LO", "FSE per Dr. Meinrad Killer 463.311.2006x662")
+    engine = Engine(compile_profile((Option.RETAIN_SAFE_PRIVATE,)), Pseudonyms(SECRET, "T"))
+    engine.deidentify(ds, collect_identifiers(ds, engine.profile.keeps))
+    kept = str(ds[block.get_tag(0x9E)].value)
+    assert kept.startswith("FSE")
+    for word in ("Meinrad", "Killer", "463", "2006"):
+        assert word not in kept, kept
+
+
 def test_retain_safe_private_and_clean_graphics_keep_nothing_unsafe() -> None:
     """Clean Graphics cannot clean overlay bitmaps without the pixel stage: they go."""
     ds = _with_overlay_and_curve()

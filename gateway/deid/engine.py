@@ -427,9 +427,11 @@ class Engine:
                 if t in ds:
                     kept_blocks.add(block)
             elif keep_safe and (creator, group, element & 0xFF) in self.profile.safe_private:
-                kept_blocks.add(block)
-                if vr_of(ds, t) == "SQ":
+                kept_blocks.add(block)  # safe by the table; its text is still scrubbed
+                if (vr := vr_of(ds, t)) == "SQ":
                     self._walk_items(ds, t, inst, _Mode.NORMAL, depth, path)
+                elif vr in SCRUBBED_VRS:
+                    self._text.scrub_retained(ds, t, vr, inst.cleaner)
             else:
                 del ds[t]
         for t in tags:

@@ -17,7 +17,7 @@ def recognizer() -> Recognizer:
     ("text", "cleaned"),
     [
         ("Knight, Marilyn", "*, *"), ("Love, Donald", "*, *"), ("Freely, Brian", "*, *"),
-        ("McNelis, Samantha", "*, *"), ("Blom, Iris", "*, *"),
+        ("McNelis, Samantha", "*, *"), ("KNIGHT, MARILYN", "*, *"), ("Blom, Iris", "*, *"),
         ("Amber Swanson MRN 16980254", "* MRN *"), ("Tracy Ward MRN 20212347", "* MRN *"),
         ("Dr. Meinrad Killer reviewed the images.", "Dr. * reviewed the images."),
         ("Signed: Klaus-Dieter Gute, MD", "Signed: *, MD"),

@@ -60,7 +60,8 @@ _LABELS = frozenset({"mrn", "dob", "nhs", "ssn", "urn", "chi", "pid", "born", "a
 
 def _clear_given(word: _Word) -> bool:
     """A name a title or cue gave, or a listed name that is no vocabulary."""
-    cased = word.text.istitle() or word.text.lower() == word.text.upper()
+    text = word.text
+    cased = text.istitle() or (text.isupper() and len(text) > 3) or text.lower() == text.upper()
     return word.name and cased and (word.cued or (word.listed and not word.safe))
 
 

@@ -88,7 +88,7 @@ def degree(text: str, token: _Word) -> bool:
     return token.folded in _DEGREES and text.startswith(".", token.end)
 
 
-_AND = re.compile(r"[ \t]+(?:and|&)[ \t]+")
+_AND = re.compile(r"[ \t]+(?:and|AND|And|&)[ \t]+")
 _INITIALS = re.compile(r"(?<![^\W\d_])(?:[^\W\d_]\.[ \t]?){1,3}(?![^\W\d_])")
 _PATRONYMIC = re.compile(
     r"(?:[А-ЯЁІЇЄ][а-яёіїє'-]+[ \t]+){1,2}[А-ЯЁІЇЄ][а-яёіїє]+"
@@ -98,7 +98,7 @@ _THAI = "\u0e01-\u0e4e"  # Thai letters, vowels and tone marks
 _THAI_TITLED = re.compile(
     rf"(?<![{_THAI}])(นายแพทย์|แพทย์หญิง|นางสาว|นาย|นาง)([{_THAI}]{{2,}})[ \t]+[{_THAI}]{{2,}}"
 )
-_STAR_AND = re.compile(r"(?:^|[^\w*])\*[ \t]+(?:and|&)[ \t]+\Z")
+_STAR_AND = re.compile(r"(?:^|[^\w*])\*[ \t]+(?:and|AND|&)[ \t]+\Z")
 _COMMA = re.compile(r",[ \t]*")
 _AFTER_NUMBER = re.compile(r"(?<![\d.,])\d{1,3}[ \t]+\Z")
 _LIST_NEXT = re.compile(rf",[ \t]*|{_AND.pattern}")
@@ -141,7 +141,7 @@ def names_after_and(text: str, words: Sequence[_Word], unknown: Callable[[_Word]
         if word.name or not (unknown(word) or listed):
             continue
         left = next(
-            (w for w in reversed(words[max(0, index - 2) : index]) if w.text != "and"), None
+            (w for w in reversed(words[max(0, index - 2) : index]) if w.folded != "and"), None
         )
         joined = left is not None and left.name and _AND.fullmatch(text, left.end, word.start)
         if not unknown(word):  # "Williams, Jones and Hardy", not "Smith and Nephew"
@@ -165,7 +165,7 @@ def _after_list(text: str, words: Sequence[_Word], index: int) -> bool:
 
 def _listed_between(text: str, words: Sequence[_Word], index: int) -> bool:
     """Whether the word at `index` is an item of a list whose items on both sides are names."""
-    after = index + 2 if index + 2 < len(words) and words[index + 1].text == "and" else index + 1
+    after = index + 2 if index + 2 < len(words) and words[index + 1].folded == "and" else index + 1
     if index == 0 or after >= len(words):
         return False
     left, word, right = words[index - 1], words[index], words[after]

@@ -155,8 +155,10 @@ def _surname_after_given(
     for left, right in itertools.pairwise(words):
         if right.name or not _clear_given(left) or text[left.end : right.start] != " ":
             continue
+        upper = left.text.isupper() and right.text.isupper()  # "RAFAŁ MADURA", not "AND"
+        upper = upper and (right.listed or not right.english)
         if (
-            right.text.istitle()
+            (right.text.istitle() or upper)
             and len(right.text) >= 3
             and (right.folded not in never or right.folded in _SURNAME_WORDS)
         ):

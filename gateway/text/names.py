@@ -158,7 +158,8 @@ def _modality_not_title(text: str, tokens: list[Token], index: int) -> bool:
     if not following.safe:
         return False  # "MR SMITH"
     after = tokens[index + 2] if index + 2 < len(tokens) else None  # "DR ROSE LONG"
-    return not (after is not None and after.listed and _joined(text, following, after))
+    named = after is not None and after.listed and len(after.text) > 3  # "MR BRAIN WO": no
+    return not (named and _joined(text, following, after))  # type: ignore[arg-type]
 
 
 def _apply_cues(text: str, tokens: list[Token], lowercase_text: bool, lexicon: Lexicon) -> None:
@@ -239,7 +240,7 @@ def _may_join(named: Token, candidate: Token) -> bool:
     but not a short upper-case abbreviation that is safe vocabulary ("CT", "MRI")."""
     if not candidate.listed or len(candidate.text) < 2 or _style(candidate) != _style(named):
         return False
-    if candidate.text.islower() and candidate.folded in CUE_LINKS | CUES:  # "by rkapoor"
+    if candidate.text != candidate.text.title() and candidate.folded in CUE_LINKS | CUES:
         return False
     return not (candidate.safe and len(candidate.text) <= 3 and candidate.text.isupper())
 

@@ -84,11 +84,21 @@ def test_identifier_in_a_retained_safe_private_attribute_is_found() -> None:
     assert isinstance(outcome, Clean)  # numbers only: nothing to find
 
     ds = _instance()
-    # GEMS_PARM_01 (0043,xx27) is safe by Table E.3.10-1 (SH); a site stuffed the ID in it.
-    ds.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(0x27, "SH", PATIENT_ID)
+    # ELSCINT1 (01E1,xx26) Phantom Type is safe by Table E.3.10-1 (CS); a site stuffed the ID
+    # in it. A code is not scrubbed as text is: the gate finds the ID and holds the instance.
+    ds.private_block(0x01E1, "ELSCINT1", create=True).add_new(0x26, "CS", PATIENT_ID)
     outcome = process_instance(ds, engine)
     assert isinstance(outcome, Quarantine)
-    assert "(0043,1027)" in outcome.message
+    assert "(01E1,1026)" in outcome.message
+
+    ds = _instance()
+    # GEMS_PARM_01 (0043,xx27) is safe (SH): its text is scrubbed as retained text is.
+    block = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
+    block.add_new(0x27, "SH", f"1.375:1 {PATIENT_ID}")
+    outcome = process_instance(ds, engine)
+    assert isinstance(outcome, Clean)
+    kept = str(outcome.dataset[block.get_tag(0x27)].value)
+    assert kept.startswith("1.375:1") and PATIENT_ID not in kept
 
 
 def test_original_uid_quoted_in_text_is_found() -> None:

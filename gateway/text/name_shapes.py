@@ -51,11 +51,12 @@ _GAELIC = re.compile(r"(?:Mc|Mac|Fitz)[A-Z][a-z]{2,}")
 _NOT_GAELIC = frozenset({"macbook", "macos"})
 _ELIDED = frozenset({"O'", "O’", "D'", "D’"})
 _OPENINGS = frozenset(";:(|\n")
-# Labels of an identifier written after a name: "Tracy Ward MRN 2021", "Amber Swanson DOB".
 # Words no rule takes for a name alone that are family names after a given name ("Steven Ward").
 _SURNAME_WORDS = frozenset({"ward", "fellow"})
-_LABELS = frozenset({"mrn", "dob", "nhs", "ssn", "urn", "chi", "pid", "born", "aged", "nric",
-                     "bsn", "pesel", "amka", "sin", "hkid", "dni", "nie", "cpr"})  # fmt: skip
+# Labels of an identifier written after a name: "Tracy Ward MRN 2021", "Amber Swanson DOB"
+# (not "sin", "nie", "cpr", "chi": words too, "sin contraste").
+_LABELS = frozenset({"mrn", "dob", "nhs", "ssn", "urn", "pid", "born", "aged", "nric", "bsn",
+                     "pesel", "amka", "hkid", "dni"})  # fmt: skip
 
 
 def _clear_given(word: _Word) -> bool:
@@ -138,7 +139,9 @@ def _before_labels(text: str, words: Sequence[_Word]) -> None:
         elif sum(w.listed for w in run) >= 2:
             for word in run:
                 word.name = word.name or word.listed
-        elif len(run) >= 2 and not any(w.safe for w in run):  # "Г-жа Елиса Куртакова MRN"
+        elif len(run) >= 2 and all(
+            _other_script(w) and not w.safe for w in run
+        ):  # "Г-жа Елиса Куртакова MRN"
             for word in run:
                 word.name = True
 

@@ -319,8 +319,8 @@ class Engine:
                 self._walk_items(ds, t, inst, mode, depth, path)
             elif vr == "UI":
                 _keep_uids(ds, key, inst)
-            elif vr == "AS" and (age := ds[key].value) and capped_age(age) != age:
-                self._set(ds, key, vr, capped_age(age))
+            elif vr == "AS" and (capped := capped_age(age := ds[key].value)) != age:
+                self._set(ds, key, vr, capped)
         elif action == PSEUDONYM:
             self._set(ds, key, vr, inst.pseudonym)
         elif vr == "SQ":

@@ -52,6 +52,7 @@ from gateway.text.lexicon import Lexicon
 from gateway.text.names_alone import greek_or_cyrillic, is_latin, mostly_latin
 
 __all__ = [
+    "Word",
     "degree",
     "initials_beside",
     "login_after_cue",
@@ -66,7 +67,9 @@ __all__ = [
 ]
 
 
-class _Word(Protocol):
+class Word(Protocol):
+    """What the rules here read of a word (names.Token has it)."""
+
     start: int
     end: int
     text: str
@@ -83,7 +86,7 @@ _DEGREES = frozenset(("dent", "habil", "hc", "ing", "jur", "med", "mult", "nat",
                       "phil", "rer", "sc", "techn", "theol", "univ", "vet"))  # fmt: skip
 
 
-def degree(text: str, token: _Word) -> bool:
+def degree(text: str, token: Word) -> bool:
     """Whether `token` is a degree abbreviation with its dot (see _DEGREES)."""
     return token.folded in _DEGREES and text.startswith(".", token.end)
 
@@ -110,7 +113,7 @@ _WORD_ENDINGS = ("al", "ar", "ic", "ous", "ion", "ive", "ary", "ory", "ine", "at
                  "ity")  # fmt: skip
 
 
-def login_after_cue(text: str, word: _Word, lexicon: Lexicon, cue: str = "") -> bool:
+def login_after_cue(text: str, word: Word, lexicon: Lexicon, cue: str = "") -> bool:
     """Whether `word`, right after a cue, is a user name (see the module text). After a
     verb's "by" ("Annotation by ymorricone") any lower-case word that is no word is one."""
     value = word.text
@@ -132,20 +135,20 @@ def login_after_cue(text: str, word: _Word, lexicon: Lexicon, cue: str = "") -> 
     return False
 
 
-def names_after_and(text: str, words: Sequence[_Word], unknown: Callable[[_Word], bool]) -> bool:
+def names_after_and(text: str, words: Sequence[Word], unknown: Callable[[Word], bool]) -> bool:
     """Set `name` on each word that "and" joins to a name (`unknown`: a name as far as the
     lists tell); whether any was set."""
     changed = False
     for index, word in [*enumerate(words), *enumerate(words)]:  # twice: "A, B and C" both ways
+        named_by_lists = unknown(word)
         listed = word.listed and word.text.istitle()  # in a list of names, a word too
-        if word.name or not (unknown(word) or listed):
+        if word.name or not (named_by_lists or listed):
             continue
-        left = next(
-            (w for w in reversed(words[max(0, index - 2) : index]) if w.folded != "and"), None
-        )
+        at = next((i for i in (index - 1, index - 2) if i >= 0 and words[i].folded != "and"), -1)
+        left = words[at] if at >= 0 else None
         joined = left is not None and left.name and _AND.fullmatch(text, left.end, word.start)
-        if not unknown(word):  # "Williams, Jones and Hardy", not "Smith and Nephew"
-            joined = joined and _after_list(text, words, words.index(left))  # type: ignore[arg-type]
+        if not named_by_lists:  # "Williams, Jones and Hardy", not "Smith and Nephew"
+            joined = joined and _after_list(text, words, at)
             if joined or _listed_between(text, words, index):
                 word.name = changed = True
             continue
@@ -154,7 +157,7 @@ def names_after_and(text: str, words: Sequence[_Word], unknown: Callable[[_Word]
     return changed
 
 
-def _after_list(text: str, words: Sequence[_Word], index: int) -> bool:
+def _after_list(text: str, words: Sequence[Word], index: int) -> bool:
     """Whether the name at `index` ends a comma list of names ("Williams, Jones")."""
     return (
         index > 0
@@ -163,7 +166,7 @@ def _after_list(text: str, words: Sequence[_Word], index: int) -> bool:
     )
 
 
-def _listed_between(text: str, words: Sequence[_Word], index: int) -> bool:
+def _listed_between(text: str, words: Sequence[Word], index: int) -> bool:
     """Whether the word at `index` is an item of a list whose items on both sides are names."""
     after = index + 2 if index + 2 < len(words) and words[index + 1].folded == "and" else index + 1
     if index == 0 or after >= len(words):
@@ -179,8 +182,8 @@ def _listed_between(text: str, words: Sequence[_Word], index: int) -> bool:
 
 def names_before_names(
     text: str,
-    words: Sequence[_Word],
-    unknown: Callable[[_Word], bool],
+    words: Sequence[Word],
+    unknown: Callable[[Word], bool],
     particles: frozenset[str],
     clinical: Callable[[str], bool],
 ) -> None:
@@ -212,7 +215,7 @@ def names_before_names(
             word.name = True  # "mangled": "stergaard Chidi", a letter dropped by a system
 
 
-def _english(words: Sequence[_Word]) -> bool:
+def _english(words: Sequence[Word]) -> bool:
     """Half or more of the lower-case Latin words of three letters or more are vocabulary,
     or a Latin descriptor has none ("Peregrine Adeyemi: Annotations")."""
     lower = [w for w in words if len(w.text) >= 3 and w.text.islower() and is_latin(w)]
@@ -225,7 +228,7 @@ def _everything(_value: str) -> bool:
     return True
 
 
-def _mangled(word: _Word, clinical: Callable[[str], bool]) -> bool:
+def _mangled(word: Word, clinical: Callable[[str], bool]) -> bool:
     """A lower-case word of five letters or more that no list knows ("stergaard") and
     that is not shaped like a clinical term ("neuroma")."""
     value = word.text
@@ -259,7 +262,7 @@ def initials_beside(text: str, names: Sequence[tuple[int, int]]) -> list[tuple[i
     return found
 
 
-def mark_pn_group(text: str, words: Sequence[_Word], word: _Word) -> None:
+def mark_pn_group(text: str, words: Sequence[Word], word: Word) -> None:
     """A DICOM PN value in text ("SMITH^JOHN^A"): every component of a name is a name."""
     start = text.rfind(" ", 0, word.start) + 1
     end = text.find(" ", word.end)
@@ -269,7 +272,7 @@ def mark_pn_group(text: str, words: Sequence[_Word], word: _Word) -> None:
             other.name = True
 
 
-def names_ending_note(text: str, words: Sequence[_Word], unknown: Callable[[_Word], bool]) -> None:
+def names_ending_note(text: str, words: Sequence[Word], unknown: Callable[[Word], bool]) -> None:
     """Set `name` on a run of two or three such words that ends the value (see above), or
     on one after a number ("ROI 1 Hjelmqvist": an annotation's label and who drew it)."""
     if not words or text[words[-1].end :].strip(" ."):
@@ -315,7 +318,7 @@ def patronymic_names(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _PATRONYMIC.finditer(text)]
 
 
-def other_script_before(text: str, words: Sequence[_Word], after_name: frozenset[str]) -> None:
+def other_script_before(text: str, words: Sequence[Word], after_name: frozenset[str]) -> None:
     """Set `name` on each Greek or Cyrillic word before an `after_name` word in Latin text."""
     if not mostly_latin(words):
         return
@@ -325,7 +328,7 @@ def other_script_before(text: str, words: Sequence[_Word], after_name: frozenset
             word.name = True
 
 
-def name_heading_prose(text: str, words: Sequence[_Word], unknown: Callable[[_Word], bool]) -> None:
+def name_heading_prose(text: str, words: Sequence[Word], unknown: Callable[[Word], bool]) -> None:
     """Set `name` on the words of such a heading (see above)."""
     prose = sum(w.safe and w.text.islower() and len(w.text) >= 3 for w in words)
     if len(words) < 3 or prose < 2 or not _english(words):

@@ -32,19 +32,14 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from gateway.text.name_neighbours import Word
+from gateway.text.names_alone import is_latin
+
 __all__ = ["names_by_order_and_shape"]
 
 
-class _Word(Protocol):
-    start: int
-    end: int
-    text: str
-    folded: str
-    english: bool
-    name: bool
-    safe: bool
-    listed: bool
-    cued: bool
+class _Word(Word, Protocol):
+    cued: bool  # a title, cue or post-nominal made it a name
 
 
 _GAELIC = re.compile(r"(?:Mc|Mac|Fitz)[A-Z][a-z]{2,}")
@@ -223,7 +218,7 @@ def _listed_after_names(text: str, words: Sequence[_Word]) -> None:
 def _other_script(word: _Word) -> bool:
     """A word wholly in a script other than Latin (Greek, Cyrillic, Arabic, Hebrew, Indic,
     Thai...): "μmol" mixes in Latin letters and is a unit, not a word of another script."""
-    return max(word.text) > "\u024f" and not any("a" <= c.lower() <= "z" for c in word.text)
+    return not is_latin(word) and not any("a" <= c.lower() <= "z" for c in word.text)
 
 
 def _other_script_in_english(text: str, words: Sequence[_Word], never: frozenset[str]) -> None:

@@ -163,9 +163,6 @@ class Identifiers:
     _patterns: dict[str, re.Pattern[str] | None] = field(
         default_factory=dict, repr=False, compare=False
     )
-    _scrub_key: tuple[frozenset[str], re.Pattern[str] | None] | None = field(
-        default=None, repr=False, compare=False
-    )
 
     def add_value(self, raw: str, vr: str, kind: str | None = None) -> None:
         """Add one value; `kind` (NAME, ID, ADDRESS, ...) says how it is written in text,
@@ -179,7 +176,6 @@ class Identifiers:
             if found:
                 getattr(self, name).update(found)
         self._patterns.clear()
-        self._scrub_key = None
 
     def _add(self, raw: str, vr: str, kind: str) -> bool:
         """What `raw` contributes, added to this (empty) instance; False for nothing."""
@@ -338,13 +334,6 @@ class Identifiers:
         """`text`, if it is bytes read as Latin-1, as the character sets of the input's
         non-ASCII identifiers would read it (text_folding.other_readings)."""
         return other_readings(text, self.codecs, utf8_only) if self.codecs else []
-
-    def scrub_key(self) -> tuple[frozenset[str], re.Pattern[str] | None]:
-        """All that `scrub` depends on, hashable: the same for a study's instances, whose
-        identifiers are the same values (their pattern is one compiled object)."""
-        if self._scrub_key is None:
-            self._scrub_key = (frozenset(self.exact), self.pattern())
-        return self._scrub_key
 
     def scrub(self, text: str, replacement: str = "*") -> str:
         """Free text with every identifier cut out of the original, whatever spelling

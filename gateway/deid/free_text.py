@@ -77,12 +77,6 @@ def _recognizer(names: tuple[str, ...], safe_words: tuple[str, ...]) -> Recogniz
 
 DEFAULT_SETTINGS = FreeTextSettings()
 
-# Cleaned values by (identifiers, recognizer, shift, text, ...): bounded, per process; long
-# values (reports, documents) repeat little and are not kept.
-_CLEANED: dict[tuple[object, ...], str] = {}
-_CLEANED_LIMIT = 16384
-_CLEANED_LENGTH = 1024
-
 
 class TextCleaner:
     """Cleans the free text of one instance: its identifiers, then the recognizer."""
@@ -95,21 +89,11 @@ class TextCleaner:
         self.shift_days = shift_days
 
     def clean(self, text: str, replacement: str = "*", recognize: bool = True) -> str:
-        """Every identifier and (with `recognize`) every PHI span out; dates shifted. The
-        result is remembered: a study's instances repeat their descriptors and identifiers."""
-        key = (self.identifiers.scrub_key(), self.recognizer, self.shift_days, text,
-               replacement, recognize)  # fmt: skip
-        cleaned = _CLEANED.get(key)
-        if cleaned is None:
-            cleaned = self.identifiers.scrub(text, replacement)
-            if recognize and self.recognizer is not None and cleaned:
-                cleaned = self.recognizer.clean(cleaned, replacement, self.shift_days)
-            cleaned = clean_dates_in_text(cleaned, self.shift_days)
-            if len(_CLEANED) >= _CLEANED_LIMIT:
-                _CLEANED.clear()
-            if len(text) <= _CLEANED_LENGTH:
-                _CLEANED[key] = cleaned
-        return cleaned
+        """Every identifier and (with `recognize`) every PHI span out; dates shifted."""
+        cleaned = self.identifiers.scrub(text, replacement)
+        if recognize and self.recognizer is not None and cleaned:
+            cleaned = self.recognizer.clean(cleaned, replacement, self.shift_days)
+        return clean_dates_in_text(cleaned, self.shift_days)
 
     def clean_code(self, text: str, replacement: str = "X") -> str:
         """A code string (CS): replaced whole when it holds a whole identifying value or a

@@ -41,7 +41,7 @@ def test_names_by_order_and_shape(recognizer: Recognizer, text: str, cleaned: st
     [
         ("Previously treated by Ναθαναήλ Τυράλης and Θεόπιστος Αποστολόπουλος",
          "Previously treated by * and *"),
-        ("Lives at ш. Боровое, д. 2/3, г. Джейрах", "Lives at ш. *, д. 2/3, г. *"),
+        ("Lives at ш. Боровое, д. 2/3, г. Джейрах", "Lives at *"),
         ("Previously treated by ख़ान पाटिल and गोतम जयरामनजी", "Previously treated by * and *"),
         ("Cc: ศุภกรชนา นะวะมันดร; เอกวิทย์ ทวีเดช", "Cc: *; *"),
         ("Г-жа Елиса Куртакова MRN 20892112", "Г-жа * MRN *"),

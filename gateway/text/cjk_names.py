@@ -33,6 +33,7 @@ _CUED = re.compile(
     rf"(?:(?<![^\W\d_])(?:{_alternatives(CUES | TITLES | ROLES_BEFORE)})\.?[ \t:：]{{0,3}}"
     rf"|(?<![^\W\d_])(?:{_alternatives(CUE_VERBS)})(?:[ \t]+[^\W\d_]+){{0,2}}[ \t]+"
     rf"(?:{_alternatives(CUE_LINKS)})[ \t]{{1,2}}"
+    rf"|(?<![^\W\d_])(?:{_alternatives(CUE_VERBS)})[ \t]*[:：][ \t]{{0,2}}"  # "Signed: 毕芳"
     rf"|(?<![{CJK_LETTERS}])(?:{_alternatives(CJK_CUES)})(?:[ \t]{{1,2}}|[:：・]))"
     rf"([{CJK_LETTERS}]{{1,4}})(?![{CJK_LETTERS}])"
     rf"(?:[ \t]([{CJK_LETTERS}]{{1,3}})(?![{CJK_LETTERS}]))?",
@@ -65,9 +66,29 @@ def _cjk_name_length(run: str, lexicon: Lexicon) -> int:
     return 0
 
 
+# Between the names of a list: "劳玉珍 and 平丽娟", "鄭明德; 簡淑玲", "王伟、李娜",
+# "김민준 및 이서연".
+# After a comma, which also parts clauses ("患者王伟，检查正常"), only a run that opens with a
+# family name.
+_LIST_NEXT = re.compile(
+    rf"[ \t]*(?:(?P<comma>[,，])|[;；、&/]|(?i:and|or)(?![^\W\d_])|和|与|與|及|및|또는)[ \t]*"
+    rf"([{CJK_LETTERS}]{{2,4}})(?![{CJK_LETTERS}])"
+)
+
+
 def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
-    """(start, end) of each CJK name, and of its reading in katakana after it."""
+    """(start, end) of each CJK name, of the names listed after it, and of its reading in
+    katakana after it."""
     spans = list(_find_names(text, lexicon))
+    ends = sorted({end for _start, end in spans})
+    while ends:  # a list may go on: "王伟、李娜、张敏"
+        end = ends.pop(0)
+        found = _LIST_NEXT.match(text, end)
+        if found is None or found.group(2) in lexicon.cjk_safe:
+            continue
+        if found.group("comma") is None or _cjk_name_length(found.group(2), lexicon):
+            spans.append(found.span(2))
+            ends.append(found.end(2))
     yield from spans
     yield from _kana_reading(text, [end for _start, end in spans])
 
@@ -124,7 +145,7 @@ def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
                 and (pattern is HAN or text[previous_end] in _COMMAS)  # "김, 재현", not "검사"
             ):
                 yield start, start + len(run)  # "山田 太郎", "伊藤, 裕樹": the given name after it
-            elif len(run) > 4:
+            elif len(run) > 2:  # "患者王伟": a name after a label written against it
                 yield from _names_inside(run, start, lexicon)
             if pattern is HAN and previous_end == start + len(run):
                 family_ends.append(previous_end)
@@ -135,7 +156,7 @@ def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
 _KANA_GRAMMAR = frozenset(("です", "ます", "でした", "ました", "ですか", "ません", "さん", "さま",
                            "くん", "ちゃん", "から", "まで", "より", "など", "ので", "には",
                            "では", "とは", "への", "との"))  # fmt: skip
-_KANA_GIVEN = re.compile(r"[ \t]?([\u3040-\u30ff]{2,5})(?![\u3040-\u30ff])")
+_KANA_GIVEN = re.compile(r"(?:[,，、][ \t]?|[ \t])?([\u3040-\u30ff]{2,5})(?![\u3040-\u30ff])")
 
 
 def _ends_and_cuts(text: str, ends: list[int]) -> set[int]:

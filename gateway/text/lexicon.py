@@ -30,6 +30,13 @@ def fold(word: str) -> str:
     return unicodedata.normalize("NFKC", word).casefold()
 
 
+def caseless(word: str) -> bool:
+    """A word of a script written without capitals: Han, Thai, Arabic, Hebrew, Indic, and
+    Georgian, whose Mkhedruli letters Python calls lower case (Mtavruli capitals exist since
+    Unicode 11, but Georgian text does not capitalise names)."""
+    return word.lower() == word.upper() or "\u10d0" <= word[:1] <= "\u10ff"
+
+
 @lru_cache(maxsize=1)
 def combining_marks() -> str:
     """A regex class body of every combining mark in the Basic Multilingual Plane (Mn, Mc,

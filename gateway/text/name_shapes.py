@@ -32,6 +32,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from gateway.text.lexicon import caseless
 from gateway.text.name_neighbours import Word
 from gateway.text.names_alone import is_latin
 
@@ -57,7 +58,7 @@ _LABELS = frozenset({"mrn", "dob", "nhs", "ssn", "urn", "pid", "born", "aged", "
 def _clear_given(word: _Word) -> bool:
     """A name a title or cue gave, or a listed name that is no vocabulary."""
     text = word.text
-    cased = text.istitle() or (text.isupper() and len(text) > 3) or text.lower() == text.upper()
+    cased = text.istitle() or (text.isupper() and len(text) > 3) or caseless(text)
     return word.name and cased and (word.cued or (word.listed and not word.safe))
 
 
@@ -105,7 +106,7 @@ def _capitalised(word: _Word) -> bool:
 
 
 def _capital_or_caseless(word: _Word) -> bool:  # Thai, Arabic, Hebrew have no capitals
-    return _capitalised(word) or word.text.lower() == word.text.upper()
+    return _capitalised(word) or caseless(word.text)
 
 
 def _before_labels(text: str, words: Sequence[_Word]) -> None:
@@ -249,20 +250,27 @@ def _other_script_in_english(text: str, words: Sequence[_Word], never: frozenset
 
 
 def _name_alone_in_other_script(text: str, words: Sequence[_Word]) -> None:
-    """ "Ασημούλα Χριστοφόρη", "เกษมชัย ทรัพย์ธำรงค์": a whole value of two or three words of
-    one Greek, Cyrillic or Thai script, each capitalised (Thai has no capitals, and writes
-    no space inside a sentence), none vocabulary, only spaces or a hyphen between: a name."""
+    """ "Ασημούλα Χριστοφόρη", "เกษมชัย ทรัพย์ธำรงค์", "Քնարիկ Աթալյանց": a whole value of two
+    or three words of one Greek, Cyrillic, Armenian, Georgian or Thai script, each capitalised
+    (Thai and Georgian have no capitals; Thai writes no space inside a sentence), none
+    vocabulary, only spaces or a hyphen between: a name. Cyrillic, Armenian and Georgian need a
+    family name's ending on one word."""
     if not 2 <= len(words) <= 3 or text.strip() != text[words[0].start : words[-1].end]:
         return
     if words[0].text.startswith(_THAI_TITLES):
         return  # "นางสาวสุดา แสงทอง": the title stays (name_neighbours.thai_titled_names)
     scripts = {_script(w) for w in words}
-    if len(scripts) != 1 or scripts.pop() not in {"greek-cyrillic", "thai"}:
+    script = scripts.pop() if len(scripts) == 1 else "mixed"
+    if script not in _SURNAME_ENDINGS:
         return
-    gaps = (text[a.end : b.start] for a, b in itertools.pairwise(words))
+    gaps = [text[a.end : b.start] for a, b in itertools.pairwise(words)]
     cyrillic = any("\u0400" <= c <= "\u052f" for c in text)
-    if cyrillic and not any(w.listed or w.folded.endswith(_SLAVIC_SURNAME) for w in words):
+    endings = _SURNAME_ENDINGS[script] if script != "greek-cyrillic" or cyrillic else ()
+    surname = [w.folded.endswith(endings) for w in words]
+    if endings and not any(w.listed or ending for w, ending in zip(words, surname, strict=True)):
         return  # "Компьютерная Томография": a Russian descriptor may be in Title Case too
+    if gaps == [", "] and surname[0] and script in {"armenian", "georgian"}:
+        gaps = [" "]  # "მინდიაშვილი, უშანგი": family name first, as registers write it
     spaced = all(g in {" ", "-"} for g in gaps)
     if spaced and not any(w.safe or not _capital_or_caseless(w) for w in words):
         for word in words:
@@ -275,10 +283,24 @@ _SLAVIC_SURNAME = ("ов", "ова", "ев", "ева", "ёв", "ёва", "ин",
                    "ко", "як", "ак", "их", "ых")  # fmt: skip
 
 
+# Endings a family name has, by script; a value of 2-3 words of the script needs one
+# (Greek and Thai names need none: their descriptors are not in Title Case or spaced so).
+_SURNAME_ENDINGS: dict[str, tuple[str, ...]] = {
+    "greek-cyrillic": _SLAVIC_SURNAME,
+    "thai": (),
+    "armenian": ("յան", "յանց", "ունի", "ունց", "ենց", "եան"),
+    "georgian": ("შვილი", "ძე", "ავა", "უა", "ანი", "ური", "ელი", "ონი"),  # not "ია": "ტომოგრაფია"
+}
+
+
 def _script(word: _Word) -> str:
     top = max(word.text)
     if "\u0370" <= top <= "\u052f":
         return "greek-cyrillic"
+    if "\u0530" <= top <= "\u058f":
+        return "armenian"
+    if "\u10a0" <= top <= "\u10ff":
+        return "georgian"
     return "thai" if "\u0e00" <= top <= "\u0e7f" else "other"
 
 

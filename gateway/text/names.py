@@ -27,8 +27,7 @@ Context words (titles, cues, particles...) are in data/name_context.txt. Rules:
    Featherstonehaugh". An unknown word right after a name joins it in any text; names before a
    clinical noun are eponyms ("Chiari I malformation", "Baker's cyst") unless a title or cue
    named them.
-6. Han and Hangul names: cjk_names.py (a common family name and 1-3 characters; after a cue,
-   Latin or CJK, any 1-4 characters: "wife 花子", "nurse 수빈").
+6. Han, kana and Hangul names: cjk_names.py ("王伟", "wife 花子", "nurse 수빈", "山下, あすか").
 7. Names no list knows, told by their neighbours. "Unknown" here means capitalised, not safe,
    not an upper-case abbreviation of three letters, not shaped like a clinical term (-osis,
    -ia, -ic, hepato-...) and not safe words run together ("LSPINE"): such a word, or a listed
@@ -37,9 +36,8 @@ Context words (titles, cues, particles...) are in data/name_context.txt. Rules:
    as a sentence in prose ("3.4 cm. Pryderi."); ending a note after a lower-case word ("nodule
    8 mm Vanterpool"; radiology eponyms are safe words: "fluid in Morison"). An upper-case word
    and a Title Case word, both listed or unknown, are "SURNAME Given" ("KIM Minjun").
-   Only Latin words can be "unknown": caseless scripts (Arabic, Hebrew, Devanagari, Thai) have
-   no capitals to go by and every Greek or Cyrillic word is unknown to the English vocabulary,
-   so there only listed words and cues count.
+   Only Latin words can be "unknown": caseless scripts (Arabic, Hebrew, Thai, Georgian...) have
+   no capitals and Greek or Cyrillic words are all unknown; there lists and cues count.
 8. Word order and shape (name_shapes.py): "Love, Donald", "Tracy Ward MRN", "McNelis".
 Everything else (anatomy, sequence and English words that are also names somewhere) stays:
 in "HEAD WHITE MATTER" no word is a name, and "Rose Long" alone is two words.
@@ -53,14 +51,15 @@ from importlib import resources
 
 from gateway.text import name_neighbours as neighbours
 from gateway.text.eponyms import drop_eponyms
-from gateway.text.lexicon import Lexicon, WordFacts, accent_fold, combining_marks
+from gateway.text.lexicon import Lexicon, WordFacts, accent_fold, caseless, combining_marks
 from gateway.text.name_shapes import names_by_order_and_shape
 from gateway.text.names_alone import foreign_prose, mark_names_alone
 
 _CJK = "\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 # A word's letters and its combining marks: Devanagari and Thai write vowels as marks, which
 # `\w` does not match ("सुरेश" would be three words).
-WORD = re.compile(rf"(?:[^\W\d_{_CJK}\u3040-\u30ff]|[{combining_marks()}])+")
+_SLAVIC_TITLE = r"(?i:[гд]-(?:н|жа|ца|р)(?![^\W\d_]))"  # "г-жа", "д-р": one word, a title
+WORD = re.compile(rf"{_SLAVIC_TITLE}|(?:[^\W\d_{_CJK}\u3040-\u30ff]|[{combining_marks()}])+")
 JOINER = re.compile(r"[ \t]{1,3}|[ \t]?[-^][ \t]?|\^{1,2}")
 
 
@@ -100,7 +99,7 @@ class Token:
     def __init__(self, start: int, text: str, facts: WordFacts) -> None:
         self.start, self.end, self.text = start, start + len(text), text
         self.folded, self.listed, self.safe, self.english = facts
-        self.cap = text[:1].isupper() or text.lower() == text.upper()  # caseless scripts too
+        self.cap = text[:1].isupper() or caseless(text)  # caseless scripts too
         self.name = self.cued = False  # cued: a title, cue or post-nominal made it a name
 
 
@@ -140,8 +139,9 @@ def _cue_gap(text: str, left: Token, right: Token) -> bool:
 
 
 def _is_title(token: Token) -> bool:
-    """A title, capitalised or not ("dr smith"); lower-case "ms" is milliseconds."""
-    return (token.folded in TITLES and token.cap) or token.folded in {"dr", "mrs", "mr"}
+    """A title, capitalised or not ("dr smith", "пані Пріска"); lower-case "ms" is milliseconds."""
+    lower_ok = token.folded in {"dr", "mrs", "mr"} or token.folded[:1] > "\u024f"
+    return token.folded in TITLES and (token.cap or lower_ok)
 
 
 def _modality_not_title(text: str, tokens: list[Token], index: int) -> bool:

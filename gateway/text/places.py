@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import re
 
-from gateway.text.lexicon import Lexicon, shipped_lexicon
-from gateway.text.street_patterns import ADDRESS_PATTERNS
+from gateway.text.lexicon import Lexicon, caseless, shipped_lexicon
+from gateway.text.street_patterns import ADDRESS_PATTERNS, LOWER_ADDRESS_WORDS
 
 
 def _words(spaced: str) -> frozenset[str]:
@@ -195,6 +195,12 @@ def _capitalised(word: str) -> bool:
     return word[:1].isupper()
 
 
+def _named_or_foreign(word: str) -> bool:
+    """Capitalised, or of a script other than Latin (Han, Hangul, Devanagari, Arabic,
+    Georgian...): in an address clause, such a word is a place."""
+    return _capitalised(word) or (word[:1].isalpha() and word[0] > "\u024f")
+
+
 def _stop(word: str) -> bool:
     return word.casefold() in _STOP or word.lower() in UNITS
 
@@ -300,25 +306,32 @@ def _cue_clauses(
     out = []
     for cue in ADDRESS_CUE.finditer(text):
         start = cue.end()
-        # A clause of eight words is short: the search for its end need not go further.
+        # A clause of twelve words is short: the search for its end need not go further.
         limit = min(len(text), start + CLAUSE_CHARS)
         end = -1 if limit < len(text) else limit
         nearby = [(s, e) for s, e, k in found if k == "address" and s < limit and e > start]
         for stop in _CLAUSE_END.finditer(text, start, limit):
             dot = stop.start()
             if stop.group() == "." and (
-                any(s < dot < e - 1 for s, e in nearby) or _DIGIT_NEXT.match(text, dot + 1)
+                any(s < dot < e - 1 for s, e in nearby)
+                or _DIGIT_NEXT.match(text, dot + 1)
+                or (text[max(start, dot - 8) : dot].split() or [""])[-1] in LOWER_ADDRESS_WORDS
             ):
-                continue  # "12 St. John's Rd", "Hauptstr. 5"
+                continue  # "12 St. John's Rd", "Hauptstr. 5", "пер. Мельничный"
             end = dot
             break
         if end < 0:
             continue
         tokens = text[start:end].split()
-        if not tokens or len(tokens) > 8:
+        if not tokens or len(tokens) > 12:
             continue
         head = tokens[0]
-        if not (head[0].isdigit() or head[0] == "*" or _capitalised(head)):
+        if not (
+            head[0].isdigit()
+            or head[0] == "*"
+            or _named_or_foreign(head)
+            or head.rstrip(".,").lower() in LOWER_ADDRESS_WORDS
+        ):
             continue
         # The address stops at prose: a lowercase word that is no connector and lies in no
         # street ("lives at 12 Baker Street, see prior" keeps "see prior").
@@ -326,7 +339,9 @@ def _cue_clauses(
             value = word.group()
             if (
                 value[0].islower()
+                and not caseless(value)
                 and value not in CONNECTORS
+                and value not in LOWER_ADDRESS_WORDS
                 and not any(s <= word.start() < e for s, e, k in found if k == "address")
             ):
                 end = word.start()
@@ -342,7 +357,10 @@ def _cue_clauses(
         )
         if not qualified and cue.group("strong"):
             qualified = any(
-                _capitalised(w) and len(w) > 2 and not _stop(w) and not words.english(w)
+                _named_or_foreign(w)
+                and (len(w) > 2 or w[0] > "\u024f")
+                and not _stop(w)
+                and not words.english(w)
                 for w in (m.group() for m in _WORD.finditer(clause))
             )
         if qualified:

@@ -1,0 +1,143 @@
+"""Free text in Georgian, Armenian, Slavic, Chinese, Japanese and Korean: names by script and
+list, addresses after a cue whatever script they are written in, CJK places, companies and
+hospitals. Each case is the whole cleaned text (every identifying word gone, the rest kept);
+the last test puts them into an SR-like instance and searches every byte of the output."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+
+from gateway.deid.engine import Engine
+from gateway.deid.profile import default_profile
+from gateway.deid.pseudonyms import Pseudonyms
+from gateway.pipeline.files import encode
+from gateway.pipeline.instance import Clean, process_instance
+from gateway.text.recognizer import Recognizer, default_recognizer
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return default_recognizer()
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        # Georgian is written without capitals; Armenian and Georgian family names by ending
+        ("დათო ბურჯანაძე MRN 30364293", "* MRN *"),
+        ("Cc: სოსო პეტროსიანი; თამარ ბურდული", "Cc: *; *"),
+        ("მინდიაშვილი, უშანგი", "*, *"), ("სოფია ვაშაკიძე", "*"),
+        ("Քնարիկ Աթալյանց", "*"), ("Seen at კახიანის", "Seen at *"),
+        # Slavic titles written in lower case or with a hyphen
+        ("пані Пріска Шахрай", "пані *"), ("Г-жа Елиса Куртакова", "Г-жа *"),
+        ("Cc: Г-н Гвардиана Станишев; Лилянка Скринска", "Cc: Г-н *; *"),
+        ("д-р Иванов", "д-р *"),
+        # CJK names in a list, after a verb's colon, a given name in kana after a comma
+        ("Signed: 毕芳, MD", "Signed: *, MD"),
+        ("Previously treated by 劳玉珍 and 平丽娟", "Previously treated by * and *"),
+        ("Cc: 鄭明德; 簡淑玲", "Cc: *; *"), ("王伟、李娜、张敏", "*、*、*"),
+        ("王伟，李娜", "*，*"), ("山下, あすか", "*, *"),
+        ("患者王伟，检查正常", "患者*，检查正常"),
+    ],
+)  # fmt: skip
+def test_names_in_more_scripts(recognizer: Recognizer, text: str, cleaned: str) -> None:
+    assert recognizer.clean(text) == cleaned
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("Address: 埼玉県練馬区三筋13丁目12番17号 パレス芝大門659", "Address: *"),
+        ("埼玉県練馬区三筋13丁目12番17号", "*"),  # the block numbers after 丁目 too
+        ("Lives at 1107 रतन सेन, इलाहाबाद", "Lives at *"),
+        ("Lives at 嘉禾街H座, 东莞市", "Lives at *"), ("张家港路M座", "*"),
+        ("Address: 98/6427 सुरज राव, पाकाला-966599", "Address: *"),
+        ("Lives at 경상남도 계룡시 봉은사가 257, 동해시", "Lives at *"),
+        ("경상남도 천안시 동남구 개포232가 164", "*"),
+        ("Address: 37092 橫山市雙連巷7號之6", "Address: *"),
+        ("Address: набережна Запорізька, буд. 286, Арциз, 78379", "Address: *, *"),
+        ("Address: ст. Соболево, пер. Астраханский, д. 97 к. 7/3, 286012", "Address: *"),
+        ("Address: գ. Սառնակունք, Լոռիի մարզ, 2119, Պետրոս Ադամյան 876", "Address: *"),
+        ("Address: לבקוביץ 37, לקיה, 3286012", "Address: *"),
+        ("Lives at 758 علی رضا تونل واحد 068, شرق محمد", "Lives at *"),
+        ("Transported from 英县 by ambulance", "Transported from * by ambulance"),
+        ("Transported from 梅山 by ambulance", "Transported from * by ambulance"),
+        ("东莞市", "*"), ("서울특별시", "*"),
+        ("Employer: 合同会社太田ガス", "Employer: *"),
+        ("Comparison with outside study from 山崎鉱業合同会社",
+         "Comparison with outside study from *"),
+        ("from 유한회사 씨앤씨글로벌상사", "from *"), ("北京华为技术有限公司", "*"),
+        ("上海市第一人民医院 CT", "* CT"), ("서울아산병원 CT", "* CT"),
+    ],
+)  # fmt: skip
+def test_places_and_companies_in_more_scripts(
+    recognizer: Recognizer, text: str, cleaned: str
+) -> None:
+    assert recognizer.clean(text) == cleaned
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "კომპიუტერული ტომოგრაფია", "Компьютерная Томография", "计划靶区", "临床靶区", "城市",
+        "CT 胸部, 腹部", "头颅CT平扫; 胸部正位", "本医院", "该医院", "Lives at home with wife",
+        "Lives at nursing home, see notes", "Address: unknown", "MR BRAIN WO CONTRAST",
+        "이 검사", "検査 です",
+    ],
+)  # fmt: skip
+def test_clinical_text_in_these_scripts_stays(recognizer: Recognizer, text: str) -> None:
+    assert recognizer.clean(text) == text
+
+
+def test_an_instance_loses_every_planted_value_in_every_element() -> None:
+    planted = {
+        "ImageComments": "Cc: სოსო პეტროსიანი; თამარ ბურდული",
+        "StudyDescription": "Previously treated by 劳玉珍 and 平丽娟",
+        "SeriesDescription": "上海市第一人民医院 CT",
+    }
+    texts = [
+        "Lives at 경상남도 계룡시 봉은사가 257, 동해시",
+        "Address: 埼玉県練馬区三筋13丁目12番17号 パレス芝大門659",
+        "Employer: 合同会社太田ガス",
+        "пані Пріска Шахрай",
+    ]
+    words = {
+        "პეტროსიანი", "თამარ", "ბურდული", "劳玉珍", "平丽娟", "上海市第一人民医院", "계룡시",
+        "봉은사가", "동해시", "練馬区", "パレス芝大門659", "太田ガス", "Пріска", "Шахрай",
+    }  # fmt: skip
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1125.77.1"
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.2.1125.77.2"
+    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.2.1125.77.3"
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PatientName = "Testperson^Quinby"
+    ds.PatientID = "PID-7731"
+    ds.Modality = "SR"
+    for keyword, value in planted.items():
+        setattr(ds, keyword, value)
+    items = []
+    for text in texts:
+        item = Dataset()
+        item.RelationshipType = "CONTAINS"
+        item.ValueType = "TEXT"
+        item.TextValue = text
+        items.append(item)
+    ds.ContentSequence = Sequence(items)
+    engine = Engine(default_profile(), Pseudonyms(b"scripts-and-cjk-test-secret-32by", "SITE"))
+    result = process_instance(ds, engine)
+    assert isinstance(result, Clean), result
+    data = encode(result.dataset)
+    assert not [w for w in words if w.encode("utf-8") in data]
+    cleaned = dcmread(io.BytesIO(data))
+    assert "CT" in str(cleaned.SeriesDescription)  # the clinical words stay
+    assert "Previously treated by" in str(cleaned.StudyDescription)

@@ -118,7 +118,7 @@ def test_clinical_text_stays(recognizer: Recognizer, text: str) -> None:
         ("Annotation by thomasbrown", "Annotation by *"),
         ("Signed by margaudlefebvre", "Signed by *"),
         ("Next of kin Azeglio Conti", "Next of kin *"),
-        ("Employer: Williams, Jones and Hardy", "Employer: *, * and *"),
+        ("Employer: Williams, Jones and Hardy", "Employer: *"),
         ("from Cunningham, Lees and Butler", "from *, * and *"),
         ("Smith and Nephew", "* and Nephew"),
         ("Employer: Chase PLC", "Employer: *"),

@@ -6,6 +6,7 @@ the last test puts them into an SR-like instance and searches every byte of the 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from pydicom import dcmread
@@ -42,7 +43,10 @@ def recognizer() -> Recognizer:
         ("Previously treated by 劳玉珍 and 平丽娟", "Previously treated by * and *"),
         ("Cc: 鄭明德; 簡淑玲", "Cc: *; *"), ("王伟、李娜、张敏", "*、*、*"),
         ("王伟，李娜", "*，*"), ("山下, あすか", "*, *"),
-        ("患者王伟，检查正常", "患者*，检查正常"),
+        ("患者王伟，检查正常", "患者*，检查正常"), ("歐淑芬", "*"), ("柯玉玲", "*"),
+        ("Cc: 郑明德; 简淑玲", "Cc: *; *"),
+        # a whole value with a listed name, in scripts without capitals; a modifier letter
+        ("کيانا جلیلی", "*"), ("יוסי כהן", "*"), ("Cc: Яків Стус; Лукʼян Онуфрієнко", "Cc: *; *"),
     ],
 )  # fmt: skip
 def test_names_in_more_scripts(recognizer: Recognizer, text: str, cleaned: str) -> None:
@@ -73,6 +77,11 @@ def test_names_in_more_scripts(recognizer: Recognizer, text: str, cleaned: str) 
          "Comparison with outside study from *"),
         ("from 유한회사 씨앤씨글로벌상사", "from *"), ("北京华为技术有限公司", "*"),
         ("上海市第一人民医院 CT", "* CT"), ("서울아산병원 CT", "* CT"),
+        ("Lives at 경기도 계룡시 역삼80가 260-91 (예원박차면), 보은군", "Lives at *"),
+        ("Address: 전북특별자치도 괴산군 선릉8길 444-77 (수진박차리)", "Address: *"),
+        ("Employer: (유) 에코", "Employer: *"),
+        ("Lives at узвіз Нафтовиків, буд. 714 кв. 763, місто Макіївка", "Lives at *"),
+        ("Lives at 12 Baker Street (with daughter)", "Lives at * (with daughter)"),
     ],
 )  # fmt: skip
 def test_places_and_companies_in_more_scripts(
@@ -87,7 +96,7 @@ def test_places_and_companies_in_more_scripts(
         "კომპიუტერული ტომოგრაფია", "Компьютерная Томография", "计划靶区", "临床靶区", "城市",
         "CT 胸部, 腹部", "头颅CT平扫; 胸部正位", "本医院", "该医院", "Lives at home with wife",
         "Lives at nursing home, see notes", "Address: unknown", "MR BRAIN WO CONTRAST",
-        "이 검사", "検査 です",
+        "이 검사", "検査 です", "简要病史", "颜色正常", "عسل وثاق", "تصوير مقطعي",
     ],
 )  # fmt: skip
 def test_clinical_text_in_these_scripts_stays(recognizer: Recognizer, text: str) -> None:
@@ -141,3 +150,27 @@ def test_an_instance_loses_every_planted_value_in_every_element() -> None:
     cleaned = dcmread(io.BytesIO(data))
     assert "CT" in str(cleaned.SeriesDescription)  # the clinical words stay
     assert "Previously treated by" in str(cleaned.StudyDescription)
+
+
+def test_cjk_descriptors_and_report_phrases_stay(recognizer: Recognizer) -> None:
+    path = Path(__file__).parent / "data" / "cjk_clinical_descriptors.txt"
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line[:1] != "#"]
+    assert len(lines) > 80
+    assert {line: recognizer.clean(line) for line in lines if recognizer.clean(line) != line} == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("Employer: Tomei, Baresi e Papetti e figli", "Employer: *"),
+        ("Employer: 台灣業糖", "Employer: *"), ("Employer: Moet & van Rossum", "Employer: *"),
+        ("Employed by Acme Widgets since 2001", "Employed by * since 2001"),
+        ("employer: unknown", "employer: unknown"),
+        ("He works for the NHS.", "He works for the NHS."),
+        # an identifier's keyword inside a word is none: "since" holds "sin"
+        ("Smoker since 2001", "Smoker since 2001"), ("recorded 123 456", "recorded 123 456"),
+        ("MRN12345678", "*"), ("case 4567", "case *"),
+    ],
+)  # fmt: skip
+def test_employers_and_identifier_keywords(recognizer: Recognizer, text: str, cleaned: str) -> None:
+    assert recognizer.clean(text) == cleaned

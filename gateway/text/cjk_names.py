@@ -125,6 +125,8 @@ def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
                         break
             if run in lexicon.cjk_safe and not _FAMILY_THEN_GIVEN.match(text, start):
                 continue  # "林, 美鳳": a family name that is also a word, a given name after
+            if len(run) == 4 and run[:2] in lexicon.cjk_safe and run[:2] not in CJK_PREFIXES:
+                continue  # "简要病史", "颜色正常": two words, not a name of four
             size = _cjk_name_length(run, lexicon)
             after = text[start + len(run) : start + len(run) + 2]
             comma = after[:1] in _COMMAS

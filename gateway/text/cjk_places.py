@@ -33,7 +33,7 @@ CJK_ADDRESSES = (
     re.compile(
         r"(?:[가-힣]+(?:특별시|광역시|특별자치시|도|시|군|구|읍|면|동)[ \t]*){1,4}"
         rf"[가-힣{_DIGITS}]+(?:로|길|가|거리)[ \t]*(?:지하[ \t]*)?[{_DIGITS}]+(?:-[{_DIGITS}]+)?"
-        rf"(?:번길[ \t]*[{_DIGITS}]+)?"
+        rf"(?:번길[ \t]*[{_DIGITS}]+)?(?:[ \t]*\([가-힣{_DIGITS}, ]{{1,20}}\))?"
     ),
 )
 _HINT = re.compile(r"[都道府県市区町村郡路街道巷弄里号號로길가座縣县省州镇鎮鄉乡시도]")
@@ -45,12 +45,12 @@ _CJK = "\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 CJK_COMPANIES = re.compile(
     rf"[{_CJK}A-Za-z0-9]*(?:株式会社|合同会社|有限会社|合資会社|合名会社|股份有限公司|有限公司"
     rf"|有限责任公司|有限責任公司)[{_CJK}A-Za-z0-9]*"
-    r"|(?:주식회사|유한회사|합자회사|㈜|\(주\))[ \t]*[가-힣A-Za-z0-9]+"
+    r"|(?:주식회사|유한회사|합자회사|㈜|\((?:주|유)\))[ \t]*[가-힣A-Za-z0-9]+"
     r"|[가-힣]+[ \t]*(?:주식회사|유한회사|㈜|\(주\))"
     # a hospital or clinic by its name, up to 8 characters before the word (not "本医院")
     rf"|[{_CJK}]{{2,8}}(?:医院|醫院|病院|병원|의원|クリニック|診療所|诊所|診所|卫生院|衛生院)"
 )
-_COMPANY_HINT = re.compile(r"会社|公司|회사|㈜|\(주\)|院|병원|의원|クリニック|診療所|诊所|診所")
+_COMPANY_HINT = re.compile(r"会社|公司|회사|㈜|\([주유]\)|院|병원|의원|クリニック|診療所|诊所|診所")
 
 # A place named with its kind, the whole run: 东莞市, 英县, 鳳山縣, 世田谷区, 서울특별시. Not the
 # words that end so ("城市" city, "地区" region) nor an RT target (靶区).

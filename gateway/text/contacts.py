@@ -96,7 +96,7 @@ SLASHED = re.compile(r"(?<=[A-Za-z]/)\d{5,}(?!\d)|(?<![\w/])\d{5,}(?=/[A-Za-z])"
 ID_KEYWORD = re.compile(
     r"(?i)(?=[muhpiansbcr])\b(?:MRN|MR\s?(?:No|#)|UR\s?No|hospital\s+(?:no|number)|patient\s+(?:id|no|number)"
     r"|pt\s+id|ID|accession(?:\s+(?:no|number))?|acc\s?(?:no|#)|(?-i:ACC)|NHS(?:\s+(?:no|number))?|SSN"
-    r"|SIN|BSN|NIR|chart|record|case)\s*(?:no\.?|number|#)?\s*[:#.]?\s*"
+    r"|SIN|BSN|NIR|chart|record|case)(?![^\W\d_])\s*(?:no\.?|number|#)?\s*[:#.]?\s*"
     r"(?P<v>[A-Z]{0,3}[-\s]?\d[\d\s-]{2,}\d[A-Z]?)(?!\w)"
 )
 # A vehicle's registration or identification number (HIPAA lists both): letters and digits

@@ -101,8 +101,10 @@ def _surname_first(
             right.name = right.folded not in never  # "Blom, Iris"
 
 
-def _capitalised(word: _Word) -> bool:
-    return len(word.text) >= 2 and (word.text.istitle() or word.text.isupper())
+def _capitalised(word: _Word) -> bool:  # "Лукʼян": a modifier letter breaks istitle()
+    text = word.text
+    title = text.istitle() or (text[0].isupper() and text[1:].islower())
+    return len(text) >= 2 and (title or text.isupper())
 
 
 def _capital_or_caseless(word: _Word) -> bool:  # Thai, Arabic, Hebrew have no capitals
@@ -244,8 +246,9 @@ def _other_script_in_english(text: str, words: Sequence[_Word], never: frozenset
         if len(run) > 4:
             continue
         for index in run:
-            word = words[index]
-            if len(word.text) >= 2 and word.folded not in never:
+            word = words[index]  # not "ш.", "буд.", "кв.": a street's kind, in lower case
+            lower = word.text.islower() and not caseless(word.text)
+            if len(word.text) >= 2 and word.folded not in never and not lower:
                 word.name = True
 
 
@@ -269,6 +272,8 @@ def _name_alone_in_other_script(text: str, words: Sequence[_Word]) -> None:
     surname = [w.folded.endswith(endings) for w in words]
     if endings and not any(w.listed or ending for w, ending in zip(words, surname, strict=True)):
         return  # "Компьютерная Томография": a Russian descriptor may be in Title Case too
+    if script in {"arabic", "hebrew"} and not any(w.listed for w in words):
+        return  # no capitals and no endings to go by: "کيانا جلیلی" has a listed name
     if gaps == [", "] and surname[0] and script in {"armenian", "georgian"}:
         gaps = [" "]  # "მინდიაშვილი, უშანგი": family name first, as registers write it
     spaced = all(g in {" ", "-"} for g in gaps)
@@ -290,6 +295,8 @@ _SURNAME_ENDINGS: dict[str, tuple[str, ...]] = {
     "thai": (),
     "armenian": ("յան", "յանց", "ունի", "ունց", "ենց", "եան"),
     "georgian": ("შვილი", "ძე", "ავა", "უა", "ანი", "ური", "ელი", "ონი"),  # not "ია": "ტომოგრაფია"
+    "arabic": (),
+    "hebrew": (),
 }
 
 
@@ -297,6 +304,10 @@ def _script(word: _Word) -> str:
     top = max(word.text)
     if "\u0370" <= top <= "\u052f":
         return "greek-cyrillic"
+    if "\u0590" <= top <= "\u05ff":
+        return "hebrew"
+    if "\u0600" <= top <= "\u06ff" or "\ufb50" <= top <= "\ufeff":
+        return "arabic"
     if "\u0530" <= top <= "\u058f":
         return "armenian"
     if "\u10a0" <= top <= "\u10ff":

@@ -160,7 +160,8 @@ _HINT = re.compile(
     r"|general|memorial|radiology|living|home|facility|gmbh|ltd|limited|inc\b|llc|plc|corp"
     r"|pty|\bag\b|b\.v\.|s\.a\.|performed|done|scanned|imaged|obtained|transferred|treated"
     r"|compared|referred|seen|admitted|transport|brought|arriv|came|travel|flown|airlift|moved"
-    r"|relocat|discharg|return|liv|resid|born|visit|work|employ"
+    r"|relocat|discharg|return|liv|resid|born|visit|work|employ|compan|arbeitg|empleador"
+    r"|datore|werkgever|pracodaw|работодат|роботодав|雇主|勤務先|직장"
 )
 # Where a study was made or a patient came from, with no institution word ("performed at
 # Addenbrooke's", "transferred from Groote Schuur", "transported from Hagenow by ambulance",
@@ -172,9 +173,28 @@ AT_PLACE = re.compile(
     r"|born|visiting|works|working|worked|employed)[ \t]+(?:back[ \t]+)?(?:at|from|to|in|of)"
     rf"|compared[ \t]+(?:to|with)))[ \t]+(?P<run>{_RUN})"
 )
+# After an employer's label, the rest of the clause is the employer: "Employer: Tomei, Baresi e
+# Papetti e figli", "Employer: 台灣業糖"; "employer: unknown" (no capital, Latin) stays.
+EMPLOYER = re.compile(
+    r"(?:(?i:\b(?:employer|company|arbeitgeber|employeur|empleador|datore[ \t]+di[ \t]+lavoro"
+    r"|werkgever|pracodawca|работодатель|роботодавець)\b|雇主|勤務先|직장)[ \t]*[:：]"
+    r"|(?i:\bemployed[ \t]+by))[ \t]*"
+    r"(?P<run>[^;\n()]{1,80}?)(?=[ \t]*(?:[;\n()]|[.!?](?:[ \t]|$)|$))"
+)
+_LINK_WORDS = frozenset(_LINK.strip("(?:)").split("|"))
 # The town written after a hospital's name ("Mercy Hospital Joplin"): capitalised words that
 # are no vocabulary, not upper-case abbreviations ("General Hospital ED").
 _TOWN_AFTER = re.compile(r"[ \t]+([A-ZÀ-Þ][a-zà-ÿ'’-]{2,})")
+
+
+def _employer(run: str, lexicon: Lexicon) -> str:
+    """The employer's name: `run` up to a lower-case English word ("Acme Widgets since 2001")
+    that is no link ("Moet & van Rossum") and is no word of its language ("e figli")."""
+    for word in re.finditer(r"[^\W\d_]+", run):
+        value = word.group()
+        if value.islower() and value not in _LINK_WORDS and lexicon.facts(value)[3]:
+            return run[: word.start()].rstrip(" ,")
+    return run
 
 
 def find_organisations(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int, str]]:
@@ -199,6 +219,10 @@ def find_organisations(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int, 
         at = _first_name_word(run, lexicon)
         if at is not None and not (run.isupper() and len(run) <= 4):
             spans.append((match.start("run") + at, _town_after(text, match.end(), lexicon)))
+    for match in EMPLOYER.finditer(text):
+        employer = _employer(match.group("run"), lexicon)
+        if any(w[:1].isupper() or w[:1] > "\u024f" for w in employer.split()):
+            spans.append((match.start("run"), match.start("run") + len(employer)))
     for match in UPPER_BEFORE.finditer(text):  # capitals: the name starts at its first word
         at = _first_name_word(match.group("run"), lexicon)
         if at is not None:

@@ -22,7 +22,12 @@ from __future__ import annotations
 import re
 
 from gateway.text.lexicon import Lexicon, caseless, shipped_lexicon
-from gateway.text.street_patterns import ADDRESS_PATTERNS, LOWER_ADDRESS_WORDS
+from gateway.text.street_patterns import (
+    ADDRESS_PATTERNS,
+    COUNTRIES,
+    LOWER_ADDRESS_WORDS,
+    REGION_CODES,
+)
 
 
 def _words(spaced: str) -> frozenset[str]:
@@ -97,6 +102,8 @@ _UNIT_HINT = re.compile(r"(?i)(?=[afws])(?:apt|apartment|flat|appartement|wohnun
 _CLAUSE_END = re.compile(r"[;|\n\r()\[\]<>]|[.!?](?=\s|$)|\s[-–]\s")
 _DIGIT_NEXT = re.compile(r"\s*\d")
 CLAUSE_CHARS = 160
+# A neighbourhood in brackets, no Latin letter in it (Korean addresses write one so).
+_FOREIGN_BRACKETS = re.compile(r"\([^()a-zA-Z\n]{1,20}\)")
 UNIT_AFTER = re.compile(
     r",?[ \t]*(?:(?i:apt|apartment|appartement|flat|unit|suite|ste|wohnung|whg|fl|floor)\.?"
     r"[ \t]*#?|#[ \t]?)\d{1,5}[A-Za-z]?\b"
@@ -116,19 +123,6 @@ _WORD = re.compile(r"[^\W\d_][\w'’]*(?:-[^\W\d_][\w'’]*)*")
 CONNECTORS = _words(
     "de du des la le les l am an der den im bei sur sous upon on en di del della da do dos "
     "y i og och van von op aan ter et and"
-)
-# US states, Canadian provinces, Australian states, and country codes written after a town.
-REGION_CODES = _words(
-    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH "
-    "NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR "
-    "AB BC MB NB NL NS NT NU ON PE QC SK YT NSW VIC QLD SA WA TAS ACT "
-    "UK GB USA US IE DE FR NL BE CH AT IT ES PT SE NO DK FI PL CZ"
-)
-COUNTRIES = _words(
-    "england scotland wales ireland germany deutschland france netherlands nederland belgium "
-    "belgique switzerland schweiz suisse austria österreich italy italia spain españa portugal "
-    "sweden sverige norway norge denmark danmark finland suomi poland polska canada australia "
-    "usa america"
 )
 # Words that end an address: titles, labels and relations that start the next item.
 _STOP = _words(
@@ -312,6 +306,11 @@ def _cue_clauses(
         nearby = [(s, e) for s, e, k in found if k == "address" and s < limit and e > start]
         for stop in _CLAUSE_END.finditer(text, start, limit):
             dot = stop.start()
+            opening = text.rfind("(", start, dot + 1)
+            if any(s <= dot < e for s, e in nearby) or (
+                opening >= 0 and _FOREIGN_BRACKETS.match(text, opening)
+            ):
+                continue  # inside a street, or "개포232가 164 (예원박차면)"
             if stop.group() == "." and (
                 any(s < dot < e - 1 for s, e in nearby)
                 or _DIGIT_NEXT.match(text, dot + 1)

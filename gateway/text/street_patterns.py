@@ -4,7 +4,9 @@ A house number before words ending in a street kind (US and UK: "12 Baker Street
 Amy Well"), a street kind joined to its name before the number (German, Dutch, Nordic:
 "Hauptstraße 5"), a kind written apart after the name (Finnish, Hungarian, Turkish, Czech:
 "Lentokapteenin kuja 268"), a P.O. box, and a kind before the name (Romance and Slavic
-languages: "5 rue de la Paix", "plac Witosa 16").
+languages: "5 rue de la Paix", "plac Witosa 16"). Also the words an address is written with:
+street kinds in lower case before a name in Cyrillic, Greek, Armenian and Georgian, region
+codes and countries after a town.
 """
 
 from __future__ import annotations
@@ -66,8 +68,24 @@ LOWER_ADDRESS_WORDS = _words(
     "набережная набережна бул бульвар б-р ш шоссе шосе алл аллея алея туп тупик проезд проїзд "
     "мкр мкрн микрорайон кв кварт квартира д дом буд будинок корп к стр ст г гр град м с "
     "село смт пгт пос поселок селище хутор хутір станица парк обл область р-н район край жк "
+    "клх кп рп нп аул ст-ца узвіз сквер місто город містечко майдан шлях лінія линия просіка "
+    "тракт кільце спуск "
     "οδός οδ λεωφ λεωφόρος πλ πλατεία τκ гр ж.к бл вх ет ап "
     "գ փ փողոց պող պողոտա ք մարզ շ բն ქ ქუჩა გამზ გამზირი ჩიხი შესახვევი "
     "სოფ სოფელი ბინა კორპ"
 )
 
+
+# US states, Canadian provinces, Australian states, and country codes written after a town.
+REGION_CODES = _words(
+    "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH "
+    "NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR "
+    "AB BC MB NB NL NS NT NU ON PE QC SK YT NSW VIC QLD SA WA TAS ACT "
+    "UK GB USA US IE DE FR NL BE CH AT IT ES PT SE NO DK FI PL CZ"
+)
+COUNTRIES = _words(
+    "england scotland wales ireland germany deutschland france netherlands nederland belgium "
+    "belgique switzerland schweiz suisse austria österreich italy italia spain españa portugal "
+    "sweden sverige norway norge denmark danmark finland suomi poland polska canada australia "
+    "usa america"
+)

@@ -45,6 +45,8 @@ def recognizer() -> Recognizer:
         ("王伟，李娜", "*，*"), ("山下, あすか", "*, *"),
         ("患者王伟，检查正常", "患者*，检查正常"), ("歐淑芬", "*"), ("柯玉玲", "*"),
         ("Cc: 郑明德; 简淑玲", "Cc: *; *"),
+        ("Interpreted by: 林 知実, MD", "Interpreted by: *, MD"),
+        ("License plate 福岡 55 ほ 55-56", "License plate *"),
         # a whole value with a listed name, in scripts without capitals; a modifier letter
         ("کيانا جلیلی", "*"), ("יוסי כהן", "*"), ("Cc: Яків Стус; Лукʼян Онуфрієнко", "Cc: *; *"),
     ],
@@ -163,6 +165,8 @@ def test_cjk_descriptors_and_report_phrases_stay(recognizer: Recognizer) -> None
     ("text", "cleaned"),
     [
         ("Employer: Tomei, Baresi e Papetti e figli", "Employer: *"),
+        ("Aybora İhsanoğlu MRN 54570308", "* MRN *"), ("CT Head MRN 1234567", "CT Head MRN *"),
+        ("Address: ulica Kopernika 89/38, 55-734 Zamość", "Address: *"),
         ("Employer: 台灣業糖", "Employer: *"), ("Employer: Moet & van Rossum", "Employer: *"),
         ("Employed by Acme Widgets since 2001", "Employed by * since 2001"),
         ("employer: unknown", "employer: unknown"),

@@ -32,7 +32,7 @@ def _alternatives(words: Iterable[str]) -> str:
 _CUED = re.compile(
     rf"(?:(?<![^\W\d_])(?:{_alternatives(CUES | TITLES | ROLES_BEFORE)})\.?[ \t:：]{{0,3}}"
     rf"|(?<![^\W\d_])(?:{_alternatives(CUE_VERBS)})(?:[ \t]+[^\W\d_]+){{0,2}}[ \t]+"
-    rf"(?:{_alternatives(CUE_LINKS)})[ \t]{{1,2}}"
+    rf"(?:{_alternatives(CUE_LINKS)})[:：]?[ \t]{{1,2}}"
     rf"|(?<![^\W\d_])(?:{_alternatives(CUE_VERBS)})[ \t]*[:：][ \t]{{0,2}}"  # "Signed: 毕芳"
     rf"|(?<![{CJK_LETTERS}])(?:{_alternatives(CJK_CUES)})(?:[ \t]{{1,2}}|[:：・]))"
     rf"([{CJK_LETTERS}]{{1,4}})(?![{CJK_LETTERS}])"
@@ -96,9 +96,10 @@ def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
 def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
     for match in _CUED.finditer(text):
         name, given = match.group(1, 2)
-        if name not in lexicon.cjk_safe:
+        family = bool(given) and name in lexicon.cjk_family  # "by 黄 志强", "by: 林 知実"
+        if name not in lexicon.cjk_safe or family:
             yield match.span(1)
-            if given and name in lexicon.cjk_family:  # "by 黄 志强"
+            if family:
                 yield match.span(2)
     spaced_name = _SPACED_HANGUL.fullmatch(text.strip())  # "윤 진우": the whole value
     if (

@@ -137,9 +137,8 @@ def _before_labels(text: str, words: Sequence[_Word]) -> None:
         elif sum(w.listed for w in run) >= 2:
             for word in run:
                 word.name = word.name or word.listed
-        elif len(run) >= 2 and all(
-            _other_script(w) and not w.safe for w in run
-        ):  # "Г-жа Елиса Куртакова MRN"
+        elif len(run) >= 2 and not any(w.safe for w in run):
+            # "Г-жа Елиса Куртакова MRN", "Aybora İhsanoğlu MRN": no word is vocabulary
             for word in run:
                 word.name = True
 

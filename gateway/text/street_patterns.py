@@ -56,20 +56,23 @@ ADDRESS_PATTERNS = tuple(
 )
 
 
-# Street and settlement words written in lower case before a name or number in Cyrillic,
-# Greek, Armenian and Georgian addresses ("пер. Мельничный, д. 8", "шосе Олександрійський,
-# буд. 97", "гр. Пловдив", "გუდამაყრის ქ. 62"): inside an address clause they are no prose.
 def _words(spaced: str) -> frozenset[str]:
     return frozenset(spaced.split())
 
 
+# Street and settlement words written in lower case before a name or number in Cyrillic,
+# Greek, Armenian, Georgian, Polish, Romance and Turkish addresses ("пер. Мельничный, д. 8",
+# "шосе Олександрійський, буд. 97", "гр. Пловдив", "გუდამაყრის ქ. 62", "ulica Kopernika 89"):
+# inside an address clause they are no prose.
 LOWER_ADDRESS_WORDS = _words(
     "ул улица вул вулиця пер переулок провулок пр просп проспект пр-т пл площадь площа наб "
     "набережная набережна бул бульвар б-р ш шоссе шосе алл аллея алея туп тупик проезд проїзд "
     "мкр мкрн микрорайон кв кварт квартира д дом буд будинок корп к стр ст г гр град м с "
     "село смт пгт пос поселок селище хутор хутір станица парк обл область р-н район край жк "
-    "клх кп рп нп аул ст-ца узвіз сквер місто город містечко майдан шлях лінія линия просіка "
-    "тракт кільце спуск "
+    "клх кп рп нп аул ст-ца узвіз "
+    "ulica ul aleja al plac os osiedle ulice náměstí rue via viale piazza calle avenida rua "
+    "strada sokak sokağı caddesi mahallesi sk cad mah сквер місто город містечко майдан шлях "
+    "лінія линия просіка тракт кільце спуск "
     "οδός οδ λεωφ λεωφόρος πλ πλατεία τκ гр ж.к бл вх ет ап "
     "գ փ փողոց պող պողոտա ք մարզ շ բն ქ ქუჩა გამზ გამზირი ჩიხი შესახვევი "
     "სოფ სოფელი ბინა კორპ"

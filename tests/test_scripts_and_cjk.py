@@ -170,6 +170,14 @@ def test_cjk_descriptors_and_report_phrases_stay(recognizer: Recognizer) -> None
         ("Outside study from Piekara Sp.j.", "Outside study from *"),
         ("from Zięciak Sp.k.", "from *"), ("Rossi & figli", "*"), ("Lundqvist Oy", "*"),
         ("Siemens AG", "Siemens AG"), ("Weight 70 KG", "Weight 70 KG"),
+        # a place opening with "St" is no saint; a Canadian postcode is no dose; an address on
+        # two lines
+        ("Transported from Stronghaven by ambulance", "Transported from * by ambulance"),
+        ("Transported from Stoke-on-Trent by ambulance", "Transported from * by ambulance"),
+        ("Address: 047 Jill Wall, Port Drew, NT J9E 3G2", "Address: * *"),
+        ("home: Lasix 40 mg daily", "home: Lasix 40 mg daily"),
+        ("Lives at Suite 870\n5 Rongorohewhero Street, Wakaterepapapa", "Lives at *"),
+        ("Lives at Sunnyvale\n3 episodes of pain", "Lives at *\n3 episodes of pain"),
         ("Employer: 台灣業糖", "Employer: *"), ("Employer: Moet & van Rossum", "Employer: *"),
         ("Employed by Acme Widgets since 2001", "Employed by * since 2001"),
         ("employer: unknown", "employer: unknown"),

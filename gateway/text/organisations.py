@@ -27,7 +27,8 @@ from collections.abc import Iterator
 
 from gateway.text.lexicon import Lexicon
 
-_WORD = r"(?:St\.?|Ste?\.?|[A-ZÀ-ÞĀ-ž][\w'’-]*)"  # no full stop: it may end the sentence
+# no full stop: it may end the sentence ("St." and "Ste." are saints, "Stronghaven" a word)
+_WORD = r"(?:Ste?\.?(?![\w'’-])|[A-ZÀ-ÞĀ-ž][\w'’-]*)"
 # Words inside an institution's or a town's name ("Büsingen am Hochrhein", "Týn nad Vltavou")
 _LINK = (
     r"(?:of|the|and|&|de|del|la|du|des|der|di|y|von|am|an|im|nad|pod|upon|sur|sul|bei|ob|aan"

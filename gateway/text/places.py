@@ -102,6 +102,7 @@ _UNIT_HINT = re.compile(r"(?i)(?=[afws])(?:apt|apartment|flat|appartement|wohnun
 _CLAUSE_END = re.compile(r"[;|\n\r()\[\]<>]|[.!?](?=\s|$)|\s[-–]\s")
 _DIGIT_NEXT = re.compile(r"\s*\d")
 CLAUSE_CHARS = 160
+_AMOUNT = re.compile(r"(?<![^\W\d_])\d+(?![^\W\d_]\d)")
 # A neighbourhood in brackets, no Latin letter in it (Korean addresses write one so).
 _FOREIGN_BRACKETS = re.compile(r"\([^()a-zA-Z\n]{1,20}\)")
 UNIT_AFTER = re.compile(
@@ -311,6 +312,9 @@ def _cue_clauses(
                 opening >= 0 and _FOREIGN_BRACKETS.match(text, opening)
             ):
                 continue  # inside a street, or "개포232가 164 (예원박차면)"
+            line = _DIGIT_NEXT.match(text, dot + 1) if stop.group() == "\n" else None
+            if line is not None and any(s == line.end() - 1 for s, _ in nearby):
+                continue  # "Lives at Suite 870\n5 Rongorohewhero Street": the street's line
             if stop.group() == "." and (
                 any(s < dot < e - 1 for s, e in nearby)
                 or _DIGIT_NEXT.match(text, dot + 1)
@@ -349,8 +353,8 @@ def _cue_clauses(
         if not clause:
             continue
         clause_end = start + len(clause)
-        if any(unit_follows(text, start + m.end()) for m in re.finditer(r"\d+", clause)):
-            continue  # "home: Lasix 40 mg" is a dose
+        if any(unit_follows(text, start + m.end()) for m in _AMOUNT.finditer(clause)):
+            continue  # "home: Lasix 40 mg" is a dose ("J9E 3G2" is a postcode)
         qualified = "*" in clause or any(
             start <= s and e <= clause_end + 1 and k in {"address", "postcode"} for s, e, k in found
         )

@@ -47,6 +47,11 @@ def recognizer() -> Recognizer:
         ("Cc: 郑明德; 简淑玲", "Cc: *; *"),
         ("Interpreted by: 林 知実, MD", "Interpreted by: *, MD"),
         ("License plate 福岡 55 ほ 55-56", "License plate *"),
+        ("License plate K776MО 80", "License plate *"),
+        ("Technologist: 丹. 郝", "Technologist: *"), ("Technologist: 정. 최", "Technologist: *"),
+        # structures named after a patient (an RT structure set's ROI names)
+        ("GTV_Тетерина", "GTV_*"), ("PTV_Ασημούλα", "PTV_*"), ("ROI: 孙_GTV", "ROI: *_GTV"),
+        ("GTV_陈", "GTV_*"), ("GTV_김민준", "GTV_*"), ("ROI: Hervia_GTV", "ROI: *_GTV"),
         # a whole value with a listed name, in scripts without capitals; a modifier letter
         ("کيانا جلیلی", "*"), ("יוסי כהן", "*"), ("Cc: Яків Стус; Лукʼян Онуфрієнко", "Cc: *; *"),
     ],
@@ -98,7 +103,8 @@ def test_places_and_companies_in_more_scripts(
         "კომპიუტერული ტომოგრაფია", "Компьютерная Томография", "计划靶区", "临床靶区", "城市",
         "CT 胸部, 腹部", "头颅CT平扫; 胸部正位", "本医院", "该医院", "Lives at home with wife",
         "Lives at nursing home, see notes", "Address: unknown", "MR BRAIN WO CONTRAST",
-        "이 검사", "検査 です", "简要病史", "颜色正常", "عسل وثاق", "تصوير مقطعي",
+        "이 검사", "検査 です", "简要病史", "颜色正常", "عسل وثاق", "تصوير مقطعي", "肺_GTV",
+        "МРТ_T2", "第1. 王", "Chestwall", "Abdpelvis", "LSPINE", "Lung_L", "PTV_Boost",
     ],
 )  # fmt: skip
 def test_clinical_text_in_these_scripts_stays(recognizer: Recognizer, text: str) -> None:

@@ -49,6 +49,8 @@ HANGUL_ENDINGS = ("선생님", "님", "씨", "이", "가", "은", "는", "을", 
                   "에게", "께서", "환자")  # fmt: skip
 
 
+# A given name written as an initial before the family name: "丹. 郝", "*. 최".
+_INITIAL_BEFORE = re.compile(rf"(?:^|[^{CJK_LETTERS}])[{CJK_LETTERS}*][.．][ \t]?$")
 _SPACED_HANGUL = re.compile(r"([\uac00-\ud7af]) ([\uac00-\ud7af]{2})")
 _FAMILY_THEN_GIVEN = re.compile(
     r"[\u3400-\u9fff\uac00-\ud7af][,，、^][ ]?[\u3400-\u9fff\uac00-\ud7af]"
@@ -76,10 +78,23 @@ _LIST_NEXT = re.compile(
 )
 
 
+# A structure named after a patient in a structure set: "孙_GTV", "GTV_陈", "PTV_김민준".
+_STRUCTURE = re.compile(
+    rf"(?<![{CJK_LETTERS}_])([{CJK_LETTERS}]{{1,4}})(?=_[A-Z])"
+    rf"|(?<=[A-Z]_)([{CJK_LETTERS}]{{1,4}})(?![{CJK_LETTERS}])"
+)
+
+
 def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
     """(start, end) of each CJK name, of the names listed after it, and of its reading in
     katakana after it."""
     spans = list(_find_names(text, lexicon))
+    if "_" in text:
+        for found in _STRUCTURE.finditer(text):
+            group = 1 if found.group(1) else 2
+            run = found.group(group)
+            if run[:1] in lexicon.cjk_family and run not in lexicon.cjk_safe:
+                spans.append(found.span(group))
     ends = sorted({end for _start, end in spans})
     while ends:  # a list may go on: "王伟、李娜、张敏"
         end = ends.pop(0)
@@ -134,12 +149,15 @@ def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
             spaced = after[:1].isspace() or (
                 comma and (after[:1] == "^" or after[1:2] in {"", " "})
             )
-            alone = len(run) == 1 and run in lexicon.cjk_family and (comma or pattern is HAN)
+            initial = len(run) == 1 and _INITIAL_BEFORE.search(text, 0, start) is not None
+            spaced = spaced or initial  # "丹. 郝", "정. 최": a given name's initial before it
+            alone = run in lexicon.cjk_family and (comma or pattern is HAN or initial)
+            alone = alone and len(run) == 1
             if size and 2 <= len(run) <= max(4, size):
                 previous_end = start + len(run)
                 yield start, previous_end
             elif alone and spaced:
-                previous_end = start + 1  # "杨 丽娟", "김, 재현": a one-character family name
+                previous_end = start + 1  # "杨 丽娟", "김, 재현", "丹. 郝": a family name alone
                 yield start, previous_end
             elif (
                 1 <= len(run) <= 3

@@ -104,8 +104,8 @@ ID_KEYWORD = re.compile(
 VEHICLE_KEYWORD = re.compile(
     r"(?i)(?=[cvrlni])\b(?:(?:car|vehicle|registration|licen[cs]e|number)\s+plate|(?:car|vehicle)\s+reg"
     r"(?:istration)?|reg(?:istration)?\s+(?:no|number|plate)|VIN)\.?\s*[:#.]?\s*"
-    r"(?P<v>(?-i:[A-Z0-9\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af・]{1,8}"
-    r"(?:[ -][A-Z0-9\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af・]{1,8}){0,4}))(?!\w)"
+    r"(?P<v>(?-i:[A-Z0-9А-ЯЁ\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af・]{1,8}"
+    r"(?:[ -][A-Z0-9А-ЯЁ\u3040-\u30ff\u4e00-\u9fff\uac00-\ud7af・]{1,8}){0,4}))(?!\w)"
 )
 # A national identifier's name: whatever follows with five digits or more is the identifier,
 # letters included ("NI no. AP 65 42 12 C", "codice fiscale RSSMRA85T10A562S").

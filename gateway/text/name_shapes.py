@@ -331,6 +331,20 @@ def _place_ending_after_name(text: str, words: Sequence[_Word]) -> None:
                 place.name = True
 
 
+def _structure_names(text: str, words: Sequence[_Word]) -> None:
+    """ "GTV_Тетерина", "PTV_Oyelowo": a Greek or Cyrillic word joined by "_" to an upper-case
+    Latin structure or descriptor word (GTV, PTV, L) is a name; the word lists know none of
+    them, and a structure set names its ROIs in Latin."""
+    for left, right in itertools.pairwise(words):
+        if text[left.end : right.start] != "_":
+            continue
+        for word, other in ((left, right), (right, left)):
+            latin_descriptor = is_latin(other) and other.text.isupper()
+            abbreviation = word.text.isupper() and len(word.text) <= 4  # "МРТ_T2"
+            if latin_descriptor and _other_script(word) and _capitalised(word) and not word.safe:
+                word.name = word.name or not abbreviation
+
+
 def names_by_order_and_shape(
     text: str,
     words: Sequence[_Word],
@@ -353,5 +367,7 @@ def names_by_order_and_shape(
     if ", " in text:
         _place_ending_after_name(text, words)
     if not text.isascii():
+        if "_" in text:
+            _structure_names(text, words)
         _other_script_in_english(text, words, never)
         _name_alone_in_other_script(text, words)

@@ -334,8 +334,8 @@ def _unknown_name(
         return False  # "DVT", "CTA": abbreviations; Greek or Cyrillic words are all unknown
     if folded.endswith(endings) or folded.startswith(CLINICAL_STARTS):
         return False
-    return not any(  # "LSPINE", "Chestwall": safe words run together; not "Or|twin"
-        (at > 2 or text.isupper())
+    return not any(  # "LSPINE", "Chestwall": safe words run together; not "Or|twin", "Her|via"
+        (at > 2 or text.isupper()) and (max(at, len(folded) - at) > 4 or text.isupper())
         and (at == 1 or folded[:at] in lexicon.safe)
         and folded[at:] in lexicon.safe
         for at in range(1, len(folded) - 2)

@@ -52,6 +52,8 @@ def recognizer() -> Recognizer:
         # structures named after a patient (an RT structure set's ROI names)
         ("GTV_Тетерина", "GTV_*"), ("PTV_Ασημούλα", "PTV_*"), ("ROI: 孙_GTV", "ROI: *_GTV"),
         ("GTV_陈", "GTV_*"), ("GTV_김민준", "GTV_*"), ("ROI: Hervia_GTV", "ROI: *_GTV"),
+        ("高秀梅 MRN 36011206", "* MRN *"), ("김민준 (DOB 1980-01-02)", "* (DOB *)"),
+        ("Comparison with outside study from 海鴻精密", "Comparison with outside study from *"),
         # a whole value with a listed name, in scripts without capitals; a modifier letter
         ("کيانا جلیلی", "*"), ("יוסי כהן", "*"), ("Cc: Яків Стус; Лукʼян Онуфрієнко", "Cc: *; *"),
     ],
@@ -104,7 +106,7 @@ def test_places_and_companies_in_more_scripts(
         "CT 胸部, 腹部", "头颅CT平扫; 胸部正位", "本医院", "该医院", "Lives at home with wife",
         "Lives at nursing home, see notes", "Address: unknown", "MR BRAIN WO CONTRAST",
         "이 검사", "検査 です", "简要病史", "颜色正常", "عسل وثاق", "تصوير مقطعي", "肺_GTV",
-        "МРТ_T2", "第1. 王", "Chestwall", "Abdpelvis", "LSPINE", "Lung_L", "PTV_Boost",
+        "МРТ_T2", "第1. 王", "胸部 MRN", "Chestwall", "Abdpelvis", "LSPINE", "Lung_L", "PTV_Boost",
     ],
 )  # fmt: skip
 def test_clinical_text_in_these_scripts_stays(recognizer: Recognizer, text: str) -> None:

@@ -85,10 +85,20 @@ _STRUCTURE = re.compile(
 )
 
 
+# A name before the label of an identifier: "高秀梅 MRN 36011206", "김민준 (DOB 1980-01-02)".
+_BEFORE_LABEL = re.compile(
+    rf"(?<![{CJK_LETTERS}])([{CJK_LETTERS}]{{2,4}})[ \t]*[(,，]?[ \t]*"
+    r"(?=(?:MRN|DOB|NHS|SSN|PID|ID|病历号|病歷號|住院号|住院號|患者ID|登録番号|등록번호)(?![A-Za-z]))"
+)
+
+
 def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
     """(start, end) of each CJK name, of the names listed after it, and of its reading in
     katakana after it."""
     spans = list(_find_names(text, lexicon))
+    for found in _BEFORE_LABEL.finditer(text):  # "高秀梅 MRN 36011206"
+        if found.group(1) not in lexicon.cjk_safe:
+            spans.append(found.span(1))
     if "_" in text:
         for found in _STRUCTURE.finditer(text):
             group = 1 if found.group(1) else 2

@@ -72,7 +72,8 @@ _AT_PLACE = re.compile(
     r"(?i:\b(?:performed|done|scanned|imaged|obtained|transferred|treated|referred|seen"
     r"|admitted|transported|brought|arrived|came|comes|travell?ed|flown|airlifted|moved"
     r"|relocated|discharged|returned|lives|living|lived|resides|residing|resident|born"
-    r"|visiting|works|working|worked|employed)[ \t]+(?:back[ \t]+)?(?:at|from|to|in|of)[ \t]+)"
+    r"|visiting|works|working|worked|employed|study|studies|images|report|records|films|scans?)"
+    r"[ \t]+(?:back[ \t]+)?(?:at|from|to|in|of)[ \t]+)"
     rf"([{_CJK}]{{1,12}})(?![{_CJK}])"
 )
 

@@ -197,3 +197,28 @@ def test_cjk_descriptors_and_report_phrases_stay(recognizer: Recognizer) -> None
 )  # fmt: skip
 def test_employers_and_identifier_keywords(recognizer: Recognizer, text: str, cleaned: str) -> None:
     assert recognizer.clean(text) == cleaned
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("Larsson, Victor - follow up in 6 weeks", "*, * - follow up in 6 weeks"),
+        ("Brown, Anna - follow up in 6 weeks", "*, * - follow up in 6 weeks"),
+        ("Vaysal Dumanlı called the department regarding Tenvir's appointment.",
+         "* called the department regarding *'s appointment."),
+        ("Case presented at MDT by Omotara Ogunwobi. Surgeon Makinwa to follow up.",
+         "Case presented at MDT by *. Surgeon * to follow up."),
+        ("Second opinion requested from Toni Ponti, Vecoli and colleagues.",
+         "Second opinion requested from *, * and colleagues."),
+        ("Second opinion requested from Av. Çisem Akçay, İhsanoğlu and colleagues.",
+         "Second opinion requested from Av. *, * and colleagues."),
+        # what stays: roles, departments, eponyms with or without their noun
+        ("Radiology called the ward", "Radiology called the ward"),
+        ("Seen by Smith, Radiology and Oncology teams", "Seen by *, Radiology and Oncology teams"),
+        ("History of Whipple's, Crohn's disease and Tourette's.",
+         "History of Whipple's, Crohn's disease and Tourette's."),
+        ("Positive Murphy's sign", "Positive Murphy's sign"),
+    ],
+)  # fmt: skip
+def test_names_in_english_notes(recognizer: Recognizer, text: str, cleaned: str) -> None:
+    assert recognizer.clean(text) == cleaned

@@ -152,6 +152,9 @@ def names_after_and(text: str, words: Sequence[Word], unknown: Callable[[Word], 
             if joined or _listed_between(text, words, index):
                 word.name = changed = True
             continue
+        following = words[index + 1].folded if index + 1 < len(words) else ""
+        listing = left is not None and left.name and _COMMA.fullmatch(text, left.end, word.start)
+        joined = joined or (listing and following in {"and", "&"})  # "Ponti, Vecoli and Co."
         if joined or _STAR_AND.search(text, 0, word.start) or _listed_between(text, words, index):
             word.name = changed = True
     return changed

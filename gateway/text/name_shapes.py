@@ -47,6 +47,8 @@ _GAELIC = re.compile(r"(?:Mc|Mac|Fitz)[A-Z][a-z]{2,}")
 _NOT_GAELIC = frozenset({"macbook", "macos"})
 _ELIDED = frozenset({"O'", "O’", "D'", "D’"})
 _OPENINGS = frozenset(";:(|\n")
+# What may follow "Surname, Given" at a value's start: "Larsson, Victor - follow up in 6 weeks".
+_AFTER_PAIR = frozenset({".", ",", ";", ")", "-", "–", "(", ":"})
 # Words no rule takes for a name alone that are family names after a given name ("Steven Ward").
 _SURNAME_WORDS = frozenset({"ward", "fellow"})
 # Labels of an identifier written after a name: "Tracy Ward MRN 2021", "Amber Swanson DOB"
@@ -86,7 +88,7 @@ def _surname_first(
         after = words[index + 2] if index + 2 < len(words) else None
         rest = text[right.end : after.start if after else len(text)].strip()
         alone = after is None and rest in {"", "."}  # the whole value: "Freely, Brian"
-        if not (alone or rest in {".", ",", ";", ")"} or (after is not None and after.name)):
+        if not (alone or rest in _AFTER_PAIR or (after is not None and after.name)):
             continue
         if alone and all(_other_script(w) and _capital_or_caseless(w) for w in (left, right)):
             left.name = right.name = True  # "Мазепа, Олекса": no list knows either
@@ -345,6 +347,16 @@ def _structure_names(text: str, words: Sequence[_Word]) -> None:
                 word.name = word.name or not abbreviation
 
 
+def _possessive_names(text: str, words: Sequence[_Word], maybe: Callable[[_Word], bool]) -> None:
+    """ "regarding Tenvir's appointment": a capitalised word no vocabulary holds, with a
+    possessive "'s", is someone's name (eponyms before a clinical noun are dropped later)."""
+    for word in words:
+        possessive = text.startswith(("'s", "’s"), word.end)
+        alone = not text[word.end + 2 : word.end + 3].isalpha()  # not "O'Shea"
+        if possessive and alone and len(word.text) >= 3 and word.text.istitle() and maybe(word):
+            word.name = True
+
+
 def names_by_order_and_shape(
     text: str,
     words: Sequence[_Word],
@@ -358,6 +370,8 @@ def names_by_order_and_shape(
     after eponyms); `clinical` says a folded word is shaped like a clinical term; `particles`
     join names ("van", "de la")."""
     _gaelic_and_elided(text, words)
+    if "'s" in text or "’s" in text:
+        _possessive_names(text, words, maybe)
     _surname_first(text, words, maybe, never)
     _before_labels(text, words)
     _surname_after_given(text, words, never, clinical)

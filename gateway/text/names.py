@@ -39,8 +39,7 @@ Context words (titles, cues, particles...) are in data/name_context.txt. Rules:
    Only Latin words can be "unknown": caseless scripts (Arabic, Hebrew, Thai, Georgian...) have
    no capitals and Greek or Cyrillic words are all unknown; there lists and cues count.
 8. Word order and shape (name_shapes.py): "Love, Donald", "Tracy Ward MRN", "McNelis".
-Everything else (anatomy, sequence and English words that are also names somewhere) stays:
-in "HEAD WHITE MATTER" no word is a name, and "Rose Long" alone is two words.
+Everything else stays: in "HEAD WHITE MATTER" no word is a name, "Rose Long" is two words.
 """
 
 from __future__ import annotations
@@ -302,7 +301,8 @@ def _spread(text: str, tokens: list[Token]) -> None:
                 and len(other.text) >= 3
                 and _style(other) == _style(named) != "lower"
             )
-            if _may_join(named, other) or unknown_after:
+            before_name = other is left and other.folded in CUES  # "Surgeon Makinwa"
+            if (_may_join(named, other) and not before_name) or unknown_after:
                 other.name = changed = True
         for index in range(1, len(tokens) - 1):
             middle, after = tokens[index], tokens[index + 1]
@@ -330,7 +330,7 @@ def _unknown_name(
         return False
     if token.listed:
         return True
-    if (text.isupper() and len(text) < 4) or max(folded) > "\u024f":
+    if (text.isupper() and len(text) < 4) or max(accent_fold(folded)) > "\u024f":  # "İ"
         return False  # "DVT", "CTA": abbreviations; Greek or Cyrillic words are all unknown
     if folded.endswith(endings) or folded.startswith(CLINICAL_STARTS):
         return False
@@ -422,8 +422,8 @@ def find_latin_names(text: str, lexicon: Lexicon, extra: frozenset[str],
     _apply_post_nominals(text, tokens)
     prose = _is_prose(tokens)
     for left, right in itertools.pairwise(tokens) if prose and not foreign_prose(tokens) else ():
-        if not (left.listed and left.text.istitle() and right.text.istitle()):
-            continue
+        if not (left.listed and left.text.istitle() and right.text.istitle()) or right.cued:
+            continue  # a cued name's cue ("Surgeon Makinwa") is no given name
         if right.listed:  # "Hope Cushing": two listed words, one of them not common English
             pair = not (left.folded in lexicon.english and right.folded in lexicon.english)
         else:  # "Grace Featherstonehaugh" (in a Title Case descriptor a rare word is a term)

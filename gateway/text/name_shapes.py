@@ -353,7 +353,8 @@ def _possessive_names(text: str, words: Sequence[_Word], maybe: Callable[[_Word]
     for word in words:
         possessive = text.startswith(("'s", "’s"), word.end)
         alone = not text[word.end + 2 : word.end + 3].isalpha()  # not "O'Shea"
-        if possessive and alone and len(word.text) >= 3 and word.text.istitle() and maybe(word):
+        named = maybe(word) or (word.listed and not word.safe)
+        if possessive and alone and len(word.text) >= 3 and word.text.istitle() and named:
             word.name = True
 
 

@@ -222,3 +222,23 @@ def test_employers_and_identifier_keywords(recognizer: Recognizer, text: str, cl
 )  # fmt: skip
 def test_names_in_english_notes(recognizer: Recognizer, text: str, cleaned: str) -> None:
     assert recognizer.clean(text) == cleaned
+
+
+@pytest.mark.parametrize(
+    ("text", "shifted"),
+    [
+        ("родился 5 марта 1956 г.", "родился 30 января 1955 г."),
+        ("Doğum tarihi: 5 Mart 1956", "Doğum tarihi: 30 Ocak 1955"),
+        ("született 1956. március 5.", "született 1955. január 30."),
+        ("γεννήθηκε 5 Μαρτίου 1956", "γεννήθηκε 30 Ιανουαρίου 1955"),
+        ("urodzony 5 marca 1956", "urodzony 30 stycznia 1955"),
+        ("nascido em 5 de março de 1956", "nascido em 30 de janeiro de 1955"),
+        ("народився 5 березня 1956", "народився 30 січня 1955"),
+        ("syntynyt 5. maaliskuuta 1956", "syntynyt 30. tammikuuta 1955"),
+        ("昭和31年3月5日生", "*生"),  # an era year is cut, not shifted
+    ],
+)  # fmt: skip
+def test_dates_in_more_languages_move_in_their_own_spelling(
+    recognizer: Recognizer, text: str, shifted: str
+) -> None:
+    assert recognizer.clean(text, shift_days=400) == shifted

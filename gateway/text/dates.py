@@ -41,7 +41,37 @@ _MONTH_TABLES: tuple[tuple[str, ...], ...] = (
     ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"),
     ("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto",
      "settembre", "ottobre", "novembre", "dicembre"),
+    ("janeiro", "fevereiro", "março", "abril", "maio", "junho", "julho", "agosto", "setembro",
+     "outubro", "novembro", "dezembro"),
+    ("januari", "februari", "mars", "april", "maj", "juni", "juli", "augusti", "september",
+     "oktober", "november", "december"),
+    ("januar", "februar", "mars", "april", "mai", "juni", "juli", "august", "september",
+     "oktober", "november", "desember"),
+    ("stycznia", "lutego", "marca", "kwietnia", "maja", "czerwca", "lipca", "sierpnia",
+     "września", "października", "listopada", "grudnia"),
+    ("styczeń", "luty", "marzec", "kwiecień", "maj", "czerwiec", "lipiec", "sierpień",
+     "wrzesień", "październik", "listopad", "grudzień"),
+    ("ledna", "února", "března", "dubna", "května", "června", "července", "srpna", "září",
+     "října", "listopadu", "prosince"),
+    ("ianuarie", "februarie", "martie", "aprilie", "mai", "iunie", "iulie", "august",
+     "septembrie", "octombrie", "noiembrie", "decembrie"),
+    ("január", "február", "március", "április", "május", "június", "július", "augusztus",
+     "szeptember", "október", "november", "december"),
+    ("tammikuuta", "helmikuuta", "maaliskuuta", "huhtikuuta", "toukokuuta", "kesäkuuta",
+     "heinäkuuta", "elokuuta", "syyskuuta", "lokakuuta", "marraskuuta", "joulukuuta"),
+    ("ocak", "şubat", "mart", "nisan", "mayıs", "haziran", "temmuz", "ağustos", "eylül", "ekim",
+     "kasım", "aralık"),
+    ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября",
+     "октября", "ноября", "декабря"),
+    ("январь", "февраль", "март", "апрель", "май", "июнь", "июль", "август", "сентябрь",
+     "октябрь", "ноябрь", "декабрь"),
+    ("січня", "лютого", "березня", "квітня", "травня", "червня", "липня", "серпня", "вересня",
+     "жовтня", "листопада", "грудня"),
+    ("ιανουαρίου", "φεβρουαρίου", "μαρτίου", "απριλίου", "μαΐου", "ιουνίου", "ιουλίου",
+     "αυγούστου", "σεπτεμβρίου", "οκτωβρίου", "νοεμβρίου", "δεκεμβρίου"),
 )  # fmt: skip
+# Japanese era years: 昭和31年 is 1956 (元年 is an era's first year).
+_ERAS = {"明治": 1868, "大正": 1912, "昭和": 1926, "平成": 1989, "令和": 2019}
 _MONTHS: dict[str, tuple[int, int]] = {}
 for _table_index, _table in enumerate(_MONTH_TABLES):
     for _month_index, _word in enumerate(_table):
@@ -69,6 +99,11 @@ DATE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         # Chinese, Japanese and Korean: 2021年3月14日, 2021년 3월 14일.
         r"(?<!\d)(?P<y>(?:1[89]|20)\d\d)[ \t]?[年년][ \t]?(?P<m>1[0-2]|0?[1-9])[ \t]?[月월]"
         r"[ \t]?(?P<d>3[01]|[12]\d|0?[1-9])[ \t]?[日일]",
+        # A Japanese era year: 昭和31年3月5日 (replaced, not shifted).
+        r"(?P<era>明治|大正|昭和|平成|令和)[ \t]?(?P<ey>元|[0-6]?\d)[ \t]?年[ \t]?"
+        r"(?P<m>1[0-2]|0?[1-9])[ \t]?月[ \t]?(?P<d>3[01]|[12]\d|0?[1-9])[ \t]?日",
+        # Hungarian, year first: 1956. március 5.
+        rf"(?<![\w.]){_YEAR4}\.?[ \t]+{_MONTH}[ \t]+{_DAY}{_END}",
     )
 )
 TIME_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
@@ -85,6 +120,9 @@ def _full_date(match: re.Match[str]) -> tuple[dt.date, bool] | None:
     """The date a match spells and whether its numeric order is day first, or None."""
     groups = match.groupdict()
     year_text = groups.get("y")
+    if groups.get("era"):
+        era_year = 1 if groups["ey"] == "元" else int(groups["ey"])
+        year_text = str(_ERAS[groups["era"]] + era_year - 1)
     if not year_text:
         return None
     year = int(year_text.lstrip("'"))
@@ -160,7 +198,7 @@ def shift_date(value: str, days: int) -> str | None:
         if match is None:
             continue
         parsed = _full_date(match)
-        if parsed is None:
+        if parsed is None or match.groupdict().get("era"):
             return None
         original, day_first = parsed
         new = original - dt.timedelta(days=days)

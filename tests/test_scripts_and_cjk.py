@@ -43,7 +43,8 @@ def recognizer() -> Recognizer:
         ("Previously treated by 劳玉珍 and 平丽娟", "Previously treated by * and *"),
         ("Cc: 鄭明德; 簡淑玲", "Cc: *; *"), ("王伟、李娜、张敏", "*、*、*"),
         ("王伟，李娜", "*，*"), ("山下, あすか", "*, *"),
-        ("患者王伟，检查正常", "患者*，检查正常"), ("歐淑芬", "*"), ("柯玉玲", "*"),
+        ("患者王伟，检查正常", "患者*，检查正常"), ("报告医师：李娜，复查", "报告医师：*，复查"),
+        ("担当医 佐藤花子 確認済み", "担当医 * 確認済み"), ("歐淑芬", "*"), ("柯玉玲", "*"),
         ("Cc: 郑明德; 简淑玲", "Cc: *; *"),
         ("Interpreted by: 林 知実, MD", "Interpreted by: *, MD"),
         ("License plate 福岡 55 ほ 55-56", "License plate *"),
@@ -242,3 +243,54 @@ def test_dates_in_more_languages_move_in_their_own_spelling(
     recognizer: Recognizer, text: str, shifted: str
 ) -> None:
     assert recognizer.clean(text, shift_days=400) == shifted
+
+
+def _all_text(ds: Dataset) -> str:
+    """Every element's value as text, nested sequences and the file meta included."""
+    parts = [str(el.value) for el in ds.file_meta] if hasattr(ds, "file_meta") else []
+    for element in ds.iterall():
+        if element.VR != "SQ" and element.tag != 0x7FE00010:
+            parts.append(str(element.value))
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("charset", "name", "text", "words"),
+    [
+        (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎", "担当医 佐藤花子 確認済み",
+         ["佐藤花子", "山田", "太郎", "Yamada"]),
+        ("GB18030", "Wang^Wei=王^伟", "报告医师：李娜，复查", ["李娜", "王", "伟"]),
+        ("ISO_IR 144", "Ivanov^Ivan", "Направлен врачом Смирновой Ольгой Петровной",
+         ["Смирновой", "Ольгой", "Петровной", "Ivanov"]),
+        (["", "ISO 2022 IR 149"], "Kim^Minjun=김^민준", "담당의 박서연 선생님 확인",
+         ["박서연", "민준", "Minjun"]),
+        ("ISO_IR 126", "Papadopoulos^Nikos", "Ιατρός Γεώργιος Παπαδάκης",
+         ["Γεώργιος", "Παπαδάκης", "Papadopoulos"]),
+    ],
+)  # fmt: skip
+def test_text_in_each_character_set_is_cleaned_and_written_back(
+    charset: str | list[str], name: str, text: str, words: list[str]
+) -> None:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    ds.SpecificCharacterSet = charset
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1125.78.1"
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.2.1125.78.2"
+    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.2.1125.78.3"
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PatientName = name
+    ds.PatientID = "X123456"
+    ds.ImageComments = text
+    written = io.BytesIO()
+    ds.save_as(written, enforce_file_format=True)
+    engine = Engine(default_profile(), Pseudonyms(b"scripts-and-cjk-test-secret-32by", "SITE"))
+    result = process_instance(dcmread(io.BytesIO(written.getvalue())), engine)
+    assert isinstance(result, Clean), result
+    cleaned = dcmread(io.BytesIO(encode(result.dataset)))
+    cleaned.decode()
+    everything = _all_text(cleaned)
+    assert [w for w in words if w in everything] == []
+    assert "*" in str(cleaned.ImageComments)  # the text was kept, cleaned, not dropped

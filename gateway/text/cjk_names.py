@@ -134,7 +134,7 @@ def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
     ):
         start = text.index(spaced_name[0])
         yield start, start + len(spaced_name[0])
-    previous_end = -10
+    previous_end, family_only = -10, False
     family_ends: list[int] = []
     for pattern in (HAN, HANGUL):
         for match in pattern.finditer(text):
@@ -165,12 +165,15 @@ def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
             alone = alone and len(run) == 1
             if size and 2 <= len(run) <= max(4, size):
                 previous_end = start + len(run)
+                family_only = run in lexicon.cjk_family  # "山田", not "佐藤花子" or "李娜"
                 yield start, previous_end
             elif alone and spaced:
                 previous_end = start + 1  # "杨 丽娟", "김, 재현", "丹. 郝": a family name alone
+                family_only = True
                 yield start, previous_end
             elif (
-                1 <= len(run) <= 3
+                family_only
+                and 1 <= len(run) <= 3
                 and 1 <= start - previous_end <= 2
                 and _GIVEN_GAP.fullmatch(text, previous_end, start) is not None
                 and (pattern is HAN or text[previous_end] in _COMMAS)  # "김, 재현", not "검사"

@@ -51,7 +51,13 @@ HANGUL_ENDINGS = ("선생님", "님", "씨", "이", "가", "은", "는", "을", 
 
 # A given name written as an initial before the family name: "丹. 郝", "*. 최".
 _INITIAL_BEFORE = re.compile(rf"(?:^|[^{CJK_LETTERS}])[{CJK_LETTERS}*][.．][ \t]?$")
-_SPACED_HANGUL = re.compile(r"([\uac00-\ud7af]) ([\uac00-\ud7af]{2})")
+_SPACED_HANGUL = re.compile(  # a one-syllable family name, a space, a two-syllable given name
+    r"(?<![\uac00-\ud7af])([\uac00-\ud7af]) ([\uac00-\ud7af]{2})(?![\uac00-\ud7af])"
+)
+_PARTICLES = (*HANGUL_ENDINGS, "에", "에서", "으로", "로", "도", "만", "까지", "부터")
+# Particles and verb endings no given name ends with: "개의", "하엽에", "보임", "없음".
+_NOT_GIVEN_ENDINGS = ("의", "에", "를", "로", "과", "와", "는", "가", "도", "만", "음", "임", "함",
+                      "됨", "짐")  # fmt: skip
 _FAMILY_THEN_GIVEN = re.compile(
     r"[\u3400-\u9fff\uac00-\ud7af][,，、^][ ]?[\u3400-\u9fff\uac00-\ud7af]"
 )
@@ -126,24 +132,25 @@ def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
             yield match.span(1)
             if family:
                 yield match.span(2)
-    spaced_name = _SPACED_HANGUL.fullmatch(text.strip())  # "윤 진우": the whole value
-    if (
-        spaced_name
-        and spaced_name[1] in lexicon.cjk_family
-        and spaced_name[2] not in lexicon.cjk_safe
-    ):
-        start = text.index(spaced_name[0])
-        yield start, start + len(spaced_name[0])
+    for spaced_name in _SPACED_HANGUL.finditer(text):  # "윤 진우", "CT HEAD 최 수빈"
+        given = spaced_name[2]
+        family = spaced_name[1] in lexicon.cjk_family
+        if family and given not in lexicon.cjk_safe and not given.endswith(_NOT_GIVEN_ENDINGS):
+            yield spaced_name.span()  # not "두 개의", "안 보임"
     previous_end, family_only = -10, False
     family_ends: list[int] = []
     for pattern in (HAN, HANGUL):
         for match in pattern.finditer(text):
             run, start = match.group(), match.start()
             if pattern is HANGUL:
+                if any(
+                    run.endswith(e) and run[: -len(e)] in lexicon.cjk_safe for e in _PARTICLES
+                ):
+                    continue  # "소견은", "하엽에": a clinical word and its particle
                 for ending in HANGUL_ENDINGS:
                     if (
-                        run.endswith(ending)
-                        and 2 <= len(run) - len(ending) <= 4
+                        run.endswith(ending)  # "김민준이"; "김지은" is a name of three
+                        and 3 <= len(run) - len(ending) <= 4
                         and (run[: -len(ending)] not in lexicon.cjk_safe)
                         and _cjk_name_length(run[: -len(ending)], lexicon)
                     ):

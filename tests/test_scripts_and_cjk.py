@@ -47,7 +47,8 @@ def recognizer() -> Recognizer:
         ("担当医 佐藤花子 確認済み", "担当医 * 確認済み"),
         # Korean: a spaced name inside a value, a name of three syllables ending like a particle
         ("CT HEAD 최 수빈", "CT HEAD *"), ("김지은 님", "* 님"), ("박하은 환자", "* 환자"),
-        ("이서연에게 전달", "*에게 전달"), ("김민준이 왔다", "*이 왔다"), ("歐淑芬", "*"), ("柯玉玲", "*"),
+        ("이서연에게 전달", "*에게 전달"), ("김민준이 왔다", "*이 왔다"),
+        ("歐淑芬", "*"), ("柯玉玲", "*"),
         ("Cc: 郑明德; 简淑玲", "Cc: *; *"),
         ("Interpreted by: 林 知実, MD", "Interpreted by: *, MD"),
         ("License plate 福岡 55 ほ 55-56", "License plate *"),

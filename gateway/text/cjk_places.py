@@ -74,7 +74,7 @@ _AT_PLACE = re.compile(
     r"|relocated|discharged|returned|lives|living|lived|resides|residing|resident|born"
     r"|visiting|works|working|worked|employed|study|studies|images|report|records|films|scans?)"
     r"[ \t]+(?:back[ \t]+)?(?:at|from|to|in|of)[ \t]+)"
-    rf"([{_CJK}]{{1,12}})(?![{_CJK}])"
+    rf"([{_CJK}]{{1,12}}(?:[ \t][{_CJK}]{{1,12}}){{0,3}})(?![{_CJK}])"
 )
 
 

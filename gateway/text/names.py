@@ -139,8 +139,8 @@ def _cue_gap(text: str, left: Token, right: Token) -> bool:
 
 def _is_title(token: Token) -> bool:
     """A title, capitalised or not ("dr smith", "пані Пріска"); lower-case "ms" is milliseconds."""
-    lower_ok = token.folded in {"dr", "mrs", "mr"} or token.folded[:1] > "\u024f"
-    return token.folded in TITLES and (token.cap or lower_ok)
+    folded = token.folded
+    return folded in TITLES and (token.cap or folded in {"dr", "mrs", "mr"} or folded > "\u024f")
 
 
 def _modality_not_title(text: str, tokens: list[Token], index: int) -> bool:

@@ -303,6 +303,11 @@ def _identifiers(text: str, digits: int) -> list[tuple[int, int, str]]:
     return out
 
 
+_DATE_INSIDE = re.compile(
+    r"(?<!\d)(?:\d{1,2}([/.-])\d{1,2}\1(?:19|20)\d\d|(?:19|20)\d\d-\d\d-\d\d)(?!\d)"
+)
+
+
 def _phones(text: str) -> list[tuple[int, int, str]]:
     out = []
     for m in PHONE.finditer(text):
@@ -320,8 +325,8 @@ def _phones(text: str) -> list[tuple[int, int, str]]:
                 and ID_CUE.search(text, max(0, m.start() - 24), m.start()) is None
             )
         )
-        if _value_list(groups) or unit_follows(text, m.end()):
-            continue
+        if _value_list(groups) or unit_follows(text, m.end()) or _DATE_INSIDE.search(value):
+            continue  # "01/02/2023 14:22" is a date and a time
         if 7 <= digits <= 15 and structured:
             out.append((m.start(), m.end(), "phone"))
     if not out and ("+" in text or "(" in text):  # the regex above finds most; this the rest

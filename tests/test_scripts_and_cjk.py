@@ -200,6 +200,7 @@ def test_descriptors_and_report_phrases_of_other_languages_stay(recognizer: Reco
         ("Smoker since 2001", "Smoker since 2001"), ("recorded 123 456", "recorded 123 456"),
         ("MRN12345678", "*"), ("case 4567", "case *"),
         ("Signed on 01/02/2023 14:22", "Signed on * *"),  # a date and a time, not a phone
+        ("DL# S530-4417-8812", "DL# *"), ("Driver's license D1234-5678-9012", "Driver's license *"),
     ],
 )  # fmt: skip
 def test_employers_and_identifier_keywords(recognizer: Recognizer, text: str, cleaned: str) -> None:

@@ -111,13 +111,13 @@ VEHICLE_KEYWORD = re.compile(
 # letters included ("NI no. AP 65 42 12 C", "codice fiscale RSSMRA85T10A562S").
 NATIONAL_KEYWORD = re.compile(
     r"(?=[A-Za-z])(?:\b(?:NI|NINO|RRN|SSN|AHV|AVS|CPR|PESEL|DNI|NIE|NIF|CURP|RFC|NIR|INSEE|BSN|SIN|TFN|IRD"
-    r"|PPSN?|HKID|NRIC|CNP|EGN|OIB|JMBG|CPF|RUT|RUN|TIN|NHI)"
+    r"|PPSN?|HKID|NRIC|CNP|EGN|OIB|JMBG|CPF|RUT|RUN|TIN|NHI|DL)"
     r"|(?i:\b(?:national\s+insurance|national\s+id(?:entity)?(?:\s+card)?|id\s+card"
     r"|identity\s+card|passport|aadhaar|aadhar|personnummer|personnr|fødselsnummer"
     r"|henkilötunnus|hetu|codice\s+fiscale|medicare|medicaid|steuer-?id|steuernummer"
     r"|sozialversicherungs(?:nummer|nr)|social\s+security|sécurité\s+sociale|carte\s+vitale"
     r"|burgerservicenummer|sofinummer|resident\s+registration|c[ée]dula|curp"
-    r"|rodn[ée]\s+[čc][ií]slo)))\b"
+    r"|rodn[ée]\s+[čc][ií]slo|driver['’]?s\s+licen[cs]e|driving\s+licen[cs]e)))\b"
     r"(?i:\s*(?:no|nr|num|number|#)?\.?\s*[:#.]?\s*)"
     r"(?P<v>(?:[A-Z]{1,6}[\s-]?)?\d[\dA-Z]*(?:[\s./-]\d[\dA-Z]*)*(?:[\s-][A-Z](?![\w-]))?)"
 )

@@ -192,6 +192,7 @@ def test_descriptors_and_report_phrases_of_other_languages_stay(recognizer: Reco
         ("home: Lasix 40 mg daily", "home: Lasix 40 mg daily"),
         ("Lives at Suite 870\n5 Rongorohewhero Street, Wakaterepapapa", "Lives at *"),
         ("Lives at Sunnyvale\n3 episodes of pain", "Lives at *\n3 episodes of pain"),
+        ("Unit 12/45 Smith St, Fitzroy VIC 3065", "Unit * *"),  # an Australian unit/number
         ("Employer: 台灣業糖", "Employer: *"), ("Employer: Moet & van Rossum", "Employer: *"),
         ("Employed by Acme Widgets since 2001", "Employed by * since 2001"),
         ("employer: unknown", "employer: unknown"),

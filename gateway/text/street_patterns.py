@@ -18,7 +18,8 @@ ADDRESS_PATTERNS = tuple(
     for p in (
         # 12 Baker Street, 221B Baker St., 1600 PENNSYLVANIA AVE
         # ("at 16:29, LOW DOSE CT" is a time and a modality, not 29 Low Dose Court).
-        r"(?<![\w.:/-])\d{1,5}[A-Za-z]?,?\s+(?:[A-ZÀ-ÞĀ-ž][\w'’.-]*\s+){1,4}(?i:street|st|road|rd"
+        r"(?<![\w.:/-])(?:\d{1,4}/)?\d{1,5}[A-Za-z]?,?\s+(?:[A-ZÀ-ÞĀ-ž][\w'’.-]*\s+){1,4}"
+        r"(?i:street|st|road|rd"
         r"|avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|(?-i:Ct|ct)|place|pl|terrace|close"
         r"|crescent|square|sq|highway|hwy|parkway|pkwy|gardens|grove|row|mews|walk|circle"
         r"|trail|alley|annex|bay|beach|bend|bluffs?|branch|bridge|brooks?|burgs?|bypass|camp"

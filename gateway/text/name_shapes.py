@@ -254,11 +254,11 @@ def _other_script_in_english(text: str, words: Sequence[_Word], never: frozenset
 
 
 def _name_alone_in_other_script(text: str, words: Sequence[_Word]) -> None:
-    """ "Ασημούλα Χριστοφόρη", "เกษมชัย ทรัพย์ธำรงค์", "Քնարիկ Աթալյանց": a whole value of two
-    or three words of one Greek, Cyrillic, Armenian, Georgian or Thai script, each capitalised
-    (Thai and Georgian have no capitals; Thai writes no space inside a sentence), none
-    vocabulary, only spaces or a hyphen between: a name. Cyrillic, Armenian and Georgian need a
-    family name's ending on one word."""
+    """ "Ασημούλα Χριστοφόρη", "เกษมชัย ทรัพย์ธำรงค์", "Քնարիկ Աթալյանց", "عسل وثاق": a whole
+    value of two or three words of one Greek, Cyrillic, Armenian, Georgian, Thai, Arabic,
+    Hebrew or Indic script, each capitalised where the script has capitals, none vocabulary,
+    only spaces or a hyphen between: a name. Cyrillic, Armenian and Georgian need a family
+    name's ending on one word."""
     if not 2 <= len(words) <= 3 or text.strip() != text[words[0].start : words[-1].end]:
         return
     if words[0].text.startswith(_THAI_TITLES):
@@ -273,8 +273,6 @@ def _name_alone_in_other_script(text: str, words: Sequence[_Word]) -> None:
     surname = [w.folded.endswith(endings) for w in words]
     if endings and not any(w.listed or ending for w, ending in zip(words, surname, strict=True)):
         return  # "Компьютерная Томография": a Russian descriptor may be in Title Case too
-    if script in {"arabic", "hebrew"} and not any(w.listed for w in words):
-        return  # no capitals and no endings to go by: "کيانا جلیلی" has a listed name
     if gaps == [", "] and surname[0] and script in {"armenian", "georgian"}:
         gaps = [" "]  # "მინდიაშვილი, უშანგი": family name first, as registers write it
     spaced = all(g in {" ", "-"} for g in gaps)
@@ -296,8 +294,9 @@ _SURNAME_ENDINGS: dict[str, tuple[str, ...]] = {
     "thai": (),
     "armenian": ("յան", "յանց", "ունի", "ունց", "ենց", "եան"),
     "georgian": ("შვილი", "ძე", "ავა", "უა", "ანი", "ური", "ელი", "ონი"),  # not "ია": "ტომოგრაფია"
-    "arabic": (),
+    "arabic": (),  # no capitals and no endings to go by: vocabulary keeps "تصوير مقطعي"
     "hebrew": (),
+    "indic": (),
 }
 
 
@@ -313,6 +312,8 @@ def _script(word: _Word) -> str:
         return "armenian"
     if "\u10a0" <= top <= "\u10ff":
         return "georgian"
+    if "\u0900" <= top <= "\u0dff":
+        return "indic"  # Devanagari, Bengali, Gurmukhi, Gujarati, Tamil, Telugu, Kannada...
     return "thai" if "\u0e00" <= top <= "\u0e7f" else "other"
 
 

@@ -87,6 +87,8 @@ def test_names_in_more_scripts(recognizer: Recognizer, text: str, cleaned: str) 
         ("Transported from 英县 by ambulance", "Transported from * by ambulance"),
         ("Transported from 梅山 by ambulance", "Transported from * by ambulance"),
         ("Transported from 안양시 동안구 by ambulance", "Transported from * by ambulance"),
+        ("Comparison with outside study from فراورده هاي غذايي و قند تربت جام",
+         "Comparison with outside study from *"),
         ("东莞市", "*"), ("서울특별시", "*"),
         ("Employer: 合同会社太田ガス", "Employer: *"),
         ("Comparison with outside study from 山崎鉱業合同会社",

@@ -66,15 +66,17 @@ _NOT_PLACES = frozenset(
         "本区 区域 區域 领区 術野区"
     )
 )
-# After a verb of coming from or living at (organisations.AT_PLACE in Latin text), the CJK run
-# is where: "Transported from 英县 by ambulance", "lives in 梅山".
+# After a verb of coming from or living at (organisations.AT_PLACE in Latin text), a run in
+# CJK or any other script that is not Latin is where: "Transported from 英县 by ambulance",
+# "lives in 梅山", "study from فراورده هاي غذايي و قند تربت جام" (words of up to 8).
+_FOREIGN_WORD = r"(?:(?![A-Za-z\u00c0-\u024f])[^\W\d_])[^\s\d,;()]{0,19}"
 _AT_PLACE = re.compile(
     r"(?i:\b(?:performed|done|scanned|imaged|obtained|transferred|treated|referred|seen"
     r"|admitted|transported|brought|arrived|came|comes|travell?ed|flown|airlifted|moved"
     r"|relocated|discharged|returned|lives|living|lived|resides|residing|resident|born"
     r"|visiting|works|working|worked|employed|study|studies|images|report|records|films|scans?)"
     r"[ \t]+(?:back[ \t]+)?(?:at|from|to|in|of)[ \t]+)"
-    rf"([{_CJK}]{{1,12}}(?:[ \t][{_CJK}]{{1,12}}){{0,3}})(?![{_CJK}])"
+    rf"({_FOREIGN_WORD}(?:[ \t]{_FOREIGN_WORD}){{0,7}})(?![^\W\d_])"
 )
 
 

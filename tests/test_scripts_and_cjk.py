@@ -305,3 +305,31 @@ def test_text_in_each_character_set_is_cleaned_and_written_back(
     everything = _all_text(cleaned)
     assert [w for w in words if w in everything] == []
     assert "*" in str(cleaned.ImageComments)  # the text was kept, cleaned, not dropped
+
+
+SURNAMES_THAT_ARE_WORDS = ("Miller", "Baker", "Cook", "Hunter", "Turner", "Carter", "Cooper",
+                           "Parker", "Wood", "King", "Young", "Hill", "Green", "White", "Brown",
+                           "Rose", "Bell", "Stone", "Price", "Walker", "Mason", "Knight", "Fox")  # fmt: skip
+
+
+@pytest.mark.parametrize("surname", SURNAMES_THAT_ARE_WORDS)
+def test_a_structure_named_after_a_person_loses_the_name(
+    recognizer: Recognizer, surname: str
+) -> None:
+    for name in (f"GTV_{surname}", f"{surname}_GTV", f"PTV_{surname}_70"):
+        assert surname not in recognizer.clean(name), name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "PTV_Boost", "GTV_Primary", "Heart_PRV", "Lung_L", "Brainstem_PRV03", "PTV_High_70",
+        "CTV_Nodes_L", "Femur_Head_L", "Bowel_Small", "SpinalCord_PRV05", "PTV_Eval", "z_Ring",
+        "GTV_Met1", "ITV_Liver", "Cochlea_L", "OpticNrv_R", "Bladder_Wall", "PTV_60Gy",
+        "GTV_Tumor_Bed", "Glnd_Submand_L", "Chestwall_L", "Brachial_Plexus_R", "CTV_Breast_R",
+        "PTV_Boost_Cavity", "Ring_PTV", "Avoid_Bowel", "Skin_5mm", "Kidneys_Bilat", "ROI_1",
+        "PTV_Field_2", "GTV_Long",
+    ],
+)  # fmt: skip
+def test_structure_names_of_anatomy_and_planning_stay(recognizer: Recognizer, name: str) -> None:
+    assert recognizer.clean(name) == name

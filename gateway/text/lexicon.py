@@ -126,6 +126,11 @@ def _read(name: str) -> Iterator[str]:
             yield from line.split()
 
 
+def read_words(name: str) -> Iterator[str]:
+    """The words of a shipped data file (gateway/text/data/), "#" lines left out."""
+    return _read(name)
+
+
 # (folded word, in the name lists, safe vocabulary, common English)
 WordFacts = tuple[str, bool, bool, bool]
 MEMO_LIMIT = 200_000

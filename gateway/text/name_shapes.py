@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from gateway.text.lexicon import caseless
+from gateway.text.lexicon import caseless, fold, read_words
 from gateway.text.name_neighbours import Word
 from gateway.text.names_alone import is_latin
 
@@ -43,6 +43,9 @@ class _Word(Word, Protocol):
     cued: bool  # a title, cue or post-nominal made it a name
 
 
+_STRUCTURE_WORDS = frozenset(read_words("structure_words.txt"))
+_CLINICAL_WORDS = frozenset(fold(w) for w in read_words("clinical_words.txt"))
+_TARGETS = frozenset(("gtv", "ctv", "ptv", "itv", "igtv", "prv", "oar", "roi", "boost"))
 _GAELIC = re.compile(r"(?:Mc|Mac|Fitz)[A-Z][a-z]{2,}")
 _NOT_GAELIC = frozenset({"macbook", "macos"})
 _ELIDED = frozenset({"O'", "O’", "D'", "D’"})
@@ -348,6 +351,23 @@ def _structure_names(text: str, words: Sequence[_Word]) -> None:
                 word.name = word.name or not abbreviation
 
 
+def _named_structures(
+    text: str, words: Sequence[_Word], never: frozenset[str], clinical: Callable[[str], bool]
+) -> None:
+    """ "GTV_Miller", "Baker_PTV_70": in a structure name (a target or OAR word and "_"), a
+    listed name that is no word of structure names (data/structure_words.txt) nor a clinical
+    word is a person, even when it is also English."""
+    if not any(w.folded in _TARGETS for w in words):
+        return
+    for index, word in enumerate(words):
+        joined = (index and text[words[index - 1].end : word.start] == "_") or (
+            text.startswith("_", word.end)
+        )
+        plain = word.folded not in _STRUCTURE_WORDS and word.folded not in _CLINICAL_WORDS
+        if joined and word.listed and len(word.text) >= 3 and plain and word.folded not in never:
+            word.name = word.name or not clinical(word.folded)
+
+
 def _possessive_names(text: str, words: Sequence[_Word], maybe: Callable[[_Word], bool]) -> None:
     """ "regarding Tenvir's appointment": a capitalised word no vocabulary holds, with a
     possessive "'s", is someone's name (eponyms before a clinical noun are dropped later)."""
@@ -382,6 +402,8 @@ def names_by_order_and_shape(
         _listed_after_names(text, words)
     if ", " in text:
         _place_ending_after_name(text, words)
+    if "_" in text:
+        _named_structures(text, words, never, clinical)
     if not text.isascii():
         if "_" in text:
             _structure_names(text, words)

@@ -307,9 +307,11 @@ def test_text_in_each_character_set_is_cleaned_and_written_back(
     assert "*" in str(cleaned.ImageComments)  # the text was kept, cleaned, not dropped
 
 
-SURNAMES_THAT_ARE_WORDS = ("Miller", "Baker", "Cook", "Hunter", "Turner", "Carter", "Cooper",
-                           "Parker", "Wood", "King", "Young", "Hill", "Green", "White", "Brown",
-                           "Rose", "Bell", "Stone", "Price", "Walker", "Mason", "Knight", "Fox")  # fmt: skip
+SURNAMES_THAT_ARE_WORDS = (
+    "Miller", "Baker", "Cook", "Hunter", "Turner", "Carter", "Cooper", "Parker", "Wood", "King",
+    "Young", "Hill", "Green", "White", "Brown", "Rose", "Bell", "Stone", "Price", "Walker",
+    "Mason", "Knight", "Fox",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("surname", SURNAMES_THAT_ARE_WORDS)

@@ -318,7 +318,7 @@ SURNAMES_THAT_ARE_WORDS = (
 def test_a_structure_named_after_a_person_loses_the_name(
     recognizer: Recognizer, surname: str
 ) -> None:
-    for name in (f"GTV_{surname}", f"{surname}_GTV", f"PTV_{surname}_70"):
+    for name in (f"GTV_{surname}", f"{surname}_GTV", f"PTV_{surname}_70", f"PTV {surname} 70"):
         assert surname not in recognizer.clean(name), name
 
 
@@ -330,7 +330,8 @@ def test_a_structure_named_after_a_person_loses_the_name(
         "GTV_Met1", "ITV_Liver", "Cochlea_L", "OpticNrv_R", "Bladder_Wall", "PTV_60Gy",
         "GTV_Tumor_Bed", "Glnd_Submand_L", "Chestwall_L", "Brachial_Plexus_R", "CTV_Breast_R",
         "PTV_Boost_Cavity", "Ring_PTV", "Avoid_Bowel", "Skin_5mm", "Kidneys_Bilat", "ROI_1",
-        "PTV_Field_2", "GTV_Long",
+        "PTV_Field_2", "GTV_Long", "GTV Primary", "PTV High 70", "Heart PRV", "PTV Boost",
+        "GTV White matter", "GTV White Matter", "PTV Young patient",
     ],
 )  # fmt: skip
 def test_structure_names_of_anatomy_and_planning_stay(recognizer: Recognizer, name: str) -> None:

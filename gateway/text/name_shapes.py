@@ -351,6 +351,13 @@ def _structure_names(text: str, words: Sequence[_Word]) -> None:
                 word.name = word.name or not abbreviation
 
 
+def _target_beside(text: str, left: _Word | None, right: _Word | None) -> bool:
+    """Whether one of two words a space apart is a target's or OAR's word ("PTV Baker")."""
+    if left is None or right is None or text[left.end : right.start] != " ":
+        return False
+    return left.folded in _TARGETS or right.folded in _TARGETS
+
+
 def _named_structures(
     text: str, words: Sequence[_Word], never: frozenset[str], clinical: Callable[[str], bool]
 ) -> None:
@@ -359,10 +366,18 @@ def _named_structures(
     word is a person, even when it is also English."""
     if not any(w.folded in _TARGETS for w in words):
         return
+    short = len(words) <= 5  # a structure's name, not a sentence: "PTV Baker 70"
     for index, word in enumerate(words):
-        joined = (index and text[words[index - 1].end : word.start] == "_") or (
+        before = words[index - 1] if index else None
+        after = words[index + 1] if index + 1 < len(words) else None
+        joined = (before is not None and text[before.end : word.start] == "_") or (
             text.startswith("_", word.end)
         )
+        spaced = _target_beside(text, before, word) or _target_beside(text, word, after)
+        prose = after is not None and (  # "GTV White matter", "GTV White Matter"
+            (after.safe and after.text.islower()) or after.folded in _STRUCTURE_WORDS
+        )
+        joined = joined or (short and spaced and word.text.istitle() and not prose)
         plain = word.folded not in _STRUCTURE_WORDS and word.folded not in _CLINICAL_WORDS
         if joined and word.listed and len(word.text) >= 3 and plain and word.folded not in never:
             word.name = word.name or not clinical(word.folded)
@@ -402,8 +417,7 @@ def names_by_order_and_shape(
         _listed_after_names(text, words)
     if ", " in text:
         _place_ending_after_name(text, words)
-    if "_" in text:
-        _named_structures(text, words, never, clinical)
+    _named_structures(text, words, never, clinical)
     if not text.isascii():
         if "_" in text:
             _structure_names(text, words)

@@ -205,6 +205,10 @@ def test_descriptors_and_report_phrases_of_other_languages_stay(recognizer: Reco
         ("MRN12345678", "*"), ("case 4567", "case *"),
         ("Signed on 01/02/2023 14:22", "Signed on * *"),  # a date and a time, not a phone
         ("DL# S530-4417-8812", "DL# *"), ("Driver's license D1234-5678-9012", "Driver's license *"),
+        # a machine's addresses (HIPAA: device identifiers, IP addresses)
+        ("MAC 00:1A:2B:3C:4D:5E", "MAC *"), ("IPv6 fe80::1ff:fe23:4567:890a", "IPv6 *"),
+        ("addr 2001:0db8:85a3:0000:0000:8a2e:0370:7334", "addr *"),
+        ("ratio 1:10:100", "ratio 1:10:100"), ("T2 12:30:45:12", "T2 12:30:45:12"),
     ],
 )  # fmt: skip
 def test_employers_and_identifier_keywords(recognizer: Recognizer, text: str, cleaned: str) -> None:

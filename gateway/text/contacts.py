@@ -43,6 +43,12 @@ TOP_LEVEL = _words("com org net edu gov info de fr nl be ch at it es ca au io uk
 # are no piece of a longer dotted number (a UID); a four-part version number goes with it.
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4 = re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\w|\.\d)")
+# An IPv6 address (eight groups, or fewer with "::") and a device's MAC address (six pairs).
+MACHINE = re.compile(
+    r"(?<![\w:])(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
+    r"|(?=[0-9A-Fa-f:]*::)(?:[0-9A-Fa-f]{1,4}:){1,6}:?(?::[0-9A-Fa-f]{1,4}){1,6}"
+    r"|[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5})(?![\w:])"
+)
 # Digit groups joined by space, dash, dot or parentheses, with an optional +NN in front.
 # CJK text writes numbers against its letters ("电话13812345678"): a CJK letter is no part of
 # a number's word (`_WORD`: a word character that is not one).
@@ -171,6 +177,7 @@ def find_contacts(text: str, lexicon: Lexicon | None = None) -> list[tuple[int, 
         urls = list(URL.finditer(text))
         urls += [m for m in DOMAIN.finditer(text) if _top_level(m.group()) in TOP_LEVEL]
         urls += IPV4.finditer(text) if text.count(".") >= 3 else ()
+        urls += MACHINE.finditer(text) if text.count(":") >= 2 else ()
         for m in urls:
             end = m.end()
             while end > m.start() and text[end - 1] in ".,;:)!?":

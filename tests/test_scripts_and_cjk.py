@@ -234,6 +234,9 @@ def test_employers_and_identifier_keywords(recognizer: Recognizer, text: str, cl
         ("History of Whipple's, Crohn's disease and Tourette's.",
          "History of Whipple's, Crohn's disease and Tourette's."),
         ("Positive Murphy's sign", "Positive Murphy's sign"),
+        ("Verified: J. Q. Public", "Verified: *"), ("Read by R. M. Santos", "Read by *"),
+        ("s/p C.T. Scan", "s/p C.T. Scan"), ("A.P. View", "A.P. View"),
+        ("E. Coli positive", "E. Coli positive"), ("H. pylori negative", "H. pylori negative"),
     ],
 )  # fmt: skip
 def test_names_in_english_notes(recognizer: Recognizer, text: str, cleaned: str) -> None:

@@ -383,6 +383,18 @@ def _named_structures(
             word.name = word.name or not clinical(word.folded)
 
 
+_TWO_INITIALS = re.compile(r"(?<![^\W\d_])(?:[A-Z]\.[ \t]){2,3}\Z")  # not "C.T. Scan"
+
+
+def _after_initials(text: str, words: Sequence[_Word]) -> None:
+    """ "Verified: J. Q. Public": a Title Case word after two or three initials is the family
+    name, even when it is a word (one initial is a genus too: "E. Coli")."""
+    for word in words:
+        title = word.text.istitle() and len(word.text) >= 2 and word.start >= 4
+        if title and _TWO_INITIALS.search(text, max(0, word.start - 9), word.start):
+            word.name = True
+
+
 def _possessive_names(text: str, words: Sequence[_Word], maybe: Callable[[_Word], bool]) -> None:
     """ "regarding Tenvir's appointment": a capitalised word no vocabulary holds, with a
     possessive "'s", is someone's name (eponyms before a clinical noun are dropped later)."""
@@ -407,6 +419,8 @@ def names_by_order_and_shape(
     after eponyms); `clinical` says a folded word is shaped like a clinical term; `particles`
     join names ("van", "de la")."""
     _gaelic_and_elided(text, words)
+    if ". " in text or "." in text:
+        _after_initials(text, words)
     if "'s" in text or "’s" in text:
         _possessive_names(text, words, maybe)
     _surname_first(text, words, maybe, never)

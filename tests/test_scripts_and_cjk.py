@@ -325,7 +325,9 @@ SURNAMES_THAT_ARE_WORDS = (
 def test_a_structure_named_after_a_person_loses_the_name(
     recognizer: Recognizer, surname: str
 ) -> None:
-    for name in (f"GTV_{surname}", f"{surname}_GTV", f"PTV_{surname}_70", f"PTV {surname} 70"):
+    for name in (f"GTV_{surname}", f"{surname}_GTV", f"PTV_{surname}_70", f"PTV {surname} 70",
+                 f"{surname} plan 1", f"Plan_{surname}_v2", f"{surname}_Prostate_78Gy",
+                 f"VMAT_{surname}", f"QA {surname}"):  # fmt: skip
         assert surname not in recognizer.clean(name), name
 
 
@@ -338,7 +340,10 @@ def test_a_structure_named_after_a_person_loses_the_name(
         "GTV_Tumor_Bed", "Glnd_Submand_L", "Chestwall_L", "Brachial_Plexus_R", "CTV_Breast_R",
         "PTV_Boost_Cavity", "Ring_PTV", "Avoid_Bowel", "Skin_5mm", "Kidneys_Bilat", "ROI_1",
         "PTV_Field_2", "GTV_Long", "GTV Primary", "PTV High 70", "Heart PRV", "PTV Boost",
-        "GTV White matter", "GTV White Matter", "PTV Young patient",
+        "GTV White matter", "GTV White Matter", "PTV Young patient", "Prostate plan 1",
+        "Plan_Prostate_v2", "Breast IMRT", "VMAT_HN", "Daily QA", "QA Monthly", "Whole-Brain-RT",
+        "Left-Breast-Boost", "Final plan approved", "SBRT Liver", "Bladder_Full-Plan",
+        "Heart_Base", "Lung_Apex",
     ],
 )  # fmt: skip
 def test_structure_names_of_anatomy_and_planning_stay(recognizer: Recognizer, name: str) -> None:

@@ -45,7 +45,9 @@ class _Word(Word, Protocol):
 
 _STRUCTURE_WORDS = frozenset(read_words("structure_words.txt"))
 _CLINICAL_WORDS = frozenset(fold(w) for w in read_words("clinical_words.txt"))
-_TARGETS = frozenset(("gtv", "ctv", "ptv", "itv", "igtv", "prv", "oar", "roi", "boost"))
+# Words of a structure's or a plan's name ("GTV_Miller", "Plan_Baker_v2", "Miller IMRT").
+_TARGETS = frozenset(("gtv", "ctv", "ptv", "itv", "igtv", "prv", "oar", "roi", "boost", "plan",
+                      "vmat", "imrt", "sbrt", "srs", "crt", "qa", "arc", "tomo"))  # fmt: skip
 _GAELIC = re.compile(r"(?:Mc|Mac|Fitz)[A-Z][a-z]{2,}")
 _NOT_GAELIC = frozenset({"macbook", "macos"})
 _ELIDED = frozenset({"O'", "O’", "D'", "D’"})
@@ -351,6 +353,9 @@ def _structure_names(text: str, words: Sequence[_Word]) -> None:
                 word.name = word.name or not abbreviation
 
 
+_JOINS = frozenset({"_", "-"})
+
+
 def _target_beside(text: str, left: _Word | None, right: _Word | None) -> bool:
     """Whether one of two words a space apart is a target's or OAR's word ("PTV Baker")."""
     if left is None or right is None or text[left.end : right.start] != " ":
@@ -364,17 +369,18 @@ def _named_structures(
     """ "GTV_Miller", "Baker_PTV_70": in a structure name (a target or OAR word and "_"), a
     listed name that is no word of structure names (data/structure_words.txt) nor a clinical
     word is a person, even when it is also English."""
-    if not any(w.folded in _TARGETS for w in words):
-        return
+    joined_anatomy = "_" in text and any(w.folded in _STRUCTURE_WORDS for w in words)
+    if not (joined_anatomy or any(w.folded in _TARGETS for w in words)):
+        return  # "Miller_Prostate_78Gy" is a plan's name too
     short = len(words) <= 5  # a structure's name, not a sentence: "PTV Baker 70"
     for index, word in enumerate(words):
         before = words[index - 1] if index else None
         after = words[index + 1] if index + 1 < len(words) else None
-        joined = (before is not None and text[before.end : word.start] == "_") or (
-            text.startswith("_", word.end)
+        joined = (before is not None and text[before.end : word.start] in _JOINS) or (
+            text[word.end : word.end + 1] in _JOINS and word.end < len(text)
         )
         spaced = _target_beside(text, before, word) or _target_beside(text, word, after)
-        prose = after is not None and (  # "GTV White matter", "GTV White Matter"
+        prose = after is not None and after.folded not in _TARGETS and (  # "GTV White matter"
             (after.safe and after.text.islower()) or after.folded in _STRUCTURE_WORDS
         )
         joined = joined or (short and spaced and word.text.istitle() and not prose)

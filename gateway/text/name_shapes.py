@@ -384,7 +384,8 @@ def _named_structures(
             (after.safe and after.text.islower()) or after.folded in _STRUCTURE_WORDS
         )
         joined = joined or (short and spaced and word.text.istitle() and not prose)
-        plain = word.folded not in _STRUCTURE_WORDS and word.folded not in _CLINICAL_WORDS
+        plain = not (word.folded in _STRUCTURE_WORDS or word.folded in _CLINICAL_WORDS)
+        plain = plain and word.folded not in _TARGETS  # "Arc CW"
         if joined and word.listed and len(word.text) >= 3 and plain and word.folded not in never:
             word.name = word.name or not clinical(word.folded)
 

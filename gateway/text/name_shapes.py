@@ -34,6 +34,7 @@ from typing import Protocol
 
 from gateway.text.lexicon import caseless, fold, read_words
 from gateway.text.name_neighbours import Word
+from gateway.text.name_sentences import names_by_sentence
 from gateway.text.names_alone import is_latin
 
 __all__ = ["names_by_order_and_shape"]
@@ -390,29 +391,6 @@ def _named_structures(
             word.name = word.name or not clinical(word.folded)
 
 
-_TWO_INITIALS = re.compile(r"(?<![^\W\d_])(?:[A-Z]\.[ \t]){2,3}\Z")  # not "C.T. Scan"
-
-
-def _after_initials(text: str, words: Sequence[_Word]) -> None:
-    """ "Verified: J. Q. Public": a Title Case word after two or three initials is the family
-    name, even when it is a word (one initial is a genus too: "E. Coli")."""
-    for word in words:
-        title = word.text.istitle() and len(word.text) >= 2 and word.start >= 4
-        if title and _TWO_INITIALS.search(text, max(0, word.start - 9), word.start):
-            word.name = True
-
-
-def _possessive_names(text: str, words: Sequence[_Word], maybe: Callable[[_Word], bool]) -> None:
-    """ "regarding Tenvir's appointment": a capitalised word no vocabulary holds, with a
-    possessive "'s", is someone's name (eponyms before a clinical noun are dropped later)."""
-    for word in words:
-        possessive = text.startswith(("'s", "’s"), word.end)
-        alone = not text[word.end + 2 : word.end + 3].isalpha()  # not "O'Shea"
-        named = maybe(word) or (word.listed and not word.safe)
-        if possessive and alone and len(word.text) >= 3 and word.text.istitle() and named:
-            word.name = True
-
-
 def names_by_order_and_shape(
     text: str,
     words: Sequence[_Word],
@@ -426,10 +404,7 @@ def names_by_order_and_shape(
     after eponyms); `clinical` says a folded word is shaped like a clinical term; `particles`
     join names ("van", "de la")."""
     _gaelic_and_elided(text, words)
-    if ". " in text or "." in text:
-        _after_initials(text, words)
-    if "'s" in text or "’s" in text:
-        _possessive_names(text, words, maybe)
+    names_by_sentence(text, words, maybe)
     _surname_first(text, words, maybe, never)
     _before_labels(text, words)
     _surname_after_given(text, words, never, clinical)

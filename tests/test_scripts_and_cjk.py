@@ -45,6 +45,7 @@ def recognizer() -> Recognizer:
         ("王伟，李娜", "*，*"), ("山下, あすか", "*, *"),
         ("患者王伟，检查正常", "患者*，检查正常"), ("报告医师：李娜，复查", "报告医师：*，复查"),
         ("担当医 佐藤花子 確認済み", "担当医 * 確認済み"),
+        ("患者张伟的女儿张丽陪同", "患者*女儿*同"), ("娘の花子さんが同伴", "娘の*さんが同伴"),
         # Korean: a spaced name inside a value, a name of three syllables ending like a particle
         ("CT HEAD 최 수빈", "CT HEAD *"), ("김지은 님", "* 님"), ("박하은 환자", "* 환자"),
         ("이서연에게 전달", "*에게 전달"), ("김민준이 왔다", "*이 왔다"),
@@ -115,7 +116,8 @@ def test_places_and_companies_in_more_scripts(
         "CT 胸部, 腹部", "头颅CT平扫; 胸部正位", "本医院", "该医院", "Lives at home with wife",
         "Lives at nursing home, see notes", "Address: unknown", "MR BRAIN WO CONTRAST",
         "이 검사", "検査 です", "简要病史", "颜色正常", "تصوير مقطعي", "肺_GTV",
-        "МРТ_T2", "第1. 王", "胸部 MRN", "Chestwall", "Abdpelvis", "LSPINE", "Lung_L", "PTV_Boost",
+        "МРТ_T2", "第1. 王", "胸部 MRN", "父の検査", "Chestwall", "Abdpelvis", "LSPINE",
+        "Lung_L", "PTV_Boost",
     ],
 )  # fmt: skip
 def test_clinical_text_in_these_scripts_stays(recognizer: Recognizer, text: str) -> None:

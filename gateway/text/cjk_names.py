@@ -44,7 +44,9 @@ HANGUL = re.compile(r"[\uac00-\ud7af]+")
 CJK_HONORIFICS = ("先生", "医生", "医师", "醫師", "醫生", "様", "さん", "氏", "君", "主任", "教授",
                   "护士", "大夫", "선생님", "님", "씨", "환자", "교수")  # fmt: skip
 CJK_PREFIXES = ("患者", "病人", "姓名", "氏名", "报告人", "报告医师", "医师", "医生", "担当",
-                "主治医", "记录者", "审核", "記載者", "환자", "성명", "이름")  # fmt: skip
+                "主治医", "记录者", "审核", "記載者", "환자", "성명", "이름", "女儿", "儿子",
+                "妻子", "丈夫", "母亲", "父亲", "家属", "女兒", "兒子", "母親", "父親",
+                "家屬")  # fmt: skip
 HANGUL_ENDINGS = ("선생님", "님", "씨", "이", "가", "은", "는", "을", "를", "의", "와", "과",
                   "에게", "께서", "환자")  # fmt: skip
 
@@ -98,10 +100,18 @@ _BEFORE_LABEL = re.compile(
 )
 
 
+# A relative's given name between "の" and an honorific: "娘の花子さんが同伴".
+_RELATIVE_HONORED = re.compile(
+    r"(?:娘|息子|妻|夫|母|父|兄|姉|弟|妹|家族|奥様|ご主人)の?"
+    r"([\u3005\u4e00-\u9fff\u3040-\u30ff]{1,4}?)(?:さん|様|君|ちゃん|氏)"
+)
+
+
 def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
     """(start, end) of each CJK name, of the names listed after it, and of its reading in
     katakana after it."""
     spans = list(_find_names(text, lexicon))
+    spans.extend(found.span(1) for found in _RELATIVE_HONORED.finditer(text))
     for found in _BEFORE_LABEL.finditer(text):  # "高秀梅 MRN 36011206"
         if found.group(1) not in lexicon.cjk_safe:
             spans.append(found.span(1))

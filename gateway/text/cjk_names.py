@@ -178,8 +178,9 @@ def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
             )
             initial = len(run) == 1 and _INITIAL_BEFORE.search(text, 0, start) is not None
             spaced = spaced or initial  # "丹. 郝", "정. 최": a given name's initial before it
-            alone = run in lexicon.cjk_family and (comma or pattern is HAN or initial)
-            alone = alone and len(run) == 1
+            alone = (
+                len(run) == 1 and run in lexicon.cjk_family and (comma or pattern is HAN or initial)
+            )
             if size and 2 <= len(run) <= max(4, size):
                 previous_end = start + len(run)
                 family_only = run in lexicon.cjk_family  # "山田", not "佐藤花子" or "李娜"

@@ -115,7 +115,7 @@ def _both_forms(word: str) -> Iterator[str]:
             yield plain
 
 
-def _read(name: str) -> Iterator[str]:
+def read_words(name: str) -> Iterator[str]:
     """Words of one data file, gzip or plain, with "#" comment lines left out (one line
     at a time: no list of every word is built)."""
     raw = resources.files("gateway.text").joinpath("data", name).read_bytes()
@@ -124,11 +124,6 @@ def _read(name: str) -> Iterator[str]:
     for line in io.StringIO(raw.decode("utf-8")):
         if not line.startswith("#"):
             yield from line.split()
-
-
-def read_words(name: str) -> Iterator[str]:
-    """The words of a shipped data file (gateway/text/data/), "#" lines left out."""
-    return _read(name)
 
 
 # (folded word, in the name lists, safe vocabulary, common English)
@@ -178,17 +173,18 @@ class Lexicon:
 def shipped_lexicon() -> Lexicon:
     english = WordSet.of(
         chain(
-            _read("english_words.txt"),
-            _read("dicom_words.txt.gz"),
-            _read("english_dictionary.txt.gz"),
+            read_words("english_words.txt"),
+            read_words("dicom_words.txt.gz"),
+            read_words("english_dictionary.txt.gz"),
         )
     )
-    safe = english | WordSet.of(chain(_read("clinical_words.txt"), _read("concept_words.txt.gz")))
-    names = WordSet.of(chain(_read("given_names.txt.gz"), _read("family_names.txt.gz")))
+    clinical = chain(read_words("clinical_words.txt"), read_words("concept_words.txt.gz"))
+    safe = english | WordSet.of(clinical)
+    names = WordSet.of(chain(read_words("given_names.txt.gz"), read_words("family_names.txt.gz")))
     return Lexicon(
         names=names,
         english=english,
         safe=safe,
-        cjk_family=frozenset(_read("cjk_family_names.txt")),
-        cjk_safe=frozenset(_read("cjk_safe_words.txt")),
+        cjk_family=frozenset(read_words("cjk_family_names.txt")),
+        cjk_safe=frozenset(read_words("cjk_safe_words.txt")),
     )

@@ -350,8 +350,9 @@ def _structure_names(text: str, words: Sequence[_Word]) -> None:
         for word, other in ((left, right), (right, left)):
             latin_descriptor = is_latin(other) and other.text.isupper()
             abbreviation = word.text.isupper() and len(word.text) <= 4  # "МРТ_T2"
-            if latin_descriptor and _other_script(word) and _capitalised(word) and not word.safe:
-                word.name = word.name or not abbreviation
+            foreign = _other_script(word) and _capitalised(word) and not word.safe
+            if latin_descriptor and foreign and not abbreviation:
+                word.name = True
 
 
 _JOINS = frozenset({"_", "-"})
@@ -378,7 +379,7 @@ def _named_structures(
         before = words[index - 1] if index else None
         after = words[index + 1] if index + 1 < len(words) else None
         joined = (before is not None and text[before.end : word.start] in _JOINS) or (
-            text[word.end : word.end + 1] in _JOINS and word.end < len(text)
+            text[word.end : word.end + 1] in _JOINS
         )
         spaced = _target_beside(text, before, word) or _target_beside(text, word, after)
         prose = after is not None and after.folded not in _TARGETS and (  # "GTV White matter"

@@ -30,10 +30,11 @@ from gateway.text.lexicon import Lexicon
 # no full stop: it may end the sentence ("St." and "Ste." are saints, "Stronghaven" a word)
 _WORD = r"(?:Ste?\.?(?![\w'’-])|[A-ZÀ-ÞĀ-ž][\w'’-]*)"
 # Words inside an institution's or a town's name ("Büsingen am Hochrhein", "Týn nad Vltavou")
-_LINK = (
-    r"(?:of|the|and|&|de|del|la|du|des|der|di|y|von|am|an|im|nad|pod|upon|sur|sul|bei|ob|aan"
-    r"|bij)"
-)
+_LINKS_IN_NAMES = ("of", "the", "and", "&", "de", "del", "la", "du", "des", "der", "di", "y",
+                   "von", "am", "an", "im", "nad", "pod", "upon", "sur", "sul", "bei", "ob",
+                   "aan", "bij")  # fmt: skip
+_LINK = "(?:" + "|".join(_LINKS_IN_NAMES) + ")"
+_LINK_WORDS = frozenset(_LINKS_IN_NAMES)
 _RUN = rf"{_WORD}(?:[ \t]+(?:{_LINK}[ \t]+){{0,2}}{_WORD}){{0,5}}"
 _AFTER = (
     r"(?:Hospitals?|Infirmary|Clinic|Clinics|Hospice|Sanatorium|Polyclinic|General|Memorial"
@@ -188,7 +189,6 @@ EMPLOYER = re.compile(
     r"|(?i:\bemployed[ \t]+by))[ \t]*"
     r"(?P<run>[^;\n()]{1,80}?)(?=[ \t]*(?:[;\n()]|[.!?](?:[ \t]|$)|$))"
 )
-_LINK_WORDS = frozenset(_LINK.strip("(?:)").split("|"))
 # The town written after a hospital's name ("Mercy Hospital Joplin"): capitalised words that
 # are no vocabulary, not upper-case abbreviations ("General Hospital ED").
 _TOWN_AFTER = re.compile(r"[ \t]+([A-ZÀ-Þ][a-zà-ÿ'’-]{2,})")

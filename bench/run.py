@@ -93,6 +93,7 @@ def spool_rate(load: e2e.Workload, sample: int, folder: Path) -> float:
     blobs = [p.read_bytes() for p in load.files[: max(1, sample)]]
     spool = Spool(folder / "spool-only", KeyedHash(os.urandom(32)))
     try:
+        e2e.settle_disk()
         started = time.perf_counter()
         for index, blob in enumerate(blobs):
             spool.store(

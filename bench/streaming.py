@@ -157,6 +157,7 @@ def send_all(
     """Launch one storescu per sender at once; (wall-clock launch, seconds to the last exit)."""
     logs.mkdir(parents=True, exist_ok=True)
     processes: list[subprocess.Popen[bytes]] = []
+    os.sync()  # not timed: the last run's unsynced files are not this run's to write
     launched = time.time()
     started = time.perf_counter()
     try:

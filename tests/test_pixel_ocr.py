@@ -319,7 +319,7 @@ def test_bad_rules_file_names_every_problem(tmp_path: Path) -> None:
         f"{shown}: 'colour': unknown key (expected one of selection, mode, us_outside_regions,"
         " overlays, encoding, allowlist, rules)",
         f"{shown}: 'selection.burned': unknown key (expected one of modalities, sop_classes,"
-        " burned_in_annotation, manufacturers, models)",
+        " burned_in_annotation, manufacturers, models, screen)",
         f"{shown}: 'selection.sop_classes.0': 'not-a-uid' is not a UID",
         f"{shown}: 'mode': 'redact_some' is not one of redact_all_text, redact_identifiers",
         f"{shown}: 'us_outside_regions': 'yes' is not true or false",

@@ -23,6 +23,7 @@ from gateway.base.identifiers import Identifiers
 from gateway.pixels.anatomy import anatomy_mask, inside, outside_parts
 from gateway.pixels.cine import CineMemory
 from gateway.pixels.classical import bright_glyphs, drawn_glyphs, drawn_levels
+from gateway.pixels.drawn_lines import holds_drawn_text
 from gateway.pixels.frames import PixelDecodeError, decode_frames, holds, ocr_image, write_frames
 from gateway.pixels.ocr import AllowList, Word, boxes_to_redact
 from gateway.pixels.redact import (
@@ -66,6 +67,7 @@ class PixelReport:
     """What the stage did, for the audit trail: boxes and reasons, never the text read."""
 
     selected: bool
+    screened: bool = False  # selected by the screen (drawn_lines.py), not by the selection
     frames: int = 0
     boxes: list[Box] = field(default_factory=list)
     overlays_removed: int = 0
@@ -83,6 +85,7 @@ class PixelReport:
         for box in self.boxes:
             counts[box.source] = counts.get(box.source, 0) + 1
         for name, count in (
+            ("screened-in", int(self.screened)),
             ("frames-reused", self.frames_reused),
             ("lines-reused", self.lines_reused),
         ):
@@ -133,9 +136,12 @@ def clean_pixels(
     """Clean `ds` in place if the configuration selects it; raise PixelError otherwise fails.
     `recognizer` (redact_identifiers mode): words in which it finds PHI are blanked too.
     (clean_stream.py does the same one frame at a time for a large instance.)"""
-    if "PixelData" not in ds or not config.selection.selects(ds):
+    if "PixelData" not in ds:
         return PixelReport(selected=False)
-    report = PixelReport(selected=True)
+    screened = not config.selection.selects(ds)
+    if screened and not (config.selection.screen and holds_drawn_text(ds)):
+        return PixelReport(selected=False)
+    report = PixelReport(selected=True, screened=screened)
     report.overlays_removed = clean_overlays(ds, identifiers, config, config.allow_list())
     try:
         frames = decode_frames(ds)

@@ -90,6 +90,9 @@ class Selection:
     manufacturers: tuple[re.Pattern[str], ...] = ()
     models: tuple[re.Pattern[str], ...] = ()
     everything: bool = False
+    # An instance none of the criteria selects is screened for lines drawn in one stored
+    # value (drawn_lines.py) and cleaned like a selected one when it holds any.
+    screen: bool = True
 
     def selects(self, ds: Dataset) -> bool:
         """True when `ds` must have its pixels cleaned."""
@@ -277,6 +280,7 @@ class _SelectionFile(_Schema):
     burned_in_annotation: StrictBool = True
     manufacturers: Patterns = ()
     models: Patterns = ()
+    screen: StrictBool = True
 
 
 class _ConditionsFile(_Schema):
@@ -326,6 +330,7 @@ class _PixelRulesFile(_Schema):
                 chosen.burned_in_annotation,
                 chosen.manufacturers,
                 chosen.models,
+                screen=chosen.screen,
             )
         )
         rules = [rule.rule() for rule in self.rules or []]

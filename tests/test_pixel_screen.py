@@ -189,3 +189,29 @@ def test_drawn_lines_finds_lines_and_not_a_contour_or_a_bar() -> None:
 def test_pixel_data_no_console_draws_on_is_not_screened() -> None:
     ds = _sample("liver.dcm")  # a 1-bit segmentation
     assert ds.BitsAllocated == 1 and not holds_drawn_text(ds)
+
+
+def test_an_overlay_embedded_in_unused_high_bits_is_cleared() -> None:
+    """A retired overlay in bit 12 of 12-bit-stored MR pixels (PS3.5 8.1.2): decoding masks
+    it, so no look sees it, but a viewer that honours Overlay Bit Position shows it."""
+    ds = _sample("MR-SIEMENS-DICOM-WithOverlays.dcm")
+    for group in range(0x6000, 0x6020, 2):  # its own overlay planes: not the point here
+        for element in [elem.tag for elem in ds.group_dataset(group)]:
+            del ds[element]
+    layer = Image.new("L", (ds.Columns, ds.Rows), 0)
+    ImageDraw.Draw(layer).text((20, 20), NAME, fill=255, font=ImageFont.truetype(FONT, 16))
+    pixels = decode_frames(ds)[0].astype(np.uint16)
+    pixels[np.asarray(layer) > 128] |= 1 << 12
+    ds.PixelData = pixels.tobytes()
+    for element, vr, value in (
+        (0x0010, "US", ds.Rows), (0x0011, "US", ds.Columns), (0x0040, "CS", "G"),
+        (0x0050, "SS", [1, 1]), (0x0100, "US", 16), (0x0102, "US", 12),
+    ):  # fmt: skip
+        ds.add_new((0x6000 << 16) | element, vr, value)
+    ds = _round_trip(ds)
+    assert ds.BitsStored == 12 and holds_drawn_text(ds)
+    outcome = process_instance(ds, _engine(), load_pixel_config(SHIPPED_RULES))
+    assert isinstance(outcome, Clean), getattr(outcome, "message", "")
+    out = _round_trip(outcome.dataset)
+    stored = np.frombuffer(out.PixelData, "<u2")
+    assert out.BitsAllocated == 16 and not (stored >> out.BitsStored).any()

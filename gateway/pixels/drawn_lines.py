@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from gateway.pixels.frames import PixelDecodeError, decode_frames
+from gateway.pixels.frames import PixelDecodeError, decode_frames, holds
 from gateway.pixels.regions import Box
 
 __all__ = ["drawn_lines", "holds_drawn_text"]
@@ -43,15 +44,21 @@ FLAT_CONTRAST = 0.25  # of the frame's range: type on a flat background, not noi
 
 
 def holds_drawn_text(ds: Dataset) -> bool:
-    """Whether any frame of `ds` holds a line drawn in one stored value. An instance that
-    cannot be decoded holds none here: the screen passes it as it passed before; so do
-    pixel data no console displays as drawn (1-bit segmentations, 32-bit dose grids)."""
+    """Whether any frame of `ds` holds a line drawn in one stored value, or its native
+    pixel data sets bits outside Bits Stored, where a retired overlay hides (PS3.5 8.1.2;
+    decoding masks them, so no look would see it; the stage clears them). An instance
+    that cannot be decoded holds none here: the screen passes it as it passed before; so
+    do pixel data no console displays as drawn (1-bit segmentations, 32-bit dose grids)."""
     if ds.get("BitsAllocated") not in SCREENED_BITS:
         return False
     try:
         frames = decode_frames(ds)
     except PixelDecodeError:
         return False
+    syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
+    native = syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+    if native and not holds(ds, frames):
+        return True
     return any(drawn_lines(frame) for frame in frames)
 
 

@@ -228,6 +228,23 @@ def test_fixed_boxes_and_regions_are_blanked_frame_by_frame_as_whole(
     assert (frames[:, : REGION[1]] == 0).all()  # above the picture, on every frame
 
 
+def test_an_unselected_cine_with_text_drawn_in_one_value_is_screened_in_frame_by_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A modality the shipped selection leaves out, without Burned In Annotation: the
+    screen reads its frames one at a time, finds the banner, and the stage cleans it."""
+    source = tmp_path / "cine.dcm"
+    ds = dcmread(_cine(source))
+    ds.Modality = "XC"
+    del ds.BurnedInAnnotation
+    ds.save_as(source, enforce_file_format=True)
+    shipped = load_pixel_config(Path(__file__).resolve().parents[1] / "conf" / "pixel_rules.yaml")
+    assert not shipped.selection.selects(ds)
+    streamed, whole = _streamed_and_whole(tmp_path, monkeypatch, source, shipped)
+    assert streamed.read_bytes() == whole.read_bytes()
+    _assert_clean(streamed, source)
+
+
 def test_a_text_free_selected_instance_keeps_its_pixel_data_as_it_came(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -30,6 +30,7 @@ from gateway.pixels.clean import (
     clean_overlays,
     mark_cleaned,
 )
+from gateway.pixels.drawn_lines import SCREENED_BITS, drawn_lines
 from gateway.pixels.frame_files import (
     FramePlan,
     PixelSource,
@@ -78,11 +79,12 @@ def clean_pixels_streamed(
     """`clean_pixels` for `ds` read without its Pixel Data, which lies in `source`: the
     header is cleaned in place; the report's `plan` says how to write the frames (None:
     the source's Pixel Data stays as it is, nothing was blanked)."""
-    if not config.selection.selects(ds):
+    screened = not config.selection.selects(ds)
+    if screened and not (config.selection.screen and _screens_in(ds, source)):
         return PixelReport(selected=False)
     if not streamable(ds):
         raise PixelError("pixel data of this kind cannot be cleaned frame by frame")
-    report = PixelReport(selected=True)
+    report = PixelReport(selected=True, screened=screened)
     report.overlays_removed = clean_overlays(ds, identifiers, config, config.allow_list())
     decoding = _pixel_header(ds)
     n_frames = frame_count(ds)
@@ -114,6 +116,17 @@ def clean_pixels_streamed(
                                 cleaning.fill, desc, tsyntax)  # fmt: skip
     mark_cleaned(ds)
     return report
+
+
+def _screens_in(ds: Dataset, source: PixelSource) -> bool:
+    """The screen (drawn_lines.py) over the frames read one at a time, to the first line
+    found. Frames that cannot be read pass, as the whole path passes them unselected."""
+    if ds.get("BitsAllocated") not in SCREENED_BITS or not streamable(ds):
+        return False
+    try:
+        return any(drawn_lines(frame) for frame in iter_frames(_pixel_header(ds), source))
+    except PixelDecodeError:
+        return False
 
 
 def write_clean_frames(plan: FramePlan, handle: BinaryIO) -> None:

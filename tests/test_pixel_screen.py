@@ -184,6 +184,14 @@ def test_drawn_lines_finds_lines_and_not_a_contour_or_a_bar() -> None:
     dots = np.zeros((200, 300), np.uint16)
     dots[::9, ::9] = 4095
     assert drawn_lines(dots) == []
+    # A noise floor clipped at 0, and specks of metal clipped at the maximum in bone.
+    rng = np.random.default_rng(5)
+    floor = np.clip(rng.normal(6, 8, (200, 300)), 0, None).astype(np.uint16)
+    floor[60:140, 60:240] = 1500 + rng.integers(0, 400, (80, 180)).astype(np.uint16)
+    assert drawn_lines(floor) == []
+    bone = (3000 + rng.integers(0, 1000, (200, 300))).astype(np.uint16)
+    bone[rng.random((200, 300)) < 0.04] = 4095
+    assert drawn_lines(bone) == []
 
 
 def test_pixel_data_no_console_draws_on_is_not_screened() -> None:

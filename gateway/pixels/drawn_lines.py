@@ -20,6 +20,8 @@ this is a screen, not the cleaning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -38,8 +40,11 @@ LINE_HEIGHT = (6, 70)
 LINE_SHAPE = 1.5  # a line is at least this many times as wide as high
 LINE_INK = 15  # ink pixels in a line
 LETTERS = 3  # pieces of ink in a line
+PIECE_PX = 3.0  # ink pixels a piece holds on average: strokes, not specks
+EDGE_CONTRAST = 0.15  # of the frame's range, between ink and the pixels touching it
 INK_SHARE = (0.03, 0.75)  # of the line's box: sparse dots and solid bars are no text
 LETTER_GAP = np.ones((3, 7), np.uint8)  # closing joins the letters of a word
+LABEL_SHARE = 0.5  # of the ring around a line in the background's value: one flat grey
 FLAT_CONTRAST = 0.25  # of the frame's range: type on a flat background, not noise in it
 
 
@@ -69,10 +74,63 @@ def drawn_lines(frame: np.ndarray) -> list[Box]:
     found: list[Box] = []
     for value in _spiking(values):
         ink, background = _small_parts(values == value)
-        found += _lines(ink)
-        if background and frame.ndim == 2:
+        grey = frame.ndim == 2
+        if not background:
+            found += _lines(ink, _contrasting(frame, value) if grey else _any)
+            continue
+        # The background's own value: type in it is drawn on a flat label, while dark
+        # anatomy clipped to it leaves specks on texture.
+        found += [line for line in _lines(ink) if _on_label(values, line, value, grey)]
+        if grey:
             found += _lines(_on_background(frame, value))
     return found
+
+
+def _any(_x: int, _y: int, _crop: np.ndarray) -> bool:
+    return True
+
+
+def _contrasting(frame: np.ndarray, value: int) -> Callable[[int, int, np.ndarray], bool]:
+    """For ink of one grey `value`: whether the pixels touching it differ from it by
+    EDGE_CONTRAST of the frame's range on average, as type does from what it is drawn on;
+    a noise floor or clipped metal at one value has neighbours a few units off."""
+    import cv2
+
+    reach = EDGE_CONTRAST * max(int(frame.max()) - int(frame.min()), 1)
+
+    def check(x: int, y: int, crop: np.ndarray) -> bool:
+        height, width = crop.shape
+        y0, x0 = max(y - 1, 0), max(x - 1, 0)
+        area = frame[y0 : y + height + 1, x0 : x + width + 1]
+        ink = np.zeros(area.shape, np.uint8)
+        ink[y - y0 : y - y0 + height, x - x0 : x - x0 + width] = crop
+        edge = (cv2.dilate(ink, np.ones((3, 3), np.uint8)) > 0) & (ink == 0)
+        if not edge.any():
+            return False
+        return float(np.abs(area[edge].astype(np.float64) - value).mean()) >= reach
+
+    return check
+
+
+def _on_label(values: np.ndarray, line: Box, ink: int, grey: bool) -> bool:
+    """Whether the ring around `line` is mostly one value other than its `ink`, and far from
+    it (grey frames: FLAT_CONTRAST of the range): the flat label it is drawn on."""
+    pad = max(2, line.height // 2)
+    outer = values[max(line.y0 - pad, 0) : line.y1 + pad, max(line.x0 - pad, 0) : line.x1 + pad]
+    ring = np.ones(outer.shape[:2], bool)
+    top, left = line.y0 - max(line.y0 - pad, 0), line.x0 - max(line.x0 - pad, 0)
+    ring[top : top + line.height, left : left + line.width] = False
+    around = outer[ring]
+    if around.size == 0:
+        return False
+    found, counts = np.unique(around, return_counts=True)
+    label = int(found[np.argmax(counts)])
+    if int(counts.max()) < LABEL_SHARE * around.size or label == ink:
+        return False
+    if not grey:  # packed colour: any other colour contrasts
+        return True
+    low, high = int(values.min()), int(values.max())
+    return abs(label - ink) >= FLAT_CONTRAST * max(high - low, 1)
 
 
 def _small_parts(mask: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -99,8 +157,9 @@ def _on_background(frame: np.ndarray, background: int) -> np.ndarray:
     return islands & strong.astype(np.uint8)
 
 
-def _lines(ink: np.ndarray) -> list[Box]:
-    """The clusters of `ink` shaped like a line of text."""
+def _lines(ink: np.ndarray, stands_out: Callable[[int, int, np.ndarray], bool] = _any) -> list[Box]:
+    """The clusters of `ink` shaped like a line of text, of which `stands_out(x, y, crop)`
+    (the crop of `ink` at x, y) holds."""
     import cv2
 
     if int(ink.sum()) < LINE_INK:
@@ -115,8 +174,10 @@ def _lines(ink: np.ndarray) -> list[Box]:
         pixels = int(crop.sum())
         if not (pixels >= LINE_INK and INK_SHARE[0] <= pixels / (width * height) <= INK_SHARE[1]):
             continue
-        # Letters are apart; a contour of one value across a smooth picture is one curve.
-        if cv2.connectedComponents(crop, connectivity=8)[0] - 1 >= LETTERS:
+        # Letters are apart; a contour of one value across a smooth picture is one curve,
+        # and specks of a clipped value (metal, noise) are pieces of a pixel or two.
+        pieces = cv2.connectedComponents(crop, connectivity=8)[0] - 1
+        if pieces >= LETTERS and pixels >= PIECE_PX * pieces and stands_out(x, y, crop):
             found.append(Box(int(x), int(y), int(x + width), int(y + height), "drawn"))
     return found
 

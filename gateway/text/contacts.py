@@ -49,6 +49,11 @@ MACHINE = re.compile(
     r"|(?=[0-9A-Fa-f:]*::)(?:[0-9A-Fa-f]{1,4}:){1,6}:?(?::[0-9A-Fa-f]{1,4}){1,6}"
     r"|[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5})(?![\w:])"
 )
+# A user's own folder names the user: "C:\\Users\\jsmith\\Desktop", "/home/mgarcia/scans".
+HOME_FOLDER = re.compile(
+    r"(?i)(?:\\(?:users|documents and settings|home|profiles)\\|/(?:home|users|u)/)"
+    r"(?P<v>[^\\/:*?\"<>|\s]+(?: [^\\/:*?\"<>|\s]+)*(?=\\)|[^\\/:*?\"<>|\s]+)"
+)
 # Digit groups joined by space, dash, dot or parentheses, with an optional +NN in front.
 # CJK text writes numbers against its letters ("电话13812345678"): a CJK letter is no part of
 # a number's word (`_WORD`: a word character that is not one).
@@ -183,6 +188,8 @@ def find_contacts(text: str, lexicon: Lexicon | None = None) -> list[tuple[int, 
             while end > m.start() and text[end - 1] in ".,;:)!?":
                 end -= 1
             found.append((m.start(), end, "url"))
+    if "\\" in text or "/" in text:
+        found.extend((*m.span("v"), "id") for m in HOME_FOLDER.finditer(text))
     digits = sum(map(str.isdigit, text))
     if digits == 0 and "*" not in text:
         # "lives in Kingsmere": a town needs no digit, but an address cue before it.

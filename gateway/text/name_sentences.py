@@ -27,6 +27,7 @@ def names_by_sentence(text: str, words: Sequence[Word], maybe: Callable[[Word], 
     if "." in text:
         _sentence_of_a_name(text, words)
         _after_initials(text, words)
+    _after_a_middle_initial(text, words)
     if "'s" in text or "’s" in text:
         _possessive_names(text, words, maybe)
 
@@ -41,6 +42,34 @@ def _after_initials(text: str, words: Sequence[Word]) -> None:
         title = word.text.istitle() and len(word.text) >= 2 and word.start >= 4
         if title and _TWO_INITIALS.search(text, max(0, word.start - 9), word.start):
             word.name = True
+
+
+def _after_a_middle_initial(text: str, words: Sequence[Word]) -> None:
+    """ "Mr. John Q. Public": after a name and a middle initial, a Title Case word is the
+    family name, even when it is a word; a name seldom ends in an initial, so the word is
+    no new sentence unless it opens one as words do ("John K. Then discharged")."""
+    for before, initial, word in zip(words, words[1:], words[2:], strict=False):
+        if len(before.text) < 2 or not (len(initial.text) == 1 and initial.text.isupper()):
+            continue
+        gap = text[initial.end : word.start]
+        named = before.name and initial.name
+        # Unflagged yet: a listed Title Case word, then the initial with its dot.
+        if not named and not (before.listed and before.text.istitle() and gap == ". "):
+            continue
+        if text[before.end : initial.start] != " ":
+            continue
+        opener = word.folded in _OPENERS or word.folded in _ONE_WORD_SENTENCES
+        if gap in {". ", " "} and word.text.istitle() and len(word.text) >= 2 and not opener:
+            word.name = True
+
+
+# Words that open a sentence after a name that ended in an initial.
+_OPENERS = frozenset((
+    "the", "then", "this", "that", "these", "those", "there", "he", "she", "they", "we", "it",
+    "his", "her", "their", "our", "and", "or", "but", "not", "on", "in", "at", "for", "with",
+    "was", "were", "is", "are", "will", "has", "had", "have", "pt", "patient", "please",
+    "seen", "also", "after", "before", "today", "yesterday", "dr", "mr", "mrs", "ms", "prof",
+))  # fmt: skip
 
 
 # One-word sentences of reports that are also someone's name somewhere ("Normal.", "Will.").

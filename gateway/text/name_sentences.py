@@ -27,7 +27,7 @@ def names_by_sentence(text: str, words: Sequence[Word], maybe: Callable[[Word], 
     if "." in text:
         _sentence_of_a_name(text, words)
         _after_initials(text, words)
-    _after_a_middle_initial(text, words)
+    _after_a_middle_initial(text, words, maybe)
     if "'s" in text or "’s" in text:
         _possessive_names(text, words, maybe)
 
@@ -44,7 +44,9 @@ def _after_initials(text: str, words: Sequence[Word]) -> None:
             word.name = True
 
 
-def _after_a_middle_initial(text: str, words: Sequence[Word]) -> None:
+def _after_a_middle_initial(
+    text: str, words: Sequence[Word], maybe: Callable[[Word], bool]
+) -> None:
     """ "Mr. John Q. Public": after a name and a middle initial, a Title Case word is the
     family name, even when it is a word; a name seldom ends in an initial, so the word is
     no new sentence unless it opens one as words do ("John K. Then discharged")."""
@@ -53,13 +55,16 @@ def _after_a_middle_initial(text: str, words: Sequence[Word]) -> None:
             continue
         gap = text[initial.end : word.start]
         named = before.name and initial.name
-        # Unflagged yet: a listed Title Case word, then the initial with its dot.
-        if not named and not (before.listed and before.text.istitle() and gap == ". "):
+        # Unflagged yet: a listed name that is no word ("John", not "Stage"), the initial's dot.
+        given = before.listed and not before.safe and before.text.istitle() and gap == ". "
+        if not (named or given) or text[before.end : initial.start] != " ":
             continue
-        if text[before.end : initial.start] != " ":
-            continue
+        # A name the lists know, even a word ("Long", "Baker"), or a word no list knows that
+        # is not shaped like a clinical term; not vocabulary that is only a word ("Stage B.
+        # Progression", "Child-Pugh B. Ascites").
+        family = (word.listed or maybe(word)) and word.text.istitle() and len(word.text) >= 2
         opener = word.folded in _OPENERS or word.folded in _ONE_WORD_SENTENCES
-        if gap in {". ", " "} and word.text.istitle() and len(word.text) >= 2 and not opener:
+        if gap in {". ", " "} and family and not opener:
             word.name = True
 
 

@@ -189,9 +189,10 @@ EMPLOYER = re.compile(
     r"|(?i:\bemployed[ \t]+by))[ \t]*"
     r"(?P<run>[^;\n()]{1,80}?)(?=[ \t]*(?:[;\n()]|[.!?](?:[ \t]|$)|$))"
 )
-# The town written after a hospital's name ("Mercy Hospital Joplin"): capitalised words that
-# are no vocabulary, not upper-case abbreviations ("General Hospital ED").
-_TOWN_AFTER = re.compile(r"[ \t]+([A-ZÀ-Þ][a-zà-ÿ'’-]{2,})")
+# The town written after a hospital's name ("Mercy Hospital Joplin", "St Mary's Hospital,
+# Paddington"): capitalised words that are no vocabulary, not upper-case abbreviations
+# ("General Hospital ED") nor a department ("St Mary's Hospital, Radiology").
+_TOWN_AFTER = re.compile(r"(?:,[ \t]*|[ \t]+)([A-ZÀ-Þ][a-zà-ÿ'’-]{2,})")
 
 
 def _employer(run: str, lexicon: Lexicon) -> str:

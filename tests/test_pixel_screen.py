@@ -194,6 +194,24 @@ def test_drawn_lines_finds_lines_and_not_a_contour_or_a_bar() -> None:
     assert drawn_lines(bone) == []
 
 
+def test_type_blended_in_a_value_far_above_the_picture_is_found() -> None:
+    """Anti-aliased 11 px type in 12-bit white over a CT whose values stop far below it
+    keeps few pixels at 4095, but every pixel it half covers stands above the picture."""
+    frame = decode_frames(_sample("explicit_VR-UN.dcm"))[0].astype(np.float64)
+    layer = Image.new("L", (frame.shape[1], frame.shape[0]), 0)
+    ImageDraw.Draw(layer).text((200, 250), "ZQ998877 1963-04-15", fill=255,
+                               font=ImageFont.truetype(FONT, 11))  # fmt: skip
+    cover = np.asarray(layer) / 255.0
+    drawn = np.rint(frame * (1 - cover) + 4095 * cover).astype(np.int16)
+    assert int((drawn == 4095).sum()) < 80  # the exact value alone is too little to go on
+    assert any(box.y0 <= 262 and box.y1 >= 250 for box in drawn_lines(drawn))
+    # Solid blobs in a row at the top value (dental fillings) are no strokes.
+    teeth = decode_frames(_sample("explicit_VR-UN.dcm"))[0].copy()
+    for x in range(150, 300, 16):
+        teeth[250:262, x : x + 9] = 4095
+    assert drawn_lines(teeth) == []
+
+
 def test_pixel_data_no_console_draws_on_is_not_screened() -> None:
     ds = _sample("liver.dcm")  # a 1-bit segmentation
     assert ds.BitsAllocated == 1 and not holds_drawn_text(ds)

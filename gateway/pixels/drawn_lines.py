@@ -45,7 +45,10 @@ EDGE_CONTRAST = 0.15  # of the frame's range, between ink and the pixels touchin
 INK_SHARE = (0.03, 0.75)  # of the line's box: sparse dots and solid bars are no text
 LETTER_GAP = np.ones((3, 7), np.uint8)  # closing joins the letters of a word
 LABEL_SHARE = 0.5  # of the ring around a line in the background's value: one flat grey
-FLAT_CONTRAST = 0.25  # of the frame's range: type on a flat background, not noise in it
+FLAT_CONTRAST = 0.25
+ABOVE_SHARE = 99.0  # percentile: the top of the picture's own values
+INK_ABOVE = 0.4  # of the frame's range: ink this far above the picture's top
+THIN_SHARE = 0.35  # of the frame's range: type on a flat background, not noise in it
 
 
 def holds_drawn_text(ds: Dataset) -> bool:
@@ -72,6 +75,8 @@ def drawn_lines(frame: np.ndarray) -> list[Box]:
     with its samples last), as boxes; [] when there are none."""
     values = _packed(frame)
     found: list[Box] = []
+    if frame.ndim == 2 and frame.size:
+        found += _lines(_above_the_picture(frame, int(frame.max())), _thin)
     for value in _spiking(values):
         ink, background = _small_parts(values == value)
         grey = frame.ndim == 2
@@ -88,6 +93,27 @@ def drawn_lines(frame: np.ndarray) -> list[Box]:
 
 def _any(_x: int, _y: int, _crop: np.ndarray) -> bool:
     return True
+
+
+def _above_the_picture(frame: np.ndarray, top: int) -> np.ndarray:
+    """Type drawn in a value far above everything the picture holds (a 12-bit white over a
+    CT whose bone stops at 1,200) keeps few pixels at that value when anti-aliased, but every
+    pixel it covers by half or more lies above the midpoint between the picture's own top
+    (its ABOVE_SHARE percentile) and the ink."""
+    picture_top = float(np.percentile(frame, ABOVE_SHARE))
+    low = int(frame.min())
+    if top - picture_top < INK_ABOVE * max(top - low, 1):
+        return np.zeros(frame.shape, np.uint8)
+    return _small_parts(frame >= (picture_top + top) / 2)[0]
+
+
+def _thin(_x: int, _y: int, crop: np.ndarray) -> bool:
+    """Strokes, not blobs: little of the ink survives a 3x3 erosion (metal clipped to the
+    top value, dental fillings in a row, is solid)."""
+    import cv2
+
+    kept = int(cv2.erode(crop, np.ones((3, 3), np.uint8)).sum())
+    return kept <= THIN_SHARE * int(crop.sum())
 
 
 def _contrasting(frame: np.ndarray, value: int) -> Callable[[int, int, np.ndarray], bool]:

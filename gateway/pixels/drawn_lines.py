@@ -10,12 +10,14 @@ question: does the frame hold a line of glyphs drawn in one exact stored value?
 A console draws text with one value (white, a fixed grey, the maximum); the strokes' core
 pixels all hold it, so it spikes in the frame's histogram against the values beside it.
 Anatomy's values are continuous: its only spikes are flat backgrounds (padding, air
-clipped to one value), which form large regions, not lines. So: the spiking values, their
-pixels outside large regions, joined across the gaps between letters, and a cluster of
-them shaped like a line of text (wider than high, 6-70 px high, ink neither sparse nor
-solid) makes the instance selected, and the full pixel stage runs on it. Anti-aliased
-thin type keeps few pixels at the exact value, so small blended text can pass unseen:
-this is a screen, not the cleaning.
+clipped to one value), clipping and noise floors. So a frame holds text when a spiking
+value outside its large regions makes a cluster shaped like a line of type (wider than
+high, 6-70 px, pieces of ink apart and of a few pixels each, standing out from the pixels
+that touch them), when the background's own value does so on a flat label of another
+grey, or when islands in a flat background or pixels far above the picture's own values
+do (type anti-aliased into its surroundings keeps few pixels at its exact value). Small
+type blended into the picture at the picture's own greys can still pass unseen: this is
+a screen, not the cleaning.
 """
 
 from __future__ import annotations
@@ -45,10 +47,10 @@ EDGE_CONTRAST = 0.15  # of the frame's range, between ink and the pixels touchin
 INK_SHARE = (0.03, 0.75)  # of the line's box: sparse dots and solid bars are no text
 LETTER_GAP = np.ones((3, 7), np.uint8)  # closing joins the letters of a word
 LABEL_SHARE = 0.5  # of the ring around a line in the background's value: one flat grey
-FLAT_CONTRAST = 0.25
+FLAT_CONTRAST = 0.25  # of the frame's range: type on a flat background, not noise in it
 ABOVE_SHARE = 99.0  # percentile: the top of the picture's own values
 INK_ABOVE = 0.4  # of the frame's range: ink this far above the picture's top
-THIN_SHARE = 0.35  # of the frame's range: type on a flat background, not noise in it
+THIN_SHARE = 0.35  # of the ink surviving a 3x3 erosion: strokes, not blobs
 
 
 def holds_drawn_text(ds: Dataset) -> bool:
@@ -73,13 +75,12 @@ def holds_drawn_text(ds: Dataset) -> bool:
 def drawn_lines(frame: np.ndarray) -> list[Box]:
     """The lines of text drawn in one stored value on one decoded frame (grey, or colour
     with its samples last), as boxes; [] when there are none."""
-    values = _packed(frame)
+    values, grey = _packed(frame), frame.ndim == 2
     found: list[Box] = []
-    if frame.ndim == 2 and frame.size:
+    if grey and frame.size:
         found += _lines(_above_the_picture(frame, int(frame.max())), _thin)
     for value in _spiking(values):
         ink, background = _small_parts(values == value)
-        grey = frame.ndim == 2
         if not background:
             found += _lines(ink, _contrasting(frame, value) if grey else _any)
             continue

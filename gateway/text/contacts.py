@@ -54,6 +54,11 @@ HOME_FOLDER = re.compile(
     r"(?i)(?:\\(?:users|documents and settings|home|profiles)\\|/(?:home|users|u)/)"
     r"(?P<v>[^\\/:*?\"<>|\s]+(?: [^\\/:*?\"<>|\s]+)*(?=\\)|[^\\/:*?\"<>|\s]+)"
 )
+# A login joined to other parts of a label ("JSMITH_MEAS", "ct-mgarcia"): one or two letters
+# and a family name the lists know that is no word; "CTHEAD", "LTKNEE" are words run together.
+JOINED_LOGIN = re.compile(
+    r"(?<=[_-])([A-Za-z]{5,12})(?![^\W\d_])|(?<![^\W\d_])([A-Za-z]{5,12})(?=[_-])"
+)
 # Digit groups joined by space, dash, dot or parentheses, with an optional +NN in front.
 # CJK text writes numbers against its letters ("电话13812345678"): a CJK letter is no part of
 # a number's word (`_WORD`: a word character that is not one).
@@ -190,6 +195,8 @@ def find_contacts(text: str, lexicon: Lexicon | None = None) -> list[tuple[int, 
             found.append((m.start(), end, "url"))
     if "\\" in text or "/" in text:
         found.extend((*m.span("v"), "id") for m in HOME_FOLDER.finditer(text))
+    if "_" in text or "-" in text:
+        found.extend((*m.span(m.lastindex or 0), "id") for m in _joined_logins(text, lexicon))
     digits = sum(map(str.isdigit, text))
     if digits == 0 and "*" not in text:
         # "lives in Kingsmere": a town needs no digit, but an address cue before it.
@@ -214,6 +221,25 @@ def find_contacts(text: str, lexicon: Lexicon | None = None) -> list[tuple[int, 
         # A number after "MRN" or "NHS No" is an identifier even if it could be dialled.
         keyed = [(s, e) for s, e, k in found if k == "id" and _keyed(text, s, e)]
         found.extend(p for p in _phones(text) if not any(p[0] < e and s < p[1] for s, e in keyed))
+    return found
+
+
+def _joined_logins(text: str, lexicon: Lexicon | None) -> list[re.Match[str]]:
+    """The logins of JOINED_LOGIN: all one case, one or two letters, then a listed family
+    name of four letters or more that is no word, the whole no word either."""
+    found = []
+    for match in JOINED_LOGIN.finditer(text):
+        value = match.group(match.lastindex or 0)
+        if not (value.isupper() or value.islower()):
+            continue
+        words = lexicon if lexicon is not None else shipped_lexicon()
+        if words.facts(value)[1] or words.facts(value)[2]:
+            continue  # a name or a word of its own: other rules say which
+        for cut in (1, 2):
+            _, listed, safe, _ = words.facts(value[cut:])
+            if listed and not safe and len(value) - cut >= 4:
+                found.append(match)
+                break
     return found
 
 

@@ -101,7 +101,9 @@ def _above_the_picture(frame: np.ndarray, top: int) -> np.ndarray:
     CT whose bone stops at 1,200) keeps few pixels at that value when anti-aliased, but every
     pixel it covers by half or more lies above the midpoint between the picture's own top
     (its ABOVE_SHARE percentile) and the ink."""
-    picture_top = float(np.percentile(frame, ABOVE_SHARE))
+    flat = frame.ravel()
+    rank = min(int(flat.size * ABOVE_SHARE / 100), flat.size - 1)
+    picture_top = float(np.partition(flat, rank)[rank])
     low = int(frame.min())
     if top - picture_top < INK_ABOVE * max(top - low, 1):
         return np.zeros(frame.shape, np.uint8)

@@ -253,6 +253,8 @@ def test_employers_and_identifier_keywords(recognizer: Recognizer, text: str, cl
         ("JSMITH_MEAS", "*_MEAS"), ("meas_jsmith", "meas_*"), ("ct-mgarcia-01", "ct-*-01"),
         ("CTHEAD_WO", "CTHEAD_WO"), ("LTKNEE_MR", "LTKNEE_MR"), ("PHOENIX_ZIP", "PHOENIX_ZIP"),
         ("Bowel_Bag", "Bowel_Bag"),
+        ("หมอ สมชาย ใจดี ตรวจ", "หมอ * ตรวจ"),
+        ("Doktor Ahmet Yılmaz muayene etti", "Doktor * muayene etti"),
         ("dob 5.4.56", "dob *"), ("version 2.10.12 installed", "version 2.10.12 installed"),
         ("St Mary's Hospital, Paddington", "*"),
         ("Transferred from Royal Free Hospital, Hampstead", "Transferred from *"),

@@ -212,6 +212,19 @@ def test_type_blended_in_a_value_far_above_the_picture_is_found() -> None:
     assert drawn_lines(teeth) == []
 
 
+def test_dark_type_on_a_light_box_is_found() -> None:
+    """A date anti-aliased in a dark grey on a flat light label of 70 x 22 px."""
+    rng = np.random.default_rng(3)
+    frame = (1200 + rng.normal(0, 60, (256, 256))).astype(np.float64)
+    frame[200:222, 150:220] = 3000
+    layer = Image.new("L", (256, 256), 0)
+    ImageDraw.Draw(layer).text((153, 204), "1963-04-15", fill=255,
+                               font=ImageFont.truetype(FONT, 11))  # fmt: skip
+    cover = np.asarray(layer) / 255.0
+    drawn = np.rint(frame * (1 - cover) + 200 * cover).astype(np.uint16)
+    assert any(box.y0 >= 198 and box.y1 <= 224 for box in drawn_lines(drawn))
+
+
 def test_pixel_data_no_console_draws_on_is_not_screened() -> None:
     ds = _sample("liver.dcm")  # a 1-bit segmentation
     assert ds.BitsAllocated == 1 and not holds_drawn_text(ds)

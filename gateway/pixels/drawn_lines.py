@@ -38,6 +38,7 @@ MIN_INK = 12  # pixels of one value before it can be ink
 SPIKE = 4.0  # ...and this many times as many as either neighbouring value
 MAX_VALUES = 6  # the most common spiking values looked at
 LARGE_PX = 80  # a region this wide or high in one value is a background, not a glyph
+BOX_PX, BOX_FILL = (40, 12), 0.6  # ...and so is a box at least this wide and high, filled
 LINE_HEIGHT = (6, 70)
 LINE_SHAPE = 1.5  # a line is at least this many times as wide as high
 LINE_INK = 15  # ink pixels in a line
@@ -171,8 +172,11 @@ def _small_parts(mask: np.ndarray) -> tuple[np.ndarray, bool]:
     )
     small = ((stats[:, 2] <= LARGE_PX) & (stats[:, 3] <= LARGE_PX)).astype(np.uint8)
     large = len(small) - 1 - int(small[1:].sum())
+    # A flat box of one value (a label drawn behind type) is a background too.
+    boxes = stats[1:][(stats[1:, 2] >= BOX_PX[0]) & (stats[1:, 3] >= BOX_PX[1])]
+    filled = boxes[:, 4] >= BOX_FILL * boxes[:, 2] * boxes[:, 3]
     small[0] = 0  # label 0: outside the mask
-    return small[labels], large > 0
+    return small[labels], large > 0 or bool(filled.any())
 
 
 def _on_background(frame: np.ndarray, background: int) -> np.ndarray:

@@ -235,7 +235,7 @@ def test_an_unselected_cine_with_text_drawn_in_one_value_is_screened_in_frame_by
     screen reads its frames one at a time, finds the banner, and the stage cleans it."""
     source = tmp_path / "cine.dcm"
     ds = dcmread(_cine(source))
-    ds.Modality = "XC"
+    ds.Modality = "MG"
     del ds.BurnedInAnnotation
     ds.save_as(source, enforce_file_format=True)
     shipped = load_pixel_config(Path(__file__).resolve().parents[1] / "conf" / "pixel_rules.yaml")

@@ -237,7 +237,7 @@ def dataset(**values: object) -> Dataset:
 
 def test_default_selection() -> None:
     select = Selection()
-    for modality in ("US", "XA", "ES", "OT", "DOC"):
+    for modality in ("US", "XA", "RF", "ES", "OP", "XC", "GM", "PX", "IO", "OT", "DOC"):
         assert select.selects(dataset(Modality=modality))
     for sop in (
         "1.2.840.10008.5.1.4.1.1.7",
@@ -248,7 +248,7 @@ def test_default_selection() -> None:
     assert not select.selects(dataset(Modality="CT", BurnedInAnnotation="NO"))
     assert not select.selects(dataset(Modality="MR", SOPClassUID="1.2.840.10008.5.1.4.1.1.4"))
     # VL Endoscopic (.77.1.1) is not below Secondary Capture (.7) though it shares a prefix.
-    assert not select.selects(dataset(Modality="XC", SOPClassUID="1.2.840.10008.5.1.4.1.1.77.1.1"))
+    assert not select.selects(dataset(Modality="CT", SOPClassUID="1.2.840.10008.5.1.4.1.1.77.1.1"))
 
 
 def test_shipped_configuration_loads_with_example_rules_disabled() -> None:

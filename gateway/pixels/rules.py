@@ -45,7 +45,12 @@ __all__ = [
 
 # Modalities whose images routinely carry burned-in patient data: ultrasound, angiography,
 # endoscopy, "other" (often screenshots) and scanned documents.
-DEFAULT_MODALITIES: frozenset[str] = frozenset({"US", "XA", "ES", "OT", "DOC"})
+# Modalities whose devices often burn the patient into the picture: ultrasound, angiography
+# and fluoroscopy, endoscopy, fundus and other photographs, microscopy, dental panoramic and
+# intraoral X-rays, screen captures and scanned documents.
+DEFAULT_MODALITIES: frozenset[str] = frozenset(
+    {"US", "XA", "RF", "ES", "OP", "XC", "GM", "PX", "IO", "OT", "DOC"}
+)
 # PS3.4 B.5: Secondary Capture Image Storage (.7) and the multi-frame SC classes (.7.1 single
 # bit, .7.2 grayscale byte, .7.3 grayscale word, .7.4 true colour). Screenshots of anything.
 SECONDARY_CAPTURE_SOP_CLASSES: tuple[str, ...] = ("1.2.840.10008.5.1.4.1.1.7",)

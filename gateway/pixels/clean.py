@@ -133,7 +133,9 @@ def clean_pixels(
     config: PixelConfig,
     recognizer: Recognizer | None = None,
 ) -> PixelReport:
-    """Clean `ds` in place if the configuration selects it; raise PixelError otherwise fails.
+    """Clean `ds` in place if the configuration selects it, or its screen finds a line drawn
+    in one value on an image it does not select (drawn_lines.py); raise PixelError otherwise
+    fails.
     `recognizer` (redact_identifiers mode): words in which it finds PHI are blanked too.
     (clean_stream.py does the same one frame at a time for a large instance.)"""
     if "PixelData" not in ds:

@@ -43,8 +43,6 @@ __all__ = [
     "load_pixel_config",
 ]
 
-# Modalities whose images routinely carry burned-in patient data: ultrasound, angiography,
-# endoscopy, "other" (often screenshots) and scanned documents.
 # Modalities whose devices often burn the patient into the picture: ultrasound, angiography
 # and fluoroscopy, endoscopy, fundus and other photographs, microscopy, dental panoramic and
 # intraoral X-rays, screen captures and scanned documents.
@@ -84,9 +82,10 @@ class Selection:
     default when no selection is written), or those any one written criterion selects.
 
     Writing a selection narrows "everything" to the instances a site knows carry text (the
-    shipped pixel_rules.yaml: US, SC, XA, ES, OT, DOC, BurnedInAnnotation YES). Among the
-    criteria, each widens: a manufacturer or model pattern adds instances (a CT console that
-    burns in names), it does not exempt the listed modalities.
+    shipped pixel_rules.yaml: DEFAULT_MODALITIES, SC, BurnedInAnnotation YES), and `screen`
+    lets the others in when a cheap look finds type drawn on them. Among the criteria, each
+    widens: a manufacturer or model pattern adds instances (a CT console that burns in
+    names), it does not exempt the listed modalities.
     """
 
     modalities: frozenset[str] = DEFAULT_MODALITIES

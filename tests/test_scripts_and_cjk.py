@@ -73,6 +73,12 @@ def test_names_in_more_scripts(recognizer: Recognizer, text: str, cleaned: str) 
     ("text", "cleaned"),
     [
         ("Address: 埼玉県練馬区三筋13丁目12番17号 パレス芝大門659", "Address: *"),
+        ("Home: Gg. Monginsidi No. 883, Banjarmasin, SU 98386", "Home: * *"),
+        ("Alamat: Jalan Jend. A. Yani No. 482, Sukabumi, Lampung 57710", "Alamat: * *"),
+        ("Địa chỉ: Số 1 Đường Hoàng Hoa Thám Xã Long Bình tỉnh Bắc Ninh 94163", "Địa chỉ: * *"),
+        ("Address: 9198 55th Street, Gladiola Village Phase 4, Prosperidad, 9193 Misamis",
+         "Address: *"),
+        ("Home: discharged to ward 5", "Home: discharged to ward 5"),
         ("埼玉県練馬区三筋13丁目12番17号", "*"),  # the block numbers after 丁目 too
         ("Lives at 1107 रतन सेन, इलाहाबाद", "Lives at *"),
         ("Lives at 嘉禾街H座, 东莞市", "Lives at *"), ("张家港路M座", "*"),

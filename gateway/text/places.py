@@ -23,10 +23,16 @@ import re
 
 from gateway.text.lexicon import Lexicon, caseless, shipped_lexicon
 from gateway.text.street_patterns import (
+    ABBREVIATION_NEXT,
+    ADDRESS_CUE,
     ADDRESS_PATTERNS,
+    CLAUSE_WORDS,
     COUNTRIES,
+    CUE_HINT,
     LOWER_ADDRESS_WORDS,
     REGION_CODES,
+    UNIT_HINT,
+    east_street,
 )
 
 
@@ -87,18 +93,6 @@ def find_postcodes(
     return out
 
 
-# "strong" cues say the words after them are a place; "home:" and "residence" may as well
-# be followed by home medication or a care setting, so they need a street, a postcode or a `*`.
-ADDRESS_CUE = re.compile(
-    r"(?i)(?=[lrdhawim])\b(?:(?P<strong>(?:lives?|living|resides?|residing|resident|domiciled?)\s+(?:at|in|on)"
-    r"|home\s+address|address(?:e)?|addr\.?|anschrift|wohnhaft(?:\s+in)?|wohnort|domicile"
-    r"|domicilio|indirizzo|direcci[oó]n|morada|woonadres|adres)|residence|(?-i:[Hh]ome)\s*:)"
-    r"[ \t]*[:\-]?[ \t]*"
-)
-_CUE_HINT = re.compile(  # cheap look-ups (with _UNIT_HINT): most text skips the cue patterns
-    r"(?i)(?=[lrdhawim])(?:liv|resid|domic|home|addr|adres|anschrift|wohn|indiriz|direcc|morada)"
-)
-_UNIT_HINT = re.compile(r"(?i)(?=[afws])(?:apt|apartment|flat|appartement|wohnung|studio)")
 _CLAUSE_END = re.compile(r"[;|\n\r()\[\]<>]|[.!?](?=\s|$)|\s[-–]\s")
 _DIGIT_NEXT = re.compile(r"\s*\d")
 CLAUSE_CHARS = 160
@@ -152,7 +146,7 @@ _TRAILING_CODE = re.compile(
 
 def cued(text: str) -> bool:
     """Whether `text` holds an address cue ("lives at", "home:", "wohnhaft", ...)."""
-    return _CUE_HINT.search(text) is not None and ADDRESS_CUE.search(text) is not None
+    return CUE_HINT.search(text) is not None and ADDRESS_CUE.search(text) is not None
 
 
 def _peel(text: str, start: int, end: int) -> tuple[int, list[tuple[int, int, str]]]:
@@ -315,18 +309,23 @@ def _cue_clauses(
             line = _DIGIT_NEXT.match(text, dot + 1) if stop.group() == "\n" else None
             if line is not None and any(s == line.end() - 1 for s, _ in nearby):
                 continue  # "Lives at Suite 870\n5 Rongorohewhero Street": the street's line
+            before = (text[max(start, dot - 8) : dot].split() or [""])[-1]
             if stop.group() == "." and (
                 any(s < dot < e - 1 for s, e in nearby)
                 or _DIGIT_NEXT.match(text, dot + 1)
-                or (text[max(start, dot - 8) : dot].split() or [""])[-1] in LOWER_ADDRESS_WORDS
+                or before.lower() in LOWER_ADDRESS_WORDS
+                or (
+                    ABBREVIATION_NEXT.match(text, dot - len(before))
+                    and not any(e in (dot, dot + 1) for _, e in nearby)  # "Baker St. Seen"
+                )
             ):
-                continue  # "12 St. John's Rd", "Hauptstr. 5", "пер. Мельничный"
+                continue  # "12 St. John's Rd", "Hauptstr. 5", "пер. Мельничный", "Jl. Merdeka"
             end = dot
             break
         if end < 0:
             continue
         tokens = text[start:end].split()
-        if not tokens or len(tokens) > 12:
+        if not tokens or len(tokens) > CLAUSE_WORDS:
             continue
         head = tokens[0]
         if not (
@@ -342,6 +341,7 @@ def _cue_clauses(
             value = word.group()
             if (
                 value[0].islower()
+                and not text[word.start() - 1].isdigit()  # "55th Street", "2nd floor"
                 and not caseless(value)
                 and value not in CONNECTORS
                 and value not in LOWER_ADDRESS_WORDS
@@ -358,6 +358,7 @@ def _cue_clauses(
         qualified = "*" in clause or any(
             start <= s and e <= clause_end + 1 and k in {"address", "postcode"} for s, e, k in found
         )
+        qualified = qualified or (east_street(tokens) and any(c.isdigit() for c in clause))
         if not qualified and cue.group("strong"):
             qualified = any(
                 _named_or_foreign(w)
@@ -383,7 +384,7 @@ def find_places(
     out: list[tuple[int, int, str]] = []
     # (a) after a street, a P.O. box, or a flat.
     starts = [(s, e) for s, e, k in found if k == "address"]
-    if _UNIT_HINT.search(text) is not None:
+    if UNIT_HINT.search(text) is not None:
         flats = UNIT_ALONE.finditer(text)
         starts += [m.span() for m in flats if not unit_follows(text, m.end())]
     for start, end in starts:

@@ -76,8 +76,27 @@ LOWER_ADDRESS_WORDS = _words(
     "лінія линия просіка тракт кільце спуск "
     "οδός οδ λεωφ λεωφόρος πλ πλατεία τκ гр ж.к бл вх ет ап "
     "գ փ փողոց պող պողոտա ք մարզ շ բն ქ ქუჩა გამზ გამზირი ჩიხი შესახვევი "
-    "სოფ სოფელი ბინა კორპ"
+    "სოფ სოფელი ბინა კორპ no rt rw"
 )
+# Street and settlement words of Vietnamese, Indonesian and Philippine addresses: one of them
+# and a number make the clause after a weak cue an address ("Home: Gg. Monginsidi No. 883").
+STREET_WORDS_EAST = _words(
+    "đường phố phường quận huyện xã thị tỉnh thành ấp thôn tổ khu khóm số ngõ ngách hẻm "
+    "jalan jl gang gg kel kec kab kota desa kelurahan kecamatan kabupaten provinsi "
+    "blok perumahan komplek brgy barangay purok sitio"
+)
+LOWER_ADDRESS_WORDS = LOWER_ADDRESS_WORDS | STREET_WORDS_EAST
+
+
+def east_street(tokens: list[str]) -> bool:
+    """Whether one of the first words of a clause is a street word ("ул.", "ulica", "Gg."),
+    not one that English and clinical text write too ("via", "no", "RT", "os")."""
+    for token in tokens[:4]:
+        word = token.rstrip(".,:").lower()
+        english = word.isascii() and (len(word) <= 2 or word == "via")
+        if word in STREET_WORDS_EAST or (word in LOWER_ADDRESS_WORDS and not english):
+            return True
+    return False
 
 
 # US states, Canadian provinces, Australian states, and country codes written after a town.
@@ -93,3 +112,25 @@ COUNTRIES = _words(
     "sweden sverige norway norge denmark danmark finland suomi poland polska canada australia "
     "usa america"
 )
+
+
+# "strong" cues say the words after them are a place; "home:" and "residence" may as well
+# be followed by home medication or a care setting, so they need a street, a postcode or a `*`.
+ADDRESS_CUE = re.compile(
+    r"(?i)(?=[lrdhawimđt])\b(?:(?P<strong>(?:lives?|living|resides?|residing|resident|domiciled?)\s+(?:at|in|on)"
+    r"|home\s+address|address(?:e)?|addr\.?|anschrift|wohnhaft(?:\s+in)?|wohnort|domicile"
+    r"|domicilio|indirizzo|direcci[oó]n|morada|woonadres|adres|alamat|địa\s+chỉ|tirahan)"
+    r"|residence|(?-i:[Hh]ome)\s*:)"
+    r"[ \t]*[:\-]?[ \t]*"
+)
+CUE_HINT = re.compile(  # cheap look-ups (with UNIT_HINT): most text skips the cue patterns
+    r"(?i)(?=[lrdhawimđt])(?:liv|resid|domic|home|addr|adres|anschrift|wohn|indiriz|direcc|morada"
+    r"|alamat|địa chỉ|tirahan)"
+)
+UNIT_HINT = re.compile(r"(?i)(?=[afws])(?:apt|apartment|flat|appartement|wohnung|studio)")
+# A short capitalised abbreviation or initial inside an address, a name or number next:
+# "Jalan Jend. A. Yani No. 482", "Gang H.J. Maemunah".
+ABBREVIATION_NEXT = re.compile(r"[A-Z][\w.]{0,4}\.[ \t]+[A-Z0-9]")
+# Words in the clause after a cue: Vietnamese writes a syllable a word ("Số 1 Đường Hoàng
+# Hoa Thám Xã Long Bình tỉnh Bắc Ninh 94163" is 13).
+CLAUSE_WORDS = 16

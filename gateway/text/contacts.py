@@ -233,7 +233,8 @@ def _joined_logins(text: str, lexicon: Lexicon | None) -> list[re.Match[str]]:
         if not (value.isupper() or value.islower()):
             continue
         words = lexicon if lexicon is not None else shipped_lexicon()
-        if words.facts(value)[1] or words.facts(value)[2]:
+        _, listed, safe, _ = words.facts(value)
+        if listed or safe:
             continue  # a name or a word of its own: other rules say which
         for cut in (1, 2):
             _, listed, safe, _ = words.facts(value[cut:])

@@ -259,18 +259,18 @@ def shift_date(value: str, days: int) -> str | None:
 # Breast ultrasound and mammography give a lesion's position as a clock face ("RT 10:00").
 CLOCK_FACE = re.compile(r"(?i)breast|axilla|nipple|areola|o'?clock")
 # A side written next to the hour: "RT 10:00", "L 3:00", "2:00 LT" (not "RT structures").
+SIDE_BEFORE, SIDE_AFTER = re.compile(r"(?i)\b[LR]T?[ \t]*$"), re.compile(r"(?i)^[ \t]*[LR]T?\b")
+WHOLE_HOUR = re.compile(r"(?:1[0-2]|0?[1-9]):[03]0")
 # After a birth cue a short dotted date is one, though "2.10.12" alone reads as a version.
 BIRTH_CUE = re.compile(
     r"(?i)(?:\bdob|\bd\.o\.b|\bborn(?:[ \t]+on)?|\bbirth(?:[ \t]*date)?|\bgeb|\bgeboren"
     r"|\bn[ée]e?)[\s:.,]*\Z"
 )
+BIRTH_CUE_REACH = 24
+
+
 def _after_birth_cue(text: str, start: int) -> bool:
     return BIRTH_CUE.search(text, max(0, start - BIRTH_CUE_REACH), start) is not None
-
-
-BIRTH_CUE_REACH = 24
-SIDE_BEFORE, SIDE_AFTER = re.compile(r"(?i)\b[LR]T?[ \t]*$"), re.compile(r"(?i)^[ \t]*[LR]T?\b")
-WHOLE_HOUR = re.compile(r"(?:1[0-2]|0?[1-9]):[03]0")
 
 
 def find_dates(text: str) -> list[tuple[int, int, str]]:

@@ -295,7 +295,7 @@ def _cue_clauses(
     out = []
     for cue in ADDRESS_CUE.finditer(text):
         start = cue.end()
-        # A clause of twelve words is short: the search for its end need not go further.
+        # A clause of CLAUSE_WORDS words is short: the search for its end need not go further.
         limit = min(len(text), start + CLAUSE_CHARS)
         end = -1 if limit < len(text) else limit
         nearby = [(s, e) for s, e, k in found if k == "address" and s < limit and e > start]

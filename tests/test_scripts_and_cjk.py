@@ -79,6 +79,10 @@ def test_names_in_more_scripts(recognizer: Recognizer, text: str, cleaned: str) 
         ("Address: 9198 55th Street, Gladiola Village Phase 4, Prosperidad, 9193 Misamis",
          "Address: *"),
         ("Home: discharged to ward 5", "Home: discharged to ward 5"),
+        ("Home: 177/76 ถนนเขียวขุ้ย ตำบลบ่อก้อนแก้ว อำเภอเกษตรสมบูรณ์ เลย 53910", "Home: * *"),
+        ("Home: 東京都台東区浅草橋5丁目3番2号 パーク千束704", "Home: *"),
+        ("Home: 在家休息 2周", "Home: 在家休息 2周"),
+        ("Home: 自宅療養 3日間", "Home: 自宅療養 3日間"),
         ("埼玉県練馬区三筋13丁目12番17号", "*"),  # the block numbers after 丁目 too
         ("Lives at 1107 रतन सेन, इलाहाबाद", "Lives at *"),
         ("Lives at 嘉禾街H座, 东莞市", "Lives at *"), ("张家港路M座", "*"),

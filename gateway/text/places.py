@@ -32,7 +32,7 @@ from gateway.text.street_patterns import (
     LOWER_ADDRESS_WORDS,
     REGION_CODES,
     UNIT_HINT,
-    east_street,
+    street_words,
 )
 
 
@@ -358,7 +358,7 @@ def _cue_clauses(
         qualified = "*" in clause or any(
             start <= s and e <= clause_end + 1 and k in {"address", "postcode"} for s, e, k in found
         )
-        qualified = qualified or (east_street(tokens) and any(c.isdigit() for c in clause))
+        qualified = qualified or (street_words(tokens) and any(c.isdigit() for c in clause))
         if not qualified and cue.group("strong"):
             qualified = any(
                 _named_or_foreign(w)

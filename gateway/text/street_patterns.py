@@ -92,6 +92,9 @@ LOWER_ADDRESS_WORDS = LOWER_ADDRESS_WORDS | STREET_WORDS_EAST
 # village number, subdistrict, district, province (and their short forms).
 THAI_ADDRESS_PREFIXES = ("ถนน", "ถ.", "ซอย", "ซ.", "หมู่", "ตำบล", "ต.", "แขวง", "อำเภอ", "อ.",
                          "เขต", "จังหวัด", "จ.")  # fmt: skip
+# A street's kind written out in full and capitalised ("1639 81st Street", "Mayon Extension").
+_STREET_TYPES = frozenset(("Street", "Avenue", "Road", "Drive", "Lane", "Boulevard", "Extension",
+                           "Highway"))  # fmt: skip
 # A building and its room ("パーク千束704"), or a number with its block word ("17号", "3丁目").
 _CJK_WITH_DIGIT = re.compile(
     r"[\u30a0-\u30ff\u4e00-\u9fff]\d{2,}(?![A-Za-z\d])|\d+(?:号|番|丁目|室|楼|栋|棟|階|번지|호)"
@@ -102,14 +105,18 @@ def street_words(tokens: list[str]) -> bool:
     """Whether a clause's words name a street as addresses write it, so that after a weak cue
     ("Home:") they and a number are an address: a street word among the first ("ул.",
     "ulica", "Gg."; not one English and clinical text write too: "via", "no", "RT", "os"), a
-    Thai street word against its name, or CJK with a room or block number ("パーク千束704")."""
+    street's kind written out ("81st Street"), a Thai street word against its name, or CJK
+    with a room or block number ("パーク千束704")."""
     for token in tokens[:4]:
         word = token.rstrip(".,:").lower()
         english = word.isascii() and (len(word) <= 2 or word == "via")
         if word in STREET_WORDS_EAST or (word in LOWER_ADDRESS_WORDS and not english):
             return True
     return any(
-        token.startswith(THAI_ADDRESS_PREFIXES) or _CJK_WITH_DIGIT.search(token) for token in tokens
+        token.startswith(THAI_ADDRESS_PREFIXES)
+        or _CJK_WITH_DIGIT.search(token)
+        or token.rstrip(".,;") in _STREET_TYPES
+        for token in tokens
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from test_known_identifiers import _instance as sc_instance  # a Secondary Capture in a charset
 
 from gateway.deid.engine import Engine
 from gateway.deid.profile import default_profile
@@ -331,16 +332,7 @@ def _all_text(ds: Dataset) -> str:
 def test_text_in_each_character_set_is_cleaned_and_written_back(
     charset: str | list[str], name: str, text: str, words: list[str]
 ) -> None:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
-    ds.SpecificCharacterSet = charset
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1125.78.1"
-    ds.StudyInstanceUID = "1.2.826.0.1.3680043.2.1125.78.2"
-    ds.SeriesInstanceUID = "1.2.826.0.1.3680043.2.1125.78.3"
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds = sc_instance(charset)
     ds.PatientName = name
     ds.PatientID = "X123456"
     ds.ImageComments = text

@@ -78,7 +78,6 @@ for _table_index, _table in enumerate(_MONTH_TABLES):
         _MONTHS.setdefault(_word, (_table_index, _month_index + 1))
 
 
-
 def _trie(words: list[str]) -> str:
     """One alternation of `words` sharing their prefixes ("ma(?:r(?:ch|zo|s)|i|y)"): Python's
     regex engine tries a flat alternation branch by branch at every position, and the month
@@ -123,7 +122,7 @@ DATE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"(?<!\d)(?P<y>(?:1[89]|20)\d\d)[ \t]?[年년][ \t]?(?P<m>1[0-2]|0?[1-9])[ \t]?[月월]"
         r"[ \t]?(?P<d>3[01]|[12]\d|0?[1-9])[ \t]?[日일]",
         # A Japanese era year: 昭和31年3月5日 (replaced, not shifted).
-        r"(?P<era>明治|大正|昭和|平成|令和)[ \t]?(?P<ey>元|[0-6]?\d)[ \t]?年[ \t]?"
+        r"(?P<era>" + "|".join(_ERAS) + r")[ \t]?(?P<ey>元|[0-6]?\d)[ \t]?年[ \t]?"
         r"(?P<m>1[0-2]|0?[1-9])[ \t]?月[ \t]?(?P<d>3[01]|[12]\d|0?[1-9])[ \t]?日",
         # Hungarian, year first: 1956. március 5.
         rf"(?<![\w.]){_YEAR4}\.?[ \t]+{_MONTH}[ \t]+{_DAY}{_END}",

@@ -170,6 +170,13 @@ class Lexicon:
 
 
 @lru_cache(maxsize=1)
+def clinical_words() -> frozenset[str]:
+    """The folded words of data/clinical_words.txt, read once: the shipped lexicon's safe
+    vocabulary holds them among others, and the structure-name rule needs them apart."""
+    return frozenset(fold(word) for word in read_words("clinical_words.txt"))
+
+
+@lru_cache(maxsize=1)
 def shipped_lexicon() -> Lexicon:
     english = WordSet.of(
         chain(
@@ -178,7 +185,7 @@ def shipped_lexicon() -> Lexicon:
             read_words("english_dictionary.txt.gz"),
         )
     )
-    clinical = chain(read_words("clinical_words.txt"), read_words("concept_words.txt.gz"))
+    clinical = chain(clinical_words(), read_words("concept_words.txt.gz"))
     safe = english | WordSet.of(clinical)
     names = WordSet.of(chain(read_words("given_names.txt.gz"), read_words("family_names.txt.gz")))
     return Lexicon(

@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from gateway.text.lexicon import caseless, fold, read_words
+from gateway.text.lexicon import caseless, clinical_words, read_words
 from gateway.text.name_neighbours import Word
 from gateway.text.name_sentences import names_by_sentence
 from gateway.text.names_alone import is_latin
@@ -45,7 +45,7 @@ class _Word(Word, Protocol):
 
 
 _STRUCTURE_WORDS = frozenset(read_words("structure_words.txt"))
-_CLINICAL_WORDS = frozenset(fold(w) for w in read_words("clinical_words.txt"))
+_CLINICAL_WORDS = clinical_words()
 # Words of a structure's or a plan's name ("GTV_Miller", "Plan_Baker_v2", "Miller IMRT").
 _TARGETS = frozenset(("gtv", "ctv", "ptv", "itv", "igtv", "prv", "oar", "roi", "boost", "plan",
                       "vmat", "imrt", "sbrt", "srs", "crt", "qa", "arc", "tomo"))  # fmt: skip

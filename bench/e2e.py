@@ -141,10 +141,11 @@ def files_in(folder: Path) -> list[Path]:
 # --- DCMTK passthrough -------------------------------------------------------------------------
 
 
-def passthrough(root: Path, load: Workload) -> Passthrough:
+def passthrough(root: Path, load: Workload, extra_env: dict[str, str] | None = None) -> Passthrough:
+    """storescu -> storescp (`extra_env`: storescp's own additions, e.g. LD_PRELOAD)."""
     out = root / "passthrough"
     port = free_port()
-    with storescp_on(port, out, ae_title="ARCHIVE"):
+    with storescp_on(port, out, ae_title="ARCHIVE", extra_env=extra_env):
         seconds = run_storescu(port, load, called_ae="ARCHIVE")
     got = len(files_in(out))
     if got != load.count:

@@ -5,6 +5,9 @@ yardstick (DCMTK storescu -> storescp) beside the gateway on the same files and 
 rate with its ratio to that passthrough:
 
   DCMTK passthrough       storescu -> storescp, one association, best of 2 (bench/e2e.py)
+  DCMTK fsyncing          storescu -> storescp fsyncing each file before it answers (an
+                          LD_PRELOAD shim, bench/dcmtk_fsync.py): what the promise
+                          "acknowledged = on disk" costs native code on this disk
   spool write only        `Spool.store` in a loop (sealed slot, one fsync, state.db row):
                           the floor under the receive rate that "acknowledged = on disk" sets
   pynetdicom floor        storescu -> a pynetdicom AE whose C-STORE handler does nothing: what
@@ -47,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import e2e  # bench/ is not a package
 import engine
 import streaming
+from dcmtk_fsync import dcmtk_fsync_seconds
 from pynetdicom_floor import pynetdicom_floor
 from service_harness import create_secret  # on sys.path since e2e
 
@@ -68,6 +72,7 @@ class Column:
     gateway: list[e2e.GatewayRun] = field(default_factory=list)
     spool_only: float = 0.0  # instances/s: Spool.store alone, the durable-write floor
     pynetdicom_only: float = 0.0  # instances/s: a do-nothing pynetdicom SCP, the library's floor
+    dcmtk_fsync: float | None = None  # instances/s: storescp fsyncing each file (None: no cc)
     engine_only: float = 0.0  # instances/s, 1 process
     engine_round_trip: float = 0.0
     ocr: dict[str, float] = field(default_factory=dict)  # frame kind -> frames/s, 1 process
@@ -154,6 +159,8 @@ def measure(args: argparse.Namespace, root: Path) -> list[Column]:
             f"{load.name}: DCMTK passthrough " + ", ".join(f"{run.seconds:.2f} s" for run in tries),
             flush=True,
         )
+        synced = dcmtk_fsync_seconds(folder, load)
+        column.dcmtk_fsync = load.count / synced if synced else None
         column.pynetdicom_only = load.count / pynetdicom_floor(load)
         for destination in ("ae", "folder") if args.folder else ("ae",):
             run = e2e.through_gateway(
@@ -216,6 +223,7 @@ def table(columns: list[Column], args: argparse.Namespace) -> list[str]:
         lines.append(_row(label, cells))
 
     rates("DCMTK storescu -> storescp (passthrough)", dcmtk)
+    rates("DCMTK storescp fsyncing each file", [c.dcmtk_fsync for c in columns])
     rates("spool durable write only (receive floor)", [c.spool_only for c in columns])
     rates("pynetdicom SCP doing nothing (its floor)", [c.pynetdicom_only for c in columns])
     rates(
@@ -289,6 +297,11 @@ def targets(columns: list[Column]) -> list[str]:
             f"(>= {TARGET_END_TO_END:.2f}x: {_met(e2e_ratio >= TARGET_END_TO_END)}), "
             f"summed peak RSS {summed / MIB:.0f} MiB "
             f"(< {TARGET_RSS / MIB:.0f} MiB = 500 MB: {_met(summed < TARGET_RSS)})"
+            + (
+                f"; DCMTK's storescp fsyncing each file: {c.dcmtk_fsync / base:.2f}x"
+                if c.dcmtk_fsync
+                else ""
+            )
         )
     return out
 

@@ -574,7 +574,12 @@ def echoscu(port: int, *, calling_ae: str = MODALITY_AE) -> subprocess.Completed
 
 @contextmanager
 def storescp_on(
-    port: int, out_dir: Path, *, ae_title: str = "ARCHIVE", extra_args: Sequence[str] = ()
+    port: int,
+    out_dir: Path,
+    *,
+    ae_title: str = "ARCHIVE",
+    extra_args: Sequence[str] = (),
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """DCMTK storescp on a given port (the destination that comes back up on its old port).
 
@@ -592,7 +597,7 @@ def storescp_on(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=dcmtk_env(),
+            env={**dcmtk_env(), **(extra_env or {})},
         )
     try:
         wait_until(

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from gateway.text.address_clauses import fill_address_clauses
 from gateway.text.ages import find_ages
 from gateway.text.cjk_names import find_cjk_names
 from gateway.text.cjk_places import find_cjk_addresses
@@ -32,8 +33,19 @@ from gateway.text.relations import find_relatives
 _PRIORITY = {
     kind: rank
     for rank, kind in enumerate(
-        ("email", "url", "date", "age", "address", "organisation", "phone", "postcode", "id",
-         "time", "name")
+        (
+            "email",
+            "url",
+            "date",
+            "age",
+            "address",
+            "organisation",
+            "phone",
+            "postcode",
+            "id",
+            "time",
+            "name",
+        )
     )
 }
 CACHE_SIZE = 65536
@@ -156,7 +168,13 @@ class Recognizer:
         names.extend(thai_titled_names(text))
         names.extend(initials_beside(text, names))
         candidates.extend(_merge_names(text, names))
-        return _resolve(text, candidates)
+        spans = _resolve(text, candidates)
+        filled = fill_address_clauses(text, [(s.start, s.end, s.kind) for s in spans])
+        if len(filled) == len(spans) and all(
+            s.start == f[0] and s.end == f[1] for s, f in zip(spans, filled, strict=True)
+        ):
+            return spans
+        return tuple(Span(*f) for f in filled)
 
     def _clean_uncached(self, text: str, replacement: str, shift_days: int | None) -> str:
         return self.replace(text, self._spans(text), replacement, shift_days)

@@ -1,0 +1,113 @@
+"""The rest of an address clause once its parts were found.
+
+After a cue ("Home:", "Address:", "lives at") the rules find the parts of an address they
+can tell: a street's name, a town, a postcode, a name-like word. What they leave between
+those parts is often only numbers: the house, the flat, the block ("Home: * 79, * *",
+"Home: 8932 * 742, *, * *", "Home: Suite 979 622 *, *, *"). A number beside a cut town is
+still part of an address. So when everything a cued clause holds besides found parts is
+numbers, punctuation, unit and street words, region codes or connectors, the whole clause
+is the address. A clause with a word of prose left ("Home: with wife *, 2 children",
+"Home: * 24/7 care") is left as the rules found it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from gateway.text.street_patterns import (
+    ADDRESS_CUE,
+    CUE_HINT,
+    LOWER_ADDRESS_WORDS,
+    REGION_CODES,
+    STREET_WORDS_EAST,
+)
+
+__all__ = ["fill_address_clauses"]
+
+
+def _words(spaced: str) -> frozenset[str]:
+    return frozenset(spaced.split())
+
+
+# Kinds of part an address clause is made of (not a date, an age or a time).
+_PARTS = frozenset(("address", "postcode", "name", "id", "organisation"))
+# The clause ends at a semicolon, a bar, a line break or a sentence's end (a full stop
+# before a capital or the text's end; "Nr. 92", "Bl. 59" go on).
+_CLAUSE_END = re.compile(r"[;|\n\r]|[.!?](?=[ \t]*$|[ \t]+[^\W\d_](?![\w]{0,3}\.))")
+_LONGEST = 160
+_NUMBER = re.compile(r"[#№]?\d[\d/\-–.]*[A-Za-z]?\.?,*")
+_PUNCTUATION = re.compile(r"[^\w]+")
+# Words an address writes with its numbers: units, floors, buildings ("Suite", "Level",
+# "Nr.", "Bl.", "Sc.", "Ap.", "Edif.", "Depto.", "Interior").
+_ADDRESS_WORDS = _words(
+    "apt apartment flat unit suite ste level floor fl lot block blk building bldg house "
+    "room rm no nr nº n° bl sc ap et etaj edif depto dpto interior int piso puerta casa "
+    "lote quadra qd conjunto bloco andar sala km box po pmb wohnung whg stiege tür top "
+    "app appt bat bât esc kv kvartira dom korpus str ul "
+    # street kinds written before the name (Romanian, Spanish, Portuguese)
+    "strada intrarea bulevardul bd aleea calea splaiul soseaua șoseaua piața calle "
+    "avenida av avda circuito privada cerrada calzada callejón prolongación periférico "
+    "peatonal viaducto ampliación circunvalación andador retorno rua travessa alameda "
+    "praça rodovia estrada largo vila jardim setor loteamento"
+)
+
+
+# Capitals that are no region: modalities and dosing ("Home: * CT 2019" is no address).
+_CLINICAL = _words(
+    "CT MR MRI US XR PET NM CR DX RX OT ECG EKG EEG IV IM PO SC BID TID QID PRN ICU ED ER OR "
+    "GP MD RN PT SLP DNR"
+)
+
+
+def _spare(token: str) -> bool:
+    """Whether a token left between found parts can belong to the address."""
+    bare = token.strip(",.:;()'\"-–/")
+    if not bare or _PUNCTUATION.fullmatch(token) or _NUMBER.fullmatch(token):
+        return True
+    if any(c.isdigit() for c in bare):
+        return bool(re.fullmatch(r"[#№]?\d+[A-Za-z]?(?:[/\-–]\d+[A-Za-z]?)*", bare))
+    folded = bare.casefold()
+    if folded in _ADDRESS_WORDS or folded in LOWER_ADDRESS_WORDS or folded in STREET_WORDS_EAST:
+        return True
+    if bare in REGION_CODES or (re.fullmatch(r"[A-Z]{2,4}", bare) and bare not in _CLINICAL):
+        return True  # "QLD", "MG", "GTO": a state written after the town
+    # A letter or two of another script left beside a cut word (Hebrew "לח"י").
+    return len(bare) <= 2 and all(c > "\u024f" for c in bare if c.isalpha())
+
+
+def _clause(text: str, start: int) -> int:
+    m = _CLAUSE_END.search(text, start, min(len(text), start + _LONGEST))
+    return m.start() if m is not None else min(len(text), start + _LONGEST)
+
+
+def fill_address_clauses(
+    text: str, spans: list[tuple[int, int, str]]
+) -> list[tuple[int, int, str]]:
+    """`spans` (sorted, not overlapping) with each cued clause whose leftovers are only
+    numbers and address words replaced by one address span over the whole clause."""
+    if not spans or CUE_HINT.search(text) is None:
+        return spans
+    out = spans
+    for cue in ADDRESS_CUE.finditer(text):
+        start = cue.end()
+        end = _clause(text, start)
+        inside = [s for s in out if s[0] >= start and s[1] <= end]
+        if not any(kind in _PARTS for _, _, kind in inside):
+            continue
+        if any(s[0] < end and s[1] > start and s not in inside for s in out):
+            continue  # a span across the clause's edge: leave the rules' cut alone
+        gaps, position = [], start
+        for s, e, _ in inside:
+            gaps.append(text[position:s])
+            position = e
+        gaps.append(text[position:end])
+        tokens = " ".join(gaps).split()
+        if not any(c.isalnum() for c in "".join(tokens)) or not all(map(_spare, tokens)):
+            continue  # nothing left to take, or prose left
+        clause = text[start:end].rstrip(" \t,.:")
+        first = start + len(clause) - len(clause.lstrip(" \t"))
+        last = start + len(clause)
+        if last <= first:
+            continue
+        out = sorted([s for s in out if s[1] <= first or s[0] >= last] + [(first, last, "address")])
+    return out

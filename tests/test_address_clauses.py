@@ -1,0 +1,74 @@
+"""After an address cue, what the rules leave between the parts they found: house, flat and
+block numbers beside a cut street and town go with them (address_clauses.py); a clause
+with prose left keeps its prose. Addresses in the shapes Faker writes for 12 locales."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gateway.text.recognizer import Recognizer, default_recognizer
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> Recognizer:
+    return default_recognizer()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "Versokuja 79, 83470 Saarijärvi",  # fi_FI
+        "Ringstigen 614, 41003 Skellefteå",  # sv_SE
+        "Mukařovského 9, 100 33 Trhové Sviny",  # cs_CZ
+        "Χριστοπούλου 45,, 450 61 Βόλος",  # el_GR
+        "יואב 28, עצמון שגב, 1742180",  # he_IL
+        "8932 هومن چهار راه سوئیت 742, شهرستان عليرضا, اردبیل 6792908100",  # fa_IR
+        "89/3287 गोपाल गुरुंग, अखनूर-809679",  # hi_IN
+        "14, Bhavsar Marg, Mumbai 307666",  # en_IN
+        "Suite 979 622 Kerr Rotary, South Eric, QLD, 2987",  # en_AU
+        "Intrarea Nemeș Nr. 10, Motru, 176661",  # ro_RO
+    ],
+)
+def test_numbers_of_a_cued_address_go_with_it(recognizer: Recognizer, address: str) -> None:
+    text = f"Home: {address}; phone 0748 100 339"
+    cleaned = recognizer.clean(text)
+    left = [n for n in re.findall(r"\d+", address) if n in cleaned]
+    assert not left, cleaned
+    assert cleaned.startswith("Home: ") and cleaned.endswith("; phone *"), cleaned
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Home: 2L O2 via NC",
+        "Home: Metoprolol 50 mg BID, Lasix 40 mg",
+        "Home: lives alone, 3 flights of stairs",
+        "Home: discharged day 3",
+        "Residence: nursing home, room 12",
+        "Residence time 30 s",
+        "Home: Bed 4, Ward 7",
+        "Home: CPAP 10 cm H2O",
+        "Home: PICC line 2 lumen",
+        "Home meds: aspirin 81",
+    ],
+)
+def test_clinical_text_after_a_cue_stays(recognizer: Recognizer, text: str) -> None:
+    assert recognizer.clean(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        # prose left in the clause: only what the rules found goes
+        ("Home: with wife Mary, 2 children", "Home: with wife *, 2 children"),
+        ("Home: Dr Smith 2 weeks", "Home: Dr * 2 weeks"),
+        # a number beside a cut name is taken with it
+        ("Home: John 3", "Home: *"),
+    ],
+)
+def test_only_numbers_and_address_words_are_taken(
+    recognizer: Recognizer, text: str, cleaned: str
+) -> None:
+    assert recognizer.clean(text) == cleaned

@@ -29,14 +29,19 @@ def recognizer() -> Recognizer:
         "14, Bhavsar Marg, Mumbai 307666",  # en_IN
         "Suite 979 622 Kerr Rotary, South Eric, QLD, 2987",  # en_AU
         "Intrarea Nemeș Nr. 10, Motru, 176661",  # ro_RO
+        "Madsenholtet 46B, 4821 Mathiasodden",  # no_NO
+        "U Podjezdu 8, 550 25 Chlumec",  # cs_CZ
+        "pl. Andersa 16/01, 14-040 Lębork",  # pl_PL
+        "Petőfi sándor út 154., H-1757 Salgótarján",  # hu_HU
+        "п. Амурск, наб. Морозова, д. 4/1, 245892",  # ru_RU
+        "вулиця 3-тя Лінія 6-й ст. Люстдорфської дороги, буд. 54, Батурин, 03786",  # uk_UA
     ],
 )
-def test_numbers_of_a_cued_address_go_with_it(recognizer: Recognizer, address: str) -> None:
-    text = f"Home: {address}; phone 0748 100 339"
+@pytest.mark.parametrize("cue", ["Home: ", "Address: ", "Patient lives at "])
+def test_a_cued_address_goes_whole(recognizer: Recognizer, address: str, cue: str) -> None:
+    text = f"{cue}{address}; phone 0748 100 339"
     cleaned = recognizer.clean(text)
-    left = [n for n in re.findall(r"\d+", address) if n in cleaned]
-    assert not left, cleaned
-    assert cleaned.startswith("Home: ") and cleaned.endswith("; phone *"), cleaned
+    assert re.fullmatch(re.escape(cue) + r"\*(?:, \*)*; phone \*", cleaned), cleaned
 
 
 @pytest.mark.parametrize(
@@ -52,6 +57,8 @@ def test_numbers_of_a_cued_address_go_with_it(recognizer: Recognizer, address: s
         "Home: CPAP 10 cm H2O",
         "Home: PICC line 2 lumen",
         "Home meds: aspirin 81",
+        "Address: see chart",
+        "Lives at home, 2 flights of stairs",
     ],
 )
 def test_clinical_text_after_a_cue_stays(recognizer: Recognizer, text: str) -> None:
@@ -64,6 +71,11 @@ def test_clinical_text_after_a_cue_stays(recognizer: Recognizer, text: str) -> N
         # prose left in the clause: only what the rules found goes
         ("Home: with wife Mary, 2 children", "Home: with wife *, 2 children"),
         ("Home: Dr Smith 2 weeks", "Home: Dr * 2 weeks"),
+        ("Home: Eliquis 5 mg, Dr Patel", "Home: Eliquis 5 mg, Dr *"),
+        (
+            "Address: 12 Baker Street, London. Patient reports pain",
+            "Address: *. Patient reports pain",
+        ),
         # a number beside a cut name is taken with it
         ("Home: John 3", "Home: *"),
     ],

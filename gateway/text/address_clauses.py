@@ -5,14 +5,17 @@ can tell: a street's name, a town, a postcode, a name-like word. What they leave
 those parts is often only numbers: the house, the flat, the block ("Home: * 79, * *",
 "Home: 8932 * 742, *, * *", "Home: Suite 979 622 *, *, *"). A number beside a cut town is
 still part of an address. So when everything a cued clause holds besides found parts is
-numbers, punctuation, unit and street words, region codes or connectors, the whole clause
-is the address. A clause with a word of prose left ("Home: with wife *, 2 children",
-"Home: * 24/7 care") is left as the rules found it.
+numbers, punctuation, unit and street words, region codes, single letters or words that
+are no vocabulary ("Madsenholtet 46B", "Haagan pappilantie 077", "Kynšperk nad Ohří"),
+the whole clause is the address; after a weak cue ("Home:") only when it holds a number.
+A clause with a word of prose left ("Home: with wife *, 2 children", "Home: * 24/7 care")
+is left as the rules found it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from gateway.text.street_patterns import (
     ADDRESS_CUE,
@@ -31,9 +34,11 @@ def _words(spaced: str) -> frozenset[str]:
 
 # Kinds of part an address clause is made of (not a date, an age or a time).
 _PARTS = frozenset(("address", "postcode", "name", "id", "organisation"))
-# The clause ends at a semicolon, a bar, a line break or a sentence's end (a full stop
-# before a capital or the text's end; "Nr. 92", "Bl. 59" go on).
-_CLAUSE_END = re.compile(r"[;|\n\r]|[.!?](?=[ \t]*$|[ \t]+[^\W\d_](?![\w]{0,3}\.))")
+# The clause ends at a semicolon, a bar, a line break or a sentence's end: a full stop
+# before a capital or the text's end, not after an abbreviation ("Nr. 92", "pl. Andersa",
+# "п. Амурск", "Bl. 59" go on).
+_CLAUSE_END = re.compile(r"[;|\n\r]|[.!?](?=[ \t]*$|[ \t]+[^\W\d_])")
+_WORD_BEFORE = re.compile(r"(\w+)\Z")
 _LONGEST = 160
 _NUMBER = re.compile(r"[#№]?\d[\d/\-–.]*[A-Za-z]?\.?,*")
 _PUNCTUATION = re.compile(r"[^\w]+")
@@ -48,7 +53,9 @@ _ADDRESS_WORDS = _words(
     "strada intrarea bulevardul bd aleea calea splaiul soseaua șoseaua piața calle "
     "avenida av avda circuito privada cerrada calzada callejón prolongación periférico "
     "peatonal viaducto ampliación circunvalación andador retorno rua travessa alameda "
-    "praça rodovia estrada largo vila jardim setor loteamento"
+    "praça rodovia estrada largo vila jardim setor loteamento "
+    # Polish and Hungarian street kinds ("pl. Andersa", "al. Jana Pawła", "Petőfi Sándor út")
+    "pl al os út utca tér köz körút sor sétány fasor"
 )
 
 
@@ -59,32 +66,44 @@ _CLINICAL = _words(
 )
 
 
-def _spare(token: str) -> bool:
+def _spare(token: str, vocabulary: Callable[[str], bool]) -> bool:
     """Whether a token left between found parts can belong to the address."""
     bare = token.strip(",.:;()'\"-–/")
     if not bare or _PUNCTUATION.fullmatch(token) or _NUMBER.fullmatch(token):
         return True
-    if any(c.isdigit() for c in bare):
-        return bool(re.fullmatch(r"[#№]?\d+[A-Za-z]?(?:[/\-–]\d+[A-Za-z]?)*", bare))
+    if any(c.isdigit() for c in bare):  # "16/01", "46B", "4-ї", "1-ша"
+        return bool(re.fullmatch(r"[#№]?\d+(?:[/\-–]?\d+|[/\-–]?[^\W\d_]{1,3})*", bare))
+    if len(bare) == 1:
+        return True  # "U Podjezdu 8", an initial
     folded = bare.casefold()
     if folded in _ADDRESS_WORDS or folded in LOWER_ADDRESS_WORDS or folded in STREET_WORDS_EAST:
         return True
     if bare in REGION_CODES or (re.fullmatch(r"[A-Z]{2,4}", bare) and bare not in _CLINICAL):
         return True  # "QLD", "MG", "GTO": a state written after the town
     # A letter or two of another script left beside a cut word (Hebrew "לח"י").
-    return len(bare) <= 2 and all(c > "\u024f" for c in bare if c.isalpha())
+    if len(bare) <= 2 and all(c > "\u024f" for c in bare if c.isalpha()):
+        return True
+    return bare.isalpha() and not vocabulary(bare)
 
 
 def _clause(text: str, start: int) -> int:
-    m = _CLAUSE_END.search(text, start, min(len(text), start + _LONGEST))
-    return m.start() if m is not None else min(len(text), start + _LONGEST)
+    limit = min(len(text), start + _LONGEST)
+    for m in _CLAUSE_END.finditer(text, start, limit):
+        if m.group() == ".":
+            before = _WORD_BEFORE.search(text, start, m.start())
+            word = before.group(1).casefold() if before is not None else ""
+            if len(word) <= 3 or word in _ADDRESS_WORDS or word in LOWER_ADDRESS_WORDS:
+                continue  # an abbreviation: "pl.", "наб.", "Edif.", "Depto."
+        return m.start()
+    return limit
 
 
 def fill_address_clauses(
-    text: str, spans: list[tuple[int, int, str]]
+    text: str, spans: list[tuple[int, int, str]], vocabulary: Callable[[str], bool]
 ) -> list[tuple[int, int, str]]:
     """`spans` (sorted, not overlapping) with each cued clause whose leftovers are only
-    numbers and address words replaced by one address span over the whole clause."""
+    numbers and address words replaced by one address span over the whole clause.
+    `vocabulary`: whether a word is one of the language's (prose, not a place)."""
     if not spans or CUE_HINT.search(text) is None:
         return spans
     out = spans
@@ -102,8 +121,12 @@ def fill_address_clauses(
             position = e
         gaps.append(text[position:end])
         tokens = " ".join(gaps).split()
-        if not any(c.isalnum() for c in "".join(tokens)) or not all(map(_spare, tokens)):
-            continue  # nothing left to take, or prose left
+        if not any(c.isalnum() for c in "".join(tokens)):
+            continue  # nothing left to take
+        if not cue.group("strong") and not any(c.isdigit() for c in text[start:end]):
+            continue  # "Home: Eliquis, *": a weak cue needs a number
+        if not all(_spare(token, vocabulary) for token in tokens):
+            continue  # prose left
         clause = text[start:end].rstrip(" \t,.:")
         first = start + len(clause) - len(clause.lstrip(" \t"))
         last = start + len(clause)

@@ -169,12 +169,18 @@ class Recognizer:
         names.extend(initials_beside(text, names))
         candidates.extend(_merge_names(text, names))
         spans = _resolve(text, candidates)
-        filled = fill_address_clauses(text, [(s.start, s.end, s.kind) for s in spans])
+        filled = fill_address_clauses(
+            text, [(s.start, s.end, s.kind) for s in spans], self._vocabulary
+        )
         if len(filled) == len(spans) and all(
             s.start == f[0] and s.end == f[1] for s, f in zip(spans, filled, strict=True)
         ):
             return spans
         return tuple(Span(*f) for f in filled)
+
+    def _vocabulary(self, word: str) -> bool:
+        _, _, safe, english = self.lexicon.facts(word)
+        return safe or english or word.casefold() in self._site_safe
 
     def _clean_uncached(self, text: str, replacement: str, shift_days: int | None) -> str:
         return self.replace(text, self._spans(text), replacement, shift_days)

@@ -59,6 +59,9 @@ def test_a_cued_address_goes_whole(recognizer: Recognizer, address: str, cue: st
         "Home meds: aspirin 81",
         "Address: see chart",
         "Lives at home, 2 flights of stairs",
+        "Address is on file",
+        "the address is unknown",
+        "In Spring 2019 he had CT",
     ],
 )
 def test_clinical_text_after_a_cue_stays(recognizer: Recognizer, text: str) -> None:
@@ -78,6 +81,10 @@ def test_clinical_text_after_a_cue_stays(recognizer: Recognizer, text: str) -> N
         ),
         # a number beside a cut name is taken with it
         ("Home: John 3", "Home: *"),
+        # "address is" cues as "address:" does; a street kind joined to its name
+        ("Patient's address is רח 68 30, בית חשמונאי, 7368193.", "Patient's address is *."),
+        ("Moved to Waltraut-Kraus-Ring 5, 22415 Scheinfeld", "Moved to *"),
+        ("Correspondence to Jasperboulevard 99, 1220 NX, Hillegom", "Correspondence to *, *, *"),
     ],
 )
 def test_only_numbers_and_address_words_are_taken(

@@ -55,7 +55,7 @@ _ADDRESS_WORDS = _words(
     "peatonal viaducto ampliación circunvalación andador retorno rua travessa alameda "
     "praça rodovia estrada largo vila jardim setor loteamento "
     # Polish and Hungarian street kinds ("pl. Andersa", "al. Jana Pawła", "Petőfi Sándor út")
-    "pl al os út utca tér köz körút sor sétány fasor"
+    "pl al os út utca tér köz körút sor sétány fasor רח רחוב שד שדרות"
 )
 
 

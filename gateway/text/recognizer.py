@@ -33,19 +33,8 @@ from gateway.text.relations import find_relatives
 _PRIORITY = {
     kind: rank
     for rank, kind in enumerate(
-        (
-            "email",
-            "url",
-            "date",
-            "age",
-            "address",
-            "organisation",
-            "phone",
-            "postcode",
-            "id",
-            "time",
-            "name",
-        )
+        ("email", "url", "date", "age", "address", "organisation", "phone", "postcode", "id",
+         "time", "name")
     )
 }
 CACHE_SIZE = 65536
@@ -169,14 +158,9 @@ class Recognizer:
         names.extend(initials_beside(text, names))
         candidates.extend(_merge_names(text, names))
         spans = _resolve(text, candidates)
-        filled = fill_address_clauses(
-            text, [(s.start, s.end, s.kind) for s in spans], self._vocabulary
-        )
-        if len(filled) == len(spans) and all(
-            s.start == f[0] and s.end == f[1] for s, f in zip(spans, filled, strict=True)
-        ):
-            return spans
-        return tuple(Span(*f) for f in filled)
+        found = [(s.start, s.end, s.kind) for s in spans]
+        filled = fill_address_clauses(text, found, self._vocabulary)
+        return spans if filled == found else tuple(Span(*f) for f in filled)
 
     def _vocabulary(self, word: str) -> bool:
         _, _, safe, english = self.lexicon.facts(word)

@@ -35,7 +35,8 @@ ADDRESS_PATTERNS = tuple(
         # Hauptstraße 5, Kerkstraat 12a, Bahnhofstr. 3
         # (bounded: an unbounded word run backtracks quadratically over "Abc-Abc-Abc-...")
         r"\b[A-ZÄÖÜ][\w'-]{0,30}?(?i:straße|strasse|str\.|weg|gasse|platz|allee|straat|laan|plein"
-        r"|gracht|singel|dijk|kade|steeg|vej|gade|gatan|vägen|veien)\s+\d{1,5}[a-zA-Z]?\b",
+        r"|gracht|singel|dijk|kade|steeg|vej|gade|gatan|vägen|veien|boulevard|dreef|baan|damm"
+        r"|chaussee|-ring)\s+\d{1,5}[a-zA-Z]?\b",
         # Lentokapteenin kuja 268, Dunakeszii utca 225., Bácsszéki út 167., Atatürk Caddesi 5
         # (the kinds in lower case, as these languages write them: "T2 SOR 3" is no street)
         r"\b[A-ZÀ-ÞĀ-ž][^\W\d_]{2,30}\s+(?:kuja|katu|tie|polku|väylä|kaari|utca|út|útja|tér"
@@ -125,7 +126,7 @@ REGION_CODES = _words(
     "AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH "
     "NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR "
     "AB BC MB NB NL NS NT NU ON PE QC SK YT NSW VIC QLD SA WA TAS ACT "
-    "UK GB USA US IE DE FR NL BE CH AT IT ES PT SE NO DK FI PL CZ"
+    "AS GU VI MP UK GB USA US IE DE FR NL BE CH AT IT ES PT SE NO DK FI PL CZ"
 )
 COUNTRIES = _words(
     "england scotland wales ireland germany deutschland france netherlands nederland belgium "
@@ -142,7 +143,7 @@ ADDRESS_CUE = re.compile(
     r"|home\s+address|address(?:e)?|addr\.?|anschrift|wohnhaft(?:\s+in)?|wohnort|domicile"
     r"|domicilio|indirizzo|direcci[oó]n|morada|woonadres|adres|alamat|địa\s+chỉ|tirahan)"
     r"|residence|(?-i:[Hh]ome)\s*:)"
-    r"[ \t]*[:\-]?[ \t]*"
+    r"[ \t]*[:\-]?[ \t]*(?:(?<=ss )(?:is|was)[ \t]+)?"
 )
 CUE_HINT = re.compile(  # cheap look-ups (with UNIT_HINT): most text skips the cue patterns
     r"(?i)(?=[lrdhawimđt])(?:liv|resid|domic|home|addr|adres|anschrift|wohn|indiriz|direcc|morada"

@@ -47,6 +47,10 @@ def recognizer() -> Recognizer:
         ("患者王伟，检查正常", "患者*，检查正常"), ("报告医师：李娜，复查", "报告医师：*，复查"),
         ("担当医 佐藤花子 確認済み", "担当医 * 確認済み"),
         ("患者张伟的女儿张丽陪同", "患者*女儿*同"), ("娘の花子さんが同伴", "娘の*さんが同伴"),
+        # a name before the sex (a less common family name after a label); a given name in
+        # kana after a label, whatever the family name
+        ("患者易玉华，女，45岁", "患者*，女，45岁"), ("张某某，男，45岁", "*，男，45岁"),
+        ("患者 ほしの あき", "患者 *"), ("氏名：ヤマダ ハナコ", "氏名：*"),
         # Korean: a spaced name inside a value, a name of three syllables ending like a particle
         ("CT HEAD 최 수빈", "CT HEAD *"), ("김지은 님", "* 님"), ("박하은 환자", "* 환자"),
         ("이서연에게 전달", "*에게 전달"), ("김민준이 왔다", "*이 왔다"),
@@ -130,7 +134,7 @@ def test_places_and_companies_in_more_scripts(
         "Lives at nursing home, see notes", "Address: unknown", "MR BRAIN WO CONTRAST",
         "이 검사", "検査 です", "简要病史", "颜色正常", "تصوير مقطعي", "肺_GTV",
         "МРТ_T2", "第1. 王", "胸部 MRN", "父の検査", "Chestwall", "Abdpelvis", "LSPINE",
-        "Lung_L", "PTV_Boost",
+        "Lung_L", "PTV_Boost", "右侧，男性", "患者，女，45岁", "易位，男",
     ],
 )  # fmt: skip
 def test_clinical_text_in_these_scripts_stays(recognizer: Recognizer, text: str) -> None:

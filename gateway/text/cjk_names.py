@@ -34,11 +34,12 @@ _CUED = re.compile(
     rf"|(?<![^\W\d_])(?:{_alternatives(CUE_VERBS)})(?:[ \t]+[^\W\d_]+){{0,2}}[ \t]+"
     rf"(?:{_alternatives(CUE_LINKS)})[:：]?[ \t]{{1,2}}"
     rf"|(?<![^\W\d_])(?:{_alternatives(CUE_VERBS)})[ \t]*[:：][ \t]{{0,2}}"  # "Signed: 毕芳"
-    rf"|(?<![{CJK_LETTERS}])(?:{_alternatives(CJK_CUES)})(?:[ \t]{{1,2}}|[:：・]))"
-    rf"([{CJK_LETTERS}]{{1,4}})(?![{CJK_LETTERS}])"
-    rf"(?:[ \t]([{CJK_LETTERS}]{{1,3}})(?![{CJK_LETTERS}]))?",
+    rf"|(?<![{CJK_LETTERS}])(?P<label>{_alternatives(CJK_CUES)})(?:[ \t]{{1,2}}|[:：・][ \t]?))"
+    rf"(?P<name>[{CJK_LETTERS}]{{1,4}})(?![{CJK_LETTERS}])"
+    rf"(?:[ \t](?P<given>[{CJK_LETTERS}]{{1,3}})(?![{CJK_LETTERS}]))?",
     re.IGNORECASE,
 )
+_KANA = re.compile(r"[\u3040-\u30ff]+")
 HAN = re.compile(r"[\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 HANGUL = re.compile(r"[\uac00-\ud7af]+")
 CJK_HONORIFICS = ("先生", "医生", "医师", "醫師", "醫生", "様", "さん", "氏", "君", "主任", "教授",
@@ -107,10 +108,32 @@ _RELATIVE_HONORED = re.compile(
 )
 
 
+# A name before the patient's sex: "患者易玉华，女，45岁", "张某某，男" (a label may be
+# written against it).
+_BEFORE_SEX = re.compile(
+    r"([\u3005\u4e00-\u9fff]{2,7})[ \t]?[，,][ \t]?[男女](?=[，,、;；。\s(（]|性|\d|$)"
+)
+
+
+_PREFIXES_LONGEST_FIRST = sorted(CJK_PREFIXES, key=len, reverse=True)
+
+
+def _before_sex(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
+    for found in _BEFORE_SEX.finditer(text):
+        run, start = found.group(1), found.start(1)
+        prefix = next((p for p in _PREFIXES_LONGEST_FIRST if run.startswith(p)), "")
+        name = run[len(prefix) :]
+        listed = name[:1] in lexicon.cjk_family or name[:2] in lexicon.cjk_family
+        if 2 <= len(name) <= 3 and name not in lexicon.cjk_safe and (prefix or listed):
+            yield start + len(prefix), found.end(1)
+
+
 def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
     """(start, end) of each CJK name, of the names listed after it, and of its reading in
     katakana after it."""
     spans = list(_find_names(text, lexicon))
+    if "男" in text or "女" in text:
+        spans.extend(_before_sex(text, lexicon))
     spans.extend(found.span(1) for found in _RELATIVE_HONORED.finditer(text))
     for found in _BEFORE_LABEL.finditer(text):  # "高秀梅 MRN 36011206"
         if found.group(1) not in lexicon.cjk_safe:
@@ -136,12 +159,20 @@ def find_cjk_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
 
 def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
     for match in _CUED.finditer(text):
-        name, given = match.group(1, 2)
+        name, given = match.group("name", "given")
         family = bool(given) and name in lexicon.cjk_family  # "by 黄 志强", "by: 林 知実"
+        # After a CJK label a word in kana after a space is the given name whatever the
+        # family name is ("患者 ほしの あき"); Han or Hangul could be a clinical word.
+        labelled = (
+            bool(given)
+            and bool(match.group("label"))
+            and _KANA.fullmatch(given) is not None
+            and given not in lexicon.cjk_safe
+        )
         if name not in lexicon.cjk_safe or family:
-            yield match.span(1)
-            if family:
-                yield match.span(2)
+            yield match.span("name")
+            if family or labelled:
+                yield match.span("given")
     for spaced_name in _SPACED_HANGUL.finditer(text):  # "윤 진우", "CT HEAD 최 수빈"
         given = spaced_name[2]
         family = spaced_name[1] in lexicon.cjk_family

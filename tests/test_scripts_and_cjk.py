@@ -284,6 +284,11 @@ def test_employers_and_identifier_keywords(recognizer: Recognizer, text: str, cl
          "Small. Nodule in the right lung is unchanged."),
         ("s/p C.T. Scan", "s/p C.T. Scan"), ("A.P. View", "A.P. View"),
         ("E. Coli positive", "E. Coli positive"), ("H. pylori negative", "H. pylori negative"),
+        # a given name that is a word, after a family name and a comma
+        ("Reported by Lopez, Dawn", "Reported by *, *"),
+        ("Dictated by Baker, Will", "Dictated by *, *"),
+        ("Seen by Smith, Will review tomorrow", "Seen by *, Will review tomorrow"),
+        ("Compared with CT, May", "Compared with CT, May"), ("Fracture, Will", "Fracture, Will"),
     ],
 )  # fmt: skip
 def test_names_in_english_notes(recognizer: Recognizer, text: str, cleaned: str) -> None:

@@ -9,12 +9,17 @@ name, even when it is a word ("C.T. Scan" and "E. coli" are no initials of a per
 
 "Lee. Gallbladder wall 2 mm, no stones.": in prose, a sentence of one listed name is a name,
 even when it is an English word, unless reports write that word alone ("Normal.", "Small.").
+
+"Dictated by Baker, Will": after a family name and a comma, a listed given name that ends
+the text, its clause or comes before a credential is the given name, even when it is a word
+("Baker, Will review tomorrow" keeps "Will").
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 from gateway.text.name_neighbours import Word
 
@@ -28,6 +33,8 @@ def names_by_sentence(text: str, words: Sequence[Word], maybe: Callable[[Word], 
         _sentence_of_a_name(text, words)
         _after_initials(text, words)
     _after_a_middle_initial(text, words, maybe)
+    if ", " in text:
+        _given_after_family(text, words)
     if "'s" in text or "’s" in text:
         _possessive_names(text, words, maybe)
 
@@ -103,6 +110,22 @@ def _sentence_of_a_name(text: str, words: Sequence[Word]) -> None:
         ends = _SENTENCE_END.match(text, word.end) is not None
         shaped = word.text.istitle() and len(word.text) >= 3 and word.listed
         if opening and ends and shaped and word.folded not in _ONE_WORD_SENTENCES:
+            word.name = True
+
+
+# After the given name: the text's end, a clause's, or a credential ("Nguyen, Faith RN").
+_GIVEN_ENDS = re.compile(
+    r"[ \t]*(?:$|[,;)\]]|(?:MD|RN|DO|NP|PA|PhD|MBBS|MBChB|FRCR|FRCPC|RT|RTT|CNMT)\b)"
+)
+
+
+def _given_after_family(text: str, words: Sequence[Word]) -> None:
+    """ "Dictated by Baker, Will": a listed given name after a family name and a comma, at
+    the end of the text or a clause, even when it is a word."""
+    for before, word in pairwise(words):
+        if not (before.name and text[before.end : word.start] == ", "):
+            continue
+        if word.listed and word.text.istitle() and _GIVEN_ENDS.match(text, word.end):
             word.name = True
 
 

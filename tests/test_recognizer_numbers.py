@@ -67,6 +67,9 @@ def test_ratios_and_clock_faces_stay(recognizer: Recognizer, text: str) -> None:
         ("key images case 65867429", "65867429"),
         ("ref # 123 456", "123 456"),
         ("acc 554 201", "554 201"),
+        # letters and digits joined by dashes, a letter after the number
+        ("Pt ID: XK-4471-B", "XK-4471-B"), ("Patient number: P-000123-X", "P-000123-X"),
+        ("Encounter: E-99812331", "E-99812331"),
     ],
 )
 def test_bare_and_cued_digit_runs_are_ids(recognizer: Recognizer, text: str, value: str) -> None:
@@ -83,6 +86,8 @@ def test_bare_and_cued_digit_runs_are_ids(recognizer: Recognizer, text: str, val
         "SE 2 IMG 45", "prior 3 4 mm", "Liver measures 16.2 cm", "Lesion 12 x 9 mm",
         "0.625123 s", "C1-C7", "L4-L5", "PTV_6000", "TI-RADS 3", "EF 55 percent",
         "CPR 2 cycles", "AX 2.5MM SOFT TISSUE", "dilution 1/100000",
+        "COVID-19 negative", "SARS-CoV-2 PCR", "T-12 vertebra", "ECOG-1", "PI-RADS 3",
+        "CT-2019 protocol", "MK-3475 trial", "Lot L-2231",
     ],
 )  # fmt: skip
 def test_measurements_and_value_lists_are_not_ids(recognizer: Recognizer, text: str) -> None:

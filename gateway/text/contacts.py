@@ -101,8 +101,9 @@ ID_CUE = re.compile(
     r"|exam|order|req|request|study|file|chart|record|visit|encounter|episode|MRN|ID)\.?|#)"
     r"\s*[:#.]?\s*\Z"
 )
+# Letters and digits, joined by dashes ("XK4471B", "XK-4471-B", "E-99812331", "RX-2024-00871").
 ALNUM = re.compile(
-    r"(?<![A-Za-z0-9.,])(?=[A-Za-z]*\d)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?![A-Za-z0-9]|[.,]\d)"
+    r"(?<![A-Za-z0-9.,])(?=[A-Za-z]*-?\d)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*(?![A-Za-z0-9]|[.,]\d)"
 )
 # Each keyword pattern opens with a look-ahead for its keywords' first letters: the regex
 # engine then skips other positions quickly (twice as fast on text without a keyword).
@@ -113,7 +114,7 @@ ID_KEYWORD = re.compile(
     r"(?i)(?=[muhpiansbcr])\b(?:MRN|MR\s?(?:No|#)|UR\s?No|hospital\s+(?:no|number)|patient\s+(?:id|no|number)"
     r"|pt\s+id|ID|accession(?:\s+(?:no|number))?|acc\s?(?:no|#)|(?-i:ACC)|NHS(?:\s+(?:no|number))?|SSN"
     r"|SIN|BSN|NIR|chart|record|case)(?![^\W\d_])\s*(?:no\.?|number|#)?\s*[:#.]?\s*"
-    r"(?P<v>[A-Z]{0,3}[-\s]?\d[\d\s-]{2,}\d[A-Z]?)(?!\w)"
+    r"(?P<v>[A-Z]{0,3}[-\s]?\d[\d\s-]{2,}\d[A-Z]?(?:-[A-Z0-9]{1,3})?)(?!\w)"
 )
 # A vehicle's registration or identification number (HIPAA lists both): letters and digits
 # after what names one ("car registration KX19 ZPL", "VIN 1HGCM82633A004352").

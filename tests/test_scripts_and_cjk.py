@@ -307,6 +307,9 @@ def test_names_in_english_notes(recognizer: Recognizer, text: str, cleaned: str)
         ("народився 5 березня 1956", "народився 30 січня 1955"),
         ("syntynyt 5. maaliskuuta 1956", "syntynyt 30. tammikuuta 1955"),
         ("昭和31年3月5日生", "*生"),  # an era year is cut, not shifted
+        ("民國45年3月5日生", "*生"),  # a Minguo year too
+        ("เกิด 5 มีนาคม 2499", "เกิด 30 มกราคม 2498"),  # Thai, a Buddhist-era year
+        ("생년월일 1956. 3. 5.", "생년월일 1955. 1. 30."),  # Korean dotted, with spaces
     ],
 )  # fmt: skip
 def test_dates_in_more_languages_move_in_their_own_spelling(

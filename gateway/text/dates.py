@@ -69,9 +69,13 @@ _MONTH_TABLES: tuple[tuple[str, ...], ...] = (
      "жовтня", "листопада", "грудня"),
     ("ιανουαρίου", "φεβρουαρίου", "μαρτίου", "απριλίου", "μαΐου", "ιουνίου", "ιουλίου",
      "αυγούστου", "σεπτεμβρίου", "οκτωβρίου", "νοεμβρίου", "δεκεμβρίου"),
+    ("มกราคม", "กุมภาพันธ์", "มีนาคม", "เมษายน", "พฤษภาคม", "มิถุนายน", "กรกฎาคม", "สิงหาคม",
+     "กันยายน", "ตุลาคม", "พฤศจิกายน", "ธันวาคม"),
 )  # fmt: skip
 # Japanese era years: 昭和31年 is 1956 (元年 is an era's first year).
-_ERAS = {"明治": 1868, "大正": 1912, "昭和": 1926, "平成": 1989, "令和": 2019}
+# Taiwan's Minguo years the same way: 民國110年 is 2021.
+_ERAS = {"明治": 1868, "大正": 1912, "昭和": 1926, "平成": 1989, "令和": 2019, "民國": 1912,
+         "民国": 1912}  # fmt: skip
 _MONTHS: dict[str, tuple[int, int]] = {}
 for _table_index, _table in enumerate(_MONTH_TABLES):
     for _month_index, _word in enumerate(_table):
@@ -122,8 +126,11 @@ DATE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"(?<!\d)(?P<y>(?:1[89]|20)\d\d)[ \t]?[年년][ \t]?(?P<m>1[0-2]|0?[1-9])[ \t]?[月월]"
         r"[ \t]?(?P<d>3[01]|[12]\d|0?[1-9])[ \t]?[日일]",
         # A Japanese era year: 昭和31年3月5日 (replaced, not shifted).
-        r"(?P<era>" + "|".join(_ERAS) + r")[ \t]?(?P<ey>元|[0-6]?\d)[ \t]?年[ \t]?"
+        r"(?P<era>" + "|".join(_ERAS) + r")[ \t]?(?P<ey>元|1?\d?\d)[ \t]?年[ \t]?"
         r"(?P<m>1[0-2]|0?[1-9])[ \t]?月[ \t]?(?P<d>3[01]|[12]\d|0?[1-9])[ \t]?日",
+        # Korean, year first with a full stop and a space after each part: 2021. 3. 12.
+        r"(?<![\w.])(?P<y>(?:19|20)\d\d)\.[ \t](?P<m>1[0-2]|0?[1-9])\.[ \t]"
+        r"(?P<d>3[01]|[12]\d|0?[1-9])(?!\d|[.,]\d)",
         # Hungarian, year first: 1956. március 5.
         rf"(?<![\w.]){_YEAR4}\.?[ \t]+{_MONTH}[ \t]+{_DAY}{_END}",
     )
@@ -150,6 +157,7 @@ def _full_date(match: re.Match[str]) -> tuple[dt.date, bool] | None:
     year = int(year_text.lstrip("'"))
     if len(year_text.lstrip("'")) == 2:
         year += 2000 if year <= dt.date.today().year % 100 else 1900
+    year -= _buddhist_era(match)
     day_first = True
     if groups.get("mon"):
         if not groups.get("d"):
@@ -166,6 +174,17 @@ def _full_date(match: re.Match[str]) -> tuple[dt.date, bool] | None:
         return dt.date(year, month, day), day_first
     except ValueError:
         return None
+
+
+_THAI_TABLE = len(_MONTH_TABLES) - 1
+_BUDDHIST_ERA = 543  # Thai years count from 543 BCE: 2566 is 2023
+
+
+def _buddhist_era(match: re.Match[str]) -> int:
+    """543 for a Thai month with a four-digit year in the Buddhist era, else 0."""
+    word, year = match.groupdict().get("mon"), match.groupdict().get("y") or ""
+    thai = word is not None and _MONTHS.get(word.lower(), (-1, 0))[0] == _THAI_TABLE
+    return _BUDDHIST_ERA if thai and len(year) == 4 and int(year) > 2400 else 0
 
 
 def is_date(match: re.Match[str]) -> bool:
@@ -242,11 +261,12 @@ def shift_date(value: str, days: int) -> str | None:
         if match.groupdict().get("ord"):
             fields["ord"] = _ordinal(new.day, match["ord"])
         year_text = match["y"]
-        short = f"{new.year % 100:02d}"
+        year = new.year + _buddhist_era(match)
+        short = f"{year % 100:02d}"
         fields["y"] = (
             "'" + short
             if year_text.startswith("'")
-            else (short if len(year_text) == 2 else str(new.year))
+            else (short if len(year_text) == 2 else str(year))
         )
         out = value
         for name in sorted(fields, key=lambda n: match.start(n), reverse=True):

@@ -310,6 +310,12 @@ def test_names_in_english_notes(recognizer: Recognizer, text: str, cleaned: str)
         ("民國45年3月5日生", "*生"),  # a Minguo year too
         ("เกิด 5 มีนาคม 2499", "เกิด 30 มกราคม 2498"),  # Thai, a Buddhist-era year
         ("생년월일 1956. 3. 5.", "생년월일 1955. 1. 30."),  # Korean dotted, with spaces
+        ("lahir 5 Maret 1956", "lahir 30 Januari 1955"),  # Indonesian
+        ("Ngày sinh: 5 tháng 3 năm 1956", "Ngày sinh: 30 tháng 1 năm 1955"),  # Vietnamese
+        ("تاريخ الميلاد 5 آذار 1956", "تاريخ الميلاد 30 كانون الثاني 1955"),  # Levantine months
+        ("נולד ב-5 במרץ 1956", "נולד ב-30 בינואר 1955"),  # Hebrew, "in March"
+        ("जन्म 5 मार्च 1956", "जन्म 30 जनवरी 1955"),  # Hindi
+        ("تولد 5 فروردین 1335", "تولد *"),  # Solar Hijri: cut, not shifted
     ],
 )  # fmt: skip
 def test_dates_in_more_languages_move_in_their_own_spelling(

@@ -69,9 +69,49 @@ _MONTH_TABLES: tuple[tuple[str, ...], ...] = (
      "жовтня", "листопада", "грудня"),
     ("ιανουαρίου", "φεβρουαρίου", "μαρτίου", "απριλίου", "μαΐου", "ιουνίου", "ιουλίου",
      "αυγούστου", "σεπτεμβρίου", "οκτωβρίου", "νοεμβρίου", "δεκεμβρίου"),
+    ("januari", "februari", "maret", "april", "mei", "juni", "juli", "agustus", "september",
+     "oktober", "november", "desember"),
+    ("januari", "februari", "mac", "april", "mei", "jun", "julai", "ogos", "september",
+     "oktober", "november", "disember"),
+    ("januari", "februari", "machi", "aprili", "mei", "juni", "julai", "agosti", "septemba",
+     "oktoba", "novemba", "desemba"),
+    ("enero", "pebrero", "marso", "abril", "mayo", "hunyo", "hulyo", "agosto", "setyembre",
+     "oktubre", "nobyembre", "disyembre"),
+    ("januára", "februára", "marca", "apríla", "mája", "júna", "júla", "augusta", "septembra",
+     "októbra", "novembra", "decembra"),
+    ("sausio", "vasario", "kovo", "balandžio", "gegužės", "birželio", "liepos", "rugpjūčio",
+     "rugsėjo", "spalio", "lapkričio", "gruodžio"),
+    ("jaanuar", "veebruar", "märts", "aprill", "mai", "juuni", "juuli", "august", "september",
+     "oktoober", "november", "detsember"),
+    ("januar", "februar", "marts", "april", "maj", "juni", "juli", "august", "september",
+     "oktober", "november", "december"),
+    ("gener", "febrer", "març", "abril", "maig", "juny", "juliol", "agost", "setembre",
+     "octubre", "novembre", "desembre"),
+    ("ιαν", "φεβ", "μαρ", "απρ", "μαΐ", "ιουν", "ιουλ", "αυγ", "σεπ", "οκτ", "νοε", "δεκ"),
+    ("يناير", "فبراير", "مارس", "أبريل", "مايو", "يونيو", "يوليو", "أغسطس", "سبتمبر", "أكتوبر",
+     "نوفمبر", "ديسمبر"),
+    ("يناير", "فبراير", "مارس", "إبريل", "مايو", "يونيه", "يوليه", "اغسطس", "سبتمبر", "اكتوبر",
+     "نوفمبر", "ديسمبر"),
+    ("كانون الثاني", "شباط", "آذار", "نيسان", "أيار", "حزيران", "تموز", "آب", "أيلول",
+     "تشرين الأول", "تشرين الثاني", "كانون الأول"),
+    ("ינואר", "פברואר", "מרץ", "אפריל", "מאי", "יוני", "יולי", "אוגוסט", "ספטמבר", "אוקטובר",
+     "נובמבר", "דצמבר"),
+    ("בינואר", "בפברואר", "במרץ", "באפריל", "במאי", "ביוני", "ביולי", "באוגוסט", "בספטמבר",
+     "באוקטובר", "בנובמבר", "בדצמבר"),
+    ("जनवरी", "फ़रवरी", "मार्च", "अप्रैल", "मई", "जून", "जुलाई", "अगस्त", "सितंबर", "अक्टूबर",
+     "नवंबर", "दिसंबर"),
+    ("जनवरी", "फरवरी", "मार्च", "अप्रैल", "मई", "जून", "जुलाई", "अगस्त", "सितम्बर", "अक्तूबर",
+     "नवम्बर", "दिसम्बर"),
+    ("ژانویه", "فوریه", "مارس", "آوریل", "مه", "ژوئن", "ژوئیه", "اوت", "سپتامبر", "اکتبر",
+     "نوامبر", "دسامبر"),
+    # Persian, Solar Hijri (its own calendar: cut, not shifted)
+    ("فروردین", "اردیبهشت", "خرداد", "تیر", "مرداد", "شهریور", "مهر", "آبان", "آذر", "دی",
+     "بهمن", "اسفند"),
+    # Thai (last: its years may count from the Buddhist era)
     ("มกราคม", "กุมภาพันธ์", "มีนาคม", "เมษายน", "พฤษภาคม", "มิถุนายน", "กรกฎาคม", "สิงหาคม",
      "กันยายน", "ตุลาคม", "พฤศจิกายน", "ธันวาคม"),
 )  # fmt: skip
+_SOLAR_HIJRI = len(_MONTH_TABLES) - 2
 # Japanese era years: 昭和31年 is 1956 (元年 is an era's first year).
 # Taiwan's Minguo years the same way: 民國110年 is 2021.
 _ERAS = {"明治": 1868, "大正": 1912, "昭和": 1926, "平成": 1989, "令和": 2019, "民國": 1912,
@@ -128,6 +168,9 @@ DATE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         # A Japanese era year: 昭和31年3月5日 (replaced, not shifted).
         r"(?P<era>" + "|".join(_ERAS) + r")[ \t]?(?P<ey>元|1?\d?\d)[ \t]?年[ \t]?"
         r"(?P<m>1[0-2]|0?[1-9])[ \t]?月[ \t]?(?P<d>3[01]|[12]\d|0?[1-9])[ \t]?日",
+        # Vietnamese: ngày 12 tháng 3 năm 2023.
+        r"(?<![\w.])(?P<d>3[01]|[12]\d|0?[1-9])[ \t]+tháng[ \t]+(?P<m>1[0-2]|0?[1-9])"
+        r"(?:[ \t]+năm|,)[ \t]+(?P<y>(?:19|20)\d\d)(?!\d)",
         # Korean, year first with a full stop and a space after each part: 2021. 3. 12.
         r"(?<![\w.])(?P<y>(?:19|20)\d\d)\.[ \t](?P<m>1[0-2]|0?[1-9])\.[ \t]"
         r"(?P<d>3[01]|[12]\d|0?[1-9])(?!\d|[.,]\d)",
@@ -178,6 +221,11 @@ def _full_date(match: re.Match[str]) -> tuple[dt.date, bool] | None:
 
 _THAI_TABLE = len(_MONTH_TABLES) - 1
 _BUDDHIST_ERA = 543  # Thai years count from 543 BCE: 2566 is 2023
+
+
+def _solar_hijri(match: re.Match[str]) -> bool:
+    word = match.groupdict().get("mon")
+    return word is not None and _MONTHS.get(word.lower(), (-1, 0))[0] == _SOLAR_HIJRI
 
 
 def _buddhist_era(match: re.Match[str]) -> int:
@@ -239,7 +287,7 @@ def shift_date(value: str, days: int) -> str | None:
         if match is None:
             continue
         parsed = _full_date(match)
-        if parsed is None or match.groupdict().get("era"):
+        if parsed is None or match.groupdict().get("era") or _solar_hijri(match):
             return None
         original, day_first = parsed
         new = original - dt.timedelta(days=days)

@@ -47,6 +47,8 @@ def recognizer() -> Recognizer:
         ("Oak Tree Family Practice", "*"),
         # care homes and imaging practices; the town written after a hospital's name
         ("fall at Sunnydale Assisted Living", "fall at *"),
+        ("Residence: Sunrise Care Home, Room 14B", "Residence: *"),
+        ("from Sunrise Care Home today", "from * today"),
         ("from Oakwood Nursing Home today", "from * today"),
         ("prior at Lakeshore Imaging", "prior at *"),
         ("outside CT from Mercy Hospital Joplin, reviewed", "outside CT from *, reviewed"),
@@ -85,6 +87,7 @@ def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cle
         "Compared to Outside Films", "Compared With Previous Study", "compared to Baseline",
         "referred to Neurology", "seen at MDT", "admitted to Ward 5", "seen at Outpatients",
         "admitted to Critical Care", "referred to Dermatology Clinic",
+        "Patient Care Home visit", "The Care Home called", "Outside Nursing Home records",
     ],
 )  # fmt: skip
 def test_clinics_named_for_what_they_treat_stay(recognizer: Recognizer, text: str) -> None:

@@ -82,8 +82,13 @@ _KINDS = frozenset((
     "veterans", "united", "infirmary", "cottage", "base",
 ))  # fmt: skip
 # Institutions whose names are mostly everyday words ("Riverside Medical Centre", "Oak Tree
-# Family Practice"): every word before one names it, unless it says what is treated there.
-_NAMED_KINDS = re.compile(r"(?:Medical|Health|Family|Group)[ \t]+(?:Cent(?:er|re)|Group|Practice)$")
+# Family Practice", "Sunrise Care Home"): every word before one names it, unless it says
+# what is treated there.
+_NAMED_KINDS = re.compile(
+    r"(?:(?:Medical|Health|Family|Group)[ \t]+(?:Cent(?:er|re)|Group|Practice)"
+    r"|(?:Nursing|Care|Rest|Retirement|Residential)[ \t]+Home|(?:Assisted|Senior)[ \t]+Living"
+    r"|(?:Nursing|Care)[ \t]+Facility)$"
+)
 # A company's legal form: a person's name before it names the company ("Chase PLC", "Taylor
 # Ltd"), a maker's vocabulary does not ("Siemens AG", "Hologic Inc.").
 _LEGAL_FORM = re.compile(r"[ \t](?:GmbH|Ltd\.?|Limited|Inc\.?|LLC|PLC|plc|Corp\.?|Pty)$")
@@ -98,6 +103,7 @@ _POINTERS = frozenset((
     "the", "this", "that", "our", "your", "their", "his", "her", "other", "outside", "previous",
     "prior", "local", "main", "new", "old", "same", "another", "nearest", "referring", "a", "an",
     "at", "from", "to", "in", "seen", "see", "scan", "scanned", "done", "performed",
+    "patient", "patients", "pt", "resident", "residents", "staff", "visiting", "home",
 ))  # fmt: skip
 
 

@@ -70,6 +70,9 @@ def test_ratios_and_clock_faces_stay(recognizer: Recognizer, text: str) -> None:
         # letters and digits joined by dashes, a letter after the number
         ("Pt ID: XK-4471-B", "XK-4471-B"), ("Patient number: P-000123-X", "P-000123-X"),
         ("Encounter: E-99812331", "E-99812331"),
+        # social media accounts
+        ("Twitter @jsmith_88", "jsmith_88"), ("Insta: jane.doe.77", "jane.doe.77"),
+        ("WeChat ID: wxid_8812abc", "wxid_8812abc"),
     ],
 )
 def test_bare_and_cued_digit_runs_are_ids(recognizer: Recognizer, text: str, value: str) -> None:
@@ -87,7 +90,8 @@ def test_bare_and_cued_digit_runs_are_ids(recognizer: Recognizer, text: str, val
         "0.625123 s", "C1-C7", "L4-L5", "PTV_6000", "TI-RADS 3", "EF 55 percent",
         "CPR 2 cycles", "AX 2.5MM SOFT TISSUE", "dilution 1/100000",
         "COVID-19 negative", "SARS-CoV-2 PCR", "T-12 vertebra", "ECOG-1", "PI-RADS 3",
-        "CT-2019 protocol", "MK-3475 trial", "Lot L-2231",
+        "CT-2019 protocol", "MK-3475 trial", "Lot L-2231", "dose @ 5 mg", "Temp @0800",
+        "IG: elevated", "FB: removed", "Instagram: 2 accounts",
     ],
 )  # fmt: skip
 def test_measurements_and_value_lists_are_not_ids(recognizer: Recognizer, text: str) -> None:

@@ -49,6 +49,10 @@ def recognizer() -> Recognizer:
         ("fall at Sunnydale Assisted Living", "fall at *"),
         ("Residence: Sunrise Care Home, Room 14B", "Residence: *"),
         ("from Sunrise Care Home today", "from * today"),
+        # schools, often named with everyday words too
+        ("Student at Lincoln High School", "Student at *"),
+        ("teacher at Riverside Elementary", "teacher at *"),
+        ("Westview Middle School, grade 7", "*, grade 7"),
         ("from Oakwood Nursing Home today", "from * today"),
         ("prior at Lakeshore Imaging", "prior at *"),
         ("outside CT from Mercy Hospital Joplin, reviewed", "outside CT from *, reviewed"),
@@ -88,6 +92,8 @@ def test_named_institutions_are_cut_whole(recognizer: Recognizer, text: str, cle
         "referred to Neurology", "seen at MDT", "admitted to Ward 5", "seen at Outpatients",
         "admitted to Critical Care", "referred to Dermatology Clinic",
         "Patient Care Home visit", "The Care Home called", "Outside Nursing Home records",
+        "Graduated from Medical School in 2001", "Pt is a High School student",
+        "Sunday School teacher", "went to School today", "Nursing School",
     ],
 )  # fmt: skip
 def test_clinics_named_for_what_they_treat_stay(recognizer: Recognizer, text: str) -> None:

@@ -178,12 +178,32 @@ NATIONAL_PATTERNS = tuple(
 )
 
 
+# A social media handle: "@jsmith_88" (an email's "@" has a name before it), or the account
+# written after the network's name ("Insta: jane.doe.77", "WeChat ID wxid_8812").
+HANDLE = re.compile(
+    r"(?<![\w.@])@(?P<v>(?=[\w.]*[A-Za-z])[A-Za-z0-9_](?:[A-Za-z0-9_.]{0,28}[A-Za-z0-9_])?)"
+)
+SOCIAL_HINT = re.compile(
+    r"(?i)instagram|insta\b|twitter|facebook|tiktok|snapchat|linkedin|telegram|whatsapp|skype"
+    r"|wechat|weixin|discord"
+)
+SOCIAL_KEYWORD = re.compile(
+    r"(?i)\b(?:instagram|insta|twitter|facebook|tiktok|snapchat|linkedin|telegram|whatsapp"
+    r"|skype|wechat|weixin|discord)(?:[ \t]+(?:id|handle|account|name|user(?:name)?))?"
+    r"[ \t]*[:=@][ \t]*@?(?P<v>(?=[\w.\-]*[A-Za-z])[A-Za-z0-9_](?:[A-Za-z0-9_.\-]{0,38}"
+    r"[A-Za-z0-9_])?)"
+)
+
+
 def find_contacts(text: str, lexicon: Lexicon | None = None) -> list[tuple[int, int, str]]:
     """(start, end, kind) candidates, possibly overlapping; `lexicon` (the shipped one by
     default, loaded only when a place rule needs it) says which words are vocabulary."""
     found: list[tuple[int, int, str]] = []
     if "@" in text:
         found.extend((m.start(), m.end(), "email") for m in EMAIL.finditer(text))
+        found.extend((*m.span("v"), "id") for m in HANDLE.finditer(text))
+    if SOCIAL_HINT.search(text) is not None:
+        found.extend((*m.span("v"), "id") for m in SOCIAL_KEYWORD.finditer(text))
     if "." in text or ":" in text:
         urls = list(URL.finditer(text))
         urls += [m for m in DOMAIN.finditer(text) if _top_level(m.group()) in TOP_LEVEL]

@@ -44,6 +44,8 @@ _AFTER = (
     r"|Kliniken|Surgery|(?:Medical[ \t]+|Family[ \t]+|Group[ \t]+)?Practice|Imaging|Radiology"
     r"|Assisted[ \t]+Living|Senior[ \t]+Living|(?:Nursing|Care|Rest|Retirement|Residential)"
     r"[ \t]+Home|(?:Nursing|Care|Skilled[ \t]+Nursing)[ \t]+Facility"
+    r"|(?:(?:High|Elementary|Primary|Middle|Secondary|Grammar|Junior|Infant|Nursery)[ \t]+)?School"
+    r"|Elementary|Kindergarten"
     r"|GmbH|Ltd\.?|Limited|Inc\.?|LLC|PLC|plc|Corp\.?|Corporation|Pty|AG|B\.V\.|S\.A\."
     r"|Sp\.[ \t]?z[ \t]?o\.[ \t]?o\.|Sp\.[ \t]?[jkp]\.|s\.c\.|S\.p\.A\.|SpA|S\.r\.l\.|s\.r\.l\.|Srl"
     r"|SRL|SARL|S\.A\.S\.|s\.r\.o\.|Kft\.|Zrt\.|OOD|EOOD|Oy|Oyj|ASA|ApS|A/S|GbR|OHG|d\.o\.o\."
@@ -87,7 +89,7 @@ _KINDS = frozenset((
 _NAMED_KINDS = re.compile(
     r"(?:(?:Medical|Health|Family|Group)[ \t]+(?:Cent(?:er|re)|Group|Practice)"
     r"|(?:Nursing|Care|Rest|Retirement|Residential)[ \t]+Home|(?:Assisted|Senior)[ \t]+Living"
-    r"|(?:Nursing|Care)[ \t]+Facility)$"
+    r"|(?:Nursing|Care)[ \t]+Facility|School|Elementary|Kindergarten)$"
 )
 # A company's legal form: a person's name before it names the company ("Chase PLC", "Taylor
 # Ltd"), a maker's vocabulary does not ("Siemens AG", "Hologic Inc.").
@@ -98,6 +100,9 @@ _TREATED = frozenset((
     "imaging", "medical", "health", "kidney", "renal", "lung", "sleep", "fertility",
     "maternity", "rehabilitation", "mental", "women's", "children's", "men's", "veterans",
     "academic", "army", "military", "naval", "campus", "rural", "public", "private",
+    "nursing", "law", "graduate", "summer", "sunday", "boarding", "special", "night", "driving",
+    "language", "art", "music", "dance", "high", "primary", "secondary", "middle", "junior",
+    "elementary", "infant", "nursery", "grammar", "residency", "fellowship",
 ))  # fmt: skip
 _POINTERS = frozenset((
     "the", "this", "that", "our", "your", "their", "his", "her", "other", "outside", "previous",
@@ -169,7 +174,7 @@ def _place_before_kind(run: str) -> int | None:
 _HINT = re.compile(  # searched in the lower-cased text: five times faster than (?i)
     r"hospi|infirm|clini|klinik|kranken|h[ôo]pital|ospedal|policlin|ziekenh|sjukh|medical"
     r"|health|imaging|cancer|trust|sanator|surgery|practice|chr?u|sygeh|sykeh|sairaal"
-    r"|general|memorial|radiology|living|home|facility|gmbh|ltd|limited|inc\b|llc|plc|corp"
+    r"|general|memorial|radiology|living|home|facility|school|elementary|kindergarten|gmbh|ltd|limited|inc\b|llc|plc|corp"
     r"|pty|\bag\b|b\.v\.|s\.a\.|sp\.|s\.c\.|s\.?p\.?a|s\.?r\.?l|sarl|s\.r\.o|kft|zrt|ood|\boy"
     r"|asa\b|aps\b|a/s|gbr|ohg|d\.o\.o|ltda|llp|figli|sons|söhne|fils|hijos|performed|done"
     r"|scanned|imaged|obtained|transferred|treated"

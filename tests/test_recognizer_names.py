@@ -94,7 +94,7 @@ def recognizer() -> Recognizer:
         ("nodule 8 mm Ni Dhomhnaill", "nodule 8 mm *"),
         ("tenderness in Right Iliac Fossa", "tenderness in Right Iliac Fossa"),
         # other scripts: titles in Devanagari and Thai, Russian roles and patronymics
-        ("रोगी को डॉ. सुरेश वर्मा ने भेजा", "रोगी को डॉ. *"),  # caseless: the verb goes too
+        ("रोगी को डॉ. सुरेश वर्मा ने भेजा", "रोगी को डॉ. * ने भेजा"),  # caseless: "ने" stops it
         ("ผู้ป่วยถูกส่งตัวโดย นพ.สมชาย ใจดี", "ผู้ป่วยถูกส่งตัวโดย นพ.*"),
         ("Пациент направлен врачом Смирновой Еленой Викторовной", "Пациент направлен врачом *"),
         ("Жалобы со слов Ольги Сергеевны", "Жалобы со слов *"),

@@ -51,6 +51,10 @@ def recognizer() -> Recognizer:
         # kana after a label, whatever the family name
         ("患者易玉华，女，45岁", "患者*，女，45岁"), ("张某某，男，45岁", "*，男，45岁"),
         ("患者 ほしの あき", "患者 *"), ("氏名：ヤマダ ハナコ", "氏名：*"),
+        # relations, "patient" and "name" in more scripts
+        ("पत्नी सुनीता साथ", "पत्नी * साथ"), ("मरीज़ रमेश कुमार", "मरीज़ *"),
+        ("रोगी का नाम: रमेश", "रोगी का नाम: *"), ("اسم المريض: أحمد", "اسم المريض: *"),
+        ("bệnh nhân tên Lan", "bệnh nhân tên *"), ("மனைவி லக்ஷ்மி", "*"),
         # Korean: a spaced name inside a value, a name of three syllables ending like a particle
         ("CT HEAD 최 수빈", "CT HEAD *"), ("김지은 님", "* 님"), ("박하은 환자", "* 환자"),
         ("이서연에게 전달", "*에게 전달"), ("김민준이 왔다", "*이 왔다"),
@@ -135,6 +139,7 @@ def test_places_and_companies_in_more_scripts(
         "이 검사", "検査 です", "简要病史", "颜色正常", "تصوير مقطعي", "肺_GTV",
         "МРТ_T2", "第1. 王", "胸部 MRN", "父の検査", "Chestwall", "Abdpelvis", "LSPINE",
         "Lung_L", "PTV_Boost", "右侧，男性", "患者，女，45岁", "易位，男",
+        "मरीज़ को दर्द है", "पिता का नाम",
     ],
 )  # fmt: skip
 def test_clinical_text_in_these_scripts_stays(recognizer: Recognizer, text: str) -> None:

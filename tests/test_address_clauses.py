@@ -35,6 +35,9 @@ def recognizer() -> Recognizer:
         "Petőfi sándor út 154., H-1757 Salgótarján",  # hu_HU
         "п. Амурск, наб. Морозова, д. 4/1, 245892",  # ru_RU
         "вулиця 3-тя Лінія 6-й ст. Люстдорфської дороги, буд. 54, Батурин, 03786",  # uk_UA
+        "61 Kilgallen Street C45 X9EF Sara Ville",  # en_IE, an Eircode
+        "Las Margaritas 6814, Curepto, Región del Maule, 8401910",  # es_CL
+        "Hribovska pot 10, 7728 Škofja Loka",  # sl_SI
     ],
 )
 @pytest.mark.parametrize("cue", ["Home: ", "Address: ", "Patient lives at "])

@@ -55,8 +55,14 @@ _ADDRESS_WORDS = _words(
     "peatonal viaducto ampliación circunvalación andador retorno rua travessa alameda "
     "praça rodovia estrada largo vila jardim setor loteamento "
     # Polish and Hungarian street kinds ("pl. Andersa", "al. Jana Pawła", "Petőfi Sándor út")
-    "pl al os út utca tér köz körút sor sétány fasor רח רחוב שד שדרות"
+    "pl al os út utca tér köz körút sor sétány fasor רח רחוב שד שדרות "
+    # Slovene and Croatian, Azerbaijani; regions and districts ("Región del Maule")
+    "pot cesta ulica trg put ray rayon qəsəbəsi qəsəbə pr küç küçəsi prospekti mənzil "
+    "región region provincia comuna estado departamento municipio distrito colonia col "
+    "barrio bairro oblast obl of oficina"
 )
+# Words that join the words of a place's name ("Región de La Araucanía", "Cesta na Laze").
+_CONNECTORS = _words("de del la las los el do da dos das di du des van von der den na nad pod u v")
 
 
 # Capitals that are no region: modalities and dosing ("Home: * CT 2019" is no address).
@@ -71,12 +77,19 @@ def _spare(token: str, vocabulary: Callable[[str], bool]) -> bool:
     bare = token.strip(",.:;()'\"-–/")
     if not bare or _PUNCTUATION.fullmatch(token) or _NUMBER.fullmatch(token):
         return True
+    if re.fullmatch(r"(?=[A-Z]*\d)(?=\d*[A-Z])[A-Z\d]{2,4}", bare):
+        return True  # a postcode's or a flat's code: "C45 X9EF" (Ireland), "4B"
     if any(c.isdigit() for c in bare):  # "16/01", "46B", "4-ї", "1-ша"
         return bool(re.fullmatch(r"[#№]?\d+(?:[/\-–]?\d+|[/\-–]?[^\W\d_]{1,3})*", bare))
     if len(bare) == 1:
         return True  # "U Podjezdu 8", an initial
+    parts = [part for part in re.split(r"[.\-–]", bare) if part]
+    if len(parts) > 1:  # "Ə.ƏBDÜLRƏHİMOV", "Saint-Louis": each part on its own
+        return all(_spare(part, vocabulary) for part in parts)
     folded = bare.casefold()
     if folded in _ADDRESS_WORDS or folded in LOWER_ADDRESS_WORDS or folded in STREET_WORDS_EAST:
+        return True
+    if folded in _CONNECTORS:
         return True
     if bare in REGION_CODES or (re.fullmatch(r"[A-Z]{2,4}", bare) and bare not in _CLINICAL):
         return True  # "QLD", "MG", "GTO": a state written after the town

@@ -65,6 +65,15 @@ def test_a_cued_address_goes_whole(recognizer: Recognizer, address: str, cue: st
         "Address is on file",
         "the address is unknown",
         "In Spring 2019 he had CT",
+        "moved to ICU",
+        "Patient moved to room 12 for observation",
+        "relocated to Bay 4, bed 2",
+        "c/o chest pain x 3 days",
+        "c/o headache, Hx of migraine, CT 2019 normal",
+        "Next of kin informed",
+        "NOK: wife",
+        "Moved to Ward 7B",
+        "Lesion moved to 12 o'clock",
     ],
 )
 def test_clinical_text_after_a_cue_stays(recognizer: Recognizer, text: str) -> None:
@@ -87,7 +96,13 @@ def test_clinical_text_after_a_cue_stays(recognizer: Recognizer, text: str) -> N
         # "address is" cues as "address:" does; a street kind joined to its name
         ("Patient's address is רח 68 30, בית חשמונאי, 7368193.", "Patient's address is *."),
         ("Moved to Waltraut-Kraus-Ring 5, 22415 Scheinfeld", "Moved to *"),
-        ("Correspondence to Jasperboulevard 99, 1220 NX, Hillegom", "Correspondence to *, *, *"),
+        ("Correspondence to Jasperboulevard 99, 1220 NX, Hillegom", "Correspondence to *"),
+        # next of kin, correspondence and a move cue an address as "Home:" does
+        (
+            "Next of kin: Robert Willis, Unit 3640 Box 5622, DPO AA 09038",
+            "Next of kin: *",
+        ),
+        ("Moved to ст. Туруханск, ш. Вавилова, д. 30, 573681", "Moved to *"),
     ],
 )
 def test_only_numbers_and_address_words_are_taken(

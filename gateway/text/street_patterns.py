@@ -139,15 +139,17 @@ COUNTRIES = _words(
 # "strong" cues say the words after them are a place; "home:" and "residence" may as well
 # be followed by home medication or a care setting, so they need a street, a postcode or a `*`.
 ADDRESS_CUE = re.compile(
-    r"(?i)(?=[lrdhawimđt])\b(?:(?P<strong>(?:lives?|living|resides?|residing|resident|domiciled?)\s+(?:at|in|on)"
+    r"(?i)(?=[lrdhawimđtncem])\b(?:(?P<strong>(?:lives?|living|resides?|residing|resident|domiciled?)\s+(?:at|in|on)"
     r"|home\s+address|address(?:e)?|addr\.?|anschrift|wohnhaft(?:\s+in)?|wohnort|domicile"
     r"|domicilio|indirizzo|direcci[oó]n|morada|woonadres|adres|alamat|địa\s+chỉ|tirahan)"
-    r"|residence|(?-i:[Hh]ome)\s*:)"
+    r"|residence|(?-i:[Hh]ome)\s*:|next\s+of\s+kin|(?-i:NOK|[Nn]ok)\b|emergency\s+contact"
+    r"|correspondence(?:\s+to)?|c/o|care\s+of|(?:moved|relocated)\s+to)"
     r"[ \t]*[:\-]?[ \t]*(?:(?<=ss )(?:is|was)[ \t]+)?"
 )
 CUE_HINT = re.compile(  # cheap look-ups (with UNIT_HINT): most text skips the cue patterns
-    r"(?i)(?=[lrdhawimđt])(?:liv|resid|domic|home|addr|adres|anschrift|wohn|indiriz|direcc|morada"
-    r"|alamat|địa chỉ|tirahan)"
+    r"(?i)(?=[lrdhawimđtncem])(?:liv|resid|domic|home|addr|adres|anschrift|wohn|indiriz|direcc"
+    r"|morada|alamat|địa chỉ|tirahan|next\s+of|nok|emergency|correspond|c/o|care\s+of|moved"
+    r"|relocated)"
 )
 UNIT_HINT = re.compile(r"(?i)(?=[afws])(?:apt|apartment|flat|appartement|wohnung|studio)")
 # A short capitalised abbreviation or initial inside an address, a name or number next:

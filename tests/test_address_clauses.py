@@ -103,6 +103,14 @@ def test_clinical_text_after_a_cue_stays(recognizer: Recognizer, text: str) -> N
             "Next of kin: *",
         ),
         ("Moved to ст. Туруханск, ш. Вавилова, д. 30, 573681", "Moved to *"),
+        # the address ends before prose; one name and a number before prose are none
+        (
+            "Moved to Vila Sofia Alves, 13, Mangabeiras, 15736819 Albuquerque / SC last year",
+            "Moved to * last year",
+        ),
+        ("Moved to רח 68 30, בית חשמונאי, 7368193 last year", "Moved to * last year"),
+        ("Home: Mary, 2 steps to enter", "Home: *, 2 steps to enter"),
+        ("Home: Mary 3 days a week", "Home: * 3 days a week"),
     ],
 )
 def test_only_numbers_and_address_words_are_taken(

@@ -111,6 +111,42 @@ def _clause(text: str, start: int) -> int:
     return limit
 
 
+_TOKEN = re.compile(r"\S+")
+
+
+def _address_end(
+    text: str,
+    start: int,
+    end: int,
+    parts: list[tuple[int, int, str]],
+    vocabulary: Callable[[str], bool],
+) -> int | None:
+    """Where the address that opens the clause text[start:end] ends: after its last found
+    part or spare token before the first word of prose ("Moved to *, 13, * last year" ends
+    before "last"; before prose it takes two parts or one that is no name); None if there
+    is no such address or nothing is left to take."""
+    items: list[tuple[int, int, bool]] = []  # (start, end, is a found part)
+    position = start
+    for s, e, _ in parts:
+        items += [(m.start(), m.end(), False) for m in _TOKEN.finditer(text, position, s)]
+        items.append((s, e, True))
+        position = e
+    items += [(m.start(), m.end(), False) for m in _TOKEN.finditer(text, position, end)]
+    kinds = {(s, e): kind for s, e, kind in parts}
+    last, found, taken, prose = None, [], False, False
+    for s, e, part in items:
+        if not part and not _spare(text[s:e], vocabulary):
+            prose = True
+            break
+        if part:
+            found.append(kinds[(s, e)])
+        taken = taken or (not part and any(c.isalnum() for c in text[s:e]))
+        last = e
+    # Before prose, one name and a number are no address ("Home: Mary, 2 steps to enter").
+    enough = len(found) >= 2 or any(k != "name" for k in found) if prose else bool(found)
+    return last if enough and taken else None
+
+
 def fill_address_clauses(
     text: str, spans: list[tuple[int, int, str]], vocabulary: Callable[[str], bool]
 ) -> list[tuple[int, int, str]]:
@@ -128,19 +164,12 @@ def fill_address_clauses(
             continue
         if any(s[0] < end and s[1] > start and s not in inside for s in out):
             continue  # a span across the clause's edge: leave the rules' cut alone
-        gaps, position = [], start
-        for s, e, _ in inside:
-            gaps.append(text[position:s])
-            position = e
-        gaps.append(text[position:end])
-        tokens = " ".join(gaps).split()
-        if not any(c.isalnum() for c in "".join(tokens)):
-            continue  # nothing left to take
-        if not cue.group("strong") and not any(c.isdigit() for c in text[start:end]):
+        last = _address_end(text, start, end, inside, vocabulary)
+        if last is None:
+            continue
+        if not cue.group("strong") and not any(c.isdigit() for c in text[start:last]):
             continue  # "Home: Eliquis, *": a weak cue needs a number
-        if not all(_spare(token, vocabulary) for token in tokens):
-            continue  # prose left
-        clause = text[start:end].rstrip(" \t,.:")
+        clause = text[start:last].rstrip(" \t,.:")
         first = start + len(clause) - len(clause.lstrip(" \t"))
         last = start + len(clause)
         if last <= first:

@@ -42,8 +42,8 @@ _CUED = re.compile(
 _KANA = re.compile(r"[\u3040-\u30ff]+")
 HAN = re.compile(r"[\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 HANGUL = re.compile(r"[\uac00-\ud7af]+")
-CJK_HONORIFICS = ("先生", "医生", "医师", "醫師", "醫生", "様", "さん", "氏", "君", "主任", "教授",
-                  "护士", "大夫", "선생님", "님", "씨", "환자", "교수")  # fmt: skip
+CJK_HONORIFICS = ("先生", "医生", "医师", "醫師", "醫生", "医師", "様", "さん", "氏", "君", "主任",
+                  "教授", "护士", "大夫", "선생님", "님", "씨", "환자", "교수")  # fmt: skip
 CJK_PREFIXES = ("患者", "病人", "姓名", "氏名", "报告人", "报告医师", "医师", "医生", "担当",
                 "主治医", "记录者", "审核", "記載者", "환자", "성명", "이름", "女儿", "儿子",
                 "妻子", "丈夫", "母亲", "父亲", "家属", "女兒", "兒子", "母親", "父親",
@@ -222,14 +222,19 @@ def _find_names(text: str, lexicon: Lexicon) -> Iterator[tuple[int, int]]:
                 yield start, previous_end
             elif (
                 family_only
-                and 1 <= len(run) <= 3
+                and 1 <= len(given := _without_role(run)) <= 3
+                and given not in lexicon.cjk_safe
                 and 1 <= start - previous_end <= 2
                 and _GIVEN_GAP.fullmatch(text, previous_end, start) is not None
                 and (pattern is HAN or text[previous_end] in _COMMAS)  # "김, 재현", not "검사"
             ):
-                yield start, start + len(run)  # "山田 太郎", "伊藤, 裕樹": the given name after it
+                yield start, start + len(given)  # "山田 太郎", "渡辺 直樹医師": the given name
             elif len(run) > 2:  # "患者王伟": a name after a label written against it
-                yield from _names_inside(run, start, lexicon)
+                inside = list(_names_inside(run, start, lexicon))
+                yield from inside
+                last = max(inside, default=(0, 0))
+                if last[1] == start + len(run) and text[last[0] : last[1]] in lexicon.cjk_family:
+                    previous_end, family_only = last[1], True  # "患者木村 陽一": one may follow
             if pattern is HAN and previous_end == start + len(run):
                 family_ends.append(previous_end)
     yield from _kana_given(text, family_ends)
@@ -269,6 +274,14 @@ def _kana_reading(text: str, name_ends: list[int]) -> Iterator[tuple[int, int]]:
         found = _READING.match(text, end)
         if found is not None:
             yield found.span(1)
+
+
+def _without_role(run: str) -> str:
+    """A run without the role or honorific written against its end ("直樹医師" -> "直樹")."""
+    for honorific in CJK_HONORIFICS:
+        if run.endswith(honorific) and len(run) > len(honorific):
+            return run[: -len(honorific)]
+    return run
 
 
 def _names_inside(run: str, offset: int, lexicon: Lexicon) -> Iterator[tuple[int, int]]:

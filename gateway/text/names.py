@@ -50,7 +50,7 @@ from importlib import resources
 
 from gateway.text import name_neighbours as neighbours
 from gateway.text.eponyms import drop_eponyms
-from gateway.text.lexicon import Lexicon, WordFacts, accent_fold, caseless, combining_marks
+from gateway.text.lexicon import Lexicon, WordFacts, accent_fold, caseless, combining_marks, fold
 from gateway.text.name_shapes import names_by_order_and_shape
 from gateway.text.names_alone import foreign_prose, mark_names_alone
 
@@ -63,10 +63,10 @@ JOINER = re.compile(r"[ \t]{1,3}|[ \t]?[-^][ \t]?|\^{1,2}")
 
 
 def _sections(name: str) -> dict[str, frozenset[str]]:
-    """The "[section]" word sets of a small hand-written data file ("#" lines are comments)."""
+    """The "[section]" word sets of a data file ("#" lines: comments), also folded ("ς": "σ")."""
     text = resources.files("gateway.text").joinpath("data", name).read_text("utf-8")
-    text = re.sub(r"(?m)^#.*$", "", text)
-    return {k: frozenset(v.split()) for k, v in re.findall(r"(?m)^\[(\w+)\]$([^\[]*)", text)}
+    sections = re.findall(r"(?m)^\[(\w+)\]$([^\[]*)", re.sub(r"(?m)^#.*$", "", text))
+    return {k: frozenset(w for word in v.split() for w in (word, fold(word))) for k, v in sections}
 
 
 # Titles, cues, particles, eponym nouns, clinical word endings: see data/name_context.txt.

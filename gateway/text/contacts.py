@@ -184,8 +184,8 @@ HANDLE = re.compile(
     r"(?<![\w.@])@(?P<v>(?=[\w.]*[A-Za-z])[A-Za-z0-9_](?:[A-Za-z0-9_.]{0,28}[A-Za-z0-9_])?)"
 )
 SOCIAL_HINT = re.compile(
-    r"(?i)instagram|insta\b|twitter|facebook|tiktok|snapchat|linkedin|telegram|whatsapp|skype"
-    r"|wechat|weixin|discord"
+    r"(?i)(?=[itfslwd])(?:insta|twitter|facebook|tiktok|snapchat|linkedin|telegram|whatsapp"
+    r"|skype|wechat|weixin|discord)"
 )
 SOCIAL_KEYWORD = re.compile(
     r"(?i)\b(?:instagram|insta|twitter|facebook|tiktok|snapchat|linkedin|telegram|whatsapp"

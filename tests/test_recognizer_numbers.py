@@ -92,6 +92,7 @@ def test_bare_and_cued_digit_runs_are_ids(recognizer: Recognizer, text: str, val
         "COVID-19 negative", "SARS-CoV-2 PCR", "T-12 vertebra", "ECOG-1", "PI-RADS 3",
         "CT-2019 protocol", "MK-3475 trial", "Lot L-2231", "dose @ 5 mg", "Temp @0800",
         "IG: elevated", "FB: removed", "Instagram: 2 accounts",
+        "Window 2000-10", "Grade II-III 2019", "Dose 3 IV 2021",
     ],
 )  # fmt: skip
 def test_measurements_and_value_lists_are_not_ids(recognizer: Recognizer, text: str) -> None:

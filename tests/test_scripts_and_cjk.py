@@ -329,6 +329,9 @@ def test_names_in_english_notes(recognizer: Recognizer, text: str, cleaned: str)
         ("נולד ב-5 במרץ 1956", "נולד ב-30 בינואר 1955"),  # Hebrew, "in March"
         ("जन्म 5 मार्च 1956", "जन्म 30 जनवरी 1955"),  # Hindi
         ("تولد 5 فروردین 1335", "تولد *"),  # Solar Hijri: cut, not shifted
+        ("urodzony 5.III.1956", "urodzony 30.I.1955"),  # a Roman month
+        ("born Mar 5 '56", "born Jan 30 '55"),
+        ("born 1956-03", "born *"),  # a year and a month: cut
     ],
 )  # fmt: skip
 def test_dates_in_more_languages_move_in_their_own_spelling(

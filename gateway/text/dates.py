@@ -144,6 +144,8 @@ def _trie(words: list[str]) -> str:
 
 
 _MONTH = "(?P<mon>(?:" + _trie(sorted(_MONTHS)) + r"))\.?"
+_ROMAN_MONTHS = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII")
+_ROMAN = "(?-i:" + "|".join(sorted(_ROMAN_MONTHS, key=len, reverse=True)) + ")"
 _DAY = r"(?P<d>3[01]|[12]\d|0?[1-9])(?!\d)(?P<ord>st|nd|rd|th|er|e|\.)?"
 _YEAR4 = r"(?P<y>(?:1[89]|20)\d\d)"
 _END = r"(?![^\W_])"
@@ -160,7 +162,7 @@ DATE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"(?![\w]|[.,]\d)",
         rf"(?<![\w.]){_DAY}(?:\s+(?:of|de))?[\s./-]*{_MONTH}"
         rf"(?:(?:[\s./,-]*|\s+de\s+)(?P<y>\d{{4}}|'?\d\d)(?!\d))?{_END}",
-        rf"(?<![\w.]){_MONTH}[\s.-]*{_DAY}(?:(?:,\s*|\s+|-){_YEAR4})?{_END}",
+        rf"(?<![\w.]){_MONTH}[\s.-]*{_DAY}(?:(?:,\s*|\s+|-)(?P<y>(?:1[89]|20)\d\d|'\d\d))?{_END}",
         rf"(?<![\w.]){_MONTH}[\s./,-]+{_YEAR4}{_END}",
         # Chinese, Japanese and Korean: 2021年3月14日, 2021년 3월 14일.
         r"(?<!\d)(?P<y>(?:1[89]|20)\d\d)[ \t]?[年년][ \t]?(?P<m>1[0-2]|0?[1-9])[ \t]?[月월]"
@@ -171,6 +173,9 @@ DATE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         # Vietnamese: ngày 12 tháng 3 năm 2023.
         r"(?<![\w.])(?P<d>3[01]|[12]\d|0?[1-9])[ \t]+tháng[ \t]+(?P<m>1[0-2]|0?[1-9])"
         r"(?:[ \t]+năm|,)[ \t]+(?P<y>(?:19|20)\d\d)(?!\d)",
+        # A Roman month between day and year (Polish, Czech, Hungarian, Russian): 5.III.1956.
+        rf"(?<![\w.])(?P<d>3[01]|[12]\d|0?[1-9])(?P<s>[./-])(?P<rm>{_ROMAN})(?P=s)"
+        r"(?P<y>(?:1[89]|20)\d\d)(?!\d)",
         # Korean, year first with a full stop and a space after each part: 2021. 3. 12.
         r"(?<![\w.])(?P<y>(?:19|20)\d\d)\.[ \t](?P<m>1[0-2]|0?[1-9])\.[ \t]"
         r"(?P<d>3[01]|[12]\d|0?[1-9])(?!\d|[.,]\d)",
@@ -207,6 +212,8 @@ def _full_date(match: re.Match[str]) -> tuple[dt.date, bool] | None:
             return None
         month = _MONTHS[groups["mon"].lower()][1]
         day = int(groups["d"])
+    elif groups.get("rm"):
+        month, day = _ROMAN_MONTHS.index(groups["rm"]) + 1, int(groups["d"])
     elif groups.get("a"):
         first, second = int(groups["a"]), int(groups["b"])
         day_first = not (first <= 12 < second)
@@ -302,6 +309,8 @@ def shift_date(value: str, days: int) -> str | None:
             fields = {"a": _number(match["a"], first), "b": _number(match["b"], second)}
         if match.groupdict().get("m"):
             fields["m"] = _number(match["m"], new.month)
+        if match.groupdict().get("rm"):
+            fields["rm"] = _ROMAN_MONTHS[new.month - 1]
         if match.groupdict().get("mon"):
             word = match["mon"]
             table = _MONTH_TABLES[_MONTHS[word.lower()][0]]
@@ -340,9 +349,21 @@ def _after_birth_cue(text: str, start: int) -> bool:
     return BIRTH_CUE.search(text, max(0, start - BIRTH_CUE_REACH), start) is not None
 
 
+# A year and a month, ISO-style ("born 1956-03"): a date element finer than the year.
+YEAR_MONTH = re.compile(r"(?<![\w.-])(?:19|20)\d\d-(?:0[1-9]|1[0-2])(?![\w-]|[.,:/]\d)")
+_UNIT_NEXT = re.compile(r"(?i)[ \t]?(?:mg|ml|mm|cm|kg|g|gy|mgy|cgy|hu|%|x\b)")
+# A window or a range of values, not a month: "Window 2000-10", "W 1500-12".
+_RANGE_BEFORE = re.compile(r"(?i)\b(?:window|range|level|width|center|centre|wl|ww|w|l)[\s:=]*\Z")
+
+
 def find_dates(text: str) -> list[tuple[int, int, str]]:
     """(start, end, "date" or "time") for every date and time in `text`, possibly overlapping."""
-    found: list[tuple[int, int, str]] = []
+    found: list[tuple[int, int, str]] = [
+        (m.start(), m.end(), "date")
+        for m in YEAR_MONTH.finditer(text)
+        if _UNIT_NEXT.match(text, m.end()) is None
+        and _RANGE_BEFORE.search(text, max(0, m.start() - 12), m.start()) is None
+    ]
     for pattern in DATE_PATTERNS:
         found.extend(
             (m.start(), m.end(), "date")

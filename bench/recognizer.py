@@ -117,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<28} {count:>7} {per_second:>11.0f} {1e6 / per_second:>9.1f}")
     print()
     print(f"CT series: {series_rate / 6:.0f} instances/s of text cleaning per core")
+    # A long report (an SR's or a PDF's text): the time should grow with its length only.
+    for copies in (10, 80):
+        report = " ".join(phi) * copies
+        started = time.perf_counter()
+        recognizer.clean(report)
+        seconds = time.perf_counter() - started
+        print(f"one report of {len(report) / 1024:.0f} KiB: {seconds:.2f} s")
     return 0
 
 

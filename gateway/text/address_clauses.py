@@ -14,6 +14,7 @@ is left as the rules found it.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable
 
@@ -155,14 +156,16 @@ def fill_address_clauses(
     `vocabulary`: whether a word is one of the language's (prose, not a place)."""
     if not spans or CUE_HINT.search(text) is None:
         return spans
-    out = spans
+    starts = [s for s, _, _ in spans]  # a long report has thousands: look at the clause's
+    fills: list[tuple[int, int, str]] = []
     for cue in ADDRESS_CUE.finditer(text):
         start = cue.end()
         end = _clause(text, start)
-        inside = [s for s in out if s[0] >= start and s[1] <= end]
+        low, high = bisect.bisect_left(starts, start), bisect.bisect_left(starts, end)
+        inside = spans[low:high]
         if not any(kind in _PARTS for _, _, kind in inside):
             continue
-        if any(s[0] < end and s[1] > start and s not in inside for s in out):
+        if (low and spans[low - 1][1] > start) or any(e > end for _, e, _ in inside):
             continue  # a span across the clause's edge: leave the rules' cut alone
         last = _address_end(text, start, end, inside, vocabulary)
         if last is None:
@@ -172,7 +175,16 @@ def fill_address_clauses(
         clause = text[start:last].rstrip(" \t,.:")
         first = start + len(clause) - len(clause.lstrip(" \t"))
         last = start + len(clause)
-        if last <= first:
-            continue
-        out = sorted([s for s in out if s[1] <= first or s[0] >= last] + [(first, last, "address")])
-    return out
+        if last > first and (not fills or fills[-1][1] <= first):
+            fills.append((first, last, "address"))
+    if not fills:
+        return spans
+    fill_starts = [s for s, _, _ in fills]
+
+    def covered(span: tuple[int, int, str]) -> bool:
+        at = bisect.bisect_right(fill_starts, span[0]) - 1
+        return (at >= 0 and span[0] < fills[at][1]) or (
+            at + 1 < len(fills) and fills[at + 1][0] < span[1]
+        )
+
+    return sorted([s for s in spans if not covered(s)] + fills)

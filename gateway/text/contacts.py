@@ -276,7 +276,7 @@ def _towns_before(
     words = lexicon if lexicon is not None else shipped_lexicon()
     out = []
     for start, end, _kind in streets:
-        found = _TOWN_BEFORE.search(text, 0, start)
+        found = _TOWN_BEFORE.search(text, max(0, start - 80), start)  # not from the text's start
         if (
             found is not None
             and found.group(1)[:1].isupper()
@@ -288,10 +288,10 @@ def _towns_before(
 
 def _keyed(text: str, start: int, end: int) -> bool:
     """Whether an ID candidate is named as one ("MRN ...") or has a national ID's shape."""
-    window = max(0, start - 40)
-    if any(m.start("v") == start for m in ID_KEYWORD.finditer(text, window)):
+    window, stop = max(0, start - 40), min(len(text), end + 64)  # not to the text's end
+    if any(m.start("v") == start for m in ID_KEYWORD.finditer(text, window, stop)):
         return True
-    if any(m.start("v") == start for m in NATIONAL_KEYWORD.finditer(text, window)):
+    if any(m.start("v") == start for m in NATIONAL_KEYWORD.finditer(text, window, stop)):
         return True
     return any(p.fullmatch(text, start, end) for p in NATIONAL_PATTERNS)
 

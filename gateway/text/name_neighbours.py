@@ -155,7 +155,8 @@ def names_after_and(text: str, words: Sequence[Word], unknown: Callable[[Word], 
         following = words[index + 1].folded if index + 1 < len(words) else ""
         listing = left is not None and left.name and _COMMA.fullmatch(text, left.end, word.start)
         joined = joined or (listing and following in {"and", "&"})  # "Ponti, Vecoli and Co."
-        if joined or _STAR_AND.search(text, 0, word.start) or _listed_between(text, words, index):
+        star = _STAR_AND.search(text, max(0, word.start - 16), word.start)  # "* and "
+        if joined or star or _listed_between(text, words, index):
             word.name = changed = True
     return changed
 

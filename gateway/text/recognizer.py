@@ -13,6 +13,7 @@ candidates overlap, the kind listed first in `_PRIORITY` wins, then the longer o
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,20 +61,23 @@ def _resolve(text: str, candidates: Iterable[tuple[int, int, str]]) -> tuple[Spa
     What a weaker candidate holds beyond the stronger ones is kept too: in "NI no. TM 39 41
     10 D. Hoffmeister" the name "D. Hoffmeister" overlaps the number, and "Hoffmeister"
     must still go."""
-    kept: list[tuple[int, int, str]] = []
+    kept: list[tuple[int, int, str]] = []  # disjoint, sorted by start (a long text has
     ordered = sorted(set(candidates), key=lambda c: (_PRIORITY[c[2]], c[0] - c[1], c[0]))
-    for start, end, kind in ordered:
+    for start, end, kind in ordered:  # thousands: only the neighbours are looked at)
+        index = max(0, bisect.bisect_left(kept, (start,)) - 1)
         pieces = [(start, end)]
-        for s, e, _ in kept:
+        while index < len(kept) and kept[index][0] < end:
+            s, e, _ = kept[index]
             pieces = [p for a, b in pieces for p in ((a, min(b, s)), (max(a, e), b)) if p[0] < p[1]]
+            index += 1
         if pieces == [(start, end)]:
-            kept.append((start, end, kind))
+            bisect.insort(kept, (start, end, kind))
             continue
         for a, b in pieces:  # what is left beside stronger spans, without their punctuation
             letters = [m.span() for m in _ALNUM.finditer(text, a, b)]
             if letters:
-                kept.append((letters[0][0], letters[-1][1], kind))
-    return tuple(Span(s, e, k) for s, e, k in sorted(kept))
+                bisect.insort(kept, (letters[0][0], letters[-1][1], kind))
+    return tuple(Span(s, e, k) for s, e, k in kept)
 
 
 def _merge_names(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int, str]]:

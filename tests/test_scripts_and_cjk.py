@@ -332,6 +332,7 @@ def test_names_in_english_notes(recognizer: Recognizer, text: str, cleaned: str)
         ("urodzony 5.III.1956", "urodzony 30.I.1955"),  # a Roman month
         ("born Mar 5 '56", "born Jan 30 '55"),
         ("born 1956-03", "born *"),  # a year and a month: cut
+        ("seen 2019-03 growth", "seen * growth"),  # "g" of a word after it is no unit
     ],
 )  # fmt: skip
 def test_dates_in_more_languages_move_in_their_own_spelling(

@@ -20,6 +20,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from gateway.text.places import unit_follows
+
 # Month spellings by language, full and abbreviated; the first table that holds a word is the
 # one its shifted month is written back from.
 _MONTH_TABLES: tuple[tuple[str, ...], ...] = (
@@ -230,15 +232,20 @@ _THAI_TABLE = len(_MONTH_TABLES) - 1
 _BUDDHIST_ERA = 543  # Thai years count from 543 BCE: 2566 is 2023
 
 
-def _solar_hijri(match: re.Match[str]) -> bool:
+def _month_table(match: re.Match[str]) -> int | None:
+    """The index in _MONTH_TABLES of the month name a match spells, None without one."""
     word = match.groupdict().get("mon")
-    return word is not None and _MONTHS.get(word.lower(), (-1, 0))[0] == _SOLAR_HIJRI
+    return _MONTHS[word.lower()][0] if word else None
+
+
+def _solar_hijri(match: re.Match[str]) -> bool:
+    return _month_table(match) == _SOLAR_HIJRI
 
 
 def _buddhist_era(match: re.Match[str]) -> int:
     """543 for a Thai month with a four-digit year in the Buddhist era, else 0."""
-    word, year = match.groupdict().get("mon"), match.groupdict().get("y") or ""
-    thai = word is not None and _MONTHS.get(word.lower(), (-1, 0))[0] == _THAI_TABLE
+    year = match.groupdict().get("y") or ""
+    thai = _month_table(match) == _THAI_TABLE
     return _BUDDHIST_ERA if thai and len(year) == 4 and int(year) > 2400 else 0
 
 
@@ -351,7 +358,6 @@ def _after_birth_cue(text: str, start: int) -> bool:
 
 # A year and a month, ISO-style ("born 1956-03"): a date element finer than the year.
 YEAR_MONTH = re.compile(r"(?<![\w.-])(?:19|20)\d\d-(?:0[1-9]|1[0-2])(?![\w-]|[.,:/]\d)")
-_UNIT_NEXT = re.compile(r"(?i)[ \t]?(?:mg|ml|mm|cm|kg|g|gy|mgy|cgy|hu|%|x\b)")
 # A window or a range of values, not a month: "Window 2000-10", "W 1500-12".
 _RANGE_BEFORE = re.compile(r"(?i)\b(?:window|range|level|width|center|centre|wl|ww|w|l)[\s:=]*\Z")
 
@@ -361,7 +367,8 @@ def find_dates(text: str) -> list[tuple[int, int, str]]:
     found: list[tuple[int, int, str]] = [
         (m.start(), m.end(), "date")
         for m in YEAR_MONTH.finditer(text)
-        if _UNIT_NEXT.match(text, m.end()) is None
+        if not unit_follows(text, m.end())
+        and not text[m.end() : m.end() + 2].lstrip(" \t").startswith("%")
         and _RANGE_BEFORE.search(text, max(0, m.start() - 12), m.start()) is None
     ]
     for pattern in DATE_PATTERNS:

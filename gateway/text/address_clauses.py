@@ -44,21 +44,22 @@ _LONGEST = 160
 _NUMBER = re.compile(r"[#№]?\d[\d/\-–.]*[A-Za-z]?\.?,*")
 _PUNCTUATION = re.compile(r"[^\w]+")
 # Words an address writes with its numbers: units, floors, buildings ("Suite", "Level",
-# "Nr.", "Bl.", "Sc.", "Ap.", "Edif.", "Depto.", "Interior").
+# "Nr.", "Bl.", "Sc.", "Ap.", "Edif.", "Depto.", "Interior"), beside the street words of
+# street_patterns (LOWER_ADDRESS_WORDS: "ul.", "calle", "rua", ... are there already).
 _ADDRESS_WORDS = _words(
     "apt apartment flat unit suite ste level floor fl lot block blk building bldg house "
-    "room rm no nr nº n° bl sc ap et etaj edif depto dpto interior int piso puerta casa "
+    "room rm nr nº n° bl sc ap et etaj edif depto dpto interior int piso puerta casa "
     "lote quadra qd conjunto bloco andar sala km box po pmb wohnung whg stiege tür top "
-    "app appt bat bât esc kv kvartira dom korpus str ul "
+    "app appt bat bât esc kv kvartira dom korpus str "
     # street kinds written before the name (Romanian, Spanish, Portuguese)
-    "strada intrarea bulevardul bd aleea calea splaiul soseaua șoseaua piața calle "
-    "avenida av avda circuito privada cerrada calzada callejón prolongación periférico "
-    "peatonal viaducto ampliación circunvalación andador retorno rua travessa alameda "
+    "intrarea bulevardul bd aleea calea splaiul soseaua șoseaua piața "
+    "av avda circuito privada cerrada calzada callejón prolongación periférico "
+    "peatonal viaducto ampliación circunvalación andador retorno travessa alameda "
     "praça rodovia estrada largo vila jardim setor loteamento "
     # Polish and Hungarian street kinds ("pl. Andersa", "al. Jana Pawła", "Petőfi Sándor út")
-    "pl al os út utca tér köz körút sor sétány fasor רח רחוב שד שדרות "
+    "pl út utca tér köz körút sor sétány fasor רח רחוב שד שדרות "
     # Slovene and Croatian, Azerbaijani; regions and districts ("Región del Maule")
-    "pot cesta ulica trg put ray rayon qəsəbəsi qəsəbə pr küç küçəsi prospekti mənzil "
+    "pot cesta trg put ray rayon qəsəbəsi qəsəbə pr küç küçəsi prospekti mənzil "
     "región region provincia comuna estado departamento municipio distrito colonia col "
     "barrio bairro oblast obl of oficina"
 )
